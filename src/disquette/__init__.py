@@ -1,0 +1,40 @@
+"""disquette: a persistent, distributed job priority queue.
+
+    import disquette
+    jobs = disquette.connect()              # $DISQUETTE_URL, else ./disquette.db (SQLite)
+    job_id = jobs.add({"to": "ada"}, "mail")
+    job = jobs.get("mail")
+    jobs.ack(job)
+
+``disquette.connect_async`` gives the same client for asyncio.
+"""
+
+from . import errors
+from ._async.client import AsyncClient, connect_async
+from ._async.store import AsyncStore
+from ._sync.client import Client, connect
+from ._sync.store import Store
+from .clock import Clock, ManualClock, SystemClock
+from .errors import DisquetteError
+from .job import Encoding, Job, JobState, Options, Stats, StatsRow
+
+__all__ = [
+    "AsyncClient",
+    "AsyncStore",
+    "Client",
+    "Clock",
+    "DisquetteError",
+    "Encoding",
+    "Job",
+    "JobState",
+    "ManualClock",
+    "Options",
+    "Stats",
+    "StatsRow",
+    "Store",
+    "SystemClock",
+    "connect",
+    "connect_async",
+    "errors",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The asyncio flavor: the source from which ``disquette._sync`` is generated."""

@@ -1,0 +1,422 @@
+"""The client: every user-facing operation, written once on top of the store interface.
+
+This file is the asyncio source; ``disquette/_sync/client.py`` is generated from it by
+``scripts/unasync.py``, so the sync client calls its store directly, with no event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, Final
+
+from .._concurrency import AsyncSignal
+from ..clock import Clock, SystemClock
+from ..errors import (
+    InvalidOption,
+    JobFailed,
+    JobNotFound,
+    NotReplicated,
+    Timeout,
+)
+from ..job import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULTS,
+    Encoding,
+    Job,
+    JobState,
+    Options,
+    Stats,
+    check_job_id,
+    check_queue_name,
+    check_queue_names,
+    encode_value,
+    new_job_id,
+)
+from ..stores import open_async_store, resolve_url
+from ..stores.base import DONE_CHANNEL
+from .store import AsyncStore
+
+#: First retry delay after an error; it doubles with each error, up to BACKOFF_CAP.
+BACKOFF_BASE: Final = 1.0
+BACKOFF_CAP: Final = 3600.0
+#: How many jobs ``get_many`` may claim in one call.
+MAX_BATCH: Final = 10_000
+
+JobRef = Job | str
+
+
+def _job_id(job: JobRef) -> str:
+    return check_job_id(job.id if isinstance(job, Job) else job)
+
+
+class AsyncClient:
+    """A connection to a store, with options. Derived clients share the store.
+
+    Options come from three layers, each overriding the one before: the defaults,
+    :meth:`use` (this client, every call), and :meth:`with_options` or the fluent setters
+    (:meth:`timeout`, :meth:`delay`, ...), which return a derived client.
+    """
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        options: Options | None = None,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
+    ) -> None:
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise InvalidOption("max_body_bytes", max_body_bytes, "must be an int")
+        if max_body_bytes < 1:
+            raise InvalidOption("max_body_bytes", max_body_bytes, "must be positive")
+        if not 0 < backoff_base <= backoff_cap:
+            raise InvalidOption("backoff_base", backoff_base, "0 < backoff_base <= backoff_cap")
+        self.store = store
+        self._options = DEFAULTS.merge(options or Options())
+        self._max_body_bytes = max_body_bytes
+        self._backoff = (backoff_base, backoff_cap)
+        self._owns_store = True
+
+    # -- options ---------------------------------------------------------------------------
+
+    @property
+    def options(self) -> Options:
+        """The options every call of this client uses."""
+        return self._options
+
+    def use(self, options: Options) -> AsyncClient:
+        """Set options for every later call of this client; returns the client."""
+        self._options = self._options.merge(options)
+        return self
+
+    def with_options(self, options: Options) -> AsyncClient:
+        """A client sharing this one's store, with ``options`` on top of this one's."""
+        derived = object.__new__(type(self))
+        derived.__dict__.update(self.__dict__)
+        derived._options = self._options.merge(options)
+        derived._owns_store = False
+        return derived
+
+    def timeout(self, seconds: float | None) -> AsyncClient:
+        """Derived client whose blocking calls wait at most ``seconds`` (0: do not wait)."""
+        return self.with_options(Options(timeout=seconds))
+
+    def replicate(self, copies: int) -> AsyncClient:
+        """Derived client whose adds return once ``copies`` replicas hold the job."""
+        return self.with_options(Options(replicate=copies))
+
+    def delay(self, seconds: float) -> AsyncClient:
+        """Derived client whose jobs become ready ``seconds`` after they are added."""
+        return self.with_options(Options(delay=seconds))
+
+    def retry_after(self, seconds: float) -> AsyncClient:
+        """Derived client whose jobs are redelivered if not acked within ``seconds``."""
+        return self.with_options(Options(retry_after=seconds))
+
+    def ttl(self, seconds: float) -> AsyncClient:
+        """Derived client whose jobs are deleted ``seconds`` after they are added."""
+        return self.with_options(Options(ttl=seconds))
+
+    def max_len(self, jobs: int) -> AsyncClient:
+        """Derived client whose adds are refused when the queue holds ``jobs`` jobs."""
+        return self.with_options(Options(max_len=jobs))
+
+    def priority(self, priority: int) -> AsyncClient:
+        """Derived client whose jobs have this priority (lower runs first)."""
+        return self.with_options(Options(priority=priority))
+
+    def type(self, job_type: str) -> AsyncClient:
+        """Derived client whose jobs carry this handler name."""
+        return self.with_options(Options(type=job_type))
+
+    def max_attempts(self, attempts: int) -> AsyncClient:
+        """Derived client whose jobs fail for good after this many errors."""
+        return self.with_options(Options(max_attempts=attempts))
+
+    def result_ttl(self, seconds: float) -> AsyncClient:
+        """Derived client whose done jobs are kept ``seconds`` for ``wait``."""
+        return self.with_options(Options(result_ttl=seconds))
+
+    # -- producing -------------------------------------------------------------------------
+
+    def _new_job(self, body: object, queue: str, now: float) -> Job:
+        options = self._options
+        raw_body, encoding = encode_value(body, self._max_body_bytes)
+        retry_after = options.retry_after if options.retry_after is not None else 300.0
+        ttl = options.ttl
+        return Job(
+            id=new_job_id(ttl, retry_after),
+            queue=queue,
+            raw_body=raw_body,
+            encoding=encoding,
+            type=options.type,
+            priority=options.priority if options.priority is not None else 100,
+            state=JobState.QUEUED,
+            created_at=now,
+            run_at=now + (options.delay or 0.0),
+            retry_after=retry_after,
+            expires_at=None if ttl is None else now + ttl,
+            max_attempts=options.max_attempts or 1,
+            result_ttl=options.result_ttl if options.result_ttl is not None else 3600.0,
+        )
+
+    def _check_replicate(self) -> None:
+        wanted = self._options.replicate or 0
+        if wanted > self.store.max_replicas:
+            raise NotReplicated(wanted, self.store.max_replicas, self.store.url.split(":")[0])
+
+    async def add(self, body: object, queue: str) -> str:
+        """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id."""
+        check_queue_name(queue)
+        self._check_replicate()
+        job = self._new_job(body, queue, self.store.clock.now())
+        await self.store.add([job], self._options.max_len)
+        return job.id
+
+    async def add_many(self, bodies: Iterable[object], queue: str) -> list[str]:
+        """Add several jobs to ``queue`` in one transaction; all are added or none."""
+        check_queue_name(queue)
+        self._check_replicate()
+        now = self.store.clock.now()
+        jobs = [self._new_job(body, queue, now) for body in bodies]
+        if jobs:
+            await self.store.add(jobs, self._options.max_len)
+        return [job.id for job in jobs]
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def get(self, *queues: str) -> Job:
+        """Lease the next job of the leftmost queue that has one, waiting up to ``timeout``.
+
+        Raises :class:`~disquette.errors.Timeout` if no job came in time.
+        """
+        jobs = await self.get_many(*queues, count=1)
+        if not jobs:
+            raise Timeout("get", self._options.timeout or 0.0)
+        return jobs[0]
+
+    async def get_many(self, *queues: str, count: int = 100) -> list[Job]:
+        """Lease up to ``count`` jobs, queues left to right; waits (up to ``timeout``) only
+        while none is ready; returns an empty list on timeout."""
+        names = check_queue_names(queues)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
+            raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
+        jobs = await self.store.claim(names, count)
+        timeout = self._options.timeout
+        if jobs or timeout == 0:
+            return jobs
+        deadline = None if timeout is None else time.monotonic() + timeout
+        signal = AsyncSignal()
+        # Subscribe before claiming again, so an add between the claim and the wait wakes us.
+        unsubscribe = self.store.wakeups.subscribe(names, signal.set)
+        try:
+            while True:
+                jobs = await self.store.claim(names, count)
+                if jobs:
+                    return jobs
+                pause = self.store.poll_interval
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return []
+                    pause = min(pause, remaining)
+                await signal.wait(pause)
+        finally:
+            unsubscribe()
+
+    async def ack(self, job: JobRef, result: object = None) -> None:
+        """Acknowledge a job: it is done, and ``result`` is what :meth:`wait` returns.
+
+        Acking a job that is already done does nothing; an unknown id raises
+        :class:`~disquette.errors.JobNotFound`.
+        """
+        job_id = _job_id(job)
+        raw_result, encoding = self._encode_result(result)
+        if not await self.store.ack([job_id], raw_result, encoding):
+            await self._require(job_id)
+
+    async def ack_many(self, jobs: Sequence[JobRef]) -> int:
+        """Acknowledge several jobs in one transaction; return how many became done."""
+        ids = [_job_id(job) for job in jobs]
+        return await self.store.ack(ids, None, Encoding.BYTES) if ids else 0
+
+    async def nack(self, job: JobRef) -> None:
+        """Give a leased job back: it is delivered again at once, ``nacks`` + 1.
+
+        A job that is no longer leased (done, or already redelivered) is left alone; an
+        unknown id raises :class:`~disquette.errors.JobNotFound`.
+        """
+        job_id = _job_id(job)
+        if not await self.store.nack([job_id]):
+            await self._require(job_id)
+
+    async def nack_many(self, jobs: Sequence[JobRef]) -> int:
+        """Give several leased jobs back in one transaction; return how many."""
+        ids = [_job_id(job) for job in jobs]
+        return await self.store.nack(ids) if ids else 0
+
+    async def fail(self, job: JobRef, error: str) -> Job:
+        """Record that handling the job raised ``error``; return the job as it now is.
+
+        The job is retried after an exponential backoff (``backoff_base * 2**errors``,
+        capped), or kept as ``failed`` once ``max_attempts`` errors are reached.
+        """
+        current = await self._require(_job_id(job))
+        if current.state is JobState.ACTIVE:
+            now = self.store.clock.now()
+            final = current.error_count + 1 >= current.max_attempts
+            retry_at = None if final else now + self.backoff(current.error_count + 1)
+            await self.store.fail(current.id, str(error), retry_at)
+        return await self._require(current.id)
+
+    def backoff(self, error_count: int) -> float:
+        """Seconds before the next attempt of a job that has had ``error_count`` errors."""
+        base, cap = self._backoff
+        return float(min(cap, base * 2 ** min(error_count - 1, 64)))
+
+    async def working(self, job: JobRef) -> float | None:
+        """Extend a leased job's lease by its ``retry_after`` (Disque WORKING).
+
+        Returns the new lease deadline (``None`` for at-most-once jobs). Raises
+        :class:`~disquette.errors.InvalidState` if the job is no longer leased.
+        """
+        return await self.store.working(_job_id(job))
+
+    async def wait(self, job: JobRef, timeout: float | None = None) -> Any:
+        """Block until the job is done and return its result.
+
+        Raises :class:`~disquette.errors.JobFailed` if it failed for good,
+        :class:`~disquette.errors.JobNotFound` if it is gone (deleted, expired),
+        :class:`~disquette.errors.Timeout` after ``timeout`` (default: the client's).
+        """
+        job_id = _job_id(job)
+        if timeout is None:
+            timeout = self._options.timeout
+        Options(timeout=timeout)  # validates
+        deadline = None if timeout is None else time.monotonic() + timeout
+        signal = AsyncSignal()
+        unsubscribe = self.store.wakeups.subscribe([DONE_CHANNEL], signal.set)
+        try:
+            while True:
+                current = await self._require(job_id)
+                if current.state is JobState.DONE:
+                    return current.result
+                if current.state is JobState.FAILED:
+                    raise JobFailed(job_id, current.error_count, current.last_error)
+                pause = self.store.poll_interval
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise Timeout("wait", timeout or 0.0)
+                    pause = min(pause, remaining)
+                await signal.wait(pause)
+        finally:
+            unsubscribe()
+
+    # -- inspecting and managing -----------------------------------------------------------
+
+    async def show(self, job: JobRef) -> Job:
+        """Return the job with all its fields; unknown ids raise ``JobNotFound``."""
+        return await self._require(_job_id(job))
+
+    async def delete(self, job: JobRef) -> None:
+        """Delete a job in any state; unknown ids raise ``JobNotFound``."""
+        job_id = _job_id(job)
+        if not await self.store.delete([job_id]):
+            raise JobNotFound(job_id)
+
+    async def qlen(self, queue: str) -> int:
+        """Number of jobs ready to be delivered from ``queue``."""
+        return await self.store.qlen(check_queue_name(queue))
+
+    async def peek(self, queue: str, count: int = 1) -> list[Job]:
+        """The next ``count`` jobs ``get`` would deliver from ``queue``, without leasing."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
+            raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
+        return await self.store.peek(check_queue_name(queue), count)
+
+    async def stats(self) -> Stats:
+        """Counts per queue and type: scheduled, queued, active, done, failed, highest error
+        count, oldest ``run_at``."""
+        return await self.store.stats()
+
+    async def failed(self, queue: str | None = None, limit: int = 100) -> list[Job]:
+        """Jobs kept as failed (in ``queue``, or all), oldest failure first."""
+        if queue is not None:
+            check_queue_name(queue)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
+            raise InvalidOption("limit", limit, f"must be an int between 1 and {MAX_BATCH}")
+        return await self.store.failed(queue, limit)
+
+    async def retry(self, job: JobRef) -> None:
+        """Make a failed job ready again now."""
+        await self.store.retry(_job_id(job))
+
+    async def pause(self, queue: str) -> None:
+        """Stop delivering jobs from ``queue`` (adds are still accepted)."""
+        await self.store.pause(check_queue_name(queue), True)
+
+    async def resume(self, queue: str) -> None:
+        """Deliver jobs from ``queue`` again."""
+        await self.store.pause(check_queue_name(queue), False)
+
+    async def recover_stale(self, max_age: float | None = None) -> int:
+        """Requeue jobs whose lease ran out, and with ``max_age`` also those leased more than
+        ``max_age`` seconds ago (even at-most-once ones). Returns how many."""
+        if max_age is not None:
+            Options(delay=max_age)  # same range as any duration
+        return await self.store.recover_stale(max_age)
+
+    async def close(self) -> None:
+        """Close the store (a derived client leaves it to the client it came from)."""
+        if self._owns_store:
+            await self.store.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _encode_result(self, result: object) -> tuple[bytes | None, Encoding]:
+        if result is None:
+            return None, Encoding.BYTES
+        return encode_value(result, self._max_body_bytes)
+
+    async def _require(self, job_id: str) -> Job:
+        job = await self.store.show(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+
+def connect_async(
+    url: str | None = None,
+    *,
+    clock: Clock | None = None,
+    options: Options | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    backoff_base: float = BACKOFF_BASE,
+    backoff_cap: float = BACKOFF_CAP,
+) -> AsyncClient:
+    """Open a client on the store ``url`` names (default: ``$DISQUETTE_URL``, else the
+    embedded SQLite file ``./disquette.db``)."""
+    store = open_async_store(resolve_url(url), clock or SystemClock())
+    return AsyncClient(
+        store,
+        options,
+        max_body_bytes=max_body_bytes,
+        backoff_base=backoff_base,
+        backoff_cap=backoff_cap,
+    )
+

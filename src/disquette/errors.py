@@ -1,0 +1,136 @@
+"""Everything that can go wrong, one class per condition a caller handles differently.
+
+The hierarchy is the documentation: catch :class:`DisquetteError` for all of them, or a
+subclass for one condition. Each error carries the fields that explain it.
+"""
+
+from __future__ import annotations
+
+
+class DisquetteError(Exception):
+    """Base class of every error raised by disquette."""
+
+
+class InvalidOption(DisquetteError, ValueError):
+    """An option has a value outside its allowed range (negative TTL, absurd delay...)."""
+
+    def __init__(self, option: str, value: object, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid option {option}={value!r}: {reason}")
+
+
+class InvalidQueueName(DisquetteError, ValueError):
+    """A queue name is empty, too long, or contains characters a store cannot keep."""
+
+    def __init__(self, queue: object, reason: str) -> None:
+        self.queue = queue
+        self.reason = reason
+        super().__init__(f"invalid queue name {queue!r}: {reason}")
+
+
+class InvalidJobId(DisquetteError, ValueError):
+    """A job id does not have the 40-byte ``D-xxxxxxxx-...-xxxx`` shape."""
+
+    def __init__(self, job_id: object) -> None:
+        self.job_id = job_id
+        super().__init__(f"invalid job id {job_id!r}")
+
+
+class InvalidURL(DisquetteError, ValueError):
+    """A store URL has an unknown scheme or a malformed location."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"invalid store URL {url!r}: {reason}")
+
+
+class BodyNotSerializable(DisquetteError, TypeError):
+    """A job body or result is neither bytes, str, nor JSON-serializable."""
+
+    def __init__(self, value_type: type, reason: str) -> None:
+        self.value_type = value_type
+        self.reason = reason
+        super().__init__(f"cannot serialize a {value_type.__name__}: {reason}")
+
+
+class BodyTooLarge(DisquetteError, ValueError):
+    """An encoded body or result is larger than the client's ``max_body_bytes``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"body of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class JobNotFound(DisquetteError, KeyError):
+    """No job has this id (never added, deleted, expired, or pruned after completion)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(job_id)
+
+    def __str__(self) -> str:
+        return f"no job with id {self.job_id!r}"
+
+
+class InvalidState(DisquetteError):
+    """The job exists but is not in a state that allows the operation."""
+
+    def __init__(self, job_id: str, state: str, operation: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.operation = operation
+        super().__init__(f"cannot {operation} job {job_id}: it is {state}")
+
+
+class QueueFull(DisquetteError):
+    """``add`` was refused because the queue already holds ``max_len`` queued jobs."""
+
+    def __init__(self, queue: str, max_len: int) -> None:
+        self.queue = queue
+        self.max_len = max_len
+        super().__init__(f"queue {queue!r} holds {max_len} or more jobs (max_len={max_len})")
+
+
+class NotReplicated(DisquetteError):
+    """The store cannot keep ``replicate`` copies of the job before ``add`` returns."""
+
+    def __init__(self, wanted: int, available: int, store: str) -> None:
+        self.wanted = wanted
+        self.available = available
+        self.store = store
+        super().__init__(
+            f"replicate={wanted} asked, but the {store} store can guarantee {available} copies"
+        )
+
+
+class Timeout(DisquetteError, TimeoutError):
+    """A blocking call (``get``, ``wait``) reached its timeout."""
+
+    def __init__(self, operation: str, seconds: float) -> None:
+        self.operation = operation
+        self.seconds = seconds
+        super().__init__(f"{operation} timed out after {seconds:g}s")
+
+
+class JobFailed(DisquetteError):
+    """``wait`` saw the job end in the ``failed`` state (its attempts are exhausted)."""
+
+    def __init__(self, job_id: str, error_count: int, last_error: str | None) -> None:
+        self.job_id = job_id
+        self.error_count = error_count
+        self.last_error = last_error
+        super().__init__(f"job {job_id} failed after {error_count} errors: {last_error}")
+
+
+class StoreUnavailable(DisquetteError, ConnectionError):
+    """The store could not be reached or went away mid-call; the call may be retried."""
+
+    retryable = True
+
+
+class ClientClosed(DisquetteError):
+    """The client (or its store) was closed and cannot be used any more."""

@@ -1,0 +1,316 @@
+"""The job model: :class:`Job`, its states, its options, and the body encoding."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import json
+import math
+import os
+import unicodedata
+from collections.abc import Iterable
+from typing import Any, Final
+
+from .errors import BodyNotSerializable, BodyTooLarge, InvalidJobId, InvalidOption, InvalidQueueName
+
+#: Upper bound for any duration option: ten years. Anything longer is a unit mistake.
+MAX_SECONDS: Final = 10 * 365 * 86400.0
+MAX_QUEUE_NAME_BYTES: Final = 200
+MAX_TYPE_NAME_BYTES: Final = 200
+#: Default limit on an encoded body or result; ``connect(max_body_bytes=...)`` changes it.
+DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+PRIORITY_MIN: Final = -(2**31)
+PRIORITY_MAX: Final = 2**31 - 1
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its lifecycle."""
+
+    SCHEDULED = "scheduled"  #: waiting for its ``run_at`` (delay or retry backoff)
+    QUEUED = "queued"  #: ready to be delivered
+    ACTIVE = "active"  #: delivered and leased to a consumer
+    DONE = "done"  #: acknowledged; kept for ``result_ttl`` so ``wait`` can see it
+    FAILED = "failed"  #: attempts exhausted; kept until retried or deleted by hand
+
+
+class Encoding(enum.IntEnum):
+    """How a body or result was turned into bytes."""
+
+    BYTES = 0
+    TEXT = 1
+    JSON = 2
+
+
+def encode_value(value: object, limit: int) -> tuple[bytes, Encoding]:
+    """Encode a body or result: bytes stay bytes, str is UTF-8, anything else is JSON."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        data, encoding = bytes(value), Encoding.BYTES
+    elif isinstance(value, str):
+        try:
+            data, encoding = value.encode(), Encoding.TEXT
+        except UnicodeEncodeError as exc:
+            raise BodyNotSerializable(str, str(exc)) from None
+    else:
+        try:
+            data = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise BodyNotSerializable(type(value), str(exc)) from None
+        encoding = Encoding.JSON
+    if len(data) > limit:
+        raise BodyTooLarge(len(data), limit)
+    return data, encoding
+
+
+def decode_value(data: bytes | None, encoding: Encoding) -> Any:
+    """Invert :func:`encode_value`."""
+    if data is None:
+        return None
+    if encoding is Encoding.TEXT:
+        return data.decode()
+    if encoding is Encoding.JSON:
+        return json.loads(data)
+    return data
+
+
+_NODE_PREFIX: Final = os.urandom(4).hex()
+
+
+def new_job_id(ttl: float | None, retry_after: float, node_prefix: str = _NODE_PREFIX) -> str:
+    """Make a 40-byte Disque-format id: ``D-<node>-<24 base64>-<ttl minutes, odd if leased>``.
+
+    The TTL nibble follows Disque: minutes capped at 65535, odd when the job can be
+    redelivered (``retry_after > 0``), even when it is at-most-once.
+    """
+    minutes = min(int((ttl if ttl is not None else MAX_SECONDS) // 60), 0xFFFF)
+    minutes = (minutes | 1) if retry_after > 0 else (minutes & ~1)
+    random_part = base64.b64encode(os.urandom(18)).decode()
+    return f"D-{node_prefix}-{random_part}-{minutes:04x}"
+
+
+def check_job_id(job_id: object) -> str:
+    """Return ``job_id`` if it has Disque's shape, else raise :class:`InvalidJobId`."""
+    if (
+        not isinstance(job_id, str)
+        or len(job_id) != 40
+        or job_id[0:2] != "D-"
+        or job_id[10] != "-"
+        or job_id[35] != "-"
+    ):
+        raise InvalidJobId(job_id)
+    return job_id
+
+
+def check_queue_name(queue: object) -> str:
+    """Return ``queue`` if it is a usable queue name, else raise :class:`InvalidQueueName`.
+
+    Any Unicode text is allowed except control characters and lone surrogates, so that
+    every store (SQL text, Redis keys, Disque frames) keeps the name exactly.
+    """
+    if not isinstance(queue, str):
+        raise InvalidQueueName(queue, "a queue name is a str")
+    if not queue:
+        raise InvalidQueueName(queue, "a queue name cannot be empty")
+    try:
+        size = len(queue.encode())
+    except UnicodeEncodeError:
+        raise InvalidQueueName(queue, "it contains a lone surrogate") from None
+    if size > MAX_QUEUE_NAME_BYTES:
+        raise InvalidQueueName(queue, f"longer than {MAX_QUEUE_NAME_BYTES} bytes")
+    if any(unicodedata.category(char) == "Cc" for char in queue):
+        raise InvalidQueueName(queue, "it contains a control character")
+    return queue
+
+
+def check_queue_names(queues: Iterable[object]) -> list[str]:
+    """Validate several queue names; at least one is required."""
+    names = [check_queue_name(queue) for queue in queues]
+    if not names:
+        raise InvalidQueueName("", "at least one queue is required")
+    return names
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    """A job as a store holds it. ``body`` and ``result`` are decoded on access."""
+
+    id: str
+    queue: str
+    raw_body: bytes
+    encoding: Encoding = Encoding.BYTES
+    type: str | None = None
+    priority: int = 100
+    state: JobState = JobState.QUEUED
+    created_at: float = 0.0
+    #: When the job becomes (or became) ready; also its position among equal priorities.
+    run_at: float = 0.0
+    #: Lease length in seconds; 0 means the job is never redelivered (at-most-once).
+    retry_after: float = 300.0
+    #: When the job is deleted: TTL for pending jobs, result retention for done ones.
+    expires_at: float | None = None
+    max_attempts: int = 25
+    result_ttl: float = 3600.0
+    #: How many times the job was delivered.
+    attempts: int = 0
+    nacks: int = 0
+    #: Deliveries that happened because a lease ran out (Disque's counter).
+    additional_deliveries: int = 0
+    error_count: int = 0
+    last_error: str | None = None
+    lease_until: float | None = None
+    raw_result: bytes | None = None
+    result_encoding: Encoding = Encoding.BYTES
+    finished_at: float | None = None
+
+    @property
+    def body(self) -> Any:
+        """The body as it was added: bytes, str, or the decoded JSON value."""
+        return decode_value(self.raw_body, self.encoding)
+
+    @property
+    def result(self) -> Any:
+        """What the consumer passed to ``ack`` (decoded), or ``None``."""
+        return decode_value(self.raw_result, self.result_encoding)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatsRow:
+    """Counts for one (queue, type) pair, as in Que's JobStats."""
+
+    queue: str
+    type: str | None
+    scheduled: int = 0
+    queued: int = 0
+    active: int = 0
+    done: int = 0
+    failed: int = 0
+    #: Highest ``error_count`` among pending and failed jobs.
+    max_error_count: int = 0
+    #: Earliest ``run_at`` among pending (scheduled, queued or active) jobs.
+    oldest_run_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of every (queue, type) pair the store holds, plus paused queues."""
+
+    rows: tuple[StatsRow, ...]
+    paused: frozenset[str] = frozenset()
+
+    def by_queue(self) -> dict[str, StatsRow]:
+        """Merge the rows of each queue across types."""
+        merged: dict[str, StatsRow] = {}
+        for row in self.rows:
+            merged[row.queue] = _merge_rows(merged.get(row.queue), row, row.queue, None)
+        return merged
+
+    def by_type(self) -> dict[str | None, StatsRow]:
+        """Merge the rows of each job type across queues (queue is ``"*"``)."""
+        merged: dict[str | None, StatsRow] = {}
+        for row in self.rows:
+            merged[row.type] = _merge_rows(merged.get(row.type), row, "*", row.type)
+        return merged
+
+
+def _merge_rows(left: StatsRow | None, right: StatsRow, queue: str, type_: str | None) -> StatsRow:
+    if left is None:
+        return dataclasses.replace(right, queue=queue, type=type_)
+    oldest = [t for t in (left.oldest_run_at, right.oldest_run_at) if t is not None]
+    return StatsRow(
+        queue=queue,
+        type=type_,
+        scheduled=left.scheduled + right.scheduled,
+        queued=left.queued + right.queued,
+        active=left.active + right.active,
+        done=left.done + right.done,
+        failed=left.failed + right.failed,
+        max_error_count=max(left.max_error_count, right.max_error_count),
+        oldest_run_at=min(oldest) if oldest else None,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    """Per-call settings, as in the Disque client's Config. ``None`` means "not set here".
+
+    Options compose: ``a.merge(b)`` takes every field ``b`` sets and keeps ``a`` for the rest.
+    """
+
+    #: Seconds a blocking call (``get``, ``wait``) waits; ``None`` blocks, 0 does not wait.
+    timeout: float | None = None
+    #: Copies that must exist before ``add`` returns (stores without replication allow 0).
+    replicate: int | None = None
+    #: Seconds before the job becomes ready.
+    delay: float | None = None
+    #: Lease length in seconds: an unacknowledged job is redelivered after it. 0 = never.
+    retry_after: float | None = None
+    #: Seconds after which a job that is not done is deleted.
+    ttl: float | None = None
+    #: Refuse ``add`` with :class:`QueueFull` when the queue holds this many queued jobs.
+    max_len: int | None = None
+    #: Lower runs first; default 100.
+    priority: int | None = None
+    #: Handler name, for the worker.
+    type: str | None = None
+    #: Errors after which a job is kept as ``failed`` instead of retried.
+    max_attempts: int | None = None
+    #: Seconds a done job (and its result) is kept for ``wait``.
+    result_ttl: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_seconds("timeout", self.timeout, allow_zero=True)
+        _check_int("replicate", self.replicate, 0, 1000)
+        _check_seconds("delay", self.delay, allow_zero=True)
+        _check_seconds("retry_after", self.retry_after, allow_zero=True)
+        _check_seconds("ttl", self.ttl, allow_zero=False)
+        _check_int("max_len", self.max_len, 1, 2**62)
+        _check_int("priority", self.priority, PRIORITY_MIN, PRIORITY_MAX)
+        _check_int("max_attempts", self.max_attempts, 1, 1_000_000)
+        _check_seconds("result_ttl", self.result_ttl, allow_zero=True)
+        if self.type is not None:
+            if not isinstance(self.type, str) or not self.type:
+                raise InvalidOption("type", self.type, "a job type is a non-empty str")
+            if len(self.type.encode(errors="replace")) > MAX_TYPE_NAME_BYTES:
+                raise InvalidOption("type", self.type, f"longer than {MAX_TYPE_NAME_BYTES} bytes")
+
+    def merge(self, other: Options) -> Options:
+        """Return these options with every field that ``other`` sets replaced."""
+        changes = {
+            field.name: value
+            for field in dataclasses.fields(other)
+            if (value := getattr(other, field.name)) is not None
+        }
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidOption(name, value, "seconds are an int or a float")
+    if not math.isfinite(value):
+        raise InvalidOption(name, value, "must be finite")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidOption(name, value, "must be positive" if not allow_zero else "negative")
+    if value > MAX_SECONDS:
+        raise InvalidOption(name, value, f"more than {MAX_SECONDS:.0f}s (ten years)")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOption(name, value, "must be an int")
+    if not low <= value <= high:
+        raise InvalidOption(name, value, f"must be between {low} and {high}")
+
+
+#: What an option resolves to when no layer sets it.
+DEFAULTS: Final = Options(
+    replicate=0,
+    delay=0.0,
+    retry_after=300.0,
+    priority=100,
+    max_attempts=25,
+    result_ttl=3600.0,
+)

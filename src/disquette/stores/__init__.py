@@ -1,0 +1,77 @@
+"""Stores: where jobs live. :func:`open_store` picks one by URL scheme.
+
+==========================  ==================================================
+``sqlite:///relative.db``   embedded SQLite file (the default: ``./disquette.db``)
+``sqlite:////abs/path.db``  the same, absolute path; ``?synchronous=full``,
+                            ``?poll_interval=0.05``, ``?busy_timeout=30``
+``memory://``               a private in-memory store
+``memory://name``           an in-memory store shared by the clients of one process
+==========================  ==================================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+from .._async.store import AsyncStore
+from .._sync.store import Store
+from ..clock import Clock
+from ..errors import InvalidURL
+from .adapter import SyncStoreAdapter
+from .memory import open_memory_store
+from .sqlite import SqliteStore
+
+DEFAULT_URL: Final = "sqlite:///disquette.db"
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to open: the argument, else ``$DISQUETTE_URL``, else the SQLite default."""
+    return url or os.environ.get("DISQUETTE_URL") or DEFAULT_URL
+
+
+def open_store(url: str, clock: Clock) -> Store:
+    """Open the sync store a URL names."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidURL(url, str(exc)) from None
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    if parts.scheme == "memory":
+        if parts.path not in ("", "/") or query:
+            raise InvalidURL(url, "use memory:// or memory://name")
+        return open_memory_store(parts.netloc, clock)
+    if parts.scheme == "sqlite":
+        return _open_sqlite(url, parts.netloc, parts.path, query, clock)
+    raise InvalidURL(url, f"unknown store scheme {parts.scheme!r} (known: sqlite, memory)")
+
+
+def open_async_store(url: str, clock: Clock) -> AsyncStore:
+    """Open the asyncio flavor of the store a URL names."""
+    return SyncStoreAdapter(open_store(url, clock))
+
+
+def _open_sqlite(url: str, host: str, path: str, query: dict[str, str], clock: Clock) -> Store:
+    if host or not path.startswith("/") or len(path) < 2:
+        raise InvalidURL(url, "use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    unknown = set(query) - {"synchronous", "poll_interval", "busy_timeout"}
+    if unknown:
+        raise InvalidURL(url, f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    synchronous = query.get("synchronous", "normal").lower()
+    if synchronous not in ("normal", "full"):
+        raise InvalidURL(url, "synchronous is normal or full")
+    try:
+        poll_interval = float(query.get("poll_interval", "0.05"))
+        busy_timeout = float(query.get("busy_timeout", "30"))
+    except ValueError:
+        raise InvalidURL(url, "poll_interval and busy_timeout are numbers of seconds") from None
+    if not 0.001 <= poll_interval <= 60 or not 0 <= busy_timeout <= 3600:
+        raise InvalidURL(url, "poll_interval is 0.001..60 s, busy_timeout 0..3600 s")
+    return SqliteStore(
+        path[1:],
+        clock,
+        synchronous="full" if synchronous == "full" else "normal",
+        poll_interval=poll_interval,
+        busy_timeout=busy_timeout,
+    )

@@ -1,0 +1,107 @@
+"""Give the asyncio client a store whose driver is synchronous (SQLite, memory).
+
+Stores that never block (memory) are called inline. Stores that may block on I/O or on
+another process's lock (SQLite) run on one dedicated thread per store, as aiosqlite does,
+so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from .._async.store import AsyncStore
+from .._sync.store import Store
+from ..job import Encoding, Job, Stats
+
+T = TypeVar("T")
+
+
+class SyncStoreAdapter(AsyncStore):
+    """An :class:`AsyncStore` over a sync :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.url = store.url
+        self.clock = store.clock
+        self.wakeups = store.wakeups
+        self.poll_interval = store.poll_interval
+        self.max_replicas = store.max_replicas
+        self._executor: ThreadPoolExecutor | None = None
+        if getattr(store, "blocking", False):
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="disquette-store")
+
+    async def _call(self, function: Callable[..., T], *args: object) -> T:
+        if self._executor is None:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
+        """See :meth:`AsyncStore.add`."""
+        await self._call(self.inner.add, jobs, max_len)
+
+    async def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+        """See :meth:`AsyncStore.claim`."""
+        return await self._call(self.inner.claim, queues, count)
+
+    async def ack(
+        self, job_ids: Sequence[str], raw_result: bytes | None, result_encoding: Encoding
+    ) -> int:
+        """See :meth:`AsyncStore.ack`."""
+        return await self._call(self.inner.ack, job_ids, raw_result, result_encoding)
+
+    async def nack(self, job_ids: Sequence[str]) -> int:
+        """See :meth:`AsyncStore.nack`."""
+        return await self._call(self.inner.nack, job_ids)
+
+    async def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+        """See :meth:`AsyncStore.fail`."""
+        return await self._call(self.inner.fail, job_id, error, retry_at)
+
+    async def working(self, job_id: str) -> float | None:
+        """See :meth:`AsyncStore.working`."""
+        return await self._call(self.inner.working, job_id)
+
+    async def show(self, job_id: str) -> Job | None:
+        """See :meth:`AsyncStore.show`."""
+        return await self._call(self.inner.show, job_id)
+
+    async def delete(self, job_ids: Sequence[str]) -> int:
+        """See :meth:`AsyncStore.delete`."""
+        return await self._call(self.inner.delete, job_ids)
+
+    async def qlen(self, queue: str) -> int:
+        """See :meth:`AsyncStore.qlen`."""
+        return await self._call(self.inner.qlen, queue)
+
+    async def peek(self, queue: str, count: int) -> list[Job]:
+        """See :meth:`AsyncStore.peek`."""
+        return await self._call(self.inner.peek, queue, count)
+
+    async def failed(self, queue: str | None, limit: int) -> list[Job]:
+        """See :meth:`AsyncStore.failed`."""
+        return await self._call(self.inner.failed, queue, limit)
+
+    async def retry(self, job_id: str) -> None:
+        """See :meth:`AsyncStore.retry`."""
+        await self._call(self.inner.retry, job_id)
+
+    async def pause(self, queue: str, paused: bool) -> None:
+        """See :meth:`AsyncStore.pause`."""
+        await self._call(self.inner.pause, queue, paused)
+
+    async def stats(self) -> Stats:
+        """See :meth:`AsyncStore.stats`."""
+        return await self._call(self.inner.stats)
+
+    async def recover_stale(self, max_age: float | None) -> int:
+        """See :meth:`AsyncStore.recover_stale`."""
+        return await self._call(self.inner.recover_stale, max_age)
+
+    async def close(self) -> None:
+        """Close the inner store and stop the store thread."""
+        await self._call(self.inner.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)

@@ -1,0 +1,379 @@
+"""The in-memory store: a real store (same semantics, same conformance suite), kept in a
+process's memory. ``memory://`` opens a private one, ``memory://name`` a named one shared by
+every client of the process."""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Sequence
+
+from .._sync.store import Store
+from ..clock import Clock
+from ..errors import InvalidState, JobNotFound, QueueFull
+from ..job import Encoding, Job, JobState, Stats, StatsRow
+from .base import DONE_CHANNEL, Wakeups
+
+_PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
+
+
+class MemoryStore(Store):
+    """Jobs in dictionaries and heaps, guarded by one lock. Thread-safe, not persistent."""
+
+    poll_interval = 0.25  # every change is announced in-process; this only catches delays
+
+    def __init__(self, clock: Clock, url: str = "memory://") -> None:
+        self.url = url
+        self.clock = clock
+        self.wakeups = Wakeups()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._seq: dict[str, int] = {}
+        self._leased_at: dict[str, float] = {}
+        self._counter = itertools.count()
+        # Heaps with lazy deletion: an entry is live only while it matches the job.
+        self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
+        self._scheduled: list[tuple[float, str]] = []
+        self._leases: list[tuple[float, str]] = []
+        self._expiries: list[tuple[float, str]] = []
+        self._queued_count: Counter[str] = Counter()
+        self._paused: set[str] = set()
+
+    # -- transitions -------------------------------------------------------------------
+
+    def _make_ready(self, job: Job) -> None:
+        job.state = JobState.QUEUED
+        job.lease_until = None
+        self._queued_count[job.queue] += 1
+        entry = (job.priority, job.run_at, self._seq[job.id], job.id)
+        heapq.heappush(self._ready.setdefault(job.queue, []), entry)
+
+    def _leave_state(self, job: Job) -> None:
+        if job.state is JobState.QUEUED:
+            self._queued_count[job.queue] -= 1
+        self._leased_at.pop(job.id, None)
+
+    def _set_expiry(self, job: Job, expires_at: float | None) -> None:
+        job.expires_at = expires_at
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, job.id))
+
+    def _remove(self, job: Job) -> None:
+        self._leave_state(job)
+        del self._jobs[job.id]
+        del self._seq[job.id]
+
+    def _tick(self, now: float) -> tuple[set[str], int]:
+        """Apply what time made due; return the queues that got ready jobs, and how many
+        leases ran out."""
+        woken: set[str] = set()
+        stale = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, job_id = heapq.heappop(self._expiries)
+            job = self._jobs.get(job_id)
+            if job is not None and job.expires_at == expires_at:
+                self._remove(job)
+        while self._scheduled and self._scheduled[0][0] <= now:
+            run_at, job_id = heapq.heappop(self._scheduled)
+            job = self._jobs.get(job_id)
+            if job is not None and job.state is JobState.SCHEDULED and job.run_at == run_at:
+                self._make_ready(job)
+                woken.add(job.queue)
+        while self._leases and self._leases[0][0] <= now:
+            lease_until, job_id = heapq.heappop(self._leases)
+            job = self._jobs.get(job_id)
+            if job is not None and job.state is JobState.ACTIVE and job.lease_until == lease_until:
+                self._requeue_stale(job)
+                woken.add(job.queue)
+                stale += 1
+        return woken, stale
+
+    def _requeue_stale(self, job: Job) -> None:
+        self._leave_state(job)
+        job.additional_deliveries += 1
+        self._make_ready(job)
+
+    def _live(self, job_id: str) -> Job | None:
+        self._tick(self.clock.now())
+        return self._jobs.get(job_id)
+
+    # -- the interface -----------------------------------------------------------------
+
+    def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
+        """Insert jobs; see :meth:`Store.add`."""
+        with self._lock:
+            now = self.clock.now()
+            self._tick(now)
+            if max_len is not None:
+                incoming = Counter(job.queue for job in jobs if job.run_at <= now)
+                for queue, extra in incoming.items():
+                    if self._queued_count[queue] + extra > max_len:
+                        raise QueueFull(queue, max_len)
+            for new in jobs:
+                job = dataclasses.replace(new)
+                self._jobs[job.id] = job
+                self._seq[job.id] = next(self._counter)
+                self._set_expiry(job, job.expires_at)
+                if job.run_at <= now:
+                    self._make_ready(job)
+                else:
+                    job.state = JobState.SCHEDULED
+                    heapq.heappush(self._scheduled, (job.run_at, job.id))
+        self.wakeups.notify({job.queue for job in jobs})
+
+    def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+        """Lease ready jobs; see :meth:`Store.claim`."""
+        claimed: list[Job] = []
+        with self._lock:
+            now = self.clock.now()
+            self._tick(now)
+            for queue in queues:
+                heap = self._ready.get(queue)
+                if not heap or queue in self._paused:
+                    continue
+                while heap and len(claimed) < count:
+                    priority, run_at, seq, job_id = heapq.heappop(heap)
+                    job = self._jobs.get(job_id)
+                    if (
+                        job is None
+                        or job.state is not JobState.QUEUED
+                        or job.queue != queue
+                        or (job.priority, job.run_at, self._seq[job_id]) != (priority, run_at, seq)
+                    ):
+                        continue
+                    self._leave_state(job)
+                    job.state = JobState.ACTIVE
+                    job.attempts += 1
+                    self._leased_at[job.id] = now
+                    if job.retry_after > 0:
+                        job.lease_until = now + job.retry_after
+                        heapq.heappush(self._leases, (job.lease_until, job.id))
+                    claimed.append(dataclasses.replace(job))
+                if len(claimed) >= count:
+                    break
+        return claimed
+
+    def ack(
+        self, job_ids: Sequence[str], raw_result: bytes | None, result_encoding: Encoding
+    ) -> int:
+        """Mark jobs done; see :meth:`Store.ack`."""
+        done = 0
+        with self._lock:
+            now = self.clock.now()
+            self._tick(now)
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is None or job.state is JobState.DONE:
+                    continue
+                done += 1
+                if job.result_ttl <= 0:
+                    self._remove(job)
+                    continue
+                self._leave_state(job)
+                job.state = JobState.DONE
+                job.lease_until = None
+                job.finished_at = now
+                job.raw_result = raw_result
+                job.result_encoding = result_encoding
+                self._set_expiry(job, now + job.result_ttl)
+        if done:
+            self.wakeups.notify([DONE_CHANNEL])
+        return done
+
+    def nack(self, job_ids: Sequence[str]) -> int:
+        """Requeue active jobs; see :meth:`Store.nack`."""
+        queues: set[str] = set()
+        nacked = 0
+        with self._lock:
+            self._tick(self.clock.now())
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is None or job.state is not JobState.ACTIVE:
+                    continue
+                self._leave_state(job)
+                job.nacks += 1
+                self._make_ready(job)
+                queues.add(job.queue)
+                nacked += 1
+        self.wakeups.notify(queues)
+        return nacked
+
+    def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+        """Record an error; see :meth:`Store.fail`."""
+        with self._lock:
+            now = self.clock.now()
+            self._tick(now)
+            job = self._jobs.get(job_id)
+            if job is None or job.state is not JobState.ACTIVE:
+                return False
+            self._leave_state(job)
+            job.error_count += 1
+            job.last_error = error
+            job.lease_until = None
+            if retry_at is None:
+                job.state = JobState.FAILED
+                job.finished_at = now
+                self._set_expiry(job, None)
+                notify = [DONE_CHANNEL]
+            elif retry_at <= now:
+                job.run_at = retry_at
+                self._make_ready(job)
+                notify = [job.queue]
+            else:
+                job.run_at = retry_at
+                job.state = JobState.SCHEDULED
+                heapq.heappush(self._scheduled, (retry_at, job.id))
+                notify = []
+        self.wakeups.notify(notify)
+        return True
+
+    def working(self, job_id: str) -> float | None:
+        """Extend a lease; see :meth:`Store.working`."""
+        with self._lock:
+            now = self.clock.now()
+            job = self._live(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.state is not JobState.ACTIVE:
+                raise InvalidState(job_id, job.state, "extend the lease of")
+            if job.retry_after <= 0:
+                return None
+            job.lease_until = now + job.retry_after
+            heapq.heappush(self._leases, (job.lease_until, job.id))
+            return job.lease_until
+
+    def show(self, job_id: str) -> Job | None:
+        """Return a copy of the job; see :meth:`Store.show`."""
+        with self._lock:
+            job = self._live(job_id)
+            return None if job is None else dataclasses.replace(job)
+
+    def delete(self, job_ids: Sequence[str]) -> int:
+        """Delete jobs; see :meth:`Store.delete`."""
+        deleted = 0
+        with self._lock:
+            self._tick(self.clock.now())
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    self._remove(job)
+                    deleted += 1
+        if deleted:
+            self.wakeups.notify([DONE_CHANNEL])
+        return deleted
+
+    def qlen(self, queue: str) -> int:
+        """Count ready jobs; see :meth:`Store.qlen`."""
+        with self._lock:
+            self._tick(self.clock.now())
+            return self._queued_count[queue]
+
+    def peek(self, queue: str, count: int) -> list[Job]:
+        """The next ready jobs; see :meth:`Store.peek`."""
+        with self._lock:
+            self._tick(self.clock.now())
+            ready = [
+                job
+                for job in self._jobs.values()
+                if job.queue == queue and job.state is JobState.QUEUED
+            ]
+            ready.sort(key=lambda job: (job.priority, job.run_at, self._seq[job.id]))
+            return [dataclasses.replace(job) for job in ready[:count]]
+
+    def failed(self, queue: str | None, limit: int) -> list[Job]:
+        """Failed jobs; see :meth:`Store.failed`."""
+        with self._lock:
+            self._tick(self.clock.now())
+            found = [
+                job
+                for job in self._jobs.values()
+                if job.state is JobState.FAILED and (queue is None or job.queue == queue)
+            ]
+            found.sort(key=lambda job: (job.finished_at or 0.0, self._seq[job.id]))
+            return [dataclasses.replace(job) for job in found[:limit]]
+
+    def retry(self, job_id: str) -> None:
+        """Make a failed job ready; see :meth:`Store.retry`."""
+        with self._lock:
+            now = self.clock.now()
+            job = self._live(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.state is not JobState.FAILED:
+                raise InvalidState(job_id, job.state, "retry")
+            job.run_at = now
+            job.finished_at = None
+            self._make_ready(job)
+        self.wakeups.notify([job.queue])
+
+    def pause(self, queue: str, paused: bool) -> None:
+        """Pause or resume delivery; see :meth:`Store.pause`."""
+        with self._lock:
+            if paused:
+                self._paused.add(queue)
+            else:
+                self._paused.discard(queue)
+        if not paused:
+            self.wakeups.notify([queue])
+
+    def stats(self) -> Stats:
+        """Counts per queue and type; see :meth:`Store.stats`."""
+        with self._lock:
+            self._tick(self.clock.now())
+            counts: Counter[tuple[str, str | None, JobState]] = Counter()
+            max_errors: dict[tuple[str, str | None], int] = {}
+            oldest: dict[tuple[str, str | None], float] = {}
+            for job in self._jobs.values():
+                key = (job.queue, job.type)
+                counts[(job.queue, job.type, job.state)] += 1
+                errors = job.error_count if job.state is not JobState.DONE else 0
+                max_errors[key] = max(max_errors.get(key, 0), errors)
+                if job.state in _PENDING:
+                    oldest[key] = min(oldest.get(key, job.run_at), job.run_at)
+            rows = tuple(
+                StatsRow(
+                    queue=queue,
+                    type=type_,
+                    **{state.value: counts[(queue, type_, state)] for state in JobState},
+                    max_error_count=max_errors[(queue, type_)],
+                    oldest_run_at=oldest.get((queue, type_)),
+                )
+                for queue, type_ in sorted(max_errors, key=lambda key: (key[0], key[1] or ""))
+            )
+            return Stats(rows=rows, paused=frozenset(self._paused))
+
+    def recover_stale(self, max_age: float | None) -> int:
+        """Requeue jobs whose worker is gone; see :meth:`Store.recover_stale`."""
+        with self._lock:
+            now = self.clock.now()
+            queues, recovered = self._tick(now)
+            if max_age is not None:
+                for job_id, leased_at in list(self._leased_at.items()):
+                    job = self._jobs[job_id]
+                    if job.state is JobState.ACTIVE and leased_at <= now - max_age:
+                        self._requeue_stale(job)
+                        queues.add(job.queue)
+                        recovered += 1
+        self.wakeups.notify(queues)
+        return recovered
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_NAMED: dict[str, MemoryStore] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+def open_memory_store(name: str, clock: Clock) -> MemoryStore:
+    """Open ``memory://`` (a private store) or ``memory://name`` (shared in the process)."""
+    if not name:
+        return MemoryStore(clock)
+    with _NAMED_LOCK:
+        store = _NAMED.get(name)
+        if store is None:
+            store = _NAMED[name] = MemoryStore(clock, url=f"memory://{name}")
+        return store

@@ -1,0 +1,376 @@
+"""The embedded SQLite store (the default): one file, WAL, safe across processes.
+
+Every operation is one short transaction. Claims are one ``UPDATE ... RETURNING`` inside a
+``BEGIN IMMEDIATE``, so two processes never lease the same job. Other processes' changes
+are seen by polling; the poll is a ``PRAGMA data_version`` read while nothing changed and
+nothing is due, so idle waiters cost next to nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Final, Literal
+
+from .._sync.store import Store
+from ..clock import Clock
+from ..errors import ClientClosed, InvalidState, JobNotFound, QueueFull, StoreUnavailable
+from ..job import Encoding, Job, JobState, Stats, StatsRow
+from .base import DONE_CHANNEL, Wakeups
+
+_STATES: Final = (
+    JobState.SCHEDULED,
+    JobState.QUEUED,
+    JobState.ACTIVE,
+    JobState.DONE,
+    JobState.FAILED,
+)
+_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
+_COLUMNS: Final = (
+    "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
+    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
+    "error_count, last_error, lease_until, result, result_encoding, finished_at"
+)
+_SCHEMA_VERSION: Final = 1
+Synchronous = Literal["normal", "full"]
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files(__package__).joinpath("sqlite.sql").read_text()
+    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
+    return {
+        name: body.strip().replace("{columns}", _COLUMNS)
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True)
+    }
+
+
+QUERIES: Final = _load_queries()
+
+
+def _row_to_job(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0],
+        queue=row[1],
+        raw_body=row[2],
+        encoding=Encoding(row[3]),
+        type=row[4],
+        priority=row[5],
+        state=_STATES[row[6]],
+        created_at=row[7],
+        run_at=row[8],
+        retry_after=row[9],
+        expires_at=row[10],
+        max_attempts=row[11],
+        result_ttl=row[12],
+        attempts=row[13],
+        nacks=row[14],
+        additional_deliveries=row[15],
+        error_count=row[16],
+        last_error=row[17],
+        lease_until=row[18],
+        raw_result=row[19],
+        result_encoding=Encoding(row[20]),
+        finished_at=row[21],
+    )
+
+
+class SqliteStore(Store):
+    """Jobs in one SQLite file. One connection per store, shared by threads under a lock."""
+
+    blocking = True
+
+    def __init__(
+        self,
+        path: str,
+        clock: Clock,
+        *,
+        synchronous: Synchronous = "normal",
+        poll_interval: float = 0.05,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.url = f"sqlite:///{path}"
+        self.path = path
+        self.clock = clock
+        self.wakeups = Wakeups()
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        # (queues) -> (data_version, next time-driven change) after a claim found nothing.
+        self._idle: dict[tuple[str, ...], tuple[int, float]] = {}
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._conn.execute("PRAGMA temp_store = MEMORY")
+            with self._transaction() as conn:
+                if conn.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
+                    for statement in QUERIES["schema"].split(";\n"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite file {path!r}: {exc}") from exc
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise ClientClosed("the SQLite store is closed")
+            try:
+                yield self._conn
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``BEGIN IMMEDIATE`` so it never fails half-way on a lock."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._idle.clear()
+
+    def _apply_due(self, conn: sqlite3.Connection, now: float) -> None:
+        """Inside a write transaction: expire, promote due jobs, requeue lapsed leases."""
+        params = {"now": now}
+        conn.execute(QUERIES["expire"], params)
+        conn.execute(QUERIES["promote"], params)
+        conn.execute(QUERIES["requeue_expired_leases"], params)
+
+    def _refresh(self) -> float:
+        """Before a read: apply time-driven changes if any are due (a read when none are)."""
+        now = self.clock.now()
+        with self._connection() as conn:
+            due = conn.execute(QUERIES["due"], {"now": now}).fetchone()[0]
+        if due:
+            with self._transaction() as conn:
+                self._apply_due(conn, now)
+        return now
+
+    # -- the interface -------------------------------------------------------------------
+
+    def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
+        """Insert jobs in one transaction; see :meth:`Store.add`."""
+        now = self.clock.now()
+        rows = [
+            (
+                job.id,
+                job.queue,
+                1 if job.run_at <= now else 0,
+                job.priority,
+                job.run_at,
+                job.created_at,
+                job.raw_body,
+                int(job.encoding),
+                job.type,
+                job.retry_after,
+                job.expires_at,
+                job.max_attempts,
+                job.result_ttl,
+            )
+            for job in jobs
+        ]
+        with self._transaction() as conn:
+            if max_len is not None:
+                self._apply_due(conn, now)
+                incoming = Counter(row[1] for row in rows if row[2] == 1)
+                for queue, extra in incoming.items():
+                    held = conn.execute(QUERIES["count_queued_up_to"], (queue, max_len)).fetchone()
+                    if held[0] + extra > max_len:
+                        raise QueueFull(queue, max_len)
+            if len(rows) == 1:
+                conn.execute(QUERIES["insert"], rows[0])
+            else:
+                conn.executemany(QUERIES["insert"], rows)
+        self.wakeups.notify({row[1] for row in rows})
+
+    def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+        """Lease ready jobs; see :meth:`Store.claim`."""
+        now = self.clock.now()
+        key = tuple(queues)
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle is not None and self._conn is not None:
+                version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+                if version == idle[0] and now < idle[1]:
+                    return []
+        claimed: list[Job] = []
+        with self._transaction() as conn:
+            self._apply_due(conn, now)
+            for queue in queues:
+                params = {"now": now, "queue": queue, "count": count - len(claimed)}
+                rows = conn.execute(QUERIES["claim"], params).fetchall()
+                if rows:
+                    jobs = [_row_to_job(row) for row in rows]
+                    jobs.sort(key=lambda job: (job.priority, job.run_at))
+                    claimed.extend(jobs)
+                    if len(claimed) >= count:
+                        break
+            if not claimed:
+                # Read inside the write transaction: no other process can commit meanwhile,
+                # so no change slips between this snapshot and the version we remember.
+                next_due = conn.execute(QUERIES["next_due"]).fetchone()[0]
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if not claimed:
+            self._idle[key] = (version, next_due)
+        return claimed
+
+    def ack(
+        self, job_ids: Sequence[str], raw_result: bytes | None, result_encoding: Encoding
+    ) -> int:
+        """Mark jobs done; see :meth:`Store.ack`."""
+        now = self.clock.now()
+        params = [
+            {"id": job_id, "result": raw_result, "encoding": int(result_encoding), "now": now}
+            for job_id in job_ids
+        ]
+        with self._transaction() as conn:
+            if len(params) == 1:
+                done = conn.execute(QUERIES["ack"], params[0]).rowcount
+            else:
+                done = conn.executemany(QUERIES["ack"], params).rowcount
+        if done:
+            self.wakeups.notify([DONE_CHANNEL])
+        return done
+
+    def nack(self, job_ids: Sequence[str]) -> int:
+        """Requeue active jobs; see :meth:`Store.nack`."""
+        queues: list[str] = []
+        with self._transaction() as conn:
+            for job_id in job_ids:
+                queues.extend(row[0] for row in conn.execute(QUERIES["nack"], (job_id,)))
+        self.wakeups.notify(set(queues))
+        return len(queues)
+
+    def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+        """Record an error; see :meth:`Store.fail`."""
+        now = self.clock.now()
+        params = {"id": job_id, "error": error, "retry_at": retry_at, "now": now}
+        with self._transaction() as conn:
+            row = conn.execute(QUERIES["fail"], params).fetchone()
+        if row is None:
+            return False
+        queue, state = row
+        self.wakeups.notify([DONE_CHANNEL] if state == 4 else [queue])
+        return True
+
+    def working(self, job_id: str) -> float | None:
+        """Extend a lease; see :meth:`Store.working`."""
+        self._refresh()
+        now = self.clock.now()
+        with self._transaction() as conn:
+            row = conn.execute(QUERIES["working"], {"id": job_id, "now": now}).fetchone()
+            if row is not None:
+                return float(row[0])
+            found = conn.execute(QUERIES["show"], (job_id,)).fetchone()
+        if found is None:
+            raise JobNotFound(job_id)
+        job = _row_to_job(found)
+        if job.state is not JobState.ACTIVE:
+            raise InvalidState(job_id, job.state, "extend the lease of")
+        return None
+
+    def show(self, job_id: str) -> Job | None:
+        """Return the job; see :meth:`Store.show`."""
+        self._refresh()
+        with self._connection() as conn:
+            row = conn.execute(QUERIES["show"], (job_id,)).fetchone()
+        return None if row is None else _row_to_job(row)
+
+    def delete(self, job_ids: Sequence[str]) -> int:
+        """Delete jobs; see :meth:`Store.delete`."""
+        self._refresh()
+        with self._transaction() as conn:
+            deleted = sum(conn.execute(QUERIES["delete"], (i,)).rowcount for i in job_ids)
+        if deleted:
+            self.wakeups.notify([DONE_CHANNEL])
+        return deleted
+
+    def qlen(self, queue: str) -> int:
+        """Count ready jobs; see :meth:`Store.qlen`."""
+        self._refresh()
+        with self._connection() as conn:
+            return int(conn.execute(QUERIES["qlen"], (queue,)).fetchone()[0])
+
+    def peek(self, queue: str, count: int) -> list[Job]:
+        """The next ready jobs; see :meth:`Store.peek`."""
+        self._refresh()
+        with self._connection() as conn:
+            return [_row_to_job(row) for row in conn.execute(QUERIES["peek"], (queue, count))]
+
+    def failed(self, queue: str | None, limit: int) -> list[Job]:
+        """Failed jobs; see :meth:`Store.failed`."""
+        self._refresh()
+        with self._connection() as conn:
+            if queue is None:
+                rows = conn.execute(QUERIES["failed_all"], (limit,))
+            else:
+                rows = conn.execute(QUERIES["failed_in_queue"], (queue, limit))
+            return [_row_to_job(row) for row in rows]
+
+    def retry(self, job_id: str) -> None:
+        """Make a failed job ready; see :meth:`Store.retry`."""
+        now = self._refresh()
+        with self._transaction() as conn:
+            row = conn.execute(QUERIES["retry"], {"id": job_id, "now": now}).fetchone()
+            found = None if row else conn.execute(QUERIES["show"], (job_id,)).fetchone()
+        if row is not None:
+            self.wakeups.notify([row[0]])
+            return
+        if found is None:
+            raise JobNotFound(job_id)
+        raise InvalidState(job_id, _STATES[found[6]], "retry")
+
+    def pause(self, queue: str, paused: bool) -> None:
+        """Pause or resume delivery; see :meth:`Store.pause`."""
+        with self._transaction() as conn:
+            conn.execute(QUERIES["pause" if paused else "resume"], (queue,))
+        if not paused:
+            self.wakeups.notify([queue])
+
+    def stats(self) -> Stats:
+        """Counts per queue and type; see :meth:`Store.stats`."""
+        self._refresh()
+        with self._connection() as conn:
+            grouped = conn.execute(QUERIES["stats"]).fetchall()
+            paused = frozenset(row[0] for row in conn.execute(QUERIES["paused"]))
+        merged: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for queue, type_, state, count, max_errors, oldest in grouped:
+            row = merged.setdefault((queue, type_), {"max_error_count": 0, "oldest_run_at": None})
+            row[_STATES[state].value] = count
+            row["max_error_count"] = max(row["max_error_count"], max_errors or 0)
+            if oldest is not None and (row["oldest_run_at"] is None or oldest < row["oldest_run_at"]):
+                row["oldest_run_at"] = oldest
+        rows = tuple(StatsRow(queue=q, type=t, **fields) for (q, t), fields in merged.items())
+        return Stats(rows=rows, paused=paused)
+
+    def recover_stale(self, max_age: float | None) -> int:
+        """Requeue jobs whose worker is gone; see :meth:`Store.recover_stale`."""
+        now = self.clock.now()
+        with self._transaction() as conn:
+            conn.execute(QUERIES["expire"], {"now": now})
+            conn.execute(QUERIES["promote"], {"now": now})
+            recovered = conn.execute(QUERIES["requeue_expired_leases"], {"now": now}).rowcount
+            if max_age is not None:
+                before = {"before": now - max_age}
+                recovered += conn.execute(QUERIES["requeue_leased_before"], before).rowcount
+        return recovered
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

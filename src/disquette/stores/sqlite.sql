@@ -1,0 +1,153 @@
+-- Statements of the SQLite store, one named block each ("-- name: x"), loaded by
+-- disquette.stores.sqlite. States: 0 scheduled, 1 queued, 2 active, 3 done, 4 failed.
+
+-- name: schema
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY,          -- enqueue order; rowid, so no extra index
+    id TEXT NOT NULL UNIQUE,
+    queue TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    run_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    body BLOB NOT NULL,
+    encoding INTEGER NOT NULL,
+    type TEXT,
+    retry_after REAL NOT NULL,
+    expires_at REAL,                  -- TTL while pending, result retention once done
+    max_attempts INTEGER NOT NULL,
+    result_ttl REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    nacks INTEGER NOT NULL DEFAULT 0,
+    additional_deliveries INTEGER NOT NULL DEFAULT 0,
+    error_count INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    lease_until REAL,
+    leased_at REAL,
+    result BLOB,
+    result_encoding INTEGER NOT NULL DEFAULT 0,
+    finished_at REAL
+);
+-- The claim walks this index from its first entry: with 1M queued jobs a claim reads
+-- one index page per queue ("SEARCH jobs USING INDEX jobs_ready (queue=?)").
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(queue, priority, run_at, seq) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs(run_at) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs(lease_until) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_failed ON jobs(queue, finished_at) WHERE state = 4;
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs(leased_at) WHERE state = 2;
+CREATE TABLE IF NOT EXISTS paused_queues (queue TEXT PRIMARY KEY) WITHOUT ROWID;
+
+-- name: insert
+INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
+                  retry_after, expires_at, max_attempts, result_ttl)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: count_queued_up_to
+SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = ? AND state = 1 LIMIT ?);
+
+-- name: due
+SELECT EXISTS (SELECT 1 FROM jobs WHERE expires_at <= :now)
+    OR EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND run_at <= :now)
+    OR EXISTS (SELECT 1 FROM jobs WHERE state = 2 AND lease_until <= :now);
+
+-- name: next_due
+SELECT min(
+    coalesce((SELECT min(expires_at) FROM jobs WHERE expires_at IS NOT NULL), 1e300),
+    coalesce((SELECT min(run_at) FROM jobs WHERE state = 0), 1e300),
+    coalesce((SELECT min(lease_until) FROM jobs WHERE state = 2), 1e300));
+
+-- name: expire
+DELETE FROM jobs WHERE expires_at <= :now;
+
+-- name: promote
+UPDATE jobs SET state = 1 WHERE state = 0 AND run_at <= :now;
+
+-- name: requeue_expired_leases
+UPDATE jobs
+SET state = 1, lease_until = NULL, leased_at = NULL,
+    additional_deliveries = additional_deliveries + 1
+WHERE state = 2 AND lease_until <= :now;
+
+-- name: requeue_leased_before
+UPDATE jobs
+SET state = 1, lease_until = NULL, leased_at = NULL,
+    additional_deliveries = additional_deliveries + 1
+WHERE state = 2 AND leased_at <= :before;
+
+-- name: claim
+UPDATE jobs
+SET state = 2, attempts = attempts + 1, leased_at = :now,
+    lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END
+WHERE seq IN (
+    SELECT seq FROM jobs
+    WHERE queue = :queue AND state = 1
+      AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = :queue)
+    ORDER BY priority, run_at, seq
+    LIMIT :count)
+RETURNING {columns};
+
+-- name: ack
+UPDATE jobs
+SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now,
+    lease_until = NULL, leased_at = NULL, expires_at = :now + result_ttl
+WHERE id = :id AND state != 3;
+
+-- name: nack
+UPDATE jobs SET state = 1, nacks = nacks + 1, lease_until = NULL, leased_at = NULL
+WHERE id = ? AND state = 2
+RETURNING queue;
+
+-- name: fail
+UPDATE jobs
+SET error_count = error_count + 1, last_error = :error, lease_until = NULL, leased_at = NULL,
+    state = CASE WHEN :retry_at IS NULL THEN 4 WHEN :retry_at <= :now THEN 1 ELSE 0 END,
+    run_at = coalesce(:retry_at, run_at),
+    finished_at = CASE WHEN :retry_at IS NULL THEN :now END,
+    expires_at = CASE WHEN :retry_at IS NULL THEN NULL ELSE expires_at END
+WHERE id = :id AND state = 2
+RETURNING queue, state;
+
+-- name: working
+UPDATE jobs SET lease_until = :now + retry_after
+WHERE id = :id AND state = 2 AND retry_after > 0
+RETURNING lease_until;
+
+-- name: show
+SELECT {columns} FROM jobs WHERE id = ?;
+
+-- name: delete
+DELETE FROM jobs WHERE id = ?;
+
+-- name: qlen
+SELECT count(*) FROM jobs WHERE queue = ? AND state = 1;
+
+-- name: peek
+SELECT {columns} FROM jobs WHERE queue = ? AND state = 1
+ORDER BY priority, run_at, seq LIMIT ?;
+
+-- name: failed_in_queue
+SELECT {columns} FROM jobs WHERE queue = ? AND state = 4 ORDER BY finished_at, seq LIMIT ?;
+
+-- name: failed_all
+SELECT {columns} FROM jobs WHERE state = 4 ORDER BY finished_at, seq LIMIT ?;
+
+-- name: retry
+UPDATE jobs SET state = 1, run_at = :now, finished_at = NULL
+WHERE id = :id AND state = 4
+RETURNING queue;
+
+-- name: pause
+INSERT OR IGNORE INTO paused_queues (queue) VALUES (?);
+
+-- name: resume
+DELETE FROM paused_queues WHERE queue = ?;
+
+-- name: paused
+SELECT queue FROM paused_queues ORDER BY queue;
+
+-- name: stats
+SELECT queue, type, state, count(*),
+       max(CASE WHEN state != 3 THEN error_count ELSE 0 END),
+       min(CASE WHEN state IN (0, 1, 2) THEN run_at END)
+FROM jobs GROUP BY queue, type, state ORDER BY queue, coalesce(type, '');
