@@ -7,6 +7,7 @@ the only places where the two flavors differ at run time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -20,17 +21,13 @@ class AsyncSignal:
 
     def set(self) -> None:
         """Wake the waiter; safe from any thread, a no-op once the loop is closed."""
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
             self._loop.call_soon_threadsafe(self._event.set)
-        except RuntimeError:  # loop closed: nobody is waiting any more
-            pass
 
     async def wait(self, timeout: float) -> None:
         """Wait until set or ``timeout`` seconds pass, then reset the flag."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            pass
         self._event.clear()
 
 

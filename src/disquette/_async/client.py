@@ -6,6 +6,7 @@ This file is the asyncio source; ``disquette/_sync/client.py`` is generated from
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -380,7 +381,7 @@ class AsyncClient:
 
     async def __aexit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
@@ -419,4 +420,3 @@ def connect_async(
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,
     )
-

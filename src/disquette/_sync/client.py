@@ -7,6 +7,7 @@ This file is the asyncio source; ``disquette/_sync/client.py`` is generated from
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -381,7 +382,7 @@ class Client:
 
     def __exit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
@@ -420,4 +421,3 @@ def connect(
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,
     )
-

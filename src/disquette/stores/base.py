@@ -23,7 +23,9 @@ class Wakeups:
         self._lock = threading.Lock()
         self._subscribers: dict[str, set[Callable[[], None]]] = {}
 
-    def subscribe(self, channels: Iterable[str], callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(
+        self, channels: Iterable[str], callback: Callable[[], None]
+    ) -> Callable[[], None]:
         """Call ``callback`` on each notify of one of ``channels``; return the unsubscriber."""
         names = list(channels)
         with self._lock:

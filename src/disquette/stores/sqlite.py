@@ -351,8 +351,8 @@ class SqliteStore(Store):
             row = merged.setdefault((queue, type_), {"max_error_count": 0, "oldest_run_at": None})
             row[_STATES[state].value] = count
             row["max_error_count"] = max(row["max_error_count"], max_errors or 0)
-            if oldest is not None and (row["oldest_run_at"] is None or oldest < row["oldest_run_at"]):
-                row["oldest_run_at"] = oldest
+            if oldest is not None:
+                row["oldest_run_at"] = min(oldest, row["oldest_run_at"] or oldest)
         rows = tuple(StatsRow(queue=q, type=t, **fields) for (q, t), fields in merged.items())
         return Stats(rows=rows, paused=paused)
 
