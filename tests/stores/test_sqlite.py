@@ -1,0 +1,170 @@
+"""SQLite-specific guarantees: several processes on one file, crash safety, the plan."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from disquette import JobState, connect
+from disquette.errors import ClientClosed, InvalidURL, StoreUnavailable
+from disquette.stores.sqlite import QUERIES
+
+
+def _python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+CONSUMER = """
+    import sys, disquette
+    url, out = sys.argv[1], sys.argv[2]
+    jobs = disquette.connect(url).timeout(1.0)
+    with open(out, "w") as seen:
+        while True:
+            try:
+                job = jobs.get("q")
+            except disquette.errors.Timeout:
+                break
+            seen.write(job.id + "\\n")
+            jobs.ack(job)
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_share_one_file_without_double_delivery(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with connect(url) as jobs:
+        added = set(jobs.retry_after(3600).add_many(range(10_000), "q"))
+    outputs = [tmp_path / f"seen-{n}.txt" for n in range(4)]
+    consumers = [subprocess.Popen(_python(CONSUMER, url, str(out))) for out in outputs]
+    for consumer in consumers:
+        assert consumer.wait(120) == 0
+    delivered = [line for out in outputs for line in out.read_text().split()]
+    assert len(delivered) == len(set(delivered)), "a job was delivered twice while leased"
+    assert set(delivered) == added, "a job was lost"
+    assert all(out.read_text() for out in outputs), "a consumer got nothing: no contention"
+    with connect(url) as jobs:
+        by_queue = jobs.stats().by_queue()["q"]
+        assert (by_queue.done, by_queue.queued, by_queue.active) == (10_000, 0, 0)
+
+
+PRODUCER = """
+    import sys, disquette
+    jobs = disquette.connect(sys.argv[1])
+    n = 0
+    while True:
+        job_id = jobs.add({"n": n, "pad": "x" * 500}, "q")
+        print(job_id, flush=True)
+        n += 1
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+def test_kill_9_mid_write_loop_keeps_every_committed_job(
+    tmp_path: Path, synchronous: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}?synchronous={synchronous}"
+    producer = subprocess.Popen(_python(PRODUCER, url), stdout=subprocess.PIPE, text=True)
+    assert producer.stdout is not None
+    committed = [producer.stdout.readline().strip() for _ in range(3000)]
+    os.kill(producer.pid, signal.SIGKILL)
+    producer.wait()
+    committed += [line.strip() for line in producer.stdout if line.strip()]
+    with sqlite3.connect(tmp_path / "jobs.db") as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with connect(url) as jobs:
+        for job_id in committed:
+            assert jobs.show(job_id).state is JobState.QUEUED
+        assert jobs.qlen("q") >= len(committed)
+
+
+WAITER = """
+    import sys, disquette
+    jobs = disquette.connect(sys.argv[1])
+    print("ready", flush=True)
+    print(jobs.timeout(30).get("q").body, flush=True)
+"""
+
+
+def test_blocking_get_wakes_on_an_add_from_another_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}?poll_interval=0.02"
+    with connect(url) as jobs:
+        jobs.qlen("q")  # creates the schema before the waiter starts
+        waiter = subprocess.Popen(_python(WAITER, url), stdout=subprocess.PIPE, text=True)
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "ready"
+        jobs.add("across processes", "q")
+        assert waiter.stdout.readline().strip() == "across processes"
+        assert waiter.wait(30) == 0
+
+
+def test_jobs_survive_reopening_the_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with connect(url) as jobs:
+        job_id = jobs.priority(3).type("t").add({"k": "v"}, "q")
+    with connect(url) as jobs:
+        job = jobs.timeout(0).get("q")
+        assert (job.id, job.body, job.priority, job.type) == (job_id, {"k": "v"}, 3, "t")
+
+
+def test_claim_reads_the_ready_index_not_the_table(tmp_path: Path) -> None:
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.qlen("q")
+    raw = sqlite3.connect(tmp_path / "jobs.db")
+    plan = raw.execute(
+        "EXPLAIN QUERY PLAN " + QUERIES["claim"], {"now": 0, "queue": "q", "count": 1}
+    ).fetchall()
+    details = " | ".join(row[-1] for row in plan)
+    assert "USING INDEX jobs_ready" in details or "USING COVERING INDEX jobs_ready" in details
+    assert "SCAN jobs" not in details
+    for name in ("promote", "requeue_expired_leases", "expire"):
+        steps = raw.execute("EXPLAIN QUERY PLAN " + QUERIES[name], {"now": 0}).fetchall()
+        assert all("SCAN jobs" not in row[-1] for row in steps), (name, steps)
+
+
+def test_url_settings_and_errors(tmp_path: Path) -> None:
+    with connect(f"sqlite:///{tmp_path / 'full.db'}?synchronous=full") as jobs:
+        conn = jobs.store._conn  # type: ignore[attr-defined]
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    for bad in [
+        "sqlite://",
+        "sqlite://host/x.db",
+        "sqlite:///x.db?synchronous=off",
+        "sqlite:///x.db?poll_interval=fast",
+        "sqlite:///x.db?nope=1",
+        "mysql://localhost/x",
+        "memory:///path",
+    ]:
+        with pytest.raises(InvalidURL):
+            connect(bad)
+    with pytest.raises(StoreUnavailable):
+        connect(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+
+
+def test_a_closed_client_says_so(tmp_path: Path) -> None:
+    jobs = connect(f"sqlite:///{tmp_path / 'jobs.db'}")
+    jobs.close()
+    with pytest.raises(ClientClosed):
+        jobs.add("x", "q")
+
+
+def test_default_url_is_disquette_db_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISQUETTE_URL", raising=False)
+    with connect() as jobs:
+        jobs.add("x", "q")
+    assert (tmp_path / "disquette.db").exists()
+    monkeypatch.setenv("DISQUETTE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    with connect() as jobs:
+        jobs.add("x", "q")
+    assert (tmp_path / "env.db").exists()
