@@ -8,6 +8,8 @@ import enum
 import json
 import math
 import os
+import random
+import time
 import unicodedata
 from collections.abc import Iterable
 from typing import Any, Final
@@ -76,6 +78,37 @@ def decode_value(data: bytes | None, encoding: Encoding) -> Any:
 _NODE_PREFIX: Final = os.urandom(4).hex()
 
 
+class _IdSource:
+    """Unique, time-ordered id bits: consecutive ids share a prefix, so stores that index
+    ids insert next to the last one instead of at a random page (less write amplification).
+
+    Uniqueness comes from 64 random bits per millisecond and per process, from a generator
+    seeded by ``os.urandom`` and reseeded in every forked child.
+    """
+
+    def __init__(self) -> None:
+        self._random = random.Random()
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._random.seed(os.urandom(16))
+        self._counter = self._random.getrandbits(16)
+
+    def next_bytes(self) -> bytes:
+        """18 bytes: milliseconds (6), a wrapping counter (2), random (10)."""
+        self._counter = (self._counter + 1) & 0xFFFF
+        millis = time.time_ns() // 1_000_000
+        return (
+            (millis & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
+            + self._counter.to_bytes(2, "big")
+            + self._random.getrandbits(80).to_bytes(10, "big")
+        )
+
+
+_IDS: Final = _IdSource()
+
+
 def new_job_id(ttl: float | None, retry_after: float, node_prefix: str = _NODE_PREFIX) -> str:
     """Make a 40-byte Disque-format id: ``D-<node>-<24 base64>-<ttl minutes, odd if leased>``.
 
@@ -84,7 +117,7 @@ def new_job_id(ttl: float | None, retry_after: float, node_prefix: str = _NODE_P
     """
     minutes = min(int((ttl if ttl is not None else MAX_SECONDS) // 60), 0xFFFF)
     minutes = (minutes | 1) if retry_after > 0 else (minutes & ~1)
-    random_part = base64.b64encode(os.urandom(18)).decode()
+    random_part = base64.b64encode(_IDS.next_bytes()).decode()
     return f"D-{node_prefix}-{random_part}-{minutes:04x}"
 
 

@@ -35,7 +35,6 @@ CREATE INDEX IF NOT EXISTS jobs_scheduled ON jobs(run_at) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs(lease_until) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_failed ON jobs(queue, finished_at) WHERE state = 4;
-CREATE INDEX IF NOT EXISTS jobs_active ON jobs(leased_at) WHERE state = 2;
 CREATE TABLE IF NOT EXISTS paused_queues (queue TEXT PRIMARY KEY) WITHOUT ROWID;
 
 -- name: insert
