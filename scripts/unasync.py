@@ -17,14 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = [ROOT / "src/disquette/_async", ROOT / "tests/conformance/_async"]
 
 SUBSTITUTIONS = [
-    (r"\bAsyncStore\b", "Store"),
-    (r"\bAsyncClient\b", "Client"),
-    (r"\bAsyncSignal\b", "Signal"),
+    # AsyncStore -> Store, AsyncClient -> Client, psycopg's AsyncConnection -> Connection...
+    (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_sleep\b", "sleep"),
     (r"\bconnect_async\b", "connect"),
     (r"\bopen_async_store\b", "open_store"),
-    (r"\bAsyncIterator\b", "Iterator"),
-    (r"\bAsyncGenerator\b", "Generator"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\b__aenter__\b", "__enter__"),
     (r"\b__aexit__\b", "__exit__"),
@@ -37,6 +34,7 @@ SUBSTITUTIONS = [
     (r"\bawait ", ""),
     (r"\b_async\b", "_sync"),
     (r"asyncio flavor", "sync flavor"),
+    # Store-specific driver names go below, one line each.
 ]
 
 

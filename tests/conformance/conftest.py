@@ -6,6 +6,7 @@ Stores that need a server (PostgreSQL, Redis, Disque) register here as they are 
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,17 @@ def _sqlite(tmp_path: Path) -> str:
 
 
 STORES: dict[str, Callable[[Path], str]] = {"memory": _memory, "sqlite": _sqlite}
+
+# Server-backed stores: tests/servers/<name>.py provides ``conformance_url(tmp_path)``, which
+# returns the URL of a fresh, empty store (a private server is started once if needed).
+for _name in ("postgres", "redis"):
+    try:
+        _module = importlib.import_module(f"tests.servers.{_name}")
+    except ModuleNotFoundError as _missing:
+        if _missing.name != f"tests.servers.{_name}":
+            raise
+        continue
+    STORES[_name] = _module.conformance_url
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from .._async.store import AsyncStore
@@ -24,6 +25,15 @@ from .memory import open_memory_store
 from .sqlite import SqliteStore
 
 DEFAULT_URL: Final = "sqlite:///disquette.db"
+#: URL schemes served by async-native stores: scheme -> module in ``_async.stores`` (and its
+#: generated twin in ``_sync.stores``).
+NATIVE_SCHEMES: Final = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "redis": "redis",
+    "rediss": "redis",
+    "disque": "disque",
+}
 
 
 def resolve_url(url: str | None) -> str:
@@ -44,12 +54,30 @@ def open_store(url: str, clock: Clock) -> Store:
         return open_memory_store(parts.netloc, clock)
     if parts.scheme == "sqlite":
         return _open_sqlite(url, parts.netloc, parts.path, query, clock)
-    raise InvalidURL(url, f"unknown store scheme {parts.scheme!r} (known: sqlite, memory)")
+    store: Store = _native_module(url, parts.scheme, "_sync").open_url(url, clock)
+    return store
 
 
 def open_async_store(url: str, clock: Clock) -> AsyncStore:
     """Open the asyncio flavor of the store a URL names."""
+    scheme = url.partition(":")[0]
+    if scheme in NATIVE_SCHEMES:
+        store: AsyncStore = _native_module(url, scheme, "_async").open_url(url, clock)
+        return store
     return SyncStoreAdapter(open_store(url, clock))
+
+
+def _native_module(url: str, scheme: str, flavor: str) -> Any:
+    known = ", ".join(["memory", "sqlite", *NATIVE_SCHEMES])
+    if scheme not in NATIVE_SCHEMES:
+        raise InvalidURL(url, f"unknown store scheme {scheme!r} (known: {known})")
+    name = f"disquette.{flavor}.stores.{NATIVE_SCHEMES[scheme]}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            raise InvalidURL(url, f"the {scheme} store is not available yet") from None
+        raise InvalidURL(url, f"the {scheme} store needs {exc.name!r}: pip install it") from None
 
 
 def _open_sqlite(url: str, host: str, path: str, query: dict[str, str], clock: Clock) -> Store:
