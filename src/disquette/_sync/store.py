@@ -32,7 +32,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
-        """Insert new jobs (ids assigned) in one transaction.
+        """Insert new jobs (ids assigned) in one transaction; the store owns them after.
 
         With ``max_len``, refuse the whole batch with ``QueueFull`` if a queue would hold
         more than ``max_len`` queued jobs.

@@ -4,7 +4,6 @@ every client of the process."""
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 import threading
@@ -112,8 +111,7 @@ class MemoryStore(Store):
                 for queue, extra in incoming.items():
                     if self._queued_count[queue] + extra > max_len:
                         raise QueueFull(queue, max_len)
-            for new in jobs:
-                job = dataclasses.replace(new)
+            for job in jobs:
                 self._jobs[job.id] = job
                 self._seq[job.id] = next(self._counter)
                 self._set_expiry(job, job.expires_at)
@@ -151,7 +149,7 @@ class MemoryStore(Store):
                     if job.retry_after > 0:
                         job.lease_until = now + job.retry_after
                         heapq.heappush(self._leases, (job.lease_until, job.id))
-                    claimed.append(dataclasses.replace(job))
+                    claimed.append(job.copy())
                 if len(claimed) >= count:
                     break
         return claimed
@@ -249,7 +247,7 @@ class MemoryStore(Store):
         """Return a copy of the job; see :meth:`Store.show`."""
         with self._lock:
             job = self._live(job_id)
-            return None if job is None else dataclasses.replace(job)
+            return None if job is None else job.copy()
 
     def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`Store.delete`."""
@@ -281,7 +279,7 @@ class MemoryStore(Store):
                 if job.queue == queue and job.state is JobState.QUEUED
             ]
             ready.sort(key=lambda job: (job.priority, job.run_at, self._seq[job.id]))
-            return [dataclasses.replace(job) for job in ready[:count]]
+            return [job.copy() for job in ready[:count]]
 
     def failed(self, queue: str | None, limit: int) -> list[Job]:
         """Failed jobs; see :meth:`Store.failed`."""
@@ -293,7 +291,7 @@ class MemoryStore(Store):
                 if job.state is JobState.FAILED and (queue is None or job.queue == queue)
             ]
             found.sort(key=lambda job: (job.finished_at or 0.0, self._seq[job.id]))
-            return [dataclasses.replace(job) for job in found[:limit]]
+            return [job.copy() for job in found[:limit]]
 
     def retry(self, job_id: str) -> None:
         """Make a failed job ready; see :meth:`Store.retry`."""

@@ -52,31 +52,15 @@ def _load_queries() -> dict[str, str]:
 QUERIES: Final = _load_queries()
 
 
+_ENCODINGS: Final = tuple(Encoding)
+
+
 def _row_to_job(row: Sequence[Any]) -> Job:
+    # Positional: the columns are selected in the order of Job's fields.
     return Job(
-        id=row[0],
-        queue=row[1],
-        raw_body=row[2],
-        encoding=Encoding(row[3]),
-        type=row[4],
-        priority=row[5],
-        state=_STATES[row[6]],
-        created_at=row[7],
-        run_at=row[8],
-        retry_after=row[9],
-        expires_at=row[10],
-        max_attempts=row[11],
-        result_ttl=row[12],
-        attempts=row[13],
-        nacks=row[14],
-        additional_deliveries=row[15],
-        error_count=row[16],
-        last_error=row[17],
-        lease_until=row[18],
-        raw_result=row[19],
-        result_encoding=Encoding(row[20]),
-        finished_at=row[21],
-    )
+        *row[:3], _ENCODINGS[row[3]], row[4], row[5], _STATES[row[6]], *row[7:20],
+        _ENCODINGS[row[20]], row[21],
+    )  # fmt: skip
 
 
 class SqliteStore(Store):
