@@ -67,9 +67,7 @@ PRODUCER = """
 
 @pytest.mark.slow
 @pytest.mark.parametrize("synchronous", ["normal", "full"])
-def test_kill_9_mid_write_loop_keeps_every_committed_job(
-    tmp_path: Path, synchronous: str
-) -> None:
+def test_kill_9_mid_write_loop_keeps_every_committed_job(tmp_path: Path, synchronous: str) -> None:
     url = f"sqlite:///{tmp_path / 'jobs.db'}?synchronous={synchronous}"
     producer = subprocess.Popen(_python(PRODUCER, url), stdout=subprocess.PIPE, text=True)
     assert producer.stdout is not None
