@@ -10,6 +10,10 @@ from typing import Final
 DONE_CHANNEL: Final = "\x00done"
 
 
+class WouldBlock(Exception):
+    """Internal: the call would have to wait for a lock; nothing was changed."""
+
+
 class Wakeups:
     """In-process fan-out of "something changed in this queue" signals.
 

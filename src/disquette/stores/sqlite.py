@@ -21,7 +21,7 @@ from .._sync.store import Store
 from ..clock import Clock
 from ..errors import ClientClosed, InvalidState, JobNotFound, QueueFull, StoreUnavailable
 from ..job import Encoding, Job, JobState, Stats, StatsRow
-from .base import DONE_CHANNEL, Wakeups
+from .base import DONE_CHANNEL, Wakeups, WouldBlock
 
 _STATES: Final = (
     JobState.SCHEDULED,
@@ -37,6 +37,7 @@ _COLUMNS: Final = (
     "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
 )
 _SCHEMA_VERSION: Final = 1
+_BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 Synchronous = Literal["normal", "full"]
 
 
@@ -56,11 +57,12 @@ _ENCODINGS: Final = tuple(Encoding)
 
 
 def _row_to_job(row: Sequence[Any]) -> Job:
-    # Positional: the columns are selected in the order of Job's fields.
-    return Job(
-        *row[:3], _ENCODINGS[row[3]], row[4], row[5], _STATES[row[6]], *row[7:20],
-        _ENCODINGS[row[20]], row[21],
-    )  # fmt: skip
+    # Positional: the columns are selected in the order of Job's fields (seq is extra).
+    values = list(row[:22])
+    values[3] = _ENCODINGS[values[3]]
+    values[6] = _STATES[values[6]]
+    values[20] = _ENCODINGS[values[20]]
+    return Job(*values)
 
 
 class SqliteStore(Store):
@@ -82,7 +84,10 @@ class SqliteStore(Store):
         self.clock = clock
         self.wakeups = Wakeups()
         self.poll_interval = poll_interval
-        self._lock = threading.Lock()
+        # Re-entrant: ``nonblocking`` holds it around calls that take it again.
+        self._lock = threading.RLock()
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._fail_fast = False
         # (queues) -> (data_version, next time-driven change) after a claim found nothing.
         self._idle: dict[tuple[str, ...], tuple[int, float]] = {}
         try:
@@ -111,6 +116,30 @@ class SqliteStore(Store):
     # -- plumbing ------------------------------------------------------------------------
 
     @contextmanager
+    def nonblocking(self) -> Iterator[None]:
+        """Run the enclosed calls only if they need not wait for a lock.
+
+        Raises :class:`WouldBlock` (before any change is made) if another thread holds this
+        store or another connection holds the file's write lock. The asyncio adapter uses
+        this to run calls on the event loop, and falls back to the store thread otherwise.
+        """
+        if not self._lock.acquire(blocking=False):
+            raise WouldBlock
+        try:
+            if self._conn is None:
+                raise ClientClosed("the SQLite store is closed")
+            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._fail_fast = True
+            try:
+                yield
+            finally:
+                self._fail_fast = False
+                if self._conn is not None:  # the enclosed call may have been close()
+                    self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        finally:
+            self._lock.release()
+
+    @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._conn is None:
@@ -118,6 +147,8 @@ class SqliteStore(Store):
             try:
                 yield self._conn
             except sqlite3.OperationalError as exc:
+                if self._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
+                    raise WouldBlock from exc
                 raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
 
     @contextmanager
@@ -128,7 +159,8 @@ class SqliteStore(Store):
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
             self._idle.clear()
@@ -145,7 +177,8 @@ class SqliteStore(Store):
             conn.execute(QUERIES["promote"], params)
             requeued = conn.execute(QUERIES["requeue_expired_leases"], params).rowcount
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         self._idle.clear()
