@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import dataclasses
 import enum
 import functools
 import json
 import math
+import operator
 import os
 import random
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from .errors import BodyNotSerializable, BodyTooLarge, InvalidJobId, InvalidOption, InvalidQueueName
@@ -98,28 +99,38 @@ class _IdSource:
 
     def next_bytes(self) -> bytes:
         """18 bytes: milliseconds (6), a wrapping counter (2), random (10)."""
-        self._counter = (self._counter + 1) & 0xFFFF
-        millis = time.time_ns() // 1_000_000
-        return (
-            (millis & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
-            + self._counter.to_bytes(2, "big")
-            + self._random.getrandbits(80).to_bytes(10, "big")
-        )
+        self._counter = counter = (self._counter + 1) & 0xFFFF
+        millis = (time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF
+        bits = (millis << 96) | (counter << 80) | self._random.getrandbits(80)
+        return bits.to_bytes(18, "big")
 
 
 _IDS: Final = _IdSource()
 
 
-def new_job_id(ttl: float | None, retry_after: float, node_prefix: str = _NODE_PREFIX) -> str:
-    """Make a 40-byte Disque-format id: ``D-<node>-<24 base64>-<ttl minutes, odd if leased>``.
+def job_id_factory(
+    ttl: float | None, retry_after: float, node_prefix: str = _NODE_PREFIX
+) -> Callable[[], str]:
+    """Return a function making 40-byte Disque-format ids for jobs with these settings:
+    ``D-<node>-<24 base64>-<ttl minutes, odd if leased>``.
 
     The TTL nibble follows Disque: minutes capped at 65535, odd when the job can be
     redelivered (``retry_after > 0``), even when it is at-most-once.
     """
     minutes = min(int((ttl if ttl is not None else MAX_SECONDS) // 60), 0xFFFF)
     minutes = (minutes | 1) if retry_after > 0 else (minutes & ~1)
-    random_part = base64.b64encode(_IDS.next_bytes()).decode()
-    return f"D-{node_prefix}-{random_part}-{minutes:04x}"
+    prefix, suffix = f"D-{node_prefix}-", f"-{minutes:04x}"
+    next_bytes, encode = _IDS.next_bytes, binascii.b2a_base64
+
+    def new_id() -> str:
+        return prefix + encode(next_bytes(), newline=False).decode() + suffix
+
+    return new_id
+
+
+def new_job_id(ttl: float | None, retry_after: float) -> str:
+    """Make one Disque-format job id (see :func:`job_id_factory`)."""
+    return job_id_factory(ttl, retry_after)()
 
 
 def check_job_id(job_id: object) -> str:
@@ -204,10 +215,7 @@ class Job:
 
     def copy(self) -> Job:
         """A shallow copy (faster than ``dataclasses.replace``, which stores call often)."""
-        clone = object.__new__(Job)
-        for name in _JOB_SLOTS:
-            object.__setattr__(clone, name, getattr(self, name))
-        return clone
+        return Job(*_job_fields(self))
 
     @property
     def body(self) -> Any:
@@ -220,7 +228,10 @@ class Job:
         return decode_value(self.raw_result, self.result_encoding)
 
 
-_JOB_SLOTS: Final = tuple(field.name for field in dataclasses.fields(Job))
+#: Job's fields as a tuple, in order: ``Job(*_job_fields(job))`` copies a job.
+_job_fields: Final[Callable[[Job], tuple[Any, ...]]] = operator.attrgetter(
+    *(field.name for field in dataclasses.fields(Job))
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

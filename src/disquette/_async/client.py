@@ -33,7 +33,7 @@ from ..job import (
     check_queue_name,
     check_queue_names,
     encode_value,
-    new_job_id,
+    job_id_factory,
 )
 from ..stores import open_async_store, resolve_url
 from ..stores.base import DONE_CHANNEL
@@ -143,26 +143,37 @@ class AsyncClient:
 
     # -- producing -------------------------------------------------------------------------
 
-    def _new_job(self, body: object, queue: str, now: float) -> Job:
+    def _new_jobs(self, bodies: Iterable[object], queue: str) -> list[Job]:
+        """Encode bodies into new jobs; the option-derived fields are computed once."""
         options = self._options
-        raw_body, encoding = encode_value(body, self._max_body_bytes)
+        now = self.store.clock.now()
         retry_after = options.retry_after if options.retry_after is not None else 300.0
         ttl = options.ttl
-        return Job(
-            id=new_job_id(ttl, retry_after),
-            queue=queue,
-            raw_body=raw_body,
-            encoding=encoding,
-            type=options.type,
-            priority=options.priority if options.priority is not None else 100,
-            state=JobState.QUEUED,
-            created_at=now,
-            run_at=now + (options.delay or 0.0),
-            retry_after=retry_after,
-            expires_at=None if ttl is None else now + ttl,
-            max_attempts=options.max_attempts or 1,
-            result_ttl=options.result_ttl if options.result_ttl is not None else 3600.0,
-        )
+        expires_at = None if ttl is None else now + ttl
+        run_at = now + (options.delay or 0.0)
+        priority = options.priority if options.priority is not None else 100
+        max_attempts = options.max_attempts or 1
+        result_ttl = options.result_ttl if options.result_ttl is not None else 3600.0
+        limit = self._max_body_bytes
+        ids = job_id_factory(ttl, retry_after)
+        return [
+            # Positional, in Job's field order: this runs once per job on the hot path.
+            Job(
+                ids(),
+                queue,
+                *encode_value(body, limit),
+                options.type,
+                priority,
+                JobState.QUEUED,
+                now,
+                run_at,
+                retry_after,
+                expires_at,
+                max_attempts,
+                result_ttl,
+            )
+            for body in bodies
+        ]
 
     def _check_replicate(self) -> None:
         wanted = self._options.replicate or 0
@@ -173,16 +184,15 @@ class AsyncClient:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id."""
         check_queue_name(queue)
         self._check_replicate()
-        job = self._new_job(body, queue, self.store.clock.now())
-        await self.store.add([job], self._options.max_len)
-        return job.id
+        jobs = self._new_jobs([body], queue)
+        await self.store.add(jobs, self._options.max_len)
+        return jobs[0].id
 
     async def add_many(self, bodies: Iterable[object], queue: str) -> list[str]:
         """Add several jobs to ``queue`` in one transaction; all are added or none."""
         check_queue_name(queue)
         self._check_replicate()
-        now = self.store.clock.now()
-        jobs = [self._new_job(body, queue, now) for body in bodies]
+        jobs = self._new_jobs(bodies, queue)
         if jobs:
             await self.store.add(jobs, self._options.max_len)
         return [job.id for job in jobs]

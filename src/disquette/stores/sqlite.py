@@ -8,6 +8,7 @@ nothing is due, so idle waiters cost next to nothing.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
@@ -277,6 +278,9 @@ class SqliteStore(Store):
         ]
         if len(params) == 1:
             done = self._write(QUERIES["ack"], params[0]).rowcount
+        elif raw_result is None:  # the batch case: one statement, no per-row round trips
+            many = {"ids": json.dumps(list(job_ids)), "now": now}
+            done = self._write(QUERIES["ack_many"], many).rowcount
         else:
             with self._transaction() as conn:
                 done = conn.executemany(QUERIES["ack"], params).rowcount
