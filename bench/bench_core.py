@@ -139,6 +139,56 @@ def call_overhead(n: int) -> dict[str, float]:
     return results
 
 
+def big_queue(directory: Path, queued: int, probes: int) -> tuple[float, float]:
+    """With ``queued`` jobs in the queue: (add/s filling it in batches, get+ack/s after)."""
+    url = f"sqlite:///{fresh(directory, 'big.db').resolve()}"
+    with disquette.connect(url) as client:
+        jobs = client.timeout(0)
+        start = time.perf_counter()
+        for _ in range(queued // 1000):
+            jobs.add_many([b"x" * 16] * 1000, "q")
+        filled = time.perf_counter()
+        for _ in range(probes):
+            jobs.ack(jobs.get("q"))
+        drained = time.perf_counter()
+    return queued / (filled - start), probes / (drained - filled)
+
+
+WAKE_PROBE = """
+import sys, time, disquette
+jobs = disquette.connect(sys.argv[1])
+print("ready", flush=True)
+for _ in range(int(sys.argv[2])):
+    job = jobs.get("wake")
+    print(time.time() - job.body["sent"], flush=True)
+    jobs.ack(job)
+"""
+
+
+def cross_process_wake(directory: Path, samples: int) -> list[float]:
+    """Seconds from an add in this process to a blocked get returning in another one."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{fresh(directory, 'wake.db').resolve()}"
+    with disquette.connect(url) as jobs:
+        jobs.qlen("wake")
+        child = subprocess.Popen(
+            [sys.executable, "-c", WAKE_PROBE, url, str(samples)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        child.stdout.readline()
+        delays = []
+        for _ in range(samples):
+            time.sleep(0.03)  # let the child block again
+            jobs.add({"sent": time.time()}, "wake")
+            delays.append(float(child.stdout.readline()))
+        child.wait()
+    return delays
+
+
 def _per_call(function: Callable[[], object], n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
@@ -200,6 +250,16 @@ def main() -> None:
     ratio = async_e2e / ceilings[("raw sqlite3, store pragmas", 1)]
     label = "async, one by one"
     print(f"{'sqlite':8} {label:18} {'':>10} {'':>10} {async_e2e:>11,.0f} {ratio:>14.2f}x")
+
+    big, probes = 1_000_000, 2000
+    fill_rate, get_rate = big_queue(directory, big, probes)
+    print(f"\n{big:,} jobs queued (added at {fill_rate:,.0f}/s in batches of 1000):")
+    print(f"  get + ack one by one with the queue that full: {get_rate:,.0f} jobs/s")
+
+    delays = sorted(cross_process_wake(directory, 100))
+    p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99) - 1]
+    print("\ncross-process wake-up, add -> blocked get returns (SQLite, poll_interval 50 ms):")
+    print(f"  p50 {p50 * 1000:.1f} ms   p99 {p99 * 1000:.1f} ms   max {delays[-1] * 1000:.1f} ms")
 
     print("\nper-call overhead (microseconds, memory store, qlen):")
     overheads = call_overhead(20_000)
