@@ -47,10 +47,19 @@ class Encoding(enum.IntEnum):
 
 
 def encode_value(value: object, limit: int) -> tuple[bytes, Encoding]:
-    """Encode a body or result: bytes stay bytes, str is UTF-8, anything else is JSON."""
+    """Encode a body or result: bytes stay bytes, str is UTF-8, anything else is JSON.
+
+    Raises :class:`BodyTooLarge` over ``limit`` bytes, checked before copying when the size
+    is known, so a huge body is refused without doubling memory.
+    """
     if isinstance(value, bytes | bytearray | memoryview):
-        data, encoding = bytes(value), Encoding.BYTES
-    elif isinstance(value, str):
+        size = value.nbytes if isinstance(value, memoryview) else len(value)
+        if size > limit:
+            raise BodyTooLarge(size, limit)
+        return bytes(value), Encoding.BYTES
+    if isinstance(value, str):
+        if len(value) > limit:  # each character is at least one byte
+            raise BodyTooLarge(len(value), limit)
         try:
             data, encoding = value.encode(), Encoding.TEXT
         except UnicodeEncodeError as exc:
@@ -58,7 +67,7 @@ def encode_value(value: object, limit: int) -> tuple[bytes, Encoding]:
     else:
         try:
             data = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise BodyNotSerializable(type(value), str(exc)) from None
         encoding = Encoding.JSON
     if len(data) > limit:
@@ -187,7 +196,7 @@ class Job:
 
     id: str
     queue: str
-    raw_body: bytes
+    raw_body: bytes = dataclasses.field(repr=False)
     encoding: Encoding = Encoding.BYTES
     type: str | None = None
     priority: int = 100
@@ -209,7 +218,7 @@ class Job:
     error_count: int = 0
     last_error: str | None = None
     lease_until: float | None = None
-    raw_result: bytes | None = None
+    raw_result: bytes | None = dataclasses.field(default=None, repr=False)
     result_encoding: Encoding = Encoding.BYTES
     finished_at: float | None = None
 

@@ -22,6 +22,7 @@ from disquette.errors import (
     QueueFull,
     Timeout,
 )
+from disquette.job import DEFAULT_MAX_BODY_BYTES
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
 
@@ -354,6 +355,17 @@ def test_bad_option_values_are_refused(
         fluent = getattr(jobs, option)
         with pytest.raises(InvalidOption):
             fluent(value)
+
+
+def test_a_huge_body_is_refused_before_it_is_copied(store_url: str, clock: ManualClock):
+    huge = memoryview(bytearray(DEFAULT_MAX_BODY_BYTES + 1))
+    with connect(store_url, clock=clock) as jobs:
+        with pytest.raises(BodyTooLarge) as refused:
+            jobs.add(huge, "q")
+        assert refused.value.size == DEFAULT_MAX_BODY_BYTES + 1
+        with pytest.raises(BodyTooLarge):
+            jobs.add("x" * (DEFAULT_MAX_BODY_BYTES + 1), "q")
+        assert jobs.qlen("q") == 0
 
 
 def test_bad_input_gets_typed_errors_and_loses_nothing(store_url: str, clock: ManualClock):
