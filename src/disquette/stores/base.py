@@ -23,15 +23,19 @@ class Wakeups:
     their ``poll_interval``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_subscribe: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[str, set[Callable[[], None]]] = {}
+        #: Called at each subscribe: a store starts listening to other processes lazily.
+        self._on_subscribe = on_subscribe
 
     def subscribe(
         self, channels: Iterable[str], callback: Callable[[], None]
     ) -> Callable[[], None]:
         """Call ``callback`` on each notify of one of ``channels``; return the unsubscriber."""
         names = list(channels)
+        if self._on_subscribe is not None:
+            self._on_subscribe()
         with self._lock:
             for name in names:
                 self._subscribers.setdefault(name, set()).add(callback)

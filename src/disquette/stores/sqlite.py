@@ -13,7 +13,7 @@ import re
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Final, Literal
@@ -22,6 +22,7 @@ from .._sync.store import Store
 from ..clock import Clock
 from ..errors import ClientClosed, InvalidState, JobNotFound, QueueFull, StoreUnavailable
 from ..job import Encoding, Job, JobState, Stats, StatsRow
+from ._peers import PeerWakeups
 from .base import DONE_CHANNEL, Wakeups, WouldBlock
 
 _STATES: Final = (
@@ -83,7 +84,8 @@ class SqliteStore(Store):
         self.url = f"sqlite:///{path}"
         self.path = path
         self.clock = clock
-        self.wakeups = Wakeups()
+        self._peers = PeerWakeups(path, self._delivered)
+        self.wakeups = Wakeups(on_subscribe=self._peers.listen)
         self.poll_interval = poll_interval
         # Re-entrant: ``nonblocking`` holds it around calls that take it again.
         self._lock = threading.RLock()
@@ -115,6 +117,18 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"cannot open SQLite file {path!r}: {exc}") from exc
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _announce(self, channels: Iterable[str]) -> None:
+        """Wake waiters on these channels, in this process and in the others."""
+        names = list(channels)
+        if names:
+            self.wakeups.notify(names)
+            self._peers.announce(names)
+
+    def _delivered(self, channels: list[str]) -> None:
+        # Another process changed these queues: our idle snapshot no longer holds.
+        self._idle.clear()
+        self.wakeups.notify(channels)
 
     @contextmanager
     def nonblocking(self) -> Iterator[None]:
@@ -225,7 +239,7 @@ class SqliteStore(Store):
         ]
         if max_len is None and len(rows) == 1:
             self._write(QUERIES["insert"], rows[0])
-            self.wakeups.notify([rows[0][1]])
+            self._announce([rows[0][1]])
             return
         if max_len is not None:
             self._refresh()
@@ -237,7 +251,7 @@ class SqliteStore(Store):
                     if held[0] + extra > max_len:
                         raise QueueFull(queue, max_len)
             conn.executemany(QUERIES["insert"], rows)
-        self.wakeups.notify({row[1] for row in rows})
+        self._announce({row[1] for row in rows})
 
     def claim(self, queues: Sequence[str], count: int) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
@@ -285,7 +299,7 @@ class SqliteStore(Store):
             with self._transaction() as conn:
                 done = conn.executemany(QUERIES["ack"], params).rowcount
         if done:
-            self.wakeups.notify([DONE_CHANNEL])
+            self._announce([DONE_CHANNEL])
         return done
 
     def nack(self, job_ids: Sequence[str]) -> int:
@@ -297,7 +311,7 @@ class SqliteStore(Store):
             with self._transaction() as conn:
                 for job_id in job_ids:
                     queues.extend(row[0] for row in conn.execute(QUERIES["nack"], (job_id,)))
-        self.wakeups.notify(set(queues))
+        self._announce(set(queues))
         return len(queues)
 
     def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
@@ -308,7 +322,7 @@ class SqliteStore(Store):
         if row is None:
             return False
         queue, state = row
-        self.wakeups.notify([DONE_CHANNEL] if state == 4 else [queue])
+        self._announce([DONE_CHANNEL] if state == 4 else [queue])
         return True
 
     def working(self, job_id: str) -> float | None:
@@ -340,7 +354,7 @@ class SqliteStore(Store):
         with self._transaction() as conn:
             deleted = sum(conn.execute(QUERIES["delete"], (i,)).rowcount for i in job_ids)
         if deleted:
-            self.wakeups.notify([DONE_CHANNEL])
+            self._announce([DONE_CHANNEL])
         return deleted
 
     def qlen(self, queue: str) -> int:
@@ -372,7 +386,7 @@ class SqliteStore(Store):
             row = conn.execute(QUERIES["retry"], {"id": job_id, "now": now}).fetchone()
             found = None if row else conn.execute(QUERIES["show"], (job_id,)).fetchone()
         if row is not None:
-            self.wakeups.notify([row[0]])
+            self._announce([row[0]])
             return
         if found is None:
             raise JobNotFound(job_id)
@@ -383,7 +397,7 @@ class SqliteStore(Store):
         with self._transaction() as conn:
             conn.execute(QUERIES["pause" if paused else "resume"], (queue,))
         if not paused:
-            self.wakeups.notify([queue])
+            self._announce([queue])
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""
@@ -413,6 +427,7 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         """Close the connection."""
+        self._peers.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
