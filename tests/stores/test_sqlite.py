@@ -92,7 +92,8 @@ WAITER = """
 
 
 def test_blocking_get_wakes_on_an_add_from_another_process(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}?poll_interval=0.02"
+    # A poll interval longer than the waiter's timeout: only the datagram can wake it.
+    url = f"sqlite:///{tmp_path / 'jobs.db'}?poll_interval=60"
     with connect(url) as jobs:
         jobs.qlen("q")  # creates the schema before the waiter starts
         waiter = subprocess.Popen(_python(WAITER, url), stdout=subprocess.PIPE, text=True)
