@@ -18,7 +18,6 @@ from ..errors import (
     InvalidOption,
     JobFailed,
     JobNotFound,
-    NotReplicated,
     Timeout,
 )
 from ..job import (
@@ -175,26 +174,30 @@ class AsyncClient:
             for body in bodies
         ]
 
-    def _check_replicate(self) -> None:
-        wanted = self._options.replicate or 0
-        if wanted > self.store.max_replicas:
-            raise NotReplicated(wanted, self.store.max_replicas, self.store.url.split(":")[0])
+    async def add(self, body: object, queue: str, *, connection: object = None) -> str:
+        """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.
 
-    async def add(self, body: object, queue: str) -> str:
-        """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id."""
-        check_queue_name(queue)
-        self._check_replicate()
-        jobs = self._new_jobs([body], queue)
-        await self.store.add(jobs, self._options.max_len)
-        return jobs[0].id
+        ``connection``: on stores with transactions (PostgreSQL), the caller's open
+        transaction (a psycopg connection, a SQLAlchemy session or connection): the job
+        exists only if that transaction commits. Other stores raise ``InvalidOption``.
+        With the ``replicate`` option, returns once that many replicas hold the job, or
+        raises :class:`~disquette.errors.NotReplicated`.
+        """
+        return (await self.add_many([body], queue, connection=connection))[0]
 
-    async def add_many(self, bodies: Iterable[object], queue: str) -> list[str]:
+    async def add_many(
+        self, bodies: Iterable[object], queue: str, *, connection: object = None
+    ) -> list[str]:
         """Add several jobs to ``queue`` in one transaction; all are added or none."""
         check_queue_name(queue)
-        self._check_replicate()
         jobs = self._new_jobs(bodies, queue)
         if jobs:
-            await self.store.add(jobs, self._options.max_len)
+            await self.store.add(
+                jobs,
+                self._options.max_len,
+                connection=connection,
+                replicate=self._options.replicate or 0,
+            )
         return [job.id for job in jobs]
 
     # -- consuming -------------------------------------------------------------------------
@@ -238,21 +241,25 @@ class AsyncClient:
         finally:
             unsubscribe()
 
-    async def ack(self, job: JobRef, result: object = None) -> None:
+    async def ack(self, job: JobRef, result: object = None, *, connection: object = None) -> None:
         """Acknowledge a job: it is done, and ``result`` is what :meth:`wait` returns.
 
         Acking a job that is already done does nothing; an unknown id raises
-        :class:`~disquette.errors.JobNotFound`.
+        :class:`~disquette.errors.JobNotFound`. ``connection``: on stores with transactions,
+        the caller's open transaction, so the job's effects and its completion commit
+        together (see :meth:`add`).
         """
         job_id = _job_id(job)
         raw_result, encoding = self._encode_result(result)
-        if not await self.store.ack([job_id], raw_result, encoding):
+        if not await self.store.ack([job_id], raw_result, encoding, connection=connection):
             await self._require(job_id)
 
-    async def ack_many(self, jobs: Sequence[JobRef]) -> int:
+    async def ack_many(self, jobs: Sequence[JobRef], *, connection: object = None) -> int:
         """Acknowledge several jobs in one transaction; return how many became done."""
         ids = [_job_id(job) for job in jobs]
-        return await self.store.ack(ids, None, Encoding.BYTES) if ids else 0
+        if not ids:
+            return 0
+        return await self.store.ack(ids, None, Encoding.BYTES, connection=connection)
 
     async def nack(self, job: JobRef) -> None:
         """Give a leased job back: it is delivered again at once, ``nacks`` + 1.

@@ -26,15 +26,25 @@ class AsyncStore(abc.ABC):
     #: How often a blocked call re-checks on its own, for changes no wake-up announces
     #: (another process's add on SQLite, a delay running out).
     poll_interval: float = 0.05
-    #: The highest ``replicate`` this store can honour.
+    #: The highest ``replicate`` this store could honour (informational: ``add`` checks).
     max_replicas: int = 0
 
     @abc.abstractmethod
-    async def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
+    async def add(
+        self,
+        jobs: Sequence[Job],
+        max_len: int | None,
+        *,
+        connection: object = None,
+        replicate: int = 0,
+    ) -> None:
         """Insert new jobs (ids assigned) in one transaction; the store owns them after.
 
         With ``max_len``, refuse the whole batch with ``QueueFull`` if a queue would hold
-        more than ``max_len`` queued jobs.
+        more than ``max_len`` queued jobs. With ``connection`` (a store-specific handle on
+        the caller's transaction), insert inside that transaction; stores without
+        transactions raise ``InvalidOption``. With ``replicate``, return only once that many
+        replicas hold the jobs, else raise ``NotReplicated``.
         """
 
     @abc.abstractmethod
@@ -49,9 +59,17 @@ class AsyncStore(abc.ABC):
 
     @abc.abstractmethod
     async def ack(
-        self, job_ids: Sequence[str], raw_result: bytes | None, result_encoding: Encoding
+        self,
+        job_ids: Sequence[str],
+        raw_result: bytes | None,
+        result_encoding: Encoding,
+        *,
+        connection: object = None,
     ) -> int:
-        """Mark jobs done (keeping the result for their ``result_ttl``); return how many."""
+        """Mark jobs done (keeping the result for their ``result_ttl``); return how many.
+
+        With ``connection``, inside the caller's transaction (as for :meth:`add`).
+        """
 
     @abc.abstractmethod
     async def nack(self, job_ids: Sequence[str]) -> int:

@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 from .._async.store import AsyncStore
 from .._sync.store import Store
 from ..job import Encoding, Job, Stats
-from .base import WouldBlock
+from .base import WouldBlock, refuse_store_powers
 
 T = TypeVar("T")
 
@@ -58,8 +58,16 @@ class SyncStoreAdapter(AsyncStore):
                 pass
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
-    async def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
+    async def add(
+        self,
+        jobs: Sequence[Job],
+        max_len: int | None,
+        *,
+        connection: object = None,
+        replicate: int = 0,
+    ) -> None:
         """See :meth:`AsyncStore.add`."""
+        refuse_store_powers(self.url.partition(":")[0], connection, replicate)
         await self._call(self.inner.add, jobs, max_len)
 
     async def claim(self, queues: Sequence[str], count: int) -> list[Job]:
@@ -67,9 +75,15 @@ class SyncStoreAdapter(AsyncStore):
         return await self._call(self.inner.claim, queues, count)
 
     async def ack(
-        self, job_ids: Sequence[str], raw_result: bytes | None, result_encoding: Encoding
+        self,
+        job_ids: Sequence[str],
+        raw_result: bytes | None,
+        result_encoding: Encoding,
+        *,
+        connection: object = None,
     ) -> int:
         """See :meth:`AsyncStore.ack`."""
+        refuse_store_powers(self.url.partition(":")[0], connection, 0)
         return await self._call(self.inner.ack, job_ids, raw_result, result_encoding)
 
     async def nack(self, job_ids: Sequence[str]) -> int:

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from ..errors import InvalidOption, NotReplicated
+
 #: The wake-up channel for "some job finished", used by ``wait``.
 DONE_CHANNEL: Final = "\x00done"
 
@@ -23,10 +25,11 @@ class Wakeups:
     their ``poll_interval``.
     """
 
-    def __init__(self, on_subscribe: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_subscribe: Callable[[list[str]], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[str, set[Callable[[], None]]] = {}
-        #: Called at each subscribe: a store starts listening to other processes lazily.
+        #: Called with the channels at each subscribe: stores start listening to other
+        #: processes lazily, the first time someone waits.
         self._on_subscribe = on_subscribe
 
     def subscribe(
@@ -35,7 +38,7 @@ class Wakeups:
         """Call ``callback`` on each notify of one of ``channels``; return the unsubscriber."""
         names = list(channels)
         if self._on_subscribe is not None:
-            self._on_subscribe()
+            self._on_subscribe(names)
         with self._lock:
             for name in names:
                 self._subscribers.setdefault(name, set()).add(callback)
@@ -51,6 +54,12 @@ class Wakeups:
 
         return unsubscribe
 
+    def notify_all(self) -> None:
+        """Wake every subscriber (after a listener reconnects: changes may have been missed)."""
+        with self._lock:
+            names = list(self._subscribers)
+        self.notify(names)
+
     def notify(self, channels: Iterable[str]) -> None:
         """Wake every subscriber of any of ``channels``."""
         if not self._subscribers:  # the common case when nobody blocks: no lock taken
@@ -59,3 +68,12 @@ class Wakeups:
             callbacks = {cb for name in channels for cb in self._subscribers.get(name, ())}
         for callback in callbacks:
             callback()
+
+
+def refuse_store_powers(store: str, connection: object, replicate: int) -> None:
+    """For stores without transactions to join or replicas to wait for: refuse the request
+    with a typed error instead of silently ignoring it."""
+    if connection is not None:
+        raise InvalidOption("connection", connection, f"the {store} store has no transactions")
+    if replicate > 0:
+        raise NotReplicated(replicate, 0, store)

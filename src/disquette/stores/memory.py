@@ -14,7 +14,7 @@ from .._sync.store import Store
 from ..clock import Clock
 from ..errors import InvalidState, JobNotFound, QueueFull
 from ..job import Encoding, Job, JobState, Stats, StatsRow
-from .base import DONE_CHANNEL, Wakeups
+from .base import DONE_CHANNEL, Wakeups, refuse_store_powers
 
 _PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
 
@@ -101,8 +101,16 @@ class MemoryStore(Store):
 
     # -- the interface -----------------------------------------------------------------
 
-    def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
+    def add(
+        self,
+        jobs: Sequence[Job],
+        max_len: int | None,
+        *,
+        connection: object = None,
+        replicate: int = 0,
+    ) -> None:
         """Insert jobs; see :meth:`Store.add`."""
+        refuse_store_powers("memory", connection, replicate)
         with self._lock:
             now = self.clock.now()
             self._tick(now)
@@ -155,9 +163,15 @@ class MemoryStore(Store):
         return claimed
 
     def ack(
-        self, job_ids: Sequence[str], raw_result: bytes | None, result_encoding: Encoding
+        self,
+        job_ids: Sequence[str],
+        raw_result: bytes | None,
+        result_encoding: Encoding,
+        *,
+        connection: object = None,
     ) -> int:
         """Mark jobs done; see :meth:`Store.ack`."""
+        refuse_store_powers("memory", connection, 0)
         done = 0
         with self._lock:
             now = self.clock.now()

@@ -23,7 +23,7 @@ from ..clock import Clock
 from ..errors import ClientClosed, InvalidState, JobNotFound, QueueFull, StoreUnavailable
 from ..job import Encoding, Job, JobState, Stats, StatsRow
 from ._peers import PeerWakeups
-from .base import DONE_CHANNEL, Wakeups, WouldBlock
+from .base import DONE_CHANNEL, Wakeups, WouldBlock, refuse_store_powers
 
 _STATES: Final = (
     JobState.SCHEDULED,
@@ -85,7 +85,7 @@ class SqliteStore(Store):
         self.path = path
         self.clock = clock
         self._peers = PeerWakeups(path, self._delivered)
-        self.wakeups = Wakeups(on_subscribe=self._peers.listen)
+        self.wakeups = Wakeups(on_subscribe=lambda _channels: self._peers.listen())
         self.poll_interval = poll_interval
         # Re-entrant: ``nonblocking`` holds it around calls that take it again.
         self._lock = threading.RLock()
@@ -216,8 +216,16 @@ class SqliteStore(Store):
 
     # -- the interface -------------------------------------------------------------------
 
-    def add(self, jobs: Sequence[Job], max_len: int | None) -> None:
+    def add(
+        self,
+        jobs: Sequence[Job],
+        max_len: int | None,
+        *,
+        connection: object = None,
+        replicate: int = 0,
+    ) -> None:
         """Insert jobs in one transaction; see :meth:`Store.add`."""
+        refuse_store_powers("sqlite", connection, replicate)
         now = self.clock.now()
         rows = [
             (
@@ -282,9 +290,15 @@ class SqliteStore(Store):
         return claimed
 
     def ack(
-        self, job_ids: Sequence[str], raw_result: bytes | None, result_encoding: Encoding
+        self,
+        job_ids: Sequence[str],
+        raw_result: bytes | None,
+        result_encoding: Encoding,
+        *,
+        connection: object = None,
     ) -> int:
         """Mark jobs done; see :meth:`Store.ack`."""
+        refuse_store_powers("sqlite", connection, 0)
         now = self.clock.now()
         params = [
             {"id": job_id, "result": raw_result, "encoding": int(result_encoding), "now": now}

@@ -1,0 +1,974 @@
+"""The PostgreSQL store: ``postgresql://user@host/db?schema=disquette``.
+
+psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side function that first
+applies what time made due (expiry, scheduled jobs, lapsed leases) and then leases jobs
+``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait on each other. Adds send a
+``NOTIFY``; a dedicated ``LISTEN`` connection, started the first time a call blocks, turns it
+into an in-process wake-up, so a waiting ``get`` starts a job added by another process within
+a round trip, and ``poll_interval`` is only the fallback for delays and leases running out.
+
+Store-specific powers, beyond the common interface:
+
+- ``add(..., connection=conn)`` and ``ack(..., connection=conn)`` run inside the caller's own
+  transaction (a psycopg connection, or a SQLAlchemy session or connection on the psycopg
+  driver): the job appears, or is completed, exactly when that transaction commits.
+- ``add(..., replicate=n)`` commits with ``synchronous_commit = remote_apply`` and returns only
+  once ``n`` standbys have applied the jobs, or raises ``NotReplicated`` first.
+- :meth:`AsyncPostgresStore.migrate` applies the versioned migrations (also run on first
+  use unless ``?migrate=false``).
+
+URL parameters (the others go to libpq): ``schema`` (default ``disquette``), ``migrate``
+(``true``), ``poll_interval`` (0.25 s), ``pool_min`` (1), ``pool_max`` (10),
+``reconnect_timeout`` (10 s: how long a call retries while the database is unreachable
+before it raises ``StoreUnavailable``), ``listen`` (``true``), ``vacuum_every`` (50000: run
+``VACUUM`` on the jobs table after this many claims and acks by this store; 0 disables).
+
+Tables (in the schema): ``jobs`` holds pending jobs only (scheduled, queued, active, failed);
+an ack moves a job to ``done`` (or deletes it when ``result_ttl`` is 0), where it stays for
+``wait`` until its ``result_ttl`` and is then pruned in bounded batches. So the hot table's
+live size is the backlog, never the history, and the claim's partial index holds only ready
+jobs. Each claim and ack still leaves a dead row version; autovacuum wakes up once a minute
+at best, so the store also runs ``VACUUM`` on ``jobs`` every ``vacuum_every`` jobs it moves
+(``bench/bench_postgres.py --churn 1000000``: the heap stays ~9 MB through a million jobs).
+
+Replication (``replicate=n``): give the primary ``synchronous_standby_names`` naming the
+standbys (``'FIRST 1 (standby_a, standby_b)'`` or ``'ANY 2 (...)'``), start each standby from
+``pg_basebackup -R -d application_name=<its name>``, and connect as a role that may read
+``pg_stat_replication`` in full (superuser or ``pg_monitor``). An add with ``replicate=n``
+counts the streaming standbys in ``sync``/``quorum`` state, raises ``NotReplicated`` before
+writing when there are fewer than ``n``, commits with ``synchronous_commit = remote_apply``,
+and checks that ``n`` standbys replayed the commit. ``tests/stores/test_postgres.py`` builds
+exactly this with a private primary and standby.
+
+This file is the asyncio source; ``disquette/_sync/stores/postgres.py`` is generated from it.
+"""
+
+from __future__ import annotations
+
+import asyncio  # unasync: drop
+import contextlib
+import functools
+import hashlib
+import re
+import threading
+import time
+from collections.abc import (
+    Awaitable,  # unasync: drop
+    Callable,
+    Coroutine,  # unasync: drop
+    Sequence,
+)
+from importlib import resources
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from ..._concurrency import async_sleep
+from ...clock import Clock
+from ...errors import (
+    ClientClosed,
+    InvalidOption,
+    InvalidState,
+    InvalidURL,
+    JobNotFound,
+    NotReplicated,
+    QueueFull,
+    StoreUnavailable,
+)
+from ...job import Encoding, Job, JobState, Stats, StatsRow
+from ...stores.base import DONE_CHANNEL, Wakeups
+from ..store import AsyncStore
+
+T = TypeVar("T")
+
+_STATES: Final = (
+    JobState.SCHEDULED,
+    JobState.QUEUED,
+    JobState.ACTIVE,
+    JobState.DONE,
+    JobState.FAILED,
+)
+_ENCODINGS: Final = tuple(Encoding)
+_COLUMNS: Final = (
+    "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
+    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
+    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
+)
+_DONE_COLUMNS: Final = (
+    "id, queue, body, encoding, type, priority, 3::int2, created_at, run_at, retry_after, "
+    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
+    "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq"
+)
+_SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
+_MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
+#: Errors after which the same call may succeed: the connection or the server went away
+#: (restart, failover, pool exhausted while reconnecting), or a deadlock was broken.
+_TRANSIENT: Final = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
+#: The schema was never migrated (``?migrate=false``) or was dropped.
+_MISSING_SCHEMA: Final = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.InvalidSchemaName,
+)
+#: How often the sync flavor's listener thread looks up from its socket to see if the store
+#: was closed (the asyncio flavor's listener task is cancelled instead).
+_LISTEN_TICK: Final = 0.2
+
+_PARAMETERS: Final = {
+    "schema",
+    "migrate",
+    "poll_interval",
+    "pool_min",
+    "pool_max",
+    "reconnect_timeout",
+    "listen",
+    "vacuum_every",
+}
+
+
+def _sql_dir() -> Any:
+    return resources.files("disquette.stores") / "postgres"
+
+
+def _quote(schema: str) -> str:
+    return '"' + schema.replace('"', '""') + '"'
+
+
+@functools.cache
+def _migrations() -> tuple[tuple[int, str, str], ...]:
+    """(version, name, text) of every migration file, in order."""
+    found = []
+    for entry in _sql_dir().iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text()))
+    return tuple(sorted(found))
+
+
+@functools.cache
+def queries(schema: str) -> dict[str, str]:
+    """The named statements of ``queries.sql`` for one schema."""
+    text = (_sql_dir() / "queries.sql").read_text()
+    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
+    return {
+        name: body.strip()
+        .replace("{columns}", _COLUMNS)
+        .replace("{done_columns}", _DONE_COLUMNS)
+        .replace("{schema}", _quote(schema))
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True)
+    }
+
+
+def channel_name(schema: str) -> str:
+    """The NOTIFY channel of a schema (at most 63 bytes, PostgreSQL's identifier limit)."""
+    name = f"disquette.{schema}"
+    if len(name.encode()) > 63:
+        name = f"disquette.{hashlib.sha1(schema.encode()).hexdigest()}"
+    return name
+
+
+def _row_to_job(row: Sequence[Any]) -> Job:
+    # Positional: the columns are selected in the order of Job's fields (then the store's).
+    values = list(row[:22])
+    values[3] = _ENCODINGS[values[3]]
+    values[6] = _STATES[values[6]]
+    values[20] = _ENCODINGS[values[20]]
+    return Job(*values)
+
+
+def _settings(job: Job) -> tuple[object, ...]:
+    return (
+        job.queue,
+        job.type,
+        job.priority,
+        job.created_at,
+        job.run_at,
+        job.retry_after,
+        job.expires_at,
+        job.max_attempts,
+        job.result_ttl,
+    )
+
+
+def _uniform(jobs: Sequence[Job]) -> bool:
+    """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes)."""
+    shared = _settings(jobs[0])
+    return all(_settings(job) == shared for job in jobs)
+
+
+class AsyncBackground:  # unasync: drop
+    """Runs the listener as a task of the running event loop."""  # unasync: drop
+
+    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:  # unasync: drop
+        loop = asyncio.get_running_loop()  # unasync: drop
+        self._task: asyncio.Task[None] = loop.create_task(work())  # unasync: drop
+
+    async def stop(self) -> None:  # unasync: drop
+        """Cancel the task and wait for it to finish."""  # unasync: drop
+        self._task.cancel()  # unasync: drop
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):  # unasync: drop
+            await self._task  # unasync: drop
+
+
+class Background:
+    """Runs the listener on a daemon thread (the sync flavor)."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=work, name="disquette-listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Wait for the thread, which sees the store closed within ``_LISTEN_TICK``."""
+        if self._thread is not threading.current_thread():
+            self._thread.join(5 * _LISTEN_TICK)
+
+
+async def _driver_connection(connection: object) -> AsyncConnection[Any]:
+    """The psycopg connection behind ``connection``: a psycopg connection itself, or a
+    SQLAlchemy session or connection bound to a ``postgresql+psycopg`` engine (for the
+    asyncio flavor, an ``AsyncSession`` or ``AsyncConnection``)."""
+    if isinstance(connection, AsyncConnection):
+        return connection
+    wrapper: Any = connection
+    driver: object = None
+    get_raw = getattr(wrapper, "get_raw_connection", None)
+    if get_raw is not None:  # SQLAlchemy's AsyncConnection
+        if not wrapper.in_transaction():
+            await wrapper.begin()  # so that its commit() commits what we write
+        driver = (await get_raw()).driver_connection
+    else:
+        inner = getattr(wrapper, "connection", None)
+        if callable(inner):  # a Session: its connection, inside its transaction
+            return await _driver_connection(await inner())
+        driver = getattr(inner, "driver_connection", None)  # a Connection's DB-API proxy
+        if driver is not None and not wrapper.in_transaction():
+            wrapper.begin()  # so that its commit() commits what we write
+    if isinstance(driver, AsyncConnection):
+        return driver
+    raise InvalidOption(
+        "connection",
+        connection,
+        "expected a psycopg 3 connection, or a SQLAlchemy session or connection on the "
+        "psycopg driver, of the same flavor (sync or asyncio) as the client",
+    )
+
+
+def migration_script(schema: str) -> str:
+    """One SQL script that brings ``schema`` up to date: lock, create what is missing, apply
+    each pending migration and record it, in one transaction."""
+    quoted = _quote(schema)
+    table = f"{quoted}.schema_migrations"
+    lock_key = f"disquette migrate {schema}".replace("'", "''")
+    parts = [
+        "BEGIN;",
+        f"SELECT pg_advisory_xact_lock(hashtextextended('{lock_key}', 0));",
+        f"CREATE SCHEMA IF NOT EXISTS {quoted};",
+        f"CREATE TABLE IF NOT EXISTS {table} (version integer PRIMARY KEY, "
+        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());",
+    ]
+    for version, name, text in _migrations():
+        parts.append(
+            f"DO $disquette$ BEGIN\n"
+            f"IF NOT EXISTS (SELECT FROM {table} WHERE version = {version}) THEN\n"
+            f"EXECUTE $migration${text.replace('{schema}', quoted)}$migration$;\n"
+            f"INSERT INTO {table} (version, name) VALUES ({version}, '{name}');\n"
+            "END IF;\nEND $disquette$;"
+        )
+    parts.append("COMMIT;")
+    return "\n".join(parts)
+
+
+async def migrate_connection(conn: AsyncConnection[Any], schema: str) -> list[int]:
+    """Bring ``schema`` up to date on ``conn`` (an autocommit connection); return the
+    versions that were missing. Safe to run from several processes at once.
+
+    The work is one script, sent in one round trip: the server finishes the transaction on
+    its own, so a caller that blocks its event loop (a sync client called inside a
+    coroutine) cannot leave the migration lock held while another store waits for it.
+    """
+    table = f"{_quote(schema)}.schema_migrations"
+    try:
+        cursor = await conn.execute(f"SELECT coalesce(max(version), 0) FROM {table}")
+        row = await cursor.fetchone()
+        current = int(row[0]) if row is not None else 0
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        current = 0
+    missing = [version for version, _, _ in _migrations() if version > current]
+    if missing:
+        await conn.execute(migration_script(schema))
+    return missing
+
+
+class AsyncPostgresStore(AsyncStore):
+    """Jobs in PostgreSQL tables of one schema, reached through a connection pool."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        clock: Clock,
+        *,
+        url: str | None = None,
+        schema: str = "disquette",
+        migrate: bool = True,
+        poll_interval: float = 0.25,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        reconnect_timeout: float = 10.0,
+        listen: bool = True,
+        vacuum_every: int = 50_000,
+        application_name: str = "disquette",
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise InvalidOption("schema", schema, "letters, digits, _ and $, at most 63")
+        self.url = url or conninfo
+        self.clock = clock
+        self.schema = schema
+        self.channel = channel_name(schema)
+        self.poll_interval = poll_interval
+        self.wakeups = Wakeups(on_subscribe=self._on_subscribe if listen else None)
+        self._q = queries(schema)
+        self._conninfo = conninfo
+        self._application_name = application_name
+        self._migrate = migrate
+        self._reconnect_timeout = reconnect_timeout
+        self._vacuum_every = vacuum_every
+        self._churn = 0
+        self._pool = AsyncConnectionPool(
+            conninfo,
+            min_size=pool_min,
+            max_size=pool_max,
+            open=False,
+            timeout=reconnect_timeout,
+            num_workers=1,
+            name=f"disquette-{schema}",
+            kwargs={"autocommit": True, "application_name": application_name},
+        )
+        self._lock = threading.Lock()
+        self._ready = False
+        self._closed = False
+        self._listener: AsyncBackground | None = None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _run(
+        self, operation: Callable[[AsyncConnection[Any]], Awaitable[T]], *, migrated: bool = True
+    ) -> T:
+        """Run ``operation`` on a pooled connection, again while the database is briefly
+        unreachable (every operation is safe to repeat: adds are keyed by job id).
+
+        With ``migrated`` (the default), the schema is first brought up to date if needed.
+        """
+        deadline: float | None = None
+        delay = 0.02
+        while True:
+            if self._closed:
+                raise ClientClosed(f"the PostgreSQL store {self.url} is closed")
+            try:
+                if not self._ready:
+                    await self._pool.open()
+                    if migrated:
+                        await self._open()
+                async with self._pool.connection() as conn:
+                    return await operation(conn)
+            except _MISSING_SCHEMA as exc:
+                raise StoreUnavailable(
+                    f"PostgreSQL {self.url}: schema {self.schema!r} has no disquette tables; "
+                    "migrate it (disquette migrate --url ..., or leave migrate=true)"
+                ) from exc
+            except _TRANSIENT as exc:
+                if self._closed:
+                    raise ClientClosed(f"the PostgreSQL store {self.url} is closed") from exc
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self._reconnect_timeout
+                if now >= deadline:
+                    raise StoreUnavailable(f"PostgreSQL {self.url}: {exc}") from exc
+                await async_sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.5)
+
+    async def _open(self) -> None:
+        if self._migrate:
+            async with self._pool.connection() as conn:
+                await migrate_connection(conn, self.schema)
+        self._ready = True
+
+    async def _on_caller_connection(
+        self,
+        connection: object,
+        operation: Callable[[AsyncConnection[Any]], Awaitable[T]],
+    ) -> T:
+        """Run ``operation`` inside the caller's transaction: never retried, since the
+        transaction is the caller's to repeat."""
+        if not self._ready:  # the schema must exist before the caller's statement uses it
+
+            async def nothing(conn: AsyncConnection[Any]) -> None:
+                return None
+
+            await self._run(nothing)
+        if self._closed:
+            raise ClientClosed(f"the PostgreSQL store {self.url} is closed")
+        conn = await _driver_connection(connection)
+        try:
+            return await operation(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL (caller's connection): {exc}") from exc
+
+    async def _maintain(self, conn: AsyncConnection[Any], now: float) -> int:
+        cursor = conn.cursor(row_factory=tuple_row)
+        await cursor.execute(self._q["maintain"], {"now": now})
+        row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    async def _churned(self, jobs: int) -> None:
+        """Count row versions left behind; VACUUM the jobs table every ``vacuum_every``.
+
+        Autovacuum wakes up once a minute at best, and a busy queue leaves a dead row
+        version per claim and per ack: vacuuming on a count keeps the heap the size of the
+        backlog instead of the size of the last minute's traffic.
+        """
+        if not self._vacuum_every:
+            return
+        self._churn += jobs
+        if self._churn < self._vacuum_every:
+            return
+        self._churn = 0
+
+        async def vacuum(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(self._q["vacuum"])
+
+        # Housekeeping must never fail the call that happened to trigger it.
+        with contextlib.suppress(psycopg.Error, StoreUnavailable):
+            await self._run(vacuum)
+
+    def _on_subscribe(self, channels: list[str]) -> None:
+        # A waiter for jobs needs NOTIFYs; one waiting for a result polls (acks send none).
+        if self._listener is None and any(name != DONE_CHANNEL for name in channels):
+            self._start_listener()
+
+    def _start_listener(self) -> None:
+        with self._lock:
+            if self._listener is None and not self._closed:
+                self._listener = AsyncBackground(self._listen)
+
+    async def _listen(self) -> None:
+        """Turn NOTIFYs into wake-ups; reconnect when the connection is lost."""
+        delay = 0.02
+        while not self._closed:
+            try:
+                conn = await AsyncConnection.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    application_name=f"{self._application_name} listener",
+                )
+            except psycopg.OperationalError:
+                await async_sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            try:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                delay = 0.02
+                # Whatever was added while no LISTEN was active sent its NOTIFY to nobody:
+                # every waiter claims once more now.
+                self.wakeups.notify_all()
+                while not self._closed:
+                    async for notify in conn.notifies(timeout=_LISTEN_TICK):
+                        self.wakeups.notify([notify.payload])
+            except psycopg.Error:  # lost connection (or anything else): start over
+                await async_sleep(delay)
+                delay = min(delay * 2, 1.0)
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
+
+    # -- store-specific ------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations this schema lacks; return the versions applied."""
+
+        async def run(conn: AsyncConnection[Any]) -> list[int]:
+            return await migrate_connection(conn, self.schema)
+
+        applied = await self._run(run, migrated=False)
+        self._ready = True
+        return applied
+
+    # -- the interface -------------------------------------------------------------------
+
+    async def add(
+        self,
+        jobs: Sequence[Job],
+        max_len: int | None,
+        *,
+        connection: object = None,
+        replicate: int = 0,
+    ) -> None:
+        """Insert jobs in one transaction; see :meth:`AsyncStore.add`.
+
+        With ``connection``, inside the caller's transaction. With ``replicate``, the
+        commit waits for synchronous standbys to apply it (``remote_apply``), and
+        ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
+        """
+        now = self.clock.now()
+        if len(jobs) == 1:
+            job = jobs[0]
+            statement = self._q["insert_one"]
+            params: dict[str, Any] = {
+                "id": job.id,
+                "queue": job.queue,
+                "body": job.raw_body,
+                "encoding": int(job.encoding),
+                "type": job.type,
+                "priority": job.priority,
+                "state": 1 if job.run_at <= now else 0,
+                "created_at": job.created_at,
+                "run_at": job.run_at,
+                "retry_after": job.retry_after,
+                "expires_at": job.expires_at,
+                "max_attempts": job.max_attempts,
+                "result_ttl": job.result_ttl,
+                "channel": self.channel,
+            }
+        elif _uniform(jobs):
+            job = jobs[0]
+            statement = self._q["insert_uniform"]
+            params = {
+                "ids": [job.id for job in jobs],
+                "bodies": [job.raw_body for job in jobs],
+                "encodings": [int(job.encoding) for job in jobs],
+                "queue": job.queue,
+                "type": job.type,
+                "priority": job.priority,
+                "state": 1 if job.run_at <= now else 0,
+                "created_at": job.created_at,
+                "run_at": job.run_at,
+                "retry_after": job.retry_after,
+                "expires_at": job.expires_at,
+                "max_attempts": job.max_attempts,
+                "result_ttl": job.result_ttl,
+                "channel": self.channel,
+            }
+        else:
+            statement = self._q["insert"]
+            params = {
+                "ids": [job.id for job in jobs],
+                "queues": [job.queue for job in jobs],
+                "bodies": [job.raw_body for job in jobs],
+                "encodings": [int(job.encoding) for job in jobs],
+                "types": [job.type for job in jobs],
+                "priorities": [job.priority for job in jobs],
+                "states": [1 if job.run_at <= now else 0 for job in jobs],
+                "created_at": [job.created_at for job in jobs],
+                "run_at": [job.run_at for job in jobs],
+                "retry_after": [job.retry_after for job in jobs],
+                "expires_at": [job.expires_at for job in jobs],
+                "max_attempts": [job.max_attempts for job in jobs],
+                "result_ttl": [job.result_ttl for job in jobs],
+                "channel": self.channel,
+            }
+        ready = {job.queue for job in jobs if job.run_at <= now}
+
+        async def insert(conn: AsyncConnection[Any]) -> None:
+            if max_len is None and not replicate:
+                await conn.execute(statement, params)
+                return
+            lsn = None
+            async with conn.transaction():
+                if replicate:
+                    await self._require_standbys(conn, replicate)
+                if max_len is not None:
+                    await self._check_room(conn, jobs, ready, max_len, now)
+                await conn.execute(statement, params)
+                if replicate:
+                    # The commit record comes after this point of the WAL: a standby that
+                    # replayed past it has applied the jobs.
+                    cursor = await conn.execute("SELECT pg_current_wal_insert_lsn()::text")
+                    row = await cursor.fetchone()
+                    lsn = None if row is None else str(row[0])
+            if lsn is not None:
+                await self._await_standbys(conn, replicate, lsn)
+
+        if connection is not None:
+            if replicate:
+                raise InvalidOption("replicate", replicate, "not with the caller's connection")
+            await self._on_caller_connection(connection, insert)
+        else:
+            await self._run(insert)
+        self.wakeups.notify(ready)
+
+    async def _check_room(
+        self,
+        conn: AsyncConnection[Any],
+        jobs: Sequence[Job],
+        ready: set[str],
+        max_len: int,
+        now: float,
+    ) -> None:
+        await self._maintain(conn, now)
+        incoming = {queue: 0 for queue in sorted(ready)}  # sorted: locks in one order
+        for job in jobs:
+            if job.queue in incoming and job.run_at <= now:
+                incoming[job.queue] += 1
+        for queue, extra in incoming.items():
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(self._q["lock_queue"], {"key": f"{self.schema}\x1f{queue}"})
+            await cursor.execute(self._q["count_queued_up_to"], {"queue": queue, "limit": max_len})
+            row = await cursor.fetchone()
+            if (row[0] if row is not None else 0) + extra > max_len:
+                raise QueueFull(queue, max_len)
+
+    async def _require_standbys(self, conn: AsyncConnection[Any], wanted: int) -> None:
+        await conn.execute("SET LOCAL synchronous_commit = remote_apply")
+        cursor = await conn.execute(self._q["synchronous_standbys"])
+        row = await cursor.fetchone()
+        available = int(row[0]) if row is not None else 0
+        if available < wanted:
+            raise NotReplicated(wanted, available, "postgresql")
+
+    async def _await_standbys(self, conn: AsyncConnection[Any], wanted: int, lsn: str) -> None:
+        """After a ``remote_apply`` commit: check that ``wanted`` standbys replayed past it
+        (with quorum commit, the server may have waited for fewer)."""
+        deadline = time.monotonic() + self._reconnect_timeout
+        while True:
+            cursor = await conn.execute(self._q["standbys_applied"], {"lsn": lsn})
+            row = await cursor.fetchone()
+            applied = int(row[0]) if row is not None else 0
+            if applied >= wanted:
+                return
+            if time.monotonic() >= deadline:
+                raise NotReplicated(wanted, applied, "postgresql")
+            await async_sleep(0.005)
+
+    async def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+        """Lease ready jobs; see :meth:`AsyncStore.claim`."""
+        params = {"queues": list(queues), "count": count, "now": self.clock.now()}
+
+        async def claim(conn: AsyncConnection[Any]) -> list[Any]:
+            cursor = await conn.execute(self._q["claim"], params, binary=True)
+            return await cursor.fetchall()
+
+        rows = await self._run(claim)
+        if not rows:
+            return []
+        if len(rows) > 1:
+            # The function returns each queue's jobs in turn, each block in no set order.
+            position = {queue: index for index, queue in enumerate(queues)}
+            rows.sort(key=lambda row: (position[row[1]], row[5], row[8], row[23]))
+        await self._churned(len(rows))
+        return [_row_to_job(row) for row in rows]
+
+    async def ack(
+        self,
+        job_ids: Sequence[str],
+        raw_result: bytes | None,
+        result_encoding: Encoding,
+        *,
+        connection: object = None,
+    ) -> int:
+        """Mark jobs done; see :meth:`AsyncStore.ack`.
+
+        With ``connection``, inside the caller's transaction: the job is done exactly when
+        the work the caller did in that transaction commits, and a crash before the commit
+        leaves it leased (it is redelivered when its lease runs out).
+        """
+        params = {
+            "ids": list(job_ids),
+            "result": raw_result,
+            "encoding": int(result_encoding),
+            "now": self.clock.now(),
+        }
+
+        async def ack(conn: AsyncConnection[Any]) -> int:
+            cursor = conn.cursor(row_factory=tuple_row)
+            await cursor.execute(self._q["ack"], params)
+            row = await cursor.fetchone()
+            return int(row[0]) if row is not None else 0
+
+        if connection is not None:
+            done = await self._on_caller_connection(connection, ack)
+        else:
+            done = await self._run(ack)
+        if done:
+            self.wakeups.notify([DONE_CHANNEL])
+            await self._churned(done)
+        return done
+
+    async def nack(self, job_ids: Sequence[str]) -> int:
+        """Requeue active jobs; see :meth:`AsyncStore.nack`."""
+        params = {"ids": list(job_ids), "now": self.clock.now(), "channel": self.channel}
+
+        async def nack(conn: AsyncConnection[Any]) -> list[str]:
+            cursor = await conn.execute(self._q["nack"], params)
+            return [row[0] for row in await cursor.fetchall()]
+
+        queues = await self._run(nack)
+        self.wakeups.notify(set(queues))
+        return len(queues)
+
+    async def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+        """Record an error; see :meth:`AsyncStore.fail`."""
+        params = {
+            "id": job_id,
+            "error": error,
+            "retry_at": retry_at,
+            "now": self.clock.now(),
+            "channel": self.channel,
+        }
+
+        async def fail(conn: AsyncConnection[Any]) -> tuple[str, int] | None:
+            cursor = await conn.execute(self._q["fail"], params)
+            row = await cursor.fetchone()
+            return None if row is None else (row[0], row[1])
+
+        found = await self._run(fail)
+        if found is None:
+            return False
+        queue, state = found
+        self.wakeups.notify([DONE_CHANNEL] if state == 4 else [queue] if state == 1 else [])
+        return True
+
+    async def working(self, job_id: str) -> float | None:
+        """Extend a lease; see :meth:`AsyncStore.working`."""
+        now = self.clock.now()
+
+        async def working(conn: AsyncConnection[Any]) -> tuple[float | None, Job | None]:
+            await self._maintain(conn, now)
+            cursor = await conn.execute(self._q["working"], {"id": job_id, "now": now})
+            row = await cursor.fetchone()
+            if row is not None:
+                return float(row[0]), None
+            return None, await self._show(conn, job_id, now)
+
+        lease_until, job = await self._run(working)
+        if lease_until is not None:
+            return lease_until
+        if job is None:
+            raise JobNotFound(job_id)
+        if job.state is not JobState.ACTIVE:
+            raise InvalidState(job_id, job.state, "extend the lease of")
+        return None
+
+    async def _after_maintenance(
+        self,
+        conn: AsyncConnection[Any],
+        now: float,
+        statement: str,
+        params: dict[str, Any],
+        binary: bool = False,
+    ) -> list[Any]:
+        """The maintenance, then ``statement``: sent together in one round trip (a psycopg
+        pipeline); in autocommit each is its own transaction, so the read sees the result."""
+        async with conn.pipeline():
+            await conn.execute(self._q["maintain"], {"now": now})
+            cursor = await conn.execute(statement, params, binary=binary)
+        return await cursor.fetchall()
+
+    async def _show(self, conn: AsyncConnection[Any], job_id: str, now: float) -> Job | None:
+        cursor = await conn.execute(self._q["show"], {"id": job_id, "now": now}, binary=True)
+        row = await cursor.fetchone()
+        return None if row is None else _row_to_job(row)
+
+    async def show(self, job_id: str) -> Job | None:
+        """Return the job; see :meth:`AsyncStore.show`."""
+        now = self.clock.now()
+
+        async def show(conn: AsyncConnection[Any]) -> Job | None:
+            params = {"id": job_id, "now": now}
+            rows = await self._after_maintenance(conn, now, self._q["show"], params, True)
+            return _row_to_job(rows[0]) if rows else None
+
+        return await self._run(show)
+
+    async def delete(self, job_ids: Sequence[str]) -> int:
+        """Delete jobs; see :meth:`AsyncStore.delete`."""
+        now = self.clock.now()
+
+        async def delete(conn: AsyncConnection[Any]) -> int:
+            params = {"ids": list(job_ids), "now": now}
+            rows = await self._after_maintenance(conn, now, self._q["delete"], params)
+            return int(rows[0][0])
+
+        deleted = await self._run(delete)
+        if deleted:
+            self.wakeups.notify([DONE_CHANNEL])
+        return deleted
+
+    async def qlen(self, queue: str) -> int:
+        """Count ready jobs; see :meth:`AsyncStore.qlen`."""
+        now = self.clock.now()
+
+        async def qlen(conn: AsyncConnection[Any]) -> int:
+            rows = await self._after_maintenance(conn, now, self._q["qlen"], {"queue": queue})
+            return int(rows[0][0])
+
+        return await self._run(qlen)
+
+    async def _select_jobs(self, statement: str, params: dict[str, Any]) -> list[Job]:
+        now = self.clock.now()
+
+        async def select(conn: AsyncConnection[Any]) -> list[Job]:
+            rows = await self._after_maintenance(conn, now, statement, params, True)
+            return [_row_to_job(row) for row in rows]
+
+        return await self._run(select)
+
+    async def peek(self, queue: str, count: int) -> list[Job]:
+        """The next ready jobs; see :meth:`AsyncStore.peek`."""
+        return await self._select_jobs(self._q["peek"], {"queue": queue, "count": count})
+
+    async def failed(self, queue: str | None, limit: int) -> list[Job]:
+        """Failed jobs; see :meth:`AsyncStore.failed`."""
+        if queue is None:
+            return await self._select_jobs(self._q["failed_all"], {"limit": limit})
+        return await self._select_jobs(self._q["failed_in_queue"], {"queue": queue, "limit": limit})
+
+    async def retry(self, job_id: str) -> None:
+        """Make a failed job ready; see :meth:`AsyncStore.retry`."""
+        now = self.clock.now()
+
+        async def retry(conn: AsyncConnection[Any]) -> tuple[str | None, Job | None]:
+            await self._maintain(conn, now)
+            cursor = await conn.execute(
+                self._q["retry"], {"id": job_id, "now": now, "channel": self.channel}
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                return row[0], None
+            return None, await self._show(conn, job_id, now)
+
+        queue, job = await self._run(retry)
+        if queue is not None:
+            self.wakeups.notify([queue])
+            return
+        if job is None:
+            raise JobNotFound(job_id)
+        raise InvalidState(job_id, job.state, "retry")
+
+    async def pause(self, queue: str, paused: bool) -> None:
+        """Pause or resume delivery; see :meth:`AsyncStore.pause`."""
+        params = {"queue": queue, "channel": self.channel}
+
+        async def pause(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(self._q["pause" if paused else "resume"], params)
+
+        await self._run(pause)
+        if not paused:
+            self.wakeups.notify([queue])
+
+    async def stats(self) -> Stats:
+        """Counts per queue and type; see :meth:`AsyncStore.stats`."""
+        now = self.clock.now()
+
+        async def stats(conn: AsyncConnection[Any]) -> tuple[list[Any], list[Any]]:
+            await self._maintain(conn, now)
+            grouped = await (await conn.execute(self._q["stats"], {"now": now})).fetchall()
+            paused = await (await conn.execute(self._q["paused"])).fetchall()
+            return grouped, paused
+
+        grouped, paused = await self._run(stats)
+        merged: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for queue, type_, state, count, max_errors, oldest in grouped:
+            row = merged.setdefault((queue, type_), {"max_error_count": 0, "oldest_run_at": None})
+            row[_STATES[state].value] = int(count)
+            row["max_error_count"] = max(row["max_error_count"], max_errors or 0)
+            if oldest is not None:
+                row["oldest_run_at"] = min(oldest, row["oldest_run_at"] or oldest)
+        ordered = sorted(merged.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        rows = tuple(StatsRow(queue=q, type=t, **fields) for (q, t), fields in ordered)
+        return Stats(rows=rows, paused=frozenset(row[0] for row in paused))
+
+    async def recover_stale(self, max_age: float | None) -> int:
+        """Requeue jobs whose worker is gone; see :meth:`AsyncStore.recover_stale`."""
+        now = self.clock.now()
+        params = {"before": now - (max_age or 0.0), "channel": self.channel}
+
+        async def recover(conn: AsyncConnection[Any]) -> tuple[int, list[str]]:
+            recovered = await self._maintain(conn, now)
+            if max_age is None:
+                return recovered, []
+            cursor = await conn.execute(self._q["requeue_leased_before"], params)
+            queues = [row[0] for row in await cursor.fetchall()]
+            return recovered + len(queues), queues
+
+        recovered, queues = await self._run(recover)
+        self.wakeups.notify(set(queues))
+        return recovered
+
+    async def close(self) -> None:
+        """Stop the listener and close the pool."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
+        await self._pool.close()
+
+
+def _flag(url: str, name: str, value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise InvalidURL(url, f"{name} is true or false")
+
+
+def _number(url: str, name: str, value: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidURL(url, f"{name} is a number") from None
+    if not low <= number <= high:
+        raise InvalidURL(url, f"{name} is between {low:g} and {high:g}")
+    return number
+
+
+def open_url(url: str, clock: Clock) -> AsyncPostgresStore:
+    """Open ``postgresql://...`` (or ``postgres://``); see the module doc for parameters."""
+    try:
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise InvalidURL(url, str(exc)) from None
+    ours = {name: value for name, value in pairs if name in _PARAMETERS}
+    libpq = [(name, value) for name, value in pairs if name not in _PARAMETERS]
+    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(libpq), ""))
+    netloc = parts.netloc.rpartition("@")
+    shown_user = netloc[0].partition(":")[0]
+    shown = urlunsplit(
+        (
+            parts.scheme,
+            f"{shown_user}@{netloc[2]}" if netloc[1] else netloc[2],
+            parts.path,
+            parts.query,
+            "",
+        )
+    )
+    schema = ours.get("schema", "disquette")
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise InvalidURL(url, "schema is letters, digits, _ and $, at most 63 characters")
+    pool_min = int(_number(url, "pool_min", ours.get("pool_min", "1"), 0, 1000))
+    pool_max = int(_number(url, "pool_max", ours.get("pool_max", "10"), 1, 1000))
+    if pool_max < max(pool_min, 1):
+        raise InvalidURL(url, "pool_max must be at least pool_min")
+    application_name = dict(libpq).get("application_name", "disquette")
+    return AsyncPostgresStore(
+        conninfo,
+        clock,
+        url=shown,
+        schema=schema,
+        migrate=_flag(url, "migrate", ours.get("migrate", "true")),
+        poll_interval=_number(url, "poll_interval", ours.get("poll_interval", "0.25"), 0.001, 60),
+        pool_min=pool_min,
+        pool_max=pool_max,
+        reconnect_timeout=_number(
+            url, "reconnect_timeout", ours.get("reconnect_timeout", "10"), 0, 3600
+        ),
+        listen=_flag(url, "listen", ours.get("listen", "true")),
+        vacuum_every=int(_number(url, "vacuum_every", ours.get("vacuum_every", "50000"), 0, 1e12)),
+        application_name=application_name,
+    )

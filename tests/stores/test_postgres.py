@@ -1,0 +1,471 @@
+"""PostgreSQL-specific powers: transactional enqueue and completion, LISTEN/NOTIFY across
+processes, a database restart mid-run, synchronous replication, bloat under churn, plans."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import sqlalchemy
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from disquette import JobState, connect, connect_async
+from disquette.errors import (
+    ClientClosed,
+    InvalidOption,
+    InvalidURL,
+    JobNotFound,
+    NotReplicated,
+    StoreUnavailable,
+)
+from tests.servers.postgres import PrivateCluster, fresh_url, session_database_url
+
+
+def _split(url: str) -> tuple[str, str]:
+    """(libpq URL, schema) of a store URL made by ``fresh_url``."""
+    base, _, query = url.partition("?")
+    params = dict(pair.split("=", 1) for pair in query.split("&"))
+    return base, params["schema"]
+
+
+def _python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+@pytest.fixture
+def url() -> str:
+    return fresh_url()
+
+
+# -- transactional enqueue -----------------------------------------------------------------
+
+
+def test_add_inside_a_psycopg_transaction_appears_on_commit_only(url: str) -> None:
+    base, _ = _split(url)
+    with connect(url) as jobs, psycopg.connect(base) as conn:
+        conn.execute("SELECT 1")  # the caller's transaction is open
+        committed = jobs.add("kept", "q", connection=conn)
+        assert jobs.qlen("q") == 0, "visible before the caller's commit"
+        assert jobs.timeout(0).get_many("q") == []
+        conn.commit()
+        assert jobs.qlen("q") == 1
+        rolled_back = jobs.add_many(["gone"], "q", connection=conn)[0]
+        conn.rollback()
+        with pytest.raises(JobNotFound):
+            jobs.show(rolled_back)
+        assert jobs.timeout(0).get("q").id == committed
+
+
+async def test_async_add_inside_a_psycopg_transaction(url: str) -> None:
+    base, _ = _split(url)
+    async with connect_async(url) as jobs:
+        conn = await psycopg.AsyncConnection.connect(base)
+        try:
+            job_id = await jobs.add(b"x", "q", connection=conn)
+            assert await jobs.qlen("q") == 0
+            await conn.commit()
+            assert (await jobs.timeout(0).get("q")).id == job_id
+        finally:
+            await conn.close()
+
+
+def test_add_through_a_sqlalchemy_session_and_connection(url: str) -> None:
+    base, _ = _split(url)
+    engine = sqlalchemy.create_engine(base.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with connect(url) as jobs:
+            with Session(engine) as session:
+                jobs.add("session", "q", connection=session)
+                assert jobs.qlen("q") == 0
+                session.commit()
+            assert jobs.qlen("q") == 1
+            with Session(engine) as session:
+                dropped = jobs.add("rolled back", "q", connection=session)
+                session.rollback()
+            with pytest.raises(JobNotFound):
+                jobs.show(dropped)
+            with engine.connect() as connection:
+                jobs.add("connection", "q", connection=connection)
+                assert jobs.qlen("q") == 1
+                connection.commit()
+            assert jobs.qlen("q") == 2
+            with pytest.raises(InvalidOption):
+                jobs.add("x", "q", connection=object())
+    finally:
+        engine.dispose()
+
+
+async def test_async_add_through_a_sqlalchemy_async_session(url: str) -> None:
+    base, _ = _split(url)
+    engine = create_async_engine(base.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        async with connect_async(url) as jobs:
+            async with AsyncSession(engine) as session:
+                job_id = await jobs.add(b"x", "q", connection=session)
+                assert await jobs.qlen("q") == 0
+                await session.commit()
+            assert (await jobs.timeout(0).get("q")).id == job_id
+    finally:
+        await engine.dispose()
+
+
+# -- transactional completion --------------------------------------------------------------
+
+WORKER = """
+    import os, signal, sys, psycopg, disquette
+    url, base, schema, crash = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "crash"
+    jobs = disquette.connect(url)
+    job = jobs.timeout(30).get("q")
+    with psycopg.connect(base) as conn:
+        # The job's effect and its completion, in one transaction.
+        conn.execute(f"INSERT INTO {schema}.effects (job_id) VALUES (%s)", [job.id])
+        jobs.ack(job, connection=conn)
+        if crash:
+            print("crashing", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)  # after the work, before the commit
+        conn.commit()
+    print("committed", job.id, job.attempts, flush=True)
+"""
+
+
+def test_ack_in_the_callers_transaction_gives_exactly_once_effects(url: str) -> None:
+    base, schema = _split(url)
+    with connect(url) as jobs:
+        job_id = jobs.retry_after(1).add("pay", "q")
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {schema}.effects (job_id text)")
+        first = subprocess.run(
+            _python(WORKER, url, base, schema, "crash"), capture_output=True, text=True, timeout=60
+        )
+        assert first.returncode == -signal.SIGKILL, first.stderr
+        assert jobs.show(job_id).state is JobState.ACTIVE, "the crashed ack must not commit"
+        # The lease runs out (1 s) and the job is delivered again, to a worker that commits.
+        second = subprocess.run(
+            _python(WORKER, url, base, schema, "ok"), capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 0, second.stderr
+        assert f"committed {job_id} 2" in second.stdout  # its second delivery
+        with psycopg.connect(base) as conn:
+            effects = conn.execute(f"SELECT job_id FROM {schema}.effects").fetchall()
+        assert effects == [(job_id,)], "the effect happened exactly once"
+        assert jobs.show(job_id).state is JobState.DONE
+
+
+def test_a_job_being_acked_in_an_open_transaction_is_not_redelivered(url: str) -> None:
+    base, _ = _split(url)
+    with connect(url) as jobs, psycopg.connect(base) as conn:
+        jobs.retry_after(1).add("slow commit", "q")
+        job = jobs.timeout(0).get("q")
+        jobs.ack(job, connection=conn)
+        time.sleep(1.2)  # the lease has run out, but the ack holds the row
+        assert jobs.timeout(0).get_many("q") == []
+        conn.commit()
+        assert jobs.show(job.id).state is JobState.DONE
+
+
+# -- LISTEN / NOTIFY ---------------------------------------------------------------------
+
+WAITER = """
+    import sys, disquette
+    jobs = disquette.connect(sys.argv[1])
+    print("ready", flush=True)
+    for _ in range(int(sys.argv[2])):
+        print(jobs.timeout(30).get("q").body, flush=True)
+"""
+
+
+def _listener_up(base: str, application_name: str, timeout: float = 20.0) -> int:
+    """The pid of the waiter's LISTEN backend, once it is listening."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(base, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                "AND query ILIKE 'LISTEN%%'",
+                [f"{application_name} listener"],
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            time.sleep(0.02)
+    raise AssertionError("the waiter never started listening")
+
+
+def test_a_blocked_get_is_woken_by_an_add_from_another_process(url: str) -> None:
+    """With a 60 s poll interval, only the NOTIFY can deliver within the 30 s timeout."""
+    base, _ = _split(url)
+    name = f"waiter-{uuid.uuid4().hex[:8]}"
+    waiter_url = f"{url}&poll_interval=60&application_name={name}"
+    with connect(url) as jobs:
+        jobs.qlen("q")
+        waiter = subprocess.Popen(
+            _python(WAITER, waiter_url, "2"), stdout=subprocess.PIPE, text=True
+        )
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "ready"
+        _listener_up(base, name)
+        jobs.add("first", "q")
+        assert waiter.stdout.readline().strip() == "first"
+        jobs.add("second", "q")
+        assert waiter.stdout.readline().strip() == "second"
+        assert waiter.wait(30) == 0
+
+
+def test_the_listener_reconnects_and_catches_up(url: str) -> None:
+    base, _ = _split(url)
+    name = f"waiter-{uuid.uuid4().hex[:8]}"
+    waiter_url = f"{url}&poll_interval=60&application_name={name}"
+    with connect(url) as jobs:
+        jobs.qlen("q")
+        waiter = subprocess.Popen(
+            _python(WAITER, waiter_url, "1"), stdout=subprocess.PIPE, text=True
+        )
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "ready"
+        pid = _listener_up(base, name)
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # Added while the listener is down: its NOTIFY reaches no one. The reconnected
+        # listener wakes every waiter for a catch-up claim.
+        jobs.add("while down", "q")
+        assert waiter.stdout.readline().strip() == "while down"
+        assert waiter.wait(30) == 0
+
+
+async def test_async_blocked_get_is_woken_across_processes(url: str) -> None:
+    async with connect_async(f"{url}&poll_interval=60") as jobs:
+        waiter = asyncio.create_task(jobs.timeout(30).get("q"))
+        await asyncio.sleep(0.3)
+        adder = await asyncio.create_subprocess_exec(
+            *_python("import sys, disquette; disquette.connect(sys.argv[1]).add('hi', 'q')", url)
+        )
+        assert await adder.wait() == 0
+        assert (await asyncio.wait_for(waiter, 30)).body == "hi"
+
+
+# -- a database restart ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private() -> Iterator[PrivateCluster]:
+    cluster = PrivateCluster.create()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_a_database_restart_mid_run_loses_no_job(private: PrivateCluster, mode: str) -> None:
+    url = f"{private.url()}?schema=restart_{mode}&reconnect_timeout=60"
+    total = 3000
+    with connect(url) as producer:
+        producer.result_ttl(3600).add_many(range(total), "q")
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with connect(url) as jobs:
+                while True:
+                    got = jobs.timeout(3).get_many("q", count=20)
+                    if not got:
+                        return
+                    seen.extend(job.body for job in got)
+                    time.sleep(0.002)  # let the restart land mid-run
+                    jobs.ack_many(got)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    while len(seen) < total // 4:
+        time.sleep(0.01)
+    private.restart(mode)
+    for worker in workers:
+        worker.join(120)
+    assert not errors, errors
+    assert len(seen) >= total // 2, "the restart happened after the run"
+    with connect(url) as jobs:
+        # Jobs leased when the connection dropped come back after their lease; no job is
+        # lost, though some may be delivered twice (at-least-once).
+        jobs.recover_stale(max_age=0)
+        leftover = jobs.timeout(0).get_many("q", count=total)
+        jobs.ack_many(leftover)
+        seen.extend(job.body for job in leftover)
+        assert set(seen) == set(range(total))
+        assert jobs.stats().by_queue()["q"].done == total
+
+
+def test_calls_raise_a_retryable_error_while_the_database_is_down(private: PrivateCluster) -> None:
+    url = f"{private.url()}?schema=down&reconnect_timeout=0.5"
+    with connect(url) as jobs:
+        jobs.add("before", "q")
+        private.stop()
+        try:
+            with pytest.raises(StoreUnavailable) as down:
+                jobs.qlen("q")
+            assert down.value.retryable
+        finally:
+            private.start()
+        assert jobs.qlen("q") == 1  # the same client works again
+
+
+# -- replication -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_replicate_waits_for_a_synchronous_standby_and_refuses_without_one() -> None:
+    primary = PrivateCluster.create({"synchronous_standby_names": "'disquette_standby'"})
+    standby = PrivateCluster.create(initialize=False)
+    try:
+        primary.start()
+        primary.base_backup_into(standby, "disquette_standby")
+        standby.start()
+        url = f"{primary.url()}?schema=replicated"
+        with connect(url) as jobs, psycopg.connect(standby.url(), autocommit=True) as replica:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with psycopg.connect(primary.url()) as conn:
+                    state = conn.execute("SELECT sync_state FROM pg_stat_replication").fetchall()
+                if state == [("sync",)]:
+                    break
+                time.sleep(0.05)
+            assert state == [("sync",)]
+            job_id = jobs.replicate(1).add("replicated", "q")
+            # remote_apply: the standby shows the job as soon as the add returns.
+            row = replica.execute(
+                "SELECT state FROM replicated.jobs WHERE id = %s", [job_id]
+            ).fetchone()
+            assert row == (1,)
+            with pytest.raises(NotReplicated) as two:
+                jobs.replicate(2).add("x", "q")
+            assert (two.value.wanted, two.value.available) == (2, 1)
+            standby.stop()
+            while (
+                psycopg.connect(primary.url())
+                .execute("SELECT 1 FROM pg_stat_replication")
+                .fetchone()
+            ):
+                time.sleep(0.05)
+            with pytest.raises(NotReplicated):
+                jobs.replicate(1).add("no standby", "refused")
+            primary.configure({"synchronous_standby_names": "''"})
+            primary.reload()
+            assert "refused" not in jobs.stats().by_queue(), "refused before anything was written"
+    finally:
+        standby.destroy()
+        primary.destroy()
+
+
+# -- bloat, plans, migrations, URLs --------------------------------------------------------
+
+
+def test_the_jobs_table_stays_small_under_churn(url: str) -> None:
+    base, schema = _split(url)
+    with (
+        connect(f"{url}&vacuum_every=4000") as client,
+        psycopg.connect(base, autocommit=True) as conn,
+    ):
+        jobs = client.timeout(0).result_ttl(0)
+        for _ in range(20):
+            jobs.add_many([b"x" * 100] * 1000, "q")
+            while got := jobs.get_many("q", count=500):
+                jobs.ack_many(got)
+        pages = conn.execute(
+            "SELECT pg_relation_size(%s) / current_setting('block_size')::int",
+            [f"{schema}.jobs"],
+        ).fetchone()[0]
+    # 20,000 jobs of ~200 bytes went through: 500 pages if nothing were reclaimed. What
+    # stays is the dead rows of about one vacuum interval.
+    assert pages < 200, pages
+
+
+def test_claim_and_maintenance_read_the_partial_indexes(url: str) -> None:
+    base, schema = _split(url)
+    with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
+        for _ in range(20):
+            jobs.add_many(range(1000), "q")
+        jobs.add_many(range(1000), "other")
+        conn.execute(f"ANALYZE {schema}.jobs")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                f"EXPLAIN SELECT r.id FROM {schema}.jobs AS r WHERE r.queue = 'q' AND r.state = 1 "
+                "ORDER BY r.priority, r.run_at, r.seq LIMIT 100 FOR UPDATE SKIP LOCKED"
+            )
+        )
+        assert "Index Scan using jobs_ready" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        assert "Sort" not in plan, plan
+        for where in (
+            "e.expires_at <= 0",
+            "e.state = 0 AND e.run_at <= 0",
+            "e.state = 2 AND e.lease_until <= 0",
+        ):
+            plan = "\n".join(
+                row[0]
+                for row in conn.execute(
+                    f"EXPLAIN SELECT e.id FROM {schema}.jobs AS e WHERE {where}"
+                )
+            )
+            assert "Seq Scan" not in plan, (where, plan)
+
+
+def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> None:
+    base, schema = _split(url)
+    with connect(f"{url}&migrate=false") as jobs:
+        with pytest.raises(StoreUnavailable, match="migrate"):
+            jobs.qlen("q")
+        assert jobs.store.migrate() == [1]  # type: ignore[attr-defined]
+        assert jobs.store.migrate() == []  # type: ignore[attr-defined]
+        assert jobs.qlen("q") == 0
+    with psycopg.connect(base) as conn:
+        versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
+    assert versions == [(1, "init")]
+
+
+def test_schemas_are_independent_stores(url: str) -> None:
+    other = fresh_url()
+    with connect(url) as first, connect(other) as second:
+        first.add("mine", "q")
+        assert second.qlen("q") == 0
+        assert first.qlen("q") == 1
+
+
+def test_url_parameters_and_errors(url: str) -> None:
+    base = session_database_url()
+    secret = base.replace("postgres@", "postgres:hunter2@")
+    with connect(f"{secret}?schema=urls&poll_interval=0.5") as jobs:
+        assert "hunter2" not in jobs.store.url
+        assert jobs.store.poll_interval == 0.5
+    for bad in [
+        f"{base}?schema=bad-name",
+        f"{base}?poll_interval=fast",
+        f"{base}?migrate=maybe",
+        f"{base}?pool_min=5&pool_max=2",
+    ]:
+        with pytest.raises(InvalidURL):
+            connect(bad)
+    jobs = connect(url)
+    jobs.close()
+    with pytest.raises(ClientClosed):
+        jobs.add("x", "q")
+
+
+def test_an_unreachable_server_raises_store_unavailable() -> None:
+    from tests.servers.postgres import free_port
+
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/x?reconnect_timeout=0.3"
+    with connect(nowhere) as jobs, pytest.raises(StoreUnavailable):
+        jobs.add("x", "q")
