@@ -35,6 +35,8 @@ SUBSTITUTIONS = [
     (r"\b_async\b", "_sync"),
     (r"asyncio flavor", "sync flavor"),
     # Store-specific driver names go below, one line each.
+    (r"\bredis\.asyncio\b", "redis"),
+    (r"\bAwaitable\[(\w+)\]", r"\1"),  # postgres: Callable[..., Awaitable[T]] -> T
 ]
 
 
