@@ -14,11 +14,14 @@ from ._async.client import AsyncClient, connect_async
 from ._async.store import AsyncStore
 from ._sync.client import Client, connect
 from ._sync.store import Store
+from .app import App, JobFunction
 from .clock import Clock, ManualClock, SystemClock
 from .errors import DisquetteError
 from .job import Encoding, Job, JobState, Options, Stats, StatsRow
+from .worker import Registry, Supervisor, Worker, WorkerPool
 
 __all__ = [
+    "App",
     "AsyncClient",
     "AsyncStore",
     "Client",
@@ -26,13 +29,18 @@ __all__ = [
     "DisquetteError",
     "Encoding",
     "Job",
+    "JobFunction",
     "JobState",
     "ManualClock",
     "Options",
+    "Registry",
     "Stats",
     "StatsRow",
     "Store",
+    "Supervisor",
     "SystemClock",
+    "Worker",
+    "WorkerPool",
     "connect",
     "connect_async",
     "errors",

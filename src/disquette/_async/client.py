@@ -67,6 +67,7 @@ class AsyncClient:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
+        owns_store: bool = True,
     ) -> None:
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
             raise InvalidOption("max_body_bytes", max_body_bytes, "must be an int")
@@ -78,7 +79,13 @@ class AsyncClient:
         self._options = DEFAULTS.merge(options or Options())
         self._max_body_bytes = max_body_bytes
         self._backoff = (backoff_base, backoff_cap)
-        self._owns_store = True
+        self._owns_store = owns_store
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings besides store and options, to build a twin client."""
+        base, cap = self._backoff
+        return {"max_body_bytes": self._max_body_bytes, "backoff_base": base, "backoff_cap": cap}
 
     # -- options ---------------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ class SyncStoreAdapter(AsyncStore):
         self.max_replicas = store.max_replicas
         self._executor: ThreadPoolExecutor | None = None
         self._fails_fast = store if isinstance(store, FailsFast) else None
-        if getattr(store, "blocking", False):
+        # Unless a store says it never blocks (memory), its calls may wait on I/O.
+        if getattr(store, "blocking", True):
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="disquette-store")
 
     async def _call(self, function: Callable[..., T], *args: object) -> T:

@@ -23,6 +23,7 @@ class MemoryStore(Store):
     """Jobs in dictionaries and heaps, guarded by one lock. Thread-safe, not persistent."""
 
     poll_interval = 0.25  # every change is announced in-process; this only catches delays
+    blocking = False  # calls never wait on I/O: the asyncio client runs them inline
 
     def __init__(self, clock: Clock, url: str = "memory://") -> None:
         self.url = url

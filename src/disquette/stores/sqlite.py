@@ -70,8 +70,6 @@ def _row_to_job(row: Sequence[Any]) -> Job:
 class SqliteStore(Store):
     """Jobs in one SQLite file. One connection per store, shared by threads under a lock."""
 
-    blocking = True
-
     def __init__(
         self,
         path: str,

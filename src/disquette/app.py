@@ -1,0 +1,431 @@
+"""The application object: register handlers with a decorator, enqueue through them.
+
+    from disquette.app import App
+
+    app = App("sqlite:///jobs.db")
+
+    @app.job(queue="mail", retry_after=60, max_attempts=5)
+    def send_email(job):
+        deliver(job.body["to"])
+
+    send_email.add({"to": "ada@example.com"})          # producer side: returns the job id
+    await send_email.add_async({"to": "ada@example.com"})
+
+    app.worker(concurrency=8).run()                     # or: disquette worker mymodule:app
+
+Eager mode (``App(eager=True)``, or ``DISQUETTE_EAGER=1``) is for tests and development:
+``add`` runs the handler at once, in the caller's thread, and raises what it raises. The
+job still goes through a store (``memory://`` unless a URL is given), so ``wait`` and
+``show`` work as usual; it is added with ``max_attempts=1`` and no delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Generic, TypeVar, overload
+
+from ._async.client import BACKOFF_BASE, BACKOFF_CAP, MAX_BATCH, AsyncClient, connect_async
+from ._sync.client import Client, connect
+from .clock import Clock
+from .errors import DisquetteError, InvalidOption
+from .job import DEFAULT_MAX_BODY_BYTES, Job, Options, check_queue_name
+from .stores import resolve_url
+from .worker import (
+    DEFAULT_QUEUE,
+    Handler,
+    Registry,
+    Worker,
+    describe_exception,
+)
+
+R = TypeVar("R")
+
+ENV_EAGER: Final = "DISQUETTE_EAGER"
+_app_ids = itertools.count(1)
+
+
+class EagerError(DisquetteError):
+    """Eager mode could not run a job (its queue is paused, or an async handler was
+    enqueued with ``add`` from inside a running event loop)."""
+
+
+class JobFunction(Generic[R]):
+    """A handler registered on an :class:`App`. Calling it calls the function; ``add``
+    enqueues a job for it (``add_async`` from asyncio code)."""
+
+    def __init__(
+        self, app: App, function: Callable[[Job], R], name: str, queue: str, options: Options
+    ) -> None:
+        self.app = app
+        self.function = function
+        #: The job type, as the worker looks it up.
+        self.name = name
+        #: Where ``add`` puts its jobs unless told otherwise.
+        self.queue = queue
+        #: The options its jobs get (type, retry_after, max_attempts...).
+        self.options = options
+        functools.update_wrapper(self, function)
+
+    def __repr__(self) -> str:
+        return f"<job {self.name!r} on queue {self.queue!r}>"
+
+    def __call__(self, job: Job) -> R:
+        return self.function(job)
+
+    def _call_options(
+        self,
+        delay: float | None,
+        priority: int | None,
+        ttl: float | None,
+        retry_after: float | None,
+        max_attempts: int | None,
+        result_ttl: float | None,
+        max_len: int | None,
+        replicate: int | None,
+    ) -> Options:
+        call = Options(
+            delay=delay,
+            priority=priority,
+            ttl=ttl,
+            retry_after=retry_after,
+            max_attempts=max_attempts,
+            result_ttl=result_ttl,
+            max_len=max_len,
+            replicate=replicate,
+        )
+        options = self.options.merge(call)
+        if self.app.eager:
+            options = options.merge(Options(delay=0.0, max_attempts=1))
+        return options
+
+    def add(
+        self,
+        body: object = None,
+        *,
+        queue: str | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        ttl: float | None = None,
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
+        result_ttl: float | None = None,
+        max_len: int | None = None,
+        replicate: int | None = None,
+    ) -> str:
+        """Enqueue a job for this handler (``body``: bytes, str, or JSON); return its id.
+
+        In eager mode the handler runs before ``add`` returns.
+        """
+        options = self._call_options(
+            delay, priority, ttl, retry_after, max_attempts, result_ttl, max_len, replicate
+        )
+        target = check_queue_name(queue or self.queue)
+        job_id = self.app.client.with_options(options).add(body, target)
+        if self.app.eager:
+            self.app._run_eagerly(job_id, target)
+        return job_id
+
+    async def add_async(
+        self,
+        body: object = None,
+        *,
+        queue: str | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        ttl: float | None = None,
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
+        result_ttl: float | None = None,
+        max_len: int | None = None,
+        replicate: int | None = None,
+    ) -> str:
+        """The asyncio flavor of :meth:`add`."""
+        options = self._call_options(
+            delay, priority, ttl, retry_after, max_attempts, result_ttl, max_len, replicate
+        )
+        target = check_queue_name(queue or self.queue)
+        job_id = await self.app.async_client.with_options(options).add(body, target)
+        if self.app.eager:
+            await self.app._run_eagerly_async(job_id, target)
+        return job_id
+
+    def add_many(self, bodies: Iterable[object], *, queue: str | None = None) -> list[str]:
+        """Enqueue several jobs in one transaction; return their ids."""
+        options = self._call_options(None, None, None, None, None, None, None, None)
+        target = check_queue_name(queue or self.queue)
+        ids = self.app.client.with_options(options).add_many(bodies, target)
+        if self.app.eager:
+            for job_id in ids:
+                self.app._run_eagerly(job_id, target)
+        return ids
+
+    async def add_many_async(
+        self, bodies: Iterable[object], *, queue: str | None = None
+    ) -> list[str]:
+        """The asyncio flavor of :meth:`add_many`."""
+        options = self._call_options(None, None, None, None, None, None, None, None)
+        target = check_queue_name(queue or self.queue)
+        ids = await self.app.async_client.with_options(options).add_many(bodies, target)
+        if self.app.eager:
+            for job_id in ids:
+                await self.app._run_eagerly_async(job_id, target)
+        return ids
+
+
+class App:
+    """Handlers by job type, the client that enqueues for them, and their worker.
+
+    ``url`` defaults to ``$DISQUETTE_URL``, else ``./disquette.db`` (eager mode:
+    a private ``memory://`` store). ``options`` apply to every job the app adds; the
+    backoff settings are those of :func:`disquette.connect`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        eager: bool | None = None,
+        options: Options | None = None,
+        clock: Clock | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
+    ) -> None:
+        if eager is None:
+            eager = os.environ.get(ENV_EAGER, "").strip().lower() in ("1", "true", "yes", "on")
+        self.eager = eager
+        app_id = next(_app_ids)
+        if url is None and eager:
+            url = f"memory://disquette-eager-{os.getpid()}-{app_id}"
+        url = resolve_url(url)
+        if url.rstrip("/") == "memory:":
+            # A private memory store would differ between the sync and async clients.
+            url = f"memory://disquette-app-{os.getpid()}-{app_id}"
+        self.url = url
+        self.options = options or Options()
+        self.registry = Registry()
+        self._clock = clock
+        self._client_settings: dict[str, Any] = {
+            "max_body_bytes": max_body_bytes,
+            "backoff_base": backoff_base,
+            "backoff_cap": backoff_cap,
+        }
+        self._client: Client | None = None
+        self._async_client: AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"App({self.url!r}, jobs={sorted(self.registry)}, eager={self.eager})"
+
+    # -- registering -----------------------------------------------------------------
+
+    @overload
+    def job(self, function: Callable[[Job], R], /) -> JobFunction[R]: ...
+
+    @overload
+    def job(
+        self,
+        name: str | None = None,
+        /,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        retry_after: float | None = None,
+        exec_timeout: float | None = None,
+        max_attempts: int | None = None,
+        priority: int | None = None,
+        ttl: float | None = None,
+        result_ttl: float | None = None,
+    ) -> Callable[[Callable[[Job], R]], JobFunction[R]]: ...
+
+    def job(
+        self,
+        name_or_function: str | Callable[[Job], R] | None = None,
+        /,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        retry_after: float | None = None,
+        exec_timeout: float | None = None,
+        max_attempts: int | None = None,
+        priority: int | None = None,
+        ttl: float | None = None,
+        result_ttl: float | None = None,
+    ) -> JobFunction[R] | Callable[[Callable[[Job], R]], JobFunction[R]]:
+        """Register a handler: ``@app.job`` or ``@app.job("name", queue=..., ...)``.
+
+        The job type defaults to the function's name. ``retry_after``, ``max_attempts``,
+        ``priority``, ``ttl`` and ``result_ttl`` are the options of the jobs ``add``
+        creates; ``exec_timeout`` limits how long the worker lets the handler run.
+        """
+
+        def register(function: Callable[[Job], R]) -> JobFunction[R]:
+            name = name_or_function if isinstance(name_or_function, str) else None
+            return self.register(
+                function,
+                name=name,
+                queue=queue,
+                retry_after=retry_after,
+                exec_timeout=exec_timeout,
+                max_attempts=max_attempts,
+                priority=priority,
+                ttl=ttl,
+                result_ttl=result_ttl,
+            )
+
+        if callable(name_or_function):
+            return register(name_or_function)
+        return register
+
+    def register(
+        self,
+        function: Callable[[Job], R],
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        retry_after: float | None = None,
+        exec_timeout: float | None = None,
+        max_attempts: int | None = None,
+        priority: int | None = None,
+        ttl: float | None = None,
+        result_ttl: float | None = None,
+    ) -> JobFunction[R]:
+        """Register ``function`` as the handler of job type ``name`` (default: its name)."""
+        job_type = name or getattr(function, "__name__", None)
+        if not isinstance(job_type, str):
+            raise InvalidOption("name", name, "give the job type a name")
+        check_queue_name(queue)
+        options = self.options.merge(
+            Options(
+                type=job_type,
+                retry_after=retry_after,
+                max_attempts=max_attempts,
+                priority=priority,
+                ttl=ttl,
+                result_ttl=result_ttl,
+            )
+        )
+        self.registry.register(job_type, function, exec_timeout=exec_timeout, queue=queue)
+        return JobFunction(self, function, job_type, queue, options)
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]:
+        """Job type -> function, as a plain mapping."""
+        return {name: spec.function for name, spec in self.registry.items()}
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues of the registered jobs (a worker's default)."""
+        return self.registry.queues or [DEFAULT_QUEUE]
+
+    # -- clients and workers -------------------------------------------------------------
+
+    def connect(self, url: str | None = None) -> Client:
+        """A new sync client on the app's store (or ``url``), with the app's settings."""
+        return connect(url or self.url, clock=self._clock, **self._client_settings)
+
+    def connect_async(self, url: str | None = None) -> AsyncClient:
+        """A new asyncio client on the app's store (or ``url``), with the app's settings."""
+        return connect_async(url or self.url, clock=self._clock, **self._client_settings)
+
+    @property
+    def client(self) -> Client:
+        """The app's sync client (opened on first use)."""
+        if self._client is None:
+            self._client = self.connect()
+        return self._client
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The app's asyncio client (opened on first use; use it from one event loop)."""
+        if self._async_client is None:
+            self._async_client = self.connect_async()
+        return self._async_client
+
+    def worker(self, url: str | None = None, **options: Any) -> Worker:
+        """A :class:`~disquette.worker.Worker` for the app's handlers (on its store, or
+        ``url``); ``options`` are the worker's (queues, concurrency, ...)."""
+        return Worker(lambda: self.connect_async(url), self, **options)
+
+    def close(self) -> None:
+        """Close the app's sync client (the async one: :meth:`aclose`)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close both of the app's clients."""
+        self.close()
+        if self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None
+
+    # -- eager mode ----------------------------------------------------------------------
+
+    def _claim_own(self, job_id: str, queue: str) -> Job:
+        """Lease exactly the job just added; give back any other job claimed on the way."""
+        claimer = self.client.timeout(0.05)
+        deadline = time.monotonic() + 5.0
+        while True:
+            jobs = claimer.get_many(queue, count=MAX_BATCH)
+            mine = [job for job in jobs if job.id == job_id]
+            others = [job for job in jobs if job.id != job_id]
+            if others:
+                self.client.nack_many(others)
+            if mine:
+                return mine[0]
+            if time.monotonic() > deadline:
+                raise EagerError(f"eager mode could not claim job {job_id} (queue paused?)")
+
+    async def _claim_own_async(self, job_id: str, queue: str) -> Job:
+        claimer = self.async_client.timeout(0.05)
+        deadline = time.monotonic() + 5.0
+        while True:
+            jobs = await claimer.get_many(queue, count=MAX_BATCH)
+            mine = [job for job in jobs if job.id == job_id]
+            others = [job for job in jobs if job.id != job_id]
+            if others:
+                await self.async_client.nack_many(others)
+            if mine:
+                return mine[0]
+            if time.monotonic() > deadline:
+                raise EagerError(f"eager mode could not claim job {job_id} (queue paused?)")
+
+    def _run_eagerly(self, job_id: str, queue: str) -> None:
+        job = self._claim_own(job_id, queue)
+        spec = self.registry.resolve(job.type)
+        assert spec is not None
+        try:
+            if spec.is_async:
+                try:
+                    asyncio.get_running_loop()
+                except RuntimeError:
+                    result = asyncio.run(spec.function(job))
+                else:
+                    raise EagerError(
+                        f"job {spec.name!r} is async: enqueue it with add_async() "
+                        "from inside an event loop"
+                    )
+            else:
+                result = spec.function(job)
+        except BaseException as exc:
+            self.client.fail(job, describe_exception(exc))
+            raise
+        self.client.ack(job, result)
+
+    async def _run_eagerly_async(self, job_id: str, queue: str) -> None:
+        job = await self._claim_own_async(job_id, queue)
+        spec = self.registry.resolve(job.type)
+        assert spec is not None
+        try:
+            outcome = spec.function(job)
+            result = await outcome if spec.is_async else outcome
+        except BaseException as exc:
+            await self.async_client.fail(job, describe_exception(exc))
+            raise
+        await self.async_client.ack(job, result)
+
+
+__all__ = ["App", "EagerError", "JobFunction"]

@@ -1,0 +1,98 @@
+-- add: insert jobs, all or none. ARGV[4] max_len ("" for none), ARGV[5] the sequence
+-- number before the first job's ("" to take them from <prefix>seq), ARGV[6] "1" to hold
+-- the jobs (scheduled at +inf, real run_at kept: release.lua makes them deliverable once
+-- replicas have them), then per queue: name,
+-- job count, and per job: id, m, run_at, options. Options is "" when the job has no type,
+-- no TTL and default priority, retry_after and result_ttl; else a byte of flags (1
+-- priority, 2 expires_at, 4 retry_after, 8 result_ttl), those values as big-endian int32
+-- or doubles, and the type in the rest. Replays of an id already stored are skipped, so a
+-- retried call cannot add a job twice. Returns {"ok", added} or {"full", queue}.
+local JOB_ARGS = 4
+local max_len = tonumber(ARGV[4])
+local groups = {}
+local incoming = {}
+local total = 0
+local hold = ARGV[6] == '1'
+local i = 7
+while i <= #ARGV do
+    local q = queue(ARGV[i])
+    local n = tonumber(ARGV[i + 1])
+    tick(q)
+    groups[#groups + 1] = {q = q, first = i + 2, n = n}
+    for j = 0, n - 1 do
+        if tonumber(ARGV[i + 2 + j * JOB_ARGS + 2]) <= NOW then
+            incoming[q.name] = (incoming[q.name] or 0) + 1
+        end
+    end
+    total = total + n
+    i = i + 2 + n * JOB_ARGS
+end
+if max_len then
+    for name, extra in pairs(incoming) do
+        if redis.call('ZCARD', queues[name].r) + extra > max_len then
+            return finish({'full', name})
+        end
+    end
+end
+local seq = tonumber(ARGV[5])
+if not seq then seq = redis.call('INCRBY', PREFIX .. 'seq', total) - total end
+local added = 0
+for _, g in ipairs(groups) do
+    local q = g.q
+    for j = 0, g.n - 1 do
+        local a = g.first + j * JOB_ARGS
+        local id = ARGV[a]
+        local key = job_key(q, id)
+        seq = seq + 1
+        if redis.call('EXISTS', key) == 0 then
+            local run_at = ARGV[a + 2]
+            local ready = tonumber(run_at) <= NOW
+            local options = ARGV[a + 3]
+            local priority = DEFAULTS.p
+            if options == '' then
+                redis.call('HSET', key, 'q', q.name, 'm', ARGV[a + 1], 'r', run_at, 'sq', seq,
+                           'st', ready and 'q' or 's')
+            else
+                local fields = {'q', q.name, 'm', ARGV[a + 1], 'r', run_at, 'sq', seq,
+                                'st', ready and 'q' or 's'}
+                local flags, at = struct.unpack('B', options)
+                local value
+                if flags % 2 == 1 then
+                    value, at = struct.unpack('>i', options, at)
+                    priority = tostring(value)
+                    fields[#fields + 1] = 'p'
+                    fields[#fields + 1] = priority
+                end
+                if math.floor(flags / 2) % 2 == 1 then
+                    value, at = struct.unpack('>d', options, at)
+                    redis.call('ZADD', q.e, fmt(value), id)
+                end
+                if math.floor(flags / 4) % 2 == 1 then
+                    value, at = struct.unpack('>d', options, at)
+                    fields[#fields + 1] = 'ra'
+                    fields[#fields + 1] = fmt(value)
+                end
+                if math.floor(flags / 8) % 2 == 1 then
+                    value, at = struct.unpack('>d', options, at)
+                    fields[#fields + 1] = 'rt'
+                    fields[#fields + 1] = fmt(value)
+                end
+                if at <= #options then
+                    fields[#fields + 1] = 't'
+                    fields[#fields + 1] = string.sub(options, at)
+                end
+                redis.call('HSET', key, unpack(fields))
+            end
+            if hold then
+                redis.call('HSET', key, 'st', 's')
+                redis.call('ZADD', q.s, '+inf', id)
+            elseif ready then
+                redis.call('ZADD', q.r, priority, order(run_at, seq) .. id)
+            else
+                redis.call('ZADD', q.s, run_at, id)
+            end
+            added = added + 1
+        end
+    end
+end
+return finish({'ok', added})

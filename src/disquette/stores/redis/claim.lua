@@ -1,0 +1,92 @@
+-- claim: lease up to ARGV[5] ready jobs from the queues ARGV[6..], leftmost first,
+-- skipping paused queues. Returns per job: the index of its queue in ARGV[6..], its id,
+-- and the CLAIMED fields after the lease, with lease_until in place of ra. When it leases
+-- nothing, it returns instead the time the next scheduled job or lease of these queues
+-- comes due (or nothing), so that a waiting caller can look again then.
+--
+-- ARGV[4] is a token naming this call: the ids it leased are kept for a while under it,
+-- so that a retry of a call whose reply was lost (a dropped connection, a restart)
+-- returns the same jobs instead of leasing others and stranding these.
+local CLAIMED = {'m', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'nx'}
+local FIRST_QUEUE = 6
+local want = tonumber(ARGV[5])
+local out = {}
+local got = 0
+local leased = {}
+
+local function emit(index, id, v)
+    out[#out + 1] = index
+    out[#out + 1] = id
+    for k = 1, #CLAIMED do out[#out + 1] = v[k] end
+end
+
+local receipt = queue(ARGV[FIRST_QUEUE]).base .. 'c:' .. ARGV[4]
+local earlier = redis.call('LRANGE', receipt, 0, -1)
+if #earlier > 0 then
+    for j = 1, #earlier, 2 do
+        local index = tonumber(earlier[j])
+        local q = queue(ARGV[FIRST_QUEUE + index - 1])
+        local key = job_key(q, earlier[j + 1])
+        local v = redis.call('HMGET', key, 'st', unpack(CLAIMED))
+        if v[1] == 'a' then
+            table.remove(v, 1)
+            emit(index, earlier[j + 1], v)
+        end
+    end
+    return finish(out)
+end
+
+-- Lease one popped job; false for a ready entry whose job is gone (it is just dropped).
+local function lease(q, index, id)
+    local key = job_key(q, id)
+    local v = redis.call('HMGET', key, 'm', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'ra', 'nx')
+    if not v[1] then return false end
+    local attempts = tonumber(v[4] or 0) + 1
+    local retry_after = tonumber(v[9] or DEFAULTS.ra)
+    local lease_until = '+inf'
+    if retry_after > 0 then lease_until = fmt(NOW + retry_after) end
+    redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until)
+    redis.call('ZADD', q.a, lease_until, id)
+    v[4] = attempts
+    v[9] = lease_until
+    emit(index, id, v)
+    leased[#leased + 1] = index
+    leased[#leased + 1] = id
+    return true
+end
+
+for i = FIRST_QUEUE, #ARGV do
+    local q = queue(ARGV[i])
+    tick(q)
+    -- Pop again when a popped entry had no job, so that count is honoured.
+    while got < want and redis.call('EXISTS', q.p) == 0 do
+        local popped = redis.call('ZPOPMIN', q.r, want - got)
+        if #popped == 0 then break end
+        for j = 1, #popped, 2 do
+            if lease(q, i - FIRST_QUEUE + 1, string.sub(popped[j], ORDER_BYTES + 1)) then
+                got = got + 1
+            end
+        end
+    end
+end
+if got > 0 then
+    for j = 1, #leased, 1000 do
+        redis.call('RPUSH', receipt, unpack(leased, j, math.min(j + 999, #leased)))
+    end
+    -- Wall-clock expiry is fine here: the receipt only has to outlive a retry.
+    redis.call('EXPIRE', receipt, 120)
+    return finish(out)
+end
+local next_due = nil
+for i = FIRST_QUEUE, #ARGV do
+    local q = queue(ARGV[i])
+    for _, set in ipairs({q.s, q.a}) do
+        local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+        if first[2] and first[2] ~= 'inf' then
+            local due = tonumber(first[2])
+            if not next_due or due < next_due then next_due = due end
+        end
+    end
+end
+if next_due then return finish({fmt(next_due)}) end
+return finish({})

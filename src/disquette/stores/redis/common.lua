@@ -1,0 +1,190 @@
+-- Shared by every script of the Redis store (disquette/_async/stores/redis.py prepends it).
+--
+-- Calling convention: ARGV[1] is the key prefix ("disquette:"), ARGV[2] is "1" when job
+-- hashes live in their queue's hash slot (Redis Cluster) and "" when they live under
+-- "<prefix>j:<id>" (one server), ARGV[3] is the store clock's now. Script arguments start
+-- at ARGV[4]. Time always comes from the caller's clock, never from Redis TIME.
+--
+-- Keys of queue Q (all in one hash slot through the "{Q}" tag; "%" and "}" escaped):
+--   <prefix>{Q}:r   ready jobs    zset  score priority, member order(run_at, seq) .. id
+--   <prefix>{Q}:s   scheduled     zset  score run_at, member id
+--   <prefix>{Q}:a   active        zset  score lease_until (+inf when retry_after is 0),
+--                                       member id
+--   <prefix>{Q}:e   expiries      zset  score expires_at, member id (TTL, done retention)
+--   <prefix>{Q}:f   failed        zset  score finished_at, member seq .. id
+--   <prefix>{Q}:p   paused flag   string
+-- A job is a hash. Field "m" holds what never changes, packed by the Python side (created
+-- at, options, body: the scripts never read it); the others are what the scripts need:
+--   q queue, st state (s, q, a, d done, f failed), r run_at, sq enqueue sequence,
+--   t type, p priority, ra retry_after, rt result_ttl (the last three only when not
+--   DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error count, le last
+--   error, la leased_at, lu lease_until (la and lu mean something only while active),
+--   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
+--   failed for good: its TTL no longer applies).
+-- Wake-ups: "<prefix>w:<Q>" is published when a queue's ready set goes from empty to not
+-- empty, "<prefix>done" when jobs become done, failed or deleted.
+
+local PREFIX = ARGV[1]
+local IN_QUEUE_SLOT = ARGV[2] == '1'
+local NOW_S = ARGV[3]
+local NOW = tonumber(NOW_S)
+
+-- The row every reading script returns after the id (claim returns CLAIM_FIELDS).
+local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
+                'sq', 'nx'}
+local DEFAULTS = {p = '100', ra = '300', rt = '3600'}
+
+local queues = {}        -- name -> key table, for each queue this call touched
+local touched = {}       -- the same tables, in first-touch order
+local removed = {}       -- ids of deleted jobs (on a Cluster their id lookups go too)
+local done_changed = false
+
+local function fmt(x)
+    return string.format('%.17g', x)
+end
+
+local function queue(name)
+    local q = queues[name]
+    if q then return q end
+    local escaped = string.gsub(name, '%%', '%%25')
+    escaped = string.gsub(escaped, '}', '%%7D')
+    local base = PREFIX .. '{' .. escaped .. '}:'
+    q = {name = name, base = base, r = base .. 'r', s = base .. 's', a = base .. 'a',
+         e = base .. 'e', f = base .. 'f', p = base .. 'p'}
+    q.was_empty = redis.call('ZCARD', q.r) == 0
+    queues[name] = q
+    touched[#touched + 1] = q
+    return q
+end
+
+local function job_key(q, id)
+    if IN_QUEUE_SLOT then return q.base .. 'j:' .. id end
+    return PREFIX .. 'j:' .. id
+end
+
+-- Order inside a priority: run_at, then enqueue sequence, as big-endian bytes that sort
+-- like the numbers (IEEE doubles with the sign bit flipped, negatives inverted).
+local function order(run_at, seq)
+    local x = tonumber(run_at)
+    local bits = struct.pack('>d', x)
+    if x >= 0 then
+        bits = string.char(string.byte(bits, 1) + 128) .. string.sub(bits, 2)
+    else
+        bits = string.gsub(bits, '.', function(c) return string.char(255 - string.byte(c)) end)
+    end
+    return bits .. struct.pack('>I6', tonumber(seq))
+end
+local ORDER_BYTES = 14
+
+local function failed_member(seq, id)
+    return struct.pack('>I6', tonumber(seq)) .. id
+end
+
+local function make_ready(q, key, id, priority, run_at, seq)
+    redis.call('HSET', key, 'st', 'q')
+    redis.call('ZADD', q.r, priority or DEFAULTS.p, order(run_at, seq) .. id)
+end
+
+-- Take a job out of the set its state keeps it in.
+local function leave(q, key, id, state)
+    if state == 'q' then
+        local v = redis.call('HMGET', key, 'r', 'sq')
+        redis.call('ZREM', q.r, order(v[1], v[2]) .. id)
+    elseif state == 's' then
+        redis.call('ZREM', q.s, id)
+    elseif state == 'a' then
+        redis.call('ZREM', q.a, id)
+    elseif state == 'f' then
+        redis.call('ZREM', q.f, failed_member(redis.call('HGET', key, 'sq'), id))
+    end
+end
+
+-- The id at the end of a job key.
+local function key_id(q, key)
+    if IN_QUEUE_SLOT then return string.sub(key, #q.base + 3) end
+    return string.sub(key, #PREFIX + 3)
+end
+
+-- Delete a job that already left its state's set.
+local function drop(q, key, id)
+    redis.call('ZREM', q.e, id)
+    redis.call('DEL', key)
+    removed[#removed + 1] = id
+end
+
+local function remove(q, key, id)
+    local state = redis.call('HGET', key, 'st')
+    if not state then return false end
+    leave(q, key, id, state)
+    drop(q, key, id)
+    return true
+end
+
+-- A leased job whose worker is presumed gone goes back to the ready set.
+local function requeue_stale(q, key, id)
+    leave(q, key, id, 'a')
+    redis.call('HINCRBY', key, 'ad', 1)
+    local v = redis.call('HMGET', key, 'p', 'r', 'sq')
+    make_ready(q, key, id, v[1], v[2], v[3])
+end
+
+-- What time made due, in the order of the other stores: expire, promote, requeue lapsed
+-- leases. Once per queue and call. Returns how many leases were requeued, and whether
+-- any job changed.
+local function tick(q)
+    if q.ticked then return 0, false end
+    q.ticked = true
+    local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S)
+    for _, id in ipairs(expired) do
+        remove(q, job_key(q, id), id)
+    end
+    local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S)
+    for _, id in ipairs(due) do
+        local key = job_key(q, id)
+        local v = redis.call('HMGET', key, 'p', 'r', 'sq')
+        redis.call('ZREM', q.s, id)
+        make_ready(q, key, id, v[1], v[2], v[3])
+    end
+    local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S)
+    for _, id in ipairs(stale) do
+        requeue_stale(q, job_key(q, id), id)
+    end
+    return #stale, #expired + #due + #stale > 0
+end
+
+-- An existing job's queue (ticked) and the values of its fields ..., or nil.
+local function locate(key, ...)
+    local v = redis.call('HMGET', key, 'q', ...)
+    if not v[1] then return nil end
+    local q = queue(v[1])
+    local _, changed = tick(q)
+    if changed then
+        v = redis.call('HMGET', key, 'q', ...)
+        if not v[1] then return nil end
+    end
+    return q, v
+end
+
+-- Append a job's id and FIELDS to out (all false when the job does not exist). With
+-- ``h`` (the job's fields as a table), nothing is read from Redis.
+local function add_row(out, key, id, h)
+    out[#out + 1] = id
+    if not h then
+        h = {}
+        local all = redis.call('HGETALL', key)
+        for i = 1, #all, 2 do h[all[i]] = all[i + 1] end
+    end
+    for i = 1, #FIELDS do out[#out + 1] = h[FIELDS[i]] or false end
+end
+
+-- Every script ends with finish(result): wake-ups, then {removed ids, result}.
+local function finish(result)
+    for _, q in ipairs(touched) do
+        if q.was_empty and redis.call('ZCARD', q.r) > 0 then
+            redis.call('PUBLISH', PREFIX .. 'w:' .. q.name, '')
+        end
+    end
+    if done_changed then redis.call('PUBLISH', PREFIX .. 'done', '') end
+    if not IN_QUEUE_SLOT then removed = {} end
+    return {removed, result}
+end

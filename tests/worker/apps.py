@@ -1,0 +1,48 @@
+"""Handlers the subprocess tests run with ``python -m disquette worker tests.worker.apps:...``.
+
+Each handler takes its instructions from the job body (file paths to touch or wait for),
+so a test can see what a worker process did without sharing memory with it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from disquette import Job
+
+
+def blocking(job: Job) -> dict[str, int]:
+    """Touch ``<started>.<attempt>``, then wait until the ``release`` file exists."""
+    Path(f"{job.body['started']}.{job.attempts}").touch()
+    release = Path(job.body["release"])
+    while not release.exists():
+        time.sleep(0.01)
+    return {"attempt": job.attempts, "pid": os.getpid()}
+
+
+def scripted(job: Job) -> int:
+    """Log each execution to ``<log>/<pid>.log``; raise as the body's ``n`` dictates:
+    multiples of 7 always, multiples of 5 on their first attempt only."""
+    n = int(job.body["n"])
+    fails = n % 7 == 0 or (n % 5 == 0 and job.attempts == 1)
+    with open(Path(job.body["log"]) / f"{os.getpid()}.log", "a") as log:
+        log.write(f"{job.id} {job.attempts} {'error' if fails else 'ok'}\n")
+    if fails:
+        raise RuntimeError(f"job {n} fails on attempt {job.attempts}")
+    return n * 2
+
+
+def stuck(job: Job) -> None:
+    """Never returns (for exec timeouts)."""
+    while True:
+        time.sleep(0.05)
+
+
+def quick(job: Job) -> object:
+    """Returns its body."""
+    return job.body
+
+
+handlers = {"blocking": blocking, "scripted": scripted, "stuck": stuck, "quick": quick}
