@@ -1,0 +1,360 @@
+"""Funnels: a channel-style view of queues, as in the Go Disque client's funnels.
+
+    async with jobs.funnel("urgent", "high", fetch_count=10, fetch_timeout=1.0) as funnel:
+        async for job in funnel:                 # each job is acked as it is handed over
+            if not ready_for(job):
+                await funnel.requeue(job)        # put it back (as a new job)
+            await funnel.put(make_reply(job), "replies")
+
+A background fetcher leases jobs with ``get_many(count=fetch_count)`` (waiting up to
+``fetch_timeout`` per fetch) into a bounded buffer; iterating hands them over in the order
+they were fetched (leftmost queue first), acking each one just before it is handed over.
+Closing the funnel stops the fetcher and NACKs every fetched job not yet handed over, so
+nothing is lost: a job is either handed over (and done) or back in its queue.
+
+This file is the asyncio source; ``disquette/_sync/funnel.py`` is generated from it by
+``scripts/unasync.py``: there the fetcher is a daemon thread instead of a task.
+"""
+
+from __future__ import annotations
+
+import asyncio  # unasync: drop
+import builtins
+import threading
+from collections import deque
+from collections.abc import (
+    Callable,
+    Coroutine,  # unasync: drop
+)
+from types import TracebackType
+from typing import (
+    TYPE_CHECKING,
+    Any,  # unasync: drop
+)
+
+from ..errors import ClientClosed, InvalidOption
+from ..job import Job, JobState, check_queue_names, new_job_id
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+
+#: The lock and wake-up primitive of the buffer, per flavor (same methods in both).
+AsyncCondition = asyncio.Condition  # unasync: drop
+Condition = threading.Condition
+
+#: Default of ``fetch_count``: jobs leased per fetch.
+FETCH_COUNT = 10
+#: Default of ``fetch_timeout``: seconds one fetch waits for a job to come.
+FETCH_TIMEOUT = 1.0
+#: Upper bound of ``fetch_count`` (the client's ``get_many`` limit).
+MAX_FETCH_COUNT = 10_000
+
+
+class AsyncBackground:  # unasync: drop
+    """Runs the fetcher as a task of the running event loop."""  # unasync: drop
+
+    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:  # unasync: drop
+        loop = asyncio.get_running_loop()  # unasync: drop
+        self._task = loop.create_task(work(), name="disquette-funnel")  # unasync: drop
+
+    async def join(self) -> None:  # unasync: drop
+        """Wait for the fetcher to return."""  # unasync: drop
+        # Shielded: cancelling a fetch in flight could lose the jobs it leased.  # unasync: drop
+        await asyncio.shield(self._task)  # unasync: drop
+
+
+class Background:
+    """Runs the fetcher on a daemon thread (the sync flavor)."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=work, name="disquette-funnel", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the fetcher to return."""
+        self._thread.join()
+
+
+class AsyncBuffer:
+    """The fetched jobs not yet handed over, at most ``capacity`` of them.
+
+    Shared by the fetcher (which puts) and the consumers (which take). Once closed, nothing
+    more is handed over and what is left is drained to be given back.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._jobs: deque[Job] = deque()
+        self._changed = AsyncCondition()
+        self._closed = False
+        self._drained = False
+        self._fetcher_done = False
+        self._error: Exception | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    async def room(self) -> int:
+        """Wait until the buffer has room; return how many jobs fit (0 once closed)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._closed or len(self._jobs) < self.capacity)
+            return 0 if self._closed else self.capacity - len(self._jobs)
+
+    async def put(self, jobs: list[Job]) -> None:
+        """Append fetched jobs (also once closed: :meth:`drain` gives them back)."""
+        async with self._changed:
+            self._jobs.extend(jobs)
+            self._changed.notify_all()
+
+    async def put_back(self, job: Job) -> bool:
+        """Return a taken job to the front; ``False`` if the buffer was already drained."""
+        async with self._changed:
+            if self._drained:
+                return False
+            self._jobs.appendleft(job)
+            self._changed.notify_all()
+            return True
+
+    async def fetcher_done(self, error: Exception | None) -> None:
+        """Record that the fetcher returned, and why if it failed."""
+        async with self._changed:
+            self._fetcher_done = True
+            self._error = error
+            self._changed.notify_all()
+
+    async def take(self) -> Job | None:
+        """Wait for the next job; ``None`` once closed or once the fetcher is gone and the
+        jobs it fetched are handed over. The fetcher's error is raised after those jobs."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._closed or bool(self._jobs) or self._fetcher_done
+            )
+            if self._closed:
+                return None
+            if self._jobs:
+                job = self._jobs.popleft()
+                self._changed.notify_all()
+                return job
+            if self._error is not None:
+                raise self._error
+            return None
+
+    async def close(self) -> bool:
+        """Stop handing over and wake everyone; ``False`` if it was closed already."""
+        async with self._changed:
+            if self._closed:
+                return False
+            self._closed = True
+            self._changed.notify_all()
+            return True
+
+    async def drain(self) -> list[Job]:
+        """Remove and return every job left; later :meth:`put_back` calls are refused."""
+        async with self._changed:
+            self._drained = True
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            return jobs
+
+
+class AsyncFunnel:
+    """Receive jobs from ``queues`` by iterating, and send jobs with :meth:`put`.
+
+    Use it as a context manager (``async with``): entering starts the background fetcher,
+    leaving closes the funnel. Iteration hands over jobs in fetch order (leftmost queue
+    first; a job added to a left queue while jobs of a right one are buffered comes after
+    them) and acks each job as it is handed over: from then on the consumer owns it, and
+    a crash of the consumer does not bring it back (at-most-once). Use :meth:`requeue` to
+    put one back. Iteration ends once the funnel is closed; an error of the fetcher (the
+    store went away) is raised by the iteration, after the jobs fetched before it.
+
+    ``fetch_count``: jobs leased per fetch. ``fetch_timeout``: seconds a fetch waits for a
+    job (closing waits for a fetch in progress, so this also bounds how long :meth:`close`
+    takes). ``buffer``: most jobs fetched and not yet handed over (default
+    ``fetch_count``); they are leased meanwhile, so keep it small next to the jobs'
+    ``retry_after``: a buffered job whose lease ran out is not handed over (the store
+    delivers it again, maybe to another consumer) but left to be fetched again.
+
+    Several consumers (tasks, or threads in the sync flavor) may iterate one funnel.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *queues: str,
+        fetch_count: int = FETCH_COUNT,
+        fetch_timeout: float = FETCH_TIMEOUT,
+        buffer: int | None = None,
+    ) -> None:
+        self.queues = check_queue_names(queues)
+        self.fetch_count = _check_count("fetch_count", fetch_count)
+        self.fetch_timeout = _check_fetch_timeout(fetch_timeout)
+        self.buffer = self.fetch_count if buffer is None else _check_count("buffer", buffer)
+        self._client = client
+        # Derived client: shares the store, and its own options only set the fetch's wait.
+        self._fetching = client.timeout(self.fetch_timeout)
+        self._buffer = AsyncBuffer(self.buffer)
+        self._fetcher: AsyncBackground | None = None
+        self._starting = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._buffer.closed
+
+    def start(self) -> None:
+        """Start the background fetcher (entering the funnel or iterating does it)."""
+        with self._starting:
+            if self._fetcher is None and not self._buffer.closed:
+                self._fetcher = AsyncBackground(self._fetch)
+
+    async def _fetch(self) -> None:
+        error: Exception | None = None
+        try:
+            while room := await self._buffer.room():
+                count = min(self.fetch_count, room)
+                jobs = await self._fetching.get_many(*self.queues, count=count)
+                if jobs:
+                    await self._buffer.put(jobs)
+        except Exception as exc:  # handed to the consumers by AsyncBuffer.take
+            error = exc
+        finally:
+            await self._buffer.fetcher_done(error)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncFunnel:
+        self.start()
+        return self
+
+    async def __anext__(self) -> Job:
+        """Hand over the next job, acked (state ``done``); waits until one comes."""
+        self.start()
+        while True:
+            job = await self._buffer.take()
+            if job is None:
+                raise StopAsyncIteration
+            if self._lease_ran_out(job):
+                # The store may have delivered it again already (maybe to this funnel):
+                # handing this copy over as well would run it twice.
+                continue
+            try:
+                acked = await self._client.ack_many([job])
+            except BaseException:
+                # Keep it for the next consumer, or for close() to give back.
+                if not await self._buffer.put_back(job):
+                    await self._give_back([job])
+                raise
+            if acked:
+                job.state = JobState.DONE
+                job.lease_until = None
+                return job
+            # Already done, deleted or expired meanwhile: not ours to hand over.
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def put(self, body: object, queue: str) -> str:
+        """Add a job to ``queue`` through the client (its options apply); return its id.
+
+        Raises :class:`~disquette.errors.ClientClosed` once the funnel is closed.
+        """
+        self._check_open()
+        return await self._client.add(body, queue)
+
+    async def requeue(self, job: Job) -> str:
+        """Put back a job this funnel handed over; return the id of the job that replaces it.
+
+        A handed-over job is already acked (done), so it cannot be NACKed: requeueing adds
+        a new job to the same queue, with the same body bytes and encoding, type,
+        priority, ``retry_after``, ``max_attempts`` and ``result_ttl``, ready now and with
+        fresh counters; the client's ``ttl``, ``max_len`` and ``replicate`` apply. It is
+        delivered after the jobs already waiting at its priority. The original stays done.
+        Raises :class:`~disquette.errors.ClientClosed` once the funnel is closed.
+        """
+        self._check_open()
+        options = self._client.options
+        store = self._client.store
+        now = store.clock.now()
+        copy = Job(
+            id=new_job_id(options.ttl, job.retry_after),
+            queue=job.queue,
+            raw_body=job.raw_body,
+            encoding=job.encoding,
+            type=job.type,
+            priority=job.priority,
+            state=JobState.QUEUED,
+            created_at=now,
+            run_at=now,
+            retry_after=job.retry_after,
+            expires_at=None if options.ttl is None else now + options.ttl,
+            max_attempts=job.max_attempts,
+            result_ttl=job.result_ttl,
+        )
+        # Through the store, not client.add: the body must keep its exact bytes and
+        # encoding (a JSON string would come back as text through add).
+        await store.add([copy], options.max_len, replicate=options.replicate or 0)
+        return copy.id
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop fetching and NACK every fetched job not yet handed over; ends iteration.
+
+        Waits for a fetch in progress (at most ``fetch_timeout``) so that the jobs it
+        leases are given back too. Calling it again does nothing.
+        """
+        if not await self._buffer.close():
+            return
+        if self._fetcher is not None:
+            await self._fetcher.join()
+        await self._give_back(await self._buffer.drain())
+
+    async def __aenter__(self) -> AsyncFunnel:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: builtins.type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _lease_ran_out(self, job: Job) -> bool:
+        lease_until = job.lease_until
+        return lease_until is not None and self._client.store.clock.now() >= lease_until
+
+    async def _give_back(self, jobs: list[Job]) -> None:
+        # NACK goes by job id: a job whose lease ran out may be leased again by someone
+        # else, whose delivery a NACK would take away. The store requeues those itself.
+        leased = [job for job in jobs if not self._lease_ran_out(job)]
+        if leased:
+            await self._client.nack_many(leased)
+
+    def _check_open(self) -> None:
+        if self._buffer.closed:
+            raise ClientClosed("the funnel is closed")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._buffer.closed else "open"
+        return f"<{type(self).__name__} {self.queues} {state}>"
+
+
+def _check_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOption(name, value, "must be an int")
+    if not 1 <= value <= MAX_FETCH_COUNT:
+        raise InvalidOption(name, value, f"must be between 1 and {MAX_FETCH_COUNT}")
+    return value
+
+
+def _check_fetch_timeout(value: object) -> float:
+    # Zero would make the fetcher spin; None would make close() wait for ever.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidOption("fetch_timeout", value, "seconds are an int or a float")
+    if not 0 < value <= 3600:
+        raise InvalidOption("fetch_timeout", value, "must be more than 0 and at most 3600")
+    return float(value)
