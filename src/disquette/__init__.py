@@ -11,8 +11,10 @@
 
 from . import errors
 from ._async.client import AsyncClient, connect_async
+from ._async.funnel import AsyncFunnel
 from ._async.store import AsyncStore
 from ._sync.client import Client, connect
+from ._sync.funnel import Funnel
 from ._sync.store import Store
 from .app import App, JobFunction
 from .clock import Clock, ManualClock, SystemClock
@@ -23,11 +25,13 @@ from .worker import Registry, Supervisor, Worker, WorkerPool
 __all__ = [
     "App",
     "AsyncClient",
+    "AsyncFunnel",
     "AsyncStore",
     "Client",
     "Clock",
     "DisquetteError",
     "Encoding",
+    "Funnel",
     "Job",
     "JobFunction",
     "JobState",

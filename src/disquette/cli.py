@@ -950,5 +950,74 @@ def demo(
         raise CliError("the store does not agree with what the workers did", EXIT_FAILED)
 
 
+@main.command()
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7711, show_default=True)
+@click.option(
+    "--requirepass",
+    default=None,
+    envvar="DISQUETTE_REQUIREPASS",
+    help="Password clients must AUTH with (also $DISQUETTE_REQUIREPASS).",
+)
+@click.option(
+    "--unprotected",
+    is_flag=True,
+    help="Allow a non-loopback --bind without --requirepass (trusted networks only).",
+)
+@click.option("--max-clients", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option(
+    "--max-argument-bytes",
+    type=click.IntRange(1024),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="Largest argument (job body) a request may carry.",
+)
+@click.option(
+    "--result-ttl",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long an acked job stays for Python wait() (SHOW says $-1 at once).",
+)
+@_url_option
+def server(
+    bind: str,
+    port: int,
+    requirepass: str | None,
+    unprotected: bool,
+    max_clients: int,
+    max_argument_bytes: int,
+    result_ttl: float,
+    url: str | None,
+) -> None:
+    """Serve the Disque protocol (port 7711) over the store, for any Disque client.
+
+    Several servers over one shared store (PostgreSQL, Redis, one SQLite file) form a pool.
+    """
+    try:
+        from .server import Limits, UnsafeBind, run
+    except ImportError as exc:
+        raise CliError(
+            f"the server needs {exc.name}: pip install 'disquette[server]'", EXIT_USAGE
+        ) from None
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    limits = Limits(max_clients=max_clients, max_argument_bytes=max_argument_bytes)
+    with _errors_as_exit():
+        try:
+            run(
+                resolve_url(url),
+                host=bind,
+                port=port,
+                requirepass=requirepass,
+                unprotected=unprotected,
+                limits=limits,
+                result_ttl=result_ttl,
+            )
+        except UnsafeBind as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

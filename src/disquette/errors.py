@@ -95,6 +95,14 @@ class QueueFull(DisquetteError):
         super().__init__(f"queue {queue!r} holds {max_len} or more jobs (max_len={max_len})")
 
 
+class QueuePaused(DisquetteError):
+    """``add`` was refused because the queue is paused for input (Disque ``PAUSE q in``)."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        super().__init__(f"queue {queue!r} is paused for input: adds are refused")
+
+
 class NotReplicated(DisquetteError):
     """The store cannot keep ``replicate`` copies of the job before ``add`` returns."""
 

@@ -427,12 +427,12 @@ def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> N
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
-        assert jobs.store.migrate() == [1]  # type: ignore[attr-defined]
+        assert jobs.store.migrate() == [1, 2]  # type: ignore[attr-defined]
         assert jobs.store.migrate() == []  # type: ignore[attr-defined]
         assert jobs.qlen("q") == 0
     with psycopg.connect(base) as conn:
         versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
-    assert versions == [(1, "init")]
+    assert versions == [(1, "init"), (2, "disque")]
 
 
 def test_schemas_are_independent_stores(url: str) -> None:

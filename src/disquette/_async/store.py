@@ -8,11 +8,11 @@ blocks (the client does the waiting) and reads time from its ``clock``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..clock import Clock
-from ..job import Encoding, Job, Stats
-from ..stores.base import Wakeups
+from ..job import Encoding, Job, JobState, Stats
+from ..stores.base import NodeInfo, PauseMode, QueueInfo, Wakeups
 
 
 class AsyncStore(abc.ABC):
@@ -40,10 +40,12 @@ class AsyncStore(abc.ABC):
     ) -> None:
         """Insert new jobs (ids assigned) in one transaction; the store owns them after.
 
-        With ``max_len``, refuse the whole batch with ``QueueFull`` if a queue would hold
-        more than ``max_len`` queued jobs. With ``connection`` (a store-specific handle on
-        the caller's transaction), insert inside that transaction; stores without
-        transactions raise ``InvalidOption``. With ``replicate``, return only once that many
+        A queue paused for input (:meth:`set_pause`) refuses the whole batch with
+        ``QueuePaused``. With ``max_len``, refuse the whole batch with ``QueueFull`` if a
+        queue would hold more than ``max_len`` queued jobs. With ``connection`` (a
+        store-specific handle on the caller's transaction), insert inside that transaction;
+        stores without transactions raise ``InvalidOption``. With ``replicate``, return only
+        once that many
         replicas hold the jobs, else raise ``NotReplicated``.
         """
 
@@ -119,7 +121,10 @@ class AsyncStore(abc.ABC):
 
     @abc.abstractmethod
     async def pause(self, queue: str, paused: bool) -> None:
-        """Stop (or resume) delivery from a queue; adds are still accepted."""
+        """Stop (or resume) delivery from a queue; adds are still accepted.
+
+        Only the ``out`` half of the pause mode changes: a queue paused ``in`` stays so.
+        """
 
     @abc.abstractmethod
     async def stats(self) -> Stats:
@@ -129,6 +134,79 @@ class AsyncStore(abc.ABC):
     async def recover_stale(self, max_age: float | None) -> int:
         """Requeue active jobs whose lease ran out, or (with ``max_age``) that were leased
         more than ``max_age`` seconds ago even if at-most-once; return how many."""
+
+    # -- Disque's administrative commands. Not abstract yet: stores that lack them raise
+    # NotImplementedError (see _missing), and the Disque server answers with an error.
+
+    def _missing(self, operation: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"the {self.url.partition(':')[0]} store does not implement {operation} yet"
+        )
+
+    async def set_pause(self, queue: str, mode: PauseMode) -> None:
+        """Set a queue's pause mode: ``in`` refuses adds (``QueuePaused``), ``out`` stops
+        delivery (as :meth:`pause`), ``all`` both, ``none`` neither. A paused queue is
+        listed by :meth:`queues` even when it holds no job."""
+        raise self._missing("set_pause")
+
+    async def pause_mode(self, queue: str) -> PauseMode:
+        """A queue's pause mode (``none`` for unknown queues)."""
+        raise self._missing("pause_mode")
+
+    async def enqueue(self, job_ids: Sequence[str]) -> int:
+        """Make scheduled or active jobs ready now, at their old position (Disque ENQUEUE).
+
+        ``additional_deliveries`` + 1 for a job that was delivered before. An at-most-once
+        job (``retry_after`` 0) that was delivered stays as it is. Returns how many jobs
+        became ready.
+        """
+        raise self._missing("enqueue")
+
+    async def dequeue(self, job_ids: Sequence[str]) -> int:
+        """Take ready jobs out of their queue without delivering them (Disque DEQUEUE).
+
+        Each becomes active with ``lease_until = now + retry_after`` (no lease when 0),
+        so it is delivered again when that runs out; ``attempts`` is unchanged. Returns
+        how many jobs were ready.
+        """
+        raise self._missing("dequeue")
+
+    async def scan(
+        self,
+        cursor: int,
+        count: int,
+        *,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> tuple[int, list[Job]]:
+        """Walk every live job (done ones included) in enqueue order (Disque JSCAN).
+
+        Start with ``cursor`` 0; returns up to ``count`` jobs after the cursor that match
+        ``queue`` and ``states``, and the cursor for the next call, 0 when the walk is over.
+        Jobs added during a walk may or may not be returned; no job is returned twice.
+        """
+        raise self._missing("scan")
+
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue that holds a live job (any state) or has a pause mode, by name."""
+        raise self._missing("queues")
+
+    async def flush(self) -> None:
+        """Delete every job and every pause mode (Disque DEBUG FLUSHALL). Node
+        registrations are kept."""
+        raise self._missing("flush")
+
+    async def register_node(self, node_id: str, address: str, ttl: float) -> None:
+        """Register (or renew) a server of a pool sharing this store, until now + ``ttl``."""
+        raise self._missing("register_node")
+
+    async def unregister_node(self, node_id: str) -> None:
+        """Remove a node's registration (a clean shutdown)."""
+        raise self._missing("unregister_node")
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Registered nodes whose registration has not lapsed, by id."""
+        raise self._missing("nodes")
 
     @abc.abstractmethod
     async def close(self) -> None:

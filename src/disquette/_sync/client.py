@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
 
@@ -36,7 +36,8 @@ from ..job import (
     job_id_factory,
 )
 from ..stores import open_store, resolve_url
-from ..stores.base import DONE_CHANNEL
+from ..stores.base import DONE_CHANNEL, PAUSE_MODES, PauseMode, QueueInfo
+from .funnel import FETCH_COUNT, FETCH_TIMEOUT, Funnel
 from .store import Store
 
 #: First retry delay after an error; it doubles with each error, up to BACKOFF_CAP.
@@ -249,6 +250,19 @@ class Client:
         finally:
             unsubscribe()
 
+    def funnel(
+        self,
+        *queues: str,
+        fetch_count: int = FETCH_COUNT,
+        fetch_timeout: float = FETCH_TIMEOUT,
+        buffer: int | None = None,
+    ) -> Funnel:
+        """A channel over ``queues``: iterate to receive jobs (each acked as it is handed
+        over), ``put`` to send; use it with ``with``. See :class:`Funnel`."""
+        return Funnel(
+            self, *queues, fetch_count=fetch_count, fetch_timeout=fetch_timeout, buffer=buffer
+        )
+
     def ack(self, job: JobRef, result: object = None, *, connection: object = None) -> None:
         """Acknowledge a job: it is done, and ``result`` is what :meth:`wait` returns.
 
@@ -388,6 +402,61 @@ class Client:
     def resume(self, queue: str) -> None:
         """Deliver jobs from ``queue`` again."""
         self.store.pause(check_queue_name(queue), False)
+
+    def set_pause(self, queue: str, mode: PauseMode) -> None:
+        """Set ``queue``'s pause mode: ``in`` refuses adds (``QueuePaused``), ``out`` stops
+        delivery (as :meth:`pause`), ``all`` both, ``none`` neither (Disque PAUSE)."""
+        if mode not in PAUSE_MODES:
+            raise InvalidOption("mode", mode, f"one of {', '.join(PAUSE_MODES)}")
+        self.store.set_pause(check_queue_name(queue), mode)
+
+    def pause_mode(self, queue: str) -> PauseMode:
+        """``queue``'s pause mode: ``none``, ``in``, ``out`` or ``all``."""
+        return self.store.pause_mode(check_queue_name(queue))
+
+    def enqueue(self, jobs: Sequence[JobRef]) -> int:
+        """Make scheduled or leased jobs ready now (Disque ENQUEUE); return how many.
+
+        A job that was delivered counts an additional delivery; a delivered at-most-once
+        job is left alone.
+        """
+        ids = [_job_id(job) for job in jobs]
+        return self.store.enqueue(ids) if ids else 0
+
+    def dequeue(self, jobs: Sequence[JobRef]) -> int:
+        """Take ready jobs out of their queue without delivering them (Disque DEQUEUE):
+        they are delivered again after their ``retry_after``. Returns how many."""
+        ids = [_job_id(job) for job in jobs]
+        return self.store.dequeue(ids) if ids else 0
+
+    def scan(
+        self,
+        cursor: int = 0,
+        count: int = 100,
+        *,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> tuple[int, list[Job]]:
+        """One page of a walk over every job, in enqueue order (Disque JSCAN).
+
+        Start with ``cursor`` 0 and call again with the cursor returned until it is 0.
+        """
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise InvalidOption("cursor", cursor, "a cursor is an int >= 0")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
+            raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
+        if queue is not None:
+            check_queue_name(queue)
+        wanted = None if states is None else frozenset(JobState(state) for state in states)
+        return self.store.scan(cursor, count, queue=queue, states=wanted)
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue holding a job or paused, with its ready count and pause mode."""
+        return self.store.queues()
+
+    def flush(self) -> None:
+        """Delete every job and pause mode of the store (Disque DEBUG FLUSHALL)."""
+        self.store.flush()
 
     def recover_stale(self, max_age: float | None = None) -> int:
         """Requeue jobs whose lease ran out, and with ``max_age`` also those leased more than

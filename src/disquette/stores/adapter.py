@@ -10,15 +10,15 @@ the event loop does the commit's I/O itself (microseconds, milliseconds at a che
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar, runtime_checkable
 
 from .._async.store import AsyncStore
 from .._sync.store import Store
-from ..job import Encoding, Job, Stats
-from .base import WouldBlock, refuse_store_powers
+from ..job import Encoding, Job, JobState, Stats
+from .base import NodeInfo, PauseMode, QueueInfo, WouldBlock, refuse_store_powers
 
 T = TypeVar("T")
 
@@ -134,6 +134,57 @@ class SyncStoreAdapter(AsyncStore):
     async def recover_stale(self, max_age: float | None) -> int:
         """See :meth:`AsyncStore.recover_stale`."""
         return await self._call(self.inner.recover_stale, max_age)
+
+    async def set_pause(self, queue: str, mode: PauseMode) -> None:
+        """See :meth:`AsyncStore.set_pause`."""
+        await self._call(self.inner.set_pause, queue, mode)
+
+    async def pause_mode(self, queue: str) -> PauseMode:
+        """See :meth:`AsyncStore.pause_mode`."""
+        return await self._call(self.inner.pause_mode, queue)
+
+    async def enqueue(self, job_ids: Sequence[str]) -> int:
+        """See :meth:`AsyncStore.enqueue`."""
+        return await self._call(self.inner.enqueue, job_ids)
+
+    async def dequeue(self, job_ids: Sequence[str]) -> int:
+        """See :meth:`AsyncStore.dequeue`."""
+        return await self._call(self.inner.dequeue, job_ids)
+
+    async def scan(
+        self,
+        cursor: int,
+        count: int,
+        *,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> tuple[int, list[Job]]:
+        """See :meth:`AsyncStore.scan`."""
+
+        def scan() -> tuple[int, list[Job]]:
+            return self.inner.scan(cursor, count, queue=queue, states=states)
+
+        return await self._call(scan)
+
+    async def queues(self) -> list[QueueInfo]:
+        """See :meth:`AsyncStore.queues`."""
+        return await self._call(self.inner.queues)
+
+    async def flush(self) -> None:
+        """See :meth:`AsyncStore.flush`."""
+        await self._call(self.inner.flush)
+
+    async def register_node(self, node_id: str, address: str, ttl: float) -> None:
+        """See :meth:`AsyncStore.register_node`."""
+        await self._call(self.inner.register_node, node_id, address, ttl)
+
+    async def unregister_node(self, node_id: str) -> None:
+        """See :meth:`AsyncStore.unregister_node`."""
+        await self._call(self.inner.unregister_node, node_id)
+
+    async def nodes(self) -> list[NodeInfo]:
+        """See :meth:`AsyncStore.nodes`."""
+        return await self._call(self.inner.nodes)
 
     async def close(self) -> None:
         """Close the inner store and stop the store thread."""

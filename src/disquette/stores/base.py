@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, Literal
 
 from ..errors import InvalidOption, NotReplicated
 
@@ -77,3 +78,38 @@ def refuse_store_powers(store: str, connection: object, replicate: int) -> None:
         raise InvalidOption("connection", connection, f"the {store} store has no transactions")
     if replicate > 0:
         raise NotReplicated(replicate, 0, store)
+
+
+#: A queue's pause state, as Disque's PAUSE names it: ``in`` refuses adds
+#: (:class:`~disquette.errors.QueuePaused`), ``out`` stops delivery, ``all`` both.
+PauseMode = Literal["none", "in", "out", "all"]
+PAUSE_MODES: Final[tuple[PauseMode, ...]] = ("none", "in", "out", "all")
+#: Bit 1 refuses adds, bit 2 stops delivery: ``PAUSE_MODES[bits]`` is the mode's name.
+PAUSE_IN: Final = 1
+PAUSE_OUT: Final = 2
+
+
+def pause_bits(mode: PauseMode) -> int:
+    """The bits of a pause mode (``in`` 1, ``out`` 2, ``all`` 3)."""
+    return PAUSE_MODES.index(mode)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One queue a store knows: it holds jobs (in any state) or has a pause mode."""
+
+    name: str
+    #: Jobs ready to be delivered (what ``qlen`` counts).
+    queued: int
+    pause: PauseMode = "none"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A server registered in a store's node registry (a pool of servers on one store)."""
+
+    id: str
+    #: ``host:port`` clients can reach the node at.
+    address: str
+    #: When the registration lapses unless the node renews it (store clock seconds).
+    expires_at: float

@@ -8,13 +8,24 @@ import heapq
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .._sync.store import Store
 from ..clock import Clock
-from ..errors import InvalidState, JobNotFound, QueueFull
+from ..errors import InvalidState, JobNotFound, QueueFull, QueuePaused
 from ..job import Encoding, Job, JobState, Stats, StatsRow
-from .base import DONE_CHANNEL, Wakeups, refuse_store_powers
+from .base import (
+    DONE_CHANNEL,
+    PAUSE_IN,
+    PAUSE_MODES,
+    PAUSE_OUT,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    Wakeups,
+    pause_bits,
+    refuse_store_powers,
+)
 
 _PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
 
@@ -40,7 +51,9 @@ class MemoryStore(Store):
         self._leases: list[tuple[float, str]] = []
         self._expiries: list[tuple[float, str]] = []
         self._queued_count: Counter[str] = Counter()
-        self._paused: set[str] = set()
+        #: Pause bits per queue (PAUSE_IN, PAUSE_OUT); queues without a mode are absent.
+        self._pause: dict[str, int] = {}
+        self._nodes: dict[str, NodeInfo] = {}
 
     # -- transitions -------------------------------------------------------------------
 
@@ -115,6 +128,9 @@ class MemoryStore(Store):
         with self._lock:
             now = self.clock.now()
             self._tick(now)
+            for queue in {job.queue for job in jobs}:
+                if self._pause.get(queue, 0) & PAUSE_IN:
+                    raise QueuePaused(queue)
             if max_len is not None:
                 incoming = Counter(job.queue for job in jobs if job.run_at <= now)
                 for queue, extra in incoming.items():
@@ -139,7 +155,7 @@ class MemoryStore(Store):
             self._tick(now)
             for queue in queues:
                 heap = self._ready.get(queue)
-                if not heap or queue in self._paused:
+                if not heap or self._pause.get(queue, 0) & PAUSE_OUT:
                     continue
                 while heap and len(claimed) < count:
                     priority, run_at, seq, job_id = heapq.heappop(heap)
@@ -325,12 +341,133 @@ class MemoryStore(Store):
     def pause(self, queue: str, paused: bool) -> None:
         """Pause or resume delivery; see :meth:`Store.pause`."""
         with self._lock:
-            if paused:
-                self._paused.add(queue)
-            else:
-                self._paused.discard(queue)
+            bits = self._pause.get(queue, 0)
+            self._set_bits(queue, bits | PAUSE_OUT if paused else bits & ~PAUSE_OUT)
         if not paused:
             self.wakeups.notify([queue])
+
+    def _set_bits(self, queue: str, bits: int) -> None:
+        if bits:
+            self._pause[queue] = bits
+        else:
+            self._pause.pop(queue, None)
+
+    def set_pause(self, queue: str, mode: PauseMode) -> None:
+        """Set a queue's pause mode; see :meth:`Store.set_pause`."""
+        with self._lock:
+            self._set_bits(queue, pause_bits(mode))
+        if not pause_bits(mode) & PAUSE_OUT:
+            self.wakeups.notify([queue])
+
+    def pause_mode(self, queue: str) -> PauseMode:
+        """A queue's pause mode; see :meth:`Store.pause_mode`."""
+        with self._lock:
+            return PAUSE_MODES[self._pause.get(queue, 0)]
+
+    def enqueue(self, job_ids: Sequence[str]) -> int:
+        """Make jobs ready now; see :meth:`Store.enqueue`."""
+        queues: set[str] = set()
+        enqueued = 0
+        with self._lock:
+            self._tick(self.clock.now())
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is None or job.state not in (JobState.SCHEDULED, JobState.ACTIVE):
+                    continue
+                if job.attempts and job.retry_after <= 0:
+                    continue
+                self._leave_state(job)
+                if job.attempts:
+                    job.additional_deliveries += 1
+                self._make_ready(job)
+                queues.add(job.queue)
+                enqueued += 1
+        self.wakeups.notify(queues)
+        return enqueued
+
+    def dequeue(self, job_ids: Sequence[str]) -> int:
+        """Take ready jobs out of their queue; see :meth:`Store.dequeue`."""
+        dequeued = 0
+        with self._lock:
+            now = self.clock.now()
+            self._tick(now)
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is None or job.state is not JobState.QUEUED:
+                    continue
+                self._leave_state(job)
+                job.state = JobState.ACTIVE
+                self._leased_at[job.id] = now
+                if job.retry_after > 0:
+                    job.lease_until = now + job.retry_after
+                    heapq.heappush(self._leases, (job.lease_until, job.id))
+                dequeued += 1
+        return dequeued
+
+    def scan(
+        self,
+        cursor: int,
+        count: int,
+        *,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> tuple[int, list[Job]]:
+        """Walk jobs in enqueue order; see :meth:`Store.scan`."""
+        with self._lock:
+            self._tick(self.clock.now())
+            # Cursors are enqueue sequence numbers plus one, so that 0 means "from the
+            # start" and "the walk is over".
+            matching = sorted(
+                (seq + 1, job_id)
+                for job_id, seq in self._seq.items()
+                if seq + 1 > cursor
+                and (queue is None or self._jobs[job_id].queue == queue)
+                and (states is None or self._jobs[job_id].state in states)
+            )[:count]
+            page = [self._jobs[job_id].copy() for _, job_id in matching]
+            return (matching[-1][0] if len(matching) >= count else 0), page
+
+    def queues(self) -> list[QueueInfo]:
+        """Queues with jobs or a pause mode; see :meth:`Store.queues`."""
+        with self._lock:
+            self._tick(self.clock.now())
+            names = {job.queue for job in self._jobs.values()} | set(self._pause)
+            return [
+                QueueInfo(name, self._queued_count[name], PAUSE_MODES[self._pause.get(name, 0)])
+                for name in sorted(names)
+            ]
+
+    def flush(self) -> None:
+        """Delete every job and pause mode; see :meth:`Store.flush`."""
+        with self._lock:
+            for job in list(self._jobs.values()):
+                self._remove(job)
+            self._ready.clear()
+            self._scheduled.clear()
+            self._leases.clear()
+            self._expiries.clear()
+            self._queued_count.clear()
+            self._pause.clear()
+        self.wakeups.notify([DONE_CHANNEL])
+
+    def register_node(self, node_id: str, address: str, ttl: float) -> None:
+        """Register or renew a node; see :meth:`Store.register_node`."""
+        with self._lock:
+            self._nodes[node_id] = NodeInfo(node_id, address, self.clock.now() + ttl)
+
+    def unregister_node(self, node_id: str) -> None:
+        """Remove a node; see :meth:`Store.unregister_node`."""
+        with self._lock:
+            self._nodes.pop(node_id, None)
+
+    def nodes(self) -> list[NodeInfo]:
+        """Live nodes; see :meth:`Store.nodes`."""
+        with self._lock:
+            now = self.clock.now()
+            return sorted(
+                (node for node in self._nodes.values() if node.expires_at > now),
+                key=lambda node: node.id,
+            )
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""
@@ -356,7 +493,8 @@ class MemoryStore(Store):
                 )
                 for queue, type_ in sorted(max_errors, key=lambda key: (key[0], key[1] or ""))
             )
-            return Stats(rows=rows, paused=frozenset(self._paused))
+            paused = frozenset(q for q, bits in self._pause.items() if bits & PAUSE_OUT)
+            return Stats(rows=rows, paused=paused)
 
     def recover_stale(self, max_age: float | None) -> int:
         """Requeue jobs whose worker is gone; see :meth:`Store.recover_stale`."""

@@ -13,17 +13,35 @@ import re
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Final, Literal
 
 from .._sync.store import Store
 from ..clock import Clock
-from ..errors import ClientClosed, InvalidState, JobNotFound, QueueFull, StoreUnavailable
+from ..errors import (
+    ClientClosed,
+    InvalidState,
+    JobNotFound,
+    QueueFull,
+    QueuePaused,
+    StoreUnavailable,
+)
 from ..job import Encoding, Job, JobState, Stats, StatsRow
 from ._peers import PeerWakeups
-from .base import DONE_CHANNEL, Wakeups, WouldBlock, refuse_store_powers
+from .base import (
+    DONE_CHANNEL,
+    PAUSE_MODES,
+    PAUSE_OUT,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    Wakeups,
+    WouldBlock,
+    pause_bits,
+    refuse_store_powers,
+)
 
 _STATES: Final = (
     JobState.SCHEDULED,
@@ -38,7 +56,9 @@ _COLUMNS: Final = (
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
     "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
 )
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2
+#: The named blocks that bring a file from the version before to each version.
+_MIGRATIONS: Final = {1: "schema", 2: "migrate_2"}
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 Synchronous = Literal["normal", "full"]
 
@@ -106,15 +126,23 @@ class SqliteStore(Store):
             self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._conn.execute("PRAGMA temp_store = MEMORY")
             with self._transaction() as conn:
-                if conn.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
-                    for statement in QUERIES["schema"].split(";\n"):
-                        if statement.strip():
-                            conn.execute(statement)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                for target, block in _MIGRATIONS.items():
+                    if version < target:
+                        self._script(conn, QUERIES[block])
+                if version < _SCHEMA_VERSION:
                     conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite file {path!r}: {exc}") from exc
 
     # -- plumbing ------------------------------------------------------------------------
+
+    @staticmethod
+    def _script(conn: sqlite3.Connection, text: str) -> None:
+        """Run several statements inside the current transaction."""
+        for statement in text.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
 
     def _announce(self, channels: Iterable[str]) -> None:
         """Wake waiters on these channels, in this process and in the others."""
@@ -244,12 +272,17 @@ class SqliteStore(Store):
             for job in jobs
         ]
         if max_len is None and len(rows) == 1:
-            self._write(QUERIES["insert"], rows[0])
+            if not self._write(QUERIES["insert"], rows[0]).rowcount:
+                raise QueuePaused(rows[0][1])
             self._announce([rows[0][1]])
             return
         if max_len is not None:
             self._refresh()
         with self._transaction() as conn:
+            queues = json.dumps(sorted({row[1] for row in rows}))
+            paused = conn.execute(QUERIES["paused_in"], (queues,)).fetchone()
+            if paused is not None:
+                raise QueuePaused(paused[0])
             if max_len is not None:
                 incoming = Counter(row[1] for row in rows if row[2] == 1)
                 for queue, extra in incoming.items():
@@ -408,8 +441,96 @@ class SqliteStore(Store):
         """Pause or resume delivery; see :meth:`Store.pause`."""
         with self._transaction() as conn:
             conn.execute(QUERIES["pause" if paused else "resume"], (queue,))
+            conn.execute(QUERIES["drop_unpaused"])
         if not paused:
             self._announce([queue])
+
+    def set_pause(self, queue: str, mode: PauseMode) -> None:
+        """Set a queue's pause mode; see :meth:`Store.set_pause`."""
+        bits = pause_bits(mode)
+        with self._transaction() as conn:
+            conn.execute(QUERIES["set_pause"], (queue, bits))
+            conn.execute(QUERIES["drop_unpaused"])
+        if not bits & PAUSE_OUT:
+            self._announce([queue])
+
+    def pause_mode(self, queue: str) -> PauseMode:
+        """A queue's pause mode; see :meth:`Store.pause_mode`."""
+        with self._connection() as conn:
+            row = conn.execute(QUERIES["pause_mode"], (queue,)).fetchone()
+        return PAUSE_MODES[row[0] if row is not None else 0]
+
+    def enqueue(self, job_ids: Sequence[str]) -> int:
+        """Make jobs ready now; see :meth:`Store.enqueue`."""
+        self._refresh()
+        with self._transaction() as conn:
+            queues = [row[0] for i in job_ids for row in conn.execute(QUERIES["enqueue"], (i,))]
+        self._announce(set(queues))
+        return len(queues)
+
+    def dequeue(self, job_ids: Sequence[str]) -> int:
+        """Take ready jobs out of their queue; see :meth:`Store.dequeue`."""
+        now = self._refresh()
+        with self._transaction() as conn:
+            return sum(
+                conn.execute(QUERIES["dequeue"], {"id": job_id, "now": now}).rowcount
+                for job_id in job_ids
+            )
+
+    def scan(
+        self,
+        cursor: int,
+        count: int,
+        *,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> tuple[int, list[Job]]:
+        """Walk jobs in enqueue order; see :meth:`Store.scan`."""
+        self._refresh()
+        params = {
+            "after": cursor,
+            "queue": queue,
+            "states": None if states is None else json.dumps([_STATE_CODES[s] for s in states]),
+            "count": count,
+        }
+        with self._connection() as conn:
+            rows = conn.execute(QUERIES["scan"], params).fetchall()
+        return (rows[-1][22] if len(rows) >= count else 0), [_row_to_job(row) for row in rows]
+
+    def queues(self) -> list[QueueInfo]:
+        """Queues with jobs or a pause mode; see :meth:`Store.queues`."""
+        self._refresh()
+        with self._connection() as conn:
+            queued = {queue: int(n) for queue, n in conn.execute(QUERIES["queues"])}
+            modes = dict(conn.execute(QUERIES["pause_modes"]).fetchall())
+        return [
+            QueueInfo(name, queued.get(name, 0), PAUSE_MODES[modes.get(name, 0)])
+            for name in sorted(queued.keys() | modes.keys())
+        ]
+
+    def flush(self) -> None:
+        """Delete every job and pause mode; see :meth:`Store.flush`."""
+        with self._transaction() as conn:
+            self._script(conn, QUERIES["flush"])
+        self._announce([DONE_CHANNEL])
+
+    def register_node(self, node_id: str, address: str, ttl: float) -> None:
+        """Register or renew a node; see :meth:`Store.register_node`."""
+        now = self.clock.now()
+        with self._transaction() as conn:
+            conn.execute(QUERIES["forget_lapsed_nodes"], {"now": now})
+            params = {"id": node_id, "address": address, "expires_at": now + ttl}
+            conn.execute(QUERIES["register_node"], params)
+
+    def unregister_node(self, node_id: str) -> None:
+        """Remove a node; see :meth:`Store.unregister_node`."""
+        self._write(QUERIES["unregister_node"], (node_id,))
+
+    def nodes(self) -> list[NodeInfo]:
+        """Live nodes; see :meth:`Store.nodes`."""
+        with self._connection() as conn:
+            rows = conn.execute(QUERIES["nodes"], (self.clock.now(),)).fetchall()
+        return [NodeInfo(node_id, address, expires) for node_id, address, expires in rows]
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""

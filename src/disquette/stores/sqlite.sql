@@ -37,10 +37,26 @@ CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at IS N
 CREATE INDEX IF NOT EXISTS jobs_failed ON jobs(queue, finished_at) WHERE state = 4;
 CREATE TABLE IF NOT EXISTS paused_queues (queue TEXT PRIMARY KEY) WITHOUT ROWID;
 
+-- name: migrate_2
+-- Version 2: pause modes (bit 1 refuses adds, bit 2 stops delivery; existing rows were
+-- paused for delivery) and the node registry of a pool of Disque-protocol servers.
+ALTER TABLE paused_queues ADD COLUMN mode INTEGER NOT NULL DEFAULT 2;
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+
 -- name: insert
+-- Nothing is inserted into a queue paused for input (the store then raises QueuePaused).
 INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
                   retry_after, expires_at, max_attempts, result_ttl)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
+WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1);
+
+-- name: paused_in
+SELECT queue FROM paused_queues
+WHERE mode & 1 AND queue IN (SELECT value FROM json_each(?)) LIMIT 1;
 
 -- name: count_queued_up_to
 SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = ? AND state = 1 LIMIT ?);
@@ -81,7 +97,7 @@ SET state = 2, attempts = attempts + 1, leased_at = :now,
 WHERE seq IN (
     SELECT seq FROM jobs
     WHERE queue = :queue AND state = 1
-      AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = :queue)
+      AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = :queue AND mode & 2)
     ORDER BY priority, run_at, seq
     LIMIT :count)
 RETURNING {columns};
@@ -143,13 +159,66 @@ WHERE id = :id AND state = 4
 RETURNING queue;
 
 -- name: pause
-INSERT OR IGNORE INTO paused_queues (queue) VALUES (?);
+INSERT INTO paused_queues (queue, mode) VALUES (?, 2)
+ON CONFLICT (queue) DO UPDATE SET mode = mode | 2;
 
 -- name: resume
-DELETE FROM paused_queues WHERE queue = ?;
+UPDATE paused_queues SET mode = mode & ~2 WHERE queue = ?;
+
+-- name: drop_unpaused
+DELETE FROM paused_queues WHERE mode = 0;
+
+-- name: set_pause
+INSERT INTO paused_queues (queue, mode) VALUES (?, ?)
+ON CONFLICT (queue) DO UPDATE SET mode = excluded.mode;
+
+-- name: pause_mode
+SELECT mode FROM paused_queues WHERE queue = ?;
 
 -- name: paused
-SELECT queue FROM paused_queues ORDER BY queue;
+SELECT queue FROM paused_queues WHERE mode & 2 ORDER BY queue;
+
+-- name: pause_modes
+SELECT queue, mode FROM paused_queues;
+
+-- name: enqueue
+UPDATE jobs
+SET state = 1, lease_until = NULL, leased_at = NULL,
+    additional_deliveries = additional_deliveries + (attempts > 0)
+WHERE id = ? AND state IN (0, 2) AND NOT (attempts > 0 AND retry_after <= 0)
+RETURNING queue;
+
+-- name: dequeue
+UPDATE jobs
+SET state = 2, leased_at = :now,
+    lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END
+WHERE id = :id AND state = 1;
+
+-- name: scan
+SELECT {columns} FROM jobs
+WHERE seq > :after AND (:queue IS NULL OR queue = :queue)
+  AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+ORDER BY seq LIMIT :count;
+
+-- name: queues
+SELECT queue, sum(state = 1) FROM jobs GROUP BY queue;
+
+-- name: flush
+DELETE FROM jobs;
+DELETE FROM paused_queues;
+
+-- name: register_node
+INSERT INTO nodes (id, address, expires_at) VALUES (:id, :address, :expires_at)
+ON CONFLICT (id) DO UPDATE SET address = excluded.address, expires_at = excluded.expires_at;
+
+-- name: forget_lapsed_nodes
+DELETE FROM nodes WHERE expires_at <= :now;
+
+-- name: unregister_node
+DELETE FROM nodes WHERE id = ?;
+
+-- name: nodes
+SELECT id, address, expires_at FROM nodes WHERE expires_at > ? ORDER BY id;
 
 -- name: stats
 SELECT queue, type, state, count(*),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from disquette import JobState, ManualClock, Options, connect
+from disquette._sync.client import Client
 from disquette.errors import (
     BodyNotSerializable,
     BodyTooLarge,
@@ -20,9 +21,11 @@ from disquette.errors import (
     JobNotFound,
     NotReplicated,
     QueueFull,
+    QueuePaused,
     Timeout,
 )
 from disquette.job import DEFAULT_MAX_BODY_BYTES
+from disquette.stores.base import QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
 
@@ -402,3 +405,145 @@ def test_bad_input_gets_typed_errors_and_loses_nothing(store_url: str, clock: Ma
             jobs.peek("q", -1)
         assert jobs.qlen("q") == 1
         assert (jobs.timeout(0).get("q")).id == kept
+
+
+# -- what the Disque-protocol server needs (pause modes, ENQUEUE/DEQUEUE, JSCAN, QSCAN, nodes)
+
+
+def _skip_unless_supported(jobs: Client) -> None:
+    # Stores gain these operations one at a time; until then the test says so loudly.
+    try:
+        jobs.pause_mode("probe")
+    except NotImplementedError as exc:
+        pytest.skip(f"not implemented by this store yet: {exc}")
+
+
+def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        _skip_unless_supported(jobs)
+        jobs.add("held", "q")
+        assert jobs.pause_mode("q") == "none"
+        jobs.set_pause("q", "in")
+        with pytest.raises(QueuePaused) as refused:
+            jobs.add("refused", "q")
+        assert refused.value.queue == "q"
+        with pytest.raises(QueuePaused):
+            jobs.add_many(["a", "b"], "q")
+        with pytest.raises(QueuePaused):
+            jobs.max_len(10).add("refused", "q")
+        assert jobs.qlen("q") == 1
+        jobs.pause("q")  # adds "out" to "in"
+        assert jobs.pause_mode("q") == "all"
+        assert jobs.timeout(0).get_many("q") == []
+        jobs.resume("q")  # removes "out" only
+        assert jobs.pause_mode("q") == "in"
+        assert (jobs.timeout(0).get("q")).body == "held"
+        jobs.set_pause("q", "out")
+        jobs.add("accepted", "q")
+        assert jobs.timeout(0).get_many("q") == []
+        assert (jobs.stats()).paused == {"q"}
+        jobs.set_pause("q", "none")
+        assert (jobs.timeout(0).get("q")).body == "accepted"
+        assert jobs.pause_mode("q") == "none"
+        with pytest.raises(InvalidOption):
+            jobs.set_pause("q", "sideways")  # type: ignore[arg-type]
+
+
+def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        _skip_unless_supported(jobs)
+        first = jobs.add("first", "q")
+        later = jobs.delay(60).add("later", "q")
+        once = jobs.retry_after(0).add("once", "q")
+        assert jobs.enqueue([first]) == 0  # already queued
+        assert jobs.enqueue([later, UNKNOWN_ID]) == 1  # scheduled -> queued, early
+        assert (jobs.show(later)).additional_deliveries == 0  # never delivered
+        got = jobs.timeout(0).get_many("q", count=3)
+        assert [job.body for job in got] == ["first", "once", "later"]
+        assert jobs.enqueue([first, once]) == 1  # delivered at-most-once: left alone
+        assert (jobs.show(first)).additional_deliveries == 1
+        assert (jobs.show(first)).state is JobState.QUEUED
+        assert jobs.dequeue([first, later]) == 1  # only ready jobs
+        dequeued = jobs.show(first)
+        assert dequeued.state is JobState.ACTIVE
+        assert dequeued.attempts == 1  # not a delivery
+        assert jobs.qlen("q") == 0
+        clock.advance(301)  # its retry_after: it comes back
+        assert (jobs.timeout(0).get("q")).id == first
+        assert jobs.enqueue([]) == 0
+        assert jobs.dequeue([]) == 0
+
+
+def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        _skip_unless_supported(jobs)
+        a_ids = jobs.add_many([f"a{i}" for i in range(5)], "a")
+        b_ids = jobs.add_many([f"b{i}" for i in range(3)], "b")
+        done = jobs.timeout(0).get("b")
+        jobs.ack(done)
+        seen: list[str] = []
+        cursor = 0
+        while True:
+            cursor, page = jobs.scan(cursor, 3)
+            assert len(page) <= 3
+            seen.extend(job.id for job in page)
+            if cursor == 0:
+                break
+        assert seen == a_ids + b_ids  # enqueue order, done jobs included, none twice
+        _, only_b = jobs.scan(0, 100, queue="b")
+        assert [job.id for job in only_b] == b_ids
+        _, acked = jobs.scan(0, 100, states=[JobState.DONE])
+        assert [job.id for job in acked] == [done.id]
+        _, queued_b = jobs.scan(0, 100, queue="b", states={JobState.QUEUED})
+        assert [job.id for job in queued_b] == b_ids[1:]
+        assert jobs.scan(0, 10, queue="none") == (0, [])
+        with pytest.raises(InvalidOption):
+            jobs.scan(-1)
+
+
+def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        _skip_unless_supported(jobs)
+        assert jobs.queues() == []
+        jobs.add_many(["x", "y"], "b")
+        jobs.delay(10).add("later", "a")
+        jobs.set_pause("c", "in")
+        assert jobs.queues() == [
+            QueueInfo("a", 0, "none"),
+            QueueInfo("b", 2, "none"),
+            QueueInfo("c", 0, "in"),
+        ]
+        jobs.set_pause("c", "none")
+        assert [queue.name for queue in jobs.queues()] == ["a", "b"]
+
+
+def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        _skip_unless_supported(jobs)
+        job_id = jobs.add("x", "q")
+        jobs.set_pause("q", "all")
+        jobs.flush()
+        assert jobs.queues() == []
+        with pytest.raises(JobNotFound):
+            jobs.show(job_id)
+        jobs.add("after", "q")
+        assert (jobs.timeout(0).get("q")).body == "after"
+
+
+def test_node_registry_expires_nodes_that_stop_renewing(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        _skip_unless_supported(jobs)
+        store = jobs.store
+        assert store.nodes() == []
+        store.register_node("b" * 40, "127.0.0.1:7712", 5)
+        store.register_node("a" * 40, "127.0.0.1:7711", 5)
+        assert [(n.id, n.address) for n in store.nodes()] == [
+            ("a" * 40, "127.0.0.1:7711"),
+            ("b" * 40, "127.0.0.1:7712"),
+        ]
+        clock.advance(3)
+        store.register_node("a" * 40, "127.0.0.1:7711", 5)  # heartbeat
+        clock.advance(3)
+        assert [n.id for n in store.nodes()] == ["a" * 40]
+        store.unregister_node("a" * 40)
+        assert store.nodes() == []

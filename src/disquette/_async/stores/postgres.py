@@ -55,6 +55,7 @@ import time
 from collections.abc import (
     Awaitable,  # unasync: drop
     Callable,
+    Collection,
     Coroutine,  # unasync: drop
     Sequence,
 )
@@ -77,10 +78,20 @@ from ...errors import (
     JobNotFound,
     NotReplicated,
     QueueFull,
+    QueuePaused,
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
-from ...stores.base import DONE_CHANNEL, Wakeups
+from ...stores.base import (
+    DONE_CHANNEL,
+    PAUSE_MODES,
+    PAUSE_OUT,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    Wakeups,
+    pause_bits,
+)
 from ..store import AsyncStore
 
 T = TypeVar("T")
@@ -92,7 +103,10 @@ _STATES: Final = (
     JobState.DONE,
     JobState.FAILED,
 )
+_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
 _ENCODINGS: Final = tuple(Encoding)
+#: The SQLSTATE {schema}.accepts() raises for a queue paused for input.
+_QUEUE_PAUSED: Final = "DQ001"
 _COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
@@ -591,12 +605,17 @@ class AsyncPostgresStore(AsyncStore):
             if lsn is not None:
                 await self._await_standbys(conn, replicate, lsn)
 
-        if connection is not None:
-            if replicate:
-                raise InvalidOption("replicate", replicate, "not with the caller's connection")
-            await self._on_caller_connection(connection, insert)
-        else:
-            await self._run(insert)
+        try:
+            if connection is not None:
+                if replicate:
+                    raise InvalidOption("replicate", replicate, "not with the caller's connection")
+                await self._on_caller_connection(connection, insert)
+            else:
+                await self._run(insert)
+        except psycopg.Error as exc:
+            if exc.sqlstate == _QUEUE_PAUSED:
+                raise QueuePaused(exc.diag.message_primary or "") from None
+            raise
         self.wakeups.notify(ready)
 
     async def _check_room(
@@ -857,6 +876,131 @@ class AsyncPostgresStore(AsyncStore):
         await self._run(pause)
         if not paused:
             self.wakeups.notify([queue])
+
+    async def set_pause(self, queue: str, mode: PauseMode) -> None:
+        """Set a queue's pause mode; see :meth:`AsyncStore.set_pause`."""
+        params = {"queue": queue, "mode": pause_bits(mode), "channel": self.channel}
+
+        async def set_pause(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(self._q["set_pause"], params)
+
+        await self._run(set_pause)
+        if not pause_bits(mode) & PAUSE_OUT:
+            self.wakeups.notify([queue])
+
+    async def pause_mode(self, queue: str) -> PauseMode:
+        """A queue's pause mode; see :meth:`AsyncStore.pause_mode`."""
+
+        async def pause_mode(conn: AsyncConnection[Any]) -> int:
+            cursor = await conn.execute(self._q["pause_mode"], {"queue": queue})
+            row = await cursor.fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return PAUSE_MODES[await self._run(pause_mode)]
+
+    async def enqueue(self, job_ids: Sequence[str]) -> int:
+        """Make jobs ready now; see :meth:`AsyncStore.enqueue`."""
+        now = self.clock.now()
+        params = {"ids": list(job_ids), "channel": self.channel}
+
+        async def enqueue(conn: AsyncConnection[Any]) -> list[str]:
+            rows = await self._after_maintenance(conn, now, self._q["enqueue"], params)
+            return [row[0] for row in rows]
+
+        queues = await self._run(enqueue)
+        self.wakeups.notify(set(queues))
+        return len(queues)
+
+    async def dequeue(self, job_ids: Sequence[str]) -> int:
+        """Take ready jobs out of their queue; see :meth:`AsyncStore.dequeue`."""
+        now = self.clock.now()
+        params = {"ids": list(job_ids), "now": now}
+
+        async def dequeue(conn: AsyncConnection[Any]) -> int:
+            rows = await self._after_maintenance(conn, now, self._q["dequeue"], params)
+            return int(rows[0][0])
+
+        return await self._run(dequeue)
+
+    async def scan(
+        self,
+        cursor: int,
+        count: int,
+        *,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> tuple[int, list[Job]]:
+        """Walk jobs in enqueue order; see :meth:`AsyncStore.scan`."""
+        now = self.clock.now()
+        params = {
+            "after": cursor,
+            "now": now,
+            "queue": queue,
+            "states": None if states is None else [_STATE_CODES[state] for state in states],
+            "count": count,
+        }
+
+        async def scan(conn: AsyncConnection[Any]) -> list[Any]:
+            return await self._after_maintenance(conn, now, self._q["scan"], params, True)
+
+        rows = await self._run(scan)
+        return (int(rows[-1][22]) if len(rows) >= count else 0), [_row_to_job(r) for r in rows]
+
+    async def queues(self) -> list[QueueInfo]:
+        """Queues with jobs or a pause mode; see :meth:`AsyncStore.queues`."""
+        now = self.clock.now()
+
+        async def queues(conn: AsyncConnection[Any]) -> tuple[list[Any], list[Any]]:
+            counts = await self._after_maintenance(conn, now, self._q["queues"], {"now": now})
+            modes = await (await conn.execute(self._q["pause_modes"])).fetchall()
+            return counts, modes
+
+        counts, modes = await self._run(queues)
+        queued = {name: int(n) for name, n in counts}
+        mode_of = {name: int(bits) for name, bits in modes}
+        return [
+            QueueInfo(name, queued.get(name, 0), PAUSE_MODES[mode_of.get(name, 0)])
+            for name in sorted(queued.keys() | mode_of.keys())
+        ]
+
+    async def flush(self) -> None:
+        """Delete every job and pause mode; see :meth:`AsyncStore.flush`."""
+
+        async def flush(conn: AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                await conn.execute(self._q["flush_jobs"])
+                await conn.execute(self._q["flush_pauses"])
+
+        await self._run(flush)
+        self.wakeups.notify([DONE_CHANNEL])
+
+    async def register_node(self, node_id: str, address: str, ttl: float) -> None:
+        """Register or renew a node; see :meth:`AsyncStore.register_node`."""
+        now = self.clock.now()
+        params = {"id": node_id, "address": address, "expires_at": now + ttl, "now": now}
+
+        async def register(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(self._q["forget_lapsed_nodes"], params)
+            await conn.execute(self._q["register_node"], params)
+
+        await self._run(register)
+
+    async def unregister_node(self, node_id: str) -> None:
+        """Remove a node; see :meth:`AsyncStore.unregister_node`."""
+
+        async def unregister(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(self._q["unregister_node"], {"id": node_id})
+
+        await self._run(unregister)
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Live nodes; see :meth:`AsyncStore.nodes`."""
+        now = self.clock.now()
+
+        async def nodes(conn: AsyncConnection[Any]) -> list[Any]:
+            return await (await conn.execute(self._q["nodes"], {"now": now})).fetchall()
+
+        return [NodeInfo(str(i), str(a), float(e)) for i, a, e in await self._run(nodes)]
 
     async def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`AsyncStore.stats`."""

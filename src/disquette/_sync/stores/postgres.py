@@ -54,6 +54,7 @@ import threading
 import time
 from collections.abc import (
     Callable,
+    Collection,
     Sequence,
 )
 from importlib import resources
@@ -75,10 +76,20 @@ from ...errors import (
     JobNotFound,
     NotReplicated,
     QueueFull,
+    QueuePaused,
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
-from ...stores.base import DONE_CHANNEL, Wakeups
+from ...stores.base import (
+    DONE_CHANNEL,
+    PAUSE_MODES,
+    PAUSE_OUT,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    Wakeups,
+    pause_bits,
+)
 from ..store import Store
 
 T = TypeVar("T")
@@ -90,7 +101,10 @@ _STATES: Final = (
     JobState.DONE,
     JobState.FAILED,
 )
+_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
 _ENCODINGS: Final = tuple(Encoding)
+#: The SQLSTATE {schema}.accepts() raises for a queue paused for input.
+_QUEUE_PAUSED: Final = "DQ001"
 _COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
@@ -579,12 +593,17 @@ class PostgresStore(Store):
             if lsn is not None:
                 self._await_standbys(conn, replicate, lsn)
 
-        if connection is not None:
-            if replicate:
-                raise InvalidOption("replicate", replicate, "not with the caller's connection")
-            self._on_caller_connection(connection, insert)
-        else:
-            self._run(insert)
+        try:
+            if connection is not None:
+                if replicate:
+                    raise InvalidOption("replicate", replicate, "not with the caller's connection")
+                self._on_caller_connection(connection, insert)
+            else:
+                self._run(insert)
+        except psycopg.Error as exc:
+            if exc.sqlstate == _QUEUE_PAUSED:
+                raise QueuePaused(exc.diag.message_primary or "") from None
+            raise
         self.wakeups.notify(ready)
 
     def _check_room(
@@ -845,6 +864,131 @@ class PostgresStore(Store):
         self._run(pause)
         if not paused:
             self.wakeups.notify([queue])
+
+    def set_pause(self, queue: str, mode: PauseMode) -> None:
+        """Set a queue's pause mode; see :meth:`Store.set_pause`."""
+        params = {"queue": queue, "mode": pause_bits(mode), "channel": self.channel}
+
+        def set_pause(conn: Connection[Any]) -> None:
+            conn.execute(self._q["set_pause"], params)
+
+        self._run(set_pause)
+        if not pause_bits(mode) & PAUSE_OUT:
+            self.wakeups.notify([queue])
+
+    def pause_mode(self, queue: str) -> PauseMode:
+        """A queue's pause mode; see :meth:`Store.pause_mode`."""
+
+        def pause_mode(conn: Connection[Any]) -> int:
+            cursor = conn.execute(self._q["pause_mode"], {"queue": queue})
+            row = cursor.fetchone()
+            return int(row[0]) if row is not None else 0
+
+        return PAUSE_MODES[self._run(pause_mode)]
+
+    def enqueue(self, job_ids: Sequence[str]) -> int:
+        """Make jobs ready now; see :meth:`Store.enqueue`."""
+        now = self.clock.now()
+        params = {"ids": list(job_ids), "channel": self.channel}
+
+        def enqueue(conn: Connection[Any]) -> list[str]:
+            rows = self._after_maintenance(conn, now, self._q["enqueue"], params)
+            return [row[0] for row in rows]
+
+        queues = self._run(enqueue)
+        self.wakeups.notify(set(queues))
+        return len(queues)
+
+    def dequeue(self, job_ids: Sequence[str]) -> int:
+        """Take ready jobs out of their queue; see :meth:`Store.dequeue`."""
+        now = self.clock.now()
+        params = {"ids": list(job_ids), "now": now}
+
+        def dequeue(conn: Connection[Any]) -> int:
+            rows = self._after_maintenance(conn, now, self._q["dequeue"], params)
+            return int(rows[0][0])
+
+        return self._run(dequeue)
+
+    def scan(
+        self,
+        cursor: int,
+        count: int,
+        *,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> tuple[int, list[Job]]:
+        """Walk jobs in enqueue order; see :meth:`Store.scan`."""
+        now = self.clock.now()
+        params = {
+            "after": cursor,
+            "now": now,
+            "queue": queue,
+            "states": None if states is None else [_STATE_CODES[state] for state in states],
+            "count": count,
+        }
+
+        def scan(conn: Connection[Any]) -> list[Any]:
+            return self._after_maintenance(conn, now, self._q["scan"], params, True)
+
+        rows = self._run(scan)
+        return (int(rows[-1][22]) if len(rows) >= count else 0), [_row_to_job(r) for r in rows]
+
+    def queues(self) -> list[QueueInfo]:
+        """Queues with jobs or a pause mode; see :meth:`Store.queues`."""
+        now = self.clock.now()
+
+        def queues(conn: Connection[Any]) -> tuple[list[Any], list[Any]]:
+            counts = self._after_maintenance(conn, now, self._q["queues"], {"now": now})
+            modes = (conn.execute(self._q["pause_modes"])).fetchall()
+            return counts, modes
+
+        counts, modes = self._run(queues)
+        queued = {name: int(n) for name, n in counts}
+        mode_of = {name: int(bits) for name, bits in modes}
+        return [
+            QueueInfo(name, queued.get(name, 0), PAUSE_MODES[mode_of.get(name, 0)])
+            for name in sorted(queued.keys() | mode_of.keys())
+        ]
+
+    def flush(self) -> None:
+        """Delete every job and pause mode; see :meth:`Store.flush`."""
+
+        def flush(conn: Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(self._q["flush_jobs"])
+                conn.execute(self._q["flush_pauses"])
+
+        self._run(flush)
+        self.wakeups.notify([DONE_CHANNEL])
+
+    def register_node(self, node_id: str, address: str, ttl: float) -> None:
+        """Register or renew a node; see :meth:`Store.register_node`."""
+        now = self.clock.now()
+        params = {"id": node_id, "address": address, "expires_at": now + ttl, "now": now}
+
+        def register(conn: Connection[Any]) -> None:
+            conn.execute(self._q["forget_lapsed_nodes"], params)
+            conn.execute(self._q["register_node"], params)
+
+        self._run(register)
+
+    def unregister_node(self, node_id: str) -> None:
+        """Remove a node; see :meth:`Store.unregister_node`."""
+
+        def unregister(conn: Connection[Any]) -> None:
+            conn.execute(self._q["unregister_node"], {"id": node_id})
+
+        self._run(unregister)
+
+    def nodes(self) -> list[NodeInfo]:
+        """Live nodes; see :meth:`Store.nodes`."""
+        now = self.clock.now()
+
+        def nodes(conn: Connection[Any]) -> list[Any]:
+            return (conn.execute(self._q["nodes"], {"now": now})).fetchall()
+
+        return [NodeInfo(str(i), str(a), float(e)) for i, a, e in self._run(nodes)]
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""

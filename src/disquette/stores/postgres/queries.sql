@@ -17,6 +17,9 @@ WITH added AS (
                          %(states)b::int2[], %(created_at)b::float8[], %(run_at)b::float8[],
                          %(retry_after)b::float8[], %(expires_at)b::float8[],
                          %(max_attempts)b::int4[], %(result_ttl)b::float8[])
+        AS u (id, queue, body, encoding, type, priority, state, created_at, run_at,
+              retry_after, expires_at, max_attempts, result_ttl)
+    WHERE {schema}.accepts(u.queue)
     -- Ids are made by the client, so an add retried after a lost connection is a no-op.
     ON CONFLICT (id) DO NOTHING
     RETURNING queue, state)
@@ -34,6 +37,7 @@ WITH added AS (
            %(result_ttl)s::float8
     FROM unnest(%(ids)b::text[], %(bodies)b::bytea[], %(encodings)b::int2[])
         AS b (id, body, encoding)
+    WHERE {schema}.accepts(%(queue)s::text)
     ON CONFLICT (id) DO NOTHING
     RETURNING 1)
 SELECT pg_notify(%(channel)s, %(queue)s::text)
@@ -43,9 +47,11 @@ WHERE %(state)s::int2 = 1 AND EXISTS (SELECT FROM added);
 WITH added AS (
     INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
                                run_at, retry_after, expires_at, max_attempts, result_ttl)
-    VALUES (%(id)s, %(queue)s, %(body)s, %(encoding)s, %(type)s, %(priority)s, %(state)s,
-            %(created_at)s, %(run_at)s, %(retry_after)s, %(expires_at)s, %(max_attempts)s,
-            %(result_ttl)s)
+    SELECT %(id)s::text, %(queue)s::text, %(body)s::bytea, %(encoding)s::int2,
+           %(type)s::text, %(priority)s::int4, %(state)s::int2, %(created_at)s::float8,
+           %(run_at)s::float8, %(retry_after)s::float8, %(expires_at)s::float8,
+           %(max_attempts)s::int4, %(result_ttl)s::float8
+    WHERE {schema}.accepts(%(queue)s::text)
     ON CONFLICT (id) DO NOTHING
     RETURNING queue, state)
 SELECT pg_notify(%(channel)s, queue) FROM added WHERE state = 1;
@@ -158,15 +164,88 @@ UNION ALL
 SELECT 3 FROM {schema}.done WHERE id = %(id)s AND expires_at > %(now)s::float8;
 
 -- name: pause
-INSERT INTO {schema}.paused_queues (queue) VALUES (%(queue)s) ON CONFLICT DO NOTHING;
+INSERT INTO {schema}.paused_queues AS p (queue, mode) VALUES (%(queue)s, 2)
+ON CONFLICT (queue) DO UPDATE SET mode = p.mode | 2;
 
 -- name: resume
 WITH resumed AS (
-    DELETE FROM {schema}.paused_queues WHERE queue = %(queue)s RETURNING queue)
+    UPDATE {schema}.paused_queues SET mode = mode & ~2
+    WHERE queue = %(queue)s AND mode & 2 <> 0 RETURNING queue)
 SELECT pg_notify(%(channel)s, %(queue)s) FROM resumed;
 
+-- name: set_pause
+WITH changed AS (
+    INSERT INTO {schema}.paused_queues (queue, mode) VALUES (%(queue)s, %(mode)s::int2)
+    ON CONFLICT (queue) DO UPDATE SET mode = excluded.mode
+    RETURNING mode)
+SELECT pg_notify(%(channel)s, %(queue)s) FROM changed WHERE changed.mode & 2 = 0;
+
+-- name: pause_mode
+SELECT mode FROM {schema}.paused_queues WHERE queue = %(queue)s;
+
 -- name: paused
-SELECT queue FROM {schema}.paused_queues ORDER BY queue;
+SELECT queue FROM {schema}.paused_queues WHERE mode & 2 <> 0 ORDER BY queue;
+
+-- name: pause_modes
+SELECT queue, mode FROM {schema}.paused_queues WHERE mode <> 0;
+
+-- name: enqueue
+WITH back AS (
+    UPDATE {schema}.jobs
+    SET state = 1, lease_until = NULL, leased_at = NULL,
+        additional_deliveries = additional_deliveries + (attempts > 0)::int
+    WHERE id = ANY(%(ids)b::text[]) AND state IN (0, 2)
+      AND NOT (attempts > 0 AND retry_after <= 0)
+    RETURNING queue)
+SELECT back.queue FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
+
+-- name: dequeue
+WITH taken AS (
+    UPDATE {schema}.jobs
+    SET state = 2, leased_at = %(now)s::float8,
+        lease_until = CASE WHEN retry_after > 0 THEN %(now)s::float8 + retry_after END
+    WHERE id = ANY(%(ids)b::text[]) AND state = 1
+    RETURNING 1)
+SELECT count(*) FROM taken;
+
+-- name: scan
+SELECT * FROM (
+    SELECT {columns} FROM {schema}.jobs WHERE seq > %(after)s::int8
+    UNION ALL
+    SELECT {done_columns} FROM {schema}.done
+    WHERE seq > %(after)s::int8 AND expires_at > %(now)s::float8) AS j
+WHERE (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+  AND (%(states)s::int2[] IS NULL OR j.state = ANY(%(states)s::int2[]))
+ORDER BY j.seq LIMIT %(count)s::int4;
+
+-- name: queues
+SELECT queue, sum(queued)::int8 FROM (
+    SELECT queue, count(*) FILTER (WHERE state = 1) AS queued
+    FROM {schema}.jobs GROUP BY queue
+    UNION ALL
+    SELECT queue, 0 FROM {schema}.done WHERE expires_at > %(now)s::float8 GROUP BY queue
+) AS q GROUP BY queue;
+
+-- name: flush_jobs
+TRUNCATE {schema}.jobs, {schema}.done;
+
+-- name: flush_pauses
+DELETE FROM {schema}.paused_queues;
+
+-- name: register_node
+INSERT INTO {schema}.nodes (id, address, expires_at)
+VALUES (%(id)s, %(address)s, %(expires_at)s::float8)
+ON CONFLICT (id) DO UPDATE SET address = excluded.address, expires_at = excluded.expires_at;
+
+-- name: forget_lapsed_nodes
+DELETE FROM {schema}.nodes WHERE expires_at <= %(now)s::float8;
+
+-- name: unregister_node
+DELETE FROM {schema}.nodes WHERE id = %(id)s;
+
+-- name: nodes
+SELECT id, address, expires_at FROM {schema}.nodes WHERE expires_at > %(now)s::float8
+ORDER BY id;
 
 -- name: stats
 SELECT queue, type, state, count(*),

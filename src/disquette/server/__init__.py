@@ -1,0 +1,394 @@
+"""``disquette server``: the Disque protocol (1.0-rc1) over any disquette store.
+
+Existing Disque clients (Go, Ruby, Node, Python) talk to it unmodified: same commands,
+reply types, error texts and 40-byte job ids (``D-<node prefix>-<24>-<TTL minutes, odd when
+RETRY > 0>``). Several servers over one shared store (PostgreSQL, Redis, one SQLite file)
+form a pool: each registers itself with a heartbeat, HELLO and CLUSTER NODES list the live
+ones, and since every node sees every job, a job added through one node is got and acked
+through any other; a node killed with -9 loses nothing (its unacked jobs are redelivered
+after their RETRY, as with Disque).
+
+Where our semantics differ from Disque's, the reply keeps Disque's shape:
+
+- RETRY: Disque counts it from the last (re)queueing; we count it from the delivery (a
+  lease, like every disquette store). A worker that takes its time is never cut short.
+- TTL: whole seconds, as Disque (``expires_at = floor(now) + TTL``); the id's 4 last hex
+  digits are the TTL in minutes, odd when the job can be redelivered.
+- REPLICATE n / ASYNC: replication is the store's. REPLICATE 1 (our default, and ASYNC
+  whatever n) returns once the store committed; REPLICATE n > 1 asks the store for n - 1
+  extra copies (PostgreSQL: synchronous standbys with remote_apply; Redis: WAIT), and a
+  store that cannot answers ``-NOREPL``, as a lone Disque node does. The ms-timeout is
+  validated but the wait is bounded by the store's own timeout.
+- ACKJOB: the job becomes done and stays in the store for ``result_ttl`` (so that Python's
+  ``wait()`` sees it); SHOW answers ``$-1`` for a done job at once, so goware-style
+  ``Wait`` (poll SHOW until null) works, and a second ACKJOB answers ``:0``.
+- GETJOB: queues are served leftmost first (``COUNT`` is filled from the first queue
+  before the next), not one job per queue per pass; a blocked GETJOB may get several jobs.
+- Queue names: any UTF-8 text without control characters, 1 to 200 bytes. ADDJOB and
+  PAUSE refuse other names with ``-ERR invalid queue name``; read commands treat them as
+  empty queues.
+- QSTAT: ``age``, ``idle``, ``import-*`` are 0; ``jobs-in``/``jobs-out`` count this node's.
+  QSCAN returns every queue in one page; JSCAN pages through the store in enqueue order.
+  HELLO gives every node's real address (a lone Disque node sends an empty ip).
+- NACK requeues a delivered at-most-once job too (Disque answers 0).
+
+Bodies: a job added through the server is its body's bytes, exactly (``Job.raw_body``;
+``Job.body`` is ``bytes`` too), with no type. A job added from Python with a JSON body
+is read by any Disque client as that JSON text; its ``type`` is not on the wire, so
+jobs meant for other languages should use a queue per kind of work. A Python worker picks
+the handler of a job without a type with the catch-all handler (``"*"``), see the worker.
+
+Safety: loopback by default; a non-loopback bind needs ``--requirepass`` or an explicit
+``--unprotected``; limits on one argument (``max_argument_bytes``), inline requests
+(64 KiB), clients (``max_clients``) and replies buffered for a slow reader (the server stops
+reading a connection's requests until it drains, and closes it past ``max_output_bytes``);
+a malformed frame gets Disque's ``-ERR Protocol error: ...`` and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import logging
+import signal
+import socket
+from typing import Final, cast
+
+from .._async.client import AsyncClient, connect_async
+from . import protocol
+from .commands import (
+    NOAUTH,
+    TABLE,
+    CommandError,
+    Server,
+    check_arity,
+    refusal,
+)
+from .node import Node
+from .protocol import ProtocolError, RequestParser
+
+log = logging.getLogger("disquette.server")
+
+DEFAULT_PORT: Final = 7711
+DEFAULT_MAX_CLIENTS: Final = 10_000
+#: Past this many bytes of replies waiting for a slow reader, the connection is closed.
+DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
+#: Replies buffered before the server stops reading (and running) a connection's requests.
+_WRITE_HIGH_WATER: Final = 1024 * 1024
+#: Parsed requests waiting to run before the server stops reading from the socket.
+_MAX_PENDING: Final = 1024
+_ADDJOB: Final = b"addjob"
+_QUIT: Final = b"quit"
+
+
+class UnsafeBind(Exception):
+    """A non-loopback bind without a password, and without ``unprotected``."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Session(asyncio.Protocol):
+    """One client connection: parses requests, runs them in order, writes the replies."""
+
+    def __init__(self, server: Server, limits: Limits) -> None:
+        self.server = server
+        self.limits = limits
+        self.authenticated = server.requirepass is None
+        self.name: bytes | None = None
+        self._parser = RequestParser(limits.max_argument_bytes)
+        self._pending: collections.deque[list[bytes] | ProtocolError] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._reading = True
+        self._closing = False
+        self._counted = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the client, or refuse it past ``max_clients``."""
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        transport = self._transport
+        server = self.server
+        server.total_connections += 1
+        if server.connected >= self.limits.max_clients:
+            server.rejected_connections += 1
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self._closing = True
+            return
+        server.connected += 1
+        self._counted = True
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the client; a GETJOB it was blocked in is cancelled."""
+        if self._counted:
+            self.server.connected -= 1
+            self._counted = False
+        self._closing = True
+        self._transport = None
+        if self._task is not None:
+            self._task.cancel()
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse what came; start running the requests if nothing runs yet."""
+        if self._closing:
+            return
+        self._pending.extend(self._parser.feed(data))
+        if self._parser.error is not None:
+            self._pending.append(self._parser.error)
+            self._closing = True
+        if len(self._pending) > _MAX_PENDING and self._reading and self._transport is not None:
+            self._transport.pause_reading()
+            self._reading = False
+        if self._task is None and self._pending:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def pause_writing(self) -> None:
+        """The client reads slower than we answer: stop running its requests."""
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        """It caught up."""
+        self._writable.set()
+
+    # -- running requests --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        replies: list[bytes | asyncio.Future[bytes]] = []
+        try:
+            while self._pending and self._transport is not None:
+                request = self._pending.popleft()
+                if isinstance(request, ProtocolError):
+                    await self._flush(replies)
+                    self._write_and_close(request.reply)
+                    return
+                if request[0].lower() == _QUIT:
+                    await self._flush(replies)
+                    self._write_and_close(protocol.OK)
+                    return
+                reply = self._dispatch(request)
+                if isinstance(reply, asyncio.Future):
+                    replies.append(reply)
+                else:
+                    if self._blocks(request):
+                        await self._flush(replies)
+                    elif any(isinstance(r, asyncio.Future) for r in replies):
+                        await self._settle(replies)
+                    replies.append(await self._complete(reply))
+                if not self._pending or len(replies) >= 256:
+                    await self._flush(replies)
+                if not self._writable.is_set():
+                    await self._wait_writable()
+                if not self._reading and len(self._pending) < _MAX_PENDING // 2:
+                    if self._transport is not None:
+                        self._transport.resume_reading()
+                    self._reading = True
+            await self._flush(replies)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("closing a connection after an unexpected error")
+            self._write_and_close(b"-ERR internal error\r\n")
+        finally:
+            self._task = None
+            if self._pending and self._transport is not None and not self._closing:
+                self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _blocks(self, request: list[bytes]) -> bool:
+        command = TABLE.get(request[0].lower())
+        return command is not None and command.blocks
+
+    def _dispatch(
+        self, request: list[bytes]
+    ) -> bytes | asyncio.Future[bytes] | collections.abc.Awaitable[bytes]:
+        """Look the command up and check it as Disque does: unknown, arity, then auth."""
+        self.server.commands_processed += 1
+        name = request[0].lower()
+        command = TABLE.get(name)
+        if command is None:
+            shown = request[0].decode(errors="replace")
+            return protocol.error(f"ERR unknown command '{shown}'")
+        arity_error = check_arity(command, len(request))
+        if arity_error is not None:
+            return arity_error
+        if not self.authenticated and name != b"auth":
+            if self.server.requirepass is None:
+                self.authenticated = True
+            else:
+                return NOAUTH
+        try:
+            if name == _ADDJOB:
+                return self.server.addjob(request)
+            return command.handler(self, request)
+        except CommandError as exc:
+            return exc.reply
+
+    async def _complete(self, reply: bytes | collections.abc.Awaitable[bytes]) -> bytes:
+        if isinstance(reply, bytes):
+            return reply
+        try:
+            return await reply
+        except CommandError as exc:
+            return exc.reply
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return refusal(exc)
+
+    async def _settle(self, replies: list[bytes | asyncio.Future[bytes]]) -> None:
+        for index, reply in enumerate(replies):
+            if isinstance(reply, asyncio.Future):
+                replies[index] = await reply
+
+    async def _flush(self, replies: list[bytes | asyncio.Future[bytes]]) -> None:
+        if not replies:
+            return
+        await self._settle(replies)
+        if self._transport is not None:
+            self._transport.writelines(replies)  # type: ignore[arg-type]
+            if self._transport.get_write_buffer_size() > self.limits.max_output_bytes:
+                log.warning("closing a client that does not read its replies")
+                self._transport.abort()
+        replies.clear()
+
+    async def _wait_writable(self) -> None:
+        await self._writable.wait()
+
+    def _write_and_close(self, reply: bytes) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.write(reply)
+            self._transport.close()
+
+
+class Limits:
+    """What one client may make the server hold."""
+
+    def __init__(
+        self,
+        *,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        max_argument_bytes: int = protocol.DEFAULT_MAX_ARGUMENT_BYTES,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    ) -> None:
+        self.max_clients = max_clients
+        self.max_argument_bytes = max_argument_bytes
+        self.max_output_bytes = max_output_bytes
+
+
+async def serve(
+    url: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    requirepass: str | None = None,
+    unprotected: bool = False,
+    limits: Limits | None = None,
+    result_ttl: float | None = None,
+    ready: asyncio.Future[tuple[str, int]] | None = None,
+    client: AsyncClient | None = None,
+) -> None:
+    """Serve the Disque protocol over the store ``url`` names until cancelled or SHUTDOWN."""
+    if not is_loopback(host) and not requirepass and not unprotected:
+        raise UnsafeBind(
+            f"refusing to listen on {host} without a password: pass --requirepass, or "
+            "--unprotected if the network is trusted"
+        )
+    limits = limits or Limits()
+    client = client or connect_async(url)
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[None] = loop.create_future()
+    server: Server | None = None
+
+    def session() -> Session:
+        assert server is not None  # the listener is only served once the server exists
+        return Session(server, limits)
+
+    listener = await loop.create_server(
+        session,
+        host,
+        port,
+        reuse_address=True,
+        backlog=1024,
+    )
+    bound = listener.sockets[0].getsockname()
+    for sock in listener.sockets:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    node = Node(client.store, host, int(bound[1]))
+    server = Server(client, node, requirepass=requirepass)
+    if result_ttl is not None:
+        server.result_ttl = result_ttl
+    server.multiplexing_api = type(loop).__module__.split(".")[0]
+
+    def shutdown() -> None:
+        if not stopped.done():
+            stopped.set_result(None)
+
+    server.on_shutdown = shutdown
+    await node.start()
+    log.info("disquette server %s listening on %s:%s", node.id, host, bound[1])
+    if ready is not None and not ready.done():
+        ready.set_result((host, int(bound[1])))
+    try:
+        await stopped
+    finally:
+        listener.close()
+        await node.stop()
+        await client.close()
+
+
+def run(
+    url: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    requirepass: str | None = None,
+    unprotected: bool = False,
+    limits: Limits | None = None,
+    result_ttl: float | None = None,
+) -> None:
+    """Run :func:`serve` on uvloop when installed, until SIGINT or SIGTERM."""
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, lambda: task is not None and task.cancel())
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(
+                url,
+                host=host,
+                port=port,
+                requirepass=requirepass,
+                unprotected=unprotected,
+                limits=limits,
+                result_ttl=result_ttl,
+            )
+
+    try:
+        import uvloop
+    except ModuleNotFoundError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+__all__ = ["Limits", "Session", "UnsafeBind", "is_loopback", "run", "serve"]

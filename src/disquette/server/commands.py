@@ -1,0 +1,994 @@
+"""The Disque command table, each command mapped onto the store.
+
+Where our semantics differ from Disque 1.0-rc1 (documented in ``server/__init__.py``), the
+reply keeps Disque's shape so that unmodified clients still work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from .._async.client import AsyncClient
+from .._async.store import AsyncStore
+from ..errors import (
+    DisquetteError,
+    InvalidJobId,
+    InvalidQueueName,
+    JobNotFound,
+    NotReplicated,
+    QueueFull,
+    QueuePaused,
+)
+from ..job import Encoding, Job, JobState, check_queue_name, job_id_factory
+from ..stores.base import PAUSE_MODES
+from . import protocol
+from .node import Node
+from .protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, OK, SYNTAX_ERROR, ZERO
+
+if TYPE_CHECKING:
+    from . import Session
+
+DEFAULT_TTL: Final = 86400
+MAX_RETRY_DEFAULT: Final = 300
+#: How long a done job stays visible to ``wait()`` of Python clients (SHOW says ``$-1``).
+DEFAULT_RESULT_TTL: Final = 3600.0
+#: JSCAN's default page, as Disque's COUNT default.
+SCAN_COUNT: Final = 100
+#: Ids per JSCAN/QPEEK call we fetch at most.
+MAX_PAGE: Final = 10_000
+BADID: Final = b"-BADID Invalid Job ID format.\r\n"
+NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
+#: Disque's job states, as our states map onto them (DONE jobs are "acked", and gone).
+DISQUE_STATES: Final[dict[str, frozenset[JobState]]] = {
+    "wait-repl": frozenset(),
+    "active": frozenset({JobState.SCHEDULED, JobState.ACTIVE, JobState.FAILED}),
+    "queued": frozenset({JobState.QUEUED}),
+    "acked": frozenset({JobState.DONE}),
+}
+_PENDING_STATES: Final = frozenset(JobState) - {JobState.DONE}
+
+
+class CommandError(Exception):
+    """A command refused: ``reply`` is the error reply to send."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        super().__init__(reply.decode(errors="replace").strip())
+
+
+def refusal(exc: BaseException) -> bytes:
+    """The Disque error reply for an error raised by the store or the client."""
+    if isinstance(exc, QueuePaused):
+        return b"-PAUSED Queue paused in input, try later\r\n"
+    if isinstance(exc, QueueFull):
+        return b"-MAXLEN Queue is already longer than the specified MAXLEN count\r\n"
+    if isinstance(exc, NotReplicated):
+        return b"-NOREPL Not enough reachable nodes for the requested replication level\r\n"
+    if isinstance(exc, InvalidJobId):
+        return BADID
+    if isinstance(exc, InvalidQueueName):
+        return protocol.error(f"ERR invalid queue name: {exc.reason}")
+    if isinstance(exc, NotImplementedError):
+        return protocol.error(f"ERR {exc}")
+    return protocol.error(f"ERR {exc}")
+
+
+def _int(value: bytes) -> int | None:
+    """Redis' string2ll: an optional minus and digits, no blanks, no plus, 64 bits."""
+    if not value or len(value) > 20:
+        return None
+    digits = value[1:] if value[:1] == b"-" else value
+    if not digits.isdigit() or (digits[:1] == b"0" and len(digits) > 1):
+        return None
+    number = int(value)
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def _timeout_ms(value: bytes) -> int:
+    number = _int(value)
+    if number is None:
+        raise CommandError(b"-ERR timeout is not an integer or out of range\r\n")
+    if number < 0:
+        raise CommandError(b"-ERR timeout is negative\r\n")
+    return number
+
+
+def _ids(args: list[bytes]) -> list[str]:
+    """Validate every id first: one bad id and the command does nothing."""
+    ids = []
+    for raw in args:
+        if len(raw) != 40 or raw[0:2] != b"D-" or raw[10:11] != b"-" or raw[35:36] != b"-":
+            raise CommandError(BADID)
+        try:
+            ids.append(raw.decode())
+        except UnicodeDecodeError:
+            raise CommandError(BADID) from None
+    return ids
+
+
+def _queue(raw: bytes) -> str | None:
+    """The queue name, or ``None`` for names no store can hold (empty, control chars)."""
+    try:
+        return check_queue_name(raw.decode())
+    except (UnicodeDecodeError, InvalidQueueName):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One entry of the table: Disque's name and arity (negative: at least)."""
+
+    name: str
+    arity: int
+    handler: Callable[[Session, list[bytes]], Awaitable[bytes]]
+    #: Whether it may wait for long (replies before it are sent first).
+    blocks: bool = False
+
+
+class Server:
+    """What the connections of one server share: the store, the node, settings, counters."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        node: Node,
+        *,
+        requirepass: str | None = None,
+        result_ttl: float = DEFAULT_RESULT_TTL,
+        max_batch: int = 1024,
+    ) -> None:
+        self.client = client
+        self.store: AsyncStore = client.store
+        self.node = node
+        self.requirepass = requirepass
+        self.result_ttl = result_ttl
+        self.started = time.time()
+        self.run_id = os.urandom(20).hex()
+        self.connected = 0
+        self.blocked = 0
+        self.total_connections = 0
+        self.rejected_connections = 0
+        self.commands_processed = 0
+        self.jobs_in: Counter[str] = Counter()
+        self.jobs_out: Counter[str] = Counter()
+        self.blocked_on: Counter[str] = Counter()
+        self.multiplexing_api = "asyncio"
+        self._factories: dict[tuple[int, int], Callable[[], str]] = {}
+        self._batch: list[tuple[Job, asyncio.Future[bytes]]] = []
+        self._flushing = False
+        self._max_batch = max_batch
+        self.on_shutdown: Callable[[], None] = lambda: None
+
+    # -- ADDJOB and its group commit -------------------------------------------------------
+
+    def new_job(self, queue: str, body: bytes, ttl: int, retry: int, delay: int) -> Job:
+        """A job as Disque makes it: this node's id prefix, whole-second TTL."""
+        factory = self._factories.get((ttl, retry))
+        if factory is None:
+            factory = self._factories[(ttl, retry)] = job_id_factory(ttl, retry, self.node.prefix)
+        now = self.store.clock.now()
+        return Job(
+            factory(),
+            queue,
+            body,
+            Encoding.BYTES,
+            None,
+            100,
+            JobState.QUEUED,
+            now,
+            now + delay,
+            float(retry),
+            float(math.floor(now) + ttl),
+            25,
+            self.result_ttl,
+        )
+
+    def submit(self, job: Job) -> asyncio.Future[bytes]:
+        """Add ``job`` with the next batch: concurrent ADDJOBs of every connection share one
+        store transaction (one commit, one fsync), which is what makes SQLite fast here."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._batch.append((job, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        try:
+            while self._batch:
+                batch = self._batch[: self._max_batch]
+                del self._batch[: self._max_batch]
+                try:
+                    await self.store.add([job for job, _ in batch], None)
+                except Exception:
+                    # One refused job (a paused queue) must not refuse its batch neighbours.
+                    for job, future in batch:
+                        future.set_result(await self._add_one(job, None, 0))
+                    continue
+                for job, future in batch:
+                    self.jobs_in[job.queue] += 1
+                    future.set_result(b"+" + job.id.encode() + b"\r\n")
+        finally:
+            self._flushing = False
+
+    async def _add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
+        try:
+            await self.store.add([job], max_len, replicate=replicate)
+        except Exception as exc:
+            return refusal(exc)
+        self.jobs_in[job.queue] += 1
+        return b"+" + job.id.encode() + b"\r\n"
+
+    def addjob(self, args: list[bytes]) -> asyncio.Future[bytes] | Awaitable[bytes]:
+        """ADDJOB: parse as Disque does, then add (batched unless MAXLEN or REPLICATE)."""
+        replicate, ttl, retry, delay, max_len, asynchronous = 1, DEFAULT_TTL, -1, 0, None, False
+        j, argc = 4, len(args)
+        while j < argc:
+            option = args[j].lower()
+            last = j == argc - 1
+            if option == b"async":
+                asynchronous = True
+                j += 1
+                continue
+            if last or option not in (b"replicate", b"ttl", b"retry", b"delay", b"maxlen"):
+                raise CommandError(SYNTAX_ERROR)
+            value = _int(args[j + 1])
+            if option == b"replicate":
+                if value is None or not 1 <= value <= 65535:
+                    raise CommandError(b"-ERR REPLICATE must be between 1 and 65535\r\n")
+                replicate = value
+            elif option == b"ttl":
+                if value is None or value <= 0:
+                    raise CommandError(b"-ERR TTL must be a number > 0\r\n")
+                ttl = value
+            elif option == b"retry":
+                if value is None or value < 0:
+                    raise CommandError(b"-ERR RETRY time must be a non negative number\r\n")
+                retry = value
+            elif option == b"delay":
+                if value is None or value < 0:
+                    raise CommandError(b"-ERR DELAY time must be a non negative number\r\n")
+                delay = value
+            else:
+                if value is None or value <= 0:
+                    raise CommandError(b"-ERR MAXLEN must be a positive number\r\n")
+                max_len = value
+            j += 2
+        _timeout_ms(args[3])
+        if retry == 0 and replicate > 1:
+            raise CommandError(
+                b"-ERR With RETRY set to 0 please explicitly set  REPLICATE to 1 "
+                b"(at-most-once delivery)\r\n"
+            )
+        if delay >= ttl:
+            raise CommandError(
+                b"-ERR The specified DELAY is greater than TTL. Job refused since would "
+                b"never be delivered\r\n"
+            )
+        if retry == -1:
+            retry = max(1, min(ttl // 10, MAX_RETRY_DEFAULT))
+        ttl = min(ttl, 10 * 365 * 86400)
+        queue = _queue(args[1])
+        if queue is None:
+            raise CommandError(refusal(InvalidQueueName(args[1], "not a name this store keeps")))
+        job = self.new_job(queue, args[2], ttl, retry, delay)
+        # REPLICATE counts copies, this one included; the store's replicate counts the
+        # copies beyond its own. ASYNC asks for none to be awaited.
+        copies = 0 if asynchronous else replicate - 1
+        if max_len is None and copies == 0:
+            return self.submit(job)
+        return self._add_one(job, max_len, copies)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def show_reply(self, job: Job, now: float, *, acked: bool = False) -> bytes:
+        """SHOW's 30-element array for one job."""
+        state = (
+            "acked"
+            if acked or job.state is JobState.DONE
+            else ("queued" if job.state is JobState.QUEUED else "active")
+        )
+        # Whole seconds, as Disque: etime and its clock are both whole seconds.
+        ttl = 0 if job.expires_at is None else max(0, int(job.expires_at - math.floor(now)))
+        if job.expires_at is None:
+            ttl = 10 * 365 * 86400
+        requeue: bytes
+        if job.state is JobState.ACTIVE and job.lease_until is not None:
+            requeue = protocol.integer(max(0, int((job.lease_until - now) * 1000)))
+        elif job.state in (JobState.QUEUED, JobState.SCHEDULED) and job.retry_after > 0:
+            requeue = protocol.integer(int(job.retry_after * 1000))
+        else:
+            requeue = NULL_BULK
+        if job.state is JobState.SCHEDULED:
+            awake = protocol.integer(max(0, int((job.run_at - now) * 1000)))
+        else:
+            awake = requeue
+        return protocol.array(
+            [
+                b"$2\r\nid\r\n",
+                protocol.bulk(job.id),
+                b"$5\r\nqueue\r\n",
+                protocol.bulk(job.queue),
+                b"$5\r\nstate\r\n",
+                protocol.bulk(state),
+                b"$4\r\nrepl\r\n",
+                protocol.integer(1),
+                b"$3\r\nttl\r\n",
+                protocol.integer(ttl),
+                b"$5\r\nctime\r\n",
+                protocol.integer(int(job.created_at * 1_000_000_000)),
+                b"$5\r\ndelay\r\n",
+                protocol.integer(
+                    max(0, round(job.run_at - job.created_at)) if not job.attempts else 0
+                ),
+                b"$5\r\nretry\r\n",
+                protocol.integer(int(job.retry_after)),
+                b"$5\r\nnacks\r\n",
+                protocol.integer(job.nacks),
+                b"$21\r\nadditional-deliveries\r\n",
+                protocol.integer(job.additional_deliveries),
+                b"$15\r\nnodes-delivered\r\n",
+                protocol.array([protocol.bulk(self.node.id)]),
+                b"$15\r\nnodes-confirmed\r\n",
+                EMPTY_ARRAY,
+                b"$19\r\nnext-requeue-within\r\n",
+                requeue,
+                b"$17\r\nnext-awake-within\r\n",
+                awake,
+                b"$4\r\nbody\r\n",
+                protocol.bulk(job.raw_body),
+            ]
+        )
+
+
+# -- the commands ------------------------------------------------------------------------
+
+
+async def cmd_addjob(session: Session, args: list[bytes]) -> bytes:
+    """ADDJOB (the unbatched path; sessions usually call Server.addjob directly)."""
+    return await session.server.addjob(args)
+
+
+async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
+    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..."""
+    server = session.server
+    nohang, timeout, count, counters = False, 0, 1, False
+    j = 1
+    while True:
+        if j >= len(args):
+            raise CommandError(SYNTAX_ERROR)
+        option = args[j].lower()
+        if option == b"from":
+            break
+        if option == b"nohang":
+            nohang = True
+        elif option == b"withcounters":
+            counters = True
+        elif option in (b"timeout", b"count") and j + 1 < len(args):
+            if option == b"timeout":
+                timeout = _timeout_ms(args[j + 1])
+            else:
+                value = _int(args[j + 1])
+                if value is None or value <= 0:
+                    raise CommandError(b"-ERR COUNT must be a number greater than zero\r\n")
+                count = value
+            j += 1
+        else:
+            raise CommandError(SYNTAX_ERROR)
+        j += 1
+    raw_queues = args[j + 1 :]
+    if not raw_queues:
+        raise CommandError(SYNTAX_ERROR)
+    queues = [name for name in map(_queue, raw_queues) if name is not None]
+    count = min(count, MAX_PAGE)
+    jobs = await server.store.claim(queues, count) if queues else []
+    if not jobs and not nohang and queues:
+        client = server.client.timeout(None if timeout == 0 else timeout / 1000)
+        server.blocked += 1
+        for queue in queues:
+            server.blocked_on[queue] += 1
+        try:
+            jobs = await client.get_many(*queues, count=count)
+        finally:
+            server.blocked -= 1
+            for queue in queues:
+                server.blocked_on[queue] -= 1
+                if not server.blocked_on[queue]:
+                    del server.blocked_on[queue]
+    if not jobs:
+        return NULL_ARRAY
+    items = []
+    for job in jobs:
+        server.jobs_out[job.queue] += 1
+        fields = [protocol.bulk(job.queue), protocol.bulk(job.id), protocol.bulk(job.raw_body)]
+        if counters:
+            fields += [
+                b"$5\r\nnacks\r\n",
+                protocol.integer(job.nacks),
+                b"$21\r\nadditional-deliveries\r\n",
+                protocol.integer(job.additional_deliveries),
+            ]
+        items.append(protocol.array(fields))
+    return protocol.array(items)
+
+
+async def cmd_ackjob(session: Session, args: list[bytes]) -> bytes:
+    """ACKJOB id ...: the jobs become done (SHOW then says ``$-1``)."""
+    ids = _ids(args[1:])
+    if not ids:
+        return ZERO
+    return protocol.integer(await session.server.store.ack(ids, None, Encoding.BYTES))
+
+
+async def cmd_fastack(session: Session, args: list[bytes]) -> bytes:
+    """FASTACK id ...: delete the jobs."""
+    ids = _ids(args[1:])
+    return protocol.integer(await session.server.store.delete(ids)) if ids else ZERO
+
+
+cmd_deljob = cmd_fastack
+
+
+async def cmd_nack(session: Session, args: list[bytes]) -> bytes:
+    """NACK id ...: put active jobs back, ``nacks`` + 1."""
+    ids = _ids(args[1:])
+    return protocol.integer(await session.server.store.nack(ids)) if ids else ZERO
+
+
+async def cmd_enqueue(session: Session, args: list[bytes]) -> bytes:
+    """ENQUEUE id ...: active (or delayed) jobs become ready now."""
+    ids = _ids(args[1:])
+    return protocol.integer(await session.server.store.enqueue(ids)) if ids else ZERO
+
+
+async def cmd_dequeue(session: Session, args: list[bytes]) -> bytes:
+    """DEQUEUE id ...: ready jobs leave their queue until their retry time."""
+    ids = _ids(args[1:])
+    return protocol.integer(await session.server.store.dequeue(ids)) if ids else ZERO
+
+
+async def cmd_working(session: Session, args: list[bytes]) -> bytes:
+    """WORKING id: postpone the next delivery by the job's retry time."""
+    (job_id,) = _ids(args[1:])
+    store = session.server.store
+    job = await store.show(job_id)
+    if job is None or job.state is JobState.DONE:
+        raise CommandError(b"-NOJOB Job not known in the context of this node.\r\n")
+    now = store.clock.now()
+    if job.expires_at is not None and now - job.created_at > (job.expires_at - job.created_at) / 2:
+        raise CommandError(
+            b"-TOOLATE Half of job TTL already elapsed, you are no longer allowed to postpone "
+            b"the next delivery.\r\n"
+        )
+    if job.retry_after <= 0:
+        return ZERO
+    if job.state is JobState.QUEUED:
+        await store.dequeue([job_id])
+        return protocol.integer(int(job.retry_after))
+    try:
+        await store.working(job_id)
+    except JobNotFound:
+        raise CommandError(b"-NOJOB Job not known in the context of this node.\r\n") from None
+    except DisquetteError:
+        pass  # scheduled or failed: nothing to postpone, the retry time is still the answer
+    return protocol.integer(int(job.retry_after))
+
+
+async def cmd_show(session: Session, args: list[bytes]) -> bytes:
+    """SHOW id: the job's fields, ``$-1`` for unknown and acked (done) jobs."""
+    (job_id,) = _ids(args[1:])
+    store = session.server.store
+    job = await store.show(job_id)
+    if job is None or job.state is JobState.DONE:
+        return NULL_BULK
+    return session.server.show_reply(job, store.clock.now())
+
+
+async def cmd_qlen(session: Session, args: list[bytes]) -> bytes:
+    """QLEN queue."""
+    queue = _queue(args[1])
+    return protocol.integer(await session.server.store.qlen(queue)) if queue else ZERO
+
+
+async def cmd_qpeek(session: Session, args: list[bytes]) -> bytes:
+    """QPEEK queue count: oldest first, or newest first for a negative count."""
+    count = _int(args[2])
+    if count is None:
+        raise CommandError(b"-ERR value is not an integer or out of range\r\n")
+    queue = _queue(args[1])
+    if queue is None or count == 0:
+        return EMPTY_ARRAY
+    store = session.server.store
+    if count > 0:
+        jobs = await store.peek(queue, min(count, MAX_PAGE))
+    else:
+        length = await store.qlen(queue)
+        jobs = (await store.peek(queue, min(length, 100 * MAX_PAGE)))[count:][::-1]
+    return protocol.array(
+        protocol.array([protocol.bulk(j.queue), protocol.bulk(j.id), protocol.bulk(j.raw_body)])
+        for j in jobs
+    )
+
+
+async def cmd_qstat(session: Session, args: list[bytes]) -> bytes:
+    """QSTAT queue: ``*-1`` unless the store knows the queue."""
+    server = session.server
+    queue = _queue(args[1])
+    known = {info.name: info for info in await server.store.queues()} if queue else {}
+    info = known.get(queue or "")
+    if queue is None or (info is None and not server.blocked_on[queue]):
+        return NULL_ARRAY
+    length = info.queued if info is not None else 0
+    pause = info.pause if info is not None else "none"
+    return protocol.array(
+        [
+            b"$4\r\nname\r\n",
+            protocol.bulk(queue),
+            b"$3\r\nlen\r\n",
+            protocol.integer(length),
+            b"$3\r\nage\r\n",
+            ZERO,
+            b"$4\r\nidle\r\n",
+            ZERO,
+            b"$7\r\nblocked\r\n",
+            protocol.integer(server.blocked_on[queue]),
+            b"$11\r\nimport-from\r\n",
+            EMPTY_ARRAY,
+            b"$11\r\nimport-rate\r\n",
+            ZERO,
+            b"$7\r\njobs-in\r\n",
+            protocol.integer(server.jobs_in[queue]),
+            b"$8\r\njobs-out\r\n",
+            protocol.integer(server.jobs_out[queue]),
+            b"$5\r\npause\r\n",
+            protocol.bulk(pause),
+        ]
+    )
+
+
+def _scan_options(
+    args: list[bytes], extra: Collection[bytes]
+) -> tuple[int, dict[bytes, list[bytes]]]:
+    """JSCAN/QSCAN: an optional cursor, then options (valued ones in ``extra``)."""
+    cursor: int | None = None
+    options: dict[bytes, list[bytes]] = {}
+    j = 1
+    while j < len(args):
+        option = args[j].lower()
+        if option == b"busyloop":
+            options[option] = []
+        elif option == b"count" or option in extra:
+            if j + 1 >= len(args):
+                raise CommandError(SYNTAX_ERROR)
+            options.setdefault(option, []).append(args[j + 1])
+            j += 1
+        elif cursor is None and args[j].isdigit():
+            cursor = int(args[j])
+        elif cursor is None:
+            raise CommandError(b"-ERR invalid cursor or option name\r\n")
+        else:
+            raise CommandError(SYNTAX_ERROR)
+        j += 1
+    for value in options.get(b"count", []):
+        if _int(value) is None:
+            raise CommandError(b"-ERR value is not an integer or out of range\r\n")
+    return cursor or 0, options
+
+
+async def cmd_jscan(session: Session, args: list[bytes]) -> bytes:
+    """JSCAN [cursor] [COUNT n] [BUSYLOOP] [QUEUE q] [STATE s]... [REPLY id|all]."""
+    cursor, options = _scan_options(args, (b"queue", b"state", b"reply"))
+    states: set[JobState] | None = None
+    for raw in options.get(b"state", []):
+        wanted = DISQUE_STATES.get(raw.decode(errors="replace").lower())
+        if wanted is None:
+            raise CommandError(b"-ERR Invalid job state name\r\n")
+        states = (states or set()) | wanted
+    reply = options.get(b"reply", [b"id"])[-1].lower()
+    if reply not in (b"id", b"all"):
+        raise CommandError(b"-ERR Invalid REPLY type, try ID or ALL\r\n")
+    queue: str | None = None
+    if b"queue" in options:
+        queue = _queue(options[b"queue"][-1])
+        if queue is None:
+            return protocol.array([b"$1\r\n0\r\n", EMPTY_ARRAY])
+    count = max(1, min(_int(options.get(b"count", [b"100"])[-1]) or SCAN_COUNT, MAX_PAGE))
+    store = session.server.store
+    found: list[Job] = []
+    while True:
+        cursor, page = await store.scan(
+            cursor, count, queue=queue, states=_PENDING_STATES if states is None else states
+        )
+        found.extend(page)
+        if cursor == 0 or b"busyloop" not in options:
+            break
+    now = store.clock.now()
+    if reply == b"id":
+        items = [b"+" + job.id.encode() + b"\r\n" for job in found]
+    else:
+        items = [session.server.show_reply(job, now) for job in found]
+    return protocol.array([protocol.bulk(str(cursor)), protocol.array(items)])
+
+
+async def cmd_qscan(session: Session, args: list[bytes]) -> bytes:
+    """QSCAN [cursor] [COUNT n] [BUSYLOOP] [MINLEN n] [MAXLEN n] [IMPORTRATE n]: one page."""
+    _, options = _scan_options(args, (b"minlen", b"maxlen", b"importrate"))
+    bounds = {}
+    for name in (b"minlen", b"maxlen", b"importrate"):
+        if name in options:
+            value = _int(options[name][-1])
+            if value is None:
+                raise CommandError(b"-ERR value is not an integer or out of range\r\n")
+            bounds[name] = value
+    minimum, maximum = bounds.get(b"minlen", 0), bounds.get(b"maxlen", 0)
+    names = [
+        protocol.bulk(info.name)
+        for info in await session.server.store.queues()
+        if info.queued >= minimum and (not maximum or info.queued <= maximum)
+    ]
+    return protocol.array([b"$1\r\n0\r\n", protocol.array(names)])
+
+
+async def cmd_pause(session: Session, args: list[bytes]) -> bytes:
+    """PAUSE queue in|out|all|none|state|bcast ...: replies the resulting mode."""
+    bits, change = 0, False
+    for raw in args[2:]:
+        option = raw.lower()
+        if option == b"in":
+            bits, change = bits | 1, True
+        elif option == b"out":
+            bits, change = bits | 2, True
+        elif option == b"all":
+            bits, change = 3, True
+        elif option == b"none":
+            bits, change = 0, True
+        elif option not in (b"state", b"bcast"):
+            raise CommandError(SYNTAX_ERROR)
+    queue = _queue(args[1])
+    if queue is None:
+        raise CommandError(refusal(InvalidQueueName(args[1], "not a name this store keeps")))
+    store = session.server.store
+    if change:
+        await store.set_pause(queue, PAUSE_MODES[bits])
+        return protocol.status(PAUSE_MODES[bits])
+    return protocol.status(await store.pause_mode(queue))
+
+
+async def cmd_hello(session: Session, args: list[bytes]) -> bytes:
+    """HELLO: the pool's nodes."""
+    return session.server.node.hello()
+
+
+async def cmd_ping(session: Session, args: list[bytes]) -> bytes:
+    """PING [message]."""
+    if len(args) > 2:
+        return b"-ERR wrong number of arguments for 'ping' command\r\n"
+    return protocol.bulk(args[1]) if len(args) == 2 else protocol.PONG
+
+
+async def cmd_auth(session: Session, args: list[bytes]) -> bytes:
+    """AUTH password."""
+    password = session.server.requirepass
+    if not password:
+        return b"-ERR Client sent AUTH, but no password is set\r\n"
+    if args[1] != password.encode():
+        session.authenticated = False
+        return b"-ERR invalid password\r\n"
+    session.authenticated = True
+    return OK
+
+
+async def cmd_time(session: Session, args: list[bytes]) -> bytes:
+    """TIME: seconds and microseconds."""
+    now = time.time_ns() // 1000
+    return protocol.array(
+        [protocol.bulk(str(now // 1_000_000)), protocol.bulk(str(now % 1_000_000))]
+    )
+
+
+async def cmd_command(session: Session, args: list[bytes]) -> bytes:
+    """COMMAND [COUNT]."""
+    if len(args) > 1:
+        if args[1].lower() == b"count":
+            return protocol.integer(len(TABLE))
+        return b"-ERR Unknown subcommand or wrong number of arguments.\r\n"
+    return protocol.array(
+        protocol.array(
+            [protocol.bulk(c.name), protocol.integer(c.arity), EMPTY_ARRAY, ZERO, ZERO, ZERO]
+        )
+        for c in TABLE.values()
+    )
+
+
+async def cmd_config(session: Session, args: list[bytes]) -> bytes:
+    """CONFIG GET key | CONFIG SET requirepass value."""
+    server = session.server
+    sub = args[1].lower()
+    if sub == b"get" and len(args) == 3:
+        values = {
+            b"maxmemory": b"1073741824",
+            b"requirepass": (server.requirepass or "").encode(),
+            b"port": str(server.node.port).encode(),
+            b"bind": server.node.host.encode(),
+        }
+        pattern = args[2].lower()
+        found = [(k, v) for k, v in values.items() if pattern in (b"*", k)]
+        return protocol.array(x for k, v in found for x in (protocol.bulk(k), protocol.bulk(v)))
+    if sub == b"set" and len(args) == 4:
+        if args[2].lower() != b"requirepass":
+            return protocol.error(
+                f"ERR Unsupported CONFIG parameter: {args[2].decode(errors='replace')}"
+            )
+        server.requirepass = args[3].decode(errors="replace") or None
+        return OK
+    if sub == b"resetstat" and len(args) == 2:
+        return OK
+    return b"-ERR CONFIG subcommand must be one of GET, SET, RESETSTAT, REWRITE\r\n"
+
+
+async def cmd_debug(session: Session, args: list[bytes]) -> bytes:
+    """DEBUG FLUSHALL: delete every job of the store (the whole pool's)."""
+    if args[1].lower() == b"flushall":
+        await session.server.store.flush()
+        session.server.jobs_in.clear()
+        session.server.jobs_out.clear()
+        return OK
+    if args[1].lower() == b"sleep" and len(args) == 3:
+        await asyncio.sleep(float(args[2]))
+        return OK
+    return b"-ERR Supported DEBUG subcommands: FLUSHALL, SLEEP\r\n"
+
+
+async def cmd_cluster(session: Session, args: list[bytes]) -> bytes:
+    """CLUSTER NODES | INFO | MEET (the pool forms through the store: nothing to meet)."""
+    node = session.server.node
+    sub = args[1].lower()
+    if sub == b"nodes":
+        return node.cluster_nodes()
+    if sub == b"info":
+        return node.cluster_info()
+    if sub in (b"meet", b"forget", b"saveconfig"):
+        return OK
+    return b"-ERR Wrong CLUSTER subcommand or number of arguments\r\n"
+
+
+async def cmd_client(session: Session, args: list[bytes]) -> bytes:
+    """CLIENT: only what Disque had (redis-py's CLIENT SETINFO gets Disque's error)."""
+    sub = args[1].lower()
+    if sub == b"setname" and len(args) == 3:
+        session.name = args[2]
+        return OK
+    if sub == b"getname":
+        return protocol.bulk(session.name)
+    return (
+        b"-ERR Syntax error, try CLIENT (LIST | KILL ip:port | GETNAME | SETNAME "
+        b"connection-name)\r\n"
+    )
+
+
+async def cmd_info(session: Session, args: list[bytes]) -> bytes:
+    """INFO [section]: ``key:value`` lines in ``# Section`` groups."""
+    server = session.server
+    wanted = args[1].decode(errors="replace").lower() if len(args) > 1 else "default"
+    sections: list[tuple[str, Callable[[], Awaitable[list[str]]]]] = [
+        ("server", server_info(server)),
+        ("clients", clients_info(server)),
+        ("memory", memory_info()),
+        ("jobs", jobs_info(server)),
+        ("queues", queues_info(server)),
+        ("persistence", persistence_info(server)),
+        ("stats", stats_info(server)),
+        ("cpu", cpu_info()),
+    ]
+    parts = []
+    for name, lines in sections:
+        if wanted in ("default", "all", "everything", name):
+            parts.append(
+                f"# {name.capitalize() if name != 'cpu' else 'CPU'}\r\n"
+                + "".join(line + "\r\n" for line in await lines())
+            )
+    return protocol.bulk("\r\n".join(parts))
+
+
+def server_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
+    """The Server section."""
+
+    async def lines() -> list[str]:
+        uptime = int(time.time() - server.started)
+        return [
+            "disque_version:1.0-rc1",
+            "disque_git_sha1:00000000",
+            "disque_git_dirty:0",
+            "disque_build_id:0",
+            "disquette_store:" + server.store.url.partition(":")[0],
+            f"os:{platform.system()} {platform.release()} {platform.machine()}",
+            "arch_bits:64",
+            f"multiplexing_api:{server.multiplexing_api}",
+            "gcc_version:0.0.0",
+            f"process_id:{os.getpid()}",
+            f"run_id:{server.run_id}",
+            f"tcp_port:{server.node.port}",
+            f"uptime_in_seconds:{uptime}",
+            f"uptime_in_days:{uptime // 86400}",
+            "hz:10",
+            f"executable:{sys.executable}",
+            "config_file:",
+        ]
+
+    return lines
+
+
+def clients_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
+    """The Clients section."""
+
+    async def lines() -> list[str]:
+        return [
+            f"connected_clients:{server.connected}",
+            "client_longest_output_list:0",
+            "client_biggest_input_buf:0",
+            f"blocked_clients:{server.blocked}",
+        ]
+
+    return lines
+
+
+def memory_info() -> Callable[[], Awaitable[list[str]]]:
+    """The Memory section (the process' peak resident size: the store may be elsewhere)."""
+
+    async def lines() -> list[str]:
+        used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return [
+            f"used_memory:{used}",
+            f"used_memory_human:{used / 1048576:.2f}M",
+            f"used_memory_rss:{used}",
+            "maxmemory:1073741824",
+        ]
+
+    return lines
+
+
+def jobs_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
+    """The Jobs section: jobs not yet acked, in the whole store."""
+
+    async def lines() -> list[str]:
+        rows = (await server.store.stats()).rows
+        count = sum(r.scheduled + r.queued + r.active + r.failed for r in rows)
+        return [f"registered_jobs:{count}"]
+
+    return lines
+
+
+def queues_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
+    """The Queues section."""
+
+    async def lines() -> list[str]:
+        return [f"registered_queues:{len(await server.store.queues())}"]
+
+    return lines
+
+
+def persistence_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
+    """The Persistence section: the store is the persistence."""
+
+    async def lines() -> list[str]:
+        return ["loading:0", "aof_enabled:0", "aof_rewrite_in_progress:0"]
+
+    return lines
+
+
+def stats_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
+    """The Stats section."""
+
+    async def lines() -> list[str]:
+        return [
+            f"total_connections_received:{server.total_connections}",
+            f"total_commands_processed:{server.commands_processed}",
+            "instantaneous_ops_per_sec:0",
+            f"rejected_connections:{server.rejected_connections}",
+        ]
+
+    return lines
+
+
+def cpu_info() -> Callable[[], Awaitable[list[str]]]:
+    """The CPU section."""
+
+    async def lines() -> list[str]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return [f"used_cpu_sys:{usage.ru_stime:.2f}", f"used_cpu_user:{usage.ru_utime:.2f}"]
+
+    return lines
+
+
+async def cmd_shutdown(session: Session, args: list[bytes]) -> bytes:
+    """SHUTDOWN: leave the pool and stop (the store keeps every job)."""
+    session.server.on_shutdown()
+    return OK
+
+
+async def cmd_unsupported(session: Session, args: list[bytes]) -> bytes:
+    """Commands of Disque's table that have no meaning over a shared store."""
+    return protocol.error(f"ERR {args[0].decode(errors='replace').upper()} is not supported")
+
+
+async def cmd_bgrewriteaof(session: Session, args: list[bytes]) -> bytes:
+    """BGREWRITEAOF: the store is the persistence; nothing to rewrite."""
+    return b"+Background append only file rewriting started\r\n"
+
+
+async def cmd_slowlog(session: Session, args: list[bytes]) -> bytes:
+    """SLOWLOG GET|LEN|RESET: nothing is recorded."""
+    sub = args[1].lower()
+    if sub == b"len":
+        return ZERO
+    if sub == b"reset":
+        return OK
+    return EMPTY_ARRAY
+
+
+def _table() -> dict[bytes, Command]:
+    entries = [
+        ("auth", 2, cmd_auth),
+        ("ping", -1, cmd_ping),
+        ("info", -1, cmd_info),
+        ("shutdown", -1, cmd_shutdown),
+        ("monitor", 1, cmd_unsupported),
+        ("debug", -2, cmd_debug),
+        ("config", -2, cmd_config),
+        ("cluster", -2, cmd_cluster),
+        ("client", -2, cmd_client),
+        ("slowlog", -2, cmd_slowlog),
+        ("time", 1, cmd_time),
+        ("command", 0, cmd_command),
+        ("latency", -2, cmd_slowlog),
+        ("hello", 1, cmd_hello),
+        ("addjob", -4, cmd_addjob),
+        ("getjob", -2, cmd_getjob),
+        ("ackjob", -1, cmd_ackjob),
+        ("fastack", -1, cmd_fastack),
+        ("deljob", -1, cmd_deljob),
+        ("show", 2, cmd_show),
+        ("loadjob", 2, cmd_unsupported),
+        ("bgrewriteaof", 1, cmd_bgrewriteaof),
+        ("qlen", 2, cmd_qlen),
+        ("qpeek", 3, cmd_qpeek),
+        ("qstat", 2, cmd_qstat),
+        ("qscan", -1, cmd_qscan),
+        ("jscan", -1, cmd_jscan),
+        ("enqueue", -1, cmd_enqueue),
+        ("nack", -1, cmd_nack),
+        ("dequeue", -1, cmd_dequeue),
+        ("working", 2, cmd_working),
+        ("pause", -3, cmd_pause),
+    ]
+    return {
+        name.encode(): Command(name, arity, handler, blocks=name == "getjob")
+        for name, arity, handler in entries
+    }
+
+
+#: Disque 1.0-rc1's command table: name -> entry (COMMAND COUNT is 32, as Disque's).
+TABLE: Final = _table()
+
+
+def check_arity(command: Command, argc: int) -> bytes | None:
+    """Disque's arity rule; the error reply, or ``None`` when the count is right."""
+    arity = command.arity
+    if (arity > 0 and argc != arity) or (arity < 0 and argc < -arity):
+        return protocol.error(f"ERR wrong number of arguments for '{command.name}' command")
+    return None
+
+
+def default_retry(ttl: int) -> int:
+    """Disque's default RETRY for a TTL: a tenth of it, between 1 and 300 seconds."""
+    return max(1, min(ttl // 10, MAX_RETRY_DEFAULT))
