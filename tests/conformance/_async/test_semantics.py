@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 from disquette import JobState, ManualClock, Options, connect_async
-from disquette._async.client import AsyncClient
 from disquette.errors import (
     BodyNotSerializable,
     BodyTooLarge,
@@ -409,17 +408,8 @@ async def test_bad_input_gets_typed_errors_and_loses_nothing(store_url: str, clo
 # -- what the Disque-protocol server needs (pause modes, ENQUEUE/DEQUEUE, JSCAN, QSCAN, nodes)
 
 
-async def _skip_unless_supported(jobs: AsyncClient) -> None:
-    # Stores gain these operations one at a time; until then the test says so loudly.
-    try:
-        await jobs.pause_mode("probe")
-    except NotImplementedError as exc:
-        pytest.skip(f"not implemented by this store yet: {exc}")
-
-
 async def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualClock):
     async with connect_async(store_url, clock=clock) as jobs:
-        await _skip_unless_supported(jobs)
         await jobs.add("held", "q")
         assert await jobs.pause_mode("q") == "none"
         await jobs.set_pause("q", "in")
@@ -450,7 +440,6 @@ async def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: M
 
 async def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):
     async with connect_async(store_url, clock=clock) as jobs:
-        await _skip_unless_supported(jobs)
         first = await jobs.add("first", "q")
         later = await jobs.delay(60).add("later", "q")
         once = await jobs.retry_after(0).add("once", "q")
@@ -475,7 +464,6 @@ async def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: 
 
 async def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):
     async with connect_async(store_url, clock=clock) as jobs:
-        await _skip_unless_supported(jobs)
         a_ids = await jobs.add_many([f"a{i}" for i in range(5)], "a")
         b_ids = await jobs.add_many([f"b{i}" for i in range(3)], "b")
         done = await jobs.timeout(0).get("b")
@@ -502,7 +490,6 @@ async def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock)
 
 async def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: ManualClock):
     async with connect_async(store_url, clock=clock) as jobs:
-        await _skip_unless_supported(jobs)
         assert await jobs.queues() == []
         await jobs.add_many(["x", "y"], "b")
         await jobs.delay(10).add("later", "a")
@@ -518,7 +505,6 @@ async def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clo
 
 async def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock):
     async with connect_async(store_url, clock=clock) as jobs:
-        await _skip_unless_supported(jobs)
         job_id = await jobs.add("x", "q")
         await jobs.set_pause("q", "all")
         await jobs.flush()
@@ -531,7 +517,6 @@ async def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualCl
 
 async def test_node_registry_expires_nodes_that_stop_renewing(store_url: str, clock: ManualClock):
     async with connect_async(store_url, clock=clock) as jobs:
-        await _skip_unless_supported(jobs)
         store = jobs.store
         assert await store.nodes() == []
         await store.register_node("b" * 40, "127.0.0.1:7712", 5)

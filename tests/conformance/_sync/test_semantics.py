@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from disquette import JobState, ManualClock, Options, connect
-from disquette._sync.client import Client
 from disquette.errors import (
     BodyNotSerializable,
     BodyTooLarge,
@@ -410,17 +409,8 @@ def test_bad_input_gets_typed_errors_and_loses_nothing(store_url: str, clock: Ma
 # -- what the Disque-protocol server needs (pause modes, ENQUEUE/DEQUEUE, JSCAN, QSCAN, nodes)
 
 
-def _skip_unless_supported(jobs: Client) -> None:
-    # Stores gain these operations one at a time; until then the test says so loudly.
-    try:
-        jobs.pause_mode("probe")
-    except NotImplementedError as exc:
-        pytest.skip(f"not implemented by this store yet: {exc}")
-
-
 def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualClock):
     with connect(store_url, clock=clock) as jobs:
-        _skip_unless_supported(jobs)
         jobs.add("held", "q")
         assert jobs.pause_mode("q") == "none"
         jobs.set_pause("q", "in")
@@ -451,7 +441,6 @@ def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualC
 
 def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):
     with connect(store_url, clock=clock) as jobs:
-        _skip_unless_supported(jobs)
         first = jobs.add("first", "q")
         later = jobs.delay(60).add("later", "q")
         once = jobs.retry_after(0).add("once", "q")
@@ -476,7 +465,6 @@ def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: Manual
 
 def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):
     with connect(store_url, clock=clock) as jobs:
-        _skip_unless_supported(jobs)
         a_ids = jobs.add_many([f"a{i}" for i in range(5)], "a")
         b_ids = jobs.add_many([f"b{i}" for i in range(3)], "b")
         done = jobs.timeout(0).get("b")
@@ -503,7 +491,6 @@ def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):
 
 def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: ManualClock):
     with connect(store_url, clock=clock) as jobs:
-        _skip_unless_supported(jobs)
         assert jobs.queues() == []
         jobs.add_many(["x", "y"], "b")
         jobs.delay(10).add("later", "a")
@@ -519,7 +506,6 @@ def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: Ma
 
 def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock):
     with connect(store_url, clock=clock) as jobs:
-        _skip_unless_supported(jobs)
         job_id = jobs.add("x", "q")
         jobs.set_pause("q", "all")
         jobs.flush()
@@ -532,7 +518,6 @@ def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock):
 
 def test_node_registry_expires_nodes_that_stop_renewing(store_url: str, clock: ManualClock):
     with connect(store_url, clock=clock) as jobs:
-        _skip_unless_supported(jobs)
         store = jobs.store
         assert store.nodes() == []
         store.register_node("b" * 40, "127.0.0.1:7712", 5)

@@ -6,7 +6,8 @@
 -- no TTL and default priority, retry_after and result_ttl; else a byte of flags (1
 -- priority, 2 expires_at, 4 retry_after, 8 result_ttl), those values as big-endian int32
 -- or doubles, and the type in the rest. Replays of an id already stored are skipped, so a
--- retried call cannot add a job twice. Returns {"ok", added} or {"full", queue}.
+-- retried call cannot add a job twice. Returns {"ok", added}, {"full", queue} or
+-- {"paused", queue} (the queue is paused for input).
 local JOB_ARGS = 4
 local max_len = tonumber(ARGV[4])
 local groups = {}
@@ -17,7 +18,9 @@ local i = 7
 while i <= #ARGV do
     local q = queue(ARGV[i])
     local n = tonumber(ARGV[i + 1])
-    tick(q)
+    -- Only max_len needs what time made due (expired jobs leave, due ones count); other
+    -- adds leave that to the next call that reads the queue.
+    if max_len then tick(q) end
     groups[#groups + 1] = {q = q, first = i + 2, n = n}
     for j = 0, n - 1 do
         if tonumber(ARGV[i + 2 + j * JOB_ARGS + 2]) <= NOW then
@@ -26,6 +29,9 @@ while i <= #ARGV do
     end
     total = total + n
     i = i + 2 + n * JOB_ARGS
+end
+for _, g in ipairs(groups) do
+    if pause_bits(g.q) % 2 == 1 then return finish({'paused', g.q.name}) end
 end
 if max_len then
     for name, extra in pairs(incoming) do

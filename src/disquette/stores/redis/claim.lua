@@ -58,13 +58,16 @@ end
 for i = FIRST_QUEUE, #ARGV do
     local q = queue(ARGV[i])
     tick(q)
-    -- Pop again when a popped entry had no job, so that count is honoured.
-    while got < want and redis.call('EXISTS', q.p) == 0 do
+    -- Pop again only when a popped entry had no job, so that count is still honoured.
+    local again = got < want and pause_bits(q) < 2
+    while again do
         local popped = redis.call('ZPOPMIN', q.r, want - got)
-        if #popped == 0 then break end
+        again = false
         for j = 1, #popped, 2 do
             if lease(q, i - FIRST_QUEUE + 1, string.sub(popped[j], ORDER_BYTES + 1)) then
                 got = got + 1
+            else
+                again = got < want
             end
         end
     end

@@ -12,7 +12,8 @@
 --                                       member id
 --   <prefix>{Q}:e   expiries      zset  score expires_at, member id (TTL, done retention)
 --   <prefix>{Q}:f   failed        zset  score finished_at, member seq .. id
---   <prefix>{Q}:p   paused flag   string
+--   <prefix>{Q}:p   pause mode    string: bits, 1 refuses adds ("in"), 2 stops delivery
+--                                       ("out"); absent when 0
 -- A job is a hash. Field "m" holds what never changes, packed by the Python side (created
 -- at, options, body: the scripts never read it); the others are what the scripts need:
 --   q queue, st state (s, q, a, d done, f failed), r run_at, sq enqueue sequence,
@@ -29,7 +30,7 @@ local IN_QUEUE_SLOT = ARGV[2] == '1'
 local NOW_S = ARGV[3]
 local NOW = tonumber(NOW_S)
 
--- The row every reading script returns after the id (claim returns CLAIM_FIELDS).
+-- The row every reading script returns after the id (claim.lua returns its own, shorter).
 local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
                 'sq', 'nx'}
 local DEFAULTS = {p = '100', ra = '300', rt = '3600'}
@@ -55,6 +56,10 @@ local function queue(name)
     queues[name] = q
     touched[#touched + 1] = q
     return q
+end
+
+local function pause_bits(q)
+    return tonumber(redis.call('GET', q.p) or 0)
 end
 
 local function job_key(q, id)

@@ -2,7 +2,7 @@
 -- of set number ARGV[5] (1 ready, 2 scheduled, 3 active, 4 failed, 5 expiries, where
 -- only done jobs count), at most ARGV[7] jobs. A big queue is read in several calls so
 -- that Redis is never blocked for long.
--- Returns {paused, next set (0 at the end), next rank, rows...}, each row being
+-- Returns {pause bits, next set (0 at the end), next rank, rows...}, each row being
 -- type (false for none), scheduled, queued, active, done, failed, max error count,
 -- oldest pending run_at (false for none).
 local q = queue(ARGV[4])
@@ -40,7 +40,7 @@ while set <= #sets and budget > 0 do
         rank = 0
     end
 end
-local out = {redis.call('EXISTS', q.p), set <= #sets and set or 0, rank}
+local out = {pause_bits(q), set <= #sets and set or 0, rank}
 for _, name in ipairs(types) do
     for _, value in ipairs(by_type[name]) do out[#out + 1] = value end
 end

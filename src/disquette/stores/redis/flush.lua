@@ -1,0 +1,27 @@
+-- flush: delete up to ARGV[5] jobs of queue ARGV[4], and once none is left its pause
+-- mode and sets. Returns how many jobs are left (call again until 0).
+local q = queue(ARGV[4])
+local budget = tonumber(ARGV[5])
+local function take(set, skip)
+    while budget > 0 do
+        local members = redis.call('ZRANGE', set, 0, budget - 1)
+        if #members == 0 then return end
+        for _, member in ipairs(members) do
+            local id = string.sub(member, skip + 1)
+            redis.call('ZREM', set, member)
+            local key = job_key(q, id)
+            if redis.call('DEL', key) == 1 then removed[#removed + 1] = id end
+            budget = budget - 1
+        end
+    end
+end
+take(q.r, ORDER_BYTES)
+take(q.s, 0)
+take(q.a, 0)
+take(q.f, 6)
+take(q.e, 0)
+local left = 0
+for _, set in ipairs({q.r, q.s, q.a, q.f, q.e}) do left = left + redis.call('ZCARD', set) end
+if left == 0 then redis.call('DEL', q.p) end
+done_changed = true
+return finish(left)

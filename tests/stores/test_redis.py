@@ -1,0 +1,390 @@
+"""Redis-specific powers: scripts reloaded after a flush, wake-ups across processes, a real
+Redis Cluster, WAIT with a real replica, a restart mid-run, and the memory a job costs.
+
+Every test that stops, kills or replicates Redis starts private servers of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from disquette import Job, JobState, ManualClock, connect, connect_async
+from disquette._sync.stores.redis import STATS_CHUNK, RedisStore, claimed_jobs, queue_base
+from disquette.errors import (
+    ClientClosed,
+    InvalidOption,
+    InvalidURL,
+    NotReplicated,
+    StoreUnavailable,
+)
+from disquette.job import new_job_id
+from tests.servers.redis import (
+    RedisCluster,
+    RedisServer,
+    conformance_url,
+    driver,
+    fresh_prefix,
+    session_url,
+    with_prefix,
+)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+#: Documented bound (docs and bench/bench_redis.py): bytes of Redis memory per queued
+#: no-op job (16-byte body, default options, queue of 10k+ jobs) on one server.
+BYTES_PER_QUEUED_JOB = 400
+
+
+# The reference-model test is left out on the Cluster: it adds time, not operations.
+PYTEST_ARGS = ("-q", "-x", "-k", "redis and not model", "-p", "no:cacheprovider")
+
+
+def _python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+def _job(body: str, now: float) -> Job:
+    return Job(new_job_id(None, 300.0), "q", body.encode(), created_at=now, run_at=now)
+
+
+def _raw(url: str) -> Any:
+    """A redis-py client on the server behind a store URL."""
+    return driver().Redis.from_url(url.split("?")[0])
+
+
+def _wait_for(condition: Any, what: str, seconds: float = 30.0) -> None:
+    """Synchronise with another process (not a timing assertion): poll until true."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis without persistence."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def test_scripts_are_loaded_again_after_script_flush(tmp_path: Path) -> None:
+    url = conformance_url(tmp_path)
+    with connect(url) as jobs:
+        jobs.add("before", "q")
+        _raw(url).script_flush()
+        assert jobs.timeout(0).get("q").body == "before"
+        _raw(url).script_flush()
+        jobs.add("after", "q")
+        assert jobs.qlen("q") == 1
+
+
+WAITER = """
+    import sys, disquette
+    with disquette.connect(sys.argv[1]) as jobs:
+        job = jobs.timeout(60).get("q")
+        print(job.body, flush=True)
+"""
+
+
+def _subscribers(url: str, channel: str) -> int:
+    return int(dict(_raw(url).pubsub_numsub(channel))[channel.encode()])
+
+
+def test_blocked_get_in_another_process_wakes_on_add(tmp_path: Path) -> None:
+    prefix = fresh_prefix()
+    # A poll longer than the get's timeout: only a wake-up can deliver the job in time.
+    url = with_prefix(session_url(), prefix) + "&poll_interval=60"
+    waiter = subprocess.Popen(_python(WAITER, url), stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _subscribers(url, f"{prefix}:w:q") == 1, "the waiter to subscribe")
+        with connect(url) as jobs:
+            jobs.add("wake up", "q")
+        out, _ = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0
+        assert out.strip() == "wake up"
+    finally:
+        waiter.kill()
+
+
+def test_a_woken_client_that_dies_before_claiming_loses_no_job(tmp_path: Path) -> None:
+    prefix = fresh_prefix()
+    url = with_prefix(session_url(), prefix) + "&poll_interval=60"
+    channel = f"{prefix}:w:q"
+    # One client is woken and dies without claiming; the other waiter still gets the job.
+    doomed = _raw(url).pubsub()
+    doomed.subscribe(channel)
+    waiter = subprocess.Popen(_python(WAITER, url), stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _subscribers(url, channel) == 2, "both clients to subscribe")
+        with connect(url) as jobs:
+            job_id = jobs.add("survives", "q")
+            message = None
+            while message is None or message["type"] != "message":
+                message = doomed.get_message(timeout=10)
+            doomed.close()  # woken, then gone
+            out, _ = waiter.communicate(timeout=60)
+            assert out.strip() == "survives"
+            assert jobs.show(job_id).state is JobState.ACTIVE
+    finally:
+        waiter.kill()
+
+
+def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) -> None:
+    cluster = RedisCluster(tmp_path / "cluster").start()
+    try:
+        env = dict(os.environ, DISQUETTE_TEST_REDIS_URL=cluster.url)
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/conformance", *PYTEST_ARGS],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+        assert " passed" in run.stdout
+        # The queues are spread over the masters, each queue's keys on one of them.
+        prefix = fresh_prefix()
+        with connect(with_prefix(cluster.url, prefix)) as jobs:
+            assert isinstance(jobs.store, RedisStore)
+            assert jobs.store.cluster
+            queues = [f"queue-{n}" for n in range(12)]
+            for queue in queues:
+                jobs.retry_after(60).add_many(["a", "b"], queue)
+                jobs.timeout(0).get(queue)
+            holders = set()
+            first = cluster.servers[0].client()
+            for queue in queues:
+                base = queue_base(prefix + ":", queue)
+                slots = {first.execute_command("CLUSTER", "KEYSLOT", base + kind) for kind in "rae"}
+                assert len(slots) == 1, queue
+                (slot,) = slots
+                owners = [
+                    n
+                    for n, server in enumerate(cluster.servers)
+                    if server.client().execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) >= 3
+                ]
+                assert len(owners) == 1, queue  # ready set, active set, job hashes
+                holders.update(owners)
+            assert len(holders) > 1
+            assert jobs.stats().by_queue()["queue-3"].active == 1
+            assert jobs.recover_stale(max_age=0) == len(queues)
+    finally:
+        cluster.stop()
+
+
+def test_wait_confirms_replicas_and_refuses_more_than_there_are(tmp_path: Path) -> None:
+    primary = RedisServer(tmp_path / "primary", "--repl-diskless-sync-delay", "0").start()
+    replica = RedisServer(tmp_path / "replica", "--replicaof", "127.0.0.1", str(primary.port))
+    try:
+        replica.start()
+        _wait_for(
+            lambda: primary.client().info("replication").get("slave0", {}).get("state") == "online",
+            "the replica to connect",
+        )
+        # Generous for the replica that answers (the machine may be busy), short for the
+        # one that is stopped.
+        url = with_prefix(primary.url, "w") + "&replicate_timeout=10"
+        impatient_url = with_prefix(primary.url, "w") + "&replicate_timeout=0.2"
+        with connect(url) as jobs:
+            store = jobs.store
+            assert isinstance(store, RedisStore)
+            assert store.max_replicas == 1
+            job = _job("copied", store.clock.now())
+            with pytest.raises(InvalidOption):
+                store.add([job], None, connection=object())
+            store.add([job], None, replicate=1)
+            # WAIT returned: the replica has processed the write.
+            assert replica.client().exists(store.job_key(job.id, None)) == 1
+            late = _job("not enough copies", store.clock.now())
+            with pytest.raises(NotReplicated) as refused:
+                store.add([late], None, replicate=2)
+            assert (refused.value.wanted, refused.value.available) == (2, 1)
+            assert store.show(late.id) is None  # a refused add adds nothing
+            assert jobs.replicate(1).add("through the client", "q")
+            # A replica that is connected but does not answer: WAIT runs out.
+            assert replica.process is not None
+            replica.process.send_signal(signal.SIGSTOP)
+            try:
+                stalled = _job("unconfirmed", store.clock.now())
+                with connect(impatient_url) as impatient, pytest.raises(NotReplicated) as refused:
+                    impatient.store.add([stalled], None, replicate=1)
+                assert (refused.value.wanted, refused.value.available) == (1, 0)
+                assert store.show(stalled.id) is None
+            finally:
+                replica.process.send_signal(signal.SIGCONT)
+            got = [job.body for job in jobs.timeout(0).get_many("q")]
+            assert got == [b"copied", "through the client"]
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+PRODUCER = """
+    import sys, disquette
+    jobs = disquette.connect(sys.argv[1])
+    for n in range(int(sys.argv[2])):
+        print(jobs.add({"n": n}, "q"), flush=True)
+"""
+
+
+def test_restart_with_aof_mid_run_loses_no_added_job(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "aof", "--appendonly", "yes", "--appendfsync", "always").start()
+    url = with_prefix(server.url, "r") + "&retry_for=60&poll_interval=0.05"
+    total = 600  # every write is fsynced: keep the run short
+    producer = subprocess.Popen(
+        _python(PRODUCER, url, str(total)), stdout=subprocess.PIPE, text=True
+    )
+    assert producer.stdout is not None
+    done: set[str] = set()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            with connect(url) as jobs:
+                while not stop.is_set():
+                    batch = jobs.timeout(0.2).get_many("q", count=50)
+                    jobs.ack_many(batch)
+                    done.update(job.id for job in batch)
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        added = [producer.stdout.readline().strip() for _ in range(200)]
+        server.kill()  # mid-run: the producer and the worker are both calling Redis
+        server.start()
+        added += [line.strip() for line in producer.stdout if line.strip()]
+        assert producer.wait(120) == 0
+        assert len(added) == total
+        _wait_for(lambda: done >= set(added) or bool(failures), "the worker to drain")
+        assert not failures
+        with connect(url) as jobs:
+            assert all(jobs.show(job_id).state is JobState.DONE for job_id in added)
+            assert jobs.qlen("q") == 0
+    finally:
+        stop.set()
+        worker.join(60)
+        producer.kill()
+        server.stop()
+
+
+def test_an_unreachable_redis_raises_a_retryable_error(private: RedisServer) -> None:
+    url = with_prefix(private.url, "u") + "&retry_for=0.2"
+    with connect(url) as jobs:
+        jobs.add("x", "q")
+        private.stop()
+        with pytest.raises(StoreUnavailable) as unavailable:
+            jobs.qlen("q")
+        assert unavailable.value.retryable
+        private.start()
+        assert jobs.qlen("q") == 0  # no persistence configured: an empty server
+    with pytest.raises(StoreUnavailable):
+        connect(f"redis://127.0.0.1:{private.port + 1 if private.port < 65535 else 1}")
+
+
+def test_memory_per_queued_no_op_job_is_bounded(private: RedisServer) -> None:
+    client = private.client()
+    count = 20_000
+    with connect(with_prefix(private.url, "m")) as jobs:
+        jobs.add("warm up", "q")
+        before = client.info("memory")["used_memory"]
+        for _ in range(count // 1000):
+            jobs.add_many([b"0123456789abcdef"] * 1000, "q")
+        used = client.info("memory")["used_memory"] - before
+        assert jobs.qlen("q") == count + 1
+    per_job = used / count
+    assert per_job <= BYTES_PER_QUEUED_JOB, f"{per_job:.0f} bytes per queued job"
+
+
+def test_stats_reads_a_big_queue_in_chunks(tmp_path: Path) -> None:
+    url = conformance_url(tmp_path)
+    clock = ManualClock()
+    with connect(url, clock=clock) as jobs:
+        jobs.type("a").add_many(range(STATS_CHUNK), "q")
+        jobs.type("b").delay(10).add_many(range(STATS_CHUNK // 2 + 3), "q")
+        for job in jobs.timeout(0).get_many("q", count=7):
+            jobs.fail(job, "boom")
+        rows = {row.type: row for row in jobs.stats().rows}
+        assert (rows["a"].queued, rows["a"].scheduled, rows["a"].max_error_count) == (
+            STATS_CHUNK - 7,
+            7,
+            1,
+        )
+        assert rows["b"].scheduled == STATS_CHUNK // 2 + 3
+        assert rows["a"].oldest_run_at == clock.now()
+
+
+def test_queue_names_that_escape_alike_stay_apart(tmp_path: Path) -> None:
+    names = ["a}b", "a%7Db", "a%b", "a%25b", "{a}", "}"]
+    with connect(conformance_url(tmp_path)) as jobs:
+        for name in names:
+            jobs.add(name, name)
+        assert len({queue_base("p:", name) for name in names}) == len(names)
+        for name in names:
+            assert jobs.qlen(name) == 1
+            assert jobs.timeout(0).get(name).body == name
+
+
+def test_url_options_are_checked(tmp_path: Path) -> None:
+    base = session_url()
+    for bad in ["prefix={x}", "cluster=maybe", "poll_interval=0", "retry_for=abc"]:
+        with pytest.raises(InvalidURL):
+            connect(f"{base}?{bad}")
+    store = connect(with_prefix(base, "p") + "&cluster=no").store
+    assert isinstance(store, RedisStore)
+    assert not store.cluster
+    store.close()
+    with pytest.raises(ClientClosed):
+        store.qlen("q")
+
+
+async def test_async_store_shares_the_sync_store_data(tmp_path: Path) -> None:
+    url = conformance_url(tmp_path)
+    async with connect_async(url) as jobs:
+        job_id = await jobs.add({"from": "async"}, "q")
+    with connect(url) as jobs:
+        job = jobs.timeout(0).get("q")
+        assert (job.id, job.body) == (job_id, {"from": "async"})
+
+
+def test_a_blocked_get_is_woken_when_a_delay_runs_out(tmp_path: Path) -> None:
+    # The poll is longer than the get's timeout: the job comes from the due-time wake-up.
+    url = conformance_url(tmp_path) + "&poll_interval=60"
+    with connect(url) as jobs:
+        job_id = jobs.delay(0.2).add("later", "q")
+        assert jobs.timeout(0).get_many("q") == []
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        assert list(store._timers) == [("q",)]  # armed by the empty claim
+        assert jobs.timeout(30).get("q").id == job_id
+
+
+def test_a_retried_claim_returns_the_jobs_it_leased(tmp_path: Path) -> None:
+    # What a retry after a lost reply does: the same call, with the same receipt token.
+    with connect(conformance_url(tmp_path)) as jobs:
+        jobs.add_many(["a", "b", "c"], "q")
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        key = store.queue_key("q", "r")
+        first = claimed_jobs(store._run("claim", [key], ["receipt", 2, "q"]), ["q"])
+        again = claimed_jobs(store._run("claim", [key], ["receipt", 2, "q"]), ["q"])
+        assert [job.body for job in again] == [job.body for job in first] == ["a", "b"]
+        assert [job.attempts for job in again] == [1, 1]
+        assert jobs.qlen("q") == 1
+        jobs.ack(first[0])
+        assert [job.body for job in jobs.timeout(0).get_many("q")] == ["c"]
