@@ -58,6 +58,10 @@ def driver() -> Any:
     return redis
 
 
+class PortTaken(RuntimeError):
+    """The port chosen for a server was taken before it could bind it."""
+
+
 class RedisServer:
     """A private ``redis-server`` on a loopback port, in its own directory."""
 
@@ -77,8 +81,26 @@ class RedisServer:
         """``redis://127.0.0.1:<port>``."""
         return f"redis://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> RedisServer:
-        """Start the server and wait until it answers PING (and has loaded its data)."""
+    def start(self, timeout: float = 20.0, attempts: int = 5) -> RedisServer:
+        """Start the server and wait until it answers PING (and has loaded its data).
+
+        A free port can be taken by another process between our choice and the server's
+        bind: then the server starts again on new ports.
+        """
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                self.port = free_port()
+                if "--cluster-port" in self.args:
+                    index = self.args.index("--cluster-port") + 1
+                    self.args[index] = str(free_port())
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> RedisServer:
+        (self.directory / "redis.log").unlink(missing_ok=True)  # judge this attempt alone
         command = [
             self.binary,
             "--port", str(self.port),
@@ -95,6 +117,8 @@ class RedisServer:
             if self.process.poll() is not None:
                 stderr = self.process.stderr.read().decode() if self.process.stderr else ""
                 log = self.log()
+                if "Address already in use" in log:
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"redis-server exited: {stderr}{log[-2000:]}")
             with contextlib.suppress(Exception):
                 if self.client().ping():
