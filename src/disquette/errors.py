@@ -140,5 +140,15 @@ class StoreUnavailable(DisquetteError, ConnectionError):
     retryable = True
 
 
+class NotSupported(DisquetteError, NotImplementedError):
+    """The store cannot do this by its nature (a remote Disque server registers itself)."""
+
+    def __init__(self, store: str, operation: str, reason: str) -> None:
+        self.store = store
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"the {store} store cannot {operation}: {reason}")
+
+
 class ClientClosed(DisquetteError):
     """The client (or its store) was closed and cannot be used any more."""

@@ -9,10 +9,15 @@ import pytest
 from disquette import ManualClock
 from tests.conformance.conftest import STORES
 
+#: The funnel tests check every job's final state (done, or back in its queue). disque://
+#: keeps no done state (ACKJOB deletes a job), so it is not among them; a funnel only uses
+#: client calls, which the conformance suite checks on disque:// too.
+FUNNEL_STORES = sorted(set(STORES) - {"disque"})
 
-@pytest.fixture(params=sorted(STORES))
+
+@pytest.fixture(params=FUNNEL_STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of a fresh, empty store of each kind (memory, SQLite, and server stores)."""
+    """A URL of a fresh, empty store of each kind that keeps done jobs."""
     return STORES[request.param](tmp_path)
 
 

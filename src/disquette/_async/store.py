@@ -135,24 +135,19 @@ class AsyncStore(abc.ABC):
         """Requeue active jobs whose lease ran out, or (with ``max_age``) that were leased
         more than ``max_age`` seconds ago even if at-most-once; return how many."""
 
-    # -- Disque's administrative commands. Not abstract yet: stores that lack them raise
-    # NotImplementedError (see _missing), and the Disque server answers with an error.
+    # -- what Disque's commands need beyond the client API ---------------------------------
 
-    def _missing(self, operation: str) -> NotImplementedError:
-        return NotImplementedError(
-            f"the {self.url.partition(':')[0]} store does not implement {operation} yet"
-        )
-
+    @abc.abstractmethod
     async def set_pause(self, queue: str, mode: PauseMode) -> None:
         """Set a queue's pause mode: ``in`` refuses adds (``QueuePaused``), ``out`` stops
         delivery (as :meth:`pause`), ``all`` both, ``none`` neither. A paused queue is
         listed by :meth:`queues` even when it holds no job."""
-        raise self._missing("set_pause")
 
+    @abc.abstractmethod
     async def pause_mode(self, queue: str) -> PauseMode:
         """A queue's pause mode (``none`` for unknown queues)."""
-        raise self._missing("pause_mode")
 
+    @abc.abstractmethod
     async def enqueue(self, job_ids: Sequence[str]) -> int:
         """Make scheduled or active jobs ready now, at their old position (Disque ENQUEUE).
 
@@ -160,8 +155,8 @@ class AsyncStore(abc.ABC):
         job (``retry_after`` 0) that was delivered stays as it is. Returns how many jobs
         became ready.
         """
-        raise self._missing("enqueue")
 
+    @abc.abstractmethod
     async def dequeue(self, job_ids: Sequence[str]) -> int:
         """Take ready jobs out of their queue without delivering them (Disque DEQUEUE).
 
@@ -169,8 +164,8 @@ class AsyncStore(abc.ABC):
         so it is delivered again when that runs out; ``attempts`` is unchanged. Returns
         how many jobs were ready.
         """
-        raise self._missing("dequeue")
 
+    @abc.abstractmethod
     async def scan(
         self,
         cursor: int,
@@ -185,28 +180,27 @@ class AsyncStore(abc.ABC):
         ``queue`` and ``states``, and the cursor for the next call, 0 when the walk is over.
         Jobs added during a walk may or may not be returned; no job is returned twice.
         """
-        raise self._missing("scan")
 
+    @abc.abstractmethod
     async def queues(self) -> list[QueueInfo]:
         """Every queue that holds a live job (any state) or has a pause mode, by name."""
-        raise self._missing("queues")
 
+    @abc.abstractmethod
     async def flush(self) -> None:
         """Delete every job and every pause mode (Disque DEBUG FLUSHALL). Node
         registrations are kept."""
-        raise self._missing("flush")
 
+    @abc.abstractmethod
     async def register_node(self, node_id: str, address: str, ttl: float) -> None:
         """Register (or renew) a server of a pool sharing this store, until now + ``ttl``."""
-        raise self._missing("register_node")
 
+    @abc.abstractmethod
     async def unregister_node(self, node_id: str) -> None:
         """Remove a node's registration (a clean shutdown)."""
-        raise self._missing("unregister_node")
 
+    @abc.abstractmethod
     async def nodes(self) -> list[NodeInfo]:
         """Registered nodes whose registration has not lapsed, by id."""
-        raise self._missing("nodes")
 
     @abc.abstractmethod
     async def close(self) -> None:
