@@ -32,7 +32,7 @@ from typing import Any, Final, Generic, TypeVar, overload
 from ._async.client import BACKOFF_BASE, BACKOFF_CAP, MAX_BATCH, AsyncClient, connect_async
 from ._sync.client import Client, connect
 from .clock import Clock
-from .errors import DisquetteError, InvalidOption
+from .errors import EagerError, InvalidOption
 from .job import DEFAULT_MAX_BODY_BYTES, Job, Options, check_queue_name
 from .stores import resolve_url
 from .worker import (
@@ -47,11 +47,6 @@ R = TypeVar("R")
 
 ENV_EAGER: Final = "DISQUETTE_EAGER"
 _app_ids = itertools.count(1)
-
-
-class EagerError(DisquetteError):
-    """Eager mode could not run a job (its queue is paused, or an async handler was
-    enqueued with ``add`` from inside a running event loop)."""
 
 
 class JobFunction(Generic[R]):

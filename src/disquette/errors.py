@@ -6,6 +6,8 @@ subclass for one condition. Each error carries the fields that explain it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DisquetteError(Exception):
     """Base class of every error raised by disquette."""
@@ -152,3 +154,55 @@ class NotSupported(DisquetteError, NotImplementedError):
 
 class ClientClosed(DisquetteError):
     """The client (or its store) was closed and cannot be used any more."""
+
+
+# -- the worker runtime --------------------------------------------------------------
+
+
+class WorkerError(DisquetteError):
+    """Misuse of a worker, a pool or a supervisor."""
+
+
+class AlreadyRunning(WorkerError):
+    """``start``/``run`` was called on a worker that is already running."""
+
+    def __init__(self, what: str = "worker") -> None:
+        super().__init__(f"the {what} is already running")
+
+
+class NotRunning(WorkerError):
+    """``stop`` was called on a worker that is not running."""
+
+    def __init__(self, what: str = "worker") -> None:
+        super().__init__(f"the {what} is not running")
+
+
+class NoHandlers(WorkerError):
+    """A worker was given no handler at all."""
+
+    def __init__(self) -> None:
+        super().__init__("a worker needs at least one handler")
+
+
+class UnknownJobType(DisquetteError, LookupError):
+    """A job's type has no handler in this worker (recorded as the job's error)."""
+
+    def __init__(self, job_type: str | None, known: Sequence[str]) -> None:
+        self.job_type = job_type
+        self.known = list(known)
+        what = "no type" if job_type is None else f"type {job_type!r}"
+        super().__init__(f"no handler for {what} (this worker knows: {', '.join(known)})")
+
+
+class HandlerTimeout(DisquetteError, TimeoutError):
+    """A handler ran longer than its exec timeout (recorded as the job's error)."""
+
+    def __init__(self, job_type: str | None, seconds: float) -> None:
+        self.job_type = job_type
+        self.seconds = seconds
+        super().__init__(f"handler {job_type!r} ran longer than its {seconds:g}s exec timeout")
+
+
+class EagerError(DisquetteError):
+    """Eager mode could not run a job (its queue is paused, or an async handler was
+    enqueued with ``add`` from inside a running event loop)."""

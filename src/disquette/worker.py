@@ -63,14 +63,19 @@ from typing import Any, Final, Literal, Protocol, TypeAlias, cast
 
 from ._async.client import AsyncClient, connect_async
 from ._sync.client import Client
-from .errors import (
+from .errors import (  # the worker's own errors are re-exported here for convenience
+    AlreadyRunning,
     BodyNotSerializable,
     BodyTooLarge,
-    DisquetteError,
+    HandlerTimeout,
     InvalidOption,
     InvalidState,
     JobNotFound,
+    NoHandlers,
+    NotRunning,
     StoreUnavailable,
+    UnknownJobType,
+    WorkerError,
 )
 from .job import Job, JobState, Options, check_queue_names
 from .stores.adapter import SyncStoreAdapter
@@ -103,53 +108,6 @@ _IDLE_TICK: Final = 0.5
 
 Handler: TypeAlias = Callable[[Job], Any]
 """A job handler: ``def f(job) -> result`` or ``async def f(job) -> result``."""
-
-
-# -- errors -------------------------------------------------------------------------------
-
-
-class WorkerError(DisquetteError):
-    """Misuse of a worker, a pool or a supervisor."""
-
-
-class AlreadyRunning(WorkerError):
-    """``start``/``run`` was called on a worker that is already running."""
-
-    def __init__(self, what: str = "worker") -> None:
-        super().__init__(f"the {what} is already running")
-
-
-class NotRunning(WorkerError):
-    """``stop`` was called on a worker that is not running."""
-
-    def __init__(self, what: str = "worker") -> None:
-        super().__init__(f"the {what} is not running")
-
-
-class NoHandlers(WorkerError):
-    """A worker was given no handler at all."""
-
-    def __init__(self) -> None:
-        super().__init__("a worker needs at least one handler")
-
-
-class UnknownJobType(DisquetteError, LookupError):
-    """A job's type has no handler in this worker (recorded as the job's error)."""
-
-    def __init__(self, job_type: str | None, known: Sequence[str]) -> None:
-        self.job_type = job_type
-        self.known = list(known)
-        what = "no type" if job_type is None else f"type {job_type!r}"
-        super().__init__(f"no handler for {what} (this worker knows: {', '.join(known)})")
-
-
-class HandlerTimeout(DisquetteError, TimeoutError):
-    """A handler ran longer than its exec timeout (recorded as the job's error)."""
-
-    def __init__(self, job_type: str | None, seconds: float) -> None:
-        self.job_type = job_type
-        self.seconds = seconds
-        super().__init__(f"handler {job_type!r} ran longer than its {seconds:g}s exec timeout")
 
 
 # -- handlers -----------------------------------------------------------------------------
