@@ -54,18 +54,22 @@ import ipaddress
 import logging
 import signal
 import socket
-from typing import Final, cast
+from collections.abc import Coroutine
+from typing import Any, Final, cast
 
 from .._async.client import AsyncClient, connect_async
+from ..job import Job
 from . import protocol
 from .commands import (
     NOAUTH,
     TABLE,
     CommandError,
+    Pending,
     Server,
     check_arity,
     refusal,
 )
+from .eager import start
 from .node import Node
 from .protocol import ProtocolError, RequestParser
 
@@ -80,6 +84,8 @@ _WRITE_HIGH_WATER: Final = 1024 * 1024
 #: Parsed requests waiting to run before the server stops reading from the socket.
 _MAX_PENDING: Final = 1024
 _ADDJOB: Final = b"addjob"
+#: Plain ADDJOBs of one read added in one store call at most.
+_MAX_GROUP: Final = 1024
 _QUIT: Final = b"quit"
 
 
@@ -98,7 +104,15 @@ def is_loopback(host: str) -> bool:
 
 
 class Session(asyncio.Protocol):
-    """One client connection: parses requests, runs them in order, writes the replies."""
+    """One client connection: parses requests, runs them in order, writes the replies.
+
+    Requests run inside ``data_received`` as far as they can (each command is started
+    eagerly, see :mod:`.eager`): a command that does not wait costs no task and no loop
+    iteration, and the replies of one loop iteration leave in one write. A command runs
+    once the ones before it finished, except plain ADDJOBs, which queue behind each other
+    (their batches commit in order); a command that waits becomes a task, nothing after
+    it runs until it is done, and the replies before it are sent at once.
+    """
 
     def __init__(self, server: Server, limits: Limits) -> None:
         self.server = server
@@ -107,11 +121,23 @@ class Session(asyncio.Protocol):
         self.name: bytes | None = None
         self._parser = RequestParser(limits.max_argument_bytes)
         self._pending: collections.deque[list[bytes] | ProtocolError] = collections.deque()
+        #: Replies not written yet, in request order, with those still running.
+        self._replies: list[bytes | Pending | asyncio.Task[bytes]] = []
+        #: Plain ADDJOBs not yet handed to the server's batch, and where their replies go.
+        self._group: list[Job] = []
+        self._group_reply: Pending | None = None
         self._transport: asyncio.Transport | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._writable = asyncio.Event()
-        self._writable.set()
+        #: The command running as a task: nothing else runs until it is done.
+        self._task: asyncio.Task[bytes] | None = None
+        #: A command parsed and ready, waiting for the replies before it to settle.
+        self._deferred: Coroutine[Any, Any, bytes] | None = None
+        #: The batch the session waits for before it goes on.
+        self._waiting: Pending | None = None
+        #: Replies ready, written by :meth:`_write_out` (see ``Server.write_soon``).
+        self._out: list[bytes] = []
+        self._writable = True
         self._reading = True
+        self._pumping = False
         self._closing = False
         self._counted = False
 
@@ -143,83 +169,141 @@ class Session(asyncio.Protocol):
         self._transport = None
         if self._task is not None:
             self._task.cancel()
-        self._writable.set()
+        if self._deferred is not None:
+            self._deferred.close()
+            self._deferred = None
+        self._pending.clear()
 
     def data_received(self, data: bytes) -> None:
-        """Parse what came; start running the requests if nothing runs yet."""
+        """Parse what came and run what can run."""
         if self._closing:
             return
-        self._pending.extend(self._parser.feed(data))
+        pending = self._pending
+        pending.extend(self._parser.feed(data))
         if self._parser.error is not None:
-            self._pending.append(self._parser.error)
+            pending.append(self._parser.error)
             self._closing = True
-        if len(self._pending) > _MAX_PENDING and self._reading and self._transport is not None:
+        if len(pending) > _MAX_PENDING and self._reading and self._transport is not None:
             self._transport.pause_reading()
             self._reading = False
-        if self._task is None and self._pending:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if pending:
+            self._pump()
 
     def pause_writing(self) -> None:
         """The client reads slower than we answer: stop running its requests."""
-        self._writable.clear()
+        self._writable = False
 
     def resume_writing(self) -> None:
         """It caught up."""
-        self._writable.set()
+        self._writable = True
+        self._pump()
 
     # -- running requests --------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        replies: list[bytes | asyncio.Future[bytes]] = []
+    def _pump(self) -> None:
+        """Run the requests that may run now, then queue the replies that are ready."""
+        if self._pumping or self._transport is None:
+            return
+        self._pumping = True
         try:
-            while self._pending and self._transport is not None:
-                request = self._pending.popleft()
-                if isinstance(request, ProtocolError):
-                    await self._flush(replies)
-                    self._write_and_close(request.reply)
-                    return
-                if request[0].lower() == _QUIT:
-                    await self._flush(replies)
-                    self._write_and_close(protocol.OK)
-                    return
-                reply = self._dispatch(request)
-                if isinstance(reply, asyncio.Future):
-                    replies.append(reply)
-                else:
-                    if self._blocks(request):
-                        await self._flush(replies)
-                    elif any(isinstance(r, asyncio.Future) for r in replies):
-                        await self._settle(replies)
-                    replies.append(await self._complete(reply))
-                if not self._pending or len(replies) >= 256:
-                    await self._flush(replies)
-                if not self._writable.is_set():
-                    await self._wait_writable()
-                if not self._reading and len(self._pending) < _MAX_PENDING // 2:
-                    if self._transport is not None:
-                        self._transport.resume_reading()
-                    self._reading = True
-            await self._flush(replies)
-        except asyncio.CancelledError:
-            pass
+            self._run()
+            self._end_group()
+            if self._transport is not None:
+                self._write_ready()
         except Exception:  # a bug must cost one connection, never the server
             log.exception("closing a connection after an unexpected error")
             self._write_and_close(b"-ERR internal error\r\n")
         finally:
-            self._task = None
-            if self._pending and self._transport is not None and not self._closing:
-                self._task = asyncio.get_running_loop().create_task(self._run())
+            self._pumping = False
 
-    def _blocks(self, request: list[bytes]) -> bool:
-        command = TABLE.get(request[0].lower())
-        return command is not None and command.blocks
+    def _run(self) -> None:
+        pending, replies = self._pending, self._replies
+        while self._task is None and self._writable and self._transport is not None:
+            if self._deferred is not None:
+                self._end_group()
+                if not self._settled():
+                    return
+                coroutine, self._deferred = self._deferred, None
+                self._start(coroutine)
+                continue
+            if not pending:
+                return
+            request = pending[0]
+            name = None if isinstance(request, ProtocolError) else request[0].lower()
+            if name is None or name == _QUIT:
+                self._end_group()
+                if not self._settled():
+                    return
+                pending.popleft()
+                self._write_ready()
+                last = request.reply if isinstance(request, ProtocolError) else protocol.OK
+                self._write_and_close(last)
+                return
+            pending.popleft()
+            if not self._reading and len(pending) < _MAX_PENDING // 2:
+                self._transport.resume_reading()
+                self._reading = True
+            reply = self._dispatch(name, cast(list[bytes], request))
+            if type(reply) is Job:
+                self._group.append(reply)
+                if len(self._group) >= _MAX_GROUP:
+                    self._end_group()
+            elif type(reply) is bytes:
+                self._end_group()
+                replies.append(reply)
+            else:
+                self._end_group()
+                if self._settled():
+                    self._start(cast(Coroutine[Any, Any, bytes], reply))
+                else:
+                    self._deferred = cast(Coroutine[Any, Any, bytes], reply)
+
+    def _end_group(self) -> None:
+        """Hand the plain ADDJOBs gathered so far to the server's next batch."""
+        if self._group:
+            reply = Pending()
+            self.server.add_jobs(self._group, reply)
+            self._group = []
+            self._replies.append(reply)
+
+    def _start(self, coroutine: Coroutine[Any, Any, bytes]) -> None:
+        reply = start(_reply(coroutine))
+        self._replies.append(reply)
+        if not isinstance(reply, bytes):
+            self._task = reply
+            reply.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[bytes]) -> None:
+        if self._task is task:
+            self._task = None
+        self._pump()
+
+    def _settled(self) -> bool:
+        """Whether every reply before is known; if not, go on once the first one is."""
+        for reply in self._replies:
+            if type(reply) is Pending and reply.reply is None:
+                if self._waiting is None:
+                    self._waiting = reply
+                    reply.then = self._batch_done
+                return False
+        return True
+
+    def _batch_done(self) -> None:
+        self._waiting = None
+        if self._pending or self._deferred is not None:
+            self._pump()
+        elif self._transport is not None:
+            self._write_ready()
 
     def _dispatch(
-        self, request: list[bytes]
-    ) -> bytes | asyncio.Future[bytes] | collections.abc.Awaitable[bytes]:
-        """Look the command up and check it as Disque does: unknown, arity, then auth."""
+        self, name: bytes, request: list[bytes]
+    ) -> bytes | Job | Coroutine[Any, Any, bytes]:
+        """Look the command up and check it as Disque does: unknown, arity, then auth.
+
+        The reply for a command refused at once; the job of a plain ADDJOB (added with
+        its neighbours); else the command, to run.
+        """
         self.server.commands_processed += 1
-        name = request[0].lower()
         command = TABLE.get(name)
         if command is None:
             shown = request[0].decode(errors="replace")
@@ -232,49 +316,74 @@ class Session(asyncio.Protocol):
                 self.authenticated = True
             else:
                 return NOAUTH
-        try:
-            if name == _ADDJOB:
-                return self.server.addjob(request)
-            return command.handler(self, request)
-        except CommandError as exc:
-            return exc.reply
+        if name == _ADDJOB:
+            try:
+                job, max_len, copies = self.server.parse_addjob(request)
+            except CommandError as exc:
+                return exc.reply
+            if max_len is None and copies == 0:
+                return job
+            return self.server.add_one(job, max_len, copies)
+        return command.handler(self, request)
 
-    async def _complete(self, reply: bytes | collections.abc.Awaitable[bytes]) -> bytes:
-        if isinstance(reply, bytes):
-            return reply
-        try:
-            return await reply
-        except CommandError as exc:
-            return exc.reply
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return refusal(exc)
+    def _write_ready(self) -> None:
+        """Queue the replies that are ready, up to the first one still running."""
+        replies = self._replies
+        out = self._out
+        queued = bool(out)
+        ready = 0
+        for reply in replies:
+            if type(reply) is bytes:
+                out.append(reply)
+            elif type(reply) is Pending:
+                if reply.reply is None:
+                    if self._waiting is None:
+                        self._waiting = reply
+                        reply.then = self._batch_done
+                    break
+                out.append(reply.reply)
+            else:
+                task = cast(asyncio.Task[bytes], reply)
+                if not task.done():
+                    break
+                if task.cancelled():  # the server is stopping
+                    self._write_and_close(b"")
+                    return
+                out.append(task.result())
+            ready += 1
+        if ready:
+            del replies[:ready]
+            if not queued:
+                self.server.write_soon(self._write_out)
 
-    async def _settle(self, replies: list[bytes | asyncio.Future[bytes]]) -> None:
-        for index, reply in enumerate(replies):
-            if isinstance(reply, asyncio.Future):
-                replies[index] = await reply
-
-    async def _flush(self, replies: list[bytes | asyncio.Future[bytes]]) -> None:
-        if not replies:
+    def _write_out(self) -> None:
+        out, transport = self._out, self._transport
+        if not out or transport is None:
+            out.clear()
             return
-        await self._settle(replies)
-        if self._transport is not None:
-            self._transport.writelines(replies)  # type: ignore[arg-type]
-            if self._transport.get_write_buffer_size() > self.limits.max_output_bytes:
-                log.warning("closing a client that does not read its replies")
-                self._transport.abort()
-        replies.clear()
-
-    async def _wait_writable(self) -> None:
-        await self._writable.wait()
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+        if transport.get_write_buffer_size() > self.limits.max_output_bytes:
+            log.warning("closing a client that does not read its replies")
+            transport.abort()
 
     def _write_and_close(self, reply: bytes) -> None:
         self._closing = True
+        self._pending.clear()
         if self._transport is not None:
-            self._transport.write(reply)
+            self._out.append(reply)
+            self._write_out()
             self._transport.close()
+
+
+async def _reply(command: Coroutine[Any, Any, bytes]) -> bytes:
+    """A command's reply: its error reply when it raises (a refusal by the store)."""
+    try:
+        return await command
+    except CommandError as exc:
+        return exc.reply
+    except Exception as exc:
+        return refusal(exc)
 
 
 class Limits:

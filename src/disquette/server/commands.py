@@ -14,9 +14,9 @@ import resource
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._async.client import AsyncClient
 from .._async.store import AsyncStore
@@ -32,6 +32,7 @@ from ..errors import (
 from ..job import Encoding, Job, JobState, check_queue_name, job_id_factory
 from ..stores.base import PAUSE_MODES
 from . import protocol
+from .eager import start
 from .node import Node
 from .protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, OK, SYNTAX_ERROR, ZERO
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TTL: Final = 86400
 MAX_RETRY_DEFAULT: Final = 300
+_DEFAULT_RETRY: Final = float(max(1, min(DEFAULT_TTL // 10, MAX_RETRY_DEFAULT)))
 #: How long a done job stays visible to ``wait()`` of Python clients (SHOW says ``$-1``).
 DEFAULT_RESULT_TTL: Final = 3600.0
 #: JSCAN's default page, as Disque's COUNT default.
@@ -124,13 +126,30 @@ def _queue(raw: bytes) -> str | None:
         return None
 
 
+class Pending:
+    """The replies of requests that run with others (plain ADDJOBs waiting for their
+    batch): ``reply`` once known, then ``then`` is called."""
+
+    __slots__ = ("reply", "then")
+
+    def __init__(self) -> None:
+        self.reply: bytes | None = None
+        self.then: Callable[[], object] | None = None
+
+    def settle(self, reply: bytes) -> None:
+        """Set the reply and tell whoever waits."""
+        self.reply = reply
+        if self.then is not None:
+            self.then()
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """One entry of the table: Disque's name and arity (negative: at least)."""
 
     name: str
     arity: int
-    handler: Callable[[Session, list[bytes]], Awaitable[bytes]]
+    handler: Callable[[Session, list[bytes]], Coroutine[Any, Any, bytes]]
     #: Whether it may wait for long (replies before it are sent first).
     blocks: bool = False
 
@@ -164,8 +183,13 @@ class Server:
         self.blocked_on: Counter[str] = Counter()
         self.multiplexing_api = "asyncio"
         self._factories: dict[tuple[int, int], Callable[[], str]] = {}
-        self._batch: list[tuple[Job, asyncio.Future[bytes]]] = []
+        self._writers: list[Callable[[], None]] = []
+        #: Queue names already checked, by their bytes (ADDJOB's fast path).
+        self._queues: dict[bytes, str] = {}
+        self._default_id = job_id_factory(DEFAULT_TTL, _DEFAULT_RETRY, node.prefix)
+        self._batch: list[tuple[list[Job], Pending]] = []
         self._flushing = False
+        self._flush_task: asyncio.Task[None] | None = None
         self._max_batch = max_batch
         self.on_shutdown: Callable[[], None] = lambda: None
 
@@ -193,33 +217,102 @@ class Server:
             self.result_ttl,
         )
 
-    def submit(self, job: Job) -> asyncio.Future[bytes]:
-        """Add ``job`` with the next batch: concurrent ADDJOBs of every connection share one
-        store transaction (one commit, one fsync), which is what makes SQLite fast here."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._batch.append((job, future))
+    def _default_job(self, queue: str, body: bytes) -> Job:
+        """:meth:`new_job` with Disque's defaults: TTL one day, RETRY its tenth, no DELAY."""
+        now = self.store.clock.now()
+        return Job(
+            self._default_id(),
+            queue,
+            body,
+            Encoding.BYTES,
+            None,
+            100,
+            JobState.QUEUED,
+            now,
+            now,
+            _DEFAULT_RETRY,
+            float(math.floor(now) + DEFAULT_TTL),
+            25,
+            self.result_ttl,
+        )
+
+    def add_jobs(self, jobs: list[Job], pending: Pending) -> None:
+        """Add plain ADDJOBs (no MAXLEN, no REPLICATE) with the next batch; ``pending``
+        gets their replies, concatenated, once committed.
+
+        Concurrent ADDJOBs of every connection share one store transaction (one commit,
+        one fsync), which is what makes SQLite fast here; even the memory store, which
+        commits nothing, is faster so: one store call per loop iteration, not per request.
+        """
+        self._batch.append((jobs, pending))
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
+            asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def submit(self, job: Job) -> asyncio.Future[bytes]:
+        """Add one plain ADDJOB's job with the next batch; a future of its reply."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        pending = Pending()
+
+        def settled() -> None:
+            if not future.done():
+                future.set_result(pending.reply or b"")
+
+        pending.then = settled
+        self.add_jobs([job], pending)
         return future
 
+    def write_soon(self, write: Callable[[], None]) -> None:
+        """Call ``write`` once this loop iteration has read what it could.
+
+        Replies written while requests are still being read (inside ``data_received``)
+        cost more: each write wakes the client for one reply. Written together, after the
+        reads, they cost one wake-up for many, and the server reads in bigger batches.
+        """
+        self._writers.append(write)
+        if len(self._writers) == 1:
+            asyncio.get_running_loop().call_soon(self._write_all)
+
+    def _write_all(self) -> None:
+        writers, self._writers = self._writers, []
+        for write in writers:
+            write()
+
+    def _start_flush(self) -> None:
+        flushing = start(self._flush())
+        if flushing is not None:
+            self._flush_task = flushing  # a reference: the loop keeps tasks weakly
+
     async def _flush(self) -> None:
+        batch = self._batch
         try:
-            while self._batch:
-                batch = self._batch[: self._max_batch]
-                del self._batch[: self._max_batch]
+            while batch:
+                groups: list[tuple[list[Job], Pending]] = []
+                size = 0
+                while batch and (not groups or size + len(batch[0][0]) <= self._max_batch):
+                    group = batch.pop(0)
+                    groups.append(group)
+                    size += len(group[0])
+                jobs = groups[0][0] if len(groups) == 1 else [j for g, _ in groups for j in g]
                 try:
-                    await self.store.add([job for job, _ in batch], None)
+                    await self.store.add(jobs, None)
                 except Exception:
                     # One refused job (a paused queue) must not refuse its batch neighbours.
-                    for job, future in batch:
-                        future.set_result(await self._add_one(job, None, 0))
+                    for group_jobs, pending in groups:
+                        pending.settle(
+                            b"".join([await self._add_one(job, None, 0) for job in group_jobs])
+                        )
                     continue
-                for job, future in batch:
-                    self.jobs_in[job.queue] += 1
-                    future.set_result(b"+" + job.id.encode() + b"\r\n")
+                self.jobs_in.update([job.queue for job in jobs])
+                for group_jobs, pending in groups:
+                    pending.settle(_added(group_jobs))
         finally:
             self._flushing = False
+            self._flush_task = None
+
+    async def add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
+        """Add one job on its own (MAXLEN, REPLICATE): its reply, an error for a refusal."""
+        return await self._add_one(job, max_len, replicate)
 
     async def _add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
         try:
@@ -229,8 +322,13 @@ class Server:
         self.jobs_in[job.queue] += 1
         return b"+" + job.id.encode() + b"\r\n"
 
-    def addjob(self, args: list[bytes]) -> asyncio.Future[bytes] | Awaitable[bytes]:
-        """ADDJOB: parse as Disque does, then add (batched unless MAXLEN or REPLICATE)."""
+    def parse_addjob(self, args: list[bytes]) -> tuple[Job, int | None, int]:
+        """ADDJOB's job, its MAXLEN and the extra copies it asks for, parsed as Disque does;
+        raises :class:`CommandError` with Disque's reply for a refused command."""
+        if len(args) == 4 and args[3] == b"0":  # no option: the defaults, decided once
+            queue = self._queues.get(args[1])
+            if queue is not None:
+                return self._default_job(queue, args[2]), None, 0
         replicate, ttl, retry, delay, max_len, asynchronous = 1, DEFAULT_TTL, -1, 0, None, False
         j, argc = 4, len(args)
         while j < argc:
@@ -264,7 +362,8 @@ class Server:
                     raise CommandError(b"-ERR MAXLEN must be a positive number\r\n")
                 max_len = value
             j += 2
-        _timeout_ms(args[3])
+        if args[3] != b"0":  # the usual timeout, checked for nothing
+            _timeout_ms(args[3])
         if retry == 0 and replicate > 1:
             raise CommandError(
                 b"-ERR With RETRY set to 0 please explicitly set  REPLICATE to 1 "
@@ -281,13 +380,20 @@ class Server:
         queue = _queue(args[1])
         if queue is None:
             raise CommandError(refusal(InvalidQueueName(args[1], "not a name this store keeps")))
-        job = self.new_job(queue, args[2], ttl, retry, delay)
+        if len(self._queues) >= 4096:
+            self._queues.clear()
+        self._queues[args[1]] = queue
         # REPLICATE counts copies, this one included; the store's replicate counts the
         # copies beyond its own. ASYNC asks for none to be awaited.
         copies = 0 if asynchronous else replicate - 1
+        return self.new_job(queue, args[2], ttl, retry, delay), max_len, copies
+
+    async def addjob(self, args: list[bytes]) -> bytes:
+        """ADDJOB: parse as Disque does, then add (batched unless MAXLEN or REPLICATE)."""
+        job, max_len, copies = self.parse_addjob(args)
         if max_len is None and copies == 0:
-            return self.submit(job)
-        return self._add_one(job, max_len, copies)
+            return await self.submit(job)
+        return await self._add_one(job, max_len, copies)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -351,11 +457,16 @@ class Server:
         )
 
 
+def _added(jobs: list[Job]) -> bytes:
+    """ADDJOB's replies for added jobs, concatenated (ids are ASCII)."""
+    return "".join(["+" + job.id + "\r\n" for job in jobs]).encode()
+
+
 # -- the commands ------------------------------------------------------------------------
 
 
 async def cmd_addjob(session: Session, args: list[bytes]) -> bytes:
-    """ADDJOB (the unbatched path; sessions usually call Server.addjob directly)."""
+    """ADDJOB (sessions batch plain ADDJOBs themselves, see ``Session``)."""
     return await session.server.addjob(args)
 
 
@@ -398,7 +509,9 @@ async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
         for queue in queues:
             server.blocked_on[queue] += 1
         try:
-            jobs = await client.get_many(*queues, count=count)
+            # A task of its own: the command may have been started eagerly (no current
+            # task), and the wait may need one.
+            jobs = await asyncio.ensure_future(client.get_many(*queues, count=count))
         finally:
             server.blocked -= 1
             for queue in queues:

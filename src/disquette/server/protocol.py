@@ -163,7 +163,14 @@ class RequestParser:
         commands: list[list[bytes]] = []
         if self.error is None:
             try:
-                self._feed(data, commands)
+                if data and not self._inline and (self._in_array or data[0] == 0x2A):
+                    # What every client library sends: arrays only, straight to hiredis.
+                    self._reader.feed(data)
+                    self._pending += len(data)
+                    self._in_array = True
+                    self._drain(commands)
+                else:
+                    self._feed(data, commands)
             except ProtocolError as exc:
                 self.error = exc
         return commands
@@ -209,28 +216,33 @@ class RequestParser:
         return commands
 
     def _drain(self, commands: list[list[bytes]]) -> None:
+        reader = self._reader
         while True:
             try:
-                request = self._reader.gets()
+                request = reader.gets()
             except hiredis.ProtocolError as exc:
                 raise ProtocolError(_reason(str(exc))) from None
             if request is False:
                 if self._pending > self._max_request:
                     raise ProtocolError("invalid bulk length")
                 return
-            if not self._reader.has_data():
+            # No argument is longer than the bytes fed since the reader last ended a request
+            # with nothing left.
+            long_possible = self._pending > self._max_request
+            if not reader.has_data():
+                # Nothing half-read: the next bytes may start an inline command.
                 self._in_array = False
                 self._pending = 0
             if request is None:  # "*-1": no command, as in Redis
                 continue
-            if not isinstance(request, list):
+            if type(request) is not list:
                 raise ProtocolError(f"expected '*', got '{_kind(request)}'")
             if len(request) > MAX_ARGUMENTS:
                 raise ProtocolError("invalid multibulk length")
             for argument in request:
-                if not isinstance(argument, bytes):
+                if type(argument) is not bytes:
                     raise ProtocolError(f"expected '$', got '{_kind(argument)}'")
-                if len(argument) > self._max_request:
+                if long_possible and len(argument) > self._max_request:
                     raise ProtocolError("invalid bulk length")
             if request:
                 commands.append(request)
