@@ -10,6 +10,7 @@ the event loop does the commit's I/O itself (microseconds, milliseconds at a che
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -18,7 +19,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 from .._async.store import AsyncStore
 from .._sync.store import Store
 from ..job import Encoding, Job, JobState, Stats
-from .base import NodeInfo, PauseMode, QueueInfo, WouldBlock, refuse_store_powers
+from .base import NodeInfo, PauseMode, QueueInfo, WouldBlock
 
 T = TypeVar("T")
 
@@ -68,8 +69,9 @@ class SyncStoreAdapter(AsyncStore):
         replicate: int = 0,
     ) -> None:
         """See :meth:`AsyncStore.add`."""
-        refuse_store_powers(self.url.partition(":")[0], connection, replicate)
-        await self._call(self.inner.add, jobs, max_len)
+        # The inner store decides: it joins the transaction or waits for replicas, or refuses.
+        add = functools.partial(self.inner.add, connection=connection, replicate=replicate)
+        await self._call(add, jobs, max_len)
 
     async def claim(self, queues: Sequence[str], count: int) -> list[Job]:
         """See :meth:`AsyncStore.claim`."""
@@ -84,8 +86,8 @@ class SyncStoreAdapter(AsyncStore):
         connection: object = None,
     ) -> int:
         """See :meth:`AsyncStore.ack`."""
-        refuse_store_powers(self.url.partition(":")[0], connection, 0)
-        return await self._call(self.inner.ack, job_ids, raw_result, result_encoding)
+        ack = functools.partial(self.inner.ack, connection=connection)
+        return await self._call(ack, job_ids, raw_result, result_encoding)
 
     async def nack(self, job_ids: Sequence[str]) -> int:
         """See :meth:`AsyncStore.nack`."""
