@@ -18,8 +18,10 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -416,19 +418,24 @@ def stats(watch: bool, interval: float, url: str | None) -> None:
         if not watch:
             console.print(stats_table(client.stats(), client.store.clock.now()))
             return
+        # Ctrl-C sets a flag rather than raising: a KeyboardInterrupt raised inside a store
+        # call (holding its lock, mid-statement) could leave the close that follows stuck.
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
         try:
             if not console.is_terminal:  # a pipe or a file: one table after the other
-                while True:
+                while not stop.is_set():
                     console.print(stats_table(client.stats(), client.store.clock.now()))
                     console.file.flush()
-                    time.sleep(interval)
+                    stop.wait(interval)
+                return
             with Live(console=console, auto_refresh=False) as live:
-                while True:
+                while not stop.is_set():
                     table = stats_table(client.stats(), client.store.clock.now())
                     live.update(table, refresh=True)
-                    time.sleep(interval)
-        except KeyboardInterrupt:
-            return
+                    stop.wait(interval)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 @main.group(invoke_without_command=True)
