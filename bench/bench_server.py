@@ -17,7 +17,11 @@ are lower than redis-benchmark's, compare them with the Redis cycle, not with LP
 
 SQLite's durable rate comes from group commit: the server gathers the ADDJOBs of every
 connection that arrive while a commit runs into the next ``store.add`` batch (one
-transaction, one fsync), see ``disquette.server.commands.Server.add_jobs``.
+transaction, one fsync), see ``disquette.server.commands.Server.add_jobs``; GETJOB NOHANG
+and ACKJOB are gathered the same way (``commands.Gathered``: one claim and one ack
+statement per loop iteration for all connections).
+
+``--stores memory,sqlite`` runs a subset of the stores.
 Figures are indicative: the machine is shared.
 """
 
@@ -224,6 +228,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--cycles", type=int, default=50_000)
+    parser.add_argument(
+        "--stores", default="memory,sqlite,sqlite-full", help="comma-separated, of the default"
+    )
     args = parser.parse_args()
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
         print("needs redis-benchmark and redis-server (apt-get install redis-tools redis-server)")
@@ -267,6 +274,8 @@ def main() -> int:
             "sqlite-full": f"sqlite:///{tmp}/bench-full.db?synchronous=full",
         }
         for name, url in stores.items():
+            if name not in args.stores.split(","):
+                continue
             port = free_port()
             server = subprocess.Popen(
                 [

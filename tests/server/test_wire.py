@@ -18,7 +18,6 @@ KNOWN_DIFFERENCES = {
     "HELLO": "we give the node's real address; a lone Disque node sends an empty ip",
     "QSTAT probe-QQQQQQQQQQQQQ": "jobs-in counts this node's ADDJOBs, not NACK/ENQUEUE requeues",
     "JSCAN COUNT 1000 QUEUE probe-QQQQQQQQQQQQQ REPLY id": "enqueue order, not hash order",
-    "INFO queues": "a blocking GETJOB does not create an empty queue",
 }
 
 

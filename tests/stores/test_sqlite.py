@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from disquette import JobState, connect
+from disquette import JobState, ManualClock, connect
 from disquette.errors import ClientClosed, InvalidURL, StoreUnavailable
 from disquette.stores.sqlite import QUERIES
 
@@ -167,3 +167,26 @@ def test_default_url_is_disquette_db_in_the_working_directory(
     with connect() as jobs:
         jobs.add("x", "q")
     assert (tmp_path / "env.db").exists()
+
+
+def test_a_read_does_not_starve_behind_writers(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    clock = ManualClock()
+    with connect(f"sqlite:///{path}?busy_timeout=2", clock=clock) as jobs:
+        jobs.retry_after(1).add(b"x", "q")
+        leased = jobs.timeout(0).get("q")
+        clock.advance(2)  # the lease ran out: the next write requeues the job
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+        try:
+            # Reads answer from the last committed state instead of failing after the
+            # 2 s busy timeout; a write still waits for the lock, and says so.
+            assert jobs.qlen("q") == 0
+            assert jobs.show(leased).state is JobState.ACTIVE
+            assert jobs.stats().by_queue()["q"].active == 1
+            with pytest.raises(StoreUnavailable, match="locked"):
+                jobs.timeout(0).get("q")
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert jobs.qlen("q") == 1  # once the lock is free, the read applies the change

@@ -280,7 +280,7 @@ class AsyncClient:
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        return await self.store.ack(ids, None, Encoding.BYTES, connection=connection)
+        return len(await self.store.ack(ids, None, Encoding.BYTES, connection=connection))
 
     async def nack(self, job: JobRef) -> None:
         """Give a leased job back: it is delivered again at once, ``nacks`` + 1.

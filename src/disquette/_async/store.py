@@ -28,6 +28,9 @@ class AsyncStore(abc.ABC):
     poll_interval: float = 0.05
     #: The highest ``replicate`` this store could honour (informational: ``add`` checks).
     max_replicas: int = 0
+    #: False when calls never wait on I/O (the memory store): they can run inline on an
+    #: event loop, and gathering several callers' calls into one saves nothing.
+    blocking: bool = True
 
     @abc.abstractmethod
     async def add(
@@ -67,8 +70,12 @@ class AsyncStore(abc.ABC):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
-        """Mark jobs done (keeping the result for their ``result_ttl``); return how many.
+    ) -> list[str]:
+        """Mark jobs done (keeping the result for their ``result_ttl``); return the ids of
+        those that became done (unknown and already done ids are left out), in any order.
+
+        Per-id results let a caller that acks for several requesters at once (the server's
+        group commit) tell each requester its own outcome.
 
         With ``connection``, inside the caller's transaction (as for :meth:`add`).
         """

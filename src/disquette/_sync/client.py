@@ -281,7 +281,7 @@ class Client:
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        return self.store.ack(ids, None, Encoding.BYTES, connection=connection)
+        return len(self.store.ack(ids, None, Encoding.BYTES, connection=connection))
 
     def nack(self, job: JobRef) -> None:
         """Give a leased job back: it is delivered again at once, ``nacks`` + 1.

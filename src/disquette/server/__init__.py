@@ -22,12 +22,18 @@ Where our semantics differ from Disque's, the reply keeps Disque's shape:
 - ACKJOB: the job becomes done and stays in the store for ``result_ttl`` (so that Python's
   ``wait()`` sees it); SHOW answers ``$-1`` for a done job at once, so goware-style
   ``Wait`` (poll SHOW until null) works, and a second ACKJOB answers ``:0``.
-- GETJOB: queues are served leftmost first (``COUNT`` is filled from the first queue
-  before the next), not one job per queue per pass; a blocked GETJOB may get several jobs.
+- GETJOB orders jobs as Disque does (passes over the queues left to right, one job per
+  listed queue per pass) and a blocked GETJOB gets the one job that woke it. GETJOB NOHANG
+  and ACKJOB of every connection are gathered into one store call per loop iteration (one
+  SQLite commit for many clients), as plain ADDJOBs are.
 - Queue names: any UTF-8 text without control characters, 1 to 200 bytes. ADDJOB and
   PAUSE refuse other names with ``-ERR invalid queue name``; read commands treat them as
   empty queues.
-- QSTAT: ``age``, ``idle``, ``import-*`` are 0; ``jobs-in``/``jobs-out`` count this node's.
+- QSTAT: ``age``, ``idle``, ``jobs-in`` and ``jobs-out`` are this node's view, as in
+  Disque (a queue only another node used is "known since this node started");
+  ``jobs-in`` counts ADDJOBs, not NACK/ENQUEUE requeues. ``import-*`` are 0 and empty:
+  nodes share one store, so no job ever moves between them. A queue this node used stays
+  visible to QSTAT and INFO for 300 s, empty or not, like Disque's queue objects.
   QSCAN returns every queue in one page; JSCAN pages through the store in enqueue order.
   HELLO gives every node's real address (a lone Disque node sends an empty ip).
 - NACK requeues a delivered at-most-once job too (Disque answers 0).
@@ -66,7 +72,9 @@ from .commands import (
     CommandError,
     Pending,
     Server,
+    ackjob,
     check_arity,
+    getjob_nohang,
     refusal,
 )
 from .eager import start
@@ -87,6 +95,27 @@ _ADDJOB: Final = b"addjob"
 #: Plain ADDJOBs of one read added in one store call at most.
 _MAX_GROUP: Final = 1024
 _QUIT: Final = b"quit"
+_GETJOB: Final = b"getjob"
+_ACKJOB: Final = b"ackjob"
+_NOHANG: Final = b"nohang"
+_FROM: Final = b"from"
+
+
+def _gathered_kind(name: bytes, request: list[bytes]) -> bytes | None:
+    """Requests the server gathers from all connections into one store call (see
+    ``commands.Gathered``): ACKJOBs, and GETJOB NOHANGs, which never block. Like plain
+    ADDJOBs, a run of them on one connection is in flight together (a pipeline of them
+    costs one store call, not one each); a request of another kind waits for them."""
+    if name == _ACKJOB:
+        return _ACKJOB
+    if name == _GETJOB:
+        for arg in request[1:]:
+            lowered = arg.lower()
+            if lowered == _NOHANG:
+                return _GETJOB
+            if lowered == _FROM:
+                return None
+    return None
 
 
 class UnsafeBind(Exception):
@@ -129,6 +158,8 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         #: The command running as a task: nothing else runs until it is done.
         self._task: asyncio.Task[bytes] | None = None
+        #: The gathered kind of the last request run (see ``_gathered_kind``).
+        self._last_kind: bytes | None = None
         #: A command parsed and ready, waiting for the replies before it to settle.
         self._deferred: Coroutine[Any, Any, bytes] | None = None
         #: The batch the session waits for before it goes on.
@@ -230,6 +261,12 @@ class Session(asyncio.Protocol):
                 return
             request = pending[0]
             name = None if isinstance(request, ProtocolError) else request[0].lower()
+            kind = None if name is None else _gathered_kind(name, cast(list[bytes], request))
+            if kind is not self._last_kind:
+                self._end_group()
+                if not self._settled():
+                    return  # another kind is in flight; _batch_done pumps again
+                self._last_kind = kind
             if name is None or name == _QUIT:
                 self._end_group()
                 if not self._settled():
@@ -243,12 +280,12 @@ class Session(asyncio.Protocol):
             if not self._reading and len(pending) < _MAX_PENDING // 2:
                 self._transport.resume_reading()
                 self._reading = True
-            reply = self._dispatch(name, cast(list[bytes], request))
+            reply = self._dispatch(name, cast(list[bytes], request), kind)
             if type(reply) is Job:
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
                     self._end_group()
-            elif type(reply) is bytes:
+            elif type(reply) is bytes or type(reply) is Pending:
                 self._end_group()
                 replies.append(reply)
             else:
@@ -296,12 +333,12 @@ class Session(asyncio.Protocol):
             self._write_ready()
 
     def _dispatch(
-        self, name: bytes, request: list[bytes]
-    ) -> bytes | Job | Coroutine[Any, Any, bytes]:
+        self, name: bytes, request: list[bytes], kind: bytes | None
+    ) -> bytes | Job | Pending | Coroutine[Any, Any, bytes]:
         """Look the command up and check it as Disque does: unknown, arity, then auth.
 
         The reply for a command refused at once; the job of a plain ADDJOB (added with
-        its neighbours); else the command, to run.
+        its neighbours); the pending reply of a gathered request; else the command, to run.
         """
         self.server.commands_processed += 1
         command = TABLE.get(name)
@@ -324,6 +361,10 @@ class Session(asyncio.Protocol):
             if max_len is None and copies == 0:
                 return job
             return self.server.add_one(job, max_len, copies)
+        if kind is _GETJOB:
+            return getjob_nohang(self.server, request)
+        if kind is _ACKJOB:
+            return ackjob(self.server, request)
         return command.handler(self, request)
 
     def _write_ready(self) -> None:

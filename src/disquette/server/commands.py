@@ -14,9 +14,9 @@ import resource
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from .._async.client import AsyncClient
 from .._async.store import AsyncStore
@@ -44,6 +44,8 @@ MAX_RETRY_DEFAULT: Final = 300
 _DEFAULT_RETRY: Final = float(max(1, min(DEFAULT_TTL // 10, MAX_RETRY_DEFAULT)))
 #: How long a done job stays visible to ``wait()`` of Python clients (SHOW says ``$-1``).
 DEFAULT_RESULT_TTL: Final = 3600.0
+#: How long Disque keeps an empty queue object nobody uses (a blocked GETJOB creates one).
+QUEUE_IDLE_GC: Final = 300.0
 #: JSCAN's default page, as Disque's COUNT default.
 SCAN_COUNT: Final = 100
 #: Ids per JSCAN/QPEEK call we fetch at most.
@@ -58,6 +60,8 @@ DISQUE_STATES: Final[dict[str, frozenset[JobState]]] = {
     "acked": frozenset({JobState.DONE}),
 }
 _PENDING_STATES: Final = frozenset(JobState) - {JobState.DONE}
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -143,6 +147,91 @@ class Pending:
             self.then()
 
 
+class Gathered(Generic[R]):
+    """Requests of one kind from every connection, run together once per loop iteration.
+
+    A SQLite commit or a database round trip costs far more than the Python around it, so
+    the GETJOBs (or ACKJOBs) that arrive while one store call runs share the next call:
+    one transaction, one commit, for many clients. ``run`` settles each request's future
+    and never raises.
+    """
+
+    def __init__(self, run: Callable[[list[R]], Awaitable[None]], *, gather: bool) -> None:
+        self._run = run
+        #: False: each request runs at once (the store's calls cost no I/O to share).
+        self._gather = gather
+        self._queue: list[R] = []
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    def push(self, request: R) -> None:
+        """Run ``request`` with the next batch."""
+        if not self._gather and not self._running:
+            self._running = True
+            self._queue.append(request)
+            self._start()
+            return
+        self._queue.append(request)
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        task = start(self._drain())
+        if task is not None:
+            self._task = task  # a reference: the loop keeps tasks weakly
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._run(batch)
+        finally:
+            self._running = False
+            self._task = None
+
+
+#: Where a gathered request's outcome goes (its result, or the store's error); it answers
+#: whether anybody took it (a blocked GETJOB whose client left takes no jobs).
+Then = Callable[[T | Exception], bool]
+#: A GETJOB's share of a batched claim: its queues, its COUNT, where its jobs go.
+ClaimRequest = tuple[tuple[str, ...], int, Then[list[Job]]]
+#: An ACKJOB's share of a batched ack: its ids, where its count goes.
+AckRequest = tuple[list[str], Then[int]]
+
+
+def _to_future(future: asyncio.Future[T]) -> Then[T]:
+    def then(outcome: T | Exception) -> bool:
+        if future.done():  # cancelled: the client is gone
+            return False
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+        return True
+
+    return then
+
+
+def _to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:
+    def then(outcome: T | Exception) -> bool:
+        pending.settle(refusal(outcome) if isinstance(outcome, Exception) else reply(outcome))
+        return True
+
+    return then
+
+
+async def settled(reply: bytes | Pending) -> bytes:
+    """A reply that may still be pending, once known."""
+    if isinstance(reply, bytes):
+        return reply
+    if reply.reply is None:
+        known = asyncio.get_running_loop().create_future()
+        reply.then = lambda: None if known.done() else known.set_result(None)
+        await known
+    return reply.reply or b""
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """One entry of the table: Disque's name and arity (negative: at least)."""
@@ -191,6 +280,11 @@ class Server:
         self._flushing = False
         self._flush_task: asyncio.Task[None] | None = None
         self._max_batch = max_batch
+        gather = self.store.blocking
+        self._claims = Gathered[ClaimRequest](self._run_claims, gather=gather)
+        self._acks = Gathered[AckRequest](self._run_acks, gather=gather)
+        #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
+        self.queue_times: dict[str, list[float]] = {}
         self.on_shutdown: Callable[[], None] = lambda: None
 
     # -- ADDJOB and its group commit -------------------------------------------------------
@@ -303,7 +397,9 @@ class Server:
                             b"".join([await self._add_one(job, None, 0) for job in group_jobs])
                         )
                     continue
-                self.jobs_in.update([job.queue for job in jobs])
+                arrived = Counter([job.queue for job in jobs])
+                self.jobs_in.update(arrived)
+                self.touch(arrived)
                 for group_jobs, pending in groups:
                     pending.settle(_added(group_jobs))
         finally:
@@ -320,7 +416,110 @@ class Server:
         except Exception as exc:
             return refusal(exc)
         self.jobs_in[job.queue] += 1
+        self.touch([job.queue])
         return b"+" + job.id.encode() + b"\r\n"
+
+    # -- GETJOB and ACKJOB group commit ---------------------------------------------------
+
+    def touch(self, queues: Iterable[str]) -> None:
+        """Note that these queues were used now (QSTAT's ``age`` and ``idle``)."""
+        now = time.time()
+        times = self.queue_times
+        for queue in queues:
+            seen = times.get(queue)
+            if seen is None:
+                times[queue] = [now, now]
+            else:
+                seen[1] = now
+
+    def recent_queues(self) -> set[str]:
+        """Queues this node used in the last :data:`QUEUE_IDLE_GC` seconds, empty or not
+        (Disque's queue objects: a blocked GETJOB creates its queues)."""
+        since = time.time() - QUEUE_IDLE_GC
+        return {queue for queue, (_, used) in self.queue_times.items() if used >= since}
+
+    def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
+        """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
+        self._claims.push((tuple(queues), count, then))
+
+    def claim(self, queues: Sequence[str], count: int) -> asyncio.Future[list[Job]]:
+        """:meth:`claim_then`, as a future."""
+        future: asyncio.Future[list[Job]] = asyncio.get_running_loop().create_future()
+        self.claim_then(queues, count, _to_future(future))
+        return future
+
+    def ack_then(self, job_ids: list[str], then: Then[int]) -> None:
+        """Ack jobs with the next batched ack; ``then`` gets how many became done."""
+        self._acks.push((job_ids, then))
+
+    async def _run_claims(self, requests: list[ClaimRequest]) -> None:
+        # GETJOBs on the same queues share one claim, its jobs dealt out in request order.
+        groups: dict[tuple[str, ...], list[ClaimRequest]] = {}
+        for request in requests:
+            groups.setdefault(request[0], []).append(request)
+        for queues, group in groups.items():
+            total = min(MAX_PAGE, sum(count for _, count, _ in group))
+            try:
+                jobs = await self.claim_in_order(queues, total)
+            except Exception as exc:
+                for *_, then in group:
+                    then(exc)
+                continue
+            at = 0
+            for _, count, then in group:
+                if then(jobs[at : at + count]):
+                    at += count
+            if at < len(jobs):  # their clients left: back to the queue at once
+                await self.store.nack([job.id for job in jobs[at:]])
+
+    async def claim_in_order(self, queues: Sequence[str], count: int) -> list[Job]:
+        """Lease up to ``count`` jobs as Disque's GETJOB orders them: the queues are scanned
+        left to right, taking at most one job per queue per pass (a queue listed twice
+        serves twice per pass), until ``count`` jobs or no queue has more.
+
+        The store's claim drains its queues in turn, so with several queues and a COUNT
+        the passes are planned from the queue lengths, then each queue is claimed once.
+        """
+        if len(queues) == 1 or count == 1:
+            return await self.store.claim(queues, count)
+        taken: dict[str, list[Job]] = {queue: [] for queue in queues}
+        wanted = count
+        while wanted:
+            ready = {queue: await self.store.qlen(queue) for queue in taken}
+            plan: Counter[str] = Counter()
+            for queue in _passes(queues, ready, wanted):
+                plan[queue] += 1
+            got = 0
+            for queue, share in plan.items():
+                jobs = await self.store.claim([queue], share)
+                taken[queue].extend(jobs)
+                got += len(jobs)
+            if not got:
+                break
+            wanted -= got
+        held = {queue: len(jobs) for queue, jobs in taken.items()}
+        dealt: Counter[str] = Counter()
+        ordered = []
+        for queue in _passes(queues, held, count):
+            ordered.append(taken[queue][dealt[queue]])
+            dealt[queue] += 1
+        return ordered
+
+    async def _run_acks(self, requests: list[AckRequest]) -> None:
+        ids = [job_id for job_ids, _ in requests for job_id in job_ids]
+        try:
+            done = Counter(await self.store.ack(ids, None, Encoding.BYTES))
+        except Exception as exc:
+            for _, then in requests:
+                then(exc)
+            return
+        for job_ids, then in requests:
+            acked = 0
+            for job_id in job_ids:  # an id acked twice in one batch counts for the first
+                if done[job_id] > 0:
+                    done[job_id] -= 1
+                    acked += 1
+            then(acked)
 
     def parse_addjob(self, args: list[bytes]) -> tuple[Job, int | None, int]:
         """ADDJOB's job, its MAXLEN and the extra copies it asks for, parsed as Disque does;
@@ -457,6 +656,22 @@ class Server:
         )
 
 
+def _passes(queues: Sequence[str], available: dict[str, int], limit: int) -> list[str]:
+    """The queue each job comes from, in GETJOB's order: passes over ``queues`` left to
+    right, one job per listed queue per pass while it has ``available`` jobs left."""
+    left = dict(available)
+    order: list[str] = []
+    while len(order) < limit:
+        before = len(order)
+        for queue in queues:
+            if len(order) < limit and left[queue] > 0:
+                left[queue] -= 1
+                order.append(queue)
+        if len(order) == before:
+            break
+    return order
+
+
 def _added(jobs: list[Job]) -> bytes:
     """ADDJOB's replies for added jobs, concatenated (ids are ASCII)."""
     return "".join(["+" + job.id + "\r\n" for job in jobs]).encode()
@@ -470,10 +685,21 @@ async def cmd_addjob(session: Session, args: list[bytes]) -> bytes:
     return await session.server.addjob(args)
 
 
-async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
-    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..."""
-    server = session.server
-    nohang, timeout, count, counters = False, 0, 1, False
+@dataclass(slots=True)
+class GetJob:
+    """A parsed GETJOB."""
+
+    queues: list[str]
+    count: int = 1
+    nohang: bool = False
+    timeout_ms: int = 0
+    counters: bool = False
+
+
+def parse_getjob(args: list[bytes]) -> GetJob:
+    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..., as Disque
+    parses it (invalid queue names are left out); raises :class:`CommandError`."""
+    request = GetJob([])
     j = 1
     while True:
         if j >= len(args):
@@ -482,17 +708,17 @@ async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
         if option == b"from":
             break
         if option == b"nohang":
-            nohang = True
+            request.nohang = True
         elif option == b"withcounters":
-            counters = True
+            request.counters = True
         elif option in (b"timeout", b"count") and j + 1 < len(args):
             if option == b"timeout":
-                timeout = _timeout_ms(args[j + 1])
+                request.timeout_ms = _timeout_ms(args[j + 1])
             else:
                 value = _int(args[j + 1])
                 if value is None or value <= 0:
                     raise CommandError(b"-ERR COUNT must be a number greater than zero\r\n")
-                count = value
+                request.count = min(value, MAX_PAGE)
             j += 1
         else:
             raise CommandError(SYNTAX_ERROR)
@@ -500,26 +726,15 @@ async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
     raw_queues = args[j + 1 :]
     if not raw_queues:
         raise CommandError(SYNTAX_ERROR)
-    queues = [name for name in map(_queue, raw_queues) if name is not None]
-    count = min(count, MAX_PAGE)
-    jobs = await server.store.claim(queues, count) if queues else []
-    if not jobs and not nohang and queues:
-        client = server.client.timeout(None if timeout == 0 else timeout / 1000)
-        server.blocked += 1
-        for queue in queues:
-            server.blocked_on[queue] += 1
-        try:
-            # A task of its own: the command may have been started eagerly (no current
-            # task), and the wait may need one.
-            jobs = await asyncio.ensure_future(client.get_many(*queues, count=count))
-        finally:
-            server.blocked -= 1
-            for queue in queues:
-                server.blocked_on[queue] -= 1
-                if not server.blocked_on[queue]:
-                    del server.blocked_on[queue]
+    request.queues = [name for name in map(_queue, raw_queues) if name is not None]
+    return request
+
+
+def getjob_reply(server: Server, jobs: list[Job], counters: bool) -> bytes:
+    """GETJOB's reply for the jobs it leased (counted as delivered)."""
     if not jobs:
         return NULL_ARRAY
+    server.touch({job.queue for job in jobs})
     items = []
     for job in jobs:
         server.jobs_out[job.queue] += 1
@@ -535,12 +750,70 @@ async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
     return protocol.array(items)
 
 
-async def cmd_ackjob(session: Session, args: list[bytes]) -> bytes:
-    """ACKJOB id ...: the jobs become done (SHOW then says ``$-1``)."""
-    ids = _ids(args[1:])
+def getjob_nohang(server: Server, args: list[bytes]) -> bytes | Pending:
+    """GETJOB NOHANG, gathered with the other connections' claims: its reply, or the
+    :class:`Pending` that gets it (see ``Session``: no task per request)."""
+    try:
+        request = parse_getjob(args)
+    except CommandError as exc:
+        return exc.reply
+    if not request.queues:
+        return NULL_ARRAY
+    pending = Pending()
+    counters = request.counters
+
+    def reply(jobs: list[Job]) -> bytes:
+        return getjob_reply(server, jobs, counters)
+
+    server.claim_then(request.queues, request.count, _to_pending(pending, reply))
+    return pending
+
+
+def ackjob(server: Server, args: list[bytes]) -> bytes | Pending:
+    """ACKJOB, gathered with the other connections' ACKJOBs: its reply, or the
+    :class:`Pending` that gets it."""
+    try:
+        ids = _ids(args[1:])
+    except CommandError as exc:
+        return exc.reply
     if not ids:
         return ZERO
-    return protocol.integer(await session.server.store.ack(ids, None, Encoding.BYTES))
+    pending = Pending()
+    server.ack_then(ids, _to_pending(pending, protocol.integer))
+    return pending
+
+
+async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
+    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..."""
+    server = session.server
+    request = parse_getjob(args)
+    queues = request.queues
+    if not request.nohang:
+        server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
+    jobs = await server.claim(queues, request.count) if queues else []
+    if not jobs and not request.nohang and queues:
+        timeout = request.timeout_ms
+        client = server.client.timeout(None if timeout == 0 else timeout / 1000)
+        server.blocked += 1
+        for queue in queues:
+            server.blocked_on[queue] += 1
+        try:
+            # A task of its own: the command may have been started eagerly (no current
+            # task), and the wait may need one. Disque hands a blocked client the one job
+            # that woke it, whatever its COUNT.
+            jobs = await asyncio.ensure_future(client.get_many(*queues, count=1))
+        finally:
+            server.blocked -= 1
+            for queue in queues:
+                server.blocked_on[queue] -= 1
+                if not server.blocked_on[queue]:
+                    del server.blocked_on[queue]
+    return getjob_reply(server, jobs, request.counters)
+
+
+async def cmd_ackjob(session: Session, args: list[bytes]) -> bytes:
+    """ACKJOB id ...: the jobs become done (SHOW then says ``$-1``)."""
+    return await settled(ackjob(session.server, args))
 
 
 async def cmd_fastack(session: Session, args: list[bytes]) -> bytes:
@@ -639,10 +912,15 @@ async def cmd_qstat(session: Session, args: list[bytes]) -> bytes:
     queue = _queue(args[1])
     known = {info.name: info for info in await server.store.queues()} if queue else {}
     info = known.get(queue or "")
-    if queue is None or (info is None and not server.blocked_on[queue]):
+    if queue is None or (
+        info is None and not server.blocked_on[queue] and queue not in server.recent_queues()
+    ):
         return NULL_ARRAY
     length = info.queued if info is not None else 0
     pause = info.pause if info is not None else "none"
+    now = time.time()
+    # A queue this node never used (another node of the pool did): known since our start.
+    created, used = server.queue_times.get(queue, (server.started, server.started))
     return protocol.array(
         [
             b"$4\r\nname\r\n",
@@ -650,9 +928,9 @@ async def cmd_qstat(session: Session, args: list[bytes]) -> bytes:
             b"$3\r\nlen\r\n",
             protocol.integer(length),
             b"$3\r\nage\r\n",
-            ZERO,
+            protocol.integer(int(now - created)),
             b"$4\r\nidle\r\n",
-            ZERO,
+            protocol.integer(int(now - used)),
             b"$7\r\nblocked\r\n",
             protocol.integer(server.blocked_on[queue]),
             b"$11\r\nimport-from\r\n",
@@ -855,6 +1133,7 @@ async def cmd_debug(session: Session, args: list[bytes]) -> bytes:
         await session.server.store.flush()
         session.server.jobs_in.clear()
         session.server.jobs_out.clear()
+        session.server.queue_times.clear()
         return OK
     if args[1].lower() == b"sleep" and len(args) == 3:
         await asyncio.sleep(float(args[2]))
@@ -985,7 +1264,8 @@ def queues_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
     """The Queues section."""
 
     async def lines() -> list[str]:
-        return [f"registered_queues:{len(await server.store.queues())}"]
+        known = {info.name for info in await server.store.queues()}
+        return [f"registered_queues:{len(known | server.recent_queues())}"]
 
     return lines
 

@@ -46,7 +46,8 @@ class SyncStoreAdapter(AsyncStore):
         self._executor: ThreadPoolExecutor | None = None
         self._fails_fast = store if isinstance(store, FailsFast) else None
         # Unless a store says it never blocks (memory), its calls may wait on I/O.
-        if getattr(store, "blocking", True):
+        self.blocking = store.blocking
+        if store.blocking:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="disquette-store")
 
     async def _call(self, function: Callable[..., T], *args: object) -> T:
@@ -84,7 +85,7 @@ class SyncStoreAdapter(AsyncStore):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
+    ) -> list[str]:
         """See :meth:`AsyncStore.ack`."""
         ack = functools.partial(self.inner.ack, connection=connection)
         return await self._call(ack, job_ids, raw_result, result_encoding)

@@ -186,10 +186,10 @@ class MemoryStore(Store):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
+    ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("memory", connection, 0)
-        done = 0
+        done: list[str] = []
         with self._lock:
             now = self.clock.now()
             self._tick(now)
@@ -197,7 +197,7 @@ class MemoryStore(Store):
                 job = self._jobs.get(job_id)
                 if job is None or job.state is JobState.DONE:
                     continue
-                done += 1
+                done.append(job_id)
                 if job.result_ttl <= 0:
                     self._remove(job)
                     continue

@@ -60,6 +60,8 @@ _SCHEMA_VERSION: Final = 2
 #: The named blocks that bring a file from the version before to each version.
 _MIGRATIONS: Final = {1: "schema", 2: "migrate_2"}
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+#: How long a read waits for the write lock to apply due changes before reading as is.
+_READER_WAIT_MS: Final = 1000
 Synchronous = Literal["normal", "full"]
 
 
@@ -225,13 +227,40 @@ class SqliteStore(Store):
         self._idle.clear()
         return int(requeued)
 
-    def _refresh(self) -> float:
-        """Before a read: apply time-driven changes if any are due (a read when none are)."""
+    def _refresh(self, *, reading: bool = False) -> float:
+        """Before a call: apply time-driven changes if any are due (a read when none are).
+
+        ``reading``: the call only reads. If other connections keep the write lock busy
+        for over a second, it reads the last committed state instead: SQLite's busy wait
+        is not fair, and a reader could starve behind a stream of writers (who apply the
+        due changes themselves on their next claim).
+        """
         now = self.clock.now()
         with self._connection() as conn:
             if conn.execute(QUERIES["due"], {"now": now}).fetchone()[0]:
-                self._apply_due(conn, now)
+                if not reading or self._fail_fast:
+                    self._apply_due(conn, now)
+                    return now
+                conn.execute(f"PRAGMA busy_timeout = {_READER_WAIT_MS}")
+                try:
+                    self._apply_due(conn, now)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode not in _BUSY_CODES:
+                        raise
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         return now
+
+    def _write_returning(self, sql: str, params: Any) -> list[Any]:
+        """One ``... RETURNING`` statement in its own transaction: its rows.
+
+        Fetched under the lock: the statement (and its write transaction) only ends once
+        every row is read, and no other thread may use the connection meanwhile.
+        """
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+            self._idle.clear()
+            return rows
 
     def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
         """One statement in its own (autocommit) transaction."""
@@ -327,7 +356,7 @@ class SqliteStore(Store):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
+    ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("sqlite", connection, 0)
         now = self.clock.now()
@@ -336,13 +365,13 @@ class SqliteStore(Store):
             for job_id in job_ids
         ]
         if len(params) == 1:
-            done = self._write(QUERIES["ack"], params[0]).rowcount
+            done = [row[0] for row in self._write_returning(QUERIES["ack"], params[0])]
         elif raw_result is None:  # the batch case: one statement, no per-row round trips
             many = {"ids": json.dumps(list(job_ids)), "now": now}
-            done = self._write(QUERIES["ack_many"], many).rowcount
+            done = [row[0] for row in self._write_returning(QUERIES["ack_many"], many)]
         else:
             with self._transaction() as conn:
-                done = conn.executemany(QUERIES["ack"], params).rowcount
+                done = [row[0] for one in params for row in conn.execute(QUERIES["ack"], one)]
         if done:
             self._announce([DONE_CHANNEL])
         return done
@@ -351,7 +380,7 @@ class SqliteStore(Store):
         """Requeue active jobs; see :meth:`Store.nack`."""
         queues: list[str] = []
         if len(job_ids) == 1:
-            queues.extend(row[0] for row in self._write(QUERIES["nack"], (job_ids[0],)))
+            queues.extend(row[0] for row in self._write_returning(QUERIES["nack"], (job_ids[0],)))
         else:
             with self._transaction() as conn:
                 for job_id in job_ids:
@@ -363,7 +392,8 @@ class SqliteStore(Store):
         """Record an error; see :meth:`Store.fail`."""
         now = self.clock.now()
         params = {"id": job_id, "error": error, "retry_at": retry_at, "now": now}
-        row = self._write(QUERIES["fail"], params).fetchone()
+        rows = self._write_returning(QUERIES["fail"], params)
+        row = rows[0] if rows else None
         if row is None:
             return False
         queue, state = row
@@ -388,7 +418,7 @@ class SqliteStore(Store):
 
     def show(self, job_id: str) -> Job | None:
         """Return the job; see :meth:`Store.show`."""
-        self._refresh()
+        self._refresh(reading=True)
         with self._connection() as conn:
             row = conn.execute(QUERIES["show"], (job_id,)).fetchone()
         return None if row is None else _row_to_job(row)
@@ -404,19 +434,19 @@ class SqliteStore(Store):
 
     def qlen(self, queue: str) -> int:
         """Count ready jobs; see :meth:`Store.qlen`."""
-        self._refresh()
+        self._refresh(reading=True)
         with self._connection() as conn:
             return int(conn.execute(QUERIES["qlen"], (queue,)).fetchone()[0])
 
     def peek(self, queue: str, count: int) -> list[Job]:
         """The next ready jobs; see :meth:`Store.peek`."""
-        self._refresh()
+        self._refresh(reading=True)
         with self._connection() as conn:
             return [_row_to_job(row) for row in conn.execute(QUERIES["peek"], (queue, count))]
 
     def failed(self, queue: str | None, limit: int) -> list[Job]:
         """Failed jobs; see :meth:`Store.failed`."""
-        self._refresh()
+        self._refresh(reading=True)
         with self._connection() as conn:
             if queue is None:
                 rows = conn.execute(QUERIES["failed_all"], (limit,))
@@ -499,7 +529,7 @@ class SqliteStore(Store):
 
     def queues(self) -> list[QueueInfo]:
         """Queues with jobs or a pause mode; see :meth:`Store.queues`."""
-        self._refresh()
+        self._refresh(reading=True)
         with self._connection() as conn:
             queued = {queue: int(n) for queue, n in conn.execute(QUERIES["queues"])}
             modes = dict(conn.execute(QUERIES["pause_modes"]).fetchall())
@@ -534,7 +564,7 @@ class SqliteStore(Store):
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""
-        self._refresh()
+        self._refresh(reading=True)
         with self._connection() as conn:
             grouped = conn.execute(QUERIES["stats"]).fetchall()
             paused = frozenset(row[0] for row in conn.execute(QUERIES["paused"]))

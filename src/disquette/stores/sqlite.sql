@@ -106,13 +106,15 @@ RETURNING {columns};
 UPDATE jobs
 SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now,
     lease_until = NULL, leased_at = NULL, expires_at = :now + result_ttl
-WHERE id = :id AND state != 3;
+WHERE id = :id AND state != 3
+RETURNING id;
 
 -- name: ack_many
 UPDATE jobs
 SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
     lease_until = NULL, leased_at = NULL, expires_at = :now + result_ttl
-WHERE id IN (SELECT value FROM json_each(:ids)) AND state != 3;
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state != 3
+RETURNING id;
 
 -- name: nack
 UPDATE jobs SET state = 1, nacks = nacks + 1, lease_until = NULL, leased_at = NULL

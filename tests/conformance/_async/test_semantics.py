@@ -22,7 +22,7 @@ from disquette.errors import (
     QueuePaused,
     Timeout,
 )
-from disquette.job import DEFAULT_MAX_BODY_BYTES
+from disquette.job import DEFAULT_MAX_BODY_BYTES, Encoding
 from disquette.stores.base import QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
@@ -436,6 +436,19 @@ async def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: M
         assert await jobs.pause_mode("q") == "none"
         with pytest.raises(InvalidOption):
             await jobs.set_pause("q", "sideways")  # type: ignore[arg-type]
+
+
+async def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock):
+    async with connect_async(store_url, clock=clock) as jobs:
+        first, second, third = [await jobs.add(n, "q") for n in range(3)]
+        await jobs.timeout(0).get_many("q", count=3)
+        await jobs.ack(third)
+        store = jobs.store
+        # An unknown id, an id twice and an already done id: only the first of each counts.
+        done = await store.ack([first, UNKNOWN_ID, second, first, third], None, Encoding.BYTES)
+        assert sorted(done) == sorted([first, second])
+        assert await store.ack([first, second], None, Encoding.BYTES) == []
+        assert await jobs.ack_many([first, second, third]) == 0
 
 
 async def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):

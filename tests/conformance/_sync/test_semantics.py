@@ -23,7 +23,7 @@ from disquette.errors import (
     QueuePaused,
     Timeout,
 )
-from disquette.job import DEFAULT_MAX_BODY_BYTES
+from disquette.job import DEFAULT_MAX_BODY_BYTES, Encoding
 from disquette.stores.base import QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
@@ -437,6 +437,19 @@ def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualC
         assert jobs.pause_mode("q") == "none"
         with pytest.raises(InvalidOption):
             jobs.set_pause("q", "sideways")  # type: ignore[arg-type]
+
+
+def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        first, second, third = [jobs.add(n, "q") for n in range(3)]
+        jobs.timeout(0).get_many("q", count=3)
+        jobs.ack(third)
+        store = jobs.store
+        # An unknown id, an id twice and an already done id: only the first of each counts.
+        done = store.ack([first, UNKNOWN_ID, second, first, third], None, Encoding.BYTES)
+        assert sorted(done) == sorted([first, second])
+        assert store.ack([first, second], None, Encoding.BYTES) == []
+        assert jobs.ack_many([first, second, third]) == 0
 
 
 def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):

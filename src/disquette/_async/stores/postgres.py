@@ -686,7 +686,7 @@ class AsyncPostgresStore(AsyncStore):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
+    ) -> list[str]:
         """Mark jobs done; see :meth:`AsyncStore.ack`.
 
         With ``connection``, inside the caller's transaction: the job is done exactly when
@@ -700,11 +700,10 @@ class AsyncPostgresStore(AsyncStore):
             "now": self.clock.now(),
         }
 
-        async def ack(conn: AsyncConnection[Any]) -> int:
+        async def ack(conn: AsyncConnection[Any]) -> list[str]:
             cursor = conn.cursor(row_factory=tuple_row)
             await cursor.execute(self._q["ack"], params)
-            row = await cursor.fetchone()
-            return int(row[0]) if row is not None else 0
+            return [row[0] for row in await cursor.fetchall()]
 
         if connection is not None:
             done = await self._on_caller_connection(connection, ack)
@@ -712,7 +711,7 @@ class AsyncPostgresStore(AsyncStore):
             done = await self._run(ack)
         if done:
             self.wakeups.notify([DONE_CHANNEL])
-            await self._churned(done)
+            await self._churned(len(done))
         return done
 
     async def nack(self, job_ids: Sequence[str]) -> int:

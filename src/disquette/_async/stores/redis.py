@@ -878,12 +878,13 @@ class AsyncRedisStore(AsyncStore):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
+    ) -> list[str]:
         """Mark jobs done; see :meth:`AsyncStore.ack`."""
         refuse_store_powers("redis", connection, 0)
         has_result = "" if raw_result is None else "1"
         args = [has_result, raw_result or b"", int(result_encoding)]
-        return sum(int(n) for n in await self._run_by_id("ack", job_ids, args))
+        results = await self._run_by_id("ack", job_ids, args)
+        return [job_id.decode() for done in results for job_id in done]
 
     async def nack(self, job_ids: Sequence[str]) -> int:
         """Requeue active jobs; see :meth:`AsyncStore.nack`."""

@@ -42,6 +42,8 @@ Where Disque's semantics differ from disquette's (the conformance suite marks ea
 - Time is the server's: TTL, DELAY and RETRY are whole seconds (rounded up) and run on the
   server's clock, not on the clock given to :func:`open_url`.
 - No priorities: jobs of a queue come out in creation order; ``priority`` is only carried.
+- A ``get_many`` over several queues takes one job per queue per pass (GETJOB's order),
+  not the leftmost queue's jobs first.
 - No results and no ``done`` state: ACKJOB deletes the job, so ``wait`` cannot see it
   (``JobNotFound``); the result given to ``ack`` is dropped.
 - No ``failed`` state and no error bookkeeping (a body cannot change): ``fail`` leaves the
@@ -631,11 +633,19 @@ class DisqueStore(Store):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
-        """ACKJOB: the server deletes the jobs (results are not kept, see the module)."""
+    ) -> list[str]:
+        """ACKJOB: the server deletes the jobs (results are not kept, see the module).
+
+        One ACKJOB per id, pipelined: ACKJOB answers a count, and the caller needs to know
+        which ids were acked.
+        """
         if connection is not None:
             raise InvalidOption("connection", connection, "the disque store has no transactions")
-        done = int(self._call("ACKJOB", *job_ids))
+        replies = self.pool.call(*[("ACKJOB", job_id) for job_id in job_ids])
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise self._error(reply)
+        done = [job_id for job_id, reply in zip(job_ids, replies, strict=True) if reply]
         if done:
             self.wakeups.notify([DONE_CHANNEL])
         return done

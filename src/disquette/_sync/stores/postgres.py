@@ -674,7 +674,7 @@ class PostgresStore(Store):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
+    ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`.
 
         With ``connection``, inside the caller's transaction: the job is done exactly when
@@ -688,11 +688,10 @@ class PostgresStore(Store):
             "now": self.clock.now(),
         }
 
-        def ack(conn: Connection[Any]) -> int:
+        def ack(conn: Connection[Any]) -> list[str]:
             cursor = conn.cursor(row_factory=tuple_row)
             cursor.execute(self._q["ack"], params)
-            row = cursor.fetchone()
-            return int(row[0]) if row is not None else 0
+            return [row[0] for row in cursor.fetchall()]
 
         if connection is not None:
             done = self._on_caller_connection(connection, ack)
@@ -700,7 +699,7 @@ class PostgresStore(Store):
             done = self._run(ack)
         if done:
             self.wakeups.notify([DONE_CHANNEL])
-            self._churned(done)
+            self._churned(len(done))
         return done
 
     def nack(self, job_ids: Sequence[str]) -> int:

@@ -868,12 +868,13 @@ class RedisStore(Store):
         result_encoding: Encoding,
         *,
         connection: object = None,
-    ) -> int:
+    ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("redis", connection, 0)
         has_result = "" if raw_result is None else "1"
         args = [has_result, raw_result or b"", int(result_encoding)]
-        return sum(int(n) for n in self._run_by_id("ack", job_ids, args))
+        results = self._run_by_id("ack", job_ids, args)
+        return [job_id.decode() for done in results for job_id in done]
 
     def nack(self, job_ids: Sequence[str]) -> int:
         """Requeue active jobs; see :meth:`Store.nack`."""

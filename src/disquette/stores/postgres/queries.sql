@@ -88,7 +88,7 @@ kept AS (
            error_count, last_error, %(result)s::bytea, %(encoding)s::int2, %(now)s::float8,
            seq
     FROM gone WHERE result_ttl > 0)
-SELECT count(*) FROM gone;
+SELECT id FROM gone;
 
 -- name: nack
 WITH back AS (

@@ -1,13 +1,13 @@
 -- ack: mark the jobs KEYS done. ARGV[4] "1" when there is a result, ARGV[5] the result,
 -- ARGV[6] its encoding. A job whose result_ttl is 0 is deleted at once.
--- Returns how many jobs became done.
-local done = 0
+-- Returns the ids of the jobs that became done.
+local done = {}
 for _, key in ipairs(KEYS) do
     local q, v = locate(key, 'st', 'rt')
     if q and v[2] ~= 'd' then
         local id = key_id(q, key)
         leave(q, key, id, v[2])
-        done = done + 1
+        done[#done + 1] = id
         local result_ttl = tonumber(v[3] or DEFAULTS.rt)
         if result_ttl <= 0 then
             drop(q, key, id)
@@ -21,5 +21,5 @@ for _, key in ipairs(KEYS) do
         end
     end
 end
-done_changed = done > 0
+done_changed = #done > 0
 return finish(done)
