@@ -50,7 +50,12 @@ def stamp(job: Any) -> float:
     return time.time() - float(job.created_at)
 
 
-HANDLERS = {"noop": noop, "stamp": stamp}
+def sent(job: Any) -> str:
+    """Returns a small result, as most real handlers do (acks then carry a result)."""
+    return "sent"
+
+
+HANDLERS = {"noop": noop, "stamp": stamp, "sent": sent}
 
 
 # -- disquette ---------------------------------------------------------------------------
@@ -88,14 +93,19 @@ def stop_workers(worker: subprocess.Popen[bytes]) -> None:
 
 
 def ours_throughput(
-    directory: Path, n: int, processes: int, options: list[str], query: str = ""
+    directory: Path,
+    n: int,
+    processes: int,
+    options: list[str],
+    query: str = "",
+    job_type: str = "noop",
 ) -> float:
     import disquette
 
     url = f"sqlite:///{fresh(directory, 'ours.db')}{query}"
     with disquette.connect(url) as client:
         client.pause("bench")
-        producer = client.type("noop")
+        producer = client.type(job_type)
         for first in range(0, n, 1000):
             producer.add_many([b""] * min(1000, n - first), "bench")
         worker = start_workers(url, processes, options, directory / "ours.log")
