@@ -101,6 +101,41 @@ async def test_jobs_added_by_a_plain_disque_client_are_read_as_bytes(server: Dis
     assert b'"body":{"to":"ada"}' in body
 
 
+async def test_a_claimed_job_carries_its_own_retry_and_lease(server: DisqueServer) -> None:
+    async with connect_async(server.url) as jobs:
+        await jobs.retry_after(2).add("short", "q")
+        await jobs.retry_after(0).add("once", "q")
+        before = time.time()
+        short, once = await jobs.timeout(0).get_many("q", count=2)
+        # RETRY is not in GETJOB's reply: the store asks SHOW, so the worker's heartbeats
+        # come in time for a 2 s RETRY (not for Disque's default of 300 s).
+        assert short.retry_after == 2
+        assert short.lease_until is not None
+        assert before < short.lease_until <= time.time() + 2
+        assert (once.retry_after, once.lease_until) == (0, None)
+
+
+async def test_delayed_and_delivered_jobs_are_told_apart(server: DisqueServer) -> None:
+    async with connect_async(server.url) as jobs:
+        later = await jobs.delay(30).retry_after(5).add("later", "q")
+        now = await jobs.retry_after(5).add("now", "q")
+        assert (await jobs.show(later)).state is JobState.SCHEDULED
+        await jobs.timeout(0).get("q")
+        delivered = await jobs.show(now)
+        assert delivered.state is JobState.ACTIVE
+        assert delivered.lease_until is not None
+    # The server's timings are Disque's: a delayed job is requeued (and wakes) when its
+    # delay ends; a delivered job wakes 500 ms before its requeue time.
+    fields = command(server.port, "SHOW", later)
+    timings = dict(zip(fields[::2], fields[1::2], strict=True))
+    requeue, awake = timings[b"next-requeue-within"], timings[b"next-awake-within"]
+    assert 25_000 < requeue <= 30_000
+    assert awake == requeue
+    fields = command(server.port, "SHOW", now)
+    timings = dict(zip(fields[::2], fields[1::2], strict=True))
+    assert timings[b"next-requeue-within"] - timings[b"next-awake-within"] == 500
+
+
 def test_sync_flavor_adds_gets_and_acks(server: DisqueServer) -> None:
     with connect(server.url) as jobs:
         job_id = jobs.add("hello", "q")

@@ -252,6 +252,110 @@ async def test_async_blocked_get_is_woken_across_processes(url: str) -> None:
         assert (await asyncio.wait_for(waiter, 30)).body == "hi"
 
 
+WAIT_WAITER = """
+    import os, sys, threading, disquette
+    from disquette.errors import JobFailed, JobNotFound
+    jobs = disquette.connect(sys.argv[1])
+    jobs.qlen("q")  # the pool is open: wait's first read of the job is all that is left
+    outcome = []
+
+    def wait():
+        # No timeout of its own: wait() reads the job once more when one runs out, so it
+        # would return the result late instead of failing. Only a wake-up, or the 60 s
+        # poll, ends this one.
+        try:
+            outcome.append(jobs.wait(sys.argv[2]))
+        except (JobFailed, JobNotFound) as exc:
+            outcome.append(type(exc).__name__)
+
+    print("ready", flush=True)
+    if sys.argv[3] == "get first":
+        # Woken by an add: the listener is up, and listens for adds only, before the wait.
+        print(jobs.timeout(30).get("warm").body, flush=True)
+    waiting = threading.Thread(target=wait, daemon=True)
+    waiting.start()
+    waiting.join(10)
+    if not outcome:
+        print("still waiting", flush=True)
+        os._exit(1)
+    print(outcome[0], flush=True)
+    jobs.close()
+"""
+
+
+def _blocked_in_wait(base: str, application_name: str, timeout: float = 10.0) -> None:
+    """Return once the waiter listens for finished jobs and has read the job (still active):
+    from then on, with a 60 s poll interval, only a wake-up can end its wait within the 10 s
+    it allows."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(base, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            # The listener's last statement is its LISTEN on the done channel; the read of
+            # one job (show) is the only statement with a UNION ALL the waiter sends.
+            ready = conn.execute(
+                "SELECT bool_or(application_name = %s AND query ILIKE 'LISTEN %%.done\"'), "
+                "bool_or(application_name = %s AND query ILIKE '%%UNION ALL%%') "
+                "FROM pg_stat_activity",
+                [f"{application_name} listener", application_name],
+            ).fetchone()
+            if ready == (True, True):
+                return
+            time.sleep(0.02)
+    raise AssertionError("the waiter never listened for finished jobs, or never read the job")
+
+
+@pytest.mark.parametrize(
+    "finish",
+    ["ack", "ack in a transaction", "fail for good", "delete", "ack, the waiter got jobs first"],
+)
+def test_a_wait_is_woken_when_another_process_finishes_the_job(url: str, finish: str) -> None:
+    """With a 60 s poll interval, only the NOTIFY sent with the ack (or the failure, or the
+    delete) can end the other process's wait within the 10 s it allows. A waiter whose
+    listener was already up for a blocked get starts listening for finished jobs too."""
+    base, _ = _split(url)
+    name = f"waiter-{uuid.uuid4().hex[:8]}"
+    waiter_url = f"{url}&poll_interval=60&application_name={name}"
+    get_first = finish == "ack, the waiter got jobs first"
+    with connect(url) as jobs:
+        job_id = jobs.max_attempts(1).add("work", "q")
+        job = jobs.timeout(0).get("q")
+        assert job.id == job_id
+        waiter = subprocess.Popen(
+            _python(WAIT_WAITER, waiter_url, job_id, "get first" if get_first else "wait"),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert waiter.stdout is not None
+            assert waiter.stdout.readline().strip() == "ready"
+            if get_first:
+                _listener_up(base, name)
+                jobs.add("warm", "warm")
+                assert waiter.stdout.readline().strip() == "warm"
+            _blocked_in_wait(base, name)
+            if finish in ("ack", "ack, the waiter got jobs first"):
+                jobs.ack(job, "forty-two")
+                expected = "forty-two"
+            elif finish == "ack in a transaction":
+                with psycopg.connect(base) as conn:
+                    jobs.ack(job, "committed", connection=conn)
+                    # The NOTIFY is part of the caller's transaction: sent at its commit.
+                    conn.commit()
+                expected = "committed"
+            elif finish == "fail for good":
+                assert jobs.fail(job, "boom").state is JobState.FAILED
+                expected = "JobFailed"
+            else:
+                jobs.delete(job)
+                expected = "JobNotFound"
+            assert waiter.stdout.readline().strip() == expected
+            assert waiter.wait(30) == 0
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+
+
 # -- a database restart ------------------------------------------------------------------
 
 

@@ -37,6 +37,13 @@ Where our semantics differ from Disque's, the reply keeps Disque's shape:
   QSCAN returns every queue in one page; JSCAN pages through the store in enqueue order.
   HELLO gives every node's real address (a lone Disque node sends an empty ip).
 - NACK requeues a delivered at-most-once job too (Disque answers 0).
+- ENQUEUE puts a job at the tail of its queue (Disque orders a queue by creation time, so a
+  delayed job enqueued early goes back to its creation place). QSCAN, QSTAT and INFO know
+  a queue as soon as it holds a job in any state (Disque: once a job is queued in it).
+
+Checked against a real Disque 1.0-rc1 build (not part of the suite: Disque is not packaged
+anywhere we can install from): the probe transcript matches, and the ``disque://`` store
+passes the conformance suite there but for the differences above and those it lists.
 
 Bodies: a job added through the server is its body's bytes, exactly (``Job.raw_body``;
 ``Job.body`` is ``bytes`` too), with no type. A job added from Python with a JSON body

@@ -46,6 +46,8 @@ _DEFAULT_RETRY: Final = float(max(1, min(DEFAULT_TTL // 10, MAX_RETRY_DEFAULT)))
 DEFAULT_RESULT_TTL: Final = 3600.0
 #: How long Disque keeps an empty queue object nobody uses (a blocked GETJOB creates one).
 QUEUE_IDLE_GC: Final = 300.0
+#: How long before its requeue time Disque wakes a job (SHOW's ``next-awake-within``).
+_WAKE_ADVANCE_MS: Final = 500
 #: JSCAN's default page, as Disque's COUNT default.
 SCAN_COUNT: Final = 100
 #: Ids per JSCAN/QPEEK call we fetch at most.
@@ -607,17 +609,19 @@ class Server:
         ttl = 0 if job.expires_at is None else max(0, int(job.expires_at - math.floor(now)))
         if job.expires_at is None:
             ttl = 10 * 365 * 86400
-        requeue: bytes
-        if job.state is JobState.ACTIVE and job.lease_until is not None:
-            requeue = protocol.integer(max(0, int((job.lease_until - now) * 1000)))
-        elif job.state in (JobState.QUEUED, JobState.SCHEDULED) and job.retry_after > 0:
-            requeue = protocol.integer(int(job.retry_after * 1000))
-        else:
-            requeue = NULL_BULK
+        # As Disque: a delayed job is (re)queued when its delay ends, and wakes then; any
+        # other job wakes 500 ms before its requeue time (JOB_WILLQUEUE_ADVANCE).
+        requeue_ms: int | None = None
         if job.state is JobState.SCHEDULED:
-            awake = protocol.integer(max(0, int((job.run_at - now) * 1000)))
-        else:
-            awake = requeue
+            requeue_ms = max(0, int((job.run_at - now) * 1000))
+        elif job.state is JobState.ACTIVE and job.lease_until is not None:
+            requeue_ms = max(0, int((job.lease_until - now) * 1000))
+        elif job.state is JobState.QUEUED and job.retry_after > 0:
+            requeue_ms = int(job.retry_after * 1000)
+        requeue = NULL_BULK if requeue_ms is None else protocol.integer(requeue_ms)
+        awake = requeue
+        if requeue_ms is not None and job.state is not JobState.SCHEDULED:
+            awake = protocol.integer(max(0, requeue_ms - _WAKE_ADVANCE_MS))
         return protocol.array(
             [
                 b"$2\r\nid\r\n",

@@ -91,6 +91,8 @@ from ..store import Store
 DEFAULT_PORT: Final = 7711
 #: Disque TTLs are whole seconds; a job without TTL lives ten years (our longest duration).
 FOREVER: Final = 10 * 365 * 86400
+#: How long before its requeue time Disque wakes a delivered job (JOB_WILLQUEUE_ADVANCE).
+_WAKE_ADVANCE_MS: Final = 500
 _ENVELOPE_PREFIX: Final = b'{"disquette":'
 _ENCODINGS: Final = {Encoding.BYTES: "bytes", Encoding.TEXT: "text", Encoding.JSON: "json"}
 _ENCODING_NAMES: Final = {name: encoding for encoding, name in _ENCODINGS.items()}
@@ -598,10 +600,21 @@ class DisqueStore(Store):
             decode_body(job, body)
             job.nacks, job.additional_deliveries = nacks, more
             job.attempts = 1 + nacks + more
-            # The id's last hex digit is odd when the job can be redelivered.
-            job.retry_after = 300.0 if int(job_id[-1], 16) & 1 else 0.0
-            job.lease_until = now + job.retry_after if job.retry_after else None
+            job.retry_after = 0.0
             jobs.append(job)
+        # The id's last hex digit is odd when the job can be redelivered. Its RETRY (and so
+        # its lease) is only in SHOW: one more round trip, all SHOWs pipelined.
+        leased = [job for job in jobs if int(job.id[-1], 16) & 1]
+        if leased:
+            shows = self.pool.call(*[("SHOW", job.id) for job in leased])
+            for job, shown in zip(leased, shows, strict=True):
+                if not isinstance(shown, list):  # deleted meanwhile, or an error
+                    continue
+                fields = {_text(shown[i]): shown[i + 1] for i in range(0, len(shown) - 1, 2)}
+                job.retry_after = float(fields.get("retry") or 0)
+                requeue = fields.get("next-requeue-within")
+                if job.retry_after and isinstance(requeue, int):
+                    job.lease_until = now + requeue / 1000
         if self.cycle:
             self._maybe_cycle(jobs)
         return jobs
@@ -683,8 +696,19 @@ class DisqueStore(Store):
         if state_name == "acked":
             state = JobState.DONE
         elif state_name in ("active", "wait-repl"):
-            scheduled = delay > 0 and not nacks and not more and isinstance(awake, int)
-            state = JobState.SCHEDULED if scheduled and awake != requeue else JobState.ACTIVE
+            # Disque keeps a delayed job "active" with its requeue time at the end of the
+            # delay and wakes it then; a delivered job wakes 500 ms before its requeue.
+            state = JobState.ACTIVE
+            if (
+                delay > 0
+                and not nacks
+                and not more
+                and isinstance(awake, int)
+                and isinstance(requeue, int)
+                and requeue <= delay * 1000
+                and abs(awake - requeue) < _WAKE_ADVANCE_MS // 2
+            ):
+                state = JobState.SCHEDULED
         ttl = int(fields.get("ttl") or 0)
         retry = float(fields.get("retry") or 0)
         job = Job(_text(fields["id"]), _text(fields.get("queue") or b""), b"", state=state)

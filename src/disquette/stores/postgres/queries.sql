@@ -7,6 +7,11 @@
 -- one statement (and to take no locks but the job's own inside a caller's transaction);
 -- instead they treat a job as the maintenance would have left it: past its TTL it is gone,
 -- past its lease it is no longer leased.
+--
+-- NOTIFYs: on %(channel)s, the name of a queue where jobs became ready (for a blocked get);
+-- on %(done_channel)s, with an empty payload, "jobs are done or gone" (for wait), at most
+-- one per statement and only when rows changed. Inside a caller's transaction they go out
+-- at its commit, and never on a rollback.
 
 -- name: insert
 WITH added AS (
@@ -87,8 +92,10 @@ kept AS (
                + CASE WHEN state = 2 AND lease_until <= %(now)s::float8 THEN 1 ELSE 0 END,
            error_count, last_error, %(result)s::bytea, %(encoding)s::int2, %(now)s::float8,
            seq
-    FROM gone WHERE result_ttl > 0)
-SELECT id FROM gone;
+    FROM gone WHERE result_ttl > 0),
+-- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
+sent AS (SELECT pg_notify(%(done_channel)s, '') WHERE EXISTS (SELECT FROM gone))
+SELECT gone.id FROM gone LEFT JOIN sent ON true;
 
 -- name: nack
 WITH back AS (
@@ -115,8 +122,11 @@ WITH failed AS (
       AND (lease_until IS NULL OR lease_until > %(now)s::float8)
       AND (expires_at IS NULL OR expires_at > %(now)s::float8)
     RETURNING queue, state)
+-- One job at most: ready again wakes its queue's getters, failed for good its waiters.
 SELECT failed.queue, failed.state FROM failed
-LEFT JOIN LATERAL (SELECT pg_notify(%(channel)s, failed.queue) WHERE failed.state = 1) AS sent
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN failed.state = 1 THEN pg_notify(%(channel)s, failed.queue)
+                WHEN failed.state = 4 THEN pg_notify(%(done_channel)s, '') END) AS sent
     ON true;
 
 -- name: working
@@ -134,8 +144,10 @@ WITH pending AS (
     DELETE FROM {schema}.jobs WHERE id = ANY(%(ids)b::text[]) RETURNING 1),
 finished AS (
     DELETE FROM {schema}.done
-    WHERE id = ANY(%(ids)b::text[]) AND expires_at > %(now)s::float8 RETURNING 1)
-SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM finished);
+    WHERE id = ANY(%(ids)b::text[]) AND expires_at > %(now)s::float8 RETURNING 1),
+counted AS (SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM finished) AS n)
+SELECT counted.n FROM counted
+LEFT JOIN LATERAL (SELECT pg_notify(%(done_channel)s, '') WHERE counted.n > 0) AS sent ON true;
 
 -- name: qlen
 SELECT count(*) FROM {schema}.jobs WHERE queue = %(queue)s AND state = 1;
@@ -231,6 +243,9 @@ TRUNCATE {schema}.jobs, {schema}.done;
 
 -- name: flush_pauses
 DELETE FROM {schema}.paused_queues;
+
+-- name: notify_done
+SELECT pg_notify(%(done_channel)s, '');
 
 -- name: register_node
 INSERT INTO {schema}.nodes (id, address, expires_at)
