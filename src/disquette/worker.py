@@ -460,8 +460,8 @@ class _Engine:
         self.poll_interval = worker.poll_interval or client.store.poll_interval
         self.buffer: collections.deque[_InFlight] = collections.deque()
         self.running: set[_InFlight] = set()
-        self.to_ack: list[Job] = []
-        self.to_ack_with_result: collections.deque[tuple[Job, Any]] = collections.deque()
+        #: Jobs done, with their handler's result (None: no result), acked in batches.
+        self.to_ack: list[tuple[Job, Any]] = []
         self.to_fail: collections.deque[tuple[Job, str]] = collections.deque()
         self.to_nack: list[Job] = []
         self.fetch_flag = _Flag(self.loop)
@@ -658,10 +658,7 @@ class _Engine:
         duration = time.monotonic() - item.started
         if outcome.kind == "ok":
             self.worker.processed += 1
-            if outcome.value is None:
-                self.to_ack.append(job)
-            else:
-                self.to_ack_with_result.append((job, outcome.value))
+            self.to_ack.append((job, outcome.value))
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("job %s done", job.id, extra=_extras(job, duration))
         elif outcome.kind == "cancelled":
@@ -696,7 +693,7 @@ class _Engine:
     # -- recording outcomes ------------------------------------------------------------
 
     def _pending(self) -> bool:
-        return bool(self.to_ack or self.to_ack_with_result or self.to_fail or self.to_nack)
+        return bool(self.to_ack or self.to_fail or self.to_nack)
 
     async def _flush_loop(self) -> None:
         failures = 0
@@ -730,21 +727,12 @@ class _Engine:
                 self.to_nack[:0] = jobs
                 raise
         if self.to_ack:
-            jobs, self.to_ack = self.to_ack, []
+            done, self.to_ack = self.to_ack, []
             try:
-                await self.client.ack_many(jobs)
+                await self._ack(done)
             except BaseException:
-                self.to_ack[:0] = jobs
+                self.to_ack[:0] = done  # acking again a job already acked does nothing
                 raise
-        while self.to_ack_with_result:
-            job, result = self.to_ack_with_result[0]
-            try:
-                await self.client.ack(job, result)
-            except (BodyNotSerializable, BodyTooLarge) as exc:
-                self.to_fail.append((job, f"the handler's result cannot be stored: {exc}"))
-            except JobNotFound:
-                logger.warning("job %s was deleted while it ran", job.id, extra=_extras(job))
-            self.to_ack_with_result.popleft()
         while self.to_fail:
             job, text = self.to_fail[0]
             try:
@@ -754,6 +742,20 @@ class _Engine:
             else:
                 self._log_failure(current)
             self.to_fail.popleft()
+
+    async def _ack(self, done: list[tuple[Job, Any]]) -> None:
+        """Ack jobs and keep their results, in one store call."""
+        try:
+            await self.client.ack_many([job for job, _ in done], [result for _, result in done])
+        except (BodyNotSerializable, BodyTooLarge):
+            # A result that cannot be stored fails its own job only: ack one by one.
+            for job, result in done:
+                try:
+                    await self.client.ack(job, result)
+                except (BodyNotSerializable, BodyTooLarge) as exc:
+                    self.to_fail.append((job, f"the handler's result cannot be stored: {exc}"))
+                except JobNotFound:
+                    logger.warning("job %s was deleted while it ran", job.id, extra=_extras(job))
 
     def _log_failure(self, job: Job) -> None:
         if job.state is JobState.FAILED:

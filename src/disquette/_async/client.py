@@ -271,16 +271,33 @@ class AsyncClient:
         together (see :meth:`add`).
         """
         job_id = _job_id(job)
-        raw_result, encoding = self._encode_result(result)
-        if not await self.store.ack([job_id], raw_result, encoding, connection=connection):
+        results = None if result is None else [self._encode_result(result)]
+        if not await self.store.ack([job_id], results, connection=connection):
             await self._require(job_id)
 
-    async def ack_many(self, jobs: Sequence[JobRef], *, connection: object = None) -> int:
-        """Acknowledge several jobs in one transaction; return how many became done."""
+    async def ack_many(
+        self,
+        jobs: Sequence[JobRef],
+        results: Sequence[object] | None = None,
+        *,
+        connection: object = None,
+    ) -> int:
+        """Acknowledge several jobs in one transaction; return how many became done.
+
+        ``results``: one per job (``None`` for none), what :meth:`wait` returns for it. A
+        result that cannot be stored (not serializable, too large) raises before any job
+        is acked.
+        """
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        return len(await self.store.ack(ids, None, Encoding.BYTES, connection=connection))
+        encoded = None
+        if results is not None:
+            if len(results) != len(ids):
+                raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
+            if any(result is not None for result in results):
+                encoded = [self._encode_result(result) for result in results]
+        return len(await self.store.ack(ids, encoded, connection=connection))
 
     async def nack(self, job: JobRef) -> None:
         """Give a leased job back: it is delivered again at once, ``nacks`` + 1.

@@ -12,8 +12,8 @@ import abc
 from collections.abc import Collection, Sequence
 
 from ..clock import Clock
-from ..job import Encoding, Job, JobState, Stats
-from ..stores.base import NodeInfo, PauseMode, QueueInfo, Wakeups
+from ..job import Job, JobState, Stats
+from ..stores.base import EncodedResult, NodeInfo, PauseMode, QueueInfo, Wakeups
 
 
 class Store(abc.ABC):
@@ -67,13 +67,16 @@ class Store(abc.ABC):
     def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
-        """Mark jobs done (keeping the result for their ``result_ttl``); return the ids of
-        those that became done (unknown and already done ids are left out), in any order.
+        """Mark jobs done; return the ids of those that became done (unknown and already
+        done ids are left out), in any order.
+
+        ``results``: None when no job carries a result, else one per id, kept for the
+        job's ``result_ttl`` (what ``wait`` returns). One call acks many jobs, results or
+        not (a worker's batched acks).
 
         Per-id results let a caller that acks for several requesters at once (the server's
         group commit) tell each requester its own outcome.

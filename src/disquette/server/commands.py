@@ -510,7 +510,7 @@ class Server:
     async def _run_acks(self, requests: list[AckRequest]) -> None:
         ids = [job_id for job_ids, _ in requests for job_id in job_ids]
         try:
-            done = Counter(await self.store.ack(ids, None, Encoding.BYTES))
+            done = Counter(await self.store.ack(ids))
         except Exception as exc:
             for _, then in requests:
                 then(exc)

@@ -18,8 +18,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from .._async.store import AsyncStore
 from .._sync.store import Store
-from ..job import Encoding, Job, JobState, Stats
-from .base import NodeInfo, PauseMode, QueueInfo, WouldBlock
+from ..job import Job, JobState, Stats
+from .base import EncodedResult, NodeInfo, PauseMode, QueueInfo, WouldBlock
 
 T = TypeVar("T")
 
@@ -81,14 +81,13 @@ class SyncStoreAdapter(AsyncStore):
     async def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
         """See :meth:`AsyncStore.ack`."""
         ack = functools.partial(self.inner.ack, connection=connection)
-        return await self._call(ack, job_ids, raw_result, result_encoding)
+        return await self._call(ack, job_ids, results)
 
     async def nack(self, job_ids: Sequence[str]) -> int:
         """See :meth:`AsyncStore.nack`."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
 from ..errors import InvalidOption, NotReplicated
+from ..job import Encoding
 
 #: The wake-up channel for "some job finished", used by ``wait``.
 DONE_CHANNEL: Final = "\x00done"
@@ -83,6 +84,10 @@ def refuse_store_powers(store: str, connection: object, replicate: int) -> None:
 #: A queue's pause state, as Disque's PAUSE names it: ``in`` refuses adds
 #: (:class:`~disquette.errors.QueuePaused`), ``out`` stops delivery, ``all`` both.
 PauseMode = Literal["none", "in", "out", "all"]
+#: A job's result as a store keeps it: its encoded bytes (None: no result) and encoding.
+EncodedResult = tuple["bytes | None", Encoding]
+#: What a job acked without a result keeps.
+NO_RESULT: Final[EncodedResult] = (None, Encoding.BYTES)
 PAUSE_MODES: Final[tuple[PauseMode, ...]] = ("none", "in", "out", "all")
 #: Bit 1 refuses adds, bit 2 stops delivery: ``PAUSE_MODES[bits]`` is the mode's name.
 PAUSE_IN: Final = 1

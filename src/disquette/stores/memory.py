@@ -13,12 +13,14 @@ from collections.abc import Collection, Sequence
 from .._sync.store import Store
 from ..clock import Clock
 from ..errors import InvalidState, JobNotFound, QueueFull, QueuePaused
-from ..job import Encoding, Job, JobState, Stats, StatsRow
+from ..job import Job, JobState, Stats, StatsRow
 from .base import (
     DONE_CHANNEL,
+    NO_RESULT,
     PAUSE_IN,
     PAUSE_MODES,
     PAUSE_OUT,
+    EncodedResult,
     NodeInfo,
     PauseMode,
     QueueInfo,
@@ -182,8 +184,7 @@ class MemoryStore(Store):
     def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
@@ -193,7 +194,7 @@ class MemoryStore(Store):
         with self._lock:
             now = self.clock.now()
             self._tick(now)
-            for job_id in job_ids:
+            for index, job_id in enumerate(job_ids):
                 job = self._jobs.get(job_id)
                 if job is None or job.state is JobState.DONE:
                     continue
@@ -205,8 +206,9 @@ class MemoryStore(Store):
                 job.state = JobState.DONE
                 job.lease_until = None
                 job.finished_at = now
-                job.raw_result = raw_result
-                job.result_encoding = result_encoding
+                job.raw_result, job.result_encoding = (
+                    NO_RESULT if results is None else results[index]
+                )
                 self._set_expiry(job, now + job.result_ttl)
         if done:
             self.wakeups.notify([DONE_CHANNEL])

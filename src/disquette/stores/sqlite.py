@@ -32,8 +32,10 @@ from ..job import Encoding, Job, JobState, Stats, StatsRow
 from ._peers import PeerWakeups
 from .base import (
     DONE_CHANNEL,
+    NO_RESULT,
     PAUSE_MODES,
     PAUSE_OUT,
+    EncodedResult,
     NodeInfo,
     PauseMode,
     QueueInfo,
@@ -352,26 +354,29 @@ class SqliteStore(Store):
     def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("sqlite", connection, 0)
         now = self.clock.now()
-        params = [
-            {"id": job_id, "result": raw_result, "encoding": int(result_encoding), "now": now}
-            for job_id in job_ids
-        ]
-        if len(params) == 1:
-            done = [row[0] for row in self._write_returning(QUERIES["ack"], params[0])]
-        elif raw_result is None:  # the batch case: one statement, no per-row round trips
+        if results is None and len(job_ids) > 1:
+            # The batch case: one statement, no per-row round trips.
             many = {"ids": json.dumps(list(job_ids)), "now": now}
             done = [row[0] for row in self._write_returning(QUERIES["ack_many"], many)]
         else:
-            with self._transaction() as conn:
-                done = [row[0] for one in params for row in conn.execute(QUERIES["ack"], one)]
+            params = [
+                {"id": job_id, "result": raw, "encoding": int(encoding), "now": now}
+                for job_id, (raw, encoding) in zip(
+                    job_ids, results or [NO_RESULT] * len(job_ids), strict=True
+                )
+            ]
+            if len(params) == 1:
+                done = [row[0] for row in self._write_returning(QUERIES["ack"], params[0])]
+            else:
+                with self._transaction() as conn:
+                    done = [row[0] for one in params for row in conn.execute(QUERIES["ack"], one)]
         if done:
             self._announce([DONE_CHANNEL])
         return done

@@ -22,7 +22,7 @@ from disquette.errors import (
     QueuePaused,
     Timeout,
 )
-from disquette.job import DEFAULT_MAX_BODY_BYTES, Encoding
+from disquette.job import DEFAULT_MAX_BODY_BYTES
 from disquette.stores.base import QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
@@ -445,10 +445,24 @@ async def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualCloc
         await jobs.ack(third)
         store = jobs.store
         # An unknown id, an id twice and an already done id: only the first of each counts.
-        done = await store.ack([first, UNKNOWN_ID, second, first, third], None, Encoding.BYTES)
+        done = await store.ack([first, UNKNOWN_ID, second, first, third])
         assert sorted(done) == sorted([first, second])
-        assert await store.ack([first, second], None, Encoding.BYTES) == []
+        assert await store.ack([first, second]) == []
         assert await jobs.ack_many([first, second, third]) == 0
+
+
+async def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualClock):
+    async with connect_async(store_url, clock=clock) as jobs:
+        ids = [await jobs.add(n, "q") for n in range(4)]
+        await jobs.timeout(0).get_many("q", count=4)
+        results = [{"sent": 0}, None, "two", b"\x00three"]
+        assert await jobs.ack_many(ids, results) == 4
+        for job_id, result in zip(ids, results, strict=True):
+            assert await jobs.wait(job_id, timeout=0) == result
+        with pytest.raises(InvalidOption):
+            await jobs.ack_many(ids, [None])
+        with pytest.raises(BodyNotSerializable):
+            await jobs.ack_many(ids, [None, None, None, object()])
 
 
 async def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):

@@ -23,7 +23,7 @@ from disquette.errors import (
     QueuePaused,
     Timeout,
 )
-from disquette.job import DEFAULT_MAX_BODY_BYTES, Encoding
+from disquette.job import DEFAULT_MAX_BODY_BYTES
 from disquette.stores.base import QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
@@ -446,10 +446,24 @@ def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock):
         jobs.ack(third)
         store = jobs.store
         # An unknown id, an id twice and an already done id: only the first of each counts.
-        done = store.ack([first, UNKNOWN_ID, second, first, third], None, Encoding.BYTES)
+        done = store.ack([first, UNKNOWN_ID, second, first, third])
         assert sorted(done) == sorted([first, second])
-        assert store.ack([first, second], None, Encoding.BYTES) == []
+        assert store.ack([first, second]) == []
         assert jobs.ack_many([first, second, third]) == 0
+
+
+def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        ids = [jobs.add(n, "q") for n in range(4)]
+        jobs.timeout(0).get_many("q", count=4)
+        results = [{"sent": 0}, None, "two", b"\x00three"]
+        assert jobs.ack_many(ids, results) == 4
+        for job_id, result in zip(ids, results, strict=True):
+            assert jobs.wait(job_id, timeout=0) == result
+        with pytest.raises(InvalidOption):
+            jobs.ack_many(ids, [None])
+        with pytest.raises(BodyNotSerializable):
+            jobs.ack_many(ids, [None, None, None, object()])
 
 
 def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):

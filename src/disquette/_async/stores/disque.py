@@ -85,7 +85,15 @@ from ...errors import (
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
-from ...stores.base import DONE_CHANNEL, PAUSE_MODES, NodeInfo, PauseMode, QueueInfo, Wakeups
+from ...stores.base import (
+    DONE_CHANNEL,
+    PAUSE_MODES,
+    EncodedResult,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    Wakeups,
+)
 from ..store import AsyncStore
 
 DEFAULT_PORT: Final = 7711
@@ -697,12 +705,11 @@ class AsyncDisqueStore(AsyncStore):
     async def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
-        """ACKJOB: the server deletes the jobs (results are not kept, see the module).
+        """ACKJOB: the server deletes the jobs (``results`` are not kept, see the module).
 
         One ACKJOB per id, pipelined: ACKJOB answers a count, and the caller needs to know
         which ids were acked.

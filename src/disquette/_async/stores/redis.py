@@ -108,6 +108,7 @@ from ...stores.base import (
     DONE_CHANNEL,
     PAUSE_MODES,
     PAUSE_OUT,
+    EncodedResult,
     NodeInfo,
     PauseMode,
     QueueInfo,
@@ -746,12 +747,22 @@ class AsyncRedisStore(AsyncStore):
                 groups.setdefault(queue, []).append(job_id)
         return groups
 
-    async def _run_by_id(self, name: str, job_ids: Sequence[str], args: Sequence[Any]) -> list[Any]:
-        """Run a script on jobs by id: once on one server, once per queue on a Cluster."""
+    async def _run_by_id(
+        self,
+        name: str,
+        job_ids: Sequence[str],
+        args: Sequence[Any] | Callable[[Sequence[str]], Sequence[Any]],
+    ) -> list[Any]:
+        """Run a script on jobs by id: once on one server, once per queue on a Cluster.
+
+        ``args``: the script's arguments, or a function of the ids of one call (for
+        arguments per job, in the order of its keys).
+        """
         results = []
         for queue, ids in (await self._locate(job_ids)).items():
             keys = [self.job_key(job_id, queue) for job_id in ids]
-            results.append(await self._run(name, keys, args))
+            call_args = args(ids) if callable(args) else args
+            results.append(await self._run(name, keys, call_args))
         return results
 
     def _per_call(self, queues: Sequence[str]) -> list[list[str]]:
@@ -874,17 +885,25 @@ class AsyncRedisStore(AsyncStore):
     async def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`AsyncStore.ack`."""
         refuse_store_powers("redis", connection, 0)
-        has_result = "" if raw_result is None else "1"
-        args = [has_result, raw_result or b"", int(result_encoding)]
-        results = await self._run_by_id("ack", job_ids, args)
-        return [job_id.decode() for done in results for job_id in done]
+        by_id = None if results is None else dict(zip(job_ids, results, strict=True))
+
+        def args_for(ids: Sequence[str]) -> list[Any]:
+            if by_id is None:
+                return [""]
+            flat: list[Any] = ["1"]
+            for job_id in ids:
+                raw, encoding = by_id[job_id]
+                flat += ["" if raw is None else "1", raw or b"", int(encoding)]
+            return flat
+
+        acked = await self._run_by_id("ack", job_ids, args_for)
+        return [job_id.decode() for done in acked for job_id in done]
 
     async def nack(self, job_ids: Sequence[str]) -> int:
         """Requeue active jobs; see :meth:`AsyncStore.nack`."""

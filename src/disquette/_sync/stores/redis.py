@@ -107,6 +107,7 @@ from ...stores.base import (
     DONE_CHANNEL,
     PAUSE_MODES,
     PAUSE_OUT,
+    EncodedResult,
     NodeInfo,
     PauseMode,
     QueueInfo,
@@ -736,12 +737,22 @@ class RedisStore(Store):
                 groups.setdefault(queue, []).append(job_id)
         return groups
 
-    def _run_by_id(self, name: str, job_ids: Sequence[str], args: Sequence[Any]) -> list[Any]:
-        """Run a script on jobs by id: once on one server, once per queue on a Cluster."""
+    def _run_by_id(
+        self,
+        name: str,
+        job_ids: Sequence[str],
+        args: Sequence[Any] | Callable[[Sequence[str]], Sequence[Any]],
+    ) -> list[Any]:
+        """Run a script on jobs by id: once on one server, once per queue on a Cluster.
+
+        ``args``: the script's arguments, or a function of the ids of one call (for
+        arguments per job, in the order of its keys).
+        """
         results = []
         for queue, ids in (self._locate(job_ids)).items():
             keys = [self.job_key(job_id, queue) for job_id in ids]
-            results.append(self._run(name, keys, args))
+            call_args = args(ids) if callable(args) else args
+            results.append(self._run(name, keys, call_args))
         return results
 
     def _per_call(self, queues: Sequence[str]) -> list[list[str]]:
@@ -864,17 +875,25 @@ class RedisStore(Store):
     def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("redis", connection, 0)
-        has_result = "" if raw_result is None else "1"
-        args = [has_result, raw_result or b"", int(result_encoding)]
-        results = self._run_by_id("ack", job_ids, args)
-        return [job_id.decode() for done in results for job_id in done]
+        by_id = None if results is None else dict(zip(job_ids, results, strict=True))
+
+        def args_for(ids: Sequence[str]) -> list[Any]:
+            if by_id is None:
+                return [""]
+            flat: list[Any] = ["1"]
+            for job_id in ids:
+                raw, encoding = by_id[job_id]
+                flat += ["" if raw is None else "1", raw or b"", int(encoding)]
+            return flat
+
+        acked = self._run_by_id("ack", job_ids, args_for)
+        return [job_id.decode() for done in acked for job_id in done]
 
     def nack(self, job_ids: Sequence[str]) -> int:
         """Requeue active jobs; see :meth:`Store.nack`."""

@@ -1,8 +1,10 @@
--- ack: mark the jobs KEYS done. ARGV[4] "1" when there is a result, ARGV[5] the result,
--- ARGV[6] its encoding. A job whose result_ttl is 0 is deleted at once.
+-- ack: mark the jobs KEYS done. ARGV[4] "1" when results follow: for the i-th key,
+-- ARGV[2 + 3i] is "1" when it has a result, ARGV[3 + 3i] the result, ARGV[4 + 3i] its
+-- encoding. A job whose result_ttl is 0 is deleted at once.
 -- Returns the ids of the jobs that became done.
 local done = {}
-for _, key in ipairs(KEYS) do
+local with_results = ARGV[4] == '1'
+for i, key in ipairs(KEYS) do
     local q, v = locate(key, 'st', 'rt')
     if q and v[2] ~= 'd' then
         local id = key_id(q, key)
@@ -14,9 +16,9 @@ for _, key in ipairs(KEYS) do
         else
             redis.call('HSET', key, 'st', 'd', 'fa', NOW_S)
             redis.call('ZADD', q.e, fmt(NOW + result_ttl), id)
-            if ARGV[4] == '1' then
-                redis.call('HSET', key, 'res', ARGV[5])
-                if ARGV[6] ~= '0' then redis.call('HSET', key, 're', ARGV[6]) end
+            if with_results and ARGV[2 + 3 * i] == '1' then
+                redis.call('HSET', key, 'res', ARGV[3 + 3 * i])
+                if ARGV[4 + 3 * i] ~= '0' then redis.call('HSET', key, 're', ARGV[4 + 3 * i]) end
             end
         end
     end
