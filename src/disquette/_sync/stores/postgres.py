@@ -86,8 +86,10 @@ from ...errors import (
 from ...job import Encoding, Job, JobState, Stats, StatsRow
 from ...stores.base import (
     DONE_CHANNEL,
+    NO_RESULT,
     PAUSE_MODES,
     PAUSE_OUT,
+    EncodedResult,
     NodeInfo,
     PauseMode,
     QueueInfo,
@@ -692,8 +694,7 @@ class PostgresStore(Store):
     def ack(
         self,
         job_ids: Sequence[str],
-        raw_result: bytes | None,
-        result_encoding: Encoding,
+        results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
     ) -> list[str]:
@@ -703,10 +704,11 @@ class PostgresStore(Store):
         the work the caller did in that transaction commits, and a crash before the commit
         leaves it leased (it is redelivered when its lease runs out).
         """
+        kept = results or [NO_RESULT] * len(job_ids)
         params = {
             "ids": list(job_ids),
-            "result": raw_result,
-            "encoding": int(result_encoding),
+            "results": [raw for raw, _ in kept],
+            "encodings": [int(encoding) for _, encoding in kept],
             "now": self.clock.now(),
             "done_channel": self.done_channel,
         }

@@ -76,7 +76,11 @@ SELECT {schema}.maintain(%(now)s::float8);
 SELECT * FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8);
 
 -- name: ack
-WITH gone AS (
+-- The results and their encodings come one per id (a NULL result: none).
+WITH given AS (
+    SELECT * FROM unnest(%(ids)b::text[], %(results)b::bytea[], %(encodings)b::int2[])
+        AS given(id, new_result, new_encoding)),
+gone AS (
     DELETE FROM {schema}.jobs
     WHERE id = ANY(%(ids)b::text[]) AND (expires_at IS NULL OR expires_at > %(now)s::float8)
     RETURNING *),
@@ -85,14 +89,14 @@ kept AS (
                                retry_after, expires_at, max_attempts, result_ttl, attempts,
                                nacks, additional_deliveries, error_count, last_error, result,
                                result_encoding, finished_at, seq)
-    SELECT id, queue, body, encoding, type, priority, created_at, run_at, retry_after,
-           %(now)s::float8 + result_ttl, max_attempts, result_ttl, attempts, nacks,
+    SELECT DISTINCT ON (id) id, queue, body, encoding, type, priority, created_at, run_at,
+           retry_after, %(now)s::float8 + result_ttl, max_attempts, result_ttl, attempts,
+           nacks,
            -- a lapsed lease counts as the redelivery the maintenance would have made
            additional_deliveries
                + CASE WHEN state = 2 AND lease_until <= %(now)s::float8 THEN 1 ELSE 0 END,
-           error_count, last_error, %(result)s::bytea, %(encoding)s::int2, %(now)s::float8,
-           seq
-    FROM gone WHERE result_ttl > 0),
+           error_count, last_error, new_result, new_encoding, %(now)s::float8, seq
+    FROM gone JOIN given USING (id) WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
 sent AS (SELECT pg_notify(%(done_channel)s, '') WHERE EXISTS (SELECT FROM gone))
 SELECT gone.id FROM gone LEFT JOIN sent ON true;
