@@ -7,6 +7,7 @@ reply keeps Disque's shape so that unmodified clients still work.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import platform
@@ -38,6 +39,8 @@ from .protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, OK, SYNTAX_ERROR, ZERO
 
 if TYPE_CHECKING:
     from . import Session
+
+log = logging.getLogger("disquette.server")
 
 DEFAULT_TTL: Final = 86400
 MAX_RETRY_DEFAULT: Final = 300
@@ -154,8 +157,8 @@ class Gathered(Generic[R]):
 
     A SQLite commit or a database round trip costs far more than the Python around it, so
     the GETJOBs (or ACKJOBs) that arrive while one store call runs share the next call:
-    one transaction, one commit, for many clients. ``run`` settles each request's future
-    and never raises.
+    one transaction, one commit, for many clients. ``run`` hands each request its outcome
+    (see :data:`Then`) and never raises.
     """
 
     def __init__(self, run: Callable[[list[R]], Awaitable[None]], *, gather: bool) -> None:
@@ -472,7 +475,10 @@ class Server:
                 if then(jobs[at : at + count]):
                     at += count
             if at < len(jobs):  # their clients left: back to the queue at once
-                await self.store.nack([job.id for job in jobs[at:]])
+                try:
+                    await self.store.nack([job.id for job in jobs[at:]])
+                except Exception:  # they come back when their lease runs out
+                    log.warning("could not give back jobs whose clients left", exc_info=True)
 
     async def claim_in_order(self, queues: Sequence[str], count: int) -> list[Job]:
         """Lease up to ``count`` jobs as Disque's GETJOB orders them: the queues are scanned
