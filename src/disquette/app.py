@@ -390,7 +390,7 @@ class App:
 
     def _run_eagerly(self, job_id: str, queue: str) -> None:
         job = self._claim_own(job_id, queue)
-        spec = self.registry.resolve(job.type)
+        spec = self.registry.resolve(job.type, job.queue)
         assert spec is not None
         try:
             if spec.is_async:
@@ -412,7 +412,7 @@ class App:
 
     async def _run_eagerly_async(self, job_id: str, queue: str) -> None:
         job = await self._claim_own_async(job_id, queue)
-        spec = self.registry.resolve(job.type)
+        spec = self.registry.resolve(job.type, job.queue)
         assert spec is not None
         try:
             outcome = spec.function(job)

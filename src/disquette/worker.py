@@ -170,10 +170,19 @@ class Registry(Mapping[str, HandlerSpec]):
         self._specs[name] = spec
         return spec
 
-    def resolve(self, job_type: str | None) -> HandlerSpec | None:
-        """The handler for a job of this type: its own, else the catch-all, else ``None``."""
-        spec = self._specs.get(job_type) if job_type is not None else None
-        return spec if spec is not None else self._specs.get(CATCH_ALL)
+    def resolve(self, job_type: str | None, queue: str | None = None) -> HandlerSpec | None:
+        """The handler for a job of this type in this queue: its type's own; for a job
+        without a type (one a Disque client of another language added), the one handler
+        that declared its queue; else the catch-all; else ``None``."""
+        if job_type is not None:
+            spec = self._specs.get(job_type)
+            if spec is not None:
+                return spec
+        elif queue is not None:
+            declared = [s for s in self._specs.values() if s.queue == queue]
+            if len(declared) == 1:
+                return declared[0]
+        return self._specs.get(CATCH_ALL)
 
     @property
     def queues(self) -> list[str]:
@@ -596,7 +605,7 @@ class _Engine:
             self._paced_at = (time.monotonic(), self.finished)
             self.watch_flag.set()
         for job in jobs:
-            item = _InFlight(job, self.registry.resolve(job.type))
+            item = _InFlight(job, self.registry.resolve(job.type, job.queue))
             if len(self.running) < self.concurrency and not self.stopping:
                 self._start(item)
             else:

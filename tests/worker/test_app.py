@@ -73,6 +73,38 @@ def test_a_worker_runs_the_apps_jobs(sqlite_url: str) -> None:
     app.close()
 
 
+def test_a_job_without_a_type_goes_to_the_handler_of_its_queue(sqlite_url: str) -> None:
+    app = App(sqlite_url)
+
+    @app.job(queue="mail")
+    def send_mail(job: Job) -> str:
+        return f"mailed {job.body!r}"
+
+    @app.job(queue="shared")
+    def first(job: Job) -> str:
+        return "first"
+
+    @app.job(queue="shared")
+    def second(job: Job) -> str:
+        return "second"
+
+    # As a Disque client of another language adds them: a plain body, no type.
+    plain = app.client.add(b"hello", "mail")
+    ambiguous = app.client.add(b"which one?", "shared")
+    typed = second.add(b"typed")
+    worker = app.worker()
+    for _ in range(3):
+        assert worker.work_one()
+    assert app.client.wait(plain, timeout=0) == "mailed b'hello'"
+    assert app.client.wait(typed, timeout=0) == "second"
+    # Two handlers declared "shared": nothing says which, so no handler (retried, then
+    # failed, as an unknown type), unless a catch-all handler is registered.
+    job = app.client.show(ambiguous)
+    assert job.state is JobState.SCHEDULED
+    assert "no handler" in (job.last_error or "")
+    app.close()
+
+
 async def test_add_async_and_a_worker_on_the_app(sqlite_url: str) -> None:
     app = App(sqlite_url)
 

@@ -48,8 +48,9 @@ passes the conformance suite there but for the differences above and those it li
 Bodies: a job added through the server is its body's bytes, exactly (``Job.raw_body``;
 ``Job.body`` is ``bytes`` too), with no type. A job added from Python with a JSON body
 is read by any Disque client as that JSON text; its ``type`` is not on the wire, so
-jobs meant for other languages should use a queue per kind of work. A Python worker picks
-the handler of a job without a type with the catch-all handler (``"*"``), see the worker.
+jobs meant for other languages should use a queue per kind of work. A Python worker gives
+a job without a type to the one handler that declared its queue, else to the catch-all
+handler (``"*"``), see ``Registry.resolve``.
 
 Safety: loopback by default; a non-loopback bind needs ``--requirepass`` or an explicit
 ``--unprotected``; limits on one argument (``max_argument_bytes``), inline requests
