@@ -753,18 +753,23 @@ class _Engine:
             self.to_fail.popleft()
 
     async def _ack(self, done: list[tuple[Job, Any]]) -> None:
-        """Ack jobs and keep their results, in one store call."""
+        """Ack jobs and keep their results, in one store call. ``done`` keeps the jobs not
+        yet handled when a store error interrupts (the caller puts them back)."""
         try:
             await self.client.ack_many([job for job, _ in done], [result for _, result in done])
         except (BodyNotSerializable, BodyTooLarge):
             # A result that cannot be stored fails its own job only: ack one by one.
-            for job, result in done:
+            while done:
+                job, result = done[0]
                 try:
                     await self.client.ack(job, result)
                 except (BodyNotSerializable, BodyTooLarge) as exc:
                     self.to_fail.append((job, f"the handler's result cannot be stored: {exc}"))
                 except JobNotFound:
                     logger.warning("job %s was deleted while it ran", job.id, extra=_extras(job))
+                del done[0]
+        else:
+            done.clear()
 
     def _log_failure(self, job: Job) -> None:
         if job.state is JobState.FAILED:

@@ -51,6 +51,37 @@ def test_getjob_takes_one_job_per_queue_per_pass(
     assert _bodies(reply) == [b"e", b"d", b"f", b"g"]
 
 
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_gathered_getjobs_get_what_they_would_get_one_after_the_other(
+    start_server: Callable[..., ServerProcess], store: str
+) -> None:
+    wire = Wire(start_server("memory://" if store == "memory" else None).port)
+    for queue, body in (("hi", "h1"), ("hi", "h2"), ("lo", "l1"), ("a", "a1"), ("a", "a2")):
+        wire.call("ADDJOB", queue, body, "0")
+    # Sent at once, these share one store call per queue; each still takes the leftmost
+    # queue first, and a request on other queues in between keeps its place.
+    wire.send(
+        encode("GETJOB", "NOHANG", "FROM", "hi", "lo")
+        + encode("GETJOB", "NOHANG", "FROM", "hi", "lo")
+        + encode("GETJOB", "NOHANG", "FROM", "a")
+        + encode("GETJOB", "NOHANG", "FROM", "a", "b")
+        + encode("GETJOB", "NOHANG", "FROM", "a")
+    )
+    assert [_bodies(wire.read()) for _ in range(5)] == [[b"h1"], [b"h2"], [b"a1"], [b"a2"], []]
+
+
+def test_a_queue_paused_for_delivery_does_not_cost_a_getjob_its_count(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    wire = Wire(start_server().port)
+    wire.call("ADDJOB", "held", "x", "0")
+    wire.call("PAUSE", "held", "out")  # QLEN still counts its job; GETJOB must skip it
+    for body in ("r1", "r2", "r3"):
+        wire.call("ADDJOB", "ready", body, "0")
+    reply = wire.call("GETJOB", "NOHANG", "COUNT", "3", "FROM", "held", "ready")
+    assert _bodies(reply) == [b"r1", b"r2", b"r3"]
+
+
 def test_a_blocked_getjob_gets_the_one_job_that_woke_it(
     start_server: Callable[..., ServerProcess],
 ) -> None:

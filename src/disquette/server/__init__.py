@@ -212,6 +212,9 @@ class Session(asyncio.Protocol):
             self._deferred.close()
             self._deferred = None
         self._pending.clear()
+        for reply in self._replies:
+            if type(reply) is Pending:
+                reply.abandoned = True
 
     def data_received(self, data: bytes) -> None:
         """Parse what came and run what can run."""

@@ -139,11 +139,13 @@ class Pending:
     """The replies of requests that run with others (plain ADDJOBs waiting for their
     batch): ``reply`` once known, then ``then`` is called."""
 
-    __slots__ = ("reply", "then")
+    __slots__ = ("abandoned", "reply", "then")
 
     def __init__(self) -> None:
         self.reply: bytes | None = None
         self.then: Callable[[], object] | None = None
+        #: Its client left: nobody will read the reply (jobs leased for it go back).
+        self.abandoned = False
 
     def settle(self, reply: bytes) -> None:
         """Set the reply and tell whoever waits."""
@@ -220,6 +222,8 @@ def _to_future(future: asyncio.Future[T]) -> Then[T]:
 
 def _to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:
     def then(outcome: T | Exception) -> bool:
+        if pending.abandoned:
+            return False
         pending.settle(refusal(outcome) if isinstance(outcome, Exception) else reply(outcome))
         return True
 
@@ -290,6 +294,7 @@ class Server:
         self._acks = Gathered[AckRequest](self._run_acks, gather=gather)
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
+        self._prune_at = 1024
         self.on_shutdown: Callable[[], None] = lambda: None
 
     # -- ADDJOB and its group commit -------------------------------------------------------
@@ -434,14 +439,26 @@ class Server:
             seen = times.get(queue)
             if seen is None:
                 times[queue] = [now, now]
+                if len(times) > self._prune_at:
+                    self.recent_queues()  # forgets the idle ones: a queue per request is fine
             else:
                 seen[1] = now
 
     def recent_queues(self) -> set[str]:
         """Queues this node used in the last :data:`QUEUE_IDLE_GC` seconds, empty or not
-        (Disque's queue objects: a blocked GETJOB creates its queues)."""
+        (Disque's queue objects: a blocked GETJOB creates its queues). Forgets the others,
+        as Disque collects idle queues (used again, a queue starts a new ``age``)."""
         since = time.time() - QUEUE_IDLE_GC
-        return {queue for queue, (_, used) in self.queue_times.items() if used >= since}
+        times = self.queue_times
+        for queue in [queue for queue, (_, used) in times.items() if used < since]:
+            del times[queue]
+        self._prune_at = max(1024, 2 * len(times))
+        return set(times)
+
+    def recently_used(self, queue: str) -> bool:
+        """Whether this node used ``queue`` in the last :data:`QUEUE_IDLE_GC` seconds."""
+        seen = self.queue_times.get(queue)
+        return seen is not None and seen[1] >= time.time() - QUEUE_IDLE_GC
 
     def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
         """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
@@ -458,60 +475,88 @@ class Server:
         self._acks.push((job_ids, then))
 
     async def _run_claims(self, requests: list[ClaimRequest]) -> None:
-        # GETJOBs on the same queues share one claim, its jobs dealt out in request order.
-        groups: dict[tuple[str, ...], list[ClaimRequest]] = {}
-        for request in requests:
-            groups.setdefault(request[0], []).append(request)
-        for queues, group in groups.items():
-            total = min(MAX_PAGE, sum(count for _, count, _ in group))
+        # A run of consecutive GETJOBs on the same queues shares one claim per queue; each
+        # gets the jobs it would have got had they run one after the other.
+        for queues, run in _runs(requests):
             try:
-                jobs = await self.claim_in_order(queues, total)
+                shares = await self.claim_in_order(queues, [count for _, count, _ in run])
             except Exception as exc:
-                for *_, then in group:
+                for *_, then in run:
                     then(exc)
                 continue
-            at = 0
-            for _, count, then in group:
-                if then(jobs[at : at + count]):
-                    at += count
-            if at < len(jobs):  # their clients left: back to the queue at once
-                try:
-                    await self.store.nack([job.id for job in jobs[at:]])
-                except Exception:  # they come back when their lease runs out
-                    log.warning("could not give back jobs whose clients left", exc_info=True)
+            unwanted = [
+                job
+                for (*_, then), jobs in zip(run, shares, strict=True)
+                if not then(jobs)
+                for job in jobs
+            ]
+            if unwanted:  # their clients left: back to the queue at once
+                await self._give_back(unwanted)
 
-    async def claim_in_order(self, queues: Sequence[str], count: int) -> list[Job]:
-        """Lease up to ``count`` jobs as Disque's GETJOB orders them: the queues are scanned
-        left to right, taking at most one job per queue per pass (a queue listed twice
-        serves twice per pass), until ``count`` jobs or no queue has more.
+    async def _give_back(self, jobs: list[Job]) -> None:
+        """NACK jobs leased for nobody; on failure they come back when their lease runs out."""
+        try:
+            await self.store.nack([job.id for job in jobs])
+        except Exception:
+            log.warning("could not give back %d leased job(s)", len(jobs), exc_info=True)
 
-        The store's claim drains its queues in turn, so with several queues and a COUNT
-        the passes are planned from the queue lengths, then each queue is claimed once.
+    async def claim_in_order(self, queues: Sequence[str], counts: Sequence[int]) -> list[list[Job]]:
+        """Lease jobs for GETJOBs on ``queues`` asking ``counts`` jobs each, as if they ran
+        one after the other, each in Disque's order: the queues scanned left to right,
+        taking at most one job per queue per pass (a queue listed twice serves twice per
+        pass), until its COUNT or no queue has more. Returns each request's jobs.
+
+        The store's claim drains its queues in turn, so with several queues the passes are
+        planned from the queue lengths, then each queue is claimed once; a queue that gives
+        fewer than planned (paused, or emptied by another client) counts as empty.
         """
-        if len(queues) == 1 or count == 1:
-            return await self.store.claim(queues, count)
-        taken: dict[str, list[Job]] = {queue: [] for queue in queues}
-        wanted = count
-        while wanted:
-            ready = {queue: await self.store.qlen(queue) for queue in taken}
-            plan: Counter[str] = Counter()
-            for queue in _passes(queues, ready, wanted):
-                plan[queue] += 1
-            got = 0
-            for queue, share in plan.items():
-                jobs = await self.store.claim([queue], share)
-                taken[queue].extend(jobs)
-                got += len(jobs)
-            if not got:
-                break
-            wanted -= got
-        held = {queue: len(jobs) for queue, jobs in taken.items()}
-        dealt: Counter[str] = Counter()
-        ordered = []
-        for queue in _passes(queues, held, count):
-            ordered.append(taken[queue][dealt[queue]])
-            dealt[queue] += 1
-        return ordered
+        if len(queues) == 1:
+            jobs = await self.store.claim(queues, sum(counts))
+            shares, at = [], 0
+            for count in counts:
+                shares.append(jobs[at : at + count])
+                at += count
+            return shares
+        shares = [[] for _ in counts]
+        wanted = list(counts)
+        distinct = list(dict.fromkeys(queues))
+        exhausted: set[str] = set()
+        claimed: dict[str, list[Job]] = {}
+        try:
+            while any(wanted) and len(exhausted) < len(distinct):
+                ready = {q: 0 if q in exhausted else await self.store.qlen(q) for q in distinct}
+                asked: Counter[str] = Counter()
+                for want in wanted:
+                    plan = _passes(queues, ready, want)
+                    for queue in plan:
+                        ready[queue] -= 1
+                    asked.update(plan)
+                if not asked:
+                    break
+                claimed = {}
+                for queue, share in asked.items():
+                    claimed[queue] = await self.store.claim([queue], share)
+                    if len(claimed[queue]) < share:
+                        exhausted.add(queue)
+                # Deal what was claimed as the requests would have taken it, in turn (every
+                # job claimed is dealt: no more was claimed than the requests want).
+                left = {queue: len(claimed.get(queue, ())) for queue in distinct}
+                dealt: Counter[str] = Counter()
+                for index, want in enumerate(wanted):
+                    for queue in _passes(queues, left, want):
+                        left[queue] -= 1
+                        shares[index].append(claimed[queue][dealt[queue]])
+                        dealt[queue] += 1
+                        wanted[index] -= 1
+                claimed = {}
+        except BaseException:
+            # Leased, and nobody will get them: give them back before failing.
+            await self._give_back(
+                [job for share in shares for job in share]
+                + [job for jobs in claimed.values() for job in jobs]
+            )
+            raise
+        return shares
 
     async def _run_acks(self, requests: list[AckRequest]) -> None:
         ids = [job_id for job_ids, _ in requests for job_id in job_ids]
@@ -664,6 +709,24 @@ class Server:
                 protocol.bulk(job.raw_body),
             ]
         )
+
+
+def _runs(
+    requests: list[ClaimRequest],
+) -> list[tuple[tuple[str, ...], list[ClaimRequest]]]:
+    """Consecutive requests on the same queues, together (in request order, at most
+    :data:`MAX_PAGE` jobs asked per run)."""
+    runs: list[tuple[tuple[str, ...], list[ClaimRequest]]] = []
+    asked = 0
+    for request in requests:
+        queues, count, _ = request
+        if runs and runs[-1][0] == queues and asked + count <= MAX_PAGE:
+            runs[-1][1].append(request)
+            asked += count
+        else:
+            runs.append((queues, [request]))
+            asked = count
+    return runs
 
 
 def _passes(queues: Sequence[str], available: dict[str, int], limit: int) -> list[str]:
@@ -923,7 +986,7 @@ async def cmd_qstat(session: Session, args: list[bytes]) -> bytes:
     known = {info.name: info for info in await server.store.queues()} if queue else {}
     info = known.get(queue or "")
     if queue is None or (
-        info is None and not server.blocked_on[queue] and queue not in server.recent_queues()
+        info is None and not server.blocked_on[queue] and not server.recently_used(queue)
     ):
         return NULL_ARRAY
     length = info.queued if info is not None else 0

@@ -767,6 +767,7 @@ class AsyncDisqueStore(AsyncStore):
                 and not more
                 and isinstance(awake, int)
                 and isinstance(requeue, int)
+                and awake > 0
                 and requeue <= delay * 1000
                 and abs(awake - requeue) < _WAKE_ADVANCE_MS // 2
             ):

@@ -881,7 +881,11 @@ class RedisStore(Store):
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("redis", connection, 0)
-        by_id = None if results is None else dict(zip(job_ids, results, strict=True))
+        by_id: dict[str, EncodedResult] | None = None
+        if results is not None:
+            by_id = {}
+            for job_id, result in zip(job_ids, results, strict=True):
+                by_id.setdefault(job_id, result)  # an id given twice keeps its first result
 
         def args_for(ids: Sequence[str]) -> list[Any]:
             if by_id is None:

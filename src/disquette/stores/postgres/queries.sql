@@ -76,10 +76,13 @@ SELECT {schema}.maintain(%(now)s::float8);
 SELECT * FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8);
 
 -- name: ack
--- The results and their encodings come one per id (a NULL result: none).
+-- The results and their encodings come one per id (a NULL result: none); an id given
+-- twice keeps its first result.
 WITH given AS (
-    SELECT * FROM unnest(%(ids)b::text[], %(results)b::bytea[], %(encodings)b::int2[])
-        AS given(id, new_result, new_encoding)),
+    SELECT DISTINCT ON (id) id, new_result, new_encoding
+    FROM unnest(%(ids)b::text[], %(results)b::bytea[], %(encodings)b::int2[])
+        WITH ORDINALITY AS given(id, new_result, new_encoding, position)
+    ORDER BY id, position),
 gone AS (
     DELETE FROM {schema}.jobs
     WHERE id = ANY(%(ids)b::text[]) AND (expires_at IS NULL OR expires_at > %(now)s::float8)
@@ -89,7 +92,7 @@ kept AS (
                                retry_after, expires_at, max_attempts, result_ttl, attempts,
                                nacks, additional_deliveries, error_count, last_error, result,
                                result_encoding, finished_at, seq)
-    SELECT DISTINCT ON (id) id, queue, body, encoding, type, priority, created_at, run_at,
+    SELECT id, queue, body, encoding, type, priority, created_at, run_at,
            retry_after, %(now)s::float8 + result_ttl, max_attempts, result_ttl, attempts,
            nacks,
            -- a lapsed lease counts as the redelivery the maintenance would have made
