@@ -158,9 +158,9 @@ class Gathered(Generic[R]):
     """Requests of one kind from every connection, run together once per loop iteration.
 
     A SQLite commit or a database round trip costs far more than the Python around it, so
-    the GETJOBs (or ACKJOBs) that arrive while one store call runs share the next call:
-    one transaction, one commit, for many clients. ``run`` hands each request its outcome
-    (see :data:`Then`) and never raises.
+    the ADDJOBs (GETJOBs, ACKJOBs) that arrive while one store call runs share the next
+    call: one transaction, one commit, for many clients. ``run`` hands each request its
+    outcome and never raises.
     """
 
     def __init__(self, run: Callable[[list[R]], Awaitable[None]], *, gather: bool) -> None:
@@ -173,15 +173,14 @@ class Gathered(Generic[R]):
 
     def push(self, request: R) -> None:
         """Run ``request`` with the next batch."""
-        if not self._gather and not self._running:
-            self._running = True
-            self._queue.append(request)
-            self._start()
-            return
         self._queue.append(request)
-        if not self._running:
-            self._running = True
+        if self._running:
+            return
+        self._running = True
+        if self._gather:
             asyncio.get_running_loop().call_soon(self._start)
+        else:
+            self._start()
 
     def _start(self) -> None:
         task = start(self._drain())
@@ -205,6 +204,8 @@ Then = Callable[[T | Exception], bool]
 ClaimRequest = tuple[tuple[str, ...], int, Then[list[Job]]]
 #: An ACKJOB's share of a batched ack: its ids, where its count goes.
 AckRequest = tuple[list[str], Then[int]]
+#: Plain ADDJOBs of one connection: their jobs, and where their replies go.
+AddRequest = tuple[list[Job], Pending]
 
 
 def _to_future(future: asyncio.Future[T]) -> Then[T]:
@@ -285,10 +286,10 @@ class Server:
         #: Queue names already checked, by their bytes (ADDJOB's fast path).
         self._queues: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, _DEFAULT_RETRY, node.prefix)
-        self._batch: list[tuple[list[Job], Pending]] = []
-        self._flushing = False
-        self._flush_task: asyncio.Task[None] | None = None
         self._max_batch = max_batch
+        # Even the memory store, which commits nothing, adds faster so: one store call per
+        # loop iteration, not per request.
+        self._adds = Gathered[AddRequest](self._run_adds, gather=True)
         gather = self.store.blocking
         self._claims = Gathered[ClaimRequest](self._run_claims, gather=gather)
         self._acks = Gathered[AckRequest](self._run_acks, gather=gather)
@@ -345,13 +346,9 @@ class Server:
         gets their replies, concatenated, once committed.
 
         Concurrent ADDJOBs of every connection share one store transaction (one commit,
-        one fsync), which is what makes SQLite fast here; even the memory store, which
-        commits nothing, is faster so: one store call per loop iteration, not per request.
+        one fsync, up to ``max_batch`` jobs), which is what makes SQLite fast here.
         """
-        self._batch.append((jobs, pending))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+        self._adds.push((jobs, pending))
 
     def submit(self, job: Job) -> asyncio.Future[bytes]:
         """Add one plain ADDJOB's job with the next batch; a future of its reply."""
@@ -382,39 +379,31 @@ class Server:
         for write in writers:
             write()
 
-    def _start_flush(self) -> None:
-        flushing = start(self._flush())
-        if flushing is not None:
-            self._flush_task = flushing  # a reference: the loop keeps tasks weakly
-
-    async def _flush(self) -> None:
-        batch = self._batch
-        try:
-            while batch:
-                groups: list[tuple[list[Job], Pending]] = []
-                size = 0
-                while batch and (not groups or size + len(batch[0][0]) <= self._max_batch):
-                    group = batch.pop(0)
-                    groups.append(group)
-                    size += len(group[0])
-                jobs = groups[0][0] if len(groups) == 1 else [j for g, _ in groups for j in g]
-                try:
-                    await self.store.add(jobs, None)
-                except Exception:
-                    # One refused job (a paused queue) must not refuse its batch neighbours.
-                    for group_jobs, pending in groups:
-                        pending.settle(
-                            b"".join([await self._add_one(job, None, 0) for job in group_jobs])
-                        )
-                    continue
-                arrived = Counter([job.queue for job in jobs])
-                self.jobs_in.update(arrived)
-                self.touch(arrived)
+    async def _run_adds(self, requests: list[AddRequest]) -> None:
+        at = 0
+        while at < len(requests):
+            groups = [requests[at]]
+            size = len(requests[at][0])
+            at += 1
+            while at < len(requests) and size + len(requests[at][0]) <= self._max_batch:
+                groups.append(requests[at])
+                size += len(requests[at][0])
+                at += 1
+            jobs = groups[0][0] if len(groups) == 1 else [j for g, _ in groups for j in g]
+            try:
+                await self.store.add(jobs, None)
+            except Exception:
+                # One refused job (a paused queue) must not refuse its batch neighbours.
                 for group_jobs, pending in groups:
-                    pending.settle(_added(group_jobs))
-        finally:
-            self._flushing = False
-            self._flush_task = None
+                    pending.settle(
+                        b"".join([await self._add_one(job, None, 0) for job in group_jobs])
+                    )
+                continue
+            arrived = Counter([job.queue for job in jobs])
+            self.jobs_in.update(arrived)
+            self.touch(arrived)
+            for group_jobs, pending in groups:
+                pending.settle(_added(group_jobs))
 
     async def add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
         """Add one job on its own (MAXLEN, REPLICATE): its reply, an error for a refusal."""
