@@ -753,8 +753,8 @@ class _Engine:
             self.to_fail.popleft()
 
     async def _ack(self, done: list[tuple[Job, Any]]) -> None:
-        """Ack jobs and keep their results, in one store call. ``done`` keeps the jobs not
-        yet handled when a store error interrupts (the caller puts them back)."""
+        """Ack jobs and keep their results, in one store call. When a store error
+        interrupts, ``done`` holds the jobs not yet handled (the caller puts them back)."""
         try:
             await self.client.ack_many([job for job, _ in done], [result for _, result in done])
         except (BodyNotSerializable, BodyTooLarge):
@@ -768,8 +768,6 @@ class _Engine:
                 except JobNotFound:
                     logger.warning("job %s was deleted while it ran", job.id, extra=_extras(job))
                 del done[0]
-        else:
-            done.clear()
 
     def _log_failure(self, job: Job) -> None:
         if job.state is JobState.FAILED:

@@ -456,6 +456,11 @@ def _text(value: Reply) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _show_fields(reply: list[Any]) -> dict[str, Any]:
+    """SHOW's flat name/value array, as a mapping."""
+    return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+
+
 def _pause_mode(reply: Reply) -> PauseMode:
     name = _text(reply)
     for mode in PAUSE_MODES:
@@ -618,7 +623,7 @@ class DisqueStore(Store):
             for job, shown in zip(leased, shows, strict=True):
                 if not isinstance(shown, list):  # deleted meanwhile, or an error
                     continue
-                fields = {_text(shown[i]): shown[i + 1] for i in range(0, len(shown) - 1, 2)}
+                fields = _show_fields(shown)
                 job.retry_after = float(fields.get("retry") or 0)
                 requeue = fields.get("next-requeue-within")
                 if job.retry_after and isinstance(requeue, int):
@@ -692,7 +697,7 @@ class DisqueStore(Store):
     # -- inspecting --------------------------------------------------------------------------
 
     def _job_from_show(self, reply: Reply) -> Job:
-        fields = {_text(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+        fields = _show_fields(reply)
         now = self.clock.now()
         state_name = _text(fields["state"])
         delay = int(fields.get("delay") or 0)
