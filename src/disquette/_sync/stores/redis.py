@@ -462,7 +462,7 @@ class WakeupListener:
         self._queue_prefix = (prefix + "w:").encode()
         self._wakeups = wakeups
         self._client = redis.Redis.from_url(redis_url, retry=redis.retry.Retry(NoBackoff(), 0))
-        self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = self._client.pubsub()
         self._lock = threading.Lock()
         self._confirmed: dict[bytes, threading.Event] = {}
         self._thread: threading.Thread | None = None
