@@ -155,7 +155,9 @@ def store_name(client: Client) -> str:
     absolute path of a SQLite file."""
     url = client.store.url
     path = sqlite_path(url)
-    return url if path is None else f"{url} ({Path(path).resolve()})"
+    if path is None or Path(path).is_absolute():
+        return url
+    return f"{url} ({Path(path).resolve()})"
 
 
 class _Group(click.Group):
@@ -232,7 +234,7 @@ def _when(timestamp: float | None, *, precise: bool = True) -> str:
     if timestamp is None:
         return ""
     if not precise:
-        return time.strftime("%m-%d %H:%M:%S", time.localtime(timestamp))
+        return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) + (
         f".{int(timestamp % 1 * 1000):03d}"
     )
@@ -254,13 +256,21 @@ def _print_job_line(job: Job, as_json: bool) -> None:
         click.echo(f"{job.id}\t{job.queue}\t{_value_text(job.body)}")
 
 
-def stats_table(stats: Stats, now: float, store: str | None = None) -> Table:
+def _titled(title: str, table: Table) -> Group:
+    """A table under a title line that is never wrapped (a title of the table itself would
+    be wrapped to the table's width, and a store's URL or path cut in pieces)."""
+    return Group(Text(title, no_wrap=True, overflow="ignore"), table)
+
+
+def stats_view(stats: Stats, now: float, store: str) -> Group:
+    """What ``stats`` prints: the store's name, then :func:`stats_table`."""
+    return _titled(f"disquette stats: {store}", stats_table(stats, now))
+
+
+def stats_table(stats: Stats, now: float) -> Table:
     """The ``stats`` table: one row per queue and type ("age": of the oldest pending job;
-    "max err": the highest error count; a paused queue is marked ``*``); its title names
-    ``store``."""
+    "max err": the highest error count; a paused queue is marked ``*``)."""
     table = Table(
-        title="disquette stats" + (f": {store}" if store else ""),
-        title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1, 0, 0),
         show_edge=False,
@@ -456,7 +466,7 @@ def show(job_id: str, as_json: bool, url: str | None) -> None:
         else:
             text = _value_text(value)
         table.add_row(name, text)
-    Console().print(table)
+    Console().print(table, crop=False)  # an id wider than the terminal stays whole
 
 
 @main.command()
@@ -513,7 +523,7 @@ def stats(watch: bool, interval: float, url: str | None) -> None:
     with _connect(url, existing=True) as client:
         store = store_name(client)
         if not watch:
-            console.print(stats_table(client.stats(), client.store.clock.now(), store))
+            console.print(stats_view(client.stats(), client.store.clock.now(), store))
             return
         # Ctrl-C sets a flag rather than raising: a KeyboardInterrupt raised inside a store
         # call (holding its lock, mid-statement) could leave the close that follows stuck.
@@ -522,14 +532,14 @@ def stats(watch: bool, interval: float, url: str | None) -> None:
         try:
             if not console.is_terminal:  # a pipe or a file: one table after the other
                 while not stop.is_set():
-                    console.print(stats_table(client.stats(), client.store.clock.now(), store))
+                    console.print(stats_view(client.stats(), client.store.clock.now(), store))
                     console.file.flush()
                     stop.wait(interval)
                 return
             with Live(console=console, auto_refresh=False) as live:
                 while not stop.is_set():
-                    table = stats_table(client.stats(), client.store.clock.now(), store)
-                    live.update(table, refresh=True)
+                    view = stats_view(client.stats(), client.store.clock.now(), store)
+                    live.update(view, refresh=True)
                     stop.wait(interval)
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -555,26 +565,25 @@ def failed(
         for job in jobs:
             click.echo(json.dumps(job_to_dict(job), ensure_ascii=False))
         return
-    Console().print(failed_table(jobs, store))
+    Console().print(failed_table(jobs, store), crop=False)  # ids stay whole
 
 
-def failed_table(jobs: Sequence[Job], store: str) -> Table:
-    """The ``failed`` table: a row per job, its last error under its id.
+def failed_table(jobs: Sequence[Job], store: str) -> Group:
+    """The ``failed`` table, under a title naming the store: a row per job, its last error
+    under its id.
 
     An id is never wrapped nor cut, whatever the width, so that it can be copied; the last
     error goes under it rather than in a column of its own, which would be squeezed to
     nothing on an 80-column terminal.
     """
     table = Table(
-        title=f"{len(jobs)} failed job(s) in {store}",
-        title_justify="left",
         box=box.SIMPLE_HEAD,
-        padding=(0, 2, 0, 0),
+        padding=(0, 1, 0, 0),
         show_edge=False,
     )
-    table.add_column("id / last error", min_width=ID_WIDTH, ratio=1)
-    table.add_column("queue", overflow="fold", max_width=20)
-    table.add_column("type", overflow="fold", max_width=20)
+    table.add_column("id / last error", min_width=ID_WIDTH)
+    table.add_column("queue", overflow="fold", max_width=10)
+    table.add_column("type", overflow="fold", max_width=10)
     table.add_column("errors", justify="right", no_wrap=True)
     table.add_column("failed at", no_wrap=True)
     for job in jobs:
@@ -586,7 +595,7 @@ def failed_table(jobs: Sequence[Job], store: str) -> Table:
             str(job.error_count),
             _when(job.finished_at, precise=False),
         )
-    return table
+    return _titled(f"{len(jobs)} failed job(s) in {store}", table)
 
 
 def _failed_targets(

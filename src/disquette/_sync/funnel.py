@@ -88,8 +88,9 @@ class Buffer:
         self._drained = False
         self._fetcher_done = False
         self._error: Exception | None = None
-        #: Whether the fetcher's last fetch found the queues empty.
-        self._found_none = False
+        #: Fetches started so far, and the number of the last one that found nothing.
+        self._fetches = 0
+        self._found_none = 0
 
     @property
     def closed(self) -> bool:
@@ -97,17 +98,22 @@ class Buffer:
         return self._closed
 
     def room(self) -> int:
-        """Wait until the buffer has room; return how many jobs fit (0 once closed)."""
+        """Wait until the buffer has room; return how many jobs fit (0 once closed). The
+        fetcher calls it before each fetch."""
         with self._changed:
             self._changed.wait_for(lambda: self._closed or len(self._jobs) < self.capacity)
-            return 0 if self._closed else self.capacity - len(self._jobs)
+            if self._closed:
+                return 0
+            self._fetches += 1
+            return self.capacity - len(self._jobs)
 
     def put(self, jobs: list[Job]) -> None:
         """Append what a fetch got, maybe nothing (also once closed: :meth:`drain` gives
         the jobs back)."""
         with self._changed:
             self._jobs.extend(jobs)
-            self._found_none = not jobs
+            if not jobs:
+                self._found_none = self._fetches
             self._changed.notify_all()
 
     def put_back(self, job: Job) -> bool:
@@ -129,18 +135,20 @@ class Buffer:
     def take(self, deadline: float | None = None) -> Job | None:
         """Wait for the next job; ``None`` once closed, once the fetcher is gone and the
         jobs it fetched are handed over, or once ``deadline`` (``time.monotonic()``) has
-        passed and a fetch found the queues empty. The fetcher's error is raised after the
-        jobs fetched before it."""
+        passed and a fetch started after the call found the queues empty. The fetcher's
+        error is raised after the jobs fetched before it."""
 
         def ready() -> bool:
             return self._closed or bool(self._jobs) or self._fetcher_done
 
         with self._changed:
+            # A fetch in flight may have started before a job was added: not that one.
+            fresh = self._fetches + 1
             if deadline is None:
                 self._changed.wait_for(ready)
             elif not self._changed.wait_until(ready, deadline - time.monotonic()):
                 # Time is up, but a job may be on its way: give up once the queues are empty.
-                self._changed.wait_for(lambda: ready() or self._found_none)
+                self._changed.wait_for(lambda: ready() or self._found_none >= fresh)
             if self._closed:
                 return None
             if self._jobs:
@@ -188,8 +196,8 @@ class Funnel:
     delivers it again, maybe to another consumer) but left to be fetched again.
 
     ``timeout`` (default: the client's ``timeout`` option, else none): iteration ends once
-    no job came for that many seconds and a fetch found the queues empty (0: once they are
-    empty); iterate again to wait again.
+    no job came for that many seconds and the queues are empty (0: as soon as they are;
+    seeing that takes a fetch, up to ``fetch_timeout`` or two). Iterate again to wait again.
 
     Several consumers (tasks, or threads in the sync flavor) may iterate one funnel.
     """
