@@ -1,5 +1,6 @@
 """The application object: register handlers with a decorator, enqueue through them.
 
+    # mymodule.py: workers import it too, so it enqueues nothing at import time
     from disquette.app import App
 
     app = App("sqlite:///jobs.db")
@@ -8,10 +9,12 @@
     def send_email(job):
         deliver(job.body["to"])
 
-    send_email.add({"to": "ada@example.com"})          # producer side: returns the job id
+    # the producer's code (a request handler, a script's main()...): returns the job id
+    send_email.add({"to": "ada@example.com"})
     await send_email.add_async({"to": "ada@example.com"})
 
-    app.worker(concurrency=8).run()                     # or: disquette worker mymodule:app
+    # the worker: `disquette worker mymodule:app`, or from Python
+    app.worker(concurrency=8).run()
 
 Eager mode (``App(eager=True)``, or ``DISQUETTE_EAGER=1``) is for tests and development:
 ``add`` runs the handler at once, in the caller's thread, and raises what it raises. The

@@ -23,22 +23,24 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
 import click
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import errors
 from ._async.client import AsyncClient, connect_async
 from ._sync.client import Client, connect
 from .job import Job, Options, Stats
-from .stores import resolve_url
+from .stores import resolve_url, sqlite_path
 from .worker import (
     ENV_CONCURRENCY,
     ENV_QUEUES,
@@ -58,6 +60,9 @@ EXIT_USAGE: Final = 2
 EXIT_UNAVAILABLE: Final = 3
 EXIT_TIMEOUT: Final = 4
 EXIT_INTERRUPTED: Final = 130
+#: Set (to 1) to print the traceback of an error raised while importing APP.
+ENV_TRACEBACK: Final = "DISQUETTE_TRACEBACK"
+_TRACEBACK_KEY: Final = "disquette.traceback"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,7 +85,15 @@ class CliError(click.ClickException):
 
 
 class AppImportError(errors.DisquetteError):
-    """The APP argument of ``disquette worker`` cannot be imported or is not an app."""
+    """The APP argument of ``disquette worker`` cannot be imported or is not an app.
+
+    ``cause``: the exception the app's module raised, if that is why (its traceback is
+    printed with ``--traceback``).
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -102,6 +115,12 @@ def _errors_as_exit() -> Iterator[None]:
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         if isinstance(exc, errors.StoreUnavailable):
             message = f"store unreachable: {message}"
+        if isinstance(exc, AppImportError) and exc.cause is not None:
+            context = click.get_current_context(silent=True)
+            if context is not None and context.meta.get(_TRACEBACK_KEY):
+                _print_traceback(exc.cause)
+            else:
+                message += f" (--traceback or {ENV_TRACEBACK}=1 shows where)"
         raise CliError(message, exit_code_for(exc)) from None
     except KeyboardInterrupt:
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -116,8 +135,29 @@ def _url_option(function: F) -> F:
     )(function)
 
 
-def _connect(url: str | None) -> Client:
-    return connect(resolve_url(url))
+def _connect(url: str | None, *, existing: bool = False) -> Client:
+    """A client on the store; with ``existing``, refuse a SQLite file that does not exist
+    (opening it would create an empty store, and a command that only reads or acts on
+    existing jobs would then report on nothing: the wrong directory, most likely)."""
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if existing and path is not None and not Path(path).exists():
+        raise CliError(
+            f"store unreachable: no SQLite store at {Path(path).resolve()} "
+            "(this command does not create one; check --url or $DISQUETTE_URL)",
+            EXIT_UNAVAILABLE,
+        )
+    return connect(resolved)
+
+
+def store_name(client: Client) -> str:
+    """The store a command reads, for a title: its URL without a password, and the
+    absolute path of a SQLite file."""
+    url = client.store.url
+    path = sqlite_path(url)
+    if path is None or Path(path).is_absolute():
+        return url
+    return f"{url} ({Path(path).resolve()})"
 
 
 class _Group(click.Group):
@@ -130,12 +170,30 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="disquette")
-def main() -> None:
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    envvar=ENV_TRACEBACK,
+    help=f"Print the traceback of an error raised by APP's module (also ${ENV_TRACEBACK}=1).",
+)
+@click.pass_context
+def main(ctx: click.Context, show_traceback: bool) -> None:
     """disquette: a persistent job queue. Start with `disquette demo`.
 
     Exit statuses: 0 ok, 1 operation failed, 2 usage error (bad arguments, bad URL,
     APP import error), 3 store unreachable, 4 timed out, 130 interrupted.
     """
+    ctx.meta[_TRACEBACK_KEY] = show_traceback
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of an error raised by the app's module, without the import machinery."""
+    report = traceback.TracebackException.from_exception(exc)
+    report.stack = traceback.StackSummary.from_list(
+        [frame for frame in report.stack if not frame.filename.startswith("<frozen importlib")]
+    )
+    click.echo("".join(report.format()).rstrip(), err=True)
 
 
 # -- formatting ----------------------------------------------------------------------------
@@ -172,12 +230,23 @@ def job_to_dict(job: Job) -> dict[str, object]:
     return fields
 
 
-def _when(timestamp: float | None) -> str:
+def _when(timestamp: float | None, *, precise: bool = True) -> str:
     if timestamp is None:
         return ""
+    if not precise:
+        return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) + (
         f".{int(timestamp % 1 * 1000):03d}"
     )
+
+
+#: Job ids are 40 characters (Disque's format).
+ID_WIDTH: Final = 40
+
+
+def _id_text(job_id: str) -> Text:
+    """A job id for a table cell: never wrapped, never cut (it must copy whole)."""
+    return Text(job_id, no_wrap=True, overflow="ignore")
 
 
 def _print_job_line(job: Job, as_json: bool) -> None:
@@ -187,12 +256,21 @@ def _print_job_line(job: Job, as_json: bool) -> None:
         click.echo(f"{job.id}\t{job.queue}\t{_value_text(job.body)}")
 
 
+def _titled(title: str, table: Table) -> Group:
+    """A table under a title line that is never wrapped (a title of the table itself would
+    be wrapped to the table's width, and a store's URL or path cut in pieces)."""
+    return Group(Text(title, no_wrap=True, overflow="ignore"), table)
+
+
+def stats_view(stats: Stats, now: float, store: str) -> Group:
+    """What ``stats`` prints: the store's name, then :func:`stats_table`."""
+    return _titled(f"disquette stats: {store}", stats_table(stats, now))
+
+
 def stats_table(stats: Stats, now: float) -> Table:
     """The ``stats`` table: one row per queue and type ("age": of the oldest pending job;
     "max err": the highest error count; a paused queue is marked ``*``)."""
     table = Table(
-        title="disquette stats",
-        title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1, 0, 0),
         show_edge=False,
@@ -226,6 +304,29 @@ def stats_table(stats: Stats, now: float) -> Table:
 # -- producing and consuming -------------------------------------------------------------
 
 
+def body_value(body: str, as_json: bool, as_base64: bool) -> object:
+    """The job body ``add`` sends: BODY (or standard input for ``-``) as bytes, then
+    decoded as base64, parsed as JSON, or text when it is UTF-8, else the bytes as they are."""
+    if as_json and as_base64:
+        raise CliError("--json and --base64 do not go together", EXIT_USAGE)
+    # os.fsencode gives back the bytes the shell passed, even those that are not UTF-8.
+    data = sys.stdin.buffer.read() if body == "-" else os.fsencode(body)
+    if as_base64:
+        try:
+            return base64.b64decode(b"".join(data.split()), validate=True)
+        except ValueError as exc:  # binascii.Error
+            raise CliError(f"BODY is not base64: {exc}", EXIT_USAGE) from None
+    if as_json:
+        try:
+            return json.loads(data)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise CliError(f"BODY is not JSON: {exc}", EXIT_USAGE) from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
 def _seconds(name: str) -> Callable[[F], F]:
     return click.option(f"--{name}", type=click.FloatRange(min=0), default=None, metavar="SECONDS")
 
@@ -234,6 +335,9 @@ def _seconds(name: str) -> Callable[[F], F]:
 @click.argument("queue")
 @click.argument("body")
 @click.option("--json", "-j", "as_json", is_flag=True, help="BODY is JSON (else text).")
+@click.option(
+    "--base64", "as_base64", is_flag=True, help="BODY is base64: the job's body is its bytes."
+)
 @_seconds("delay")
 @_seconds("retry-after")
 @_seconds("ttl")
@@ -248,6 +352,7 @@ def add(
     queue: str,
     body: str,
     as_json: bool,
+    as_base64: bool,
     delay: float | None,
     retry_after: float | None,
     ttl: float | None,
@@ -259,14 +364,12 @@ def add(
     replicate: int | None,
     url: str | None,
 ) -> None:
-    """Add a job with BODY to QUEUE and print its id (BODY "-" reads standard input)."""
-    text = sys.stdin.read() if body == "-" else body
-    value: object = text
-    if as_json:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"BODY is not JSON: {exc}", EXIT_USAGE) from None
+    """Add a job with BODY to QUEUE and print its id (BODY "-" reads standard input).
+
+    BODY is text if it is UTF-8, else bytes (kept exactly); --json parses it, --base64
+    decodes it into bytes.
+    """
+    value = body_value(body, as_json, as_base64)
     options = Options(
         delay=delay,
         retry_after=retry_after,
@@ -324,7 +427,7 @@ def ack(job_ids: tuple[str, ...], result: str | None, url: str | None) -> None:
             value = json.loads(result)
         except json.JSONDecodeError as exc:
             raise CliError(f"--result is not JSON: {exc}", EXIT_USAGE) from None
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         for job_id in job_ids:
             client.ack(job_id, value)
 
@@ -334,7 +437,7 @@ def ack(job_ids: tuple[str, ...], result: str | None, url: str | None) -> None:
 @_url_option
 def nack(job_ids: tuple[str, ...], url: str | None) -> None:
     """Give leased jobs back: they are delivered again at once."""
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         for job_id in job_ids:
             client.nack(job_id)
 
@@ -345,22 +448,25 @@ def nack(job_ids: tuple[str, ...], url: str | None) -> None:
 @_url_option
 def show(job_id: str, as_json: bool, url: str | None) -> None:
     """Show every field of a job."""
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         job = client.show(job_id)
     fields = job_to_dict(job)
     if as_json:
         click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
         return
     table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold", min_width=ID_WIDTH)
     for name, value in fields.items():
+        if name == "id":
+            table.add_row(name, _id_text(job.id))
+            continue
         if name.endswith("_at") or name in ("lease_until", "run_at"):
             text = _when(value if isinstance(value, float) else None)
         else:
             text = _value_text(value)
         table.add_row(name, text)
-    Console().print(table)
+    Console().print(table, crop=False)  # an id wider than the terminal stays whole
 
 
 @main.command()
@@ -368,7 +474,7 @@ def show(job_id: str, as_json: bool, url: str | None) -> None:
 @_url_option
 def delete(job_ids: tuple[str, ...], url: str | None) -> None:
     """Delete jobs in any state."""
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         for job_id in job_ids:
             client.delete(job_id)
 
@@ -379,7 +485,7 @@ def delete(job_ids: tuple[str, ...], url: str | None) -> None:
 @_url_option
 def wait(job_id: str, timeout: float | None, url: str | None) -> None:
     """Wait until a job is done and print its result (exit 1 if it failed, 4 on timeout)."""
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         click.echo(_value_text(client.wait(job_id, timeout)))
 
 
@@ -388,7 +494,7 @@ def wait(job_id: str, timeout: float | None, url: str | None) -> None:
 @_url_option
 def qlen(queue: str, url: str | None) -> None:
     """Print how many jobs are ready in QUEUE."""
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         click.echo(client.qlen(queue))
 
 
@@ -399,7 +505,7 @@ def qlen(queue: str, url: str | None) -> None:
 @_url_option
 def peek(queue: str, count: int, as_json: bool, url: str | None) -> None:
     """Print the next jobs of QUEUE, without leasing them."""
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         for job in client.peek(queue, count):
             _print_job_line(job, as_json)
 
@@ -414,9 +520,10 @@ def peek(queue: str, count: int, as_json: bool, url: str | None) -> None:
 def stats(watch: bool, interval: float, url: str | None) -> None:
     """Counts per queue and type: scheduled, queued, active, done, failed."""
     console = Console()
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
+        store = store_name(client)
         if not watch:
-            console.print(stats_table(client.stats(), client.store.clock.now()))
+            console.print(stats_view(client.stats(), client.store.clock.now(), store))
             return
         # Ctrl-C sets a flag rather than raising: a KeyboardInterrupt raised inside a store
         # call (holding its lock, mid-statement) could leave the close that follows stuck.
@@ -425,14 +532,14 @@ def stats(watch: bool, interval: float, url: str | None) -> None:
         try:
             if not console.is_terminal:  # a pipe or a file: one table after the other
                 while not stop.is_set():
-                    console.print(stats_table(client.stats(), client.store.clock.now()))
+                    console.print(stats_view(client.stats(), client.store.clock.now(), store))
                     console.file.flush()
                     stop.wait(interval)
                 return
             with Live(console=console, auto_refresh=False) as live:
                 while not stop.is_set():
-                    table = stats_table(client.stats(), client.store.clock.now())
-                    live.update(table, refresh=True)
+                    view = stats_view(client.stats(), client.store.clock.now(), store)
+                    live.update(view, refresh=True)
                     stop.wait(interval)
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -451,26 +558,44 @@ def failed(
     ctx.obj = {"url": url, "queue": queue}
     if ctx.invoked_subcommand is not None:
         return
-    with _errors_as_exit(), _connect(url) as client:
+    with _errors_as_exit(), _connect(url, existing=True) as client:
         jobs = client.failed(queue, limit)
+        store = store_name(client)
     if as_json:
         for job in jobs:
             click.echo(json.dumps(job_to_dict(job), ensure_ascii=False))
         return
-    table = Table(title=f"{len(jobs)} failed job(s)", title_justify="left")
-    for column in ("id", "queue", "type", "errors", "failed at", "last error"):
-        table.add_column(column, overflow="fold")
+    Console().print(failed_table(jobs, store), crop=False)  # ids stay whole
+
+
+def failed_table(jobs: Sequence[Job], store: str) -> Group:
+    """The ``failed`` table, under a title naming the store: a row per job, its last error
+    under its id.
+
+    An id is never wrapped nor cut, whatever the width, so that it can be copied; the last
+    error goes under it rather than in a column of its own, which would be squeezed to
+    nothing on an 80-column terminal.
+    """
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        show_edge=False,
+    )
+    table.add_column("id / last error", min_width=ID_WIDTH)
+    table.add_column("queue", overflow="fold", max_width=10)
+    table.add_column("type", overflow="fold", max_width=10)
+    table.add_column("errors", justify="right", no_wrap=True)
+    table.add_column("failed at", no_wrap=True)
     for job in jobs:
         last_line = (job.last_error or "").strip().splitlines()[-1:] or [""]
         table.add_row(
-            job.id,
+            Group(_id_text(job.id), Text(last_line[0], style="dim", overflow="fold")),
             job.queue,
             job.type or "",
             str(job.error_count),
-            _when(job.finished_at),
-            last_line[0],
+            _when(job.finished_at, precise=False),
         )
-    Console().print(table)
+    return _titled(f"{len(jobs)} failed job(s) in {store}", table)
 
 
 def _failed_targets(
@@ -500,7 +625,7 @@ def failed_retry(
     ctx: click.Context, job_ids: tuple[str, ...], every: bool, queue: str | None, url: str | None
 ) -> None:
     """Make failed jobs ready again."""
-    with _errors_as_exit(), _connect(url or ctx.obj["url"]) as client:
+    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
         targets = _failed_targets(client, job_ids, every, queue or ctx.obj["queue"])
         for job_id in targets:
             client.retry(job_id)
@@ -517,7 +642,7 @@ def failed_delete(
     ctx: click.Context, job_ids: tuple[str, ...], every: bool, queue: str | None, url: str | None
 ) -> None:
     """Delete failed jobs."""
-    with _errors_as_exit(), _connect(url or ctx.obj["url"]) as client:
+    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
         targets = _failed_targets(client, job_ids, every, queue or ctx.obj["queue"])
         for job_id in targets:
             if client.show(job_id).state.value != "failed":
@@ -557,14 +682,14 @@ def resume(queues: tuple[str, ...], url: str | None) -> None:
 @_url_option
 def recover_stale(max_age: float | None, url: str | None) -> None:
     """Requeue jobs whose worker is gone (lease run out); print how many."""
-    with _connect(url) as client:
+    with _connect(url, existing=True) as client:
         click.echo(client.recover_stale(max_age))
 
 
 @main.command()
 @_url_option
 def migrate(url: str | None) -> None:
-    """Create or upgrade the store's schema; print the migrations applied.
+    """Create or upgrade the store's schema; print its version and the migrations applied.
 
     PostgreSQL runs its numbered migrations (also done on first use unless the URL says
     ``migrate=false``); SQLite and memory create their schema when opened.
@@ -575,7 +700,15 @@ def migrate(url: str | None) -> None:
             click.echo(f"nothing to migrate: the {client.store.url.partition(':')[0]} store")
             return
         applied = run()
-        click.echo(", ".join(map(str, applied)) if applied else "up to date")
+        schema = f"schema {getattr(client.store, 'schema', '')!r}"
+        if applied:
+            versions = ", ".join(map(str, applied))
+            click.echo(f"{schema} at version {max(applied)} (applied {versions})")
+        else:
+            from ._sync.stores.postgres import _migrations  # only PostgreSQL migrates
+
+            latest = max(version for version, _name, _text in _migrations())
+            click.echo(f"{schema} already at version {latest}")
 
 
 # -- the worker ----------------------------------------------------------------------------
@@ -596,10 +729,10 @@ def load_app(path: str) -> Handlers:
             raise AppImportError(
                 f"cannot import {module_name!r}: no module named {exc.name!r}"
             ) from None
-        raise AppImportError(f"error importing {module_name!r}: {exc}") from None
+        raise AppImportError(f"error importing {module_name!r}: {exc}", exc) from None
     except Exception as exc:
         raise AppImportError(
-            f"error importing {module_name!r}: {type(exc).__name__}: {exc}"
+            f"error importing {module_name!r}: {type(exc).__name__}: {exc}", exc
         ) from None
     name = attribute or "app"
     try:
@@ -697,10 +830,11 @@ def worker(
     """Run the handlers of APP (module:attribute: an App or a dict of handlers).
 
     SIGTERM or Ctrl-C stops gracefully (running jobs finish, prefetched ones are given
-    back); a second one gives the running jobs back too. Environment: DISQUETTE_URL,
-    DISQUETTE_QUEUES, DISQUETTE_CONCURRENCY.
+    back); a second one gives the running jobs back too. Exits 0 after SIGTERM, 130 after
+    Ctrl-C (SIGINT). Environment: DISQUETTE_URL, DISQUETTE_QUEUES, DISQUETTE_CONCURRENCY.
     """
     _setup_logging(log_level)
+    context = click.get_current_context()
     target = load_app(app)
     queue_list = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
     supervisor_pid = os.environ.get(ENV_SUPERVISOR_PID)
@@ -721,7 +855,8 @@ def worker(
         # A bad URL or an unreachable store is one clear error here, not endless retries.
         asyncio.run(_probe(factory, runner.queues[0]))
     if processes > 1:
-        arguments = ["worker", app, "--processes", "1", "--grace", str(grace)]
+        arguments = ["--traceback"] if context.meta.get(_TRACEBACK_KEY) else []
+        arguments += ["worker", app, "--processes", "1", "--grace", str(grace)]
         arguments += ["--log-level", log_level]
         for flag, value in (
             ("--url", url),
@@ -733,11 +868,23 @@ def worker(
         ):
             if value is not None:
                 arguments += [flag, str(value)]
-        status = Supervisor(worker_command(arguments), processes).run()
+        supervisor = Supervisor(worker_command(arguments), processes)
+        status = supervisor.run()
+        if status == EXIT_OK:
+            status = exit_status_after(supervisor.stop_signal)
         raise click.exceptions.Exit(status)
     runner.run()
     if runner.replace_requested:
         raise click.exceptions.Exit(EXIT_REPLACE)
+    raise click.exceptions.Exit(exit_status_after(runner.stop_signal))
+
+
+def exit_status_after(stop_signal: int | None) -> int:
+    """A worker's exit status after a graceful stop: 130 when Ctrl-C (SIGINT) stopped it,
+    as the shell reports an interrupted command; 0 after SIGTERM, which is how service
+    managers (systemd, Kubernetes, the supervisor of ``-p``) ask a worker to stop: a
+    requested stop is a success."""
+    return EXIT_INTERRUPTED if stop_signal == signal.SIGINT else EXIT_OK
 
 
 # -- the demo ------------------------------------------------------------------------------

@@ -184,6 +184,15 @@ class Registry(Mapping[str, HandlerSpec]):
                 return declared[0]
         return self._specs.get(CATCH_ALL)
 
+    def serves(self, queue: str) -> bool:
+        """Whether these handlers are meant for ``queue``: a catch-all, a handler that
+        declared it, or one that declared no queue (a plain mapping's, which takes jobs of
+        its type from any queue). Else only jobs added there with a handled type would run:
+        a worker on such a queue says so."""
+        return any(
+            spec.name == CATCH_ALL or spec.queue in (None, queue) for spec in self._specs.values()
+        )
+
     @property
     def queues(self) -> list[str]:
         """The queues the handlers declared, in registration order, without repeats."""
@@ -920,6 +929,8 @@ class Worker:
         self.replace_on_abandon = replace_on_abandon
         #: Set when the worker stopped because it wants its process replaced.
         self.replace_requested = False
+        #: The signal that stopped the last run (the first one received), if one did.
+        self.stop_signal: signal.Signals | None = None
         #: Handlers that returned, and that raised or timed out, since the worker was made.
         self.processed = 0
         self.errors = 0
@@ -985,6 +996,7 @@ class Worker:
             self._idle.clear()
             self._pending_stop = None
             self.replace_requested = False
+            self.stop_signal = None
             self._started.clear()
 
     async def _run_engine(self, client: AsyncClient, handle_signals: bool) -> None:
@@ -1009,6 +1021,15 @@ class Worker:
             ", ".join(sorted(self.registry)),
             client.store.url,
         )
+        for queue in self.queues:
+            if not self.registry.serves(queue):
+                logger.warning(
+                    "no handler declares queue %r (the handlers declare: %s) and there is no "
+                    "catch-all %r: only jobs added there with a handled type will run",
+                    queue,
+                    ", ".join(self.registry.queues) or "none",
+                    CATCH_ALL,
+                )
         self._started.set()
         try:
             await engine.run()
@@ -1019,6 +1040,8 @@ class Worker:
 
     def _on_signal(self, signum: int) -> None:
         logger.info("received %s", signal.Signals(signum).name)
+        if self.stop_signal is None:
+            self.stop_signal = signal.Signals(signum)
         if self._engine is not None:
             self._engine.request_stop()
 
@@ -1343,6 +1366,8 @@ class Supervisor:
         self._signals = 0
         self._forwarded = 0
         self._children: list[subprocess.Popen[bytes] | None] = []
+        #: The first signal received (what stopped the supervisor), if one did.
+        self.stop_signal: signal.Signals | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -1354,7 +1379,10 @@ class Supervisor:
         return subprocess.Popen(self.command, env=env, start_new_session=True)
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        # Only count here: the loop logs and forwards (logging in a handler can deadlock).
         self._signals += 1
+        if self.stop_signal is None:
+            self.stop_signal = signal.Signals(signum)
 
     def run(self) -> int:
         """Supervise until stopped by a signal; return the exit status."""
@@ -1380,6 +1408,7 @@ class Supervisor:
         while True:
             while self._forwarded < self._signals:
                 self._forwarded += 1
+                self._log_stop(self._forwarded)
                 for child in self._children:
                     if child is not None and child.poll() is None:
                         child.send_signal(signal.SIGTERM)
@@ -1398,6 +1427,8 @@ class Supervisor:
                     continue
                 self._children[index] = None
                 if stopping:
+                    left = sum(1 for other in self._children if other is not None)
+                    logger.info("worker process %d exited (%d still running)", child.pid, left)
                     continue
                 if status == 2:
                     logger.error("worker process %d exited with a usage error: stopping", child.pid)
@@ -1414,8 +1445,25 @@ class Supervisor:
                 logger.warning("worker process %d %s; restarting in %.1fs", child.pid, how, delay)
                 restart_at[index] = now + delay
             if stopping and all(child is None for child in self._children):
+                logger.info("supervisor stopped: every worker process exited")
                 return 0
             time.sleep(0.05)
+
+    def _log_stop(self, count: int) -> None:
+        running = sum(1 for child in self._children if child is not None and child.poll() is None)
+        if count == 1:
+            name = self.stop_signal.name if self.stop_signal is not None else "a stop"
+            logger.info(
+                "supervisor received %s: stopping %d worker process(es); they finish their "
+                "running jobs (a second signal gives them back)",
+                name,
+                running,
+            )
+        else:
+            logger.warning(
+                "supervisor: stopping %d worker process(es) now; running jobs are given back",
+                running,
+            )
 
     def _terminate_all(self) -> None:
         for child in self._children:

@@ -6,12 +6,14 @@ Most tests run the click command in-process on a SQLite file; a few run
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import click
 import pytest
@@ -34,8 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    """A fresh SQLite store."""
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+    """A fresh SQLite store (its file exists: commands that only read refuse a missing one)."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    connect(url).close()
+    return url
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
@@ -291,10 +295,192 @@ def test_migrate_applies_postgres_migrations_once_and_explains_other_stores(url:
     from tests.servers.postgres import fresh_url
 
     postgres = fresh_url(migrate="false")
+    schema = parse_qs(urlsplit(postgres).query)["schema"][0]
     first = run("migrate", "--url", postgres)
-    assert (first.exit_code, first.stdout.strip()) == (EXIT_OK, "1, 2")
+    said = f"schema {schema!r} at version 2 (applied 1, 2)"
+    assert (first.exit_code, first.stdout.strip()) == (EXIT_OK, said)
     again = run("migrate", "--url", postgres)
-    assert (again.exit_code, again.stdout.strip()) == (EXIT_OK, "up to date")
+    said = f"schema {schema!r} already at version 2"
+    assert (again.exit_code, again.stdout.strip()) == (EXIT_OK, said)
     sqlite = run("migrate", "--url", url)
     assert sqlite.exit_code == EXIT_OK
     assert sqlite.stdout.startswith("nothing to migrate: the sqlite store")
+
+
+# -- bodies that are not text --------------------------------------------------------------
+
+NOT_UTF8 = bytes([0xFF, 0xFE, 0x00, 0x80, 0x0A, 0xC3]) + b"tail"
+
+
+def test_binary_bodies_round_trip_through_add_show_and_get(url: str) -> None:
+    from_stdin = run("add", "q", "-", "--url", url, input=NOT_UTF8)
+    assert from_stdin.exit_code == EXIT_OK, from_stdin.output
+    # An argument that is not UTF-8 reaches Python surrogate-escaped, as argv does.
+    from_argv = run("add", "q", os.fsdecode(NOT_UTF8), "--url", url)
+    assert from_argv.exit_code == EXIT_OK, from_argv.output
+    encoded = base64.b64encode(NOT_UTF8).decode()
+    from_base64 = run("add", "q", encoded, "--base64", "--url", url)
+    # base64 on stdin, wrapped as base64(1) wraps it, with its newline.
+    wrapped = "\n".join(encoded[i : i + 4] for i in range(0, len(encoded), 4)) + "\n"
+    from_base64_stdin = run("add", "q", "-", "--base64", "--url", url, input=wrapped)
+    ascii_as_bytes = run("add", "q", base64.b64encode(b"plain").decode(), "--base64", "--url", url)
+    ids = [
+        result.stdout.strip()
+        for result in (from_stdin, from_argv, from_base64, from_base64_stdin, ascii_as_bytes)
+    ]
+    with connect(url) as client:
+        assert [client.show(job_id).body for job_id in ids] == [NOT_UTF8] * 4 + [b"plain"]
+    for job_id in ids[:4]:
+        shown = json.loads(run("show", job_id, "--json", "--url", url).stdout)
+        assert (shown["body"], shown["encoding"]) == ({"base64": encoded}, "bytes")
+        table = run("show", job_id, "--url", url)
+        assert table.exit_code == EXIT_OK
+        assert f'{{"base64": "{encoded}"}}' in table.stdout
+    got = run("get", "q", "--count", "4", "--json", "--url", url).stdout.splitlines()
+    bodies = [json.loads(line)["body"] for line in got]
+    assert [base64.b64decode(body["base64"]) for body in bodies] == [NOT_UTF8] * 4
+    line = run("get", "q", "--url", url).stdout
+    assert line == f"{ids[4]}\tq\tplain\n"  # bytes that are text print as text
+    run("nack", *ids[:4], "--url", url)
+    line = run("get", "q", "--url", url).stdout
+    assert line == f"{ids[0]}\tq\tbase64:{encoded}\n"
+    text = run("add", "q", "-", "--url", url, input="caf\u00e9\r\n".encode())
+    with connect(url) as client:
+        assert client.show(text.stdout.strip()).body == "caf\u00e9\r\n"  # UTF-8: text, exactly
+
+
+def test_add_refuses_bad_base64_and_base64_with_json(url: str) -> None:
+    bad = run("add", "q", "not base64!", "--base64", "--url", url)
+    assert bad.exit_code == EXIT_USAGE
+    assert "not base64" in one_line_error(bad)
+    both = run("add", "q", "e30=", "--base64", "--json", "--url", url)
+    assert both.exit_code == EXIT_USAGE
+    assert "--json and --base64" in one_line_error(both)
+    json_bytes = run("add", "q", "-", "--json", "--url", url, input=b'{"a": "\xc3\xa9"}')
+    with connect(url) as client:
+        assert client.show(json_bytes.stdout.strip()).body == {"a": "\u00e9"}
+        assert client.qlen("q") == 1
+
+
+# -- the store a command reads ---------------------------------------------------------------
+
+
+def test_read_only_commands_refuse_a_missing_sqlite_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISQUETTE_URL", raising=False)
+    job_id = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
+    commands = [
+        ["stats"],
+        ["failed"],
+        ["failed", "retry", "--all"],
+        ["failed", "delete", job_id],
+        ["show", job_id],
+        ["wait", job_id],
+        ["peek", "q"],
+        ["qlen", "q"],
+        ["ack", job_id],
+        ["nack", job_id],
+        ["delete", job_id],
+        ["recover-stale"],
+    ]
+    default = tmp_path / "disquette.db"
+    elsewhere = tmp_path / "elsewhere.db"
+    for args in commands:
+        for url_args, path in (([], default), (["--url", "sqlite:///elsewhere.db"], elsewhere)):
+            result = run(*args, *url_args)
+            assert result.exit_code == EXIT_UNAVAILABLE, (args, result.output)
+            assert f"no SQLite store at {path}" in one_line_error(result), args
+    assert list(tmp_path.iterdir()) == [], "nothing was created"
+    # Commands that write create the store, as before.
+    assert run("add", "q", "x").exit_code == EXIT_OK
+    assert run("qlen", "q").stdout == "1\n"
+
+
+def test_stats_and_failed_name_the_store_they_read(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "cli.db"
+    for args in (["stats"], ["failed"], ["stats", "--url", "sqlite:///cli.db"]):
+        result = run(*args, "--url", url, env={"COLUMNS": "200"})
+        assert result.exit_code == EXIT_OK, result.output
+        assert str(path) in result.stdout.splitlines()[0], args
+
+
+def test_stats_names_a_postgresql_store_without_its_password() -> None:
+    from tests.servers.postgres import fresh_url
+
+    postgres = urlsplit(fresh_url())
+    if postgres.password is None:  # trust authentication: any password is accepted
+        user, _, host = postgres.netloc.rpartition("@")
+        postgres = postgres._replace(netloc=f"{user}:s3cret-word@{host}")
+    result = run("stats", "--url", postgres.geturl(), env={"COLUMNS": "300"})
+    assert result.exit_code == EXIT_OK, result.output
+    title = result.stdout.splitlines()[0]
+    assert "postgresql://" in title
+    assert postgres.hostname is not None
+    assert postgres.hostname in title
+    assert postgres.password not in result.stdout
+
+
+def test_failed_job_ids_never_wrap(url: str) -> None:
+    with connect(url) as client:
+        ids = client.max_attempts(1).type("a_rather_long_job_type_name").add_many(["a", "b"], "q")
+        for _ in ids:
+            client.fail(client.get("q"), "Traceback...\nValueError: " + "much to say " * 20)
+    for columns in ("80", "60", "120"):
+        listed = run("failed", "--url", url, env={"COLUMNS": columns})
+        assert listed.exit_code == EXIT_OK
+        lines = listed.stdout.splitlines()
+        for job_id in ids:
+            assert any(job_id in line for line in lines), (columns, listed.stdout)
+        assert "ValueError: much to say" in listed.stdout, columns
+        shown = run("show", ids[0], "--url", url, env={"COLUMNS": "50"})
+        assert any(ids[0] in line for line in shown.stdout.splitlines()), shown.stdout
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def test_a_missing_driver_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cases = [
+        ("postgresql://127.0.0.1:1/none", "psycopg", "postgres", "postgres"),
+        ("redis://127.0.0.1:1/0", "redis", "redis", "redis"),
+        ("disque://127.0.0.1:1", "hiredis", "disque", "server"),
+    ]
+    for url, driver, module, extra in cases:
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, driver, None)  # import driver: ModuleNotFoundError
+            patch.delitem(sys.modules, f"disquette._sync.stores.{module}", raising=False)
+            result = run("qlen", "q", "--url", url)
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert f"pip install 'disquette[{extra}]'" in one_line_error(result), url
+
+
+def test_an_error_in_the_app_module_shows_its_traceback_on_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    (tmp_path / "failing_app.py").write_text(
+        "import json\n\n\ndef setup():\n    raise RuntimeError('at import')\n\n\nsetup()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISQUETTE_TRACEBACK", raising=False)
+    plain = run("worker", "failing_app:app", "--url", url)
+    assert plain.exit_code == EXIT_USAGE
+    line = one_line_error(plain)
+    assert "RuntimeError: at import" in line
+    assert "--traceback or DISQUETTE_TRACEBACK=1 shows where" in line
+    for args, env in ((["--traceback"], None), ([], {"DISQUETTE_TRACEBACK": "1"})):
+        sys.modules.pop("failing_app", None)
+        shown = run(*args, "worker", "failing_app:app", "--url", url, env=env)
+        assert shown.exit_code == EXIT_USAGE
+        assert shown.stderr.startswith("Traceback (most recent call last):"), shown.stderr
+        assert 'failing_app.py", line 8, in <module>' in shown.stderr
+        assert 'failing_app.py", line 5, in setup' in shown.stderr
+        assert "<frozen importlib" not in shown.stderr
+        last = shown.stderr.strip().splitlines()[-1]
+        assert last == "Error: error importing 'failing_app': RuntimeError: at import"

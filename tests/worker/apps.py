@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from disquette import Job
+from disquette import App, Job
 
 
 def blocking(job: Job) -> dict[str, int]:
@@ -46,3 +46,13 @@ def quick(job: Job) -> object:
 
 
 handlers = {"blocking": blocking, "scripted": scripted, "stuck": stuck, "quick": quick}
+
+
+#: An App whose one handler declares its queue (for the unknown-queue warning).
+app = App()
+
+
+@app.job(queue="mail")
+def mail(job: Job) -> object:
+    """Returns its body."""
+    return job.body

@@ -23,10 +23,12 @@ APP = "tests.worker.apps:handlers"
 pytestmark = pytest.mark.slow
 
 
-def start_worker(url: str, *options: str, log: Path | None = None) -> subprocess.Popen[bytes]:
-    """``python -m disquette worker`` on the test handlers, from the repository root
-    (its log to ``log`` when given)."""
-    command = [sys.executable, "-m", "disquette", "worker", APP, "--url", url, *options]
+def start_worker(
+    url: str, *options: str, app: str = APP, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m disquette worker`` on the test handlers (or ``app``), from the
+    repository root (its log to ``log`` when given)."""
+    command = [sys.executable, "-m", "disquette", "worker", app, "--url", url, *options]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DISQUETTE_QUEUES", None)
     if log is None:
@@ -243,3 +245,41 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry.name))
     return sorted(found)
+
+
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["TERM", "INT"]
+)
+def test_exit_status_after_a_signal_is_the_same_with_and_without_a_supervisor(
+    tmp_path: Path,
+    sqlite_url: str,
+    processes: list[subprocess.Popen[bytes]],
+    signum: signal.Signals,
+    status: int,
+) -> None:
+    """SIGTERM is how service managers stop a worker: a success (0). Ctrl-C (SIGINT) is an
+    interruption: 130, as the shell reports it. The supervisor of ``-p`` says what it does."""
+    queues = ["--queues", "mail,nosuchqueue"]
+    plain_log = tmp_path / "plain.log"
+    plain = start_worker(sqlite_url, *queues, app="tests.worker.apps:app", log=plain_log)
+    processes.append(plain)
+    wait_until(lambda: "worker started" in plain_log.read_text(), what="the worker to start")
+    text = plain_log.read_text()
+    assert "no handler declares queue 'nosuchqueue' (the handlers declare: mail)" in text
+    assert "'mail'" not in text, "the declared queue is not warned about"
+    plain.send_signal(signum)
+    assert plain.wait(30) == status
+
+    log = tmp_path / "supervisor.log"
+    supervisor = start_worker(sqlite_url, "--processes", "2", log=log)
+    processes.append(supervisor)
+    wait_until(lambda: log.read_text().count("worker started") == 2, what="two workers")
+    supervisor.send_signal(signum)
+    assert supervisor.wait(30) == status
+    text = log.read_text()
+    said = f"supervisor received {signum.name}: stopping 2 worker process(es)"
+    assert said in text, text
+    assert text.count("worker stopping: finishing running jobs") == 2
+    assert "exited (1 still running)" in text
+    assert "exited (0 still running)" in text
+    assert text.rstrip().endswith("supervisor stopped: every worker process exited")

@@ -126,6 +126,36 @@ async def test_unknown_type_is_an_error_logged_loudly(
     assert getattr(loud[0], "job_id", None) == job_id
 
 
+async def test_a_queue_no_handler_declares_is_logged_once_at_start(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = Registry()
+    registry.register("send", lambda job: None, queue="mail")
+    registry.register("resize", lambda job: None, queue="images")
+    catch_all = Registry()
+    catch_all.register("send", lambda job: None, queue="mail")
+    catch_all.register("*", lambda job: None)
+    cases: list[tuple[Any, list[str], list[str]]] = [
+        (registry, ["mail", "nosuchqueue", "images", "other"], ["nosuchqueue", "other"]),
+        (registry, ["mail"], []),
+        (catch_all, ["nosuchqueue"], []),  # the catch-all takes anything
+        ({"send": lambda job: None}, ["nosuchqueue"], []),  # a mapping declares no queue
+    ]
+    for handlers, queues, unserved in cases:
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="disquette.worker")
+        async with connect_async(store_url) as client:
+            worker = Worker(client, handlers, queues=queues)
+            await worker.start_async()
+            await worker.stop_async()
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == len(unserved), warnings
+        for queue, message in zip(unserved, warnings, strict=True):
+            assert f"no handler declares queue {queue!r}" in message
+            assert "(the handlers declare: mail, images)" in message
+            assert "no catch-all '*'" in message
+
+
 async def test_catch_all_handler_gets_jobs_without_their_own(store_url: str) -> None:
     async def anything(job: Job) -> str:
         return f"caught {job.type}"

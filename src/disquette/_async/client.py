@@ -210,24 +210,29 @@ class AsyncClient:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def get(self, *queues: str) -> Job:
-        """Lease the next job of the leftmost queue that has one, waiting up to ``timeout``.
+    async def get(self, *queues: str, timeout: float | None = None) -> Job:
+        """Lease the next job of the leftmost queue that has one, waiting up to ``timeout``
+        seconds (default: the client's ``timeout`` option; 0: do not wait).
 
         Raises :class:`~disquette.errors.Timeout` if no job came in time.
         """
-        jobs = await self.get_many(*queues, count=1)
+        timeout = self._timeout(timeout)
+        jobs = await self.get_many(*queues, count=1, timeout=timeout)
         if not jobs:
-            raise Timeout("get", self._options.timeout or 0.0)
+            raise Timeout("get", timeout or 0.0)
         return jobs[0]
 
-    async def get_many(self, *queues: str, count: int = 100) -> list[Job]:
-        """Lease up to ``count`` jobs, queues left to right; waits (up to ``timeout``) only
-        while none is ready; returns an empty list on timeout."""
+    async def get_many(
+        self, *queues: str, count: int = 100, timeout: float | None = None
+    ) -> list[Job]:
+        """Lease up to ``count`` jobs, queues left to right; waits (up to ``timeout``
+        seconds, default: the client's ``timeout`` option) only while none is ready;
+        returns an empty list on timeout."""
         names = check_queue_names(queues)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
             raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
+        timeout = self._timeout(timeout)
         jobs = await self.store.claim(names, count)
-        timeout = self._options.timeout
         if jobs or timeout == 0:
             return jobs
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -255,11 +260,17 @@ class AsyncClient:
         fetch_count: int = FETCH_COUNT,
         fetch_timeout: float = FETCH_TIMEOUT,
         buffer: int | None = None,
+        timeout: float | None = None,
     ) -> AsyncFunnel:
         """A channel over ``queues``: iterate to receive jobs (each acked as it is handed
         over), ``put`` to send; use it with ``async with``. See :class:`AsyncFunnel`."""
         return AsyncFunnel(
-            self, *queues, fetch_count=fetch_count, fetch_timeout=fetch_timeout, buffer=buffer
+            self,
+            *queues,
+            fetch_count=fetch_count,
+            fetch_timeout=fetch_timeout,
+            buffer=buffer,
+            timeout=timeout,
         )
 
     async def ack(self, job: JobRef, result: object = None, *, connection: object = None) -> None:
@@ -349,9 +360,7 @@ class AsyncClient:
         :class:`~disquette.errors.Timeout` after ``timeout`` (default: the client's).
         """
         job_id = _job_id(job)
-        if timeout is None:
-            timeout = self._options.timeout
-        Options(timeout=timeout)  # validates
+        timeout = self._timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         signal = AsyncSignal()
         unsubscribe = self.store.wakeups.subscribe([DONE_CHANNEL], signal.set)
@@ -498,6 +507,13 @@ class AsyncClient:
         await self.close()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        """The seconds a blocking call waits: ``timeout`` (checked), else the client's."""
+        if timeout is None:
+            return self._options.timeout
+        Options(timeout=timeout)  # validates
+        return timeout
 
     def _encode_result(self, result: object) -> tuple[bytes | None, Encoding]:
         if result is None:

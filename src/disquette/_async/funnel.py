@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio  # unasync: drop
 import builtins
+import contextlib  # unasync: drop
 import threading
+import time
 from collections import deque
 from collections.abc import (
     Callable,
@@ -33,14 +35,31 @@ from typing import (
 )
 
 from ..errors import ClientClosed, InvalidOption
-from ..job import Job, JobState, check_queue_names, new_job_id
+from ..job import Job, JobState, Options, check_queue_names, new_job_id
 
 if TYPE_CHECKING:
     from .client import AsyncClient
 
-#: The lock and wake-up primitive of the buffer, per flavor (same methods in both).
-AsyncCondition = asyncio.Condition  # unasync: drop
-Condition = threading.Condition
+
+class AsyncCondition(asyncio.Condition):  # unasync: drop
+    """The buffer's lock and wake-ups, asyncio flavor."""  # unasync: drop
+
+    async def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:  # unasync: drop
+        """Wait until ``ready()`` or ``timeout`` seconds; return ``ready()``."""  # unasync: drop
+        # Cancelled by the timeout, Condition.wait takes the lock back.  # unasync: drop
+        with contextlib.suppress(TimeoutError):  # unasync: drop
+            async with asyncio.timeout(max(0.0, timeout)):  # unasync: drop
+                return await self.wait_for(ready)  # unasync: drop
+        return ready()  # unasync: drop
+
+
+class Condition(threading.Condition):
+    """The buffer's lock and wake-ups, sync flavor."""
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``ready()`` or ``timeout`` seconds; return ``ready()``."""
+        return self.wait_for(ready, max(0.0, timeout))
+
 
 #: Default of ``fetch_count``: jobs leased per fetch.
 FETCH_COUNT = 10
@@ -90,6 +109,9 @@ class AsyncBuffer:
         self._drained = False
         self._fetcher_done = False
         self._error: Exception | None = None
+        #: Fetches started so far, and the number of the last one that found nothing.
+        self._fetches = 0
+        self._found_none = 0
 
     @property
     def closed(self) -> bool:
@@ -97,15 +119,22 @@ class AsyncBuffer:
         return self._closed
 
     async def room(self) -> int:
-        """Wait until the buffer has room; return how many jobs fit (0 once closed)."""
+        """Wait until the buffer has room; return how many jobs fit (0 once closed). The
+        fetcher calls it before each fetch."""
         async with self._changed:
             await self._changed.wait_for(lambda: self._closed or len(self._jobs) < self.capacity)
-            return 0 if self._closed else self.capacity - len(self._jobs)
+            if self._closed:
+                return 0
+            self._fetches += 1
+            return self.capacity - len(self._jobs)
 
     async def put(self, jobs: list[Job]) -> None:
-        """Append fetched jobs (also once closed: :meth:`drain` gives them back)."""
+        """Append what a fetch got, maybe nothing (also once closed: :meth:`drain` gives
+        the jobs back)."""
         async with self._changed:
             self._jobs.extend(jobs)
+            if not jobs:
+                self._found_none = self._fetches
             self._changed.notify_all()
 
     async def put_back(self, job: Job) -> bool:
@@ -124,13 +153,23 @@ class AsyncBuffer:
             self._error = error
             self._changed.notify_all()
 
-    async def take(self) -> Job | None:
-        """Wait for the next job; ``None`` once closed or once the fetcher is gone and the
-        jobs it fetched are handed over. The fetcher's error is raised after those jobs."""
+    async def take(self, deadline: float | None = None) -> Job | None:
+        """Wait for the next job; ``None`` once closed, once the fetcher is gone and the
+        jobs it fetched are handed over, or once ``deadline`` (``time.monotonic()``) has
+        passed and a fetch started after the call found the queues empty. The fetcher's
+        error is raised after the jobs fetched before it."""
+
+        def ready() -> bool:
+            return self._closed or bool(self._jobs) or self._fetcher_done
+
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: self._closed or bool(self._jobs) or self._fetcher_done
-            )
+            # A fetch in flight may have started before a job was added: not that one.
+            fresh = self._fetches + 1
+            if deadline is None:
+                await self._changed.wait_for(ready)
+            elif not await self._changed.wait_until(ready, deadline - time.monotonic()):
+                # Time is up, but a job may be on its way: give up once the queues are empty.
+                await self._changed.wait_for(lambda: ready() or self._found_none >= fresh)
             if self._closed:
                 return None
             if self._jobs:
@@ -177,6 +216,10 @@ class AsyncFunnel:
     ``retry_after``: a buffered job whose lease ran out is not handed over (the store
     delivers it again, maybe to another consumer) but left to be fetched again.
 
+    ``timeout`` (default: the client's ``timeout`` option, else none): iteration ends once
+    no job came for that many seconds and the queues are empty (0: as soon as they are;
+    seeing that takes a fetch, up to ``fetch_timeout`` or two). Iterate again to wait again.
+
     Several consumers (tasks, or threads in the sync flavor) may iterate one funnel.
     """
 
@@ -187,11 +230,15 @@ class AsyncFunnel:
         fetch_count: int = FETCH_COUNT,
         fetch_timeout: float = FETCH_TIMEOUT,
         buffer: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.queues = check_queue_names(queues)
         self.fetch_count = _check_count("fetch_count", fetch_count)
         self.fetch_timeout = _check_fetch_timeout(fetch_timeout)
         self.buffer = self.fetch_count if buffer is None else _check_count("buffer", buffer)
+        Options(timeout=timeout)  # validates
+        #: Seconds iteration waits for a job before it ends (``None``: for ever).
+        self.timeout = client.options.timeout if timeout is None else timeout
         self._client = client
         # Derived client: shares the store, and its own options only set the fetch's wait.
         self._fetching = client.timeout(self.fetch_timeout)
@@ -216,8 +263,7 @@ class AsyncFunnel:
             while room := await self._buffer.room():
                 count = min(self.fetch_count, room)
                 jobs = await self._fetching.get_many(*self.queues, count=count)
-                if jobs:
-                    await self._buffer.put(jobs)
+                await self._buffer.put(jobs)
         except Exception as exc:  # handed to the consumers by AsyncBuffer.take
             error = exc
         finally:
@@ -230,10 +276,12 @@ class AsyncFunnel:
         return self
 
     async def __anext__(self) -> Job:
-        """Hand over the next job, acked (state ``done``); waits until one comes."""
+        """Hand over the next job, acked (state ``done``); waits until one comes (or
+        ``timeout``)."""
         self.start()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            job = await self._buffer.take()
+            job = await self._buffer.take(deadline)
             if job is None:
                 raise StopAsyncIteration
             if self._lease_ran_out(job):

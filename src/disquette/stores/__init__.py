@@ -34,6 +34,8 @@ NATIVE_SCHEMES: Final = {
     "rediss": "redis",
     "disque": "disque",
 }
+#: The extra that installs a store's driver: ``pip install 'disquette[<extra>]'``.
+EXTRAS: Final = {"postgres": "postgres", "redis": "redis", "disque": "server"}
 
 
 def resolve_url(url: str | None) -> str:
@@ -53,7 +55,7 @@ def open_store(url: str, clock: Clock) -> Store:
             raise InvalidURL(url, "use memory:// or memory://name")
         return open_memory_store(parts.netloc, clock)
     if parts.scheme == "sqlite":
-        return _open_sqlite(url, parts.netloc, parts.path, query, clock)
+        return _open_sqlite(url, query, clock)
     store: Store = _native_module(url, parts.scheme, "_sync").open_url(url, clock)
     return store
 
@@ -77,11 +79,27 @@ def _native_module(url: str, scheme: str, flavor: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name == name:
             raise InvalidURL(url, f"the {scheme} store is not available yet") from None
-        raise InvalidURL(url, f"the {scheme} store needs {exc.name!r}: pip install it") from None
+        extra = EXTRAS[NATIVE_SCHEMES[scheme]]
+        raise InvalidURL(
+            url, f"the {scheme} store needs {exc.name!r}: pip install 'disquette[{extra}]'"
+        ) from None
 
 
-def _open_sqlite(url: str, host: str, path: str, query: dict[str, str], clock: Clock) -> Store:
-    if host or not path.startswith("/") or len(path) < 2:
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite://`` URL names (relative to the working directory), or ``None``
+    for another store or a malformed ``sqlite://`` URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
+        return None
+    return parts.path[1:] or None
+
+
+def _open_sqlite(url: str, query: dict[str, str], clock: Clock) -> Store:
+    path = sqlite_path(url)
+    if path is None:
         raise InvalidURL(url, "use sqlite:///relative/path.db or sqlite:////absolute/path.db")
     unknown = set(query) - {"synchronous", "poll_interval", "busy_timeout"}
     if unknown:
@@ -97,7 +115,7 @@ def _open_sqlite(url: str, host: str, path: str, query: dict[str, str], clock: C
     if not 0.001 <= poll_interval <= 60 or not 0 <= busy_timeout <= 3600:
         raise InvalidURL(url, "poll_interval is 0.001..60 s, busy_timeout 0..3600 s")
     return SqliteStore(
-        path[1:],
+        path,
         clock,
         synchronous="full" if synchronous == "full" else "normal",
         poll_interval=poll_interval,
