@@ -82,8 +82,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import Connection, sql
-from psycopg.rows import tuple_row
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..._concurrency import sleep
@@ -202,11 +202,8 @@ class _PoolNoise(logging.Filter):
         if record.levelno == logging.WARNING and isinstance(record.args, tuple):
             for arg in record.args:
                 # The pool's name, or the pool of a connection it names.
-                name = (
-                    arg
-                    if isinstance(arg, str)
-                    else getattr(getattr(arg, "_pool", None), "name", "")
-                )
+                pool = getattr(arg, "_pool", None)
+                name = arg if isinstance(arg, str) else getattr(pool, "name", "")
                 if isinstance(name, str) and name.startswith(_POOL_PREFIX):
                     record.levelno, record.levelname = logging.DEBUG, "DEBUG"
                     break
@@ -460,10 +457,7 @@ class PostgresStore(Store):
             if self._closed:
                 raise ClientClosed(f"the PostgreSQL store {self.url} is closed")
             started = time.monotonic()
-            if deadline is None:
-                wait = self._reconnect_timeout
-            else:
-                wait = max(deadline - started, 0.0)
+            wait = self._reconnect_timeout if deadline is None else max(deadline - started, 0.0)
             try:
                 if not self._ready:
                     self._start(started + wait, migrated)
@@ -532,7 +526,7 @@ class PostgresStore(Store):
                 sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 0.5)
 
-    def _connect_timeout(self, remaining: float) -> dict[str, int]:
+    def _connect_timeout(self, remaining: float) -> dict[str, Any]:
         if self._explicit_connect_timeout:
             return {}
         return {"connect_timeout": max(2, math.ceil(remaining))}  # libpq takes whole seconds
