@@ -88,7 +88,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..._concurrency import async_sleep
+from ..._concurrency import AsyncLock, async_sleep
 from ...clock import Clock
 from ...errors import (
     ClientClosed,
@@ -442,6 +442,8 @@ class AsyncPostgresStore(AsyncStore):
             kwargs={"autocommit": True, "application_name": application_name},
         )
         self._lock = threading.Lock()
+        #: One first connection at a time: callers that arrive meanwhile wait for its outcome.
+        self._starting = AsyncLock()
         self._ready = False
         self._closed = False
         self._listener: AsyncBackground | None = None
@@ -472,7 +474,9 @@ class AsyncPostgresStore(AsyncStore):
             wait = self._reconnect_timeout if deadline is None else max(deadline - started, 0.0)
             try:
                 if not self._ready:
-                    await self._start(started + wait, migrated)
+                    async with self._starting:
+                        if not self._ready:
+                            await self._start(started + wait, migrated)
                 async with self._pool.connection(timeout=wait) as conn:
                     return await operation(conn)
             except _MISSING_SCHEMA as exc:

@@ -86,7 +86,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..._concurrency import sleep
+from ..._concurrency import Lock, sleep
 from ...clock import Clock
 from ...errors import (
     ClientClosed,
@@ -430,6 +430,8 @@ class PostgresStore(Store):
             kwargs={"autocommit": True, "application_name": application_name},
         )
         self._lock = threading.Lock()
+        #: One first connection at a time: callers that arrive meanwhile wait for its outcome.
+        self._starting = Lock()
         self._ready = False
         self._closed = False
         self._listener: Background | None = None
@@ -460,7 +462,9 @@ class PostgresStore(Store):
             wait = self._reconnect_timeout if deadline is None else max(deadline - started, 0.0)
             try:
                 if not self._ready:
-                    self._start(started + wait, migrated)
+                    with self._starting:
+                        if not self._ready:
+                            self._start(started + wait, migrated)
                 with self._pool.connection(timeout=wait) as conn:
                     return operation(conn)
             except _MISSING_SCHEMA as exc:
