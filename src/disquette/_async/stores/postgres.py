@@ -195,24 +195,31 @@ def _store_error(exc: psycopg.Error) -> Exception:
     return StoreError("PostgreSQL", _cause(exc))
 
 
-class _PoolNoise(logging.Filter):
-    """Turns the pool's warnings about our pools (each failed connection attempt, each
-    broken connection it drops) into debug records: the store retries those itself and
-    raises one error naming the cause when retrying did not help."""
+class _ConnectionNoise(logging.Filter):
+    """Turns psycopg's warnings about our pools' connections (each failed connection
+    attempt, each broken connection dropped, each pipeline cut short by a lost connection)
+    into debug records: the store retries those itself and raises one error naming the
+    cause when retrying did not help."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.WARNING and isinstance(record.args, tuple):
-            for arg in record.args:
-                # The pool's name, or the pool of a connection it names.
-                pool = getattr(arg, "_pool", None)
-                name = arg if isinstance(arg, str) else getattr(pool, "name", "")
-                if isinstance(name, str) and name.startswith(_POOL_PREFIX):
-                    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-                    break
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.levelno == logging.WARNING and any(_ours(arg) for arg in args):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return True
 
 
-logging.getLogger("psycopg.pool").addFilter(_PoolNoise())
+def _ours(arg: object) -> bool:
+    """Whether a log record's argument is one of our pools (by name), or a connection or
+    pipeline of one of them."""
+    if isinstance(arg, str):
+        return arg.startswith(_POOL_PREFIX)
+    connection = getattr(arg, "_conn", arg)  # a pipeline's connection
+    name = getattr(getattr(connection, "_pool", None), "name", None)
+    return isinstance(name, str) and name.startswith(_POOL_PREFIX)
+
+
+for _logger in ("psycopg.pool", "psycopg"):
+    logging.getLogger(_logger).addFilter(_ConnectionNoise())
 
 
 def _sql_dir() -> Any:
