@@ -4,6 +4,7 @@ processes, a database restart mid-run, synchronous replication, bloat under chur
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
 import sys
@@ -437,6 +438,27 @@ def test_calls_raise_a_retryable_error_while_the_database_is_down(private: Priva
         finally:
             private.start()
         assert jobs.qlen("q") == 1  # the same client works again
+
+
+def test_a_restart_mid_call_is_waited_out_without_driver_warnings(
+    private: PrivateCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{private.url()}?schema=quiet&reconnect_timeout=60"
+    with connect(url) as jobs:
+        jobs.add("before", "q")
+        private.stop("immediate")
+        restart = threading.Timer(1.0, private.start)
+        restart.start()
+        try:
+            assert jobs.qlen("q") == 1  # the call waits for the server to come back
+        finally:
+            restart.join()
+    noise = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("psycopg") and record.levelno >= logging.WARNING
+    ]
+    assert noise == []  # each failed connection attempt was a warning of the pool
 
 
 # -- replication -------------------------------------------------------------------------
