@@ -665,6 +665,31 @@ def test_a_refusal_is_not_retryable_and_an_outage_is() -> None:
         connect(f"{session_database_url()}?no_such_libpq_option=1")
 
 
+def test_a_busy_pool_is_told_apart_from_an_unreachable_server(url: str) -> None:
+    base, schema = _split(url)
+    with (
+        connect(f"{url}&pool_max=1&reconnect_timeout=0") as jobs,
+        psycopg.connect(base) as locker,
+    ):
+        assert jobs.qlen("q") == 0  # no retries allowed, and yet the pool may open one
+        locker.execute(f"LOCK TABLE {schema}.jobs")
+        blocked = threading.Thread(target=jobs.add, args=("waits for the lock", "q"))
+        blocked.start()  # holds the pool's only connection until the lock is released
+        try:
+            deadline = time.monotonic() + 30
+            while not locker.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[
+                0
+            ]:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            with pytest.raises(StoreUnavailable, match="no free connection in the pool"):
+                jobs.qlen("q")
+        finally:
+            locker.commit()
+            blocked.join(30)
+        assert jobs.qlen("q") == 1
+
+
 def test_database_errors_are_store_errors(url: str) -> None:
     base, schema = _split(url)
     with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:

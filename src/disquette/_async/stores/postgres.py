@@ -156,6 +156,9 @@ _REFUSED: Final = re.compile(
     r"|not permitted to log in|permission denied|no password supplied|SSL was required"
     r"|does not support SSL|certificate verify failed"
 )
+#: The shortest wait for a pooled connection: even a call that may not retry
+#: (``reconnect_timeout=0``) gives the pool the moment it takes to open one.
+_POOL_WAIT_MIN: Final = 1.0
 #: The prefix of our pools' names, by which their log records are recognised.
 _POOL_PREFIX: Final = "disquette-"
 #: The schema was never migrated (``?migrate=false``) or was dropped.
@@ -484,7 +487,7 @@ class AsyncPostgresStore(AsyncStore):
                     async with self._starting:
                         if not self._ready:
                             await self._start(started + wait, migrated)
-                async with self._pool.connection(timeout=wait) as conn:
+                async with self._pool.connection(timeout=max(wait, _POOL_WAIT_MIN)) as conn:
                     return await operation(conn)
             except _MISSING_SCHEMA as exc:
                 raise StoreUnavailable(
@@ -567,7 +570,7 @@ class AsyncPostgresStore(AsyncStore):
         await conn.close()
         return StoreUnavailable(
             f"PostgreSQL {self.url}: no free connection in the pool (pool_max="
-            f"{self._pool.max_size}) for {self._reconnect_timeout:g} s"
+            f"{self._pool.max_size}): every one was in use"
         )
 
     def _after_retries(self, exc: Exception) -> str:
