@@ -22,7 +22,7 @@ import sqlalchemy
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from disquette import JobState, connect, connect_async
+from disquette import JobState, ManualClock, connect, connect_async
 from disquette.cli import EXIT_UNAVAILABLE
 from disquette.errors import (
     ClientClosed,
@@ -825,3 +825,23 @@ def test_a_worker_started_before_its_database_waits_for_it(tmp_path: Path) -> No
             worker.wait(30)
     finally:
         cluster.destroy()
+
+
+def test_a_claim_whose_reply_was_lost_loses_no_job(
+    url: str, lossy: tuple[str, ReplyLosingProxy]
+) -> None:
+    proxied, proxy = lossy
+    clock = ManualClock()
+    with connect(proxied, clock=clock) as jobs:
+        jobs.add_many(["first", "second"], "claimed")
+        proxy.lose_reply_to(b"claimed")
+        got = jobs.timeout(0).get_many("claimed", count=1)
+        assert proxy.lost == 1
+        # The first run leased "first", for a reply that was lost; the second run leased
+        # the next job. "first" is leased to nobody until its lease runs out.
+        assert [job.body for job in got] == ["second"]
+        jobs.ack_many(got)
+        assert jobs.timeout(0).get_many("claimed") == []
+        clock.advance(300 + 1)  # the default retry_after
+        again = jobs.timeout(0).get_many("claimed", count=5)
+        assert [(job.body, job.additional_deliveries) for job in again] == [("first", 1)]
