@@ -580,6 +580,10 @@ class RedisWakeups(Wakeups):
             listener.close()
 
 
+def _retried(settings: Settings) -> str:
+    return f" (retried for {settings.retry_for:g} s)" if settings.retry_for else ""
+
+
 def probe(settings: Settings) -> tuple[bool, int]:
     """Ask the server whether it is a Cluster node and how many replicas it has.
 
@@ -612,8 +616,7 @@ def probe(settings: Settings) -> tuple[bool, int]:
                 failure = exc
             if time.monotonic() - started >= settings.retry_for:
                 raise StoreUnavailable(
-                    f"cannot reach Redis at {settings.url}: {failure} "
-                    f"(retried for {settings.retry_for:g} s)"
+                    f"cannot reach Redis at {settings.url}: {failure}{_retried(settings)}"
                 ) from failure
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
@@ -706,7 +709,7 @@ class AsyncRedisStore(AsyncStore):
                     started = now
                 if now - started >= self.settings.retry_for or self._closed:
                     raise StoreUnavailable(
-                        f"Redis at {self.url}: {exc} (retried for {self.settings.retry_for:g} s)"
+                        f"Redis at {self.url}: {exc}{_retried(self.settings)}"
                     ) from exc
             await async_sleep(pause)
             pause = min(max(pause * 2, 0.02), 0.5)

@@ -154,9 +154,12 @@ _REFUSED: Final = re.compile(
     r"|not permitted to log in|permission denied|no password supplied|SSL was required"
     r"|does not support SSL|certificate verify failed"
 )
-#: The shortest wait for a pooled connection: even a call that may not retry
-#: (``reconnect_timeout=0``) gives the pool the moment it takes to open one.
-_POOL_WAIT_MIN: Final = 1.0
+#: How long one wait for a pooled connection lasts (a call that may retry waits again).
+#: The pool does not retry a connection attempt that failed: psycopg_pool's own backoff
+#: (1, 2, 4... s) would keep a call waiting seconds after the server came back; each new
+#: wait makes it try at once. Even a call that may not retry (``reconnect_timeout=0``) gives
+#: the pool this long to open a connection.
+_POOL_WAIT: Final = 1.0
 #: The prefix of our pools' names, by which their log records are recognised.
 _POOL_PREFIX: Final = "disquette-"
 #: The schema was never migrated (``?migrate=false``) or was dropped.
@@ -434,7 +437,8 @@ class PostgresStore(Store):
             min_size=pool_min,
             max_size=pool_max,
             open=False,
-            timeout=reconnect_timeout,
+            timeout=_POOL_WAIT,
+            reconnect_timeout=0,  # the store retries (see _POOL_WAIT)
             num_workers=1,
             name=f"{_POOL_PREFIX}{schema}",
             kwargs={"autocommit": True, "application_name": application_name},
@@ -469,13 +473,14 @@ class PostgresStore(Store):
             if self._closed:
                 raise ClientClosed(f"the PostgreSQL store {self.url} is closed")
             started = time.monotonic()
-            wait = self._reconnect_timeout if deadline is None else max(deadline - started, 0.0)
             try:
                 if not self._ready:
                     with self._starting:
                         if not self._ready:
-                            self._start(started + wait, migrated)
-                with self._pool.connection(timeout=max(wait, _POOL_WAIT_MIN)) as conn:
+                            self._start(
+                                deadline or started + self._reconnect_timeout, migrated
+                            )
+                with self._pool.connection() as conn:
                     return operation(conn)
             except _MISSING_SCHEMA as exc:
                 raise StoreUnavailable(
@@ -562,7 +567,8 @@ class PostgresStore(Store):
         )
 
     def _after_retries(self, exc: Exception) -> str:
-        return f"PostgreSQL {self.url}: {_cause(exc)} (retried for {self._reconnect_timeout:g} s)"
+        retried = f" (retried for {self._reconnect_timeout:g} s)" if self._reconnect_timeout else ""
+        return f"PostgreSQL {self.url}: {_cause(exc)}{retried}"
 
     def _on_caller_connection(
         self,
