@@ -1,7 +1,7 @@
 """Flavor-specific primitives. The generated sync code uses the right-hand names.
 
-``scripts/unasync.py`` maps ``AsyncSignal -> Signal`` and ``async_sleep -> sleep``; these are
-the only places where the two flavors differ at run time.
+``scripts/unasync.py`` maps ``AsyncSignal -> Signal``, ``AsyncLock -> Lock`` and
+``async_sleep -> sleep``; these are the only places where the two flavors differ at run time.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ class Signal:
         """Wait until set or ``timeout`` seconds pass, then reset the flag."""
         self._event.wait(timeout)
         self._event.clear()
+
+
+#: A lock held across awaits (``async with``); the sync flavor's is a thread lock.
+AsyncLock = asyncio.Lock
+Lock = threading.Lock
 
 
 async def async_sleep(seconds: float) -> None:

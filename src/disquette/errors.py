@@ -142,6 +142,22 @@ class StoreUnavailable(DisquetteError, ConnectionError):
     retryable = True
 
 
+class StoreRefused(StoreUnavailable):
+    """The store's server answered but refuses this URL for good (failed authentication, a
+    missing database, role or directory): retrying the same URL cannot help."""
+
+    retryable = False
+
+
+class StoreError(DisquetteError):
+    """The store failed a call for a reason disquette has no specific error for (a database
+    constraint, an unexpected error reply); ``store`` names the store, the message the cause."""
+
+    def __init__(self, store: str, message: str) -> None:
+        self.store = store
+        super().__init__(f"{store}: {message}")
+
+
 class NotSupported(DisquetteError, NotImplementedError):
     """The store cannot do this by its nature (a remote Disque server registers itself)."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from disquette import AsyncClient, Job, connect, connect_async
+from disquette import AsyncClient, Client, Job, connect, connect_async
 from disquette._async.stores.disque import (
     AsyncDisqueStore,
     AsyncPool,
@@ -20,10 +20,12 @@ from disquette._async.stores.disque import (
     encode_body,
     parse_url,
 )
-from disquette.errors import InvalidURL, StoreUnavailable
+from disquette._sync.stores.disque import DisqueStore
+from disquette.errors import InvalidURL, JobNotFound, StoreUnavailable
 from disquette.job import Encoding, JobState
 from disquette.worker import Worker
 from tests.servers.disque import DisqueServer, command, free_port, session_server
+from tests.servers.proxy import ReplyLosingProxy
 
 
 @pytest.fixture
@@ -257,3 +259,62 @@ async def test_worker_runs_jobs_from_a_disque_server(server: DisqueServer) -> No
         assert done == {"count": 4, "?": 1}
         assert await client.qlen("work") == 0
         assert (await client.scan(0, 100))[1] == []  # every job was acked (deleted)
+
+
+# -- calls sent again on failover after their reply was lost -------------------------------
+
+
+@pytest.fixture
+def lossy(server: DisqueServer) -> Iterator[tuple[Client, ReplyLosingProxy]]:
+    """A client of two "nodes": the server through a proxy that can lose a reply (first),
+    then the same server directly (where the store fails over to)."""
+    proxy = ReplyLosingProxy(server.port, "redis")
+    with connect(f"disque://127.0.0.1:{proxy.port},{server.address}") as jobs:
+        yield jobs, proxy
+    proxy.close()
+
+
+def _through_the_proxy(jobs: Client, proxy: ReplyLosingProxy, marker: bytes) -> None:
+    store = jobs.store
+    assert isinstance(store, DisqueStore)
+    store.pool.move_to(("127.0.0.1", proxy.port))
+    proxy.lose_reply_to(marker)
+
+
+def test_calls_sent_again_on_failover_after_a_lost_reply(
+    lossy: tuple[Client, ReplyLosingProxy],
+) -> None:
+    jobs, proxy = lossy
+    jobs.add_many(["nacked", "kept"], "q")
+    nacked, kept = jobs.timeout(0).get_many("q", count=2)
+    _through_the_proxy(jobs, proxy, nacked.id.encode())
+    jobs.nack(nacked)  # NACK ran, its reply was lost; the next node runs it again
+    assert proxy.lost == 1
+    again = jobs.timeout(0).get_many("q", count=5)
+    assert [job.id for job in again] == [nacked.id]
+    assert again[0].nacks == 1
+    jobs.ack_many([*again, kept])
+    # Disque assigns job ids, so an ADDJOB sent again is a second job (at-least-once, as
+    # the module documents): both are delivered, and both can be acked.
+    _through_the_proxy(jobs, proxy, b"added twice")
+    jobs.add(b"added twice", "twice")
+    assert proxy.lost == 2
+    twice = jobs.timeout(0).get_many("twice", count=5)
+    assert [job.body for job in twice] == [b"added twice", b"added twice"]
+    assert jobs.ack_many(twice) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=JobNotFound,
+    reason="disque:// sends ACKJOB again on failover; the job is already gone (ACKJOB "
+    "deletes it), so the ack that succeeded reports JobNotFound",
+)
+def test_an_ack_sent_again_on_failover_after_its_reply_was_lost_succeeds(
+    lossy: tuple[Client, ReplyLosingProxy],
+) -> None:
+    jobs, proxy = lossy
+    jobs.add("acked", "q")
+    job = jobs.timeout(0).get("q")
+    _through_the_proxy(jobs, proxy, job.id.encode())
+    jobs.ack(job)

@@ -4,6 +4,7 @@ processes, a database restart mid-run, synchronous replication, bloat under chur
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -19,16 +22,28 @@ import sqlalchemy
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from disquette import JobState, connect, connect_async
+from disquette import JobState, ManualClock, connect, connect_async
+from disquette.cli import EXIT_UNAVAILABLE
 from disquette.errors import (
     ClientClosed,
     InvalidOption,
     InvalidURL,
     JobNotFound,
     NotReplicated,
+    StoreError,
+    StoreRefused,
     StoreUnavailable,
 )
-from tests.servers.postgres import PrivateCluster, fresh_url, session_database_url
+from tests.servers.postgres import (
+    PrivateCluster,
+    free_port,
+    fresh_url,
+    session_database_url,
+    with_database,
+)
+from tests.servers.proxy import ReplyLosingProxy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -425,6 +440,27 @@ def test_calls_raise_a_retryable_error_while_the_database_is_down(private: Priva
         assert jobs.qlen("q") == 1  # the same client works again
 
 
+def test_a_restart_mid_call_is_waited_out_without_driver_warnings(
+    private: PrivateCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{private.url()}?schema=quiet&reconnect_timeout=60"
+    with connect(url) as jobs:
+        jobs.add("before", "q")
+        private.stop("immediate")
+        restart = threading.Timer(1.0, private.start)
+        restart.start()
+        try:
+            assert jobs.qlen("q") == 1  # the call waits for the server to come back
+        finally:
+            restart.join()
+    noise = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("psycopg") and record.levelno >= logging.WARNING
+    ]
+    assert noise == []  # each failed connection attempt was a warning of the pool
+
+
 # -- replication -------------------------------------------------------------------------
 
 
@@ -568,8 +604,244 @@ def test_url_parameters_and_errors(url: str) -> None:
 
 
 def test_an_unreachable_server_raises_store_unavailable() -> None:
-    from tests.servers.postgres import free_port
-
     nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/x?reconnect_timeout=0.3"
     with connect(nowhere) as jobs, pytest.raises(StoreUnavailable):
         jobs.add("x", "q")
+
+
+# -- connecting, and replays of calls whose reply was lost ---------------------------------
+
+
+def _with_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port or 5432}"))
+
+
+@pytest.mark.parametrize("case", ["closed port", "missing database", "missing role"])
+def test_connection_errors_are_one_line_naming_the_cause(case: str) -> None:
+    base = session_database_url()
+    url, cause = {
+        "closed port": (
+            f"postgresql://postgres@127.0.0.1:{free_port()}/x?reconnect_timeout=1",
+            "Connection refused (retried for 1 s)",
+        ),
+        "missing database": (
+            with_database(base, "disquette_no_such_db"),
+            'database "disquette_no_such_db" does not exist',
+        ),
+        "missing role": (
+            _with_user(base, "disquette_no_such_role"),
+            'role "disquette_no_such_role" does not exist',
+        ),
+    }[case]
+    started = time.monotonic()
+    stats = subprocess.run(
+        [sys.executable, "-m", "disquette", "stats", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    lines = stats.stderr.strip().splitlines()
+    assert len(lines) == 1, stats.stderr  # was 11 to 21 lines of the pool's retries
+    assert lines[0].startswith("Error: store unreachable: PostgreSQL postgresql://")
+    assert lines[0].endswith(cause), lines[0]
+    assert stats.returncode == EXIT_UNAVAILABLE
+    # A refusal fails at once, an unreachable server after reconnect_timeout (was 20 s).
+    assert elapsed < 8, elapsed
+
+
+def test_a_refusal_is_not_retryable_and_an_outage_is() -> None:
+    refused = with_database(session_database_url(), "disquette_no_such_db")
+    with connect(refused) as jobs, pytest.raises(StoreRefused) as no:
+        jobs.qlen("q")
+    assert not no.value.retryable
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/x?reconnect_timeout=0"
+    with connect(nowhere) as jobs, pytest.raises(StoreUnavailable) as down:
+        jobs.qlen("q")
+    assert down.value.retryable
+    assert not isinstance(down.value, StoreRefused)
+    with pytest.raises(InvalidURL):
+        connect(f"{session_database_url()}?no_such_libpq_option=1")
+
+
+def test_a_busy_pool_is_told_apart_from_an_unreachable_server(url: str) -> None:
+    base, schema = _split(url)
+    with (
+        connect(f"{url}&pool_max=1&reconnect_timeout=0") as jobs,
+        psycopg.connect(base) as locker,
+    ):
+        assert jobs.qlen("q") == 0  # no retries allowed, and yet the pool may open one
+        locker.execute(f"LOCK TABLE {schema}.jobs")
+        blocked = threading.Thread(target=jobs.add, args=("waits for the lock", "q"))
+        blocked.start()  # holds the pool's only connection until the lock is released
+        try:
+            deadline = time.monotonic() + 30
+            while not locker.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[
+                0
+            ]:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            with pytest.raises(StoreUnavailable, match="no free connection in the pool"):
+                jobs.qlen("q")
+        finally:
+            locker.commit()
+            blocked.join(30)
+        assert jobs.qlen("q") == 1
+
+
+def test_database_errors_are_store_errors(url: str) -> None:
+    base, schema = _split(url)
+    with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
+        jobs.add("x", "q")
+        conn.execute(f"ALTER TABLE {schema}.jobs ADD CHECK (length(body) < 100)")
+        with pytest.raises(StoreError, match="check constraint"):
+            jobs.add("x" * 200, "q")
+        conn.autocommit = False
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1 / 0")
+        with pytest.raises(StoreError, match="transaction is aborted"):
+            jobs.add("in an aborted transaction", "q", connection=conn)
+
+
+@pytest.fixture
+def lossy(url: str) -> Iterator[tuple[str, ReplyLosingProxy]]:
+    """(the store URL through a proxy that can lose a reply, the proxy)."""
+    base, schema = _split(url)
+    parts = urlsplit(base)
+    proxy = ReplyLosingProxy(parts.port or 5432, "postgres")
+    netloc = parts.netloc.rpartition("@")[0] + f"@127.0.0.1:{proxy.port}"
+    # The proxy follows the protocol's messages: no TLS or GSSAPI negotiation.
+    query = f"schema={schema}&sslmode=disable&gssencmode=disable"
+    yield urlunsplit(parts._replace(netloc=netloc, query=query)), proxy
+    proxy.close()
+
+
+def test_an_add_whose_reply_was_lost_is_not_added_again_once_its_job_is_done(
+    url: str, lossy: tuple[str, ReplyLosingProxy]
+) -> None:
+    proxied, proxy = lossy
+    with connect(proxied) as jobs, connect(url) as worker:
+        jobs.qlen("q")  # connected and migrated
+
+        def work_it_off() -> None:
+            worker.ack(worker.timeout(10).get("q"), "result")
+
+        # The add commits, its reply is lost, a worker runs and acks the job, and the
+        # store, seeing a lost connection, runs the add again.
+        proxy.lose_reply_to(b"lost reply", then=work_it_off)
+        job_id = jobs.add(b"lost reply", "q")
+        assert proxy.lost == 1
+        assert worker.qlen("q") == 0, "the job was queued again: it would run twice"
+        assert worker.timeout(0).get_many("q") == []
+        assert worker.show(job_id).state is JobState.DONE
+        assert worker.wait(job_id, timeout=0) == "result"
+
+
+def test_an_add_run_again_while_its_job_is_being_acked_adds_nothing(
+    url: str, lossy: tuple[str, ReplyLosingProxy]
+) -> None:
+    proxied, proxy = lossy
+    base, _ = _split(url)
+    failures: list[BaseException] = []
+    with (
+        connect(proxied) as jobs,
+        connect(url) as worker,
+        psycopg.connect(base) as acking,
+        psycopg.connect(base, autocommit=True) as observer,
+    ):
+        jobs.qlen("q")
+
+        def commit_once_the_add_waits_for_it() -> None:
+            try:
+                deadline = time.monotonic() + 30
+                while not observer.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ).fetchone()[0]:
+                    assert time.monotonic() < deadline, "the add never waited for the ack"
+                    time.sleep(0.01)
+            except BaseException as exc:
+                failures.append(exc)
+            acking.commit()
+
+        def ack_in_a_transaction_that_commits_while_the_add_runs_again() -> None:
+            worker.ack(worker.timeout(10).get("q"), "result", connection=acking)
+            threading.Thread(target=commit_once_the_add_waits_for_it).start()
+
+        # The add's second run meets its own job deleted by an ack not yet committed: it
+        # waits for it, and the ack's done row is not in its snapshot.
+        proxy.lose_reply_to(
+            b"raced reply", then=ack_in_a_transaction_that_commits_while_the_add_runs_again
+        )
+        job_id = jobs.add(b"raced reply", "q")
+        assert not failures, failures
+        assert worker.qlen("q") == 0, "the job was queued again: it would run twice"
+        assert worker.show(job_id).state is JobState.DONE
+
+
+def test_acks_nacks_and_failures_run_again_after_they_committed_change_nothing_more(
+    url: str, lossy: tuple[str, ReplyLosingProxy]
+) -> None:
+    proxied, proxy = lossy
+    with connect(proxied) as jobs:
+        jobs.add_many(["acked", "nacked", "failed"], "q")
+        acked, nacked, failed = jobs.timeout(0).get_many("q", count=3)
+        proxy.lose_reply_to(acked.id.encode())
+        jobs.ack(acked, "kept")
+        proxy.lose_reply_to(nacked.id.encode())
+        jobs.nack(nacked)
+        proxy.lose_reply_to(b"an error told once")
+        jobs.fail(failed, "an error told once")
+        assert proxy.lost == 3
+        assert jobs.wait(acked, timeout=0) == "kept"
+        again = jobs.show(nacked.id)
+        assert (again.state, again.nacks) == (JobState.QUEUED, 1)
+        later = jobs.show(failed.id)
+        assert (later.state, later.error_count) == (JobState.SCHEDULED, 1)  # retried later
+        assert jobs.stats().by_queue()["q"].done == 1
+
+
+def test_a_worker_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
+    cluster = PrivateCluster.create()
+    try:
+        url = f"{cluster.url()}?reconnect_timeout=60"
+        command = ["worker", "tests.worker.apps:handlers", "--url", url, "--log-level", "error"]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "disquette", *command],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(1)  # the worker starts while nothing listens on the port
+            assert worker.poll() is None, worker.communicate()[1]
+            cluster.start()
+            with connect(url) as jobs:
+                job_id = jobs.type("quick").add("after the start", "default")
+                assert jobs.wait(job_id, timeout=60) == "after the start"
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    finally:
+        cluster.destroy()
+
+
+def test_a_claim_whose_reply_was_lost_loses_no_job(
+    url: str, lossy: tuple[str, ReplyLosingProxy]
+) -> None:
+    proxied, proxy = lossy
+    clock = ManualClock()
+    with connect(proxied, clock=clock) as jobs:
+        jobs.add_many(["first", "second"], "claimed")
+        proxy.lose_reply_to(b"claimed")
+        got = jobs.timeout(0).get_many("claimed", count=1)
+        assert proxy.lost == 1
+        # The first run leased "first", for a reply that was lost; the second run leased
+        # the next job. "first" is leased to nobody until its lease runs out.
+        assert [job.body for job in got] == ["second"]
+        jobs.ack_many(got)
+        assert jobs.timeout(0).get_many("claimed") == []
+        clock.advance(300 + 1)  # the default retry_after
+        again = jobs.timeout(0).get_many("claimed", count=5)
+        assert [(job.body, job.additional_deliveries) for job in again] == [("first", 1)]

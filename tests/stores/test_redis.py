@@ -21,19 +21,24 @@ import pytest
 
 from disquette import Job, JobState, ManualClock, connect, connect_async
 from disquette._sync.stores.redis import STATS_CHUNK, RedisStore, claimed_jobs, queue_base
+from disquette.cli import EXIT_UNAVAILABLE
 from disquette.errors import (
     ClientClosed,
     InvalidOption,
     InvalidURL,
     NotReplicated,
+    StoreError,
+    StoreRefused,
     StoreUnavailable,
 )
 from disquette.job import new_job_id
+from tests.servers.proxy import ReplyLosingProxy
 from tests.servers.redis import (
     RedisCluster,
     RedisServer,
     conformance_url,
     driver,
+    free_port,
     fresh_prefix,
     session_url,
     with_prefix,
@@ -294,7 +299,7 @@ def test_an_unreachable_redis_raises_a_retryable_error(private: RedisServer) -> 
         private.start()
         assert jobs.qlen("q") == 0  # no persistence configured: an empty server
     with pytest.raises(StoreUnavailable):
-        connect(f"redis://127.0.0.1:{private.port + 1 if private.port < 65535 else 1}")
+        connect(f"redis://127.0.0.1:{private.port + 1 if private.port < 65535 else 1}?retry_for=0")
 
 
 def test_memory_per_queued_no_op_job_is_bounded(private: RedisServer) -> None:
@@ -388,3 +393,140 @@ def test_a_retried_claim_returns_the_jobs_it_leased(tmp_path: Path) -> None:
         assert jobs.qlen("q") == 1
         jobs.ack(first[0])
         assert [job.body for job in jobs.timeout(0).get_many("q")] == ["c"]
+
+
+# -- connecting, and replays of calls whose reply was lost ---------------------------------
+
+
+def _stats(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "disquette", "stats", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_refusing_redis_fails_at_once_in_one_line(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "auth").start()
+    server.client().config_set("requirepass", "sekret")
+    try:
+        for url, cause in [
+            (f"redis://:wrong@127.0.0.1:{server.port}", "invalid username-password pair"),
+            (f"redis://127.0.0.1:{server.port}", "authenticated"),
+            (f"redis://:sekret@127.0.0.1:{server.port}/99", "DB index is out of range"),
+        ]:
+            started = time.monotonic()
+            stats = _stats(url + "?retry_for=60")
+            lines = stats.stderr.strip().splitlines()
+            assert len(lines) == 1, stats.stderr  # the bad index was a traceback, status 1
+            assert cause in lines[0]
+            assert "wrong" not in lines[0]
+            assert stats.returncode == EXIT_UNAVAILABLE
+            assert time.monotonic() - started < 30, "a refusal was retried for retry_for"
+            with pytest.raises(StoreRefused) as refused:
+                connect(url + "?retry_for=60")
+            assert not refused.value.retryable
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_redis_fails_after_retry_for_in_one_line() -> None:
+    stats = _stats(f"redis://127.0.0.1:{free_port()}?retry_for=1")
+    lines = stats.stderr.strip().splitlines()
+    assert len(lines) == 1, stats.stderr
+    assert lines[0].endswith("Connection refused. (retried for 1 s)"), lines[0]
+    assert stats.returncode == EXIT_UNAVAILABLE
+
+
+def test_error_replies_are_store_errors(tmp_path: Path) -> None:
+    prefix = fresh_prefix()
+    url = with_prefix(session_url(), prefix)
+    _raw(url).set(f"{prefix}:queues", "not a set")
+    with connect(url) as jobs, pytest.raises(StoreError, match="WRONGTYPE"):
+        jobs.add("x", "q")
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_worker_started_before_its_redis_waits_for_it(tmp_path: Path, processes: str) -> None:
+    server = RedisServer(tmp_path / "late")  # its port is chosen, nothing listens yet
+    url = f"{server.url}?retry_for=60"
+    command = ["worker", "tests.worker.apps:handlers", "--url", url, "-p", processes]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "disquette", *command, "--log-level", "error"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)  # it exited with status 3 within half a second
+        assert worker.poll() is None, worker.communicate()[1]
+        server.start(attempts=1)
+        with connect(url) as jobs:
+            job_id = jobs.type("quick").add("after the start", "default")
+            assert jobs.wait(job_id, timeout=60) == "after the start"
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        server.stop()
+
+
+@pytest.fixture
+def lossy(private: RedisServer) -> Iterator[tuple[str, str, ReplyLosingProxy]]:
+    """(the store URL through a proxy that can lose a reply, the direct URL, the proxy)."""
+    proxy = ReplyLosingProxy(private.port, "redis")
+    prefix = fresh_prefix()
+    direct = with_prefix(private.url, prefix)
+    yield with_prefix(f"redis://127.0.0.1:{proxy.port}", prefix), direct, proxy
+    proxy.close()
+
+
+def _warm_up(jobs: Any) -> None:
+    """Load every script a test below uses, so that the marked call is the script itself
+    (a first EVALSHA is refused with NOSCRIPT, and not carried out)."""
+    jobs.add_many(["warm-up"] * 3, "warm-up")
+    first, second, third = jobs.timeout(0).get_many("warm-up", count=3)
+    jobs.ack(first)
+    jobs.nack(second)
+    jobs.fail(third, "warm-up")
+
+
+def test_an_add_whose_reply_was_lost_is_not_added_again_once_its_job_is_done(
+    lossy: tuple[str, str, ReplyLosingProxy],
+) -> None:
+    proxied, direct, proxy = lossy
+    with connect(proxied) as jobs, connect(direct) as worker:
+        _warm_up(jobs)
+
+        def work_it_off() -> None:
+            worker.ack(worker.timeout(10).get("q"), "result")
+
+        proxy.lose_reply_to(b"lost reply", then=work_it_off)
+        job_id = jobs.add(b"lost reply", "q")
+        assert proxy.lost == 1
+        assert worker.qlen("q") == 0
+        assert worker.show(job_id).state is JobState.DONE
+        assert worker.wait(job_id, timeout=0) == "result"
+
+
+def test_acks_nacks_and_failures_run_again_after_they_committed_change_nothing_more(
+    lossy: tuple[str, str, ReplyLosingProxy],
+) -> None:
+    proxied, _, proxy = lossy
+    with connect(proxied) as jobs:
+        _warm_up(jobs)
+        jobs.add_many(["acked", "nacked", "failed"], "q")
+        acked, nacked, failed = jobs.timeout(0).get_many("q", count=3)
+        proxy.lose_reply_to(acked.id.encode())
+        jobs.ack(acked, "kept")
+        proxy.lose_reply_to(nacked.id.encode())
+        jobs.nack(nacked)
+        proxy.lose_reply_to(b"an error told once")
+        jobs.fail(failed, "an error told once")
+        assert proxy.lost == 3
+        assert jobs.wait(acked, timeout=0) == "kept"
+        again = jobs.show(nacked.id)
+        assert (again.state, again.nacks) == (JobState.QUEUED, 1)
+        later = jobs.show(failed.id)
+        assert (later.state, later.error_count) == (JobState.SCHEDULED, 1)  # retried later
+        assert jobs.stats().by_queue()["q"].done == 1

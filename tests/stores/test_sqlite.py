@@ -8,12 +8,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 from disquette import JobState, ManualClock, connect
-from disquette.errors import ClientClosed, InvalidURL, StoreUnavailable
+from disquette.errors import ClientClosed, InvalidURL, StoreError, StoreRefused, StoreUnavailable
 from disquette.stores.sqlite import QUERIES
 
 
@@ -190,3 +191,40 @@ def test_a_read_does_not_starve_behind_writers(tmp_path: Path) -> None:
             writer.execute("ROLLBACK")
             writer.close()
         assert jobs.qlen("q") == 1  # once the lock is free, the read applies the change
+
+
+def test_opening_waits_for_a_lock_and_refuses_what_waiting_cannot_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "jobs.db"
+    with pytest.raises(StoreRefused, match="no directory") as refused:
+        connect(f"sqlite:///{missing}")
+    assert not refused.value.retryable
+    (tmp_path / "not.db").write_bytes(b"not a database, " * 100)
+    with pytest.raises(StoreRefused, match="not a database"):
+        connect(f"sqlite:///{tmp_path / 'not.db'}")
+    path = tmp_path / "jobs.db"
+    connect(f"sqlite:///{path}").close()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        with pytest.raises(StoreUnavailable) as locked:
+            connect(f"sqlite:///{path}?busy_timeout=0.1")
+        assert locked.value.retryable
+        # Opening waits busy_timeout for the lock, as every write does.
+        threading.Timer(0.3, holder.execute, ["COMMIT"]).start()
+        with connect(f"sqlite:///{path}?busy_timeout=30") as jobs:
+            assert jobs.qlen("q") == 0
+    finally:
+        holder.close()
+
+
+def test_database_errors_are_store_errors(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with connect(f"sqlite:///{path}") as jobs:
+        jobs.add("x", "q")
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "CREATE TRIGGER no_more BEFORE INSERT ON jobs "
+                "BEGIN SELECT RAISE(ABORT, 'no more jobs'); END"
+            )
+        with pytest.raises(StoreError, match="no more jobs"):
+            jobs.add("y", "q")

@@ -48,8 +48,11 @@ class AsyncStore(abc.ABC):
         queue would hold more than ``max_len`` queued jobs. With ``connection`` (a
         store-specific handle on the caller's transaction), insert inside that transaction;
         stores without transactions raise ``InvalidOption``. With ``replicate``, return only
-        once that many
-        replicas hold the jobs, else raise ``NotReplicated``.
+        once that many replicas hold the jobs, else raise ``NotReplicated``.
+
+        A job whose id the store holds, in any state (``done`` included, until pruned), is
+        not added again: a store that runs an add again after its reply was lost (the add
+        had committed) never brings back a job a worker finished meanwhile.
         """
 
     @abc.abstractmethod

@@ -133,6 +133,8 @@ class MemoryStore(Store):
             for queue in {job.queue for job in jobs}:
                 if self._pause.get(queue, 0) & PAUSE_IN:
                     raise QueuePaused(queue)
+            # An id the store holds (in any state, done included) is never added again.
+            jobs = [job for job in jobs if job.id not in self._jobs]
             if max_len is not None:
                 incoming = Counter(job.queue for job in jobs if job.run_at <= now)
                 for queue, extra in incoming.items():

@@ -9,6 +9,7 @@ nothing is due, so idle waiters cost next to nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -26,6 +27,8 @@ from ..errors import (
     JobNotFound,
     QueueFull,
     QueuePaused,
+    StoreError,
+    StoreRefused,
     StoreUnavailable,
 )
 from ..job import Encoding, Job, JobState, Stats, StatsRow
@@ -91,6 +94,18 @@ def _row_to_job(row: Sequence[Any]) -> Job:
     return Job(*values)
 
 
+def _open_error(path: str, exc: sqlite3.Error) -> StoreUnavailable:
+    """Why a file cannot be opened. Only a lock is worth waiting for, and opening waited
+    ``busy_timeout`` for it already: a missing directory, a file that is not a database or
+    one we may not write is refused at once (waiting would not create or fix it)."""
+    if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+        return StoreUnavailable(f"cannot open SQLite file {path!r}: {exc}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return StoreRefused(f"cannot open SQLite file {path!r}: no directory {directory!r}")
+    return StoreRefused(f"cannot open SQLite file {path!r}: {exc}")
+
+
 class SqliteStore(Store):
     """Jobs in one SQLite file. One connection per store, shared by threads under a lock."""
 
@@ -137,7 +152,7 @@ class SqliteStore(Store):
                 if version < _SCHEMA_VERSION:
                     conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open SQLite file {path!r}: {exc}") from exc
+            raise _open_error(path, exc) from exc
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -195,6 +210,8 @@ class SqliteStore(Store):
                 if self._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
                     raise WouldBlock from exc
                 raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError("SQLite", f"{self.path!r}: {exc}") from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -303,9 +320,14 @@ class SqliteStore(Store):
             for job in jobs
         ]
         if max_len is None and len(rows) == 1:
+            queue = rows[0][1]
             if not self._write(QUERIES["insert"], rows[0]).rowcount:
-                raise QueuePaused(rows[0][1])
-            self._announce([rows[0][1]])
+                # Nothing inserted: the queue is paused for input, or the id is held.
+                with self._connection() as conn:
+                    if conn.execute(QUERIES["paused_in"], (json.dumps([queue]),)).fetchone():
+                        raise QueuePaused(queue)
+                return
+            self._announce([queue])
             return
         if max_len is not None:
             self._refresh()

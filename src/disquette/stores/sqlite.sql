@@ -48,11 +48,13 @@ CREATE TABLE IF NOT EXISTS nodes (
 ) WITHOUT ROWID;
 
 -- name: insert
--- Nothing is inserted into a queue paused for input (the store then raises QueuePaused).
+-- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
+-- nor for an id the file holds in any state (done jobs stay in this table until pruned).
 INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
                   retry_after, expires_at, max_attempts, result_ttl)
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
-WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1);
+WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1)
+ON CONFLICT (id) DO NOTHING;
 
 -- name: paused_in
 SELECT queue FROM paused_queues

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from disquette import JobState, ManualClock, Options, connect_async
+from disquette import Job, JobState, ManualClock, Options, connect_async
 from disquette.errors import (
     BodyNotSerializable,
     BodyTooLarge,
@@ -22,7 +22,7 @@ from disquette.errors import (
     QueuePaused,
     Timeout,
 )
-from disquette.job import DEFAULT_MAX_BODY_BYTES
+from disquette.job import DEFAULT_MAX_BODY_BYTES, new_job_id
 from disquette.stores.base import QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
@@ -41,6 +41,31 @@ async def test_bodies_round_trip_and_ack_result_is_waited(store_url: str, clock:
             await jobs.ack(job, {"seen": job_id})
             assert await jobs.wait(job_id, timeout=0) == {"seen": job_id}
             assert (await jobs.show(job_id)).state is JobState.DONE
+
+
+async def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: ManualClock):
+    # What a store does when it runs an add again because its reply was lost after the add
+    # committed: the same jobs once more, after a worker leased one and finished another.
+    async with connect_async(store_url, clock=clock) as jobs:
+        now = clock.now()
+        batch = [
+            Job(new_job_id(None, 300.0), "q", body, created_at=now, run_at=now)
+            for body in (b"done", b"leased", b"queued")
+        ]
+        other = Job(new_job_id(None, 300.0), "r", b"other queue", created_at=now, run_at=now)
+        await jobs.store.add([*batch, other], None)
+        done, leased = await jobs.timeout(0).get_many("q", count=2)
+        await jobs.ack(done, "result")
+        # The shapes of add (mixed queues, a uniform batch, one job), each run again.
+        await jobs.store.add([*batch, other], None)
+        await jobs.store.add(batch, None)
+        await jobs.store.add(batch[:1], None)
+        assert await jobs.wait(done.id, timeout=0) == "result"
+        assert (await jobs.show(done.id)).state is JobState.DONE
+        assert (await jobs.show(leased.id)).attempts == 1
+        assert [job.body for job in await jobs.timeout(0).get_many("q", count=9)] == [b"queued"]
+        assert await jobs.qlen("r") == 1
+        assert (await jobs.stats()).by_queue()["q"].done == 1
 
 
 async def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from disquette import JobState, ManualClock, Options, connect
+from disquette import Job, JobState, ManualClock, Options, connect
 from disquette.errors import (
     BodyNotSerializable,
     BodyTooLarge,
@@ -23,7 +23,7 @@ from disquette.errors import (
     QueuePaused,
     Timeout,
 )
-from disquette.job import DEFAULT_MAX_BODY_BYTES
+from disquette.job import DEFAULT_MAX_BODY_BYTES, new_job_id
 from disquette.stores.base import QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
@@ -42,6 +42,31 @@ def test_bodies_round_trip_and_ack_result_is_waited(store_url: str, clock: Manua
             jobs.ack(job, {"seen": job_id})
             assert jobs.wait(job_id, timeout=0) == {"seen": job_id}
             assert (jobs.show(job_id)).state is JobState.DONE
+
+
+def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: ManualClock):
+    # What a store does when it runs an add again because its reply was lost after the add
+    # committed: the same jobs once more, after a worker leased one and finished another.
+    with connect(store_url, clock=clock) as jobs:
+        now = clock.now()
+        batch = [
+            Job(new_job_id(None, 300.0), "q", body, created_at=now, run_at=now)
+            for body in (b"done", b"leased", b"queued")
+        ]
+        other = Job(new_job_id(None, 300.0), "r", b"other queue", created_at=now, run_at=now)
+        jobs.store.add([*batch, other], None)
+        done, leased = jobs.timeout(0).get_many("q", count=2)
+        jobs.ack(done, "result")
+        # The shapes of add (mixed queues, a uniform batch, one job), each run again.
+        jobs.store.add([*batch, other], None)
+        jobs.store.add(batch, None)
+        jobs.store.add(batch[:1], None)
+        assert jobs.wait(done.id, timeout=0) == "result"
+        assert (jobs.show(done.id)).state is JobState.DONE
+        assert (jobs.show(leased.id)).attempts == 1
+        assert [job.body for job in jobs.timeout(0).get_many("q", count=9)] == [b"queued"]
+        assert jobs.qlen("r") == 1
+        assert (jobs.stats()).by_queue()["q"].done == 1
 
 
 def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock):

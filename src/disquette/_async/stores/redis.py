@@ -12,8 +12,9 @@ redis-py's own options plus:
 ``prefix``           key prefix, default ``disquette`` (no ``{`` or ``}``)
 ``poll_interval``    seconds between re-checks of a blocked ``get`` (default 1): only
                      delays and lapsed leases need it, adds wake waiters at once
-``retry_for``        seconds to retry a call while Redis is unreachable or loading
-                     (default 10), then :class:`~disquette.errors.StoreUnavailable`
+``retry_for``        seconds to retry a call, opening the store included, while Redis
+                     is unreachable or loading (default 10; 0 tries once), then
+                     :class:`~disquette.errors.StoreUnavailable`
 ``replicate_timeout``  seconds ``WAIT`` waits for replicas (default 1)
 ``cluster``          ``auto`` (default: ask the server), ``yes`` or ``no``
 ===================  ==========================================================
@@ -43,8 +44,12 @@ its entry in the ready set (about 165). A done job keeps its hash for ``result_t
 
 Restarts: a call that meets a dropped connection, a loading or read-only server is
 retried for ``retry_for`` seconds, then raises :class:`~disquette.errors.StoreUnavailable`
-(``retryable``). Retries are safe: an add skips ids it already stored, and a claim names
-itself, so a retried claim whose reply was lost returns the jobs it leased. Scripts are
+(``retryable``); so does opening the store, which asks the server what it is (a worker
+may start before its Redis). A server that refuses us (failed authentication, a database
+index it does not have) raises :class:`~disquette.errors.StoreRefused` at once, and other
+error replies :class:`~disquette.errors.StoreError`. Retries are safe: an add skips ids it
+already stored (done jobs included, until their ``result_ttl``), and a claim names itself,
+so a retried claim whose reply was lost returns the jobs it leased. Scripts are
 loaded again after a restart or a ``SCRIPT FLUSH``. With ``appendfsync always`` nothing
 that ``add`` acknowledged is lost by a crash.
 
@@ -79,13 +84,14 @@ import redis.asyncio  # unasync: drop
 import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-)
-from redis.exceptions import (
+    AuthenticationError,
     NoScriptError,
     RedisClusterException,
     RedisError,
     ResponseError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
 )
 from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
@@ -101,6 +107,8 @@ from ...errors import (
     NotReplicated,
     QueueFull,
     QueuePaused,
+    StoreError,
+    StoreRefused,
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
@@ -572,18 +580,46 @@ class RedisWakeups(Wakeups):
             listener.close()
 
 
+def _retried(settings: Settings) -> str:
+    return f" (retried for {settings.retry_for:g} s)" if settings.retry_for else ""
+
+
 def probe(settings: Settings) -> tuple[bool, int]:
-    """Ask the server whether it is a Cluster node and how many replicas it has."""
+    """Ask the server whether it is a Cluster node and how many replicas it has.
+
+    Retried for ``retry_for`` seconds while Redis cannot be reached or is loading, as every
+    call is (a worker may start before its Redis does); a server that refuses us (failed
+    authentication, a database index it does not have) raises :class:`StoreRefused` at once.
+    """
     client = redis.Redis.from_url(
-        settings.redis_url, retry=redis.retry.Retry(NoBackoff(), 0), socket_connect_timeout=10
+        settings.redis_url,
+        retry=redis.retry.Retry(NoBackoff(), 0),
+        socket_connect_timeout=min(10.0, max(1.0, settings.retry_for)),
     )
+    started = time.monotonic()
+    pause = 0.02
     try:
-        info = client.info()
-    except ResponseError:
-        # A user without the right to run INFO: trust the URL, and promise no replicas.
-        return bool(settings.cluster), 0
-    except RedisError as exc:
-        raise StoreUnavailable(f"cannot reach Redis at {settings.url}: {exc}") from exc
+        while True:
+            try:
+                info = client.info()
+                break
+            except AuthenticationError as exc:
+                raise StoreRefused(f"Redis at {settings.url}: {exc}") from exc
+            except ResponseError as exc:
+                if str(exc).startswith("NOPERM"):
+                    # A user without the right to run INFO: trust the URL, promise no replicas.
+                    return bool(settings.cluster), 0
+                if not _is_transient(exc):
+                    raise StoreRefused(f"Redis at {settings.url}: {exc}") from exc
+                failure: RedisError = exc
+            except RedisError as exc:
+                failure = exc
+            if time.monotonic() - started >= settings.retry_for:
+                raise StoreUnavailable(
+                    f"cannot reach Redis at {settings.url}: {failure}{_retried(settings)}"
+                ) from failure
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
     finally:
         client.close()
     cluster = bool(info.get("cluster_enabled")) if settings.cluster is None else settings.cluster
@@ -659,16 +695,22 @@ class AsyncRedisStore(AsyncStore):
         while True:
             try:
                 return await call()
+            except NoScriptError:
+                raise  # for _run, which sends the script itself
+            except AuthenticationError as exc:
+                raise StoreRefused(f"Redis at {self.url}: {exc}") from exc
             except (RedisError, RedisClusterException) as exc:
-                if isinstance(exc, NoScriptError) or not _is_transient(exc):
+                if not _is_transient(exc):
                     if isinstance(exc, RedisClusterException | RedisConnectionError):
                         raise StoreUnavailable(f"Redis at {self.url}: {exc}") from exc
-                    raise
+                    raise StoreError("Redis", f"{self.url}: {exc}") from exc
                 now = time.monotonic()
                 if started is None:
                     started = now
                 if now - started >= self.settings.retry_for or self._closed:
-                    raise StoreUnavailable(f"Redis at {self.url}: {exc}") from exc
+                    raise StoreUnavailable(
+                        f"Redis at {self.url}: {exc}{_retried(self.settings)}"
+                    ) from exc
             await async_sleep(pause)
             pause = min(max(pause * 2, 0.02), 0.5)
 

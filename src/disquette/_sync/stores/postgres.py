@@ -24,9 +24,22 @@ Store-specific powers, beyond the common interface:
 
 URL parameters (the others go to libpq): ``schema`` (default ``disquette``), ``migrate``
 (``true``), ``poll_interval`` (0.25 s), ``pool_min`` (1), ``pool_max`` (10),
-``reconnect_timeout`` (10 s: how long a call retries while the database is unreachable
-before it raises ``StoreUnavailable``), ``listen`` (``true``), ``vacuum_every`` (50000: run
-``VACUUM`` on the jobs table after this many claims and acks by this store; 0 disables).
+``reconnect_timeout`` (10 s: how long a call, the first one included, waits for a database
+that cannot be reached or restarts before it raises ``StoreUnavailable`` naming the cause;
+0 tries once), ``listen`` (``true``), ``vacuum_every`` (50000: run ``VACUUM`` on the jobs
+table after this many claims and acks by this store; 0 disables).
+
+Connecting: the first call connects directly (not through the pool, whose connection errors
+only reach its log), so a server that refuses the URL (failed authentication, a missing
+database or role, no ``pg_hba.conf`` entry) raises ``StoreRefused`` at once, with the
+server's reason. The pool's own warnings about failed connection attempts are logged at
+DEBUG: the store retries, and raises one error if retrying did not help.
+
+Retries: a call whose connection fails (a restart, a failover, a reply lost on the way) is
+run again on another connection. Every operation is safe to repeat: an add skips ids the
+store holds, in ``jobs`` or in ``done``, so one whose commit went through is not added
+twice, even if a worker finished the job meanwhile; acks, nacks and failures change only
+jobs in the state they expect. Other database errors raise ``StoreError``.
 
 Tables (in the schema): ``jobs`` holds pending jobs only (scheduled, queued, active, failed);
 an ack moves a job to ``done`` (or deletes it when ``result_ttl`` is 0), where it stays for
@@ -53,6 +66,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
+import math
 import re
 import threading
 import time
@@ -67,10 +82,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import Connection, sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..._concurrency import sleep
+from ..._concurrency import Lock, sleep
 from ...clock import Clock
 from ...errors import (
     ClientClosed,
@@ -81,6 +97,8 @@ from ...errors import (
     NotReplicated,
     QueueFull,
     QueuePaused,
+    StoreError,
+    StoreRefused,
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
@@ -126,6 +144,24 @@ _MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
 #: Errors after which the same call may succeed: the connection or the server went away
 #: (restart, failover, pool exhausted while reconnecting), or a deadlock was broken.
 _TRANSIENT: Final = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
+#: What a server says, when it is up, to a URL it will never accept: a missing database or
+#: role, failed authentication, no pg_hba.conf entry, no CONNECT privilege, a TLS mode it
+#: cannot meet. libpq gives connection errors as text only (no SQLSTATE before a session
+#: exists), in the server's language: a refusal not recognised here (or translated) is
+#: retried for ``reconnect_timeout`` like an outage, and then reported with its text.
+_REFUSED: Final = re.compile(
+    r"does not exist|authentication failed|no pg_hba\.conf entry|pg_hba\.conf rejects"
+    r"|not permitted to log in|permission denied|no password supplied|SSL was required"
+    r"|does not support SSL|certificate verify failed"
+)
+#: How long one wait for a pooled connection lasts (a call that may retry waits again).
+#: The pool does not retry a connection attempt that failed: psycopg_pool's own backoff
+#: (1, 2, 4... s) would keep a call waiting seconds after the server came back; each new
+#: wait makes it try at once. Even a call that may not retry (``reconnect_timeout=0``) gives
+#: the pool this long to open a connection.
+_POOL_WAIT: Final = 1.0
+#: The prefix of our pools' names, by which their log records are recognised.
+_POOL_PREFIX: Final = "disquette-"
 #: The schema was never migrated (``?migrate=false``) or was dropped.
 _MISSING_SCHEMA: Final = (
     psycopg.errors.UndefinedTable,
@@ -146,6 +182,48 @@ _PARAMETERS: Final = {
     "listen",
     "vacuum_every",
 }
+
+
+def _cause(exc: Exception) -> str:
+    """The first line of a psycopg error, without libpq's framing: ``Connection refused``,
+    ``database "x" does not exist``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.rpartition(" failed: ")[2] or text
+    return re.sub(r"^(FATAL|ERROR):\s+", "", text)
+
+
+def _store_error(exc: psycopg.Error) -> Exception:
+    """The disquette error for a psycopg error no retry cures."""
+    if exc.sqlstate == _QUEUE_PAUSED:
+        return QueuePaused(exc.diag.message_primary or "")
+    return StoreError("PostgreSQL", _cause(exc))
+
+
+class _ConnectionNoise(logging.Filter):
+    """Turns psycopg's warnings about our pools' connections (each failed connection
+    attempt, each broken connection dropped, each pipeline cut short by a lost connection)
+    into debug records: the store retries those itself and raises one error naming the
+    cause when retrying did not help."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.levelno == logging.WARNING and any(_ours(arg) for arg in args):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def _ours(arg: object) -> bool:
+    """Whether a log record's argument is one of our pools (by name), or a connection or
+    pipeline of one of them."""
+    if isinstance(arg, str):
+        return arg.startswith(_POOL_PREFIX)
+    connection = getattr(arg, "_conn", arg)  # a pipeline's connection
+    name = getattr(getattr(connection, "_pool", None), "name", None)
+    return isinstance(name, str) and name.startswith(_POOL_PREFIX)
+
+
+for _logger in ("psycopg.pool", "psycopg"):
+    logging.getLogger(_logger).addFilter(_ConnectionNoise())
 
 
 def _sql_dir() -> Any:
@@ -349,17 +427,25 @@ class PostgresStore(Store):
         self._reconnect_timeout = reconnect_timeout
         self._vacuum_every = vacuum_every
         self._churn = 0
+        try:
+            libpq_settings = conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise InvalidURL(self.url, _cause(exc)) from None
+        self._explicit_connect_timeout = "connect_timeout" in libpq_settings
         self._pool = ConnectionPool(
             conninfo,
             min_size=pool_min,
             max_size=pool_max,
             open=False,
-            timeout=reconnect_timeout,
+            timeout=_POOL_WAIT,
+            reconnect_timeout=0,  # the store retries (see _POOL_WAIT)
             num_workers=1,
-            name=f"disquette-{schema}",
+            name=f"{_POOL_PREFIX}{schema}",
             kwargs={"autocommit": True, "application_name": application_name},
         )
         self._lock = threading.Lock()
+        #: One first connection at a time: callers that arrive meanwhile wait for its outcome.
+        self._starting = Lock()
         self._ready = False
         self._closed = False
         self._listener: Background | None = None
@@ -372,20 +458,28 @@ class PostgresStore(Store):
         self, operation: Callable[[Connection[Any]], T], *, migrated: bool = True
     ) -> T:
         """Run ``operation`` on a pooled connection, again while the database is briefly
-        unreachable (every operation is safe to repeat: adds are keyed by job id).
+        unreachable, for ``reconnect_timeout`` seconds at most; then raise
+        :class:`StoreUnavailable` naming the cause. A server that refuses the URL for good
+        (authentication, a missing database or role) raises :class:`StoreRefused` at once.
 
-        With ``migrated`` (the default), the schema is first brought up to date if needed.
+        Every operation is safe to run again after its reply was lost: an add skips the ids
+        the store holds (pending or done), and the others change only jobs still in the
+        state they expect. With ``migrated`` (the default), the schema is first brought up
+        to date if needed.
         """
         deadline: float | None = None
         delay = 0.02
         while True:
             if self._closed:
                 raise ClientClosed(f"the PostgreSQL store {self.url} is closed")
+            started = time.monotonic()
             try:
                 if not self._ready:
-                    self._pool.open()
-                    if migrated:
-                        self._open()
+                    with self._starting:
+                        if not self._ready:
+                            self._start(
+                                deadline or started + self._reconnect_timeout, migrated
+                            )
                 with self._pool.connection() as conn:
                     return operation(conn)
             except _MISSING_SCHEMA as exc:
@@ -398,17 +492,83 @@ class PostgresStore(Store):
                     raise ClientClosed(f"the PostgreSQL store {self.url} is closed") from exc
                 now = time.monotonic()
                 if deadline is None:
-                    deadline = now + self._reconnect_timeout
+                    # A pool that waited in vain was failing since the wait began.
+                    failing_since = started if isinstance(exc, PoolTimeout) else now
+                    deadline = failing_since + self._reconnect_timeout
                 if now >= deadline:
-                    raise StoreUnavailable(f"PostgreSQL {self.url}: {exc}") from exc
+                    raise self._unreachable(exc) from exc
+                sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 0.5)
+            except psycopg.Error as exc:
+                raise _store_error(exc) from exc
+
+    def _start(self, deadline: float, migrated: bool) -> None:
+        """First use: reach the server (waiting for it until ``deadline``), migrate on that
+        connection if asked, then open the pool.
+
+        The first connection is made here rather than by the pool, whose connection
+        errors only reach its log: this one says at once why a server refuses us.
+        """
+        conn = self._connect(deadline)
+        try:
+            if migrated and self._migrate:
+                migrate_connection(conn, self.schema)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+        self._pool.open()
+        if migrated:
+            self._ready = True
+
+    def _connect(self, deadline: float) -> Connection[Any]:
+        """A connection made directly, retried until ``deadline`` while the server cannot
+        be reached; :class:`StoreRefused` at once when it answers with a refusal."""
+        delay = 0.02
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return Connection.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    application_name=self._application_name,
+                    # libpq would wait forever for a server that does not answer.
+                    **self._connect_timeout(remaining),
+                )
+            except psycopg.OperationalError as exc:
+                if _REFUSED.search(str(exc)):
+                    raise StoreRefused(f"PostgreSQL {self.url}: {_cause(exc)}") from exc
+                if self._closed:
+                    raise ClientClosed(f"the PostgreSQL store {self.url} is closed") from exc
+                now = time.monotonic()
+                if now >= deadline:
+                    raise StoreUnavailable(self._after_retries(exc)) from exc
                 sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 0.5)
 
-    def _open(self) -> None:
-        if self._migrate:
-            with self._pool.connection() as conn:
-                migrate_connection(conn, self.schema)
-        self._ready = True
+    def _connect_timeout(self, remaining: float) -> dict[str, Any]:
+        if self._explicit_connect_timeout:
+            return {}
+        return {"connect_timeout": max(2, math.ceil(remaining))}  # libpq takes whole seconds
+
+    def _unreachable(self, exc: Exception) -> StoreUnavailable:
+        """The error to raise once retries ran out. A pool timeout says only that no
+        connection came: a direct attempt tells a refusal, an unreachable server and a
+        pool whose connections are all busy apart."""
+        if not isinstance(exc, PoolTimeout):
+            return StoreUnavailable(self._after_retries(exc))
+        try:
+            conn = self._connect(time.monotonic())
+        except StoreUnavailable as diagnosis:
+            return diagnosis
+        conn.close()
+        return StoreUnavailable(
+            f"PostgreSQL {self.url}: no free connection in the pool (pool_max="
+            f"{self._pool.max_size}): every one was in use"
+        )
+
+    def _after_retries(self, exc: Exception) -> str:
+        retried = f" (retried for {self._reconnect_timeout:g} s)" if self._reconnect_timeout else ""
+        return f"PostgreSQL {self.url}: {_cause(exc)}{retried}"
 
     def _on_caller_connection(
         self,
@@ -429,7 +589,9 @@ class PostgresStore(Store):
         try:
             return operation(conn)
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"PostgreSQL (caller's connection): {exc}") from exc
+            raise StoreUnavailable(f"PostgreSQL (caller's connection): {_cause(exc)}") from exc
+        except psycopg.Error as exc:
+            raise _store_error(exc) from exc
 
     def _maintain(self, conn: Connection[Any], now: float) -> int:
         cursor = conn.cursor(row_factory=tuple_row)
@@ -596,9 +758,17 @@ class PostgresStore(Store):
                 "channel": self.channel,
             }
         ready = {job.queue for job in jobs if job.run_at <= now}
+        runs = 0
 
         def insert(conn: Connection[Any]) -> None:
-            if max_len is None and not replicate:
+            nonlocal runs
+            runs += 1
+            # Run again (its reply lost), the add may meet its own jobs, finished meanwhile:
+            # the statement skips ids in the done table, but an ack that commits while it
+            # runs is not in its snapshot. A second statement, with a later snapshot, takes
+            # back what it added for such ids (all in one transaction).
+            again = runs > 1
+            if max_len is None and not replicate and not again:
                 conn.execute(statement, params)
                 return
             lsn = None
@@ -608,6 +778,9 @@ class PostgresStore(Store):
                 if max_len is not None:
                     self._check_room(conn, jobs, ready, max_len, now)
                 conn.execute(statement, params)
+                if again:
+                    ids = [job.id for job in jobs]
+                    conn.execute(self._q["take_back_finished"], {"ids": ids})
                 if replicate:
                     # The commit record comes after this point of the WAL: a standby that
                     # replayed past it has applied the jobs.
@@ -617,17 +790,12 @@ class PostgresStore(Store):
             if lsn is not None:
                 self._await_standbys(conn, replicate, lsn)
 
-        try:
-            if connection is not None:
-                if replicate:
-                    raise InvalidOption("replicate", replicate, "not with the caller's connection")
-                self._on_caller_connection(connection, insert)
-            else:
-                self._run(insert)
-        except psycopg.Error as exc:
-            if exc.sqlstate == _QUEUE_PAUSED:
-                raise QueuePaused(exc.diag.message_primary or "") from None
-            raise
+        if connection is not None:
+            if replicate:
+                raise InvalidOption("replicate", replicate, "not with the caller's connection")
+            self._on_caller_connection(connection, insert)
+        else:
+            self._run(insert)
         self.wakeups.notify(ready)
 
     def _check_room(

@@ -25,7 +25,9 @@ WITH added AS (
         AS u (id, queue, body, encoding, type, priority, state, created_at, run_at,
               retry_after, expires_at, max_attempts, result_ttl)
     WHERE {schema}.accepts(u.queue)
-    -- Ids are made by the client, so an add retried after a lost connection is a no-op.
+      -- Ids are made by the client, so an add run again after a lost reply adds nothing,
+      -- even for jobs a worker finished meanwhile (moved to done).
+      AND NOT EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = u.id)
     ON CONFLICT (id) DO NOTHING
     RETURNING queue, state)
 SELECT pg_notify(%(channel)s, ready.queue)
@@ -43,6 +45,7 @@ WITH added AS (
     FROM unnest(%(ids)b::text[], %(bodies)b::bytea[], %(encodings)b::int2[])
         AS b (id, body, encoding)
     WHERE {schema}.accepts(%(queue)s::text)
+      AND NOT EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = b.id)
     ON CONFLICT (id) DO NOTHING
     RETURNING 1)
 SELECT pg_notify(%(channel)s, %(queue)s::text)
@@ -57,9 +60,18 @@ WITH added AS (
            %(run_at)s::float8, %(retry_after)s::float8, %(expires_at)s::float8,
            %(max_attempts)s::int4, %(result_ttl)s::float8
     WHERE {schema}.accepts(%(queue)s::text)
+      AND NOT EXISTS (SELECT FROM {schema}.done WHERE id = %(id)s::text)
     ON CONFLICT (id) DO NOTHING
     RETURNING queue, state)
 SELECT pg_notify(%(channel)s, queue) FROM added WHERE state = 1;
+
+-- name: take_back_finished
+-- After an add that ran again (its first reply lost), in its transaction: the jobs it put
+-- back although an ack finished them while it ran (the ack's done row is in this
+-- statement's snapshot, not in the insert's).
+DELETE FROM {schema}.jobs AS j
+WHERE j.id = ANY(%(ids)b::text[])
+  AND EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = j.id);
 
 -- name: lock_queue
 -- Serializes capped adds to one queue, so two of them cannot both see room for one more.
