@@ -603,10 +603,17 @@ def test_url_parameters_and_errors(url: str) -> None:
         jobs.add("x", "q")
 
 
-def test_an_unreachable_server_raises_store_unavailable() -> None:
-    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/x?reconnect_timeout=0.3"
-    with connect(nowhere) as jobs, pytest.raises(StoreUnavailable):
+@pytest.mark.parametrize("knob", ["retry_for", "reconnect_timeout"])
+def test_an_unreachable_server_raises_store_unavailable(knob: str) -> None:
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/x?{knob}=0.3"
+    with connect(nowhere) as jobs, pytest.raises(StoreUnavailable) as down:
         jobs.add("x", "q")
+    assert "(retried for 0.3 s)" in str(down.value)
+
+
+def test_retry_for_and_its_older_name_are_not_both_given() -> None:
+    with pytest.raises(InvalidURL, match="not both"):
+        connect(f"{session_database_url()}?retry_for=1&reconnect_timeout=2")
 
 
 # -- connecting, and replays of calls whose reply was lost ---------------------------------
@@ -622,7 +629,7 @@ def test_connection_errors_are_one_line_naming_the_cause(case: str) -> None:
     base = session_database_url()
     url, cause = {
         "closed port": (
-            f"postgresql://postgres@127.0.0.1:{free_port()}/x?reconnect_timeout=1",
+            f"postgresql://postgres@127.0.0.1:{free_port()}/x?retry_for=1",
             "Connection refused (retried for 1 s)",
         ),
         "missing database": (

@@ -23,9 +23,9 @@ Store-specific powers, beyond the common interface:
 
 URL parameters (the others go to libpq): ``schema`` (default ``disquette``), ``migrate``
 (``true``), ``poll_interval`` (0.25 s), ``pool_min`` (1), ``pool_max`` (10),
-``reconnect_timeout`` (10 s: how long a call, the first one included, waits for a database
-that cannot be reached or restarts before it raises ``StoreUnavailable`` naming the cause;
-0 tries once), ``listen`` (``true``), ``vacuum_every`` (50000: run ``VACUUM`` on the jobs
+``retry_for`` (10 s: how long a call, the first one included, waits for a database that
+cannot be reached or restarts before it raises ``StoreUnavailable`` naming the cause; 0 tries
+once; the same name as on Redis, ``reconnect_timeout`` is its older name), ``listen`` (``true``), ``vacuum_every`` (50000: run ``VACUUM`` on the jobs
 table after this many claims and acks by this store; 0 disables).
 
 Connecting: the first call connects directly (not through the pool, whose connection errors
@@ -181,9 +181,19 @@ _PARAMETERS: Final = {
     "pool_min",
     "pool_max",
     "reconnect_timeout",
+    "retry_for",
     "listen",
     "vacuum_every",
 }
+
+
+def _retry_for(url: str, ours: dict[str, str]) -> float:
+    """``retry_for``, the name every store takes; ``reconnect_timeout`` is its older name."""
+    given = {name: ours[name] for name in ("retry_for", "reconnect_timeout") if name in ours}
+    if len(given) > 1:
+        raise InvalidURL(url, "give retry_for or its older name reconnect_timeout, not both")
+    name, value = next(iter(given.items()), ("retry_for", "10"))
+    return _number(url, name, value, 0, 3600)
 
 
 def _cause(exc: Exception) -> str:
@@ -1303,9 +1313,7 @@ def open_url(url: str, clock: Clock) -> AsyncPostgresStore:
         poll_interval=_number(url, "poll_interval", ours.get("poll_interval", "0.25"), 0.001, 60),
         pool_min=pool_min,
         pool_max=pool_max,
-        reconnect_timeout=_number(
-            url, "reconnect_timeout", ours.get("reconnect_timeout", "10"), 0, 3600
-        ),
+        reconnect_timeout=_retry_for(url, ours),
         listen=_flag(url, "listen", ours.get("listen", "true")),
         vacuum_every=int(_number(url, "vacuum_every", ours.get("vacuum_every", "50000"), 0, 1e12)),
         application_name=application_name,
