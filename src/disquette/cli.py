@@ -733,7 +733,7 @@ def worker(
         ):
             if value is not None:
                 arguments += [flag, str(value)]
-        status = Supervisor(worker_command(arguments), processes).run()
+        status = Supervisor(worker_command(arguments), processes, client=factory).run()
         raise click.exceptions.Exit(status)
     runner.run()
     if runner.replace_requested:
