@@ -10,7 +10,7 @@ local with_attempts = ARGV[5] == '1'
 local width = (with_attempts and 1 or 0) + (with_results and 3 or 0)
 for i, key in ipairs(KEYS) do
     local at = 6 + (i - 1) * width
-    local q, v = locate(key, 'st', 'rt', 'n')
+    local q, v = locate(key, 'st', 'rt', 'n', 'h')
     local delivery = with_attempts and ARGV[at] or ''
     if q and v[2] ~= 'd' and same_delivery(delivery, v[4]) then
         local id = key_id(q, key)
@@ -21,6 +21,7 @@ for i, key in ipairs(KEYS) do
             drop(q, key, id)
         else
             redis.call('HSET', key, 'st', 'd', 'fa', NOW_S)
+            if v[5] then redis.call('HDEL', key, 'h') end  -- kept for result_ttl: no dead weight
             redis.call('ZADD', q.e, fmt(NOW + result_ttl), id)
             local r = at + (with_attempts and 1 or 0)
             if with_results and ARGV[r] == '1' then

@@ -140,6 +140,7 @@ local function record_error(q, key, id, error, retry_at, priority, seq)
     redis.call('HSET', key, 'le', error)
     if retry_at == '' then
         redis.call('HSET', key, 'st', 'f', 'fa', NOW_S, 'nx', '1')
+        redis.call('HDEL', key, 'h')  -- kept until deleted: no dead weight
         redis.call('ZREM', q.e, id)
         redis.call('ZADD', q.f, NOW_S, failed_member(seq, id))
         done_changed = true
