@@ -65,6 +65,12 @@ def _delivery(job: JobRef) -> tuple[str, int | None]:
     return check_job_id(job), None
 
 
+def _deliveries(jobs: Sequence[JobRef]) -> list[int | None] | None:
+    """The delivery of each job (as :func:`_delivery`), or None when all are bare ids."""
+    attempts = [job.attempts if isinstance(job, Job) else None for job in jobs]
+    return None if attempts.count(None) == len(attempts) else attempts
+
+
 def _check_holder(holder: object) -> str | None:
     if holder is None:
         return None
@@ -326,20 +332,19 @@ class AsyncClient:
         is acked. Jobs (not ids) whose delivery lost its lease are left alone while the
         others are acked; then :class:`~disquette.errors.LeaseLost` lists them.
         """
-        deliveries = [_delivery(job) for job in jobs]
-        if not deliveries:
+        ids = [_job_id(job) for job in jobs]
+        if not ids:
             return 0
         encoded = None
         if results is not None:
-            if len(results) != len(deliveries):
-                raise InvalidOption("results", len(results), f"one per job ({len(deliveries)})")
+            if len(results) != len(ids):
+                raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
-        ids = [job_id for job_id, _ in deliveries]
-        attempts = self._attempts(deliveries)
+        attempts = _deliveries(jobs)
         done = await self.store.ack(ids, encoded, connection=connection, attempts=attempts)
         if attempts is not None and len(done) < len(ids):
-            await self._raise_lost("ack", deliveries, done)
+            await self._raise_lost("ack", ids, attempts, done)
         return len(done)
 
     async def nack(self, job: JobRef) -> None:
@@ -360,13 +365,13 @@ class AsyncClient:
         """Give several leased jobs back in one transaction; return how many. Jobs whose
         delivery lost its lease are left alone, then listed by a
         :class:`~disquette.errors.LeaseLost` (as for :meth:`ack_many`)."""
-        deliveries = [_delivery(job) for job in jobs]
-        if not deliveries:
+        ids = [_job_id(job) for job in jobs]
+        if not ids:
             return 0
-        attempts = self._attempts(deliveries)
-        nacked = await self.store.nack([job_id for job_id, _ in deliveries], attempts=attempts)
-        if attempts is not None and len(nacked) < len(deliveries):
-            await self._raise_lost("nack", deliveries, nacked)
+        attempts = _deliveries(jobs)
+        nacked = await self.store.nack(ids, attempts=attempts)
+        if attempts is not None and len(nacked) < len(ids):
+            await self._raise_lost("nack", ids, attempts, nacked)
         return len(nacked)
 
     async def fail(self, job: JobRef, error: str) -> Job:
@@ -585,12 +590,6 @@ class AsyncClient:
         return job
 
     @staticmethod
-    def _attempts(deliveries: Sequence[tuple[str, int | None]]) -> list[int | None] | None:
-        """The deliveries to pass to the store: None when every job is a bare id."""
-        attempts = [attempt for _, attempt in deliveries]
-        return None if all(attempt is None for attempt in attempts) else attempts
-
-    @staticmethod
     def _check_delivery(operation: str, current: Job, attempt: int | None) -> None:
         """Raise :class:`LeaseLost` if ``current`` is on another delivery than ``attempt``.
 
@@ -602,14 +601,14 @@ class AsyncClient:
             raise LeaseLost(current.id, operation, attempt, current.attempts, current.state)
 
     async def _raise_lost(
-        self, operation: str, deliveries: Sequence[tuple[str, int | None]], applied: list[str]
+        self, operation: str, ids: list[str], attempts: list[int | None], applied: list[str]
     ) -> None:
         """After a batch call the store applied to ``applied`` only: raise one
         :class:`LeaseLost` listing the other jobs that are on a newer delivery (unknown,
         already done or no longer leased ones are skipped, as the batch calls always did)."""
         done = set(applied)
         lost = []
-        for job_id, attempt in deliveries:
+        for job_id, attempt in zip(ids, attempts, strict=True):
             if attempt is None or job_id in done:
                 continue
             current = await self.store.show(job_id)

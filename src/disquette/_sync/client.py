@@ -66,6 +66,12 @@ def _delivery(job: JobRef) -> tuple[str, int | None]:
     return check_job_id(job), None
 
 
+def _deliveries(jobs: Sequence[JobRef]) -> list[int | None] | None:
+    """The delivery of each job (as :func:`_delivery`), or None when all are bare ids."""
+    attempts = [job.attempts if isinstance(job, Job) else None for job in jobs]
+    return None if attempts.count(None) == len(attempts) else attempts
+
+
 def _check_holder(holder: object) -> str | None:
     if holder is None:
         return None
@@ -327,20 +333,19 @@ class Client:
         is acked. Jobs (not ids) whose delivery lost its lease are left alone while the
         others are acked; then :class:`~disquette.errors.LeaseLost` lists them.
         """
-        deliveries = [_delivery(job) for job in jobs]
-        if not deliveries:
+        ids = [_job_id(job) for job in jobs]
+        if not ids:
             return 0
         encoded = None
         if results is not None:
-            if len(results) != len(deliveries):
-                raise InvalidOption("results", len(results), f"one per job ({len(deliveries)})")
+            if len(results) != len(ids):
+                raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
-        ids = [job_id for job_id, _ in deliveries]
-        attempts = self._attempts(deliveries)
+        attempts = _deliveries(jobs)
         done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
         if attempts is not None and len(done) < len(ids):
-            self._raise_lost("ack", deliveries, done)
+            self._raise_lost("ack", ids, attempts, done)
         return len(done)
 
     def nack(self, job: JobRef) -> None:
@@ -361,13 +366,13 @@ class Client:
         """Give several leased jobs back in one transaction; return how many. Jobs whose
         delivery lost its lease are left alone, then listed by a
         :class:`~disquette.errors.LeaseLost` (as for :meth:`ack_many`)."""
-        deliveries = [_delivery(job) for job in jobs]
-        if not deliveries:
+        ids = [_job_id(job) for job in jobs]
+        if not ids:
             return 0
-        attempts = self._attempts(deliveries)
-        nacked = self.store.nack([job_id for job_id, _ in deliveries], attempts=attempts)
-        if attempts is not None and len(nacked) < len(deliveries):
-            self._raise_lost("nack", deliveries, nacked)
+        attempts = _deliveries(jobs)
+        nacked = self.store.nack(ids, attempts=attempts)
+        if attempts is not None and len(nacked) < len(ids):
+            self._raise_lost("nack", ids, attempts, nacked)
         return len(nacked)
 
     def fail(self, job: JobRef, error: str) -> Job:
@@ -586,12 +591,6 @@ class Client:
         return job
 
     @staticmethod
-    def _attempts(deliveries: Sequence[tuple[str, int | None]]) -> list[int | None] | None:
-        """The deliveries to pass to the store: None when every job is a bare id."""
-        attempts = [attempt for _, attempt in deliveries]
-        return None if all(attempt is None for attempt in attempts) else attempts
-
-    @staticmethod
     def _check_delivery(operation: str, current: Job, attempt: int | None) -> None:
         """Raise :class:`LeaseLost` if ``current`` is on another delivery than ``attempt``.
 
@@ -603,14 +602,14 @@ class Client:
             raise LeaseLost(current.id, operation, attempt, current.attempts, current.state)
 
     def _raise_lost(
-        self, operation: str, deliveries: Sequence[tuple[str, int | None]], applied: list[str]
+        self, operation: str, ids: list[str], attempts: list[int | None], applied: list[str]
     ) -> None:
         """After a batch call the store applied to ``applied`` only: raise one
         :class:`LeaseLost` listing the other jobs that are on a newer delivery (unknown,
         already done or no longer leased ones are skipped, as the batch calls always did)."""
         done = set(applied)
         lost = []
-        for job_id, attempt in deliveries:
+        for job_id, attempt in zip(ids, attempts, strict=True):
             if attempt is None or job_id in done:
                 continue
             current = self.store.show(job_id)

@@ -205,8 +205,9 @@ class MemoryStore(Store):
                 job = self._jobs.get(job_id)
                 if job is None or job.state is JobState.DONE:
                     continue
-                if attempts is not None and attempts[index] not in (None, job.attempts):
-                    continue  # another delivery holds it
+                delivery = None if attempts is None else attempts[index]
+                if delivery is not None and delivery != job.attempts:
+                    continue  # delivered again since: another delivery holds it
                 done.append(job_id)
                 if job.result_ttl <= 0:
                     self._remove(job)
@@ -235,7 +236,8 @@ class MemoryStore(Store):
                 job = self._jobs.get(job_id)
                 if job is None or job.state is not JobState.ACTIVE:
                     continue
-                if attempts is not None and attempts[index] not in (None, job.attempts):
+                delivery = None if attempts is None else attempts[index]
+                if delivery is not None and delivery != job.attempts:
                     continue
                 self._leave_state(job)
                 job.nacks += 1

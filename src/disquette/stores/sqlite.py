@@ -372,8 +372,10 @@ class SqliteStore(Store):
         deliveries = attempts or [None] * len(job_ids)
         if results is None and len(job_ids) > 1:
             # The batch case: one statement, no per-row round trips.
-            pairs = json.dumps(list(zip(job_ids, deliveries, strict=True)))
-            many = {"deliveries": pairs, "now": now}
+            by_id: dict[str, int | None] = {}
+            for job_id, attempt in zip(job_ids, deliveries, strict=True):
+                by_id.setdefault(job_id, attempt)  # an id given twice: its first delivery
+            many = {"deliveries": json.dumps(by_id), "now": now}
             done = [row[0] for row in self._write_returning(QUERIES["ack_many"], many)]
         else:
             params = [
