@@ -129,7 +129,7 @@ def test_claim_reads_the_ready_index_not_the_table(tmp_path: Path) -> None:
         assert all("SCAN jobs" not in row[-1] for row in steps), (name, steps)
     # A batch of acks looks each id up; a holder's jobs are found among the active ones.
     acks = raw.execute(
-        "EXPLAIN QUERY PLAN " + QUERIES["ack_many"], {"deliveries": "[]", "now": 0}
+        "EXPLAIN QUERY PLAN " + QUERIES["ack_many"], {"ids": "[]", "attempts": 1, "now": 0}
     ).fetchall()
     assert all("SCAN jobs" not in row[-1] for row in acks), acks
     release = raw.execute(

@@ -371,12 +371,24 @@ class SqliteStore(Store):
         now = self.clock.now()
         deliveries = attempts or [None] * len(job_ids)
         if results is None and len(job_ids) > 1:
-            # The batch case: one statement, no per-row round trips.
-            by_id: dict[str, int | None] = {}
-            for job_id, attempt in zip(job_ids, deliveries, strict=True):
-                by_id.setdefault(job_id, attempt)  # an id given twice: its first delivery
-            many = {"deliveries": json.dumps(by_id), "now": now}
-            done = [row[0] for row in self._write_returning(QUERIES["ack_many"], many)]
+            # The batch case: one statement per delivery number, no per-row round trips.
+            if deliveries.count(deliveries[0]) == len(deliveries):
+                groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
+            else:
+                groups = {}
+                for job_id, attempt in zip(job_ids, deliveries, strict=True):
+                    groups.setdefault(attempt, []).append(job_id)
+            batches = [
+                {"ids": json.dumps(ids), "attempts": attempt, "now": now}
+                for attempt, ids in groups.items()
+            ]
+            if len(batches) == 1:
+                done = [row[0] for row in self._write_returning(QUERIES["ack_many"], batches[0])]
+            else:
+                with self._transaction() as conn:
+                    done = [
+                        row[0] for one in batches for row in conn.execute(QUERIES["ack_many"], one)
+                    ]
         else:
             params = [
                 {

@@ -134,15 +134,14 @@ WHERE id = :id AND state != 3 AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id;
 
 -- name: ack_many
--- :deliveries is a JSON object: id -> the caller's delivery (null: by id). An object, not
--- pairs: json_each hands over key and value without a json_extract per id.
+-- The jobs of one delivery number (:attempts; NULL: by id). A worker's batch is usually
+-- all on one (attempt 1), so this is one statement per batch.
 UPDATE jobs
 SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
-FROM json_each(:deliveries) AS given
-WHERE jobs.id = given.key AND jobs.state != 3
-  AND (given.value IS NULL OR jobs.attempts = given.value)
-RETURNING jobs.id;
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state != 3
+  AND (:attempts IS NULL OR attempts = :attempts)
+RETURNING id;
 
 -- name: nack
 UPDATE jobs

@@ -249,10 +249,9 @@ def test_batches_apply_to_their_other_jobs_and_list_the_lost_ones(
 ):
     with connect(store_url, clock=clock) as jobs:
         first, second = _redelivered(jobs, clock)
-        kept_id = jobs.add("kept", "q")
-        held_id = jobs.add("held", "q")
-        kept, held = jobs.timeout(0).get_many("q", count=2)
-        assert (kept.id, held.id) == (kept_id, held_id)
+        kept_id, held_id, extra_id = jobs.add_many(["kept", "held", "extra"], "q")
+        kept, held, extra = jobs.timeout(0).get_many("q", count=3)
+        assert [kept.id, held.id, extra.id] == [kept_id, held_id, extra_id]
         with pytest.raises(LeaseLost) as lost:
             jobs.ack_many([first, kept], ["A's", "kept's"])
         assert [(e.job_id, e.attempt, e.current_attempt) for e in lost.value.lost] == [
@@ -266,6 +265,14 @@ def test_batches_apply_to_their_other_jobs_and_list_the_lost_ones(
         assert (lost.value.operation, lost.value.applied) == ("nack", 1)
         assert (jobs.show(held_id)).state is JobState.QUEUED
         assert (jobs.show(first.id)).state is JobState.ACTIVE
+        held_again = jobs.timeout(0).get("q")
+        assert (held_again.id, held_again.attempts) == (held_id, 2)
+        # Deliveries 1 (lost), 2 (held) and a bare id in one batch.
+        with pytest.raises(LeaseLost) as lost:
+            jobs.ack_many([first, extra_id, held_again])
+        assert ([e.job_id for e in lost.value.lost], lost.value.applied) == ([first.id], 2)
+        for job_id in (extra_id, held_id):
+            assert (jobs.show(job_id)).state is JobState.DONE
         assert jobs.ack_many([second]) == 1
 
 
