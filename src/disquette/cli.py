@@ -868,7 +868,7 @@ def worker(
         ):
             if value is not None:
                 arguments += [flag, str(value)]
-        supervisor = Supervisor(worker_command(arguments), processes)
+        supervisor = Supervisor(worker_command(arguments), processes, client=factory)
         status = supervisor.run()
         if status == EXIT_OK:
             status = exit_status_after(supervisor.stop_signal)

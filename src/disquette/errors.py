@@ -88,6 +88,55 @@ class InvalidState(DisquetteError):
         super().__init__(f"cannot {operation} job {job_id}: it is {state}")
 
 
+class LeaseLost(DisquetteError):
+    """A newer delivery of the job started: this one's ``ack``, ``nack``, ``fail`` or
+    ``working`` was refused, and the job was left to the delivery that holds it now.
+
+    A delivery is the job's ``attempts`` count when it was claimed (only a claim increments
+    it). Once its lease runs out (or its process is declared dead) the job is delivered
+    again, and a late call from the older delivery would take the job from the newer one.
+    Calls made with a bare id instead of the :class:`~disquette.Job` act by id (Disque's
+    semantics). A batch call (``ack_many``, ``nack_many``) applies to its other jobs first,
+    then raises one error whose :attr:`lost` lists every job of the batch that lost its
+    lease.
+    """
+
+    def __init__(
+        self, job_id: str, operation: str, attempt: int, current_attempt: int, state: str
+    ) -> None:
+        self.job_id = job_id
+        #: What was refused: ``ack``, ``nack``, ``fail`` or ``working``.
+        self.operation = operation
+        #: The caller's delivery: the job's ``attempts`` when it was claimed.
+        self.attempt = attempt
+        #: The job's ``attempts`` now: the delivery that holds it (or last held it).
+        self.current_attempt = current_attempt
+        #: The job's state now.
+        self.state = state
+        #: Every job of the call that lost its lease, this one first.
+        self.lost: tuple[LeaseLost, ...] = (self,)
+        #: How many of the call's jobs the operation was applied to (a batch's others).
+        self.applied = 0
+        super().__init__(job_id, operation, attempt, current_attempt, state)
+
+    @classmethod
+    def of_batch(cls, lost: Sequence[LeaseLost], applied: int) -> LeaseLost:
+        """The error a batch call raises: its first lost job, listing all of them."""
+        first = lost[0]
+        first.lost = tuple(lost)
+        first.applied = applied
+        return first
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.operation} of job {self.job_id} refused: its delivery {self.attempt} "
+            f"lost the lease to delivery {self.current_attempt} (now {self.state})"
+        )
+        if len(self.lost) > 1:
+            text += f"; {len(self.lost) - 1} more job(s) of the batch lost theirs"
+        return text
+
+
 class QueueFull(DisquetteError):
     """``add`` was refused because the queue already holds ``max_len`` queued jobs."""
 

@@ -30,6 +30,11 @@ What a worker does with a job:
 - while a job (running or buffered) is past half its lease, the worker extends it
   (:meth:`AsyncClient.working`), so long jobs are not redelivered; a frozen worker stops
   doing so and its jobs are redelivered to others;
+- acks, nacks, failures and lease extensions belong to the delivery the worker got: once
+  a job was delivered again (the lease ran out and another worker has it), the store
+  refuses them with :class:`~disquette.errors.LeaseLost`; the worker logs that once per
+  job at warning, counts it (``Worker.leases_lost``), and leaves the job to the newer
+  delivery (it never fails or retries it itself);
 - on stop (or SIGTERM/SIGINT) it stops claiming, NACKs the buffered jobs at once, lets
   running jobs finish within ``grace`` seconds, then NACKs what is still running (a second
   signal does that at once). Nothing is lost either way.
@@ -53,6 +58,7 @@ import math
 import os
 import queue as queue_module
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -61,7 +67,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, TypeAlias, cast
 
-from ._async.client import AsyncClient, connect_async
+from ._async.client import ENV_HOLDER, AsyncClient, connect_async
 from ._sync.client import Client
 from .errors import (  # the worker's own errors are re-exported here for convenience
     AlreadyRunning,
@@ -71,8 +77,10 @@ from .errors import (  # the worker's own errors are re-exported here for conven
     InvalidOption,
     InvalidState,
     JobNotFound,
+    LeaseLost,
     NoHandlers,
     NotRunning,
+    NotSupported,
     StoreUnavailable,
     UnknownJobType,
     WorkerError,
@@ -482,6 +490,9 @@ class _Engine:
         self.to_ack: list[tuple[Job, Any]] = []
         self.to_fail: collections.deque[tuple[Job, str]] = collections.deque()
         self.to_nack: list[Job] = []
+        #: Deliveries (job id, attempts) the store said were redelivered: their outcome
+        #: is not sent, and each is logged once.
+        self.lost: set[tuple[str, int]] = set()
         self.fetch_flag = _Flag(self.loop)
         self.flush_flag = _Flag(self.loop)
         self.changed = _Flag(self.loop)
@@ -737,10 +748,17 @@ class _Engine:
                 return
 
     async def _flush(self) -> None:
+        if self.lost:
+            # Delivered again: their outcome is the newer delivery's to record.
+            self.to_ack = [(job, value) for job, value in self.to_ack if self._held(job)]
+            self.to_nack = [job for job in self.to_nack if self._held(job)]
+            self.to_fail = collections.deque(item for item in self.to_fail if self._held(item[0]))
         if self.to_nack:
             jobs, self.to_nack = self.to_nack, []
             try:
                 await self.client.nack_many(jobs)
+            except LeaseLost as exc:
+                self._lease_lost(exc)  # the others were given back
             except BaseException:
                 self.to_nack[:0] = jobs
                 raise
@@ -757,6 +775,8 @@ class _Engine:
                 current = await self.client.fail(job, text)
             except JobNotFound:
                 logger.warning("job %s was deleted while it ran", job.id, extra=_extras(job))
+            except LeaseLost as exc:
+                self._lease_lost(exc)
             else:
                 self._log_failure(current)
             self.to_fail.popleft()
@@ -766,6 +786,8 @@ class _Engine:
         interrupts, ``done`` holds the jobs not yet handled (the caller puts them back)."""
         try:
             await self.client.ack_many([job for job, _ in done], [result for _, result in done])
+        except LeaseLost as exc:
+            self._lease_lost(exc)  # the others were acked
         except (BodyNotSerializable, BodyTooLarge):
             # A result that cannot be stored fails its own job only: ack one by one.
             while done:
@@ -776,7 +798,32 @@ class _Engine:
                     self.to_fail.append((job, f"the handler's result cannot be stored: {exc}"))
                 except JobNotFound:
                     logger.warning("job %s was deleted while it ran", job.id, extra=_extras(job))
+                except LeaseLost as exc:
+                    self._lease_lost(exc)
                 del done[0]
+
+    def _held(self, job: Job) -> bool:
+        """Whether this delivery of the job was not refused as redelivered."""
+        return (job.id, job.attempts) not in self.lost
+
+    def _lease_lost(self, error: LeaseLost) -> None:
+        """The store refused calls of deliveries that were redelivered: count and log each
+        once, and drop anything still to be sent for them."""
+        for lost in error.lost:
+            delivery = (lost.job_id, lost.attempt)
+            if delivery in self.lost:
+                continue
+            self.lost.add(delivery)
+            self.worker.leases_lost += 1
+            logger.warning(
+                "job %s: this worker's delivery (attempt %d) lost its lease; the job is on "
+                "attempt %d (%s) and is left to it",
+                lost.job_id,
+                lost.attempt,
+                lost.current_attempt,
+                lost.state,
+                extra={"job_id": lost.job_id, "attempt": lost.attempt},
+            )
 
     def _log_failure(self, job: Job) -> None:
         if job.state is JobState.FAILED:
@@ -856,6 +903,9 @@ class _Engine:
                 continue
             try:
                 job.lease_until = await self.client.working(job)
+            except LeaseLost as exc:
+                job.lease_until = None
+                self._lease_lost(exc)
             except (InvalidState, JobNotFound) as exc:
                 job.lease_until = None
                 logger.warning("job %s lost its lease: %s", job.id, exc, extra=_extras(job))
@@ -936,6 +986,9 @@ class Worker:
         self.errors = 0
         #: Sync handlers abandoned after their exec timeout.
         self.abandoned = 0
+        #: Jobs whose delivery to this worker was refused an ack, nack, fail or lease
+        #: extension because they were delivered again (see :class:`LeaseLost`).
+        self.leases_lost = 0
         self._client_source = client
         self._lock = threading.Lock()
         self._state: _State = "idle"
@@ -1345,6 +1398,13 @@ class Supervisor:
     pid (``$DISQUETTE_SUPERVISOR_PID``) and stops if we die. A child that exits with 2
     (a usage or import error) stops everything; one that dies fast again and again is
     restarted with a growing delay.
+
+    Each child gets its own lease holder (``$DISQUETTE_HOLDER``, unique per spawn). With
+    ``client`` (a store URL, a client factory, or a sync :class:`~disquette.Client`), the
+    jobs a child held when it ended (killed, crashed, or stopped past its grace) are given
+    back at once through :meth:`~disquette.AsyncClient.release_leases`, on a thread of
+    their own, instead of waiting for their leases (``retry_after``, 300 s by default) to
+    run out.
     """
 
     def __init__(
@@ -1355,12 +1415,17 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         restart_delay: float = 0.2,
         max_restart_delay: float = 10.0,
+        client: Client | Callable[[], AsyncClient] | str | None = None,
     ) -> None:
+        if isinstance(client, AsyncClient):
+            # Each release runs in an event loop of its own: a factory makes its client.
+            raise InvalidOption("client", client, "a URL, a client factory or a sync Client")
         self.command = list(command)
         self.processes = _check_count("processes", processes, 1)
         self.env = dict(os.environ if env is None else env)
         self.restart_delay = restart_delay
         self.max_restart_delay = max_restart_delay
+        self.client = client
         #: Restarts so far (children that died while we were not stopping).
         self.restarts = 0
         self._signals = 0
@@ -1368,6 +1433,10 @@ class Supervisor:
         self._children: list[subprocess.Popen[bytes] | None] = []
         #: The first signal received (what stopped the supervisor), if one did.
         self.stop_signal: signal.Signals | None = None
+        #: The lease holder of each live child, by pid.
+        self._holders: dict[int, str] = {}
+        self._spawned = 0
+        self._releases: list[threading.Thread] = []
 
     @property
     def pids(self) -> list[int]:
@@ -1375,8 +1444,47 @@ class Supervisor:
         return [child.pid for child in self._children if child is not None]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        env = {**self.env, ENV_SUPERVISOR_PID: str(os.getpid())}
-        return subprocess.Popen(self.command, env=env, start_new_session=True)
+        self._spawned += 1
+        # Unique per spawn, so that a restarted child (or a reused pid) is another holder.
+        holder = f"{socket.gethostname()}:{os.getpid()}:{self._spawned}"
+        env = {**self.env, ENV_SUPERVISOR_PID: str(os.getpid()), ENV_HOLDER: holder}
+        child = subprocess.Popen(self.command, env=env, start_new_session=True)
+        self._holders[child.pid] = holder
+        return child
+
+    def _ended(self, child: subprocess.Popen[bytes]) -> None:
+        """A child is gone: give its leases back (on a thread: we keep supervising)."""
+        holder = self._holders.pop(child.pid, None)
+        if holder is None or self.client is None:
+            return
+        self._releases = [thread for thread in self._releases if thread.is_alive()]
+        thread = threading.Thread(
+            target=self._release, args=(holder, child.pid), name="disquette-release"
+        )
+        thread.daemon = True
+        thread.start()
+        self._releases.append(thread)
+
+    def _release(self, holder: str, pid: int) -> None:
+        source = self.client
+        assert source is not None
+        try:
+            if isinstance(source, Client):
+                released = source.release_leases(holder)
+            else:
+                released = asyncio.run(_release_leases(source, holder))
+        except NotSupported as exc:
+            logger.info("the jobs of worker process %d wait for their leases: %s", pid, exc)
+        except Exception as exc:
+            logger.warning(
+                "cannot give back the jobs of worker process %d (%s): they are delivered "
+                "again when their leases run out",
+                pid,
+                exc,
+            )
+        else:
+            if released:
+                logger.warning("gave back %d job(s) of worker process %d", released, pid)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         # Only count here: the loop logs and forwards (logging in a handler can deadlock).
@@ -1426,6 +1534,7 @@ class Supervisor:
                 if status is None:
                     continue
                 self._children[index] = None
+                self._ended(child)
                 if stopping:
                     left = sum(1 for other in self._children if other is not None)
                     logger.info("worker process %d exited (%d still running)", child.pid, left)
@@ -1476,6 +1585,19 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+                self._ended(child)
+        for thread in self._releases:
+            thread.join(DEFAULT_GRACE)
+        self._releases.clear()
+
+
+async def _release_leases(source: Callable[[], AsyncClient] | str, holder: str) -> int:
+    """Release ``holder``'s leases through a client opened (and closed) for the purpose."""
+    client, _ = open_client(source)
+    try:
+        return await client.release_leases(holder)
+    finally:
+        await client.close()
 
 
 def worker_command(arguments: Sequence[str]) -> list[str]:

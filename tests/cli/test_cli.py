@@ -297,7 +297,7 @@ def test_migrate_applies_postgres_migrations_once_and_explains_other_stores(url:
     postgres = fresh_url(migrate="false")
     schema = parse_qs(urlsplit(postgres).query)["schema"][0]
     first = run("migrate", "--url", postgres)
-    said = f"schema {schema!r} at version 2 (applied 1, 2)"
+    said = f"schema {schema!r} at version 3 (applied 1, 2, 3)"
     assert (first.exit_code, first.stdout.strip()) == (EXIT_OK, said)
     again = run("migrate", "--url", postgres)
     said = f"schema {schema!r} already at version 2"

@@ -77,6 +77,19 @@ KNOWN_DIFFERENCES: Final = {
         "Disque nodes register themselves in the cluster (HELLO): a client cannot register "
         "or expire nodes"
     ),
+    "test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_nothing": (
+        "Disque's ACKJOB, NACK and WORKING act by id, whatever delivery holds the job; "
+        + _SERVER_CLOCK
+    ),
+    "test_batches_apply_to_their_other_jobs_and_list_the_lost_ones": (
+        "Disque's ACKJOB and NACK act by id, whatever delivery holds the job; " + _SERVER_CLOCK
+    ),
+    "test_a_bare_id_acts_on_whatever_delivery_holds_the_job": _SERVER_CLOCK,
+    "test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery": _ACKED_IS_GONE,
+    "test_release_leases_gives_a_dead_holders_jobs_back_at_once": (
+        "a Disque server records no lease holders (NotSupported): it requeues a dead "
+        "consumer's jobs after their RETRY"
+    ),
     "test_store_agrees_with_reference_model": (
         "the reference model advances a ManualClock and tracks results, error counts and "
         "failed jobs, which Disque does not keep; " + _SERVER_CLOCK

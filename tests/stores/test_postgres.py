@@ -567,12 +567,38 @@ def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> N
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
-        assert jobs.store.migrate() == [1, 2]  # type: ignore[attr-defined]
+        assert jobs.store.migrate() == [1, 2, 3]  # type: ignore[attr-defined]
         assert jobs.store.migrate() == []  # type: ignore[attr-defined]
         assert jobs.qlen("q") == 0
     with psycopg.connect(base) as conn:
         versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
-    assert versions == [(1, "init"), (2, "disque")]
+    assert versions == [(1, "init"), (2, "disque"), (3, "holders")]
+
+
+def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from disquette._sync.stores import postgres as module
+
+    url = fresh_url(migrate="false")
+    base, schema = _split(url)
+    previous = module._migrations()[:2]
+    monkeypatch.setattr(module, "_migrations", lambda: previous)
+    old_claim = f"SELECT id FROM {schema}.claim(ARRAY['q'], 1, 1e11::float8)"  # leased far ahead
+    with psycopg.connect(base, autocommit=True) as conn, connect(url) as jobs:
+        conn.execute(module.migration_script(schema))  # a schema at version 2
+        leased = jobs.add("leased before", "q")
+        assert conn.execute(old_claim).fetchall() == [(leased,)]
+        monkeypatch.undo()
+        assert jobs.store.migrate() == [3]  # type: ignore[attr-defined]
+        assert jobs.show(leased).state is JobState.ACTIVE
+        # A process of the previous version claims through the three-argument claim.
+        later = jobs.add("claimed by an old process", "q")
+        assert conn.execute(old_claim).fetchall() == [(later,)]
+        mine = jobs.add("mine", "q")
+        assert [job.id for job in jobs.store.claim(["q"], 1, holder="h")] == [mine]
+        assert jobs.release_leases("h") == 1
+        assert [job.state for job in map(jobs.show, (leased, later))] == [JobState.ACTIVE] * 2
 
 
 def test_schemas_are_independent_stores(url: str) -> None:

@@ -386,8 +386,8 @@ def test_a_retried_claim_returns_the_jobs_it_leased(tmp_path: Path) -> None:
         store = jobs.store
         assert isinstance(store, RedisStore)
         key = store.queue_key("q", "r")
-        first = claimed_jobs(store._run("claim", [key], ["receipt", 2, "q"]), ["q"])
-        again = claimed_jobs(store._run("claim", [key], ["receipt", 2, "q"]), ["q"])
+        first = claimed_jobs(store._run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
+        again = claimed_jobs(store._run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
         assert [job.body for job in again] == [job.body for job in first] == ["a", "b"]
         assert [job.attempts for job in again] == [1, 1]
         assert jobs.qlen("q") == 1

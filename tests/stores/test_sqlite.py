@@ -119,7 +119,8 @@ def test_claim_reads_the_ready_index_not_the_table(tmp_path: Path) -> None:
         jobs.qlen("q")
     raw = sqlite3.connect(tmp_path / "jobs.db")
     plan = raw.execute(
-        "EXPLAIN QUERY PLAN " + QUERIES["claim"], {"now": 0, "queue": "q", "count": 1}
+        "EXPLAIN QUERY PLAN " + QUERIES["claim"],
+        {"now": 0, "queue": "q", "count": 1, "holder": None},
     ).fetchall()
     details = " | ".join(row[-1] for row in plan)
     assert "USING INDEX jobs_ready" in details or "USING COVERING INDEX jobs_ready" in details
@@ -127,6 +128,39 @@ def test_claim_reads_the_ready_index_not_the_table(tmp_path: Path) -> None:
     for name in ("promote", "requeue_expired_leases", "expire"):
         steps = raw.execute("EXPLAIN QUERY PLAN " + QUERIES[name], {"now": 0}).fetchall()
         assert all("SCAN jobs" not in row[-1] for row in steps), (name, steps)
+    # A batch of acks looks each id up; a holder's jobs are found among the active ones.
+    acks = raw.execute(
+        "EXPLAIN QUERY PLAN " + QUERIES["ack_many"], {"ids": "[]", "attempts": 1, "now": 0}
+    ).fetchall()
+    assert all("SCAN jobs" not in row[-1] for row in acks), acks
+    release = raw.execute(
+        "EXPLAIN QUERY PLAN " + QUERIES["release_holder"], {"holder": "h", "error": "", "now": 0}
+    ).fetchall()
+    assert [row[-1] for row in release] == ["SCAN jobs USING INDEX jobs_leases"]
+
+
+def test_a_version_2_file_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    job_id = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
+    old = sqlite3.connect(path, isolation_level=None)
+    for block in ("schema", "migrate_2"):  # what version 2 made
+        for statement in QUERIES[block].split(";\n"):
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 2")
+    row = (job_id, "q", 1, 100, 0.0, 0.0, b"x", 0, None, 300.0, None, 1, 3600.0)
+    old.execute(QUERIES["insert"], row)
+    old.execute("UPDATE jobs SET state = 2, attempts = 1, leased_at = 0, lease_until = 1e12")
+    old.close()
+    with connect(f"sqlite:///{path}") as jobs:
+        held = jobs.show(job_id)
+        assert (held.state, held.attempts) == (JobState.ACTIVE, 1)
+        assert jobs.release_leases("anyone") == 0  # leased before holders were recorded
+        jobs.add("new", "q")
+        assert jobs.store.claim(["q"], 1, holder="h")[0].body == "new"
+        assert jobs.release_leases("h") == 1
+        jobs.ack(held)
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_url_settings_and_errors(tmp_path: Path) -> None:

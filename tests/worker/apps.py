@@ -14,11 +14,17 @@ from disquette import App, Job
 
 
 def blocking(job: Job) -> dict[str, int]:
-    """Touch ``<started>.<attempt>``, then wait until the ``release`` file exists."""
-    Path(f"{job.body['started']}.{job.attempts}").touch()
+    """Write this process's pid to ``<started>.<attempt>``, then wait until the ``release``
+    file exists; log the finished attempt to ``<started>.finished``."""
+    started = Path(f"{job.body['started']}.{job.attempts}")
+    partial = Path(f"{started}.{os.getpid()}.partial")
+    partial.write_text(str(os.getpid()))
+    partial.rename(started)  # the file appears with its content
     release = Path(job.body["release"])
     while not release.exists():
         time.sleep(0.01)
+    with open(f"{job.body['started']}.finished", "a") as finished:
+        finished.write(f"{job.attempts} {os.getpid()}\n")
     return {"attempt": job.attempts, "pid": os.getpid()}
 
 

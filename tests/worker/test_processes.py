@@ -283,3 +283,38 @@ def test_exit_status_after_a_signal_is_the_same_with_and_without_a_supervisor(
     assert "exited (1 still running)" in text
     assert "exited (0 still running)" in text
     assert text.rstrip().endswith("supervisor stopped: every worker process exited")
+
+
+def test_supervisor_gives_a_killed_childs_jobs_back_at_once(
+    tmp_path: Path, sqlite_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Killed mid-job, a child's job goes to its replacement in seconds, not after its lease
+    (retry_after 300 s, the default), and runs to the end once."""
+    with connect(sqlite_url) as client:
+        blocking = client.type("blocking")
+        first = blocking.add(blocking_body(tmp_path, "a"), "default")
+        second = blocking.add(blocking_body(tmp_path, "b"), "default")
+        supervisor = start_worker(
+            sqlite_url, "--processes", "2", "--concurrency", "1", "--prefetch", "0"
+        )
+        processes.append(supervisor)
+        started = [tmp_path / "a.started.1", tmp_path / "b.started.1"]
+        wait_until(lambda: all(path.exists() for path in started), what="both jobs to start")
+        children = _children(supervisor.pid)
+        victim, busy = (int(path.read_text()) for path in started)
+        assert victim != busy  # one job each: the other child cannot take the job back
+        assert {victim, busy} <= set(children)
+        os.kill(victim, signal.SIGKILL)
+        # Not 300 s: the supervisor released the dead child's lease.
+        wait_until((tmp_path / "a.started.2").exists, timeout=30, what="the job given back")
+        replacement = int((tmp_path / "a.started.2").read_text())
+        assert replacement not in children
+        (tmp_path / "release").touch()
+        assert client.wait(first, timeout=30) == {"attempt": 2, "pid": replacement}
+        assert client.wait(second, timeout=30) == {"attempt": 1, "pid": busy}
+        job = client.show(first)
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(30) == 0
+    assert (job.state, job.attempts, job.additional_deliveries) == (JobState.DONE, 2, 1)
+    finished = (tmp_path / "a.started.finished").read_text().splitlines()
+    assert finished == [f"2 {replacement}"]  # the killed attempt never finished

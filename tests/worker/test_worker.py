@@ -249,6 +249,82 @@ async def test_heartbeats_keep_a_long_job_leased() -> None:
     assert clock.now() > first_lease + 20
 
 
+@pytest.mark.parametrize("outcome", ["result", "error"])
+async def test_a_worker_whose_delivery_was_redelivered_leaves_the_job_to_the_new_one(
+    store_url: str, caplog: pytest.LogCaptureFixture, outcome: str
+) -> None:
+    caplog.set_level(logging.WARNING, logger="disquette.worker")
+    release = asyncio.Event()
+
+    async def slow(job: Job) -> str:
+        await release.wait()
+        if job.body == "error":
+            raise RuntimeError("A's error")
+        return "A's result"
+
+    async with fast_retries(store_url) as client:
+        # One job at a time and none prefetched: the worker does not take the job back.
+        worker = Worker(client, {"slow": slow}, queues=["q"], concurrency=1, prefetch=0)
+        await worker.start_async()
+        try:
+            job_id = await client.type("slow").add(outcome, "q")
+            await until(lambda: _state(client, job_id, JobState.ACTIVE), "the job to start")
+            # As if the worker's lease ran out: delivered again, to another consumer (B).
+            assert await client.enqueue([job_id]) == 1
+            newer = await client.timeout(0).get("q")
+            assert (newer.id, newer.attempts) == (job_id, 2)
+            release.set()
+            await until(lambda: worker.leases_lost == 1, "the worker to be refused")
+        finally:
+            release.set()
+            await worker.stop_async()
+        job = await client.show(job_id)
+        assert (job.state, job.attempts, job.error_count, job.result) == (
+            JobState.ACTIVE,
+            2,
+            0,
+            None,
+        )
+        await client.ack(newer, "B's result")
+        assert await client.wait(job_id, timeout=0) == "B's result"
+    warnings = [r for r in caplog.records if "lost its lease" in r.getMessage()]
+    assert [r.levelno for r in warnings] == [logging.WARNING]
+    assert getattr(warnings[0], "job_id", None) == job_id
+    assert worker.leases_lost == 1
+
+
+async def test_a_heartbeat_that_finds_the_job_redelivered_drops_its_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="disquette.worker")
+    clock = ManualClock()
+    release = asyncio.Event()
+
+    async def long(job: Job) -> str:
+        await release.wait()
+        return "A's result"
+
+    async with connect_async("memory://lease-lost-heartbeat", clock=clock) as client:
+        worker = Worker(client, {"long": long}, queues=["q"], concurrency=1, prefetch=0)
+        await worker.start_async()
+        try:
+            job_id = await client.type("long").retry_after(10).add("x", "q")
+            await until(lambda: _state(client, job_id, JobState.ACTIVE), "the job to start")
+            clock.advance(10)  # the worker froze past its lease: another consumer takes it
+            newer = await client.timeout(0).get("q")
+            assert newer.attempts == 2
+            await until(lambda: worker.leases_lost == 1, "the heartbeat to be refused")
+            release.set()
+            await until(lambda: worker.processed == 1, "the handler to return")
+        finally:
+            release.set()
+            await worker.stop_async()
+        job = await client.show(job_id)
+    assert (job.state, job.attempts, job.result) == (JobState.ACTIVE, 2, None)
+    assert len([r for r in caplog.records if "lost its lease" in r.getMessage()]) == 1
+    assert worker.leases_lost == 1
+
+
 async def _state(client: AsyncClient, job_id: str, state: JobState) -> bool:
     return (await client.show(job_id)).state is state
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio  # unasync: drop
 import builtins
-import contextlib  # unasync: drop
+import contextlib
 import threading
 import time
 from collections import deque
@@ -34,7 +34,7 @@ from typing import (
     Any,  # unasync: drop
 )
 
-from ..errors import ClientClosed, InvalidOption
+from ..errors import ClientClosed, InvalidOption, LeaseLost
 from ..job import Job, JobState, Options, check_queue_names, new_job_id
 
 if TYPE_CHECKING:
@@ -290,6 +290,8 @@ class AsyncFunnel:
                 continue
             try:
                 acked = await self._client.ack_many([job])
+            except LeaseLost:
+                continue  # delivered again meanwhile: the newer delivery's consumer has it
             except BaseException:
                 # Keep it for the next consumer, or for close() to give back.
                 if not await self._buffer.put_back(job):
@@ -376,11 +378,12 @@ class AsyncFunnel:
         return lease_until is not None and self._client.store.clock.now() >= lease_until
 
     async def _give_back(self, jobs: list[Job]) -> None:
-        # NACK goes by job id: a job whose lease ran out may be leased again by someone
-        # else, whose delivery a NACK would take away. The store requeues those itself.
+        # A job whose lease ran out comes back on its own (or is already someone else's,
+        # and the NACK of our delivery would be refused): only the others are NACKed.
         leased = [job for job in jobs if not self._lease_ran_out(job)]
         if leased:
-            await self._client.nack_many(leased)
+            with contextlib.suppress(LeaseLost):  # the others were given back
+                await self._client.nack_many(leased)
 
     def _check_open(self) -> None:
         if self._buffer.closed:

@@ -8,6 +8,7 @@ This file is the asyncio source; ``disquette/_sync/client.py`` is generated from
 from __future__ import annotations
 
 import builtins
+import os
 import time
 from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
@@ -19,6 +20,7 @@ from ..errors import (
     InvalidOption,
     JobFailed,
     JobNotFound,
+    LeaseLost,
     Timeout,
 )
 from ..job import (
@@ -45,12 +47,37 @@ BACKOFF_BASE: Final = 1.0
 BACKOFF_CAP: Final = 3600.0
 #: How many jobs ``get_many`` may claim in one call.
 MAX_BATCH: Final = 10_000
+#: The default ``holder`` of a client's leases (a supervisor sets it in each child).
+ENV_HOLDER: Final = "DISQUETTE_HOLDER"
+MAX_HOLDER_CHARS: Final = 200
 
 JobRef = Job | str
 
 
 def _job_id(job: JobRef) -> str:
     return check_job_id(job.id if isinstance(job, Job) else job)
+
+
+def _delivery(job: JobRef) -> tuple[str, int | None]:
+    """A job's id, and the delivery a :class:`Job` came from (its ``attempts``): a call
+    made with the job acts only while no newer delivery started. A bare id acts by id."""
+    if isinstance(job, Job):
+        return check_job_id(job.id), job.attempts
+    return check_job_id(job), None
+
+
+def _deliveries(jobs: Sequence[JobRef]) -> list[int | None] | None:
+    """The delivery of each job (as :func:`_delivery`), or None when all are bare ids."""
+    attempts = [job.attempts if isinstance(job, Job) else None for job in jobs]
+    return None if attempts.count(None) == len(attempts) else attempts
+
+
+def _check_holder(holder: object) -> str | None:
+    if holder is None:
+        return None
+    if not isinstance(holder, str) or not 0 < len(holder) <= MAX_HOLDER_CHARS:
+        raise InvalidOption("holder", holder, f"a str of 1 to {MAX_HOLDER_CHARS} characters")
+    return holder
 
 
 class Client:
@@ -70,6 +97,7 @@ class Client:
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
         owns_store: bool = True,
+        holder: str | None = None,
     ) -> None:
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
             raise InvalidOption("max_body_bytes", max_body_bytes, "must be an int")
@@ -82,12 +110,21 @@ class Client:
         self._max_body_bytes = max_body_bytes
         self._backoff = (backoff_base, backoff_cap)
         self._owns_store = owns_store
+        #: Who this client's leases go to (see :meth:`release_leases`): ``holder``, else
+        #: ``$DISQUETTE_HOLDER`` (a :class:`~disquette.Supervisor` sets it in each worker
+        #: process), else nobody in particular.
+        self.holder = _check_holder(holder if holder is not None else os.environ.get(ENV_HOLDER))
 
     @property
     def settings(self) -> dict[str, Any]:
         """The constructor's settings besides store and options, to build a twin client."""
         base, cap = self._backoff
-        return {"max_body_bytes": self._max_body_bytes, "backoff_base": base, "backoff_cap": cap}
+        return {
+            "max_body_bytes": self._max_body_bytes,
+            "backoff_base": base,
+            "backoff_cap": cap,
+            "holder": self.holder,
+        }
 
     # -- options ---------------------------------------------------------------------------
 
@@ -233,7 +270,7 @@ class Client:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
             raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
         timeout = self._timeout(timeout)
-        jobs = self.store.claim(names, count)
+        jobs = self.store.claim(names, count, holder=self.holder)
         if jobs or timeout == 0:
             return jobs
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -242,7 +279,7 @@ class Client:
         unsubscribe = self.store.wakeups.subscribe(names, signal.set)
         try:
             while True:
-                jobs = self.store.claim(names, count)
+                jobs = self.store.claim(names, count, holder=self.holder)
                 if jobs:
                     return jobs
                 pause = self.store.poll_interval
@@ -278,14 +315,20 @@ class Client:
         """Acknowledge a job: it is done, and ``result`` is what :meth:`wait` returns.
 
         Acking a job that is already done does nothing; an unknown id raises
-        :class:`~disquette.errors.JobNotFound`. ``connection``: on stores with transactions,
-        the caller's open transaction, so the job's effects and its completion commit
-        together (see :meth:`add`).
+        :class:`~disquette.errors.JobNotFound`. Given the :class:`Job` a ``get`` returned,
+        the ack belongs to that delivery: once the job was delivered again (its lease ran
+        out and another consumer got it) it raises :class:`~disquette.errors.LeaseLost`
+        and leaves the job to the newer delivery. Given a bare id, it acts on the job
+        whatever delivery holds it (Disque's ACKJOB). ``connection``: on stores with
+        transactions, the caller's open transaction, so the job's effects and its
+        completion commit together (see :meth:`add`).
         """
-        job_id = _job_id(job)
+        job_id, attempt = _delivery(job)
         results = None if result is None else [self._encode_result(result)]
-        if not self.store.ack([job_id], results, connection=connection):
-            self._require(job_id)
+        attempts = None if attempt is None else [attempt]
+        if not self.store.ack([job_id], results, connection=connection, attempts=attempts):
+            current = self._require(job_id)
+            self._check_delivery("ack", current, attempt)
 
     def ack_many(
         self,
@@ -298,7 +341,8 @@ class Client:
 
         ``results``: one per job (``None`` for none), what :meth:`wait` returns for it. A
         result that cannot be stored (not serializable, too large) raises before any job
-        is acked.
+        is acked. Jobs (not ids) whose delivery lost its lease are left alone while the
+        others are acked; then :class:`~disquette.errors.LeaseLost` lists them.
         """
         ids = [_job_id(job) for job in jobs]
         if not ids:
@@ -309,35 +353,57 @@ class Client:
                 raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
-        return len(self.store.ack(ids, encoded, connection=connection))
+        attempts = _deliveries(jobs)
+        done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        if attempts is not None and len(done) < len(ids):
+            self._raise_lost("ack", ids, attempts, done)
+        return len(done)
 
     def nack(self, job: JobRef) -> None:
         """Give a leased job back: it is delivered again at once, ``nacks`` + 1.
 
         A job that is no longer leased (done, or already redelivered) is left alone; an
-        unknown id raises :class:`~disquette.errors.JobNotFound`.
+        unknown id raises :class:`~disquette.errors.JobNotFound`. Given a :class:`Job`,
+        the nack belongs to its delivery, as for :meth:`ack`: a job delivered again since
+        raises :class:`~disquette.errors.LeaseLost`.
         """
-        job_id = _job_id(job)
-        if not self.store.nack([job_id]):
-            self._require(job_id)
+        job_id, attempt = _delivery(job)
+        attempts = None if attempt is None else [attempt]
+        if not self.store.nack([job_id], attempts=attempts):
+            current = self._require(job_id)
+            self._check_delivery("nack", current, attempt)
 
     def nack_many(self, jobs: Sequence[JobRef]) -> int:
-        """Give several leased jobs back in one transaction; return how many."""
+        """Give several leased jobs back in one transaction; return how many. Jobs whose
+        delivery lost its lease are left alone, then listed by a
+        :class:`~disquette.errors.LeaseLost` (as for :meth:`ack_many`)."""
         ids = [_job_id(job) for job in jobs]
-        return self.store.nack(ids) if ids else 0
+        if not ids:
+            return 0
+        attempts = _deliveries(jobs)
+        nacked = self.store.nack(ids, attempts=attempts)
+        if attempts is not None and len(nacked) < len(ids):
+            self._raise_lost("nack", ids, attempts, nacked)
+        return len(nacked)
 
     def fail(self, job: JobRef, error: str) -> Job:
         """Record that handling the job raised ``error``; return the job as it now is.
 
         The job is retried after an exponential backoff (``backoff_base * 2**errors``,
-        capped), or kept as ``failed`` once ``max_attempts`` errors are reached.
+        capped), or kept as ``failed`` once ``max_attempts`` errors are reached. Given a
+        :class:`Job` whose delivery lost its lease, raises
+        :class:`~disquette.errors.LeaseLost` and records nothing.
         """
-        current = self._require(_job_id(job))
+        job_id, attempt = _delivery(job)
+        current = self._require(job_id)
+        self._check_delivery("fail", current, attempt)
         if current.state is JobState.ACTIVE:
             now = self.store.clock.now()
             final = current.error_count + 1 >= current.max_attempts
             retry_at = None if final else now + self.backoff(current.error_count + 1)
-            self.store.fail(current.id, str(error), retry_at)
+            if not self.store.fail(current.id, str(error), retry_at, attempt=attempt):
+                # Refused: delivered again between the read above and the write?
+                self._check_delivery("fail", self._require(job_id), attempt)
         return self._require(current.id)
 
     def backoff(self, error_count: int) -> float:
@@ -349,9 +415,22 @@ class Client:
         """Extend a leased job's lease by its ``retry_after`` (Disque WORKING).
 
         Returns the new lease deadline (``None`` for at-most-once jobs). Raises
-        :class:`~disquette.errors.InvalidState` if the job is no longer leased.
+        :class:`~disquette.errors.InvalidState` if the job is no longer leased, and, given
+        a :class:`Job`, :class:`~disquette.errors.LeaseLost` if it was delivered again.
         """
-        return self.store.working(_job_id(job))
+        job_id, attempt = _delivery(job)
+        return self.store.working(job_id, attempt=attempt)
+
+    def release_leases(self, holder: str) -> int:
+        """Give back at once every job leased to ``holder``, a process known to be dead
+        (a :class:`~disquette.Supervisor` does it for a worker process that died): each is
+        delivered again, ``additional_deliveries`` + 1, as when a lease runs out. An
+        at-most-once job (``retry_after`` 0) is never delivered twice: it is kept as
+        failed instead. Returns how many jobs ``holder`` held."""
+        checked = _check_holder(holder)
+        if checked is None:
+            raise InvalidOption("holder", holder, "a holder is needed")
+        return self.store.release_leases(checked)
 
     def wait(self, job: JobRef, timeout: float | None = None) -> Any:
         """Block until the job is done and return its result.
@@ -527,6 +606,34 @@ class Client:
             raise JobNotFound(job_id)
         return job
 
+    @staticmethod
+    def _check_delivery(operation: str, current: Job, attempt: int | None) -> None:
+        """Raise :class:`LeaseLost` if ``current`` is on another delivery than ``attempt``.
+
+        Sound after a refused call: ``attempts`` only grows, so a job on another delivery
+        now was on another one when the store refused, or went to one since (a newer
+        delivery holds it either way).
+        """
+        if attempt is not None and current.attempts != attempt:
+            raise LeaseLost(current.id, operation, attempt, current.attempts, current.state)
+
+    def _raise_lost(
+        self, operation: str, ids: list[str], attempts: list[int | None], applied: list[str]
+    ) -> None:
+        """After a batch call the store applied to ``applied`` only: raise one
+        :class:`LeaseLost` listing the other jobs that are on a newer delivery (unknown,
+        already done or no longer leased ones are skipped, as the batch calls always did)."""
+        done = set(applied)
+        lost = []
+        for job_id, attempt in zip(ids, attempts, strict=True):
+            if attempt is None or job_id in done:
+                continue
+            current = self.store.show(job_id)
+            if current is not None and current.attempts != attempt:
+                lost.append(LeaseLost(job_id, operation, attempt, current.attempts, current.state))
+        if lost:
+            raise LeaseLost.of_batch(lost, len(applied))
+
 
 def connect(
     url: str | None = None,
@@ -536,9 +643,11 @@ def connect(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     backoff_base: float = BACKOFF_BASE,
     backoff_cap: float = BACKOFF_CAP,
+    holder: str | None = None,
 ) -> Client:
     """Open a client on the store ``url`` names (default: ``$DISQUETTE_URL``, else the
-    embedded SQLite file ``./disquette.db``)."""
+    embedded SQLite file ``./disquette.db``). ``holder``: who the client's leases go to
+    (default ``$DISQUETTE_HOLDER``), see :meth:`Client.release_leases`."""
     store = open_store(resolve_url(url), clock or SystemClock())
     return Client(
         store,
@@ -546,4 +655,5 @@ def connect(
         max_body_bytes=max_body_bytes,
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,
+        holder=holder,
     )

@@ -20,6 +20,7 @@ This file is the asyncio source; ``disquette/_sync/funnel.py`` is generated from
 from __future__ import annotations
 
 import builtins
+import contextlib
 import threading
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from typing import (
     TYPE_CHECKING,
 )
 
-from ..errors import ClientClosed, InvalidOption
+from ..errors import ClientClosed, InvalidOption, LeaseLost
 from ..job import Job, JobState, Options, check_queue_names, new_job_id
 
 if TYPE_CHECKING:
@@ -269,6 +270,8 @@ class Funnel:
                 continue
             try:
                 acked = self._client.ack_many([job])
+            except LeaseLost:
+                continue  # delivered again meanwhile: the newer delivery's consumer has it
             except BaseException:
                 # Keep it for the next consumer, or for close() to give back.
                 if not self._buffer.put_back(job):
@@ -355,11 +358,12 @@ class Funnel:
         return lease_until is not None and self._client.store.clock.now() >= lease_until
 
     def _give_back(self, jobs: list[Job]) -> None:
-        # NACK goes by job id: a job whose lease ran out may be leased again by someone
-        # else, whose delivery a NACK would take away. The store requeues those itself.
+        # A job whose lease ran out comes back on its own (or is already someone else's,
+        # and the NACK of our delivery would be refused): only the others are NACKed.
         leased = [job for job in jobs if not self._lease_ran_out(job)]
         if leased:
-            self._client.nack_many(leased)
+            with contextlib.suppress(LeaseLost):  # the others were given back
+                self._client.nack_many(leased)
 
     def _check_open(self) -> None:
         if self._buffer.closed:

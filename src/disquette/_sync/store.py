@@ -57,13 +57,17 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+    def claim(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Job]:
         """Lease up to ``count`` ready jobs, leftmost queue first, skipping paused queues.
 
         First makes due scheduled jobs ready, requeues jobs whose lease ran out
         (``additional_deliveries`` + 1) and drops jobs whose TTL passed. Inside a queue the
         order is priority, then ``run_at``, then enqueue order. Each claimed job gets
-        ``attempts`` + 1 and ``lease_until = now + retry_after`` (none when 0).
+        ``attempts`` + 1 and ``lease_until = now + retry_after`` (none when 0). ``holder``
+        names the process the leases go to, for :meth:`release_leases`; it is kept while
+        the job is active.
         """
 
     @abc.abstractmethod
@@ -73,9 +77,16 @@ class Store(abc.ABC):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
         """Mark jobs done; return the ids of those that became done (unknown and already
         done ids are left out), in any order.
+
+        ``attempts``: None to act by id (Disque's ACKJOB), else one per id, the delivery
+        the caller holds (the job's ``attempts`` when it was claimed; None for that id
+        alone acts by id): a job whose ``attempts`` differ was delivered again since, so
+        it is left alone, and left out. A delivery whose lease ran out but that nobody
+        claimed again still holds the job.
 
         ``results``: None when no job carries a result, else one per id, kept for the
         job's ``result_ttl`` (what ``wait`` returns). One call acks many jobs, results or
@@ -88,22 +99,29 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def nack(self, job_ids: Sequence[str]) -> int:
-        """Put active jobs back as ready, at their old position, ``nacks`` + 1."""
+    def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
+        """Put active jobs back as ready, at their old position, ``nacks`` + 1; return the
+        ids of those put back, in any order. ``attempts`` as for :meth:`ack`."""
 
     @abc.abstractmethod
-    def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+    def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """Record an error on an active job: ``error_count`` + 1, ``last_error``.
 
         The job runs again at ``retry_at``, or, when it is ``None``, is kept as failed.
-        Returns whether the job was active.
+        Returns whether the job was active (and, with ``attempt``, still on that delivery,
+        as for :meth:`ack`).
         """
 
     @abc.abstractmethod
-    def working(self, job_id: str) -> float | None:
+    def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend an active job's lease by its ``retry_after``; return the new deadline.
 
-        Raises ``JobNotFound`` or ``InvalidState`` (the job is no longer leased).
+        Raises ``JobNotFound``, ``LeaseLost`` (with ``attempt``: the job's ``attempts``
+        differ, a newer delivery started) or ``InvalidState`` (the job is no longer leased).
         """
 
     @abc.abstractmethod
@@ -148,6 +166,14 @@ class Store(abc.ABC):
     def recover_stale(self, max_age: float | None) -> int:
         """Requeue active jobs whose lease ran out, or (with ``max_age``) that were leased
         more than ``max_age`` seconds ago even if at-most-once; return how many."""
+
+    @abc.abstractmethod
+    def release_leases(self, holder: str) -> int:
+        """Give back every active job leased to ``holder`` (its process is known to be dead),
+        as if its lease ran out now: ready again, ``additional_deliveries`` + 1. An
+        at-most-once job (``retry_after`` 0) is never delivered twice: it is kept as failed
+        instead (``error_count`` + 1, ``last_error`` :data:`~disquette.stores.base.HOLDER_GONE`).
+        Returns how many jobs the holder held."""
 
     # -- what Disque's commands need beyond the client API ---------------------------------
 

@@ -890,7 +890,7 @@ cmd_deljob = cmd_fastack
 async def cmd_nack(session: Session, args: list[bytes]) -> bytes:
     """NACK id ...: put active jobs back, ``nacks`` + 1."""
     ids = _ids(args[1:])
-    return protocol.integer(await session.server.store.nack(ids)) if ids else ZERO
+    return protocol.integer(len(await session.server.store.nack(ids))) if ids else ZERO
 
 
 async def cmd_enqueue(session: Session, args: list[bytes]) -> bytes:

@@ -74,9 +74,13 @@ class SyncStoreAdapter(AsyncStore):
         add = functools.partial(self.inner.add, connection=connection, replicate=replicate)
         await self._call(add, jobs, max_len)
 
-    async def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+    async def claim(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Job]:
         """See :meth:`AsyncStore.claim`."""
-        return await self._call(self.inner.claim, queues, count)
+        if holder is None:
+            return await self._call(self.inner.claim, queues, count)
+        return await self._call(functools.partial(self.inner.claim, holder=holder), queues, count)
 
     async def ack(
         self,
@@ -84,22 +88,32 @@ class SyncStoreAdapter(AsyncStore):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
         """See :meth:`AsyncStore.ack`."""
-        ack = functools.partial(self.inner.ack, connection=connection)
+        ack = functools.partial(self.inner.ack, connection=connection, attempts=attempts)
         return await self._call(ack, job_ids, results)
 
-    async def nack(self, job_ids: Sequence[str]) -> int:
+    async def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
         """See :meth:`AsyncStore.nack`."""
-        return await self._call(self.inner.nack, job_ids)
+        return await self._call(functools.partial(self.inner.nack, attempts=attempts), job_ids)
 
-    async def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+    async def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """See :meth:`AsyncStore.fail`."""
-        return await self._call(self.inner.fail, job_id, error, retry_at)
+        fail = functools.partial(self.inner.fail, attempt=attempt)
+        return await self._call(fail, job_id, error, retry_at)
 
-    async def working(self, job_id: str) -> float | None:
+    async def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """See :meth:`AsyncStore.working`."""
-        return await self._call(self.inner.working, job_id)
+        return await self._call(functools.partial(self.inner.working, attempt=attempt), job_id)
+
+    async def release_leases(self, holder: str) -> int:
+        """See :meth:`AsyncStore.release_leases`."""
+        return await self._call(self.inner.release_leases, holder)
 
     async def show(self, job_id: str) -> Job | None:
         """See :meth:`AsyncStore.show`."""

@@ -12,6 +12,9 @@ from ..job import Encoding
 
 #: The wake-up channel for "some job finished", used by ``wait``.
 DONE_CHANNEL: Final = "\x00done"
+#: The ``last_error`` of an at-most-once job failed by ``release_leases``: its holder died
+#: while it ran, and running it again could run it twice.
+HOLDER_GONE: Final = "its worker process died holding it (at-most-once: not delivered again)"
 
 
 class WouldBlock(Exception):

@@ -12,10 +12,11 @@ from collections.abc import Collection, Sequence
 
 from .._sync.store import Store
 from ..clock import Clock
-from ..errors import InvalidState, JobNotFound, QueueFull, QueuePaused
+from ..errors import InvalidState, JobNotFound, LeaseLost, QueueFull, QueuePaused
 from ..job import Job, JobState, Stats, StatsRow
 from .base import (
     DONE_CHANNEL,
+    HOLDER_GONE,
     NO_RESULT,
     PAUSE_IN,
     PAUSE_MODES,
@@ -46,6 +47,8 @@ class MemoryStore(Store):
         self._jobs: dict[str, Job] = {}
         self._seq: dict[str, int] = {}
         self._leased_at: dict[str, float] = {}
+        #: The holder of each active job claimed with one (see release_leases).
+        self._holders: dict[str, str] = {}
         self._counter = itertools.count()
         # Heaps with lazy deletion: an entry is live only while it matches the job.
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
@@ -70,6 +73,7 @@ class MemoryStore(Store):
         if job.state is JobState.QUEUED:
             self._queued_count[job.queue] -= 1
         self._leased_at.pop(job.id, None)
+        self._holders.pop(job.id, None)
 
     def _set_expiry(self, job: Job, expires_at: float | None) -> None:
         job.expires_at = expires_at
@@ -151,7 +155,7 @@ class MemoryStore(Store):
                     heapq.heappush(self._scheduled, (job.run_at, job.id))
         self.wakeups.notify({job.queue for job in jobs})
 
-    def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
         claimed: list[Job] = []
         with self._lock:
@@ -175,6 +179,8 @@ class MemoryStore(Store):
                     job.state = JobState.ACTIVE
                     job.attempts += 1
                     self._leased_at[job.id] = now
+                    if holder is not None:
+                        self._holders[job.id] = holder
                     if job.retry_after > 0:
                         job.lease_until = now + job.retry_after
                         heapq.heappush(self._leases, (job.lease_until, job.id))
@@ -189,6 +195,7 @@ class MemoryStore(Store):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("memory", connection, 0)
@@ -200,6 +207,9 @@ class MemoryStore(Store):
                 job = self._jobs.get(job_id)
                 if job is None or job.state is JobState.DONE:
                     continue
+                delivery = None if attempts is None else attempts[index]
+                if delivery is not None and delivery != job.attempts:
+                    continue  # delivered again since: another delivery holds it
                 done.append(job_id)
                 if job.result_ttl <= 0:
                     self._remove(job)
@@ -216,25 +226,32 @@ class MemoryStore(Store):
             self.wakeups.notify([DONE_CHANNEL])
         return done
 
-    def nack(self, job_ids: Sequence[str]) -> int:
+    def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
         queues: set[str] = set()
-        nacked = 0
+        nacked: list[str] = []
         with self._lock:
             self._tick(self.clock.now())
-            for job_id in job_ids:
+            for index, job_id in enumerate(job_ids):
                 job = self._jobs.get(job_id)
                 if job is None or job.state is not JobState.ACTIVE:
+                    continue
+                delivery = None if attempts is None else attempts[index]
+                if delivery is not None and delivery != job.attempts:
                     continue
                 self._leave_state(job)
                 job.nacks += 1
                 self._make_ready(job)
                 queues.add(job.queue)
-                nacked += 1
+                nacked.append(job_id)
         self.wakeups.notify(queues)
         return nacked
 
-    def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+    def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """Record an error; see :meth:`Store.fail`."""
         with self._lock:
             now = self.clock.now()
@@ -242,34 +259,41 @@ class MemoryStore(Store):
             job = self._jobs.get(job_id)
             if job is None or job.state is not JobState.ACTIVE:
                 return False
-            self._leave_state(job)
-            job.error_count += 1
-            job.last_error = error
-            job.lease_until = None
-            if retry_at is None:
-                job.state = JobState.FAILED
-                job.finished_at = now
-                self._set_expiry(job, None)
-                notify = [DONE_CHANNEL]
-            elif retry_at <= now:
-                job.run_at = retry_at
-                self._make_ready(job)
-                notify = [job.queue]
-            else:
-                job.run_at = retry_at
-                job.state = JobState.SCHEDULED
-                heapq.heappush(self._scheduled, (retry_at, job.id))
-                notify = []
+            if attempt is not None and attempt != job.attempts:
+                return False
+            notify = self._record_error(job, error, retry_at, now)
         self.wakeups.notify(notify)
         return True
 
-    def working(self, job_id: str) -> float | None:
+    def _record_error(self, job: Job, error: str, retry_at: float | None, now: float) -> list[str]:
+        """An active job's error: again at ``retry_at``, or failed for good when None.
+        Returns the channels to notify."""
+        self._leave_state(job)
+        job.error_count += 1
+        job.last_error = error
+        job.lease_until = None
+        if retry_at is None:
+            job.state = JobState.FAILED
+            job.finished_at = now
+            self._set_expiry(job, None)
+            return [DONE_CHANNEL]
+        job.run_at = retry_at
+        if retry_at <= now:
+            self._make_ready(job)
+            return [job.queue]
+        job.state = JobState.SCHEDULED
+        heapq.heappush(self._scheduled, (retry_at, job.id))
+        return []
+
+    def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`Store.working`."""
         with self._lock:
             now = self.clock.now()
             job = self._live(job_id)
             if job is None:
                 raise JobNotFound(job_id)
+            if attempt is not None and attempt != job.attempts:
+                raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
             if job.state is not JobState.ACTIVE:
                 raise InvalidState(job_id, job.state, "extend the lease of")
             if job.retry_after <= 0:
@@ -514,6 +538,23 @@ class MemoryStore(Store):
                         recovered += 1
         self.wakeups.notify(queues)
         return recovered
+
+    def release_leases(self, holder: str) -> int:
+        """Give back a dead holder's jobs; see :meth:`Store.release_leases`."""
+        notify: set[str] = set()
+        with self._lock:
+            now = self.clock.now()
+            self._tick(now)
+            held = [job_id for job_id, owner in self._holders.items() if owner == holder]
+            for job_id in held:
+                job = self._jobs[job_id]
+                if job.retry_after > 0:
+                    self._requeue_stale(job)
+                    notify.add(job.queue)
+                else:
+                    notify.update(self._record_error(job, HOLDER_GONE, None, now))
+        self.wakeups.notify(notify)
+        return len(held)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -25,6 +25,7 @@ from ..errors import (
     ClientClosed,
     InvalidState,
     JobNotFound,
+    LeaseLost,
     QueueFull,
     QueuePaused,
     StoreError,
@@ -35,6 +36,7 @@ from ..job import Encoding, Job, JobState, Stats, StatsRow
 from ._peers import PeerWakeups
 from .base import (
     DONE_CHANNEL,
+    HOLDER_GONE,
     NO_RESULT,
     PAUSE_MODES,
     PAUSE_OUT,
@@ -61,9 +63,9 @@ _COLUMNS: Final = (
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
     "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
 )
-_SCHEMA_VERSION: Final = 2
+_SCHEMA_VERSION: Final = 3
 #: The named blocks that bring a file from the version before to each version.
-_MIGRATIONS: Final = {1: "schema", 2: "migrate_2"}
+_MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3"}
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: How long a read waits for the write lock to apply due changes before reading as is.
 _READER_WAIT_MS: Final = 1000
@@ -345,7 +347,7 @@ class SqliteStore(Store):
             conn.executemany(QUERIES["insert"], rows)
         self._announce({row[1] for row in rows})
 
-    def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
         now = self.clock.now()
         key = tuple(queues)
@@ -360,7 +362,12 @@ class SqliteStore(Store):
             if conn.execute(QUERIES["due"], {"now": now}).fetchone()[0]:
                 self._apply_due(conn, now)
             for queue in queues:
-                params = {"now": now, "queue": queue, "count": count - len(claimed)}
+                params = {
+                    "now": now,
+                    "queue": queue,
+                    "count": count - len(claimed),
+                    "holder": holder,
+                }
                 # One autocommit statement: the claim is atomic without BEGIN/COMMIT calls.
                 rows = conn.execute(QUERIES["claim"], params).fetchall()
                 if rows:
@@ -379,19 +386,42 @@ class SqliteStore(Store):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("sqlite", connection, 0)
         now = self.clock.now()
+        deliveries = attempts or [None] * len(job_ids)
         if results is None and len(job_ids) > 1:
-            # The batch case: one statement, no per-row round trips.
-            many = {"ids": json.dumps(list(job_ids)), "now": now}
-            done = [row[0] for row in self._write_returning(QUERIES["ack_many"], many)]
+            # The batch case: one statement per delivery number, no per-row round trips.
+            if deliveries.count(deliveries[0]) == len(deliveries):
+                groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
+            else:
+                groups = {}
+                for job_id, attempt in zip(job_ids, deliveries, strict=True):
+                    groups.setdefault(attempt, []).append(job_id)
+            batches = [
+                {"ids": json.dumps(ids), "attempts": attempt, "now": now}
+                for attempt, ids in groups.items()
+            ]
+            if len(batches) == 1:
+                done = [row[0] for row in self._write_returning(QUERIES["ack_many"], batches[0])]
+            else:
+                with self._transaction() as conn:
+                    done = [
+                        row[0] for one in batches for row in conn.execute(QUERIES["ack_many"], one)
+                    ]
         else:
             params = [
-                {"id": job_id, "result": raw, "encoding": int(encoding), "now": now}
-                for job_id, (raw, encoding) in zip(
-                    job_ids, results or [NO_RESULT] * len(job_ids), strict=True
+                {
+                    "id": job_id,
+                    "result": raw,
+                    "encoding": int(encoding),
+                    "now": now,
+                    "attempts": attempt,
+                }
+                for job_id, (raw, encoding), attempt in zip(
+                    job_ids, results or [NO_RESULT] * len(job_ids), deliveries, strict=True
                 )
             ]
             if len(params) == 1:
@@ -403,22 +433,36 @@ class SqliteStore(Store):
             self._announce([DONE_CHANNEL])
         return done
 
-    def nack(self, job_ids: Sequence[str]) -> int:
+    def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
-        queues: list[str] = []
-        if len(job_ids) == 1:
-            queues.extend(row[0] for row in self._write_returning(QUERIES["nack"], (job_ids[0],)))
+        params = [
+            {"id": job_id, "attempts": attempt}
+            for job_id, attempt in zip(job_ids, attempts or [None] * len(job_ids), strict=True)
+        ]
+        rows: list[Any] = []
+        if len(params) == 1:
+            rows = self._write_returning(QUERIES["nack"], params[0])
         else:
             with self._transaction() as conn:
-                for job_id in job_ids:
-                    queues.extend(row[0] for row in conn.execute(QUERIES["nack"], (job_id,)))
-        self._announce(set(queues))
-        return len(queues)
+                for one in params:
+                    rows.extend(conn.execute(QUERIES["nack"], one))
+        self._announce({queue for _, queue in rows})
+        return [job_id for job_id, _ in rows]
 
-    def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+    def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """Record an error; see :meth:`Store.fail`."""
         now = self.clock.now()
-        params = {"id": job_id, "error": error, "retry_at": retry_at, "now": now}
+        params = {
+            "id": job_id,
+            "error": error,
+            "retry_at": retry_at,
+            "now": now,
+            "attempts": attempt,
+        }
         rows = self._write_returning(QUERIES["fail"], params)
         row = rows[0] if rows else None
         if row is None:
@@ -427,18 +471,21 @@ class SqliteStore(Store):
         self._announce([DONE_CHANNEL] if state == 4 else [queue])
         return True
 
-    def working(self, job_id: str) -> float | None:
+    def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`Store.working`."""
         self._refresh()
         now = self.clock.now()
+        params = {"id": job_id, "now": now, "attempts": attempt}
         with self._transaction() as conn:
-            row = conn.execute(QUERIES["working"], {"id": job_id, "now": now}).fetchone()
+            row = conn.execute(QUERIES["working"], params).fetchone()
             if row is not None:
                 return float(row[0])
             found = conn.execute(QUERIES["show"], (job_id,)).fetchone()
         if found is None:
             raise JobNotFound(job_id)
         job = _row_to_job(found)
+        if attempt is not None and job.attempts != attempt:
+            raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
         if job.state is not JobState.ACTIVE:
             raise InvalidState(job_id, job.state, "extend the lease of")
         return None
@@ -614,6 +661,14 @@ class SqliteStore(Store):
             before = {"before": now - max_age}
             recovered += self._write(QUERIES["requeue_leased_before"], before).rowcount
         return recovered
+
+    def release_leases(self, holder: str) -> int:
+        """Give back a dead holder's jobs; see :meth:`Store.release_leases`."""
+        params = {"holder": holder, "error": HOLDER_GONE, "now": self.clock.now()}
+        rows = self._write_returning(QUERIES["release_holder"], params)
+        # Requeued jobs wake their queue's getters; failed ones (at-most-once) waiters.
+        self._announce({queue if state == 1 else DONE_CHANNEL for queue, state in rows})
+        return len(rows)
 
     def close(self) -> None:
         """Close the connection."""

@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS nodes (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 
+-- name: migrate_3
+-- Version 3: the holder of each lease (the worker process it went to, if it said), so that
+-- a supervisor can give a dead process's jobs back at once (release_holder). Set by the
+-- claim, cleared with the lease; release_holder finds a holder's jobs by walking the
+-- jobs_leases index (active jobs only), so no index is added to the claim's work.
+ALTER TABLE jobs ADD COLUMN holder TEXT;
+
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
 -- nor for an id the file holds in any state (done jobs stay in this table until pruned).
@@ -82,19 +89,33 @@ UPDATE jobs SET state = 1 WHERE state = 0 AND run_at <= :now;
 
 -- name: requeue_expired_leases
 UPDATE jobs
-SET state = 1, lease_until = NULL, leased_at = NULL,
+SET state = 1, lease_until = NULL, leased_at = NULL, holder = NULL,
     additional_deliveries = additional_deliveries + 1
 WHERE state = 2 AND lease_until <= :now;
 
 -- name: requeue_leased_before
 UPDATE jobs
-SET state = 1, lease_until = NULL, leased_at = NULL,
+SET state = 1, lease_until = NULL, leased_at = NULL, holder = NULL,
     additional_deliveries = additional_deliveries + 1
 WHERE state = 2 AND leased_at <= :before;
 
+-- name: release_holder
+-- What a lapsed lease does, now, to every job of a dead holder; an at-most-once job is
+-- failed instead (never delivered twice), as fail does with no retry_at.
+UPDATE jobs INDEXED BY jobs_leases
+SET state = CASE WHEN retry_after > 0 THEN 1 ELSE 4 END,
+    lease_until = NULL, leased_at = NULL, holder = NULL,
+    additional_deliveries = additional_deliveries + (retry_after > 0),
+    error_count = error_count + (retry_after <= 0),
+    last_error = CASE WHEN retry_after > 0 THEN last_error ELSE :error END,
+    finished_at = CASE WHEN retry_after > 0 THEN finished_at ELSE :now END,
+    expires_at = CASE WHEN retry_after > 0 THEN expires_at END
+WHERE state = 2 AND holder = :holder
+RETURNING queue, state;
+
 -- name: claim
 UPDATE jobs
-SET state = 2, attempts = attempts + 1, leased_at = :now,
+SET state = 2, attempts = attempts + 1, leased_at = :now, holder = :holder,
     lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END
 WHERE seq IN (
     SELECT seq FROM jobs
@@ -105,37 +126,45 @@ WHERE seq IN (
 RETURNING {columns};
 
 -- name: ack
+-- A delivery (:attempts, the job's attempts when the caller claimed it) acts on the job
+-- only while no newer delivery started; NULL acts by id (Disque's ACKJOB). So do nack,
+-- fail and working.
 UPDATE jobs
 SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now,
-    lease_until = NULL, leased_at = NULL, expires_at = :now + result_ttl
-WHERE id = :id AND state != 3
+    lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
+WHERE id = :id AND state != 3 AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id;
 
 -- name: ack_many
+-- The jobs of one delivery number (:attempts; NULL: by id). A worker's batch is usually
+-- all on one (attempt 1), so this is one statement per batch.
 UPDATE jobs
 SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
-    lease_until = NULL, leased_at = NULL, expires_at = :now + result_ttl
+    lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state != 3
+  AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id;
 
 -- name: nack
-UPDATE jobs SET state = 1, nacks = nacks + 1, lease_until = NULL, leased_at = NULL
-WHERE id = ? AND state = 2
-RETURNING queue;
+UPDATE jobs
+SET state = 1, nacks = nacks + 1, lease_until = NULL, leased_at = NULL, holder = NULL
+WHERE id = :id AND state = 2 AND (:attempts IS NULL OR attempts = :attempts)
+RETURNING id, queue;
 
 -- name: fail
 UPDATE jobs
-SET error_count = error_count + 1, last_error = :error, lease_until = NULL, leased_at = NULL,
+SET error_count = error_count + 1, last_error = :error,
+    lease_until = NULL, leased_at = NULL, holder = NULL,
     state = CASE WHEN :retry_at IS NULL THEN 4 WHEN :retry_at <= :now THEN 1 ELSE 0 END,
     run_at = coalesce(:retry_at, run_at),
     finished_at = CASE WHEN :retry_at IS NULL THEN :now END,
     expires_at = CASE WHEN :retry_at IS NULL THEN NULL ELSE expires_at END
-WHERE id = :id AND state = 2
+WHERE id = :id AND state = 2 AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING queue, state;
 
 -- name: working
 UPDATE jobs SET lease_until = :now + retry_after
-WHERE id = :id AND state = 2 AND retry_after > 0
+WHERE id = :id AND state = 2 AND retry_after > 0 AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING lease_until;
 
 -- name: show
@@ -187,14 +216,14 @@ SELECT queue, mode FROM paused_queues;
 
 -- name: enqueue
 UPDATE jobs
-SET state = 1, lease_until = NULL, leased_at = NULL,
+SET state = 1, lease_until = NULL, leased_at = NULL, holder = NULL,
     additional_deliveries = additional_deliveries + (attempts > 0)
 WHERE id = ? AND state IN (0, 2) AND NOT (attempts > 0 AND retry_after <= 0)
 RETURNING queue;
 
 -- name: dequeue
 UPDATE jobs
-SET state = 2, leased_at = :now,
+SET state = 2, leased_at = :now, holder = NULL,
     lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END
 WHERE id = :id AND state = 1;
 

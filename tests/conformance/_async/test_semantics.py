@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from disquette import Job, JobState, ManualClock, Options, connect_async
+from disquette import AsyncClient, Job, JobState, ManualClock, Options, connect_async
 from disquette.errors import (
     BodyNotSerializable,
     BodyTooLarge,
@@ -17,13 +17,14 @@ from disquette.errors import (
     InvalidState,
     JobFailed,
     JobNotFound,
+    LeaseLost,
     NotReplicated,
     QueueFull,
     QueuePaused,
     Timeout,
 )
 from disquette.job import DEFAULT_MAX_BODY_BYTES, new_job_id
-from disquette.stores.base import QueueInfo
+from disquette.stores.base import HOLDER_GONE, QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
 
@@ -212,6 +213,163 @@ async def test_nack_redelivers_at_once_in_its_old_place(store_url: str, clock: M
         await jobs.ack(again)
         await jobs.nack(again)  # no longer leased: left alone
         assert (await jobs.show(first)).state is JobState.DONE
+
+
+# -- a delivery's calls belong to that delivery (LeaseLost) ----------------------------------
+
+
+async def _redelivered(jobs: AsyncClient, clock: ManualClock) -> tuple[Job, Job]:
+    """A job whose first delivery (A) lost its lease to a second one (B)."""
+    await jobs.retry_after(10).add("x", "q")
+    first = await jobs.timeout(0).get("q")
+    clock.advance(10)
+    second = await jobs.timeout(0).get("q")
+    assert (second.id, first.attempts, second.attempts) == (first.id, 1, 2)
+    return first, second
+
+
+@pytest.mark.parametrize("operation", ["ack", "nack", "fail", "working"])
+async def test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_nothing(
+    store_url: str, clock: ManualClock, operation: str
+):
+    async with connect_async(store_url, clock=clock) as jobs:
+        first, second = await _redelivered(jobs, clock)
+        calls = {
+            "ack": lambda: jobs.ack(first, "A's result"),
+            "nack": lambda: jobs.nack(first),
+            "fail": lambda: jobs.fail(first, "A's error"),
+            "working": lambda: jobs.working(first),
+        }
+        clock.advance(1)
+        with pytest.raises(LeaseLost) as lost:
+            await calls[operation]()
+        assert (lost.value.job_id, lost.value.operation) == (first.id, operation)
+        assert (lost.value.attempt, lost.value.current_attempt) == (1, 2)
+        assert lost.value.state is JobState.ACTIVE
+        assert lost.value.lost == (lost.value,)
+        # The store itself refuses, whatever the client read before.
+        store = jobs.store
+        assert await store.ack([first.id], attempts=[1]) == []
+        assert await store.nack([first.id], attempts=[1]) == []
+        assert await store.fail(first.id, "A's error", None, attempt=1) is False
+        with pytest.raises(LeaseLost):
+            await store.working(first.id, attempt=1)
+        # B's delivery is intact: still leased to B, nothing counted or recorded.
+        held = await jobs.show(first.id)
+        assert (held.state, held.attempts, held.nacks, held.error_count) == (
+            JobState.ACTIVE,
+            2,
+            0,
+            0,
+        )
+        assert held.lease_until == pytest.approx(second.lease_until)
+        assert await jobs.timeout(0).get_many("q") == []
+        await jobs.ack(second, "B's result")
+        assert await jobs.wait(first.id, timeout=0) == "B's result"
+
+
+async def test_batches_apply_to_their_other_jobs_and_list_the_lost_ones(
+    store_url: str, clock: ManualClock
+):
+    async with connect_async(store_url, clock=clock) as jobs:
+        first, second = await _redelivered(jobs, clock)
+        kept_id, held_id, extra_id = await jobs.add_many(["kept", "held", "extra"], "q")
+        kept, held, extra = await jobs.timeout(0).get_many("q", count=3)
+        assert [kept.id, held.id, extra.id] == [kept_id, held_id, extra_id]
+        with pytest.raises(LeaseLost) as lost:
+            await jobs.ack_many([first, kept], ["A's", "kept's"])
+        assert [(e.job_id, e.attempt, e.current_attempt) for e in lost.value.lost] == [
+            (first.id, 1, 2)
+        ]
+        assert (lost.value.operation, lost.value.applied) == ("ack", 1)
+        assert await jobs.wait(kept_id, timeout=0) == "kept's"
+        with pytest.raises(LeaseLost) as lost:
+            await jobs.nack_many([held, first])
+        assert [e.job_id for e in lost.value.lost] == [first.id]
+        assert (lost.value.operation, lost.value.applied) == ("nack", 1)
+        assert (await jobs.show(held_id)).state is JobState.QUEUED
+        assert (await jobs.show(first.id)).state is JobState.ACTIVE
+        held_again = await jobs.timeout(0).get("q")
+        assert (held_again.id, held_again.attempts) == (held_id, 2)
+        # Deliveries 1 (lost), 2 (held) and a bare id in one batch.
+        with pytest.raises(LeaseLost) as lost:
+            await jobs.ack_many([first, extra_id, held_again])
+        assert ([e.job_id for e in lost.value.lost], lost.value.applied) == ([first.id], 2)
+        for job_id in (extra_id, held_id):
+            assert (await jobs.show(job_id)).state is JobState.DONE
+        assert await jobs.ack_many([second]) == 1
+
+
+async def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(
+    store_url: str, clock: ManualClock
+):
+    async with connect_async(store_url, clock=clock) as jobs:
+        first, _ = await _redelivered(jobs, clock)
+        assert await jobs.working(first.id) == pytest.approx(clock.now() + 10)
+        await jobs.nack(first.id)  # Disque's NACK: by id
+        again = await jobs.timeout(0).get("q")
+        assert (again.attempts, again.nacks) == (3, 1)
+        await jobs.ack(first.id, "by id")  # Disque's ACKJOB: by id
+        assert await jobs.wait(first.id, timeout=0) == "by id"
+
+
+async def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
+    store_url: str, clock: ManualClock
+):
+    async with connect_async(store_url, clock=clock) as jobs:
+        job_id = await jobs.retry_after(10).add("x", "q")
+        job = await jobs.timeout(0).get("q")
+        clock.advance(11)
+        await jobs.ack(job, "late but first")  # no newer delivery started: accepted
+        assert await jobs.wait(job_id, timeout=0) == "late but first"
+
+
+async def test_release_leases_gives_a_dead_holders_jobs_back_at_once(
+    store_url: str, clock: ManualClock
+):
+    async with connect_async(store_url, clock=clock) as jobs:
+        store = jobs.store
+        lost_ids = await jobs.add_many(["a", "b"], "q")
+        alive_id = await jobs.add("c", "q")
+        once_id = await jobs.retry_after(0).add("once", "q")
+        dead = await store.claim(["q"], 2, holder="host:1")
+        assert [job.id for job in dead] == lost_ids
+        assert [job.id for job in await store.claim(["q"], 1, holder="host:2")] == [alive_id]
+        assert [job.id for job in await store.claim(["q"], 1, holder="host:1")] == [once_id]
+        # Leased by the dead holder before, by nobody now: not its job any more.
+        again_id = await jobs.add("again", "r")
+        dequeued_id = await jobs.add("dequeued", "r")
+        await store.claim(["r"], 2, holder="host:1")
+        await jobs.nack_many([again_id, dequeued_id])
+        assert (await jobs.timeout(0).get("r")).id == again_id
+        assert await jobs.dequeue([dequeued_id]) == 1
+
+        assert await jobs.release_leases("host:1") == 3
+        for job_id in lost_ids:
+            job = await jobs.show(job_id)
+            assert (job.state, job.attempts, job.additional_deliveries) == (
+                JobState.QUEUED,
+                1,
+                1,
+            )
+        once = await jobs.show(once_id)  # at-most-once: never delivered twice
+        assert (once.state, once.error_count, once.last_error) == (
+            JobState.FAILED,
+            1,
+            HOLDER_GONE,
+        )
+        with pytest.raises(JobFailed):
+            await jobs.wait(once_id, timeout=0)
+        for job_id in (alive_id, again_id, dequeued_id):
+            assert (await jobs.show(job_id)).state is JobState.ACTIVE
+        assert await jobs.release_leases("host:1") == 0
+        assert await jobs.release_leases("host:3") == 0
+        redelivered = await jobs.timeout(0).get_many("q", count=10)
+        assert [job.id for job in redelivered] == lost_ids
+        with pytest.raises(LeaseLost):
+            await jobs.ack(dead[0])  # should the dead one come back to life
+        with pytest.raises(InvalidOption):
+            await jobs.release_leases("")
 
 
 async def test_fail_backs_off_then_keeps_the_job_failed(store_url: str, clock: ManualClock):

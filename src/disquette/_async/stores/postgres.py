@@ -25,8 +25,9 @@ URL parameters (the others go to libpq): ``schema`` (default ``disquette``), ``m
 (``true``), ``poll_interval`` (0.25 s), ``pool_min`` (1), ``pool_max`` (10),
 ``retry_for`` (10 s: how long a call, the first one included, waits for a database that
 cannot be reached or restarts before it raises ``StoreUnavailable`` naming the cause; 0 tries
-once; the same name as on Redis, ``reconnect_timeout`` is its older name), ``listen`` (``true``), ``vacuum_every`` (50000: run ``VACUUM`` on the jobs
-table after this many claims and acks by this store; 0 disables).
+once; the same name as on Redis, ``reconnect_timeout`` is its older name), ``listen``
+(``true``), ``vacuum_every`` (50000: run ``VACUUM`` on the jobs table after this many claims
+and acks by this store; 0 disables).
 
 Connecting: the first call connects directly (not through the pool, whose connection errors
 only reach its log), so a server that refuses the URL (failed authentication, a missing
@@ -96,6 +97,7 @@ from ...errors import (
     InvalidState,
     InvalidURL,
     JobNotFound,
+    LeaseLost,
     NotReplicated,
     QueueFull,
     QueuePaused,
@@ -106,6 +108,7 @@ from ...errors import (
 from ...job import Encoding, Job, JobState, Stats, StatsRow
 from ...stores.base import (
     DONE_CHANNEL,
+    HOLDER_GONE,
     NO_RESULT,
     PAUSE_MODES,
     PAUSE_OUT,
@@ -863,9 +866,11 @@ class AsyncPostgresStore(AsyncStore):
                 raise NotReplicated(wanted, applied, "postgresql")
             await async_sleep(0.005)
 
-    async def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+    async def claim(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Job]:
         """Lease ready jobs; see :meth:`AsyncStore.claim`."""
-        params = {"queues": list(queues), "count": count, "now": self.clock.now()}
+        params = {"queues": list(queues), "count": count, "now": self.clock.now(), "holder": holder}
 
         async def claim(conn: AsyncConnection[Any]) -> list[Any]:
             cursor = await conn.execute(self._q["claim"], params, binary=True)
@@ -887,6 +892,7 @@ class AsyncPostgresStore(AsyncStore):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`AsyncStore.ack`.
 
@@ -899,6 +905,7 @@ class AsyncPostgresStore(AsyncStore):
             "ids": list(job_ids),
             "results": [raw for raw, _ in kept],
             "encodings": [int(encoding) for _, encoding in kept],
+            "attempts": list(attempts) if attempts is not None else [None] * len(job_ids),
             "now": self.clock.now(),
             "done_channel": self.done_channel,
         }
@@ -917,24 +924,34 @@ class AsyncPostgresStore(AsyncStore):
             await self._churned(len(done))
         return done
 
-    async def nack(self, job_ids: Sequence[str]) -> int:
+    async def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
         """Requeue active jobs; see :meth:`AsyncStore.nack`."""
-        params = {"ids": list(job_ids), "now": self.clock.now(), "channel": self.channel}
+        params = {
+            "ids": list(job_ids),
+            "attempts": list(attempts) if attempts is not None else [None] * len(job_ids),
+            "now": self.clock.now(),
+            "channel": self.channel,
+        }
 
-        async def nack(conn: AsyncConnection[Any]) -> list[str]:
+        async def nack(conn: AsyncConnection[Any]) -> list[tuple[str, str]]:
             cursor = await conn.execute(self._q["nack"], params)
-            return [row[0] for row in await cursor.fetchall()]
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
 
-        queues = await self._run(nack)
-        self.wakeups.notify(set(queues))
-        return len(queues)
+        rows = await self._run(nack)
+        self.wakeups.notify({queue for _, queue in rows})
+        return [job_id for job_id, _ in rows]
 
-    async def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+    async def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """Record an error; see :meth:`AsyncStore.fail`."""
         params = {
             "id": job_id,
             "error": error,
             "retry_at": retry_at,
+            "attempts": attempt,
             "now": self.clock.now(),
             "channel": self.channel,
             "done_channel": self.done_channel,
@@ -952,13 +969,14 @@ class AsyncPostgresStore(AsyncStore):
         self.wakeups.notify([DONE_CHANNEL] if state == 4 else [queue] if state == 1 else [])
         return True
 
-    async def working(self, job_id: str) -> float | None:
+    async def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`AsyncStore.working`."""
         now = self.clock.now()
+        params = {"id": job_id, "now": now, "attempts": attempt}
 
         async def working(conn: AsyncConnection[Any]) -> tuple[float | None, Job | None]:
             await self._maintain(conn, now)
-            cursor = await conn.execute(self._q["working"], {"id": job_id, "now": now})
+            cursor = await conn.execute(self._q["working"], params)
             row = await cursor.fetchone()
             if row is not None:
                 return float(row[0]), None
@@ -969,6 +987,8 @@ class AsyncPostgresStore(AsyncStore):
             return lease_until
         if job is None:
             raise JobNotFound(job_id)
+        if attempt is not None and job.attempts != attempt:
+            raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
         if job.state is not JobState.ACTIVE:
             raise InvalidState(job_id, job.state, "extend the lease of")
         return None
@@ -1244,6 +1264,24 @@ class AsyncPostgresStore(AsyncStore):
         recovered, queues = await self._run(recover)
         self.wakeups.notify(set(queues))
         return recovered
+
+    async def release_leases(self, holder: str) -> int:
+        """Give back a dead holder's jobs; see :meth:`AsyncStore.release_leases`."""
+        now = self.clock.now()
+        params = {
+            "holder": holder,
+            "error": HOLDER_GONE,
+            "now": now,
+            "channel": self.channel,
+            "done_channel": self.done_channel,
+        }
+
+        async def release(conn: AsyncConnection[Any]) -> list[Any]:
+            return await self._after_maintenance(conn, now, self._q["release_holder"], params)
+
+        rows = await self._run(release)
+        self.wakeups.notify({queue if state == 1 else DONE_CHANNEL for queue, state in rows})
+        return len(rows)
 
     async def close(self) -> None:
         """Stop the listener and close the pool."""

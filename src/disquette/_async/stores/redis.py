@@ -104,6 +104,7 @@ from ...errors import (
     InvalidState,
     InvalidURL,
     JobNotFound,
+    LeaseLost,
     NotReplicated,
     QueueFull,
     QueuePaused,
@@ -114,6 +115,7 @@ from ...errors import (
 from ...job import Encoding, Job, JobState, Stats, StatsRow
 from ...stores.base import (
     DONE_CHANNEL,
+    HOLDER_GONE,
     PAUSE_MODES,
     PAUSE_OUT,
     EncodedResult,
@@ -148,6 +150,7 @@ SCRIPT_NAMES: Final = (
     "queues",
     "flush",
     "scan",
+    "release_holder",
 )
 #: Fields of a job hash, in the order the reading scripts return them after the id.
 FIELDS: Final = (
@@ -683,8 +686,9 @@ class AsyncRedisStore(AsyncStore):
 
         Every script is safe to repeat: an add skips ids it already stored, a claim names
         itself with a receipt so that its retry returns the jobs it leased, acks and
-        deletes repeat harmlessly. (A repeated nack or fail may, rarely, hit the job's next
-        lease: a redelivery, which at-least-once allows.)
+        deletes repeat harmlessly. (A repeated nack or fail by id may, rarely, hit the job's
+        next lease: a redelivery, which at-least-once allows; one that names its delivery
+        cannot.)
         """
         if self._closed:
             raise ClientClosed("the Redis store is closed")
@@ -880,13 +884,15 @@ class AsyncRedisStore(AsyncStore):
             raise NotReplicated(replicate, int(acknowledged), "redis")
         await self._run_by_id("release", ids, [])
 
-    async def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+    async def claim(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Job]:
         """Lease ready jobs; see :meth:`AsyncStore.claim`."""
         claimed: list[Job] = []
         for names in self._per_call(queues):
             receipt = os.urandom(8).hex()
             key = self.queue_key(names[0], "r")
-            rows = await self._run("claim", [key], [receipt, count, *names])
+            rows = await self._run("claim", [key], [receipt, count, holder or "", *names])
             if len(rows) == 1:  # nothing leased: when the next job of these queues is due
                 self._wake_when_due(names, float(rows[0]))
                 continue
@@ -930,6 +936,7 @@ class AsyncRedisStore(AsyncStore):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`AsyncStore.ack`."""
         refuse_store_powers("redis", connection, 0)
@@ -938,26 +945,42 @@ class AsyncRedisStore(AsyncStore):
             by_id = {}
             for job_id, result in zip(job_ids, results, strict=True):
                 by_id.setdefault(job_id, result)  # an id given twice keeps its first result
+        deliveries = _deliveries(job_ids, attempts)
 
         def args_for(ids: Sequence[str]) -> list[Any]:
-            if by_id is None:
-                return [""]
-            flat: list[Any] = ["1"]
+            flat: list[Any] = ["" if by_id is None else "1", "" if deliveries is None else "1"]
+            if by_id is None and deliveries is None:
+                return flat
             for job_id in ids:
-                raw, encoding = by_id[job_id]
-                flat += ["" if raw is None else "1", raw or b"", int(encoding)]
+                if deliveries is not None:
+                    flat.append(deliveries[job_id])
+                if by_id is not None:
+                    raw, encoding = by_id[job_id]
+                    flat += ["" if raw is None else "1", raw or b"", int(encoding)]
             return flat
 
         acked = await self._run_by_id("ack", job_ids, args_for)
         return [job_id.decode() for done in acked for job_id in done]
 
-    async def nack(self, job_ids: Sequence[str]) -> int:
+    async def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
         """Requeue active jobs; see :meth:`AsyncStore.nack`."""
-        return sum(int(n) for n in await self._run_by_id("nack", job_ids, []))
+        deliveries = _deliveries(job_ids, attempts)
 
-    async def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+        def args_for(ids: Sequence[str]) -> list[Any]:
+            if deliveries is None:
+                return [""]
+            return ["1", *(deliveries[job_id] for job_id in ids)]
+
+        nacked = await self._run_by_id("nack", job_ids, args_for)
+        return [job_id.decode() for back in nacked for job_id in back]
+
+    async def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """Record an error; see :meth:`AsyncStore.fail`."""
-        args = [error, "" if retry_at is None else retry_at]
+        args = [error, "" if retry_at is None else retry_at, "" if attempt is None else attempt]
         return any(int(n) for n in await self._run_by_id("fail", [job_id], args))
 
     async def _single(self, name: str, job_id: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -967,9 +990,12 @@ class AsyncRedisStore(AsyncStore):
         reply: list[Any] = results[0]
         return reply
 
-    async def working(self, job_id: str) -> float | None:
+    async def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`AsyncStore.working`."""
-        reply = await self._single("working", job_id)
+        reply = await self._single("working", job_id, ["" if attempt is None else attempt])
+        if reply[0] == b"lost":
+            assert attempt is not None
+            raise LeaseLost(job_id, "working", attempt, int(reply[1]), _STATES[reply[2]])
         if reply[0] == b"state":
             raise InvalidState(job_id, _STATES[reply[1]], "extend the lease of")
         return None if reply[0] == b"none" else float(reply[1])
@@ -1165,6 +1191,20 @@ class AsyncRedisStore(AsyncStore):
             recovered += int(await self._run("recover", [key], [before, *names]))
         return recovered
 
+    async def release_leases(self, holder: str) -> int:
+        """Give back a dead holder's jobs; see :meth:`AsyncStore.release_leases`.
+
+        Reads the active set of every queue (the jobs in flight, not the backlog), as
+        :meth:`recover_stale` does: a lookup kept per holder would cost every claim and ack
+        a write, for a call made when a process dies.
+        """
+        released = 0
+        queues = await self._all_queues()
+        for names in self._per_call(queues) if queues else []:
+            key = self.queue_key(names[0], "a")
+            released += int(await self._run("release_holder", [key], [holder, HOLDER_GONE, *names]))
+        return released
+
     async def close(self) -> None:
         """Stop the wake-up listener and close the connections."""
         if self._closed:
@@ -1176,6 +1216,19 @@ class AsyncRedisStore(AsyncStore):
             timer.cancel()
         self.wakeups.close()
         await self._conn.aclose()
+
+
+def _deliveries(
+    job_ids: Sequence[str], attempts: Sequence[int | None] | None
+) -> dict[str, int | str] | None:
+    """The callers' delivery of each id as a script argument ("" acts by id), or None when
+    every id acts by id. An id given twice keeps its first delivery."""
+    if attempts is None:
+        return None
+    deliveries: dict[str, int | str] = {}
+    for job_id, attempt in zip(job_ids, attempts, strict=True):
+        deliveries.setdefault(job_id, "" if attempt is None else attempt)
+    return deliveries
 
 
 def _check_add(reply: Sequence[Any], max_len: int | None) -> None:

@@ -50,6 +50,11 @@ Where Disque's semantics differ from disquette's (the conformance suite marks ea
   job leased, so the server redelivers it after its RETRY (Disque's own retry), and
   ``error_count``/``last_error`` stay 0/``None``. ``failed`` is always empty.
 - ``attempts`` is derived: 1 + nacks + additional deliveries once delivered.
+- ACKJOB, NACK and WORKING act by id: a late ``ack``/``nack``/``working`` of an older
+  delivery applies to the job whatever delivery holds it now (the ``attempts`` a client
+  passes along are not checked, and :class:`~disquette.errors.LeaseLost` is never raised).
+  Claims record no holder, and ``release_leases`` is refused (``NotSupported``): the
+  server requeues a dead consumer's jobs after their RETRY.
 - No transactions (``connection=``) and no node registry (``register_node``): refused.
 """
 
@@ -595,8 +600,10 @@ class DisqueStore(Store):
 
     # -- consuming ---------------------------------------------------------------------------
 
-    def claim(self, queues: Sequence[str], count: int) -> list[Job]:
-        """GETJOB NOHANG COUNT n WITHCOUNTERS FROM queues."""
+    def claim(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Job]:
+        """GETJOB NOHANG COUNT n WITHCOUNTERS FROM queues (``holder`` is not recorded)."""
         reply = self._call(
             "GETJOB", "NOHANG", "COUNT", count, "WITHCOUNTERS", "FROM", *queues
         )
@@ -658,34 +665,44 @@ class DisqueStore(Store):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
-        """ACKJOB: the server deletes the jobs (``results`` are not kept, see the module).
+        """ACKJOB: the server deletes the jobs (``results`` are not kept, see the module);
+        by id (``attempts`` are not checked).
 
         One ACKJOB per id, pipelined: ACKJOB answers a count, and the caller needs to know
         which ids were acked.
         """
         if connection is not None:
             raise InvalidOption("connection", connection, "the disque store has no transactions")
-        replies = self.pool.call(*[("ACKJOB", job_id) for job_id in job_ids])
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise self._error(reply)
-        done = [job_id for job_id, reply in zip(job_ids, replies, strict=True) if reply]
+        done = self._per_id("ACKJOB", job_ids)
         if done:
             self.wakeups.notify([DONE_CHANNEL])
         return done
 
-    def nack(self, job_ids: Sequence[str]) -> int:
-        """NACK."""
-        return int(self._call("NACK", *job_ids))
+    def _per_id(self, command: str, job_ids: Sequence[str]) -> list[str]:
+        """One ``command`` per id, pipelined; the ids it counted (answered 1 for)."""
+        replies = self.pool.call(*[(command, job_id) for job_id in job_ids])
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise self._error(reply)
+        return [job_id for job_id, reply in zip(job_ids, replies, strict=True) if reply]
 
-    def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+    def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
+        """NACK, one per id (pipelined) to know which were put back; by id."""
+        return self._per_id("NACK", job_ids)
+
+    def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """Disque keeps no errors: the job stays leased and comes back after its RETRY."""
         job = self.show(job_id)
         return job is not None and job.state is JobState.ACTIVE
 
-    def working(self, job_id: str) -> float | None:
-        """WORKING: the server postpones the next delivery by the job's RETRY."""
+    def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
+        """WORKING (by id): the server postpones the next delivery by the job's RETRY."""
         try:
             seconds = int(self._call("WORKING", job_id))
         except ServerError as exc:
@@ -823,6 +840,12 @@ class DisqueStore(Store):
     def recover_stale(self, max_age: float | None) -> int:
         """The server requeues lapsed leases itself; nothing to do from a client."""
         return 0
+
+    def release_leases(self, holder: str) -> int:
+        """Refused: a Disque server knows no holders (it requeues after RETRY)."""
+        raise NotSupported(
+            "disque", "release a holder's leases", "Disque servers record no lease holders"
+        )
 
     # -- Disque's administrative commands ------------------------------------------------
 

@@ -26,8 +26,9 @@ URL parameters (the others go to libpq): ``schema`` (default ``disquette``), ``m
 (``true``), ``poll_interval`` (0.25 s), ``pool_min`` (1), ``pool_max`` (10),
 ``retry_for`` (10 s: how long a call, the first one included, waits for a database that
 cannot be reached or restarts before it raises ``StoreUnavailable`` naming the cause; 0 tries
-once; the same name as on Redis, ``reconnect_timeout`` is its older name), ``listen`` (``true``), ``vacuum_every`` (50000: run ``VACUUM`` on the jobs
-table after this many claims and acks by this store; 0 disables).
+once; the same name as on Redis, ``reconnect_timeout`` is its older name), ``listen``
+(``true``), ``vacuum_every`` (50000: run ``VACUUM`` on the jobs table after this many claims
+and acks by this store; 0 disables).
 
 Connecting: the first call connects directly (not through the pool, whose connection errors
 only reach its log), so a server that refuses the URL (failed authentication, a missing
@@ -94,6 +95,7 @@ from ...errors import (
     InvalidState,
     InvalidURL,
     JobNotFound,
+    LeaseLost,
     NotReplicated,
     QueueFull,
     QueuePaused,
@@ -104,6 +106,7 @@ from ...errors import (
 from ...job import Encoding, Job, JobState, Stats, StatsRow
 from ...stores.base import (
     DONE_CHANNEL,
+    HOLDER_GONE,
     NO_RESULT,
     PAUSE_MODES,
     PAUSE_OUT,
@@ -851,9 +854,11 @@ class PostgresStore(Store):
                 raise NotReplicated(wanted, applied, "postgresql")
             sleep(0.005)
 
-    def claim(self, queues: Sequence[str], count: int) -> list[Job]:
+    def claim(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
-        params = {"queues": list(queues), "count": count, "now": self.clock.now()}
+        params = {"queues": list(queues), "count": count, "now": self.clock.now(), "holder": holder}
 
         def claim(conn: Connection[Any]) -> list[Any]:
             cursor = conn.execute(self._q["claim"], params, binary=True)
@@ -875,6 +880,7 @@ class PostgresStore(Store):
         results: Sequence[EncodedResult] | None = None,
         *,
         connection: object = None,
+        attempts: Sequence[int | None] | None = None,
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`.
 
@@ -887,6 +893,7 @@ class PostgresStore(Store):
             "ids": list(job_ids),
             "results": [raw for raw, _ in kept],
             "encodings": [int(encoding) for _, encoding in kept],
+            "attempts": list(attempts) if attempts is not None else [None] * len(job_ids),
             "now": self.clock.now(),
             "done_channel": self.done_channel,
         }
@@ -905,24 +912,34 @@ class PostgresStore(Store):
             self._churned(len(done))
         return done
 
-    def nack(self, job_ids: Sequence[str]) -> int:
+    def nack(
+        self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
+    ) -> list[str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
-        params = {"ids": list(job_ids), "now": self.clock.now(), "channel": self.channel}
+        params = {
+            "ids": list(job_ids),
+            "attempts": list(attempts) if attempts is not None else [None] * len(job_ids),
+            "now": self.clock.now(),
+            "channel": self.channel,
+        }
 
-        def nack(conn: Connection[Any]) -> list[str]:
+        def nack(conn: Connection[Any]) -> list[tuple[str, str]]:
             cursor = conn.execute(self._q["nack"], params)
-            return [row[0] for row in cursor.fetchall()]
+            return [(row[0], row[1]) for row in cursor.fetchall()]
 
-        queues = self._run(nack)
-        self.wakeups.notify(set(queues))
-        return len(queues)
+        rows = self._run(nack)
+        self.wakeups.notify({queue for _, queue in rows})
+        return [job_id for job_id, _ in rows]
 
-    def fail(self, job_id: str, error: str, retry_at: float | None) -> bool:
+    def fail(
+        self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
+    ) -> bool:
         """Record an error; see :meth:`Store.fail`."""
         params = {
             "id": job_id,
             "error": error,
             "retry_at": retry_at,
+            "attempts": attempt,
             "now": self.clock.now(),
             "channel": self.channel,
             "done_channel": self.done_channel,
@@ -940,13 +957,14 @@ class PostgresStore(Store):
         self.wakeups.notify([DONE_CHANNEL] if state == 4 else [queue] if state == 1 else [])
         return True
 
-    def working(self, job_id: str) -> float | None:
+    def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`Store.working`."""
         now = self.clock.now()
+        params = {"id": job_id, "now": now, "attempts": attempt}
 
         def working(conn: Connection[Any]) -> tuple[float | None, Job | None]:
             self._maintain(conn, now)
-            cursor = conn.execute(self._q["working"], {"id": job_id, "now": now})
+            cursor = conn.execute(self._q["working"], params)
             row = cursor.fetchone()
             if row is not None:
                 return float(row[0]), None
@@ -957,6 +975,8 @@ class PostgresStore(Store):
             return lease_until
         if job is None:
             raise JobNotFound(job_id)
+        if attempt is not None and job.attempts != attempt:
+            raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
         if job.state is not JobState.ACTIVE:
             raise InvalidState(job_id, job.state, "extend the lease of")
         return None
@@ -1232,6 +1252,24 @@ class PostgresStore(Store):
         recovered, queues = self._run(recover)
         self.wakeups.notify(set(queues))
         return recovered
+
+    def release_leases(self, holder: str) -> int:
+        """Give back a dead holder's jobs; see :meth:`Store.release_leases`."""
+        now = self.clock.now()
+        params = {
+            "holder": holder,
+            "error": HOLDER_GONE,
+            "now": now,
+            "channel": self.channel,
+            "done_channel": self.done_channel,
+        }
+
+        def release(conn: Connection[Any]) -> list[Any]:
+            return self._after_maintenance(conn, now, self._q["release_holder"], params)
+
+        rows = self._run(release)
+        self.wakeups.notify({queue if state == 1 else DONE_CHANNEL for queue, state in rows})
+        return len(rows)
 
     def close(self) -> None:
         """Stop the listener and close the pool."""

@@ -85,20 +85,27 @@ SELECT count(*) FROM (
 SELECT {schema}.maintain(%(now)s::float8);
 
 -- name: claim
-SELECT * FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8);
+SELECT * FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8,
+                             %(holder)s::text);
 
 -- name: ack
--- The results and their encodings come one per id (a NULL result: none); an id given
--- twice keeps its first result.
+-- The results, their encodings and the callers' deliveries come one per id (a NULL
+-- result: none; a NULL delivery: by id, as Disque's ACKJOB). A delivery is the job's
+-- attempts when the caller claimed it: a job delivered again since is left alone (nack,
+-- fail and working check it the same way). An id given twice keeps its first result.
 WITH given AS (
-    SELECT DISTINCT ON (id) id, new_result, new_encoding
-    FROM unnest(%(ids)b::text[], %(results)b::bytea[], %(encodings)b::int2[])
-        WITH ORDINALITY AS given(id, new_result, new_encoding, position)
+    SELECT DISTINCT ON (id) id, new_result, new_encoding, delivery
+    FROM unnest(%(ids)b::text[], %(results)b::bytea[], %(encodings)b::int2[],
+                %(attempts)b::int4[])
+        WITH ORDINALITY AS given(id, new_result, new_encoding, delivery, position)
     ORDER BY id, position),
 gone AS (
-    DELETE FROM {schema}.jobs
-    WHERE id = ANY(%(ids)b::text[]) AND (expires_at IS NULL OR expires_at > %(now)s::float8)
-    RETURNING *),
+    DELETE FROM {schema}.jobs AS j
+    USING given
+    WHERE j.id = ANY(%(ids)b::text[]) AND j.id = given.id
+      AND (given.delivery IS NULL OR j.attempts = given.delivery)
+      AND (j.expires_at IS NULL OR j.expires_at > %(now)s::float8)
+    RETURNING j.*, given.new_result, given.new_encoding),
 kept AS (
     INSERT INTO {schema}.done (id, queue, body, encoding, type, priority, created_at, run_at,
                                retry_after, expires_at, max_attempts, result_ttl, attempts,
@@ -111,20 +118,23 @@ kept AS (
            additional_deliveries
                + CASE WHEN state = 2 AND lease_until <= %(now)s::float8 THEN 1 ELSE 0 END,
            error_count, last_error, new_result, new_encoding, %(now)s::float8, seq
-    FROM gone JOIN given USING (id) WHERE result_ttl > 0),
+    FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
 sent AS (SELECT pg_notify(%(done_channel)s, '') WHERE EXISTS (SELECT FROM gone))
 SELECT gone.id FROM gone LEFT JOIN sent ON true;
 
 -- name: nack
 WITH back AS (
-    UPDATE {schema}.jobs
-    SET state = 1, nacks = nacks + 1, lease_until = NULL, leased_at = NULL
-    WHERE id = ANY(%(ids)b::text[]) AND state = 2
-      AND (lease_until IS NULL OR lease_until > %(now)s::float8)
-      AND (expires_at IS NULL OR expires_at > %(now)s::float8)
-    RETURNING queue)
-SELECT back.queue FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
+    UPDATE {schema}.jobs AS j
+    SET state = 1, nacks = j.nacks + 1, lease_until = NULL, leased_at = NULL
+    FROM unnest(%(ids)b::text[], %(attempts)b::int4[]) AS given(id, delivery)
+    WHERE j.id = ANY(%(ids)b::text[]) AND j.id = given.id AND j.state = 2
+      AND (given.delivery IS NULL OR j.attempts = given.delivery)
+      AND (j.lease_until IS NULL OR j.lease_until > %(now)s::float8)
+      AND (j.expires_at IS NULL OR j.expires_at > %(now)s::float8)
+    RETURNING j.id, j.queue)
+SELECT back.id, back.queue
+FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
 
 -- name: fail
 WITH failed AS (
@@ -138,6 +148,7 @@ WITH failed AS (
         finished_at = CASE WHEN %(retry_at)s::float8 IS NULL THEN %(now)s::float8 END,
         expires_at = CASE WHEN %(retry_at)s::float8 IS NULL THEN NULL ELSE expires_at END
     WHERE id = %(id)s AND state = 2
+      AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
       AND (lease_until IS NULL OR lease_until > %(now)s::float8)
       AND (expires_at IS NULL OR expires_at > %(now)s::float8)
     RETURNING queue, state)
@@ -151,6 +162,7 @@ LEFT JOIN LATERAL (
 -- name: working
 UPDATE {schema}.jobs SET lease_until = %(now)s::float8 + retry_after
 WHERE id = %(id)s AND state = 2 AND retry_after > 0
+  AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
 RETURNING lease_until;
 
 -- name: show
@@ -233,7 +245,7 @@ SELECT back.queue FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue))
 -- name: dequeue
 WITH taken AS (
     UPDATE {schema}.jobs
-    SET state = 2, leased_at = %(now)s::float8,
+    SET state = 2, leased_at = %(now)s::float8, holder = NULL,
         lease_until = CASE WHEN retry_after > 0 THEN %(now)s::float8 + retry_after END
     WHERE id = ANY(%(ids)b::text[]) AND state = 1
     RETURNING 1)
@@ -298,6 +310,26 @@ WITH stale AS (
     WHERE state = 2 AND leased_at <= %(before)s::float8
     RETURNING queue)
 SELECT stale.queue FROM stale, LATERAL (SELECT pg_notify(%(channel)s, stale.queue)) AS sent;
+
+-- name: release_holder
+-- What a lapsed lease does, now, to every active job of a dead holder (after the
+-- maintenance); an at-most-once job is failed instead, as fail does with no retry_at.
+WITH released AS (
+    UPDATE {schema}.jobs
+    SET state = CASE WHEN retry_after > 0 THEN 1 ELSE 4 END,
+        lease_until = NULL, leased_at = NULL, holder = NULL,
+        additional_deliveries = additional_deliveries + (retry_after > 0)::int,
+        error_count = error_count + (retry_after <= 0)::int,
+        last_error = CASE WHEN retry_after > 0 THEN last_error ELSE %(error)s END,
+        finished_at = CASE WHEN retry_after > 0 THEN finished_at ELSE %(now)s::float8 END,
+        expires_at = CASE WHEN retry_after > 0 THEN expires_at END
+    WHERE state = 2 AND holder = %(holder)s
+    RETURNING queue, state)
+SELECT released.queue, released.state FROM released
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN released.state = 1 THEN pg_notify(%(channel)s, released.queue)
+                ELSE pg_notify(%(done_channel)s, '') END) AS sent
+    ON true;
 
 -- name: synchronous_standbys
 -- Standbys that a commit with synchronous_commit = remote_apply waits for.

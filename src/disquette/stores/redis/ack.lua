@@ -1,12 +1,18 @@
--- ack: mark the jobs KEYS done. ARGV[4] "1" when results follow: for the i-th key,
--- ARGV[2 + 3i] is "1" when it has a result, ARGV[3 + 3i] the result, ARGV[4 + 3i] its
--- encoding. A job whose result_ttl is 0 is deleted at once.
--- Returns the ids of the jobs that became done.
+-- ack: mark the jobs KEYS done. ARGV[4] is "1" when results follow, ARGV[5] "1" when the
+-- callers' deliveries do. Each key has a block of values from ARGV[6], in key order: its
+-- delivery (the job's attempts when claimed; "" acts by id) when ARGV[5] is "1", then,
+-- when ARGV[4] is "1", "1" if it has a result, the result, and its encoding. A job
+-- delivered again since the caller's delivery is left alone; a job whose result_ttl is 0
+-- is deleted at once. Returns the ids of the jobs that became done.
 local done = {}
 local with_results = ARGV[4] == '1'
+local with_attempts = ARGV[5] == '1'
+local width = (with_attempts and 1 or 0) + (with_results and 3 or 0)
 for i, key in ipairs(KEYS) do
-    local q, v = locate(key, 'st', 'rt')
-    if q and v[2] ~= 'd' then
+    local at = 6 + (i - 1) * width
+    local q, v = locate(key, 'st', 'rt', 'n', 'h')
+    local delivery = with_attempts and ARGV[at] or ''
+    if q and v[2] ~= 'd' and same_delivery(delivery, v[4]) then
         local id = key_id(q, key)
         leave(q, key, id, v[2])
         done[#done + 1] = id
@@ -15,10 +21,12 @@ for i, key in ipairs(KEYS) do
             drop(q, key, id)
         else
             redis.call('HSET', key, 'st', 'd', 'fa', NOW_S)
+            if v[5] then redis.call('HDEL', key, 'h') end  -- kept for result_ttl: no dead weight
             redis.call('ZADD', q.e, fmt(NOW + result_ttl), id)
-            if with_results and ARGV[2 + 3 * i] == '1' then
-                redis.call('HSET', key, 'res', ARGV[3 + 3 * i])
-                if ARGV[4 + 3 * i] ~= '0' then redis.call('HSET', key, 're', ARGV[4 + 3 * i]) end
+            local r = at + (with_attempts and 1 or 0)
+            if with_results and ARGV[r] == '1' then
+                redis.call('HSET', key, 'res', ARGV[r + 1])
+                if ARGV[r + 2] ~= '0' then redis.call('HSET', key, 're', ARGV[r + 2]) end
             end
         end
     end

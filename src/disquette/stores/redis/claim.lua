@@ -1,5 +1,6 @@
--- claim: lease up to ARGV[5] ready jobs from the queues ARGV[6..], leftmost first,
--- skipping paused queues. Returns per job: the index of its queue in ARGV[6..], its id,
+-- claim: lease up to ARGV[5] ready jobs from the queues ARGV[7..], leftmost first,
+-- skipping paused queues, to the holder ARGV[6] ("" for none; kept in the job's "h" while
+-- it is active). Returns per job: the index of its queue in ARGV[7..], its id,
 -- and the CLAIMED fields after the lease, with lease_until in place of ra. When it leases
 -- nothing, it returns instead the time the next scheduled job or lease of these queues
 -- comes due (or nothing), so that a waiting caller can look again then.
@@ -8,8 +9,9 @@
 -- so that a retry of a call whose reply was lost (a dropped connection, a restart)
 -- returns the same jobs instead of leasing others and stranding these.
 local CLAIMED = {'m', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'nx'}
-local FIRST_QUEUE = 6
+local FIRST_QUEUE = 7
 local want = tonumber(ARGV[5])
+local HOLDER = ARGV[6]
 local out = {}
 local got = 0
 local leased = {}
@@ -39,13 +41,20 @@ end
 -- Lease one popped job; false for a ready entry whose job is gone (it is just dropped).
 local function lease(q, index, id)
     local key = job_key(q, id)
-    local v = redis.call('HMGET', key, 'm', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'ra', 'nx')
+    local v = redis.call('HMGET', key, 'm', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'ra', 'nx', 'h')
     if not v[1] then return false end
     local attempts = tonumber(v[4] or 0) + 1
     local retry_after = tonumber(v[9] or DEFAULTS.ra)
     local lease_until = '+inf'
     if retry_after > 0 then lease_until = fmt(NOW + retry_after) end
-    redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until)
+    if HOLDER ~= '' then
+        redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until,
+                   'h', HOLDER)
+    else
+        redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until)
+        -- An earlier delivery's holder must not be able to release this one.
+        if v[11] then redis.call('HDEL', key, 'h') end
+    end
     redis.call('ZADD', q.a, lease_until, id)
     v[4] = attempts
     v[9] = lease_until

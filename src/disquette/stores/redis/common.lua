@@ -19,7 +19,8 @@
 --   q queue, st state (s, q, a, d done, f failed), r run_at, sq enqueue sequence,
 --   t type, p priority, ra retry_after, rt result_ttl (the last three only when not
 --   DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error count, le last
---   error, la leased_at, lu lease_until (la and lu mean something only while active),
+--   error, la leased_at, lu lease_until, h holder (the process a claim leased the job to,
+--   if it said: see release_holder.lua; la, lu and h mean something only while active),
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
 --   failed for good: its TTL no longer applies).
 -- Wake-ups: "<prefix>w:<Q>" is published when a queue's ready set goes from empty to not
@@ -123,6 +124,33 @@ local function remove(q, key, id)
     leave(q, key, id, state)
     drop(q, key, id)
     return true
+end
+
+-- Whether the caller's delivery (an attempts count as a string, "" for "by id") is the
+-- job's current one, given the job's attempts field.
+local function same_delivery(delivery, attempts)
+    return delivery == '' or tonumber(delivery) == tonumber(attempts or 0)
+end
+
+-- Record an error on an active job (ARGV-independent, for fail.lua and
+-- release_holder.lua): ready again at retry_at, or failed for good when it is "".
+local function record_error(q, key, id, error, retry_at, priority, seq)
+    leave(q, key, id, 'a')
+    redis.call('HINCRBY', key, 'ec', 1)
+    redis.call('HSET', key, 'le', error)
+    if retry_at == '' then
+        redis.call('HSET', key, 'st', 'f', 'fa', NOW_S, 'nx', '1')
+        redis.call('HDEL', key, 'h')  -- kept until deleted: no dead weight
+        redis.call('ZREM', q.e, id)
+        redis.call('ZADD', q.f, NOW_S, failed_member(seq, id))
+        done_changed = true
+    elseif tonumber(retry_at) <= NOW then
+        redis.call('HSET', key, 'r', retry_at)
+        make_ready(q, key, id, priority, retry_at, seq)
+    else
+        redis.call('HSET', key, 'r', retry_at, 'st', 's')
+        redis.call('ZADD', q.s, retry_at, id)
+    end
 end
 
 -- A leased job whose worker is presumed gone goes back to the ready set.

@@ -11,6 +11,7 @@ for _, key in ipairs(KEYS) do
         local lease_until = '+inf'
         if retry_after > 0 then lease_until = fmt(NOW + retry_after) end
         redis.call('HSET', key, 'st', 'a', 'la', NOW_S, 'lu', lease_until)
+        redis.call('HDEL', key, 'h')  -- leased to nobody: no earlier holder may release it
         redis.call('ZADD', q.a, lease_until, id)
         dequeued = dequeued + 1
     end
