@@ -57,16 +57,19 @@ def _job_id(job: JobRef) -> str:
     return check_job_id(job.id if isinstance(job, Job) else job)
 
 
-def _delivery(job: JobRef) -> tuple[str, int | None]:
+def _delivery(job: JobRef, tracked: bool) -> tuple[str, int | None]:
     """A job's id, and the delivery a :class:`Job` came from (its ``attempts``): a call
-    made with the job acts only while no newer delivery started. A bare id acts by id."""
+    made with the job acts only while no newer delivery started. A bare id, or any job on
+    a store that does not track deliveries (``tracked`` False), acts by id."""
     if isinstance(job, Job):
-        return check_job_id(job.id), job.attempts
+        return check_job_id(job.id), job.attempts if tracked else None
     return check_job_id(job), None
 
 
-def _deliveries(jobs: Sequence[JobRef]) -> list[int | None] | None:
-    """The delivery of each job (as :func:`_delivery`), or None when all are bare ids."""
+def _deliveries(jobs: Sequence[JobRef], tracked: bool) -> list[int | None] | None:
+    """The delivery of each job (as :func:`_delivery`), or None when all act by id."""
+    if not tracked:
+        return None
     attempts = [job.attempts if isinstance(job, Job) else None for job in jobs]
     return None if attempts.count(None) == len(attempts) else attempts
 
@@ -322,7 +325,7 @@ class AsyncClient:
         transactions, the caller's open transaction, so the job's effects and its
         completion commit together (see :meth:`add`).
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         results = None if result is None else [self._encode_result(result)]
         attempts = None if attempt is None else [attempt]
         if not await self.store.ack([job_id], results, connection=connection, attempts=attempts):
@@ -352,7 +355,7 @@ class AsyncClient:
                 raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
-        attempts = _deliveries(jobs)
+        attempts = _deliveries(jobs, self.store.tracks_deliveries)
         done = await self.store.ack(ids, encoded, connection=connection, attempts=attempts)
         if attempts is not None and len(done) < len(ids):
             await self._raise_lost("ack", ids, attempts, done)
@@ -366,7 +369,7 @@ class AsyncClient:
         the nack belongs to its delivery, as for :meth:`ack`: a job delivered again since
         raises :class:`~disquette.errors.LeaseLost`.
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         attempts = None if attempt is None else [attempt]
         if not await self.store.nack([job_id], attempts=attempts):
             current = await self._require(job_id)
@@ -379,7 +382,7 @@ class AsyncClient:
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        attempts = _deliveries(jobs)
+        attempts = _deliveries(jobs, self.store.tracks_deliveries)
         nacked = await self.store.nack(ids, attempts=attempts)
         if attempts is not None and len(nacked) < len(ids):
             await self._raise_lost("nack", ids, attempts, nacked)
@@ -393,7 +396,7 @@ class AsyncClient:
         :class:`Job` whose delivery lost its lease, raises
         :class:`~disquette.errors.LeaseLost` and records nothing.
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         current = await self._require(job_id)
         self._check_delivery("fail", current, attempt)
         if current.state is JobState.ACTIVE:
@@ -417,7 +420,7 @@ class AsyncClient:
         :class:`~disquette.errors.InvalidState` if the job is no longer leased, and, given
         a :class:`Job`, :class:`~disquette.errors.LeaseLost` if it was delivered again.
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         return await self.store.working(job_id, attempt=attempt)
 
     async def release_leases(self, holder: str) -> int:

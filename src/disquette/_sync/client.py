@@ -58,16 +58,19 @@ def _job_id(job: JobRef) -> str:
     return check_job_id(job.id if isinstance(job, Job) else job)
 
 
-def _delivery(job: JobRef) -> tuple[str, int | None]:
+def _delivery(job: JobRef, tracked: bool) -> tuple[str, int | None]:
     """A job's id, and the delivery a :class:`Job` came from (its ``attempts``): a call
-    made with the job acts only while no newer delivery started. A bare id acts by id."""
+    made with the job acts only while no newer delivery started. A bare id, or any job on
+    a store that does not track deliveries (``tracked`` False), acts by id."""
     if isinstance(job, Job):
-        return check_job_id(job.id), job.attempts
+        return check_job_id(job.id), job.attempts if tracked else None
     return check_job_id(job), None
 
 
-def _deliveries(jobs: Sequence[JobRef]) -> list[int | None] | None:
-    """The delivery of each job (as :func:`_delivery`), or None when all are bare ids."""
+def _deliveries(jobs: Sequence[JobRef], tracked: bool) -> list[int | None] | None:
+    """The delivery of each job (as :func:`_delivery`), or None when all act by id."""
+    if not tracked:
+        return None
     attempts = [job.attempts if isinstance(job, Job) else None for job in jobs]
     return None if attempts.count(None) == len(attempts) else attempts
 
@@ -323,7 +326,7 @@ class Client:
         transactions, the caller's open transaction, so the job's effects and its
         completion commit together (see :meth:`add`).
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         results = None if result is None else [self._encode_result(result)]
         attempts = None if attempt is None else [attempt]
         if not self.store.ack([job_id], results, connection=connection, attempts=attempts):
@@ -353,7 +356,7 @@ class Client:
                 raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
-        attempts = _deliveries(jobs)
+        attempts = _deliveries(jobs, self.store.tracks_deliveries)
         done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
         if attempts is not None and len(done) < len(ids):
             self._raise_lost("ack", ids, attempts, done)
@@ -367,7 +370,7 @@ class Client:
         the nack belongs to its delivery, as for :meth:`ack`: a job delivered again since
         raises :class:`~disquette.errors.LeaseLost`.
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         attempts = None if attempt is None else [attempt]
         if not self.store.nack([job_id], attempts=attempts):
             current = self._require(job_id)
@@ -380,7 +383,7 @@ class Client:
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        attempts = _deliveries(jobs)
+        attempts = _deliveries(jobs, self.store.tracks_deliveries)
         nacked = self.store.nack(ids, attempts=attempts)
         if attempts is not None and len(nacked) < len(ids):
             self._raise_lost("nack", ids, attempts, nacked)
@@ -394,7 +397,7 @@ class Client:
         :class:`Job` whose delivery lost its lease, raises
         :class:`~disquette.errors.LeaseLost` and records nothing.
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         current = self._require(job_id)
         self._check_delivery("fail", current, attempt)
         if current.state is JobState.ACTIVE:
@@ -418,7 +421,7 @@ class Client:
         :class:`~disquette.errors.InvalidState` if the job is no longer leased, and, given
         a :class:`Job`, :class:`~disquette.errors.LeaseLost` if it was delivered again.
         """
-        job_id, attempt = _delivery(job)
+        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         return self.store.working(job_id, attempt=attempt)
 
     def release_leases(self, holder: str) -> int:

@@ -32,6 +32,10 @@ class Store(abc.ABC):
     #: False when calls never wait on I/O (the memory store): they can run inline on an
     #: event loop, and gathering several callers' calls into one saves nothing.
     blocking: bool = True
+    #: Whether the store tells a job's deliveries apart (its ``attempts`` at claim time), so
+    #: that ``ack``, ``nack``, ``fail`` and ``working`` given a :class:`Job` belong to its
+    #: delivery (``LeaseLost`` otherwise). False (a Disque server): they act by id.
+    tracks_deliveries: bool = True
 
     @abc.abstractmethod
     def add(

@@ -47,6 +47,7 @@ class SyncStoreAdapter(AsyncStore):
         self._fails_fast = store if isinstance(store, FailsFast) else None
         # Unless a store says it never blocks (memory), its calls may wait on I/O.
         self.blocking = store.blocking
+        self.tracks_deliveries = store.tracks_deliveries
         if store.blocking:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="disquette-store")
 

@@ -495,6 +495,9 @@ class DisqueStore(Store):
         self.replicate_timeout = _number(url, params, "replicate_timeout", 5, 0, 3600)
         self.cycle = int(_number(url, params, "cycle", 0, 0, 1e9))
         self.max_replicas = 65534
+        # ACKJOB, NACK and WORKING act by id; attempts are derived from Disque's counters,
+        # which NACK moves too, so they cannot name a delivery.
+        self.tracks_deliveries = False
         self.pool = Pool(
             nodes,
             password=params.get("password"),
