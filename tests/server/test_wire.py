@@ -16,7 +16,6 @@ REFERENCE = Path(__file__).parent / "reference"
 #: Transcript lines that differ on purpose (see disquette.server's doc):
 KNOWN_DIFFERENCES = {
     "HELLO": "we give the node's real address; a lone Disque node sends an empty ip",
-    "QSTAT probe-QQQQQQQQQQQQQ": "jobs-in counts this node's ADDJOBs, not NACK/ENQUEUE requeues",
     "JSCAN COUNT 1000 QUEUE probe-QQQQQQQQQQQQQ REPLY id": "enqueue order, not hash order",
 }
 
