@@ -53,7 +53,8 @@ def measure(reads: list[bytes], requests: int, rounds: int) -> float:
         for data in reads:
             got += len(feed(data))
         elapsed = time.perf_counter() - started
-        assert got == requests and parser.error is None, (got, parser.error)
+        if got != requests or parser.error is not None:
+            raise RuntimeError(f"parsed {got} of {requests} requests: {parser.error}")
         best = min(best, elapsed)
     return best / requests * 1e6
 

@@ -512,21 +512,33 @@ class Server:
         seen = self.queue_times.get(queue)
         return seen is not None and seen[1] >= time.time() - QUEUE_IDLE_GC
 
-    async def count_requeued(self, job_ids: list[str], requeued: int) -> int:
-        """Count ``requeued`` jobs of ``job_ids`` in their queues' ``jobs-in`` (as Disque
-        counts every queueing: ADDJOB, NACK, ENQUEUE); returns ``requeued``.
+    async def requeue(
+        self, job_ids: list[str], requeue: Callable[[list[str]], Awaitable[int]]
+    ) -> int:
+        """NACK or ENQUEUE (``requeue``) the jobs; how many were queued again, each counted
+        in its queue's ``jobs-in``, as Disque counts every queueing (ADDJOB, NACK, ENQUEUE).
 
-        The store says how many, not which: when some ids were not requeued, the ones
-        queued now are counted, up to ``requeued``.
+        The store says how many, not which: with several ids, the jobs that could be
+        queued again (neither queued nor done) are read first, and the first ones of them
+        are counted when fewer were.
         """
-        if not requeued:
-            return 0
-        jobs = [job for job in [await self.store.show(i) for i in job_ids] if job is not None]
-        if requeued < len(job_ids):
-            jobs = [job for job in jobs if job.state is JobState.QUEUED][:requeued]
-        arrived = Counter([job.queue for job in jobs])
-        self.jobs_in.update(arrived)
-        self.touch(arrived)
+        show = self.store.show
+        if len(job_ids) == 1:
+            requeued = await requeue(job_ids)
+            job = await show(job_ids[0]) if requeued else None
+            queues = [] if job is None else [job.queue]
+        else:
+            candidates = [
+                job.queue
+                for job in [await show(job_id) for job_id in dict.fromkeys(job_ids)]
+                if job is not None and job.state not in (JobState.QUEUED, JobState.DONE)
+            ]
+            requeued = await requeue(job_ids)
+            queues = candidates[:requeued]
+        if queues:
+            arrived = Counter(queues)
+            self.jobs_in.update(arrived)
+            self.touch(arrived)
         return requeued
 
     def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
@@ -977,7 +989,7 @@ async def cmd_nack(session: Session, args: list[bytes]) -> bytes:
     if not ids:
         return ZERO
     server = session.server
-    return protocol.integer(await server.count_requeued(ids, await server.store.nack(ids)))
+    return protocol.integer(await server.requeue(ids, server.store.nack))
 
 
 async def cmd_enqueue(session: Session, args: list[bytes]) -> bytes:
@@ -986,7 +998,7 @@ async def cmd_enqueue(session: Session, args: list[bytes]) -> bytes:
     if not ids:
         return ZERO
     server = session.server
-    return protocol.integer(await server.count_requeued(ids, await server.store.enqueue(ids)))
+    return protocol.integer(await server.requeue(ids, server.store.enqueue))
 
 
 async def cmd_dequeue(session: Session, args: list[bytes]) -> bytes:
