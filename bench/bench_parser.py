@@ -4,8 +4,9 @@
 
 What the server's hot path pays to frame requests (``RequestParser.feed``), for the shapes
 clients send: one request per read (no pipelining), 50 per read (redis-benchmark -P 50),
-a stream cut at arbitrary points (a client that writes without waiting), and a 1 MiB body
-read 64 KiB at a time. Best of ``--rounds``; figures are indicative (the machine is shared).
+a stream cut at arbitrary points (a client that writes without waiting), the same with
+bodies of many sizes, and a 1 MiB body read 64 KiB at a time. Best of ``--rounds``;
+figures are indicative (the machine is shared).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ def encode(*args: bytes) -> bytes:
 
 
 ADDJOB = encode(b"ADDJOB", b"q", b"body", b"0")
+#: ADDJOBs with bodies of 1 to 2,000 bytes (the same ones on every run).
+MIXED = b"".join(
+    encode(b"ADDJOB", b"q", b"x" * (1 + (i * 7919) % 2000), b"0") for i in range(20_000)
+)
 
 
 def chunks_of(stream: bytes, size: int) -> list[bytes]:
@@ -35,6 +40,7 @@ SCENARIOS: dict[str, tuple[list[bytes], int]] = {
     "1 request per read": ([ADDJOB] * 20_000, 20_000),
     "50 requests per read": ([ADDJOB * 50] * 400, 20_000),
     "stream cut every 4093 bytes": (chunks_of(ADDJOB * 20_000, 4093), 20_000),
+    "mixed bodies, 64 KiB reads": (chunks_of(MIXED, 65536), 20_000),
     "1 MiB body in 64 KiB reads": (
         chunks_of(encode(b"ADDJOB", b"q", b"x" * (1 << 20), b"0") * 20, 65536),
         20,

@@ -131,9 +131,10 @@ class _Spy:
         self.reader = hiredis.Reader()
         self.fed = bytearray()
 
-    def feed(self, data: bytes) -> None:
-        self.fed += data
-        self.reader.feed(data)
+    def feed(self, data: bytes, offset: int = 0, length: int = -1) -> None:
+        part = data[offset:] if length < 0 else data[offset : offset + length]
+        self.fed += part
+        self.reader.feed(part)
 
     def gets(self) -> object:
         return self.reader.gets()

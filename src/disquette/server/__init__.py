@@ -61,10 +61,29 @@ a job without a type to the one handler that declared its queue, else to the cat
 handler (``"*"``), see ``Registry.resolve``.
 
 Safety: loopback by default; a non-loopback bind needs ``--requirepass`` or an explicit
-``--unprotected``; limits on one argument (``max_argument_bytes``), inline requests
-(64 KiB), clients (``max_clients``) and replies buffered for a slow reader (the server stops
-reading a connection's requests until it drains, and closes it past ``max_output_bytes``);
-a malformed frame gets Disque's ``-ERR Protocol error: ...`` and the connection is closed.
+``--unprotected``; limits on one argument (``max_argument_bytes``, checked exactly), the
+arguments of one request (1,048,576, as Disque), inline requests (64 KiB), clients
+(``max_clients``) and replies buffered for a slow reader (the server stops reading a
+connection's requests until it drains, and closes it past ``max_output_bytes``). A request
+whose header declares more than a limit (``*2147483648``, ``$999999999999``, an array
+nested in a request) is refused from that header, before anything is made or buffered
+for it, as Redis does (see ``protocol.RequestParser``). A malformed frame gets Disque's
+``-ERR Protocol error: ...``; the server then half-closes and reads what the client still
+sends for up to two seconds, so that the client reads the error instead of a reset.
+
+Where it listens: TCP (``host``, ``port``), and with ``unixsocket`` a Unix socket too,
+its mode set from ``unixsocketperm`` (``--unixsocket``, ``--unixsocketperm 770``, as
+disque-server's options). An address that cannot be listened on (a port in use, a live
+socket file) raises :class:`~disquette.errors.CannotListen` (the CLI prints one line and
+exits with status 1).
+
+INFO gives Disque's fields; those that describe what Disque has and we do not say so:
+the AOF is off (the store is the persistence; ``aof_last_write_status`` is ``err`` while
+the store refuses ADDJOB batches for being unreachable), ``latest_fork_usec`` is 0 (no
+fork), memory is this process' resident size (``used_memory`` too: Python's allocators keep
+no in-use total, so ``mem_fragmentation_ratio`` is 1.00), the peak is the kernel's
+``ru_maxrss``, network bytes and CPU (``os.times()``, children included) are counted for
+real, and the instantaneous rates are sampled ten times a second as Redis does.
 """
 
 from __future__ import annotations

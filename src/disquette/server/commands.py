@@ -476,7 +476,10 @@ class Server:
         try:
             await self.store.add([job], max_len, replicate=replicate)
         except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                self.last_write_ok = False
             return refusal(exc)
+        self.last_write_ok = True
         self.jobs_in[job.queue] += 1
         self.touch([job.queue])
         return b"+" + job.id.encode() + b"\r\n"
@@ -1301,7 +1304,10 @@ async def cmd_debug(session: Session, args: list[bytes]) -> bytes:
         session.server.jobs_in.clear()
         session.server.jobs_out.clear()
         session.server.queue_times.clear()
-        await session.server.node.prune()
+        try:
+            await session.server.node.prune()
+        except (DisquetteError, OSError) as exc:  # the jobs are gone: FLUSHALL did its part
+            log.warning("could not check the pool for dead nodes: %s", exc)
         return OK
     if args[1].lower() == b"sleep" and len(args) == 3:
         await asyncio.sleep(float(args[2]))

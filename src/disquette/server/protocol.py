@@ -2,7 +2,9 @@
 
 Requests come as RESP arrays of bulk strings (what every client library sends) or as inline
 commands (``PING\\r\\n`` typed over telnet), as Redis 3 and therefore Disque accept them.
-Replies are built as bytes at once: a handler returns the encoded reply.
+A request over a limit is refused from its header, as Redis refuses it (see
+:class:`RequestParser`). Replies are built as bytes at once: a handler returns the encoded
+reply.
 """
 
 from __future__ import annotations
@@ -280,8 +282,18 @@ class RequestParser:
             try:
                 if self._inline or (self._between and data[0] != 0x2A):  # not "*"
                     self._feed_inline(data, commands)
+                elif (
+                    self._framer is None
+                    and not self._tail
+                    and _ARRAY_HEADER(data) is None
+                    and self._bulk_header(data) is None
+                    and 0x7E not in data  # "~"
+                    and 0x3E not in data  # ">"
+                ):
+                    # The hot path: what client libraries send, arrays of short strings,
+                    # read from the start of a request.
+                    self._feed_plain(data, commands)
                 else:
-                    # What every client library sends: arrays only.
                     self._feed_arrays(data, commands)
             except ProtocolError as exc:
                 self.error = exc
@@ -330,18 +342,44 @@ class RequestParser:
             self._tail and self._suspicious(self._tail + data[: self._window])
         ):
             self._feed_followed(data, commands)
-            return
-        self._reader.feed(data)
+        else:
+            self._feed_plain(data, commands)
+
+    def _feed_plain(self, data: bytes, commands: list[list[bytes]]) -> None:
+        """Feed ``data``, which holds no header the framer must see first.
+
+        A client that writes without waiting fills reads that end inside a request; the
+        framer would have to follow them all from the last read that did not. So after
+        such a read, the next one is fed in two parts, split where its last request seems
+        to start (``\\n*``): when the first part ends between two requests, only the rest
+        is kept.
+        """
+        reader = self._reader
+        split = data.rfind(b"\n*", 1) + 1 if self._kept else 0
+        started_at_split = False
+        if split:
+            reader.feed(data, 0, split)
+            self._between = False
+            self._drain(commands)
+            started_at_split = self._between
+            reader.feed(data, split)
+        else:
+            reader.feed(data)
         self._between = False
         self._drain(commands)
         if self._between:
             self._tail = b""
-            if self._kept or framer is not None:
+            if self._kept or self._framer is not None:
                 self._kept = []
                 self._kept_bytes = 0
                 self._framer = None
             return
         self._keep_tail(data)
+        if started_at_split:
+            self._kept = [data[split:]]
+            self._kept_bytes = len(data) - split
+            self._framer = None
+            return
         self._kept.append(data)
         self._kept_bytes += len(data)
         if self._kept_bytes > _MAX_KEPT:
