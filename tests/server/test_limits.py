@@ -58,8 +58,8 @@ def test_huge_array_headers_are_refused_before_they_freeze_the_server(
     server = start_server(None if url == "sqlite" else url)
     for header, reply in BAD_HEADERS:
         assert _refused(server.port, [encode("PING") + header]) == b"+PONG\r\n" + reply
-        # Split anywhere in its digits, over two reads: refused all the same.
-        split = header.rindex(b"\r\n", 0, len(header) - 2) + 5 if header.count(b"\r\n") > 1 else 4
+        # Its last header split in its digits over two reads: refused all the same.
+        split = len(header) - 5
         assert _refused(server.port, [header[:split], header[split:]]) == reply
     # Each of those cost the server seconds before (12 s for three); a generous bound.
     started = time.monotonic()
