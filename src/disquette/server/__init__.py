@@ -549,14 +549,14 @@ async def serve(
     node: Node | None = None
 
     def session() -> Session:
-        assert server is not None  # the listeners are only served once the server exists
+        assert server is not None  # the listeners start serving once the server exists
         return Session(server, limits)
 
     try:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             listener = await loop.create_server(
-                session, host, port, reuse_address=True, backlog=1024
+                session, host, port, reuse_address=True, backlog=1024, start_serving=False
             )
         except OSError as exc:
             raise _cannot_listen(address, exc) from None
@@ -582,6 +582,8 @@ async def serve(
                 stopped.set_result(None)
 
         server.on_shutdown = shutdown
+        for listening in listeners:
+            await listening.start_serving()
         await node.start()
         server.rates.start()
         log.info("disquette server %s listening on %s:%s", node.id, host, bound[1])
@@ -591,8 +593,8 @@ async def serve(
             ready.set_result((host, int(bound[1])))
         await stopped
     finally:
-        for open_listener in listeners:
-            open_listener.close()
+        for listening in listeners:
+            listening.close()
         if server is not None:
             server.rates.stop()
         if node is not None:
@@ -637,7 +639,9 @@ async def _listen_unix(
                 else:
                     raise CannotListen(path, "address already in use")
     try:
-        listener = await asyncio.get_running_loop().create_unix_server(factory, path, backlog=1024)
+        listener = await asyncio.get_running_loop().create_unix_server(
+            factory, path, backlog=1024, start_serving=False
+        )
     except OSError as exc:
         raise _cannot_listen(path, exc) from None
     try:

@@ -115,10 +115,12 @@ class Node:
             return []
         nodes = await self.store.nodes()
         addresses = collections.Counter(node.address for node in nodes)
+        others = [node for node in nodes if node.id != self.id]
+        refused = await asyncio.gather(*(_refuses(node.address) for node in others))
         suspects = [
             node
-            for node in nodes
-            if node.id != self.id and (addresses[node.address] > 1 or await _refuses(node.address))
+            for node, refuses in zip(others, refused, strict=True)
+            if refuses or addresses[node.address] > 1
         ]
         if not suspects:
             return []
