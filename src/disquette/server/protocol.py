@@ -215,20 +215,21 @@ _HEADER_DIGITS: Final = 5
 #: Bytes of requests fed to hiredis while no request ended before the framer follows them
 #: (then only their framing is kept, not the bytes).
 _MAX_KEPT: Final = 256 * 1024
-#: Headers hiredis would make a list for on reading them (RESP3 sets and pushes too; its
-#: maps start empty). One literal first byte each: ``re`` then skips to it at memchr
-#: speed, where a character class would test every byte.
-_ARRAY_HEADER: Final = re.compile(rb"\*[0-9]{%d}" % _HEADER_DIGITS).search
-_SET_HEADER: Final = re.compile(rb"~[0-9]{%d}" % _HEADER_DIGITS).search
-_PUSH_HEADER: Final = re.compile(rb">[0-9]{%d}" % _HEADER_DIGITS).search
 
 
 @functools.lru_cache(maxsize=8)
-def _bulk_header(max_bulk: int) -> Callable[[bytes], re.Match[bytes] | None]:
-    """Finds what may be a bulk header to follow: long enough that following it beats
-    scanning its bytes, or long enough to pass ``max_bulk``."""
+def _long_header(max_bulk: int) -> Callable[[bytes], re.Match[bytes] | None]:
+    """Finds what may end a header the framer must see first: a line end after as many
+    digits as a header needs to declare too much (or a long bulk, whose body the framer
+    then skips without a search).
+
+    hiredis acts on a header line once its CRLF came, so looking at line ends is enough,
+    whatever the header's type (RESP3 sets and pushes make lists too) and whatever sits
+    before it (hiredis does not check the CRLF after a bulk). The pattern starts with a
+    literal byte, which ``re`` skips to quickly; a character class would test every byte.
+    """
     digits = min(_HEADER_DIGITS, len(str(max_bulk)))
-    return re.compile(rb"\$[0-9]{%d}" % digits).search
+    return re.compile(rb"\n(?<=[0-9]{%d}\r\n)" % digits).search
 
 
 class RequestParser:
@@ -240,23 +241,24 @@ class RequestParser:
 
     hiredis acts on a header as soon as it reads it, so a header that declares too much
     (an array over :data:`MAX_ARGUMENTS` elements at any depth, a bulk string over
-    ``max_argument_bytes``) must never reach it. A few regular expression searches per
-    read look for the digits such a header needs; a read without them goes to hiredis as
-    it is: that is the hot path. A read with them is followed by the :class:`_Framer`
-    first: a header to refuse is refused before hiredis sees it, the requests before it
-    still run. The framer's state is rebuilt only when needed, from the bytes fed since
-    the last read that ended between two requests (at most :data:`_MAX_KEPT` of them; past
-    that the framer follows them and keeps only where they end). Inside a long bulk string
-    the framer knows how many bytes are body, and those are fed without a search.
+    ``max_argument_bytes``) must never reach it. One regular expression search per read
+    looks for the digits such a header needs (:func:`_long_header`); a read without them
+    goes to hiredis as it is: that is the hot path. A read with them is followed by the
+    :class:`_Framer` first: a header to refuse is refused before hiredis sees it, the
+    requests before it still run. The framer's state is rebuilt only when needed, from the
+    bytes fed since the last read that ended between two requests (at most
+    :data:`_MAX_KEPT` of them; past that the framer follows them and keeps only where they
+    end). Inside a long bulk string the framer knows how many bytes are body, and those are
+    fed without a search.
     """
 
     def __init__(self, max_argument_bytes: int = DEFAULT_MAX_ARGUMENT_BYTES) -> None:
         self._reader = hiredis.Reader()
         self._inline = bytearray()
         self._max_bulk = max_argument_bytes
-        self._bulk_header = _bulk_header(max_argument_bytes)
-        #: A header split over two reads has its type byte and the digits searched for
-        #: within this many bytes of the split.
+        self._long_header = _long_header(max_argument_bytes)
+        #: A header split over two reads has the digits searched for and its CRLF within
+        #: this many bytes of the split.
         self._window = _HEADER_DIGITS + 2
         #: Whether the next byte starts a request (no array is half-read).
         self._between = True
@@ -282,14 +284,7 @@ class RequestParser:
             try:
                 if self._inline or (self._between and data[0] != 0x2A):  # not "*"
                     self._feed_inline(data, commands)
-                elif (
-                    self._framer is None
-                    and not self._tail
-                    and _ARRAY_HEADER(data) is None
-                    and self._bulk_header(data) is None
-                    and 0x7E not in data  # "~"
-                    and 0x3E not in data  # ">"
-                ):
+                elif self._framer is None and not self._tail and self._long_header(data) is None:
                     # The hot path: what client libraries send, arrays of short strings,
                     # read from the start of a request.
                     self._feed_plain(data, commands)
@@ -338,8 +333,8 @@ class RequestParser:
             # Inside a long body (fed without a search) or a header the framer has begun.
             self._feed_followed(data, commands)
             return
-        if self._suspicious(data) or (
-            self._tail and self._suspicious(self._tail + data[: self._window])
+        if self._long_header(data) is not None or (
+            self._tail and self._long_header(self._tail + data[: self._window]) is not None
         ):
             self._feed_followed(data, commands)
         else:
@@ -389,15 +384,6 @@ class RequestParser:
         """Keep the last bytes read (reads may be shorter than a header)."""
         window = self._window
         self._tail = data[-window:] if len(data) >= window else (self._tail + data)[-window:]
-
-    def _suspicious(self, data: bytes) -> bool:
-        """Whether ``data`` may hold a header the framer must see first."""
-        return (
-            _ARRAY_HEADER(data) is not None
-            or self._bulk_header(data) is not None
-            or (0x7E in data and _SET_HEADER(data) is not None)  # "~"
-            or (0x3E in data and _PUSH_HEADER(data) is not None)  # ">"
-        )
 
     def _follow_kept(self) -> _Framer:
         """The framer, past every byte fed to hiredis; the kept reads are let go."""
