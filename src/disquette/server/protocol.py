@@ -282,12 +282,20 @@ class RequestParser:
         commands: list[list[bytes]] = []
         if self.error is None and data:
             try:
-                if self._inline or (self._between and data[0] != 0x2A):  # not "*"
+                if not self._between:
+                    self._feed_arrays(data, commands)
+                elif self._inline or data[0] != 0x2A:  # not "*"
                     self._feed_inline(data, commands)
-                elif self._framer is None and not self._tail and self._long_header(data) is None:
+                elif self._long_header(data) is None:
                     # The hot path: what client libraries send, arrays of short strings,
-                    # read from the start of a request.
-                    self._feed_plain(data, commands)
+                    # read from the start of a request (nothing kept, nothing followed).
+                    self._reader.feed(data)
+                    self._between = False
+                    self._drain(commands)
+                    if not self._between:  # the read ended inside a request
+                        self._kept = [data]
+                        self._kept_bytes = len(data)
+                        self._keep_tail(data)
                 else:
                     self._feed_arrays(data, commands)
             except ProtocolError as exc:
