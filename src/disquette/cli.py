@@ -1134,6 +1134,25 @@ def demo(
     metavar="SECONDS",
     help="How long an acked job stays for Python wait() (SHOW says $-1 at once).",
 )
+@click.option(
+    "--unixsocket",
+    metavar="PATH",
+    default=None,
+    help="Also listen on a Unix socket at PATH (a stale socket file there is replaced).",
+)
+@click.option(
+    "--unixsocketperm",
+    metavar="OCTAL",
+    default=None,
+    callback=lambda ctx, param, value: _octal_mode(value),
+    help="Permissions of the Unix socket, in octal (e.g. 770).",
+)
+@click.option(
+    "--pool-nodes-as-replicas",
+    is_flag=True,
+    help="Accept ADDJOB REPLICATE n when the pool has n live nodes. The nodes share one "
+    "store: the job is one copy (or what the store replicates), reachable through n nodes.",
+)
 @_url_option
 def server(
     bind: str,
@@ -1143,6 +1162,9 @@ def server(
     max_clients: int,
     max_argument_bytes: int,
     result_ttl: float,
+    unixsocket: str | None,
+    unixsocketperm: int | None,
+    pool_nodes_as_replicas: bool,
     url: str | None,
 ) -> None:
     """Serve the Disque protocol (port 7711) over the store, for any Disque client.
@@ -1155,6 +1177,8 @@ def server(
         raise CliError(
             f"the server needs {exc.name}: pip install 'disquette[server]'", EXIT_USAGE
         ) from None
+    if unixsocketperm is not None and unixsocket is None:
+        raise CliError("--unixsocketperm goes with --unixsocket", EXIT_USAGE)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     limits = Limits(max_clients=max_clients, max_argument_bytes=max_argument_bytes)
@@ -1168,9 +1192,25 @@ def server(
                 unprotected=unprotected,
                 limits=limits,
                 result_ttl=result_ttl,
+                unixsocket=unixsocket,
+                unixsocketperm=unixsocketperm,
+                pool_nodes_as_replicas=pool_nodes_as_replicas,
             )
         except UnsafeBind as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def _octal_mode(value: str | None) -> int | None:
+    """``--unixsocketperm``: file permissions in octal, as disque-server reads them."""
+    if value is None:
+        return None
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an octal mode such as 770") from None
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"{value!r} is not a mode between 0 and 777")
+    return mode
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -221,6 +221,16 @@ class ClientClosed(DisquetteError):
     """The client (or its store) was closed and cannot be used any more."""
 
 
+class CannotListen(DisquetteError, OSError):
+    """The Disque-protocol server cannot listen on an address (in use, not permitted, not
+    an address of this machine)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot listen on {address}: {reason}")
+
+
 # -- the worker runtime --------------------------------------------------------------
 
 

@@ -25,8 +25,8 @@ def free_port() -> int:
 class ServerProcess:
     """One ``python -m disquette server`` subprocess."""
 
-    def __init__(self, url: str, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, url: str, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = url
         self.process = subprocess.Popen(
             [
@@ -57,6 +57,12 @@ class ServerProcess:
                 time.sleep(0.05)
 
     @property
+    def rss(self) -> int:
+        """The server process' resident set size, in bytes (Linux)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) * 1024
+
+    @property
     def address(self) -> str:
         """``host:port``."""
         return f"127.0.0.1:{self.port}"
@@ -85,8 +91,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start servers (default store: a SQLite file of the test); all stopped at the end."""
     started: list[ServerProcess] = []
 
-    def start(url: str | None = None, *extra: str) -> ServerProcess:
-        server = ServerProcess(url or f"sqlite:///{tmp_path / 'jobs.db'}", *extra)
+    def start(url: str | None = None, *extra: str, port: int | None = None) -> ServerProcess:
+        server = ServerProcess(url or f"sqlite:///{tmp_path / 'jobs.db'}", *extra, port=port)
         started.append(server)
         return server
 

@@ -192,3 +192,21 @@ def test_qstat_age_idle_and_queues_a_blocking_getjob_creates(
     # Used 1.2 s after it was made: idle restarted, age did not.
     assert int(after[b"age"][1:]) - int(after[b"idle"][1:]) >= 1
     assert (after[b"jobs-in"], after[b"jobs-out"]) == (b":1", b":1")
+
+
+def test_jobs_in_counts_every_queueing_as_disque_does(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    # Disque's enqueueJob (src/queue.c) counts jobs-in for ADDJOB, NACK and ENQUEUE alike.
+    wire = Wire(start_server().port)
+    ids = [wire.call("ADDJOB", "counted", f"j{i}", "0")[1:-2] for i in range(3)]
+    other = wire.call("ADDJOB", "elsewhere", "x", "0")[1:-2]
+    assert len(_ids(wire.call("GETJOB", "COUNT", "3", "FROM", "counted"))) == 3
+    assert wire.call("NACK", ids[0]) == b":1\r\n"
+    assert wire.call("ENQUEUE", ids[1]) == b":1\r\n"
+    assert wire.call("ENQUEUE", ids[1]) == b":0\r\n"  # queued already: no queueing
+    # Several ids, some requeued: the ones requeued count, in their own queues.
+    assert wire.call("NACK", other, ids[0], ids[2]) == b":1\r\n"
+    counted = _qstat(wire, "counted")
+    assert (counted[b"jobs-in"], counted[b"jobs-out"]) == (b":6", b":3")
+    assert _qstat(wire, "elsewhere")[b"jobs-in"] == b":1"

@@ -46,8 +46,8 @@ def _hello_ports(wire: Wire) -> set[int]:
 
 
 def _wait_for_pool(wire: Wire, ports: set[int]) -> None:
-    """Poll HELLO until it lists exactly ``ports`` (heartbeats land within a second or
-    two; a node killed with -9 lapses after its five-second registration)."""
+    """Poll HELLO until it lists exactly ``ports`` (heartbeats land within a second; a
+    node killed with -9 lapses after its registration's 2.5 s)."""
     for _ in range(300):
         if _hello_ports(wire) == ports:
             return
@@ -94,3 +94,48 @@ def test_pool_over_one_store_survives_kill_9(
     assert b.call("QLEN", "work") == b":0\r\n"
     _wait_for_pool(b, {second.port})  # the dead node stops renewing and drops out of HELLO
     assert f"127.0.0.1:{first.port}".encode() not in b.call("CLUSTER", "NODES")
+
+
+def test_flushall_drops_dead_nodes_and_keeps_live_ones(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    url = _sqlite(tmp_path)
+    first, second, third = start_server(url), start_server(url), start_server(url)
+    wire = Wire(second.port)
+    everyone = {first.port, second.port, third.port}
+    _wait_for_pool(wire, everyone)
+    assert wire.call("DEBUG", "FLUSHALL") == b"+OK\r\n"
+    assert _hello_ports(wire) == everyone  # live nodes stay
+    # A client's test suite kills a server and flushes: the dead node goes at once (it
+    # stayed in HELLO until its registration lapsed).
+    first.kill()
+    assert wire.call("DEBUG", "FLUSHALL") == b"+OK\r\n"
+    assert _hello_ports(wire) == {second.port, third.port}
+    # A server killed and started again on the same port: the old node id goes.
+    port = third.port
+    third.kill()
+    restarted = start_server(url, port=port)
+    _wait_for_pool(Wire(restarted.port), {second.port, port})
+    assert wire.call("DEBUG", "FLUSHALL") == b"+OK\r\n"
+    assert wire.call("HELLO").count(b"$40\r\n") == 1 + 2  # this node's id, two entries
+
+
+def test_replicate_counts_copies_the_store_holds_unless_told_to_count_pool_nodes(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    url = _sqlite(tmp_path)
+    plain = [start_server(url), start_server(url)]
+    wire = Wire(plain[0].port)
+    _wait_for_pool(wire, {server.port for server in plain})
+    # Two nodes, one SQLite file: one copy, whatever HELLO lists.
+    assert wire.call("ADDJOB", "q", "x", "0", "REPLICATE", "2").startswith(b"-NOREPL")
+    counting = [start_server(url, "--pool-nodes-as-replicas") for _ in range(2)]
+    ports = {server.port for server in plain + counting}
+    told = Wire(counting[0].port)
+    _wait_for_pool(told, ports)
+    # "As many copies as nodes": met by the four nodes serving the store's one copy.
+    job = told.call("ADDJOB", "q", "x", "0", "REPLICATE", "4")
+    assert job.startswith(b"+D-")
+    assert told.call("GETJOB", "NOHANG", "FROM", "q").count(job[1:-2]) == 1
+    assert told.call("ADDJOB", "q", "x", "0", "REPLICATE", "5").startswith(b"-NOREPL")
+    assert wire.call("ADDJOB", "q", "x", "0", "REPLICATE", "2").startswith(b"-NOREPL")

@@ -14,11 +14,17 @@ Where our semantics differ from Disque's, the reply keeps Disque's shape:
   lease, like every disquette store). A worker that takes its time is never cut short.
 - TTL: whole seconds, as Disque (``expires_at = floor(now) + TTL``); the id's 4 last hex
   digits are the TTL in minutes, odd when the job can be redelivered.
-- REPLICATE n / ASYNC: replication is the store's. REPLICATE 1 (our default, and ASYNC
-  whatever n) returns once the store committed; REPLICATE n > 1 asks the store for n - 1
-  extra copies (PostgreSQL: synchronous standbys with remote_apply; Redis: WAIT), and a
-  store that cannot answers ``-NOREPL``, as a lone Disque node does. The ms-timeout is
-  validated but the wait is bounded by the store's own timeout.
+- REPLICATE n / ASYNC: REPLICATE counts the copies of the job the store really holds, since
+  pool nodes share one store and hold no copies of their own. REPLICATE 1 (our default,
+  and ASYNC whatever n) returns once the store committed; REPLICATE n > 1 asks the store
+  for n - 1 extra copies (SQLite: none, one file; PostgreSQL: synchronous standbys with
+  remote_apply; Redis: replicas, through WAIT), and a store that cannot answers
+  ``-NOREPL``, as a lone Disque node does, however many nodes HELLO lists. Clients that
+  ask for "as many copies as HELLO lists nodes" get a path with ``--pool-nodes-as-replicas``
+  (``serve(pool_nodes_as_replicas=True)``): REPLICATE n is then met when the pool has n
+  live nodes, by the store's one copy that all of them serve (not n copies); past the live
+  nodes, the store's copies are asked for as without it. The ms-timeout is validated but
+  the wait is bounded by the store's own timeout.
 - ACKJOB: the job becomes done and stays in the store for ``result_ttl`` (so that Python's
   ``wait()`` sees it); SHOW answers ``$-1`` for a done job at once, so goware-style
   ``Wait`` (poll SHOW until null) works, and a second ACKJOB answers ``:0``.
@@ -31,7 +37,9 @@ Where our semantics differ from Disque's, the reply keeps Disque's shape:
   empty queues.
 - QSTAT: ``age``, ``idle``, ``jobs-in`` and ``jobs-out`` are this node's view, as in
   Disque (a queue only another node used is "known since this node started");
-  ``jobs-in`` counts ADDJOBs, not NACK/ENQUEUE requeues. ``import-*`` are 0 and empty:
+  ``jobs-in`` counts the ADDJOBs, NACKs and ENQUEUEs this node ran, as Disque counts every
+  queueing, but not the requeues when a RETRY runs out (the store makes those, unseen by
+  any node) nor a delayed job's queueing apart from its ADDJOB. ``import-*`` are 0 and empty:
   nodes share one store, so no job ever moves between them. A queue this node used stays
   visible to QSTAT and INFO for 300 s, empty or not, like Disque's queue objects.
   QSCAN returns every queue in one page; JSCAN pages through the store in enqueue order.
@@ -53,10 +61,29 @@ a job without a type to the one handler that declared its queue, else to the cat
 handler (``"*"``), see ``Registry.resolve``.
 
 Safety: loopback by default; a non-loopback bind needs ``--requirepass`` or an explicit
-``--unprotected``; limits on one argument (``max_argument_bytes``), inline requests
-(64 KiB), clients (``max_clients``) and replies buffered for a slow reader (the server stops
-reading a connection's requests until it drains, and closes it past ``max_output_bytes``);
-a malformed frame gets Disque's ``-ERR Protocol error: ...`` and the connection is closed.
+``--unprotected``; limits on one argument (``max_argument_bytes``, checked exactly), the
+arguments of one request (1,048,576, as Disque), inline requests (64 KiB), clients
+(``max_clients``) and replies buffered for a slow reader (the server stops reading a
+connection's requests until it drains, and closes it past ``max_output_bytes``). A request
+whose header declares more than a limit (``*2147483648``, ``$999999999999``, an array
+nested in a request) is refused from that header, before anything is made or buffered
+for it, as Redis does (see ``protocol.RequestParser``). A malformed frame gets Disque's
+``-ERR Protocol error: ...``; the server then half-closes and reads what the client still
+sends for up to two seconds, so that the client reads the error instead of a reset.
+
+Where it listens: TCP (``host``, ``port``), and with ``unixsocket`` a Unix socket too,
+its mode set from ``unixsocketperm`` (``--unixsocket``, ``--unixsocketperm 770``, as
+disque-server's options). An address that cannot be listened on (a port in use, a live
+socket file) raises :class:`~disquette.errors.CannotListen` (the CLI prints one line and
+exits with status 1).
+
+INFO gives Disque's fields; those that describe what Disque has and we do not say so:
+the AOF is off (the store is the persistence; ``aof_last_write_status`` is ``err`` while
+the store refuses ADDJOB batches for being unreachable), ``latest_fork_usec`` is 0 (no
+fork), memory is this process' resident size (``used_memory`` too: Python's allocators keep
+no in-use total, so ``mem_fragmentation_ratio`` is 1.00), the peak is the kernel's
+``ru_maxrss``, network bytes and CPU (``os.times()``, children included) are counted for
+real, and the instantaneous rates are sampled ten times a second as Redis does.
 """
 
 from __future__ import annotations
@@ -66,12 +93,15 @@ import collections
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import socket
-from collections.abc import Coroutine
+import stat
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
 from .._async.client import AsyncClient, connect_async
+from ..errors import CannotListen
 from ..job import Job
 from . import protocol
 from .commands import (
@@ -99,6 +129,10 @@ DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 _WRITE_HIGH_WATER: Final = 1024 * 1024
 #: Parsed requests waiting to run before the server stops reading from the socket.
 _MAX_PENDING: Final = 1024
+#: After a protocol error the server half-closes and reads what the client still sends
+#: for this long at most: closing with unread bytes would reset the connection, and the
+#: client would lose the error reply.
+_LINGER_SECONDS: Final = 2.0
 _ADDJOB: Final = b"addjob"
 #: Plain ADDJOBs of one read added in one store call at most.
 _MAX_GROUP: Final = 1024
@@ -179,6 +213,7 @@ class Session(asyncio.Protocol):
         self._pumping = False
         self._closing = False
         self._counted = False
+        self._linger: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -206,6 +241,9 @@ class Session(asyncio.Protocol):
             self._counted = False
         self._closing = True
         self._transport = None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if self._task is not None:
             self._task.cancel()
         if self._deferred is not None:
@@ -218,6 +256,7 @@ class Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Parse what came and run what can run."""
+        self.server.net_input_bytes += len(data)
         if self._closing:
             return
         pending = self._pending
@@ -284,8 +323,10 @@ class Session(asyncio.Protocol):
                     return
                 pending.popleft()
                 self._write_ready()
-                last = request.reply if isinstance(request, ProtocolError) else protocol.OK
-                self._write_and_close(last)
+                if isinstance(request, ProtocolError):
+                    self._write_and_close(request.reply, linger=True)
+                else:
+                    self._write_and_close(protocol.OK)
                 return
             pending.popleft()
             if not self._reading and len(pending) < _MAX_PENDING // 2:
@@ -413,19 +454,37 @@ class Session(asyncio.Protocol):
         if not out or transport is None:
             out.clear()
             return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        data = out[0] if len(out) == 1 else b"".join(out)
+        transport.write(data)
+        self.server.net_output_bytes += len(data)
         out.clear()
         if transport.get_write_buffer_size() > self.limits.max_output_bytes:
             log.warning("closing a client that does not read its replies")
             transport.abort()
 
-    def _write_and_close(self, reply: bytes) -> None:
+    def _write_and_close(self, reply: bytes, *, linger: bool = False) -> None:
+        """Send ``reply`` and close; with ``linger``, make sure the client can read it."""
         self._closing = True
         self._pending.clear()
-        if self._transport is not None:
-            self._out.append(reply)
-            self._write_out()
-            self._transport.close()
+        transport = self._transport
+        if transport is None:
+            return
+        self._out.append(reply)
+        self._write_out()
+        if not linger or transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        # A refused request is often still arriving: half-close (the reply, then EOF) and
+        # read the rest into nothing until the client closes, for a while at most. The
+        # client's slot is free already.
+        transport.write_eof()
+        if self._counted:
+            self.server.connected -= 1
+            self._counted = False
+        if not self._reading:
+            transport.resume_reading()
+            self._reading = True
+        self._linger = asyncio.get_running_loop().call_later(_LINGER_SECONDS, transport.close)
 
 
 async def _reply(command: Coroutine[Any, Any, bytes]) -> bytes:
@@ -464,8 +523,17 @@ async def serve(
     result_ttl: float | None = None,
     ready: asyncio.Future[tuple[str, int]] | None = None,
     client: AsyncClient | None = None,
+    unixsocket: str | None = None,
+    unixsocketperm: int | None = None,
+    pool_nodes_as_replicas: bool = False,
 ) -> None:
-    """Serve the Disque protocol over the store ``url`` names until cancelled or SHUTDOWN."""
+    """Serve the Disque protocol over the store ``url`` names until cancelled or SHUTDOWN.
+
+    ``unixsocket`` adds a Unix socket at that path (its mode set to ``unixsocketperm``)
+    beside TCP, as disque-server's ``unixsocket`` does; a stale socket file is replaced,
+    a live one is not. ``pool_nodes_as_replicas``: see the module's doc. Raises
+    :class:`~disquette.errors.CannotListen` when an address cannot be listened on.
+    """
     if not is_loopback(host) and not requirepass and not unprotected:
         raise UnsafeBind(
             f"refusing to listen on {host} without a password: pass --requirepass, or "
@@ -476,43 +544,113 @@ async def serve(
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[None] = loop.create_future()
     server: Server | None = None
+    listeners: list[asyncio.AbstractServer] = []
+    unix_inode: int | None = None
+    node: Node | None = None
 
     def session() -> Session:
-        assert server is not None  # the listener is only served once the server exists
+        assert server is not None  # the listeners start serving once the server exists
         return Session(server, limits)
 
-    listener = await loop.create_server(
-        session,
-        host,
-        port,
-        reuse_address=True,
-        backlog=1024,
-    )
-    bound = listener.sockets[0].getsockname()
-    for sock in listener.sockets:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    node = Node(client.store, host, int(bound[1]))
-    server = Server(client, node, requirepass=requirepass)
-    if result_ttl is not None:
-        server.result_ttl = result_ttl
-    server.multiplexing_api = type(loop).__module__.split(".")[0]
-
-    def shutdown() -> None:
-        if not stopped.done():
-            stopped.set_result(None)
-
-    server.on_shutdown = shutdown
-    await node.start()
-    log.info("disquette server %s listening on %s:%s", node.id, host, bound[1])
-    if ready is not None and not ready.done():
-        ready.set_result((host, int(bound[1])))
     try:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            listener = await loop.create_server(
+                session, host, port, reuse_address=True, backlog=1024, start_serving=False
+            )
+        except OSError as exc:
+            raise _cannot_listen(address, exc) from None
+        listeners.append(listener)
+        bound = listener.sockets[0].getsockname()
+        for sock in listener.sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if unixsocket is not None:
+            unix_listener, unix_inode = await _listen_unix(session, unixsocket, unixsocketperm)
+            listeners.append(unix_listener)
+        node = Node(client.store, host, int(bound[1]))
+        server = Server(
+            client, node, requirepass=requirepass, pool_nodes_as_replicas=pool_nodes_as_replicas
+        )
+        if result_ttl is not None:
+            server.result_ttl = result_ttl
+        server.multiplexing_api = type(loop).__module__.split(".")[0]
+        server.unixsocket = (unixsocket, unixsocketperm)
+
+        def shutdown() -> None:
+            if not stopped.done():
+                stopped.set_result(None)
+
+        server.on_shutdown = shutdown
+        for listening in listeners:
+            await listening.start_serving()
+        await node.start()
+        server.rates.start()
+        log.info("disquette server %s listening on %s:%s", node.id, host, bound[1])
+        if unixsocket is not None:
+            log.info("and on the Unix socket %s", unixsocket)
+        if ready is not None and not ready.done():
+            ready.set_result((host, int(bound[1])))
         await stopped
     finally:
-        listener.close()
-        await node.stop()
+        for listening in listeners:
+            listening.close()
+        if server is not None:
+            server.rates.stop()
+        if node is not None:
+            await node.stop()
+        if unixsocket is not None and unix_inode is not None:
+            with contextlib.suppress(OSError):
+                if os.stat(unixsocket).st_ino == unix_inode:  # still ours
+                    os.unlink(unixsocket)
         await client.close()
+
+
+def _cannot_listen(address: str, exc: OSError) -> CannotListen:
+    """The typed error for a failed bind, with the system's reason in lower case."""
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    return CannotListen(address, reason[:1].lower() + reason[1:])
+
+
+async def _listen_unix(
+    factory: Callable[[], Session], path: str, mode: int | None
+) -> tuple[asyncio.AbstractServer, int]:
+    """Listen on the Unix socket ``path``; the listener and the socket file's inode.
+
+    asyncio replaces any socket file at ``path``, even one a live server listens on:
+    a socket file is replaced only when connecting to it is refused (it is stale).
+    """
+    try:
+        existing = os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _cannot_listen(path, exc) from None
+    else:
+        if stat.S_ISSOCK(existing.st_mode):
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.settimeout(1.0)
+                try:
+                    probe.connect(path)
+                except ConnectionRefusedError:
+                    pass  # nobody listens: asyncio replaces it
+                except OSError as exc:
+                    raise _cannot_listen(path, exc) from None
+                else:
+                    raise CannotListen(path, "address already in use")
+    try:
+        listener = await asyncio.get_running_loop().create_unix_server(
+            factory, path, backlog=1024, start_serving=False
+        )
+    except OSError as exc:
+        raise _cannot_listen(path, exc) from None
+    try:
+        if mode is not None:
+            os.chmod(path, mode)
+        return listener, os.stat(path).st_ino
+    except OSError as exc:
+        listener.close()
+        raise _cannot_listen(path, exc) from None
 
 
 def run(
@@ -524,6 +662,9 @@ def run(
     unprotected: bool = False,
     limits: Limits | None = None,
     result_ttl: float | None = None,
+    unixsocket: str | None = None,
+    unixsocketperm: int | None = None,
+    pool_nodes_as_replicas: bool = False,
 ) -> None:
     """Run :func:`serve` on uvloop when installed, until SIGINT or SIGTERM."""
 
@@ -542,6 +683,9 @@ def run(
                 unprotected=unprotected,
                 limits=limits,
                 result_ttl=result_ttl,
+                unixsocket=unixsocket,
+                unixsocketperm=unixsocketperm,
+                pool_nodes_as_replicas=pool_nodes_as_replicas,
             )
 
     try:

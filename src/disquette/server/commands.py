@@ -13,6 +13,7 @@ import os
 import platform
 import resource
 import sys
+import sysconfig
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
@@ -29,6 +30,7 @@ from ..errors import (
     NotReplicated,
     QueueFull,
     QueuePaused,
+    StoreUnavailable,
 )
 from ..job import Encoding, Job, JobState, check_queue_name, job_id_factory
 from ..stores.base import PAUSE_MODES
@@ -253,6 +255,54 @@ class Command:
     blocks: bool = False
 
 
+class Rates:
+    """Redis' instantaneous metrics: commands, input and output bytes per second, each the
+    mean of the last :data:`SAMPLES` rates, one measured every :data:`INTERVAL` seconds."""
+
+    SAMPLES: Final = 16
+    INTERVAL: Final = 0.1
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._last = (time.monotonic(), 0, 0, 0)
+        self._samples: list[tuple[float, float, float]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Sample from now on, every :data:`INTERVAL` seconds."""
+        self._last = self._now()
+        self._timer = asyncio.get_running_loop().call_later(self.INTERVAL, self._sample)
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _now(self) -> tuple[float, int, int, int]:
+        server = self._server
+        return (
+            time.monotonic(),
+            server.commands_processed,
+            server.net_input_bytes,
+            server.net_output_bytes,
+        )
+
+    def _sample(self) -> None:
+        now = self._now()
+        (then, ops, read, written), self._last = self._last, now
+        elapsed = max(now[0] - then, 1e-6)
+        rates = ((now[1] - ops) / elapsed, (now[2] - read) / elapsed, (now[3] - written) / elapsed)
+        self._samples = [*self._samples[-(self.SAMPLES - 1) :], rates]
+        self._timer = asyncio.get_running_loop().call_later(self.INTERVAL, self._sample)
+
+    def per_second(self) -> tuple[float, float, float]:
+        """Commands, input bytes and output bytes per second, lately."""
+        samples = self._samples or [(0.0, 0.0, 0.0)]
+        ops, read, written = (sum(column) / len(samples) for column in zip(*samples, strict=True))
+        return ops, read, written
+
+
 class Server:
     """What the connections of one server share: the store, the node, settings, counters."""
 
@@ -264,11 +314,16 @@ class Server:
         requirepass: str | None = None,
         result_ttl: float = DEFAULT_RESULT_TTL,
         max_batch: int = 1024,
+        pool_nodes_as_replicas: bool = False,
     ) -> None:
         self.client = client
         self.store: AsyncStore = client.store
         self.node = node
         self.requirepass = requirepass
+        #: REPLICATE n is met when the pool has n live nodes (they share the store's copy).
+        self.pool_nodes_as_replicas = pool_nodes_as_replicas
+        #: The Unix socket served beside TCP, and its mode (CONFIG GET).
+        self.unixsocket: tuple[str | None, int | None] = (None, None)
         self.result_ttl = result_ttl
         self.started = time.time()
         self.run_id = os.urandom(20).hex()
@@ -277,6 +332,12 @@ class Server:
         self.total_connections = 0
         self.rejected_connections = 0
         self.commands_processed = 0
+        #: Bytes read from and written to clients (INFO's total_net_*_bytes).
+        self.net_input_bytes = 0
+        self.net_output_bytes = 0
+        #: Whether the store took the last batch of ADDJOBs (INFO's aof_last_write_status).
+        self.last_write_ok = True
+        self.rates = Rates(self)
         self.jobs_in: Counter[str] = Counter()
         self.jobs_out: Counter[str] = Counter()
         self.blocked_on: Counter[str] = Counter()
@@ -392,7 +453,9 @@ class Server:
             jobs = groups[0][0] if len(groups) == 1 else [j for g, _ in groups for j in g]
             try:
                 await self.store.add(jobs, None)
-            except Exception:
+                self.last_write_ok = True
+            except Exception as exc:
+                self.last_write_ok = not isinstance(exc, StoreUnavailable)
                 # One refused job (a paused queue) must not refuse its batch neighbours.
                 for group_jobs, pending in groups:
                     pending.settle(
@@ -413,7 +476,10 @@ class Server:
         try:
             await self.store.add([job], max_len, replicate=replicate)
         except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                self.last_write_ok = False
             return refusal(exc)
+        self.last_write_ok = True
         self.jobs_in[job.queue] += 1
         self.touch([job.queue])
         return b"+" + job.id.encode() + b"\r\n"
@@ -448,6 +514,35 @@ class Server:
         """Whether this node used ``queue`` in the last :data:`QUEUE_IDLE_GC` seconds."""
         seen = self.queue_times.get(queue)
         return seen is not None and seen[1] >= time.time() - QUEUE_IDLE_GC
+
+    async def requeue(
+        self, job_ids: list[str], requeue: Callable[[list[str]], Awaitable[int]]
+    ) -> int:
+        """NACK or ENQUEUE (``requeue``) the jobs; how many were queued again, each counted
+        in its queue's ``jobs-in``, as Disque counts every queueing (ADDJOB, NACK, ENQUEUE).
+
+        The store says how many, not which: with several ids, the jobs that could be
+        queued again (neither queued nor done) are read first, and the first ones of them
+        are counted when fewer were.
+        """
+        show = self.store.show
+        if len(job_ids) == 1:
+            requeued = await requeue(job_ids)
+            job = await show(job_ids[0]) if requeued else None
+            queues = [] if job is None else [job.queue]
+        else:
+            candidates = [
+                job.queue
+                for job in [await show(job_id) for job_id in dict.fromkeys(job_ids)]
+                if job is not None and job.state not in (JobState.QUEUED, JobState.DONE)
+            ]
+            requeued = await requeue(job_ids)
+            queues = candidates[:requeued]
+        if queues:
+            arrived = Counter(queues)
+            self.jobs_in.update(arrived)
+            self.touch(arrived)
+        return requeued
 
     def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
         """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
@@ -625,8 +720,12 @@ class Server:
             self._queues.clear()
         self._queues[args[1]] = queue
         # REPLICATE counts copies, this one included; the store's replicate counts the
-        # copies beyond its own. ASYNC asks for none to be awaited.
-        copies = 0 if asynchronous else replicate - 1
+        # copies beyond its own. ASYNC asks for none to be awaited. Counting pool nodes
+        # as replicas, n live nodes meet REPLICATE n with the store's one copy.
+        if asynchronous or (self.pool_nodes_as_replicas and replicate <= len(self.node.peers)):
+            copies = 0
+        else:
+            copies = replicate - 1
         return self.new_job(queue, args[2], ttl, retry, delay), max_len, copies
 
     async def addjob(self, args: list[bytes]) -> bytes:
@@ -890,13 +989,23 @@ cmd_deljob = cmd_fastack
 async def cmd_nack(session: Session, args: list[bytes]) -> bytes:
     """NACK id ...: put active jobs back, ``nacks`` + 1."""
     ids = _ids(args[1:])
-    return protocol.integer(len(await session.server.store.nack(ids))) if ids else ZERO
+    if not ids:
+        return ZERO
+    server = session.server
+
+    async def nack(job_ids: list[str]) -> int:
+        return len(await server.store.nack(job_ids))
+
+    return protocol.integer(await server.requeue(ids, nack))
 
 
 async def cmd_enqueue(session: Session, args: list[bytes]) -> bytes:
     """ENQUEUE id ...: active (or delayed) jobs become ready now."""
     ids = _ids(args[1:])
-    return protocol.integer(await session.server.store.enqueue(ids)) if ids else ZERO
+    if not ids:
+        return ZERO
+    server = session.server
+    return protocol.integer(await server.requeue(ids, server.store.enqueue))
 
 
 async def cmd_dequeue(session: Session, args: list[bytes]) -> bytes:
@@ -1173,6 +1282,8 @@ async def cmd_config(session: Session, args: list[bytes]) -> bytes:
             b"requirepass": (server.requirepass or "").encode(),
             b"port": str(server.node.port).encode(),
             b"bind": server.node.host.encode(),
+            b"unixsocket": (server.unixsocket[0] or "").encode(),
+            b"unixsocketperm": b"%o" % (server.unixsocket[1] or 0),
         }
         pattern = args[2].lower()
         found = [(k, v) for k, v in values.items() if pattern in (b"*", k)]
@@ -1190,12 +1301,17 @@ async def cmd_config(session: Session, args: list[bytes]) -> bytes:
 
 
 async def cmd_debug(session: Session, args: list[bytes]) -> bytes:
-    """DEBUG FLUSHALL: delete every job of the store (the whole pool's)."""
+    """DEBUG FLUSHALL: delete every job of the store (the whole pool's), and drop the
+    pool's dead nodes (``Node.prune``)."""
     if args[1].lower() == b"flushall":
         await session.server.store.flush()
         session.server.jobs_in.clear()
         session.server.jobs_out.clear()
         session.server.queue_times.clear()
+        try:
+            await session.server.node.prune()
+        except (DisquetteError, OSError) as exc:  # the jobs are gone: FLUSHALL did its part
+            log.warning("could not check the pool for dead nodes: %s", exc)
         return OK
     if args[1].lower() == b"sleep" and len(args) == 3:
         await asyncio.sleep(float(args[2]))
@@ -1233,6 +1349,8 @@ async def cmd_client(session: Session, args: list[bytes]) -> bytes:
 async def cmd_info(session: Session, args: list[bytes]) -> bytes:
     """INFO [section]: ``key:value`` lines in ``# Section`` groups."""
     server = session.server
+    if len(args) > 2:
+        return SYNTAX_ERROR
     wanted = args[1].decode(errors="replace").lower() if len(args) > 1 else "default"
     sections: list[tuple[str, Callable[[], Awaitable[list[str]]]]] = [
         ("server", server_info(server)),
@@ -1297,18 +1415,59 @@ def clients_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
 
 
 def memory_info() -> Callable[[], Awaitable[list[str]]]:
-    """The Memory section (the process' peak resident size: the store may be elsewhere)."""
+    """The Memory section: this process' resident size (the store may be elsewhere).
+
+    Disque reports what its allocator handed out (``used_memory``) beside the resident
+    size; Python's allocators keep no such total, so both are the resident size and
+    ``mem_fragmentation_ratio`` is 1.00. The peak is the kernel's (``ru_maxrss``)."""
 
     async def lines() -> list[str]:
-        used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss()
+        used = resident_size() or peak
+        peak = max(peak, used)
         return [
             f"used_memory:{used}",
-            f"used_memory_human:{used / 1048576:.2f}M",
+            f"used_memory_human:{human_bytes(used)}",
             f"used_memory_rss:{used}",
+            f"used_memory_peak:{peak}",
+            f"used_memory_peak_human:{human_bytes(peak)}",
+            "mem_fragmentation_ratio:1.00",
+            f"mem_allocator:{MEM_ALLOCATOR}",
             "maxmemory:1073741824",
         ]
 
     return lines
+
+
+#: Python's small-object allocator, over the C library's malloc.
+MEM_ALLOCATOR: Final = "pymalloc" if sysconfig.get_config_var("WITH_PYMALLOC") else "libc"
+
+
+def resident_size() -> int:
+    """This process' resident set size in bytes now (0 where /proc does not tell)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def peak_rss() -> int:
+    """This process' largest resident set size so far, in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
+
+
+def human_bytes(size: int) -> str:
+    """Sizes as Disque's INFO writes them: ``512B``, ``1.50K``, ``36.20M``, ``2.00G``."""
+    if size < 1024:
+        return f"{size}B"
+    value, unit = size / 1024, "K"
+    for bigger in "MGT":
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.2f}{unit}"
 
 
 def jobs_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
@@ -1333,10 +1492,22 @@ def queues_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
 
 
 def persistence_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
-    """The Persistence section: the store is the persistence."""
+    """The Persistence section: the store is the persistence, so no AOF exists (off, never
+    rewritten: BGREWRITEAOF does nothing). ``aof_last_write_status`` tells whether the
+    store took the last batch of ADDJOBs (``err`` while it is unreachable)."""
 
     async def lines() -> list[str]:
-        return ["loading:0", "aof_enabled:0", "aof_rewrite_in_progress:0"]
+        return [
+            "loading:0",
+            "aof_enabled:0",
+            "aof_state:off",
+            "aof_rewrite_in_progress:0",
+            "aof_rewrite_scheduled:0",
+            "aof_last_rewrite_time_sec:-1",
+            "aof_current_rewrite_time_sec:-1",
+            "aof_last_bgrewrite_status:ok",
+            f"aof_last_write_status:{'ok' if server.last_write_ok else 'err'}",
+        ]
 
     return lines
 
@@ -1345,11 +1516,17 @@ def stats_info(server: Server) -> Callable[[], Awaitable[list[str]]]:
     """The Stats section."""
 
     async def lines() -> list[str]:
+        ops, read, written = server.rates.per_second()
         return [
             f"total_connections_received:{server.total_connections}",
             f"total_commands_processed:{server.commands_processed}",
-            "instantaneous_ops_per_sec:0",
+            f"instantaneous_ops_per_sec:{round(ops)}",
+            f"total_net_input_bytes:{server.net_input_bytes}",
+            f"total_net_output_bytes:{server.net_output_bytes}",
+            f"instantaneous_input_kbps:{read / 1024:.2f}",
+            f"instantaneous_output_kbps:{written / 1024:.2f}",
             f"rejected_connections:{server.rejected_connections}",
+            "latest_fork_usec:0",  # the server never forks
         ]
 
     return lines
@@ -1359,8 +1536,13 @@ def cpu_info() -> Callable[[], Awaitable[list[str]]]:
     """The CPU section."""
 
     async def lines() -> list[str]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return [f"used_cpu_sys:{usage.ru_stime:.2f}", f"used_cpu_user:{usage.ru_utime:.2f}"]
+        times = os.times()
+        return [
+            f"used_cpu_sys:{times.system:.2f}",
+            f"used_cpu_user:{times.user:.2f}",
+            f"used_cpu_sys_children:{times.children_system:.2f}",
+            f"used_cpu_user_children:{times.children_user:.2f}",
+        ]
 
     return lines
 

@@ -3,13 +3,16 @@ the replies that describe the pool (HELLO, CLUSTER NODES).
 
 Servers over one store form a pool without talking to each other: each one registers
 itself in the store's node registry with an expiry and renews it every ``heartbeat``
-seconds. A node killed with -9 stops renewing and drops out of HELLO after ``node_ttl``.
-Jobs need no federation: every node sees every job, because the store is shared.
+seconds. A node killed with -9 stops renewing and drops out of HELLO after ``node_ttl``
+(:data:`NODE_TTL`, five missed heartbeats); DEBUG FLUSHALL drops it at once
+(:meth:`Node.prune`). Jobs need no federation: every node sees every job, because the
+store is shared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -22,8 +25,10 @@ from . import protocol
 
 log = logging.getLogger("disquette.server")
 
-HEARTBEAT: Final = 1.0
-NODE_TTL: Final = 5.0
+HEARTBEAT: Final = 0.5
+NODE_TTL: Final = 2.5
+#: How long :meth:`Node.prune` tries to connect to a node it suspects is dead.
+PROBE_TIMEOUT: Final = 0.5
 
 
 def new_node_id() -> str:
@@ -87,9 +92,46 @@ class Node:
             log.warning("the store keeps no node registry: this server is a pool of one")
             self.shared = False
             return
+        self._set_peers(nodes)
+
+    def _set_peers(self, nodes: list[NodeInfo]) -> None:
         mine = [node for node in nodes if node.id == self.id]
         others = [node for node in nodes if node.id != self.id]
         self.peers = (mine or [NodeInfo(self.id, self.address, 0.0)]) + others
+
+    async def prune(self) -> list[str]:
+        """Unregister the nodes that are dead though their registration has not lapsed
+        yet (DEBUG FLUSHALL: a test suite that restarts servers quickly sees no stale
+        nodes); the ids dropped.
+
+        A node is dropped only when two things say it is dead: its address refuses a
+        connection, or another registered node now has its address (a server restarted
+        on the same port); and its registration was not renewed for two heartbeats, which
+        a live node does every heartbeat. The address alone is not enough: nodes on other
+        machines may register an address (``127.0.0.1:7711``) that means another server
+        here. A live node wrongly dropped registers again at its next heartbeat.
+        """
+        if not self.shared:
+            return []
+        nodes = await self.store.nodes()
+        addresses = collections.Counter(node.address for node in nodes)
+        others = [node for node in nodes if node.id != self.id]
+        refused = await asyncio.gather(*(_refuses(node.address) for node in others))
+        suspects = [
+            node
+            for node, refuses in zip(others, refused, strict=True)
+            if refuses or addresses[node.address] > 1
+        ]
+        if not suspects:
+            return []
+        await asyncio.sleep(2 * self.heartbeat)
+        renewed = {node.id: node.expires_at for node in await self.store.nodes()}
+        dead = [node.id for node in suspects if renewed.get(node.id) == node.expires_at]
+        for node_id in dead:
+            await self.store.unregister_node(node_id)
+            log.info("dropped node %s from the pool: it no longer answers", node_id)
+        self._set_peers(await self.store.nodes())
+        return dead
 
     async def _beat(self) -> None:
         while True:
@@ -137,3 +179,19 @@ class Node:
             "cluster_stats_messages_received:0\r\n"
         )
         return protocol.bulk(text)
+
+
+async def _refuses(address: str) -> bool:
+    """Whether nothing listens at ``host:port`` (the connection is refused); a timeout or
+    any other failure says nothing, and is not a refusal."""
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port)), PROBE_TIMEOUT
+        )
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):  # TimeoutError is an OSError
+        return False
+    writer.close()
+    return False

@@ -2,12 +2,16 @@
 
 Requests come as RESP arrays of bulk strings (what every client library sends) or as inline
 commands (``PING\\r\\n`` typed over telnet), as Redis 3 and therefore Disque accept them.
-Replies are built as bytes at once: a handler returns the encoded reply.
+A request over a limit is refused from its header, as Redis refuses it (see
+:class:`RequestParser`). Replies are built as bytes at once: a handler returns the encoded
+reply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import re
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import hiredis
@@ -135,22 +139,136 @@ def split_inline(line: bytes) -> list[bytes]:
         args.append(bytes(current))
 
 
+class _Framer:
+    """Follows where a stream of requests is without building anything, so that a header
+    that declares too much is refused before hiredis acts on it.
+
+    hiredis makes an array's list as soon as it reads ``*<n>`` (a 2^31-slot list for
+    ``*2147483648``, seconds to free) and buffers a bulk string until all of it came; both
+    must be refused from the header, as Redis does. The framer accepts what requests are
+    (an array of bulk strings), so it is stricter than hiredis, never laxer: whatever it
+    refuses would have been refused once parsed.
+    """
+
+    __slots__ = ("left", "line", "max_bulk", "skip")
+
+    def __init__(self, max_bulk: int) -> None:
+        self.max_bulk = max_bulk
+        #: Bulk strings the current request has still to send (0: between requests).
+        self.left = 0
+        #: Bytes of the current bulk string (and its CRLF) still to come.
+        self.skip = 0
+        #: A header line begun in an earlier read.
+        self.line = b""
+
+    def follow(self, data: bytes) -> tuple[int, str] | None:
+        """Follow ``data``; the offset in it of the first header to refuse (negative when
+        it began in an earlier read) and why, or ``None``."""
+        at, size = 0, len(data)
+        if self.skip:
+            if self.skip >= size:
+                self.skip -= size
+                return None
+            at, self.skip = self.skip, 0
+        while at < size:
+            begun = at - len(self.line)
+            window = self.line + data[at : at + _MAX_HEADER_LINE - len(self.line)]
+            end = window.find(b"\r\n")
+            if end < 0 and len(window) < _MAX_HEADER_LINE:
+                self.line = window  # the header goes on in the next read
+                return None
+            self.line = b""
+            kind = window[0]
+            number = _header_number(window[1:end]) if end > 0 else None
+            at = begun + end + 2
+            if self.left == 0:
+                if kind != 0x2A:  # "*"
+                    return begun, f"expected '*', got '{chr(kind)}'"
+                if number is None or not -1 <= number <= MAX_ARGUMENTS:
+                    return begun, "invalid multibulk length"
+                self.left = max(number, 0)
+                continue
+            if kind != 0x24:  # "$": a request is an array of bulk strings, nothing nested
+                return begun, f"expected '$', got '{chr(kind)}'"
+            if number is None or not 0 <= number <= self.max_bulk:
+                return begun, "invalid bulk length"
+            self.left -= 1
+            at += number + 2
+            if at > size:
+                self.skip = at - size
+        return None
+
+
+#: The longest header line that can be valid: a type byte, a sign, 19 digits, CRLF.
+_MAX_HEADER_LINE: Final = 23
+_HEADER_NUMBER: Final = re.compile(rb"-?[1-9][0-9]{0,18}|0")
+
+
+def _header_number(text: bytes) -> int | None:
+    """A header's number as hiredis (and Redis' ``string2ll``) reads it, strictly."""
+    return int(text) if _HEADER_NUMBER.fullmatch(text) else None
+
+
+#: A header with this many digits (an array of 10,000 elements or more at any depth, a
+#: bulk string of 10,000 bytes or more) is followed by the framer before hiredis sees it.
+_HEADER_DIGITS: Final = 5
+#: Bytes of requests fed to hiredis while no request ended before the framer follows them
+#: (then only their framing is kept, not the bytes).
+_MAX_KEPT: Final = 256 * 1024
+
+
+@functools.lru_cache(maxsize=8)
+def _long_header(max_bulk: int) -> Callable[[bytes], re.Match[bytes] | None]:
+    """Finds what may end a header the framer must see first: a line end after as many
+    digits as a header needs to declare too much (or a long bulk, whose body the framer
+    then skips without a search).
+
+    hiredis acts on a header line once its CRLF came, so looking at line ends is enough,
+    whatever the header's type (RESP3 sets and pushes make lists too) and whatever sits
+    before it (hiredis does not check the CRLF after a bulk). The pattern starts with a
+    literal byte, which ``re`` skips to quickly; a character class would test every byte.
+    """
+    digits = min(_HEADER_DIGITS, len(str(max_bulk)))
+    return re.compile(rb"\n(?<=[0-9]{%d}\r\n)" % digits).search
+
+
 class RequestParser:
     """Turns the bytes of one connection into commands (lists of byte strings).
 
     Arrays go through hiredis' Reader. Inline commands are split here; they are only
     recognised where no array is half-read, which is how Redis decides too (on the first
     byte of each request).
+
+    hiredis acts on a header as soon as it reads it, so a header that declares too much
+    (an array over :data:`MAX_ARGUMENTS` elements at any depth, a bulk string over
+    ``max_argument_bytes``) must never reach it. One regular expression search per read
+    looks for the digits such a header needs (:func:`_long_header`); a read without them
+    goes to hiredis as it is: that is the hot path. A read with them is followed by the
+    :class:`_Framer` first: a header to refuse is refused before hiredis sees it, the
+    requests before it still run. The framer's state is rebuilt only when needed, from the
+    bytes fed since the last read that ended between two requests (at most
+    :data:`_MAX_KEPT` of them; past that the framer follows them and keeps only where they
+    end). Inside a long bulk string the framer knows how many bytes are body, and those are
+    fed without a search.
     """
 
     def __init__(self, max_argument_bytes: int = DEFAULT_MAX_ARGUMENT_BYTES) -> None:
         self._reader = hiredis.Reader()
         self._inline = bytearray()
-        self._in_array = False
-        #: Bytes fed to the reader since it last returned a whole request: bounds what a
-        #: client can make us buffer for one request.
-        self._pending = 0
-        self._max_request = max_argument_bytes + 64 * 1024
+        self._max_bulk = max_argument_bytes
+        self._long_header = _long_header(max_argument_bytes)
+        #: A header split over two reads has the digits searched for and its CRLF within
+        #: this many bytes of the split.
+        self._window = _HEADER_DIGITS + 2
+        #: Whether the next byte starts a request (no array is half-read).
+        self._between = True
+        #: The end of the last read, while it ended inside a request.
+        self._tail = b""
+        #: The framing where :attr:`_kept` starts (``None``: between two requests)...
+        self._framer: _Framer | None = None
+        #: ...and the reads fed to hiredis since.
+        self._kept: list[bytes] = []
+        self._kept_bytes = 0
         #: The first framing error met; nothing is parsed after it.
         self.error: ProtocolError | None = None
 
@@ -159,61 +277,156 @@ class RequestParser:
 
         A malformed or oversized request sets :attr:`error` (a :class:`ProtocolError`):
         the commands before it still run, as with Disque, then the connection is closed.
+        What the parser buffered is released then.
         """
         commands: list[list[bytes]] = []
-        if self.error is None:
+        if self.error is None and data:
             try:
-                if data and not self._inline and (self._in_array or data[0] == 0x2A):
-                    # What every client library sends: arrays only, straight to hiredis.
+                if not self._between:
+                    self._feed_arrays(data, commands)
+                elif self._inline or data[0] != 0x2A:  # not "*"
+                    self._feed_inline(data, commands)
+                elif self._long_header(data) is None:
+                    # The hot path: what client libraries send, arrays of short strings,
+                    # read from the start of a request (nothing kept, nothing followed).
                     self._reader.feed(data)
-                    self._pending += len(data)
-                    self._in_array = True
+                    self._between = False
                     self._drain(commands)
+                    if not self._between:  # the read ended inside a request
+                        self._kept = [data]
+                        self._kept_bytes = len(data)
+                        self._keep_tail(data)
                 else:
-                    self._feed(data, commands)
+                    self._feed_arrays(data, commands)
             except ProtocolError as exc:
                 self.error = exc
+                self._release()
         return commands
 
-    def _feed(self, data: bytes, commands: list[list[bytes]]) -> list[list[bytes]]:
+    def _release(self) -> None:
+        """Forget what the refused request made us hold."""
+        self._reader = hiredis.Reader()
+        self._inline = bytearray()
+        self._kept = []
+        self._kept_bytes = 0
+        self._framer = None
+        self._tail = b""
+
+    def _feed_inline(self, data: bytes, commands: list[list[bytes]]) -> None:
         view = memoryview(data)
         while view:
-            if not self._in_array and not self._inline and view[0] != 0x2A:  # not "*"
-                end = bytes(view[: MAX_INLINE_BYTES + 1]).find(b"\n")
-                if end < 0:
-                    if len(view) > MAX_INLINE_BYTES:
-                        raise ProtocolError("too big inline request")
-                    self._inline += view
-                    return commands
-                line, view = bytes(view[:end]), view[end + 1 :]
-                args = split_inline(line)
-                if args:
-                    commands.append(args)
-                continue
-            if self._inline:
-                end = bytes(view[: MAX_INLINE_BYTES + 1]).find(b"\n")
-                if end < 0:
-                    self._inline += view
-                    if len(self._inline) > MAX_INLINE_BYTES:
-                        raise ProtocolError("too big inline request")
-                    return commands
-                line = bytes(self._inline) + bytes(view[:end])
-                self._inline.clear()
-                view = view[end + 1 :]
-                if len(line) > MAX_INLINE_BYTES:
+            if self._between and not self._inline and view[0] == 0x2A:
+                # An array: it and whatever follows go to hiredis; a later inline command
+                # in the same read is refused (no client mixes them).
+                self._feed_arrays(data if len(view) == len(data) else bytes(view), commands)
+                return
+            end = bytes(view[: MAX_INLINE_BYTES + 1]).find(b"\n")
+            if end < 0:
+                self._inline += view
+                if len(self._inline) > MAX_INLINE_BYTES:
                     raise ProtocolError("too big inline request")
-                args = split_inline(line)
-                if args:
-                    commands.append(args)
-                continue
-            # An array: hand everything to hiredis, which also parses whatever follows; a
-            # later inline command in the same packet is refused (no client mixes them).
-            self._reader.feed(data if len(view) == len(data) else bytes(view))
-            self._pending += len(view)
-            view = view[len(view) :]
-            self._in_array = True
+                return
+            line = bytes(self._inline) + bytes(view[:end]) if self._inline else bytes(view[:end])
+            self._inline.clear()
+            view = view[end + 1 :]
+            if len(line) > MAX_INLINE_BYTES:
+                raise ProtocolError("too big inline request")
+            args = split_inline(line)
+            if args:
+                commands.append(args)
+
+    def _feed_arrays(self, data: bytes, commands: list[list[bytes]]) -> None:
+        framer = self._framer
+        if framer is not None and not self._kept and (framer.skip or framer.line):
+            # Inside a long body (fed without a search) or a header the framer has begun.
+            self._feed_followed(data, commands)
+            return
+        if self._long_header(data) is not None or (
+            self._tail and self._long_header(self._tail + data[: self._window]) is not None
+        ):
+            self._feed_followed(data, commands)
+        else:
+            self._feed_plain(data, commands)
+
+    def _feed_plain(self, data: bytes, commands: list[list[bytes]]) -> None:
+        """Feed ``data``, which holds no header the framer must see first.
+
+        A client that writes without waiting fills reads that end inside a request; the
+        framer would have to follow them all from the last read that did not. So after
+        such a read, the next one is fed in two parts, split where its last request seems
+        to start (``\\n*``): when the first part ends between two requests, only the rest
+        is kept.
+        """
+        reader = self._reader
+        split = data.rfind(b"\n*", 1) + 1 if self._kept else 0
+        started_at_split = False
+        if split:
+            reader.feed(data, 0, split)
+            self._between = False
             self._drain(commands)
-        return commands
+            started_at_split = self._between
+            reader.feed(data, split)
+        else:
+            reader.feed(data)
+        self._between = False
+        self._drain(commands)
+        if self._between:
+            self._tail = b""
+            if self._kept or self._framer is not None:
+                self._kept = []
+                self._kept_bytes = 0
+                self._framer = None
+            return
+        self._keep_tail(data)
+        if started_at_split:
+            self._kept = [data[split:]]
+            self._kept_bytes = len(data) - split
+            self._framer = None
+            return
+        self._kept.append(data)
+        self._kept_bytes += len(data)
+        if self._kept_bytes > _MAX_KEPT:
+            self._follow_kept()
+
+    def _keep_tail(self, data: bytes) -> None:
+        """Keep the last bytes read (reads may be shorter than a header)."""
+        window = self._window
+        self._tail = data[-window:] if len(data) >= window else (self._tail + data)[-window:]
+
+    def _follow_kept(self) -> _Framer:
+        """The framer, past every byte fed to hiredis; the kept reads are let go."""
+        framer = self._framer or _Framer(self._max_bulk)
+        for data in self._kept:
+            refused = framer.follow(data)
+            if refused is not None:  # hiredis has it, but has not finished it: refuse now
+                raise ProtocolError(refused[1])
+        self._kept = []
+        self._kept_bytes = 0
+        self._framer = framer
+        return framer
+
+    def _feed_followed(self, data: bytes, commands: list[list[bytes]]) -> None:
+        """Feed ``data`` once the framer followed it: up to a header to refuse, if any."""
+        framer = self._follow_kept()
+        if framer.skip > len(data):  # all body, and more to come: nothing can end
+            framer.skip -= len(data)
+            self._reader.feed(data)
+            return
+        refused = framer.follow(data)
+        if refused is not None:
+            at, reason = refused
+            if at > 0:
+                self._reader.feed(data[:at])
+                self._drain(commands)
+            raise ProtocolError(reason)
+        self._reader.feed(data)
+        self._between = False
+        self._drain(commands)
+        if self._between:
+            self._framer = None
+            self._tail = b""
+        else:
+            self._keep_tail(data)
 
     def _drain(self, commands: list[list[bytes]]) -> None:
         reader = self._reader
@@ -223,27 +436,16 @@ class RequestParser:
             except hiredis.ProtocolError as exc:
                 raise ProtocolError(_reason(str(exc))) from None
             if request is False:
-                if self._pending > self._max_request:
-                    raise ProtocolError("invalid bulk length")
                 return
-            # No argument is longer than the bytes fed since the reader last ended a request
-            # with nothing left.
-            long_possible = self._pending > self._max_request
-            if not reader.has_data():
-                # Nothing half-read: the next bytes may start an inline command.
-                self._in_array = False
-                self._pending = 0
+            # Nothing half-read: the next bytes may start an inline command.
+            self._between = not reader.has_data()
             if request is None:  # "*-1": no command, as in Redis
                 continue
             if type(request) is not list:
                 raise ProtocolError(f"expected '*', got '{_kind(request)}'")
-            if len(request) > MAX_ARGUMENTS:
-                raise ProtocolError("invalid multibulk length")
             for argument in request:
                 if type(argument) is not bytes:
                     raise ProtocolError(f"expected '$', got '{_kind(argument)}'")
-                if long_possible and len(argument) > self._max_request:
-                    raise ProtocolError("invalid bulk length")
             if request:
                 commands.append(request)
 
