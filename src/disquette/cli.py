@@ -113,7 +113,9 @@ def _errors_as_exit() -> Iterator[None]:
         yield
     except errors.DisquetteError as exc:
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        if isinstance(exc, errors.StoreUnavailable):
+        if isinstance(exc, errors.StoreRefused):  # reachable, but it refuses this URL
+            message = f"store refused: {message}"
+        elif isinstance(exc, errors.StoreUnavailable):
             message = f"store unreachable: {message}"
         if isinstance(exc, AppImportError) and exc.cause is not None:
             context = click.get_current_context(silent=True)

@@ -242,7 +242,7 @@ def test_worker_app_errors_are_one_line_usage_errors(
     for processes in ("1", "3"):
         down = run("worker", "tests.worker.apps:handlers", "-p", processes, "--url", unreachable)
         assert down.exit_code == EXIT_UNAVAILABLE
-        assert "store unreachable" in one_line_error(down)
+        assert "store refused: cannot open SQLite file" in one_line_error(down)
 
 
 def python_m(*args: str, **kwargs: object) -> subprocess.Popen[str]:

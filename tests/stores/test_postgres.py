@@ -677,7 +677,8 @@ def test_connection_errors_are_one_line_naming_the_cause(case: str) -> None:
     elapsed = time.monotonic() - started
     lines = stats.stderr.strip().splitlines()
     assert len(lines) == 1, stats.stderr  # was 11 to 21 lines of the pool's retries
-    assert lines[0].startswith("Error: store unreachable: PostgreSQL postgresql://")
+    said = "refused" if case != "closed port" else "unreachable"
+    assert lines[0].startswith(f"Error: store {said}: PostgreSQL postgresql://")
     assert lines[0].endswith(cause), lines[0]
     assert stats.returncode == EXIT_UNAVAILABLE
     # A refusal fails at once, an unreachable server after reconnect_timeout (was 20 s).
