@@ -36,12 +36,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import errors
-from ._async.client import AsyncClient, connect_async
-from ._sync.client import Client, connect
-from .job import Job, Options, Stats
-from .stores import resolve_url, sqlite_path
-from .worker import (
+from .. import errors
+from .._async.client import AsyncClient, connect_async
+from .._sync.client import Client, connect
+from ..job import Job, Options, Stats
+from ..stores import resolve_url, sqlite_path
+from ..worker import (
     ENV_CONCURRENCY,
     ENV_QUEUES,
     ENV_SUPERVISOR_PID,
@@ -707,7 +707,7 @@ def migrate(url: str | None) -> None:
             versions = ", ".join(map(str, applied))
             click.echo(f"{schema} at version {max(applied)} (applied {versions})")
         else:
-            from ._sync.stores.postgres import _migrations  # only PostgreSQL migrates
+            from .._sync.stores.postgres import _migrations  # only PostgreSQL migrates
 
             latest = max(version for version, _name, _text in _migrations())
             click.echo(f"{schema} already at version {latest}")
@@ -1174,7 +1174,7 @@ def server(
     Several servers over one shared store (PostgreSQL, Redis, one SQLite file) form a pool.
     """
     try:
-        from .server import Limits, UnsafeBind, run
+        from ..server import Limits, UnsafeBind, run
     except ImportError as exc:
         raise CliError(
             f"the server needs {exc.name}: pip install 'disquette[server]'", EXIT_USAGE
