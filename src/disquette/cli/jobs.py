@@ -1,0 +1,224 @@
+"""Commands on jobs: ``add``, ``get``, ``ack``, ``nack``, ``show``, ``delete``, ``wait``,
+``qlen``, ``peek``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from collections.abc import Callable
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..job import Options
+from .common import EXIT_TIMEOUT, EXIT_USAGE, CliError, F, _connect, _url_option
+from .format import ID_WIDTH, _id_text, _print_job_line, _value_text, _when, job_to_dict
+
+
+def body_value(body: str, as_json: bool, as_base64: bool) -> object:
+    """The job body ``add`` sends: BODY (or standard input for ``-``) as bytes, then
+    decoded as base64, parsed as JSON, or text when it is UTF-8, else the bytes as they are."""
+    if as_json and as_base64:
+        raise CliError("--json and --base64 do not go together", EXIT_USAGE)
+    # os.fsencode gives back the bytes the shell passed, even those that are not UTF-8.
+    data = sys.stdin.buffer.read() if body == "-" else os.fsencode(body)
+    if as_base64:
+        try:
+            return base64.b64decode(b"".join(data.split()), validate=True)
+        except ValueError as exc:  # binascii.Error
+            raise CliError(f"BODY is not base64: {exc}", EXIT_USAGE) from None
+    if as_json:
+        try:
+            return json.loads(data)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise CliError(f"BODY is not JSON: {exc}", EXIT_USAGE) from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+def _seconds(name: str) -> Callable[[F], F]:
+    return click.option(f"--{name}", type=click.FloatRange(min=0), default=None, metavar="SECONDS")
+
+
+@click.command()
+@click.argument("queue")
+@click.argument("body")
+@click.option("--json", "-j", "as_json", is_flag=True, help="BODY is JSON (else text).")
+@click.option(
+    "--base64", "as_base64", is_flag=True, help="BODY is base64: the job's body is its bytes."
+)
+@_seconds("delay")
+@_seconds("retry-after")
+@_seconds("ttl")
+@_seconds("result-ttl")
+@click.option("--max-len", type=int, default=None, help="Refuse when the queue holds this many.")
+@click.option("--priority", type=int, default=None, help="Lower runs first (default 100).")
+@click.option("--type", "job_type", default=None, help="The handler name.")
+@click.option("--max-attempts", type=int, default=None, help="Errors before it is failed.")
+@click.option("--replicate", type=int, default=None, help="Copies before add returns.")
+@_url_option
+def add(
+    queue: str,
+    body: str,
+    as_json: bool,
+    as_base64: bool,
+    delay: float | None,
+    retry_after: float | None,
+    ttl: float | None,
+    result_ttl: float | None,
+    max_len: int | None,
+    priority: int | None,
+    job_type: str | None,
+    max_attempts: int | None,
+    replicate: int | None,
+    url: str | None,
+) -> None:
+    """Add a job with BODY to QUEUE and print its id (BODY "-" reads standard input).
+
+    BODY is text if it is UTF-8, else bytes (kept exactly); --json parses it, --base64
+    decodes it into bytes.
+    """
+    value = body_value(body, as_json, as_base64)
+    options = Options(
+        delay=delay,
+        retry_after=retry_after,
+        ttl=ttl,
+        result_ttl=result_ttl,
+        max_len=max_len,
+        priority=priority,
+        type=job_type,
+        max_attempts=max_attempts,
+        replicate=replicate,
+    )
+    with _connect(url) as client:
+        click.echo(client.with_options(options).add(value, queue))
+
+
+@click.command()
+@click.argument("queues", nargs=-1, required=True)
+@click.option("--count", "-n", type=click.IntRange(1, 10_000), default=1, show_default=True)
+@click.option(
+    "--timeout",
+    "-t",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for a job (0: do not wait).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@_url_option
+def get(
+    queues: tuple[str, ...], count: int, timeout: float, as_json: bool, url: str | None
+) -> None:
+    """Lease jobs from QUEUES (leftmost first) and print them: id, queue, body.
+
+    Exits 4 when no job came in time. Ack or nack them by id afterwards.
+    """
+    with _connect(url) as client:
+        jobs = client.timeout(timeout).get_many(*queues, count=count)
+        if not jobs:
+            raise CliError(f"no job in {', '.join(queues)} within {timeout:g}s", EXIT_TIMEOUT)
+        for job in jobs:
+            _print_job_line(job, as_json)
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--result", default=None, help="A JSON result for wait() (one job only).")
+@_url_option
+def ack(job_ids: tuple[str, ...], result: str | None, url: str | None) -> None:
+    """Acknowledge jobs: they are done."""
+    value = None
+    if result is not None:
+        if len(job_ids) != 1:
+            raise CliError("--result goes with exactly one job id", EXIT_USAGE)
+        try:
+            value = json.loads(result)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--result is not JSON: {exc}", EXIT_USAGE) from None
+    with _connect(url, existing=True) as client:
+        for job_id in job_ids:
+            client.ack(job_id, value)
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@_url_option
+def nack(job_ids: tuple[str, ...], url: str | None) -> None:
+    """Give leased jobs back: they are delivered again at once."""
+    with _connect(url, existing=True) as client:
+        for job_id in job_ids:
+            client.nack(job_id)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@_url_option
+def show(job_id: str, as_json: bool, url: str | None) -> None:
+    """Show every field of a job."""
+    with _connect(url, existing=True) as client:
+        job = client.show(job_id)
+    fields = job_to_dict(job)
+    if as_json:
+        click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold", min_width=ID_WIDTH)
+    for name, value in fields.items():
+        if name == "id":
+            table.add_row(name, _id_text(job.id))
+            continue
+        if name.endswith("_at") or name in ("lease_until", "run_at"):
+            text = _when(value if isinstance(value, float) else None)
+        else:
+            text = _value_text(value)
+        table.add_row(name, text)
+    Console().print(table, crop=False)  # an id wider than the terminal stays whole
+
+
+@click.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@_url_option
+def delete(job_ids: tuple[str, ...], url: str | None) -> None:
+    """Delete jobs in any state."""
+    with _connect(url, existing=True) as client:
+        for job_id in job_ids:
+            client.delete(job_id)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--timeout", "-t", type=click.FloatRange(min=0), default=None, metavar="SECONDS")
+@_url_option
+def wait(job_id: str, timeout: float | None, url: str | None) -> None:
+    """Wait until a job is done and print its result (exit 1 if it failed, 4 on timeout)."""
+    with _connect(url, existing=True) as client:
+        click.echo(_value_text(client.wait(job_id, timeout)))
+
+
+@click.command()
+@click.argument("queue")
+@_url_option
+def qlen(queue: str, url: str | None) -> None:
+    """Print how many jobs are ready in QUEUE."""
+    with _connect(url, existing=True) as client:
+        click.echo(client.qlen(queue))
+
+
+@click.command()
+@click.argument("queue")
+@click.option("--count", "-n", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@_url_option
+def peek(queue: str, count: int, as_json: bool, url: str | None) -> None:
+    """Print the next jobs of QUEUE, without leasing them."""
+    with _connect(url, existing=True) as client:
+        for job in client.peek(queue, count):
+            _print_job_line(job, as_json)
