@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import click
 from rich.console import Console
@@ -14,8 +14,17 @@ from rich.live import Live
 
 from .. import errors
 from .._sync.client import Client
-from .common import EXIT_USAGE, CliError, _connect, _errors_as_exit, _url_option, store_name
-from .format import failed_table, job_to_dict, stats_view
+from .common import (
+    EXIT_USAGE,
+    CliError,
+    _connect,
+    _errors_as_exit,
+    _json_lines_option,
+    _options,
+    _url_option,
+    store_name,
+)
+from .format import _print_job_line, failed_table, stats_view
 
 
 @click.command()
@@ -53,7 +62,7 @@ def stats(watch: bool, interval: float, url: str | None) -> None:
 @click.group(invoke_without_command=True)
 @click.option("--queue", "-q", default=None, help="Only this queue.")
 @click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@_json_lines_option
 @_url_option
 @click.pass_context
 def failed(
@@ -68,9 +77,29 @@ def failed(
         store = store_name(client)
     if as_json:
         for job in jobs:
-            click.echo(json.dumps(job_to_dict(job), ensure_ascii=False))
+            _print_job_line(job, as_json)
         return
     Console().print(failed_table(jobs, store), crop=False)  # ids stay whole
+
+
+#: The arguments of ``failed retry`` and ``failed delete``.
+_failed_targets_options = _options(
+    click.argument("job_ids", nargs=-1),
+    click.option("--all", "every", is_flag=True, help="Every failed job (of --queue)."),
+    click.option("--queue", "-q", default=None, help="With --all: only this queue."),
+    _url_option,
+    click.pass_context,
+)
+
+
+@contextlib.contextmanager
+def _failed_jobs(
+    ctx: click.Context, job_ids: Sequence[str], every: bool, queue: str | None, url: str | None
+) -> Iterator[tuple[Client, list[str]]]:
+    """A client on the store and the ids a ``failed`` subcommand acts on (its ``--url`` and
+    ``--queue``, else those given to ``failed``)."""
+    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
+        yield client, _failed_targets(client, job_ids, every, queue or ctx.obj["queue"])
 
 
 def _failed_targets(
@@ -91,34 +120,24 @@ def _failed_targets(
 
 
 @failed.command("retry")
-@click.argument("job_ids", nargs=-1)
-@click.option("--all", "every", is_flag=True, help="Every failed job (of --queue).")
-@click.option("--queue", "-q", default=None, help="With --all: only this queue.")
-@_url_option
-@click.pass_context
+@_failed_targets_options
 def failed_retry(
     ctx: click.Context, job_ids: tuple[str, ...], every: bool, queue: str | None, url: str | None
 ) -> None:
     """Make failed jobs ready again."""
-    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
-        targets = _failed_targets(client, job_ids, every, queue or ctx.obj["queue"])
+    with _failed_jobs(ctx, job_ids, every, queue, url) as (client, targets):
         for job_id in targets:
             client.retry(job_id)
     click.echo(f"{len(targets)} job(s) retried")
 
 
 @failed.command("delete")
-@click.argument("job_ids", nargs=-1)
-@click.option("--all", "every", is_flag=True, help="Every failed job (of --queue).")
-@click.option("--queue", "-q", default=None, help="With --all: only this queue.")
-@_url_option
-@click.pass_context
+@_failed_targets_options
 def failed_delete(
     ctx: click.Context, job_ids: tuple[str, ...], every: bool, queue: str | None, url: str | None
 ) -> None:
     """Delete failed jobs."""
-    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
-        targets = _failed_targets(client, job_ids, every, queue or ctx.obj["queue"])
+    with _failed_jobs(ctx, job_ids, every, queue, url) as (client, targets):
         for job_id in targets:
             if client.show(job_id).state.value != "failed":
                 raise errors.InvalidState(job_id, client.show(job_id).state, "delete as failed")

@@ -98,6 +98,24 @@ def _url_option(function: F) -> F:
     )(function)
 
 
+def _options(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
+    """Decorators that commands share, as one: listed top to bottom as they would be
+    written above the function (click lists options in that order)."""
+
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+#: ``--json`` of the commands that print jobs (``get``, ``peek``, ``failed``).
+_json_lines_option = click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per job."
+)
+
+
 def _connect(url: str | None, *, existing: bool = False) -> Client:
     """A client on the store; with ``existing``, refuse a SQLite file that does not exist
     (opening it would create an empty store, and a command that only reads or acts on

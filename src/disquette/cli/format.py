@@ -81,6 +81,12 @@ def _titled(title: str, table: Table) -> Group:
     return Group(Text(title, no_wrap=True, overflow="ignore"), table)
 
 
+def _listing() -> Table:
+    """A table of rows under a ruled header, without edges, one space between columns
+    (``stats``, ``failed``)."""
+    return Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+
+
 def stats_view(stats: Stats, now: float, store: str) -> Group:
     """What ``stats`` prints: the store's name, then :func:`stats_table`."""
     return _titled(f"disquette stats: {store}", stats_table(stats, now))
@@ -89,11 +95,7 @@ def stats_view(stats: Stats, now: float, store: str) -> Group:
 def stats_table(stats: Stats, now: float) -> Table:
     """The ``stats`` table: one row per queue and type ("age": of the oldest pending job;
     "max err": the highest error count; a paused queue is marked ``*``)."""
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1, 0, 0),
-        show_edge=False,
-    )
+    table = _listing()
     table.add_column("queue", overflow="fold")
     table.add_column("type", overflow="fold")
     for name in ("sched", "queued", "active", "done", "failed", "max err", "age"):
@@ -128,11 +130,7 @@ def failed_table(jobs: Sequence[Job], store: str) -> Group:
     error goes under it rather than in a column of its own, which would be squeezed to
     nothing on an 80-column terminal.
     """
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1, 0, 0),
-        show_edge=False,
-    )
+    table = _listing()
     table.add_column("id / last error", min_width=ID_WIDTH)
     table.add_column("queue", overflow="fold", max_width=10)
     table.add_column("type", overflow="fold", max_width=10)

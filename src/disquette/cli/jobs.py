@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.table import Table
 
 from ..job import Options
-from .common import EXIT_TIMEOUT, EXIT_USAGE, CliError, F, _connect, _url_option
+from .common import (
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    CliError,
+    F,
+    _connect,
+    _json_lines_option,
+    _url_option,
+)
 from .format import ID_WIDTH, _id_text, _print_job_line, _value_text, _when, job_to_dict
 
 
@@ -110,7 +118,7 @@ def add(
     show_default=True,
     help="Seconds to wait for a job (0: do not wait).",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@_json_lines_option
 @_url_option
 def get(
     queues: tuple[str, ...], count: int, timeout: float, as_json: bool, url: str | None
@@ -215,7 +223,7 @@ def qlen(queue: str, url: str | None) -> None:
 @click.command()
 @click.argument("queue")
 @click.option("--count", "-n", type=click.IntRange(1, 10_000), default=10, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@_json_lines_option
 @_url_option
 def peek(queue: str, count: int, as_json: bool, url: str | None) -> None:
     """Print the next jobs of QUEUE, without leasing them."""
