@@ -107,12 +107,13 @@ from . import protocol
 from .commands import (
     NOAUTH,
     TABLE,
+    Command,
     CommandError,
+    Gather,
     Pending,
     Server,
-    ackjob,
+    Started,
     check_arity,
-    getjob_nohang,
     refusal,
 )
 from .eager import start
@@ -133,31 +134,9 @@ _MAX_PENDING: Final = 1024
 #: for this long at most: closing with unread bytes would reset the connection, and the
 #: client would lose the error reply.
 _LINGER_SECONDS: Final = 2.0
-_ADDJOB: Final = b"addjob"
 #: Plain ADDJOBs of one read added in one store call at most.
 _MAX_GROUP: Final = 1024
 _QUIT: Final = b"quit"
-_GETJOB: Final = b"getjob"
-_ACKJOB: Final = b"ackjob"
-_NOHANG: Final = b"nohang"
-_FROM: Final = b"from"
-
-
-def _gathered_kind(name: bytes, request: list[bytes]) -> bytes | None:
-    """Requests the server gathers from all connections into one store call (see
-    ``commands.Gathered``): ACKJOBs, and GETJOB NOHANGs, which never block. Like plain
-    ADDJOBs, a run of them on one connection is in flight together (a pipeline of them
-    costs one store call, not one each); a request of another kind waits for them."""
-    if name == _ACKJOB:
-        return _ACKJOB
-    if name == _GETJOB:
-        for arg in request[1:]:
-            lowered = arg.lower()
-            if lowered == _NOHANG:
-                return _GETJOB
-            if lowered == _FROM:
-                return None
-    return None
 
 
 class UnsafeBind(Exception):
@@ -200,8 +179,8 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         #: The command running as a task: nothing else runs until it is done.
         self._task: asyncio.Task[bytes] | None = None
-        #: The gathered kind of the last request run (see ``_gathered_kind``).
-        self._last_kind: bytes | None = None
+        #: The gathered kind of the last request run (see ``Command.gathered``).
+        self._last_kind: Gather | None = None
         #: A command parsed and ready, waiting for the replies before it to settle.
         self._deferred: Coroutine[Any, Any, bytes] | None = None
         #: The batch the session waits for before it goes on.
@@ -310,8 +289,13 @@ class Session(asyncio.Protocol):
             if not pending:
                 return
             request = pending[0]
-            name = None if isinstance(request, ProtocolError) else request[0].lower()
-            kind = None if name is None else _gathered_kind(name, cast(list[bytes], request))
+            if isinstance(request, ProtocolError):
+                name, command, kind = None, None, None
+            else:
+                name = request[0].lower()
+                command = TABLE.get(name)
+                gathered = None if command is None else command.gathered
+                kind = None if gathered is None else gathered(request)
             if kind is not self._last_kind:
                 self._end_group()
                 if not self._settled():
@@ -332,7 +316,7 @@ class Session(asyncio.Protocol):
             if not self._reading and len(pending) < _MAX_PENDING // 2:
                 self._transport.resume_reading()
                 self._reading = True
-            reply = self._dispatch(name, cast(list[bytes], request), kind)
+            reply = self._dispatch(command, cast(list[bytes], request))
             if type(reply) is Job:
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
@@ -384,40 +368,26 @@ class Session(asyncio.Protocol):
         elif self._transport is not None:
             self._write_ready()
 
-    def _dispatch(
-        self, name: bytes, request: list[bytes], kind: bytes | None
-    ) -> bytes | Job | Pending | Coroutine[Any, Any, bytes]:
-        """Look the command up and check it as Disque does: unknown, arity, then auth.
+    def _dispatch(self, command: Command | None, request: list[bytes]) -> Started:
+        """Check the command as Disque does (unknown, arity, then auth) and start it.
 
-        The reply for a command refused at once; the job of a plain ADDJOB (added with
-        its neighbours); the pending reply of a gathered request; else the command, to run.
+        The reply of a command refused at once, else what its start gives (see
+        ``commands.Started``: a reply, a plain ADDJOB's job, a gathered request's pending
+        reply, or the command to run).
         """
         self.server.commands_processed += 1
-        command = TABLE.get(name)
         if command is None:
             shown = request[0].decode(errors="replace")
             return protocol.error(f"ERR unknown command '{shown}'")
         arity_error = check_arity(command, len(request))
         if arity_error is not None:
             return arity_error
-        if not self.authenticated and name != b"auth":
+        if not self.authenticated and command.name != "auth":
             if self.server.requirepass is None:
                 self.authenticated = True
             else:
                 return NOAUTH
-        if name == _ADDJOB:
-            try:
-                job, max_len, copies = self.server.parse_addjob(request)
-            except CommandError as exc:
-                return exc.reply
-            if max_len is None and copies == 0:
-                return job
-            return self.server.add_one(job, max_len, copies)
-        if kind is _GETJOB:
-            return getjob_nohang(self.server, request)
-        if kind is _ACKJOB:
-            return ackjob(self.server, request)
-        return command.handler(self, request)
+        return command.start(self, request)
 
     def _write_ready(self) -> None:
         """Queue the replies that are ready, up to the first one still running."""

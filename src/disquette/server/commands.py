@@ -7,6 +7,7 @@ reply keeps Disque's shape so that unmodified clients still work.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import os
@@ -91,8 +92,6 @@ def refusal(exc: BaseException) -> bytes:
         return BADID
     if isinstance(exc, InvalidQueueName):
         return protocol.error(f"ERR invalid queue name: {exc.reason}")
-    if isinstance(exc, NotImplementedError):
-        return protocol.error(f"ERR {exc}")
     return protocol.error(f"ERR {exc}")
 
 
@@ -231,28 +230,6 @@ def _to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:
         return True
 
     return then
-
-
-async def settled(reply: bytes | Pending) -> bytes:
-    """A reply that may still be pending, once known."""
-    if isinstance(reply, bytes):
-        return reply
-    if reply.reply is None:
-        known = asyncio.get_running_loop().create_future()
-        reply.then = lambda: None if known.done() else known.set_result(None)
-        await known
-    return reply.reply or b""
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One entry of the table: Disque's name and arity (negative: at least)."""
-
-    name: str
-    arity: int
-    handler: Callable[[Session, list[bytes]], Coroutine[Any, Any, bytes]]
-    #: Whether it may wait for long (replies before it are sent first).
-    blocks: bool = False
 
 
 class Rates:
@@ -411,19 +388,6 @@ class Server:
         """
         self._adds.push((jobs, pending))
 
-    def submit(self, job: Job) -> asyncio.Future[bytes]:
-        """Add one plain ADDJOB's job with the next batch; a future of its reply."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        pending = Pending()
-
-        def settled() -> None:
-            if not future.done():
-                future.set_result(pending.reply or b"")
-
-        pending.then = settled
-        self.add_jobs([job], pending)
-        return future
-
     def write_soon(self, write: Callable[[], None]) -> None:
         """Call ``write`` once this loop iteration has read what it could.
 
@@ -459,7 +423,7 @@ class Server:
                 # One refused job (a paused queue) must not refuse its batch neighbours.
                 for group_jobs, pending in groups:
                     pending.settle(
-                        b"".join([await self._add_one(job, None, 0) for job in group_jobs])
+                        b"".join([await self.add_one(job, None, 0) for job in group_jobs])
                     )
                 continue
             arrived = Counter([job.queue for job in jobs])
@@ -470,9 +434,6 @@ class Server:
 
     async def add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
         """Add one job on its own (MAXLEN, REPLICATE): its reply, an error for a refusal."""
-        return await self._add_one(job, max_len, replicate)
-
-    async def _add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
         try:
             await self.store.add([job], max_len, replicate=replicate)
         except Exception as exc:
@@ -728,20 +689,13 @@ class Server:
             copies = replicate - 1
         return self.new_job(queue, args[2], ttl, retry, delay), max_len, copies
 
-    async def addjob(self, args: list[bytes]) -> bytes:
-        """ADDJOB: parse as Disque does, then add (batched unless MAXLEN or REPLICATE)."""
-        job, max_len, copies = self.parse_addjob(args)
-        if max_len is None and copies == 0:
-            return await self.submit(job)
-        return await self._add_one(job, max_len, copies)
-
     # -- helpers -------------------------------------------------------------------------
 
-    def show_reply(self, job: Job, now: float, *, acked: bool = False) -> bytes:
+    def show_reply(self, job: Job, now: float) -> bytes:
         """SHOW's 30-element array for one job."""
         state = (
             "acked"
-            if acked or job.state is JobState.DONE
+            if job.state is JobState.DONE
             else ("queued" if job.state is JobState.QUEUED else "active")
         )
         # Whole seconds, as Disque: etime and its clock are both whole seconds.
@@ -841,9 +795,17 @@ def _added(jobs: list[Job]) -> bytes:
 # -- the commands ------------------------------------------------------------------------
 
 
-async def cmd_addjob(session: Session, args: list[bytes]) -> bytes:
-    """ADDJOB (sessions batch plain ADDJOBs themselves, see ``Session``)."""
-    return await session.server.addjob(args)
+def start_addjob(session: Session, args: list[bytes]) -> bytes | Job | Coroutine[Any, Any, bytes]:
+    """ADDJOB: a plain one's job (the session adds it with its neighbours, in the server's
+    next batch), else the add on its own (MAXLEN, REPLICATE), or the refusal."""
+    server = session.server
+    try:
+        job, max_len, copies = server.parse_addjob(args)
+    except CommandError as exc:
+        return exc.reply
+    if max_len is None and copies == 0:
+        return job
+    return server.add_one(job, max_len, copies)
 
 
 @dataclass(slots=True)
@@ -930,9 +892,30 @@ def getjob_nohang(server: Server, args: list[bytes]) -> bytes | Pending:
     return pending
 
 
-def ackjob(server: Server, args: list[bytes]) -> bytes | Pending:
-    """ACKJOB, gathered with the other connections' ACKJOBs: its reply, or the
-    :class:`Pending` that gets it."""
+def getjob_gathered(args: list[bytes]) -> Gather | None:
+    """GETJOB NOHANG is gathered with the other connections' claims (it never blocks)."""
+    for arg in args[1:]:
+        lowered = arg.lower()
+        if lowered == b"nohang":
+            return Gather.CLAIM
+        if lowered == b"from":
+            return None
+    return None
+
+
+def start_getjob(
+    session: Session, args: list[bytes]
+) -> bytes | Pending | Coroutine[Any, Any, bytes]:
+    """GETJOB: gathered when NOHANG, else a command that may block."""
+    if getjob_gathered(args) is Gather.CLAIM:
+        return getjob_nohang(session.server, args)
+    return cmd_getjob(session, args)
+
+
+def start_ackjob(session: Session, args: list[bytes]) -> bytes | Pending:
+    """ACKJOB id ...: the jobs become done (SHOW then says ``$-1``), gathered with the other
+    connections' ACKJOBs: its reply, or the :class:`Pending` that gets it."""
+    server = session.server
     try:
         ids = _ids(args[1:])
     except CommandError as exc:
@@ -970,11 +953,6 @@ async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
                 if not server.blocked_on[queue]:
                     del server.blocked_on[queue]
     return getjob_reply(server, jobs, request.counters)
-
-
-async def cmd_ackjob(session: Session, args: list[bytes]) -> bytes:
-    """ACKJOB id ...: the jobs become done (SHOW then says ``$-1``)."""
-    return await settled(ackjob(session.server, args))
 
 
 async def cmd_fastack(session: Session, args: list[bytes]) -> bytes:
@@ -1573,8 +1551,42 @@ async def cmd_slowlog(session: Session, args: list[bytes]) -> bytes:
     return EMPTY_ARRAY
 
 
+class Gather(enum.Enum):
+    """The requests the server gathers from every connection into one store call (see
+    :class:`Gathered`). Like plain ADDJOBs, a run of requests of one kind on a connection is
+    in flight together (a pipeline of them costs one store call, not one each); a request
+    of another kind waits for them."""
+
+    CLAIM = "claim"
+    ACK = "ack"
+
+
+#: What starting a command gives the session, which says how it runs: ``bytes``, its
+#: reply, known at once; a :class:`Job`, a plain ADDJOB's, added with its neighbours in
+#: the server's next batch; a :class:`Pending`, a gathered request's reply to come; a
+#: coroutine, a command that may wait, run (eagerly) as a task that nothing on the
+#: connection overtakes.
+Started = bytes | Job | Pending | Coroutine[Any, Any, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One entry of the table: Disque's name and arity (negative: at least), how to start
+    it, and which of its requests are gathered with other connections'."""
+
+    name: str
+    arity: int
+    start: Callable[[Session, list[bytes]], Started]
+    #: The kind a request is gathered with (``None``: not gathered).
+    gathered: Callable[[list[bytes]], Gather | None] | None = None
+
+
+def _always_ack(args: list[bytes]) -> Gather:
+    return Gather.ACK
+
+
 def _table() -> dict[bytes, Command]:
-    entries = [
+    entries: list[tuple[str, int, Callable[[Session, list[bytes]], Started]]] = [
         ("auth", 2, cmd_auth),
         ("ping", -1, cmd_ping),
         ("info", -1, cmd_info),
@@ -1589,9 +1601,9 @@ def _table() -> dict[bytes, Command]:
         ("command", 0, cmd_command),
         ("latency", -2, cmd_slowlog),
         ("hello", 1, cmd_hello),
-        ("addjob", -4, cmd_addjob),
-        ("getjob", -2, cmd_getjob),
-        ("ackjob", -1, cmd_ackjob),
+        ("addjob", -4, start_addjob),
+        ("getjob", -2, start_getjob),
+        ("ackjob", -1, start_ackjob),
         ("fastack", -1, cmd_fastack),
         ("deljob", -1, cmd_deljob),
         ("show", 2, cmd_show),
@@ -1608,9 +1620,10 @@ def _table() -> dict[bytes, Command]:
         ("working", 2, cmd_working),
         ("pause", -3, cmd_pause),
     ]
+    gathered = {"getjob": getjob_gathered, "ackjob": _always_ack}
     return {
-        name.encode(): Command(name, arity, handler, blocks=name == "getjob")
-        for name, arity, handler in entries
+        name.encode(): Command(name, arity, start, gathered.get(name))
+        for name, arity, start in entries
     }
 
 
@@ -1624,8 +1637,3 @@ def check_arity(command: Command, argc: int) -> bytes | None:
     if (arity > 0 and argc != arity) or (arity < 0 and argc < -arity):
         return protocol.error(f"ERR wrong number of arguments for '{command.name}' command")
     return None
-
-
-def default_retry(ttl: int) -> int:
-    """Disque's default RETRY for a TTL: a tenth of it, between 1 and 300 seconds."""
-    return max(1, min(ttl // 10, MAX_RETRY_DEFAULT))
