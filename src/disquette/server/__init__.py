@@ -97,17 +97,15 @@ import signal
 import socket
 import stat
 from collections.abc import Callable
-from typing import Final
 
 from .._async.client import AsyncClient, connect_async
+from ..disque import DEFAULT_PORT
 from ..errors import CannotListen
 from .node import Node
 from .server import Server
 from .session import Limits, Session
 
 log = logging.getLogger("disquette.server")
-
-DEFAULT_PORT: Final = 7711
 
 
 class UnsafeBind(Exception):

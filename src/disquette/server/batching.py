@@ -18,7 +18,7 @@ from ..errors import StoreUnavailable
 from ..job import Job
 from .eager import start
 from .planner import claim_in_order, runs
-from .vocabulary import refusal
+from .protocol import refusal
 
 if TYPE_CHECKING:
     from .server import Server

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from .._async.store import AsyncStore
 from ..job import Job
-from .vocabulary import MAX_PAGE
 
+#: Jobs asked per run of claims at most (and per JSCAN/QPEEK call: ids fetched at most).
+MAX_PAGE: Final = 10_000
 #: A claim request: its queues and its COUNT first.
 C = TypeVar("C", bound=tuple[tuple[str, ...], int, Any])
 

@@ -15,6 +15,7 @@ from typing import Final
 
 from .._async.client import AsyncClient
 from .._async.store import AsyncStore
+from ..disque import DEFAULT_TTL, default_retry
 from ..errors import StoreUnavailable
 from ..job import Encoding, Job, JobState, job_id_factory
 from .batching import (
@@ -30,10 +31,12 @@ from .batching import (
     to_future,
 )
 from .node import Node
-from .vocabulary import DEFAULT_RETRY, DEFAULT_TTL, refusal
+from .protocol import refusal
 
 log = logging.getLogger("disquette.server")
 
+#: Disque's RETRY for the default TTL.
+DEFAULT_RETRY: Final = float(default_retry(DEFAULT_TTL))
 #: How long a done job stays visible to ``wait()`` of Python clients (SHOW says ``$-1``).
 DEFAULT_RESULT_TTL: Final = 3600.0
 #: How long Disque keeps an empty queue object nobody uses (a blocked GETJOB creates one).

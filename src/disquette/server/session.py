@@ -13,9 +13,8 @@ from . import protocol
 from .batching import Gather, Pending
 from .commands import TABLE, Command, CommandError, Started, check_arity
 from .eager import start
-from .protocol import ProtocolError, RequestParser
+from .protocol import ProtocolError, RequestParser, refusal
 from .server import Server
-from .vocabulary import NOAUTH, refusal
 
 log = logging.getLogger("disquette.server")
 
@@ -33,6 +32,7 @@ _LINGER_SECONDS: Final = 2.0
 #: Plain ADDJOBs of one read added in one store call at most.
 _MAX_GROUP: Final = 1024
 _QUIT: Final = b"quit"
+NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
 
 
 class Session(asyncio.Protocol):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...disque import parse_ids
+from ...errors import InvalidJobId
 from .. import protocol
 from ..batching import Pending, to_pending
-from ..protocol import ZERO
-from .args import CommandError, parse_ids
+from ..protocol import ZERO, refusal
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -19,8 +20,8 @@ def start_ackjob(session: Session, args: list[bytes]) -> bytes | Pending:
     server = session.server
     try:
         ids = parse_ids(args[1:])
-    except CommandError as exc:
-        return exc.reply
+    except InvalidJobId as exc:
+        return refusal(exc)
     if not ids:
         return ZERO
     pending = Pending()

@@ -1,4 +1,5 @@
-"""Arguments as Disque reads them, and :class:`CommandError`, a command's refusal."""
+"""Arguments as Disque reads them (job ids: :func:`disquette.disque.parse_ids`), and
+:class:`CommandError`, a command's refusal."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Collection
 from ...errors import InvalidQueueName
 from ...job import check_queue_name
 from ..protocol import SYNTAX_ERROR
-from ..vocabulary import BADID
 
 
 class CommandError(Exception):
@@ -36,19 +36,6 @@ def parse_timeout_ms(value: bytes) -> int:
     if number < 0:
         raise CommandError(b"-ERR timeout is negative\r\n")
     return number
-
-
-def parse_ids(args: list[bytes]) -> list[str]:
-    """Validate every id first: one bad id and the command does nothing."""
-    ids = []
-    for raw in args:
-        if len(raw) != 40 or raw[0:2] != b"D-" or raw[10:11] != b"-" or raw[35:36] != b"-":
-            raise CommandError(BADID)
-        try:
-            ids.append(raw.decode())
-        except UnicodeDecodeError:
-            raise CommandError(BADID) from None
-    return ids
 
 
 def parse_queue(raw: bytes) -> str | None:

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from ...errors import DisquetteError, InvalidQueueName, JobNotFound
+from ...disque import (
+    DEFAULT_TTL,
+    DISQUE_STATES,
+    FOREVER,
+    ShowValue,
+    default_retry,
+    parse_ids,
+    show_entries,
+)
+from ...errors import DisquetteError, InvalidQueueName, JobNotFound, WorkingTooLate
 from ...job import Job, JobState
 from .. import protocol
 from ..batching import Gather, Pending, to_pending
-from ..protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, SYNTAX_ERROR, ZERO
+from ..planner import MAX_PAGE
+from ..protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, SYNTAX_ERROR, ZERO, refusal
 from ..server import Server
-from ..vocabulary import (
-    DEFAULT_TTL,
-    DISQUE_STATES,
-    MAX_PAGE,
-    MAX_RETRY_DEFAULT,
-    WAKE_ADVANCE_MS,
-    refusal,
-)
 from .args import (
     CommandError,
-    parse_ids,
     parse_int,
     parse_queue,
     parse_scan_options,
@@ -105,8 +105,8 @@ def parse_addjob(server: Server, args: list[bytes]) -> tuple[Job, int | None, in
             b"never be delivered\r\n"
         )
     if retry == -1:
-        retry = max(1, min(ttl // 10, MAX_RETRY_DEFAULT))
-    ttl = min(ttl, 10 * 365 * 86400)
+        retry = default_retry(ttl)
+    ttl = min(ttl, FOREVER)
     queue = parse_queue(args[1])
     if queue is None:
         raise CommandError(refusal(InvalidQueueName(args[1], "not a name this store keeps")))
@@ -261,13 +261,10 @@ async def cmd_working(session: Session, args: list[bytes]) -> bytes:
     store = session.server.store
     job = await store.show(job_id)
     if job is None or job.state is JobState.DONE:
-        raise CommandError(b"-NOJOB Job not known in the context of this node.\r\n")
+        raise JobNotFound(job_id)
     now = store.clock.now()
     if job.expires_at is not None and now - job.created_at > (job.expires_at - job.created_at) / 2:
-        raise CommandError(
-            b"-TOOLATE Half of job TTL already elapsed, you are no longer allowed to postpone "
-            b"the next delivery.\r\n"
-        )
+        raise WorkingTooLate(job_id)
     if job.retry_after <= 0:
         return ZERO
     if job.state is JobState.QUEUED:
@@ -276,7 +273,7 @@ async def cmd_working(session: Session, args: list[bytes]) -> bytes:
     try:
         await store.working(job_id)
     except JobNotFound:
-        raise CommandError(b"-NOJOB Job not known in the context of this node.\r\n") from None
+        raise JobNotFound(job_id) from None
     except DisquetteError:
         pass  # scheduled or failed: nothing to postpone, the retry time is still the answer
     return protocol.integer(int(job.retry_after))
@@ -289,67 +286,26 @@ async def cmd_show(session: Session, args: list[bytes]) -> bytes:
     job = await store.show(job_id)
     if job is None or job.state is JobState.DONE:
         return NULL_BULK
-    return show_reply(job, store.clock.now(), session.server.node.id)
+    return encode_show(job, store.clock.now(), session.server.node.id)
 
 
-def show_reply(job: Job, now: float, node_id: str) -> bytes:
-    """SHOW's 30-element array for one job."""
-    state = (
-        "acked"
-        if job.state is JobState.DONE
-        else ("queued" if job.state is JobState.QUEUED else "active")
-    )
-    # Whole seconds, as Disque: etime and its clock are both whole seconds.
-    ttl = 0 if job.expires_at is None else max(0, int(job.expires_at - math.floor(now)))
-    if job.expires_at is None:
-        ttl = 10 * 365 * 86400
-    # As Disque: a delayed job is (re)queued when its delay ends, and wakes then; any
-    # other job wakes 500 ms before its requeue time (JOB_WILLQUEUE_ADVANCE).
-    requeue_ms: int | None = None
-    if job.state is JobState.SCHEDULED:
-        requeue_ms = max(0, int((job.run_at - now) * 1000))
-    elif job.state is JobState.ACTIVE and job.lease_until is not None:
-        requeue_ms = max(0, int((job.lease_until - now) * 1000))
-    elif job.state is JobState.QUEUED and job.retry_after > 0:
-        requeue_ms = int(job.retry_after * 1000)
-    requeue = NULL_BULK if requeue_ms is None else protocol.integer(requeue_ms)
-    awake = requeue
-    if requeue_ms is not None and job.state is not JobState.SCHEDULED:
-        awake = protocol.integer(max(0, requeue_ms - WAKE_ADVANCE_MS))
+def encode_show(job: Job, now: float, node_id: str) -> bytes:
+    """SHOW's 30-element array for one job (see :func:`disquette.disque.show_entries`)."""
     return protocol.array(
-        [
-            b"$2\r\nid\r\n",
-            protocol.bulk(job.id),
-            b"$5\r\nqueue\r\n",
-            protocol.bulk(job.queue),
-            b"$5\r\nstate\r\n",
-            protocol.bulk(state),
-            b"$4\r\nrepl\r\n",
-            protocol.integer(1),
-            b"$3\r\nttl\r\n",
-            protocol.integer(ttl),
-            b"$5\r\nctime\r\n",
-            protocol.integer(int(job.created_at * 1_000_000_000)),
-            b"$5\r\ndelay\r\n",
-            protocol.integer(max(0, round(job.run_at - job.created_at)) if not job.attempts else 0),
-            b"$5\r\nretry\r\n",
-            protocol.integer(int(job.retry_after)),
-            b"$5\r\nnacks\r\n",
-            protocol.integer(job.nacks),
-            b"$21\r\nadditional-deliveries\r\n",
-            protocol.integer(job.additional_deliveries),
-            b"$15\r\nnodes-delivered\r\n",
-            protocol.array([protocol.bulk(node_id)]),
-            b"$15\r\nnodes-confirmed\r\n",
-            EMPTY_ARRAY,
-            b"$19\r\nnext-requeue-within\r\n",
-            requeue,
-            b"$17\r\nnext-awake-within\r\n",
-            awake,
-            b"$4\r\nbody\r\n",
-            protocol.bulk(job.raw_body),
-        ]
+        item
+        for name, value in show_entries(job, now, node_id)
+        for item in (protocol.bulk(name), _encode(value))
     )
+
+
+def _encode(value: ShowValue) -> bytes:
+    if value is None:
+        return NULL_BULK
+    if isinstance(value, int):
+        return protocol.integer(value)
+    if isinstance(value, list):
+        return protocol.array(map(protocol.bulk, value))
+    return protocol.bulk(value)
 
 
 async def cmd_jscan(session: Session, args: list[bytes]) -> bytes:
@@ -383,5 +339,5 @@ async def cmd_jscan(session: Session, args: list[bytes]) -> bytes:
     if reply == b"id":
         items = [b"+" + job.id.encode() + b"\r\n" for job in found]
     else:
-        items = [show_reply(job, now, session.server.node.id) for job in found]
+        items = [encode_show(job, now, session.server.node.id) for job in found]
     return protocol.array([protocol.bulk(str(cursor)), protocol.array(items)])

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from ...errors import InvalidQueueName
 from ...stores.base import PAUSE_MODES
 from .. import protocol
-from ..protocol import EMPTY_ARRAY, NULL_ARRAY, SYNTAX_ERROR, ZERO
-from ..vocabulary import MAX_PAGE, refusal
+from ..planner import MAX_PAGE
+from ..protocol import EMPTY_ARRAY, NULL_ARRAY, SYNTAX_ERROR, ZERO, refusal
 from .args import CommandError, parse_int, parse_queue, parse_scan_options
 
 if TYPE_CHECKING:
