@@ -17,9 +17,9 @@ are lower than redis-benchmark's, compare them with the Redis cycle, not with LP
 
 SQLite's durable rate comes from group commit: the server gathers the ADDJOBs of every
 connection that arrive while a commit runs into the next ``store.add`` batch (one
-transaction, one fsync), see ``disquette.server.commands.Server.add_jobs``; GETJOB NOHANG
-and ACKJOB are gathered the same way (``commands.Gathered``: one claim and one ack
-statement per loop iteration for all connections).
+transaction, one fsync), see ``disquette.server.server.Server.add_jobs``; GETJOB
+NOHANG and ACKJOB are gathered the same way (``disquette.server.batching.Gathered``: one
+claim and one ack statement per loop iteration for all connections).
 
 ``--stores memory,sqlite`` runs a subset of the stores.
 Figures are indicative: the machine is shared.

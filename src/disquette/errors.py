@@ -88,6 +88,14 @@ class InvalidState(DisquetteError):
         super().__init__(f"cannot {operation} job {job_id}: it is {state}")
 
 
+class WorkingTooLate(InvalidState):
+    """``working`` was refused: half of the job's TTL has elapsed (Disque's ``TOOLATE``),
+    so its next delivery can no longer be postponed."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, "active", "working (half of its TTL elapsed)")
+
+
 class LeaseLost(DisquetteError):
     """A newer delivery of the job started: this one's ``ack``, ``nack``, ``fail`` or
     ``working`` was refused, and the job was left to the delivery that holds it now.

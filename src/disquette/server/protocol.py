@@ -16,6 +16,8 @@ from typing import Final
 
 import hiredis
 
+from ..disque import reply_for
+
 #: Disque's (Redis 3's) limits: a request array holds at most this many arguments...
 MAX_ARGUMENTS: Final = 1024 * 1024
 #: ...an inline command line is at most this long.
@@ -55,6 +57,11 @@ def status(text: str | bytes) -> bytes:
 def error(text: str) -> bytes:
     """An error reply; ``text`` starts with its prefix (``ERR``, ``BADID``, ``NOJOB`` ...)."""
     return b"-" + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n"
+
+
+def refusal(exc: BaseException) -> bytes:
+    """The Disque error reply for an error raised by the store or the client."""
+    return error(reply_for(exc))
 
 
 def integer(value: int) -> bytes:

@@ -76,17 +76,22 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import hiredis
 
 from ...clock import Clock
+from ...disque import (
+    DEFAULT_PORT,
+    FOREVER,
+    STATE_NAMES,
+    error_for,
+    id_is_leased,
+    id_node_prefix,
+    parse_show,
+    show_fields,
+)
 from ...errors import (
-    InvalidJobId,
     InvalidOption,
-    InvalidQueueName,
     InvalidState,
     InvalidURL,
     JobNotFound,
-    NotReplicated,
     NotSupported,
-    QueueFull,
-    QueuePaused,
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
@@ -101,21 +106,9 @@ from ...stores.base import (
 )
 from ..store import Store
 
-DEFAULT_PORT: Final = 7711
-#: Disque TTLs are whole seconds; a job without TTL lives ten years (our longest duration).
-FOREVER: Final = 10 * 365 * 86400
-#: How long before its requeue time Disque wakes a delivered job (JOB_WILLQUEUE_ADVANCE).
-_WAKE_ADVANCE_MS: Final = 500
 _ENVELOPE_PREFIX: Final = b'{"disquette":'
 _ENCODINGS: Final = {Encoding.BYTES: "bytes", Encoding.TEXT: "text", Encoding.JSON: "json"}
 _ENCODING_NAMES: Final = {name: encoding for encoding, name in _ENCODINGS.items()}
-_DISQUE_STATES: Final = {
-    JobState.QUEUED: "queued",
-    JobState.ACTIVE: "active",
-    JobState.SCHEDULED: "active",
-    JobState.FAILED: "active",
-    JobState.DONE: "acked",
-}
 _PARAMETERS: Final = frozenset(
     {
         "password",
@@ -461,11 +454,6 @@ def _text(value: Reply) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _show_fields(reply: list[Any]) -> dict[str, Any]:
-    """SHOW's flat name/value array, as a mapping."""
-    return {_text(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
-
-
 def _pause_mode(reply: Reply) -> PauseMode:
     name = _text(reply)
     for mode in PAUSE_MODES:
@@ -518,24 +506,19 @@ class DisqueStore(Store):
             raise self._error(reply)
         return reply
 
-    def _error(self, reply: Exception, job_id: str = "", queue: str = "") -> Exception:
+    def _error(
+        self,
+        reply: Exception,
+        job_id: str = "",
+        queue: str = "",
+        *,
+        max_len: int = 0,
+        replicate: int = 0,
+    ) -> Exception:
+        """The typed error for an error reply (see :func:`disquette.disque.error_for`)."""
         text = str(reply)
-        prefix = text.split(" ", 1)[0]
-        if prefix == "PAUSED":
-            return QueuePaused(queue)
-        if prefix == "NOREPL":
-            return NotReplicated(0, 0, f"disque ({text})")
-        if prefix == "BADID":
-            return InvalidJobId(job_id)
-        if prefix == "NOJOB":
-            return JobNotFound(job_id)
-        if prefix == "TOOLATE":
-            return InvalidState(job_id, "active", "working (half of its TTL elapsed)")
-        if "invalid queue name" in text:
-            return InvalidQueueName(queue, text)
-        if prefix in ("NOAUTH", "LEAVING", "OOM"):
-            return StoreUnavailable(text)
-        return ServerError(text)
+        error = error_for(text, job_id=job_id, queue=queue, max_len=max_len, replicate=replicate)
+        return ServerError(text) if error is None else error
 
     # -- producing ---------------------------------------------------------------------------
 
@@ -585,13 +568,9 @@ class DisqueStore(Store):
         for job, reply in zip(jobs, replies, strict=True):
             if isinstance(reply, hiredis.ReplyError):
                 if refusal is None:
-                    text = str(reply)
-                    if text.startswith("MAXLEN"):
-                        refusal = QueueFull(job.queue, max_len or 0)
-                    elif text.startswith("NOREPL"):
-                        refusal = NotReplicated(replicate, 0, f"disque ({text})")
-                    else:
-                        refusal = self._error(reply, queue=job.queue)
+                    refusal = self._error(
+                        reply, queue=job.queue, max_len=max_len or 0, replicate=replicate
+                    )
                 continue
             added.append(_text(reply))
             job.id = _text(reply)
@@ -627,13 +606,13 @@ class DisqueStore(Store):
             jobs.append(job)
         # The id's last hex digit is odd when the job can be redelivered. Its RETRY (and so
         # its lease) is only in SHOW: one more round trip, all SHOWs pipelined.
-        leased = [job for job in jobs if int(job.id[-1], 16) & 1]
+        leased = [job for job in jobs if id_is_leased(job.id)]
         if leased:
             shows = self.pool.call(*[("SHOW", job.id) for job in leased])
             for job, shown in zip(leased, shows, strict=True):
                 if not isinstance(shown, list):  # deleted meanwhile, or an error
                     continue
-                fields = _show_fields(shown)
+                fields = show_fields(shown)
                 job.retry_after = float(fields.get("retry") or 0)
                 requeue = fields.get("next-requeue-within")
                 if job.retry_after and isinstance(requeue, int):
@@ -645,7 +624,7 @@ class DisqueStore(Store):
     def _maybe_cycle(self, jobs: list[Job]) -> None:
         """Move toward the node that produced most of the jobs we received (the "cycle" of
         Disque clients: its queues are local there, so GETJOB needs no federation)."""
-        self._producers.update(job.id[2:10] for job in jobs)
+        self._producers.update(id_node_prefix(job.id) for job in jobs)
         self._received += len(jobs)
         if self._received < self.cycle:
             return
@@ -717,47 +696,8 @@ class DisqueStore(Store):
     # -- inspecting --------------------------------------------------------------------------
 
     def _job_from_show(self, reply: Reply) -> Job:
-        fields = _show_fields(reply)
-        now = self.clock.now()
-        state_name = _text(fields["state"])
-        delay = int(fields.get("delay") or 0)
-        nacks = int(fields.get("nacks") or 0)
-        more = int(fields.get("additional-deliveries") or 0)
-        awake, requeue = fields.get("next-awake-within"), fields.get("next-requeue-within")
-        state = JobState.QUEUED
-        if state_name == "acked":
-            state = JobState.DONE
-        elif state_name in ("active", "wait-repl"):
-            # Disque keeps a delayed job "active" with its requeue time at the end of the
-            # delay and wakes it then; a delivered job wakes 500 ms before its requeue.
-            state = JobState.ACTIVE
-            if (
-                delay > 0
-                and not nacks
-                and not more
-                and isinstance(awake, int)
-                and isinstance(requeue, int)
-                and awake > 0
-                and requeue <= delay * 1000
-                and abs(awake - requeue) < _WAKE_ADVANCE_MS // 2
-            ):
-                state = JobState.SCHEDULED
-        ttl = int(fields.get("ttl") or 0)
-        retry = float(fields.get("retry") or 0)
-        job = Job(_text(fields["id"]), _text(fields.get("queue") or b""), b"", state=state)
-        decode_body(job, fields.get("body") or b"")
-        job.created_at = now
-        job.run_at = (
-            now + awake / 1000 if state is JobState.SCHEDULED and isinstance(awake, int) else now
-        )
-        job.retry_after = retry
-        job.expires_at = None if ttl >= FOREVER - 86400 else now + ttl
-        job.nacks, job.additional_deliveries = nacks, more
-        delivered = state is JobState.ACTIVE or nacks or more
-        job.attempts = (1 if delivered else 0) + nacks + more
-        if state is JobState.ACTIVE and isinstance(requeue, int):
-            job.lease_until = now + requeue / 1000
-        return job
+        job = parse_show(reply, self.clock.now())
+        return decode_body(job, job.raw_body)
 
     def show(self, job_id: str) -> Job | None:
         """SHOW."""
@@ -873,7 +813,7 @@ class DisqueStore(Store):
         if queue is not None:
             request += ["QUEUE", queue]
         if states is not None:
-            for name in sorted({_DISQUE_STATES[JobState(state)] for state in states}):
+            for name in sorted({STATE_NAMES[JobState(state)] for state in states}):
                 request += ["STATE", name]
             if not states:
                 return 0, []

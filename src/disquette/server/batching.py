@@ -1,0 +1,212 @@
+"""Requests gathered from every connection into one store call per loop iteration.
+
+A SQLite commit or a database round trip costs far more than the Python around it, so
+plain ADDJOBs, GETJOB NOHANGs and ACKJOBs of every connection that arrive while one store
+call runs share the next one (:class:`Gathered`); their replies come back to the sessions
+as :class:`Pending` replies, each request's share of the batch's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from ..errors import StoreUnavailable
+from ..job import Job
+from .eager import start
+from .planner import claim_in_order, runs
+from .protocol import refusal
+
+if TYPE_CHECKING:
+    from .server import Server
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Gather(enum.Enum):
+    """The requests the server gathers from every connection into one store call (see
+    :class:`Gathered`). Like plain ADDJOBs, a run of requests of one kind on a connection is
+    in flight together (a pipeline of them costs one store call, not one each); a request
+    of another kind waits for them."""
+
+    CLAIM = "claim"
+    ACK = "ack"
+
+
+class Pending:
+    """The replies of requests that run with others (plain ADDJOBs waiting for their
+    batch): ``reply`` once known, then ``then`` is called."""
+
+    __slots__ = ("abandoned", "reply", "then")
+
+    def __init__(self) -> None:
+        self.reply: bytes | None = None
+        self.then: Callable[[], object] | None = None
+        #: Its client left: nobody will read the reply (jobs leased for it go back).
+        self.abandoned = False
+
+    def settle(self, reply: bytes) -> None:
+        """Set the reply and tell whoever waits."""
+        self.reply = reply
+        if self.then is not None:
+            self.then()
+
+
+class Gathered(Generic[R]):
+    """Requests of one kind from every connection, run together once per loop iteration.
+
+    A SQLite commit or a database round trip costs far more than the Python around it, so
+    the ADDJOBs (GETJOBs, ACKJOBs) that arrive while one store call runs share the next
+    call: one transaction, one commit, for many clients. ``run`` hands each request its
+    outcome and never raises.
+    """
+
+    def __init__(self, run: Callable[[list[R]], Awaitable[None]], *, gather: bool) -> None:
+        self._run = run
+        #: False: each request runs at once (the store's calls cost no I/O to share).
+        self._gather = gather
+        self._queue: list[R] = []
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    def push(self, request: R) -> None:
+        """Run ``request`` with the next batch."""
+        self._queue.append(request)
+        if self._running:
+            return
+        self._running = True
+        if self._gather:
+            asyncio.get_running_loop().call_soon(self._start)
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        task = start(self._drain())
+        if task is not None:
+            self._task = task  # a reference: the loop keeps tasks weakly
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._run(batch)
+        finally:
+            self._running = False
+            self._task = None
+
+
+#: Where a gathered request's outcome goes (its result, or the store's error); it answers
+#: whether anybody took it (a blocked GETJOB whose client left takes no jobs).
+Then = Callable[[T | Exception], bool]
+
+
+#: A GETJOB's share of a batched claim: its queues, its COUNT, where its jobs go.
+ClaimRequest = tuple[tuple[str, ...], int, Then[list[Job]]]
+
+
+#: An ACKJOB's share of a batched ack: its ids, where its count goes.
+AckRequest = tuple[list[str], Then[int]]
+
+
+#: Plain ADDJOBs of one connection: their jobs, and where their replies go.
+AddRequest = tuple[list[Job], Pending]
+
+
+def to_future(future: asyncio.Future[T]) -> Then[T]:
+    def then(outcome: T | Exception) -> bool:
+        if future.done():  # cancelled: the client is gone
+            return False
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+        return True
+
+    return then
+
+
+def to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:
+    def then(outcome: T | Exception) -> bool:
+        if pending.abandoned:
+            return False
+        pending.settle(refusal(outcome) if isinstance(outcome, Exception) else reply(outcome))
+        return True
+
+    return then
+
+
+async def run_adds(server: Server, requests: list[AddRequest]) -> None:
+    """Add the plain ADDJOBs of a batch, ``max_batch`` jobs per store call at most."""
+    at = 0
+    while at < len(requests):
+        groups = [requests[at]]
+        size = len(requests[at][0])
+        at += 1
+        while at < len(requests) and size + len(requests[at][0]) <= server.max_batch:
+            groups.append(requests[at])
+            size += len(requests[at][0])
+            at += 1
+        jobs = groups[0][0] if len(groups) == 1 else [j for g, _ in groups for j in g]
+        try:
+            await server.store.add(jobs, None)
+            server.last_write_ok = True
+        except Exception as exc:
+            server.last_write_ok = not isinstance(exc, StoreUnavailable)
+            # One refused job (a paused queue) must not refuse its batch neighbours.
+            for group_jobs, pending in groups:
+                pending.settle(b"".join([await server.add_one(job, None, 0) for job in group_jobs]))
+            continue
+        arrived = Counter([job.queue for job in jobs])
+        server.jobs_in.update(arrived)
+        server.touch(arrived)
+        for group_jobs, pending in groups:
+            pending.settle(added(group_jobs))
+
+
+async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
+    """Lease the jobs of a batch of GETJOB NOHANGs (and blocked GETJOBs' first tries)."""
+    # A run of consecutive GETJOBs on the same queues shares one claim per queue; each
+    # gets the jobs it would have got had they run one after the other.
+    for queues, run in runs(requests):
+        try:
+            counts = [count for _, count, _ in run]
+            shares = await claim_in_order(server.store, queues, counts, server.give_back)
+        except Exception as exc:
+            for *_, then in run:
+                then(exc)
+            continue
+        unwanted = [
+            job
+            for (*_, then), jobs in zip(run, shares, strict=True)
+            if not then(jobs)
+            for job in jobs
+        ]
+        if unwanted:  # their clients left: back to the queue at once
+            await server.give_back(unwanted)
+
+
+async def run_acks(server: Server, requests: list[AckRequest]) -> None:
+    """Ack the ids of a batch of ACKJOBs in one store call; each gets its own count."""
+    ids = [job_id for job_ids, _ in requests for job_id in job_ids]
+    try:
+        done = Counter(await server.store.ack(ids))
+    except Exception as exc:
+        for _, then in requests:
+            then(exc)
+        return
+    for job_ids, then in requests:
+        acked = 0
+        for job_id in job_ids:  # an id acked twice in one batch counts for the first
+            if done[job_id] > 0:
+                done[job_id] -= 1
+                acked += 1
+        then(acked)
+
+
+def added(jobs: list[Job]) -> bytes:
+    """ADDJOB's replies for added jobs, concatenated (ids are ASCII)."""
+    return "".join(["+" + job.id + "\r\n" for job in jobs]).encode()

@@ -1,0 +1,66 @@
+"""Commands that settle or requeue jobs: ACKJOB, FASTACK/DELJOB, NACK, ENQUEUE, DEQUEUE."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...disque import parse_ids
+from ...errors import InvalidJobId
+from .. import protocol
+from ..batching import Pending, to_pending
+from ..protocol import ZERO, refusal
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+def start_ackjob(session: Session, args: list[bytes]) -> bytes | Pending:
+    """ACKJOB id ...: the jobs become done (SHOW then says ``$-1``), gathered with the other
+    connections' ACKJOBs: its reply, or the :class:`Pending` that gets it."""
+    server = session.server
+    try:
+        ids = parse_ids(args[1:])
+    except InvalidJobId as exc:
+        return refusal(exc)
+    if not ids:
+        return ZERO
+    pending = Pending()
+    server.ack_then(ids, to_pending(pending, protocol.integer))
+    return pending
+
+
+async def cmd_fastack(session: Session, args: list[bytes]) -> bytes:
+    """FASTACK id ...: delete the jobs."""
+    ids = parse_ids(args[1:])
+    return protocol.integer(await session.server.store.delete(ids)) if ids else ZERO
+
+
+cmd_deljob = cmd_fastack
+
+
+async def cmd_nack(session: Session, args: list[bytes]) -> bytes:
+    """NACK id ...: put active jobs back, ``nacks`` + 1."""
+    ids = parse_ids(args[1:])
+    if not ids:
+        return ZERO
+    server = session.server
+
+    async def nack(job_ids: list[str]) -> int:
+        return len(await server.store.nack(job_ids))
+
+    return protocol.integer(await server.requeue(ids, nack))
+
+
+async def cmd_enqueue(session: Session, args: list[bytes]) -> bytes:
+    """ENQUEUE id ...: active (or delayed) jobs become ready now."""
+    ids = parse_ids(args[1:])
+    if not ids:
+        return ZERO
+    server = session.server
+    return protocol.integer(await server.requeue(ids, server.store.enqueue))
+
+
+async def cmd_dequeue(session: Session, args: list[bytes]) -> bytes:
+    """DEQUEUE id ...: ready jobs leave their queue until their retry time."""
+    ids = parse_ids(args[1:])
+    return protocol.integer(await session.server.store.dequeue(ids)) if ids else ZERO

@@ -1,0 +1,343 @@
+"""Job commands: ADDJOB, GETJOB, SHOW, WORKING and JSCAN."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from ...disque import (
+    DEFAULT_TTL,
+    DISQUE_STATES,
+    FOREVER,
+    ShowValue,
+    default_retry,
+    parse_ids,
+    show_entries,
+)
+from ...errors import DisquetteError, InvalidQueueName, JobNotFound, WorkingTooLate
+from ...job import Job, JobState
+from .. import protocol
+from ..batching import Gather, Pending, to_pending
+from ..planner import MAX_PAGE
+from ..protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, SYNTAX_ERROR, ZERO, refusal
+from ..server import Server
+from .args import (
+    CommandError,
+    parse_int,
+    parse_queue,
+    parse_scan_options,
+    parse_timeout_ms,
+)
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+#: JSCAN's default page, as Disque's COUNT default.
+SCAN_COUNT: Final = 100
+_PENDING_STATES: Final = frozenset(JobState) - {JobState.DONE}
+
+
+def start_addjob(session: Session, args: list[bytes]) -> bytes | Job | Coroutine[Any, Any, bytes]:
+    """ADDJOB: a plain one's job (the session adds it with its neighbours, in the server's
+    next batch), else the add on its own (MAXLEN, REPLICATE), or the refusal."""
+    server = session.server
+    try:
+        job, max_len, copies = parse_addjob(server, args)
+    except CommandError as exc:
+        return exc.reply
+    if max_len is None and copies == 0:
+        return job
+    return server.add_one(job, max_len, copies)
+
+
+def parse_addjob(server: Server, args: list[bytes]) -> tuple[Job, int | None, int]:
+    """ADDJOB's job, its MAXLEN and the extra copies it asks for, parsed as Disque does;
+    raises :class:`CommandError` with Disque's reply for a refused command."""
+    if len(args) == 4 and args[3] == b"0":  # no option: the defaults, decided once
+        queue = server.queues_checked.get(args[1])
+        if queue is not None:
+            return server.default_job(queue, args[2]), None, 0
+    replicate, ttl, retry, delay, max_len, asynchronous = 1, DEFAULT_TTL, -1, 0, None, False
+    j, argc = 4, len(args)
+    while j < argc:
+        option = args[j].lower()
+        last = j == argc - 1
+        if option == b"async":
+            asynchronous = True
+            j += 1
+            continue
+        if last or option not in (b"replicate", b"ttl", b"retry", b"delay", b"maxlen"):
+            raise CommandError(SYNTAX_ERROR)
+        value = parse_int(args[j + 1])
+        if option == b"replicate":
+            if value is None or not 1 <= value <= 65535:
+                raise CommandError(b"-ERR REPLICATE must be between 1 and 65535\r\n")
+            replicate = value
+        elif option == b"ttl":
+            if value is None or value <= 0:
+                raise CommandError(b"-ERR TTL must be a number > 0\r\n")
+            ttl = value
+        elif option == b"retry":
+            if value is None or value < 0:
+                raise CommandError(b"-ERR RETRY time must be a non negative number\r\n")
+            retry = value
+        elif option == b"delay":
+            if value is None or value < 0:
+                raise CommandError(b"-ERR DELAY time must be a non negative number\r\n")
+            delay = value
+        else:
+            if value is None or value <= 0:
+                raise CommandError(b"-ERR MAXLEN must be a positive number\r\n")
+            max_len = value
+        j += 2
+    if args[3] != b"0":  # the usual timeout, checked for nothing
+        parse_timeout_ms(args[3])
+    if retry == 0 and replicate > 1:
+        raise CommandError(
+            b"-ERR With RETRY set to 0 please explicitly set  REPLICATE to 1 "
+            b"(at-most-once delivery)\r\n"
+        )
+    if delay >= ttl:
+        raise CommandError(
+            b"-ERR The specified DELAY is greater than TTL. Job refused since would "
+            b"never be delivered\r\n"
+        )
+    if retry == -1:
+        retry = default_retry(ttl)
+    ttl = min(ttl, FOREVER)
+    queue = parse_queue(args[1])
+    if queue is None:
+        raise CommandError(refusal(InvalidQueueName(args[1], "not a name this store keeps")))
+    if len(server.queues_checked) >= 4096:
+        server.queues_checked.clear()
+    server.queues_checked[args[1]] = queue
+    # REPLICATE counts copies, this one included; the store's replicate counts the
+    # copies beyond its own. ASYNC asks for none to be awaited. Counting pool nodes
+    # as replicas, n live nodes meet REPLICATE n with the store's one copy.
+    if asynchronous or (server.pool_nodes_as_replicas and replicate <= len(server.node.peers)):
+        copies = 0
+    else:
+        copies = replicate - 1
+    return server.new_job(queue, args[2], ttl, retry, delay), max_len, copies
+
+
+@dataclass(slots=True)
+class GetJob:
+    """A parsed GETJOB."""
+
+    queues: list[str]
+    count: int = 1
+    nohang: bool = False
+    timeout_ms: int = 0
+    counters: bool = False
+
+
+def parse_getjob(args: list[bytes]) -> GetJob:
+    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..., as Disque
+    parses it (invalid queue names are left out); raises :class:`CommandError`."""
+    request = GetJob([])
+    j = 1
+    while True:
+        if j >= len(args):
+            raise CommandError(SYNTAX_ERROR)
+        option = args[j].lower()
+        if option == b"from":
+            break
+        if option == b"nohang":
+            request.nohang = True
+        elif option == b"withcounters":
+            request.counters = True
+        elif option in (b"timeout", b"count") and j + 1 < len(args):
+            if option == b"timeout":
+                request.timeout_ms = parse_timeout_ms(args[j + 1])
+            else:
+                value = parse_int(args[j + 1])
+                if value is None or value <= 0:
+                    raise CommandError(b"-ERR COUNT must be a number greater than zero\r\n")
+                request.count = min(value, MAX_PAGE)
+            j += 1
+        else:
+            raise CommandError(SYNTAX_ERROR)
+        j += 1
+    raw_queues = args[j + 1 :]
+    if not raw_queues:
+        raise CommandError(SYNTAX_ERROR)
+    request.queues = [name for name in map(parse_queue, raw_queues) if name is not None]
+    return request
+
+
+def getjob_reply(server: Server, jobs: list[Job], counters: bool) -> bytes:
+    """GETJOB's reply for the jobs it leased (counted as delivered)."""
+    if not jobs:
+        return NULL_ARRAY
+    server.touch({job.queue for job in jobs})
+    items = []
+    for job in jobs:
+        server.jobs_out[job.queue] += 1
+        fields = [protocol.bulk(job.queue), protocol.bulk(job.id), protocol.bulk(job.raw_body)]
+        if counters:
+            fields += [
+                b"$5\r\nnacks\r\n",
+                protocol.integer(job.nacks),
+                b"$21\r\nadditional-deliveries\r\n",
+                protocol.integer(job.additional_deliveries),
+            ]
+        items.append(protocol.array(fields))
+    return protocol.array(items)
+
+
+def getjob_nohang(server: Server, args: list[bytes]) -> bytes | Pending:
+    """GETJOB NOHANG, gathered with the other connections' claims: its reply, or the
+    :class:`Pending` that gets it (see ``Session``: no task per request)."""
+    try:
+        request = parse_getjob(args)
+    except CommandError as exc:
+        return exc.reply
+    if not request.queues:
+        return NULL_ARRAY
+    pending = Pending()
+    counters = request.counters
+
+    def reply(jobs: list[Job]) -> bytes:
+        return getjob_reply(server, jobs, counters)
+
+    server.claim_then(request.queues, request.count, to_pending(pending, reply))
+    return pending
+
+
+def getjob_gathered(args: list[bytes]) -> Gather | None:
+    """GETJOB NOHANG is gathered with the other connections' claims (it never blocks)."""
+    for arg in args[1:]:
+        lowered = arg.lower()
+        if lowered == b"nohang":
+            return Gather.CLAIM
+        if lowered == b"from":
+            return None
+    return None
+
+
+def start_getjob(
+    session: Session, args: list[bytes]
+) -> bytes | Pending | Coroutine[Any, Any, bytes]:
+    """GETJOB: gathered when NOHANG, else a command that may block."""
+    if getjob_gathered(args) is Gather.CLAIM:
+        return getjob_nohang(session.server, args)
+    return cmd_getjob(session, args)
+
+
+async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
+    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..."""
+    server = session.server
+    request = parse_getjob(args)
+    queues = request.queues
+    if not request.nohang:
+        server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
+    jobs = await server.claim(queues, request.count) if queues else []
+    if not jobs and not request.nohang and queues:
+        timeout = request.timeout_ms
+        client = server.client.timeout(None if timeout == 0 else timeout / 1000)
+        server.blocked += 1
+        for queue in queues:
+            server.blocked_on[queue] += 1
+        try:
+            # A task of its own: the command may have been started eagerly (no current
+            # task), and the wait may need one. Disque hands a blocked client the one job
+            # that woke it, whatever its COUNT.
+            jobs = await asyncio.ensure_future(client.get_many(*queues, count=1))
+        finally:
+            server.blocked -= 1
+            for queue in queues:
+                server.blocked_on[queue] -= 1
+                if not server.blocked_on[queue]:
+                    del server.blocked_on[queue]
+    return getjob_reply(server, jobs, request.counters)
+
+
+async def cmd_working(session: Session, args: list[bytes]) -> bytes:
+    """WORKING id: postpone the next delivery by the job's retry time."""
+    (job_id,) = parse_ids(args[1:])
+    store = session.server.store
+    job = await store.show(job_id)
+    if job is None or job.state is JobState.DONE:
+        raise JobNotFound(job_id)
+    now = store.clock.now()
+    if job.expires_at is not None and now - job.created_at > (job.expires_at - job.created_at) / 2:
+        raise WorkingTooLate(job_id)
+    if job.retry_after <= 0:
+        return ZERO
+    if job.state is JobState.QUEUED:
+        await store.dequeue([job_id])
+        return protocol.integer(int(job.retry_after))
+    try:
+        await store.working(job_id)
+    except JobNotFound:
+        raise JobNotFound(job_id) from None
+    except DisquetteError:
+        pass  # scheduled or failed: nothing to postpone, the retry time is still the answer
+    return protocol.integer(int(job.retry_after))
+
+
+async def cmd_show(session: Session, args: list[bytes]) -> bytes:
+    """SHOW id: the job's fields, ``$-1`` for unknown and acked (done) jobs."""
+    (job_id,) = parse_ids(args[1:])
+    store = session.server.store
+    job = await store.show(job_id)
+    if job is None or job.state is JobState.DONE:
+        return NULL_BULK
+    return encode_show(job, store.clock.now(), session.server.node.id)
+
+
+def encode_show(job: Job, now: float, node_id: str) -> bytes:
+    """SHOW's 30-element array for one job (see :func:`disquette.disque.show_entries`)."""
+    return protocol.array(
+        item
+        for name, value in show_entries(job, now, node_id)
+        for item in (protocol.bulk(name), _encode(value))
+    )
+
+
+def _encode(value: ShowValue) -> bytes:
+    if value is None:
+        return NULL_BULK
+    if isinstance(value, int):
+        return protocol.integer(value)
+    if isinstance(value, list):
+        return protocol.array(map(protocol.bulk, value))
+    return protocol.bulk(value)
+
+
+async def cmd_jscan(session: Session, args: list[bytes]) -> bytes:
+    """JSCAN [cursor] [COUNT n] [BUSYLOOP] [QUEUE q] [STATE s]... [REPLY id|all]."""
+    cursor, options = parse_scan_options(args, (b"queue", b"state", b"reply"))
+    states: set[JobState] | None = None
+    for raw in options.get(b"state", []):
+        wanted = DISQUE_STATES.get(raw.decode(errors="replace").lower())
+        if wanted is None:
+            raise CommandError(b"-ERR Invalid job state name\r\n")
+        states = (states or set()) | wanted
+    reply = options.get(b"reply", [b"id"])[-1].lower()
+    if reply not in (b"id", b"all"):
+        raise CommandError(b"-ERR Invalid REPLY type, try ID or ALL\r\n")
+    queue: str | None = None
+    if b"queue" in options:
+        queue = parse_queue(options[b"queue"][-1])
+        if queue is None:
+            return protocol.array([b"$1\r\n0\r\n", EMPTY_ARRAY])
+    count = max(1, min(parse_int(options.get(b"count", [b"100"])[-1]) or SCAN_COUNT, MAX_PAGE))
+    store = session.server.store
+    found: list[Job] = []
+    while True:
+        cursor, page = await store.scan(
+            cursor, count, queue=queue, states=_PENDING_STATES if states is None else states
+        )
+        found.extend(page)
+        if cursor == 0 or b"busyloop" not in options:
+            break
+    now = store.clock.now()
+    if reply == b"id":
+        items = [b"+" + job.id.encode() + b"\r\n" for job in found]
+    else:
+        items = [encode_show(job, now, session.server.node.id) for job in found]
+    return protocol.array([protocol.bulk(str(cursor)), protocol.array(items)])

@@ -1,0 +1,364 @@
+"""One client connection: its requests parsed, run in order, and their replies written."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Coroutine
+from typing import Any, Final, cast
+
+from ..job import Job
+from . import protocol
+from .batching import Gather, Pending
+from .commands import TABLE, Command, CommandError, Started, check_arity
+from .eager import start
+from .protocol import ProtocolError, RequestParser, refusal
+from .server import Server
+
+log = logging.getLogger("disquette.server")
+
+DEFAULT_MAX_CLIENTS: Final = 10_000
+#: Past this many bytes of replies waiting for a slow reader, the connection is closed.
+DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
+#: Replies buffered before the server stops reading (and running) a connection's requests.
+_WRITE_HIGH_WATER: Final = 1024 * 1024
+#: Parsed requests waiting to run before the server stops reading from the socket.
+_MAX_PENDING: Final = 1024
+#: After a protocol error the server half-closes and reads what the client still sends
+#: for this long at most: closing with unread bytes would reset the connection, and the
+#: client would lose the error reply.
+_LINGER_SECONDS: Final = 2.0
+#: Plain ADDJOBs of one read added in one store call at most.
+_MAX_GROUP: Final = 1024
+_QUIT: Final = b"quit"
+NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
+
+
+class Session(asyncio.Protocol):
+    """One client connection: parses requests, runs them in order, writes the replies.
+
+    Requests run inside ``data_received`` as far as they can (each command is started
+    eagerly, see :mod:`.eager`): a command that does not wait costs no task and no loop
+    iteration, and the replies of one loop iteration leave in one write. A command runs
+    once the ones before it finished, except plain ADDJOBs, which queue behind each other
+    (their batches commit in order); a command that waits becomes a task, nothing after
+    it runs until it is done, and the replies before it are sent at once.
+    """
+
+    def __init__(self, server: Server, limits: Limits) -> None:
+        self.server = server
+        self.limits = limits
+        self.authenticated = server.requirepass is None
+        self.name: bytes | None = None
+        self._parser = RequestParser(limits.max_argument_bytes)
+        self._pending: collections.deque[list[bytes] | ProtocolError] = collections.deque()
+        #: Replies not written yet, in request order, with those still running.
+        self._replies: list[bytes | Pending | asyncio.Task[bytes]] = []
+        #: Plain ADDJOBs not yet handed to the server's batch, and where their replies go.
+        self._group: list[Job] = []
+        self._group_reply: Pending | None = None
+        self._transport: asyncio.Transport | None = None
+        #: The command running as a task: nothing else runs until it is done.
+        self._task: asyncio.Task[bytes] | None = None
+        #: The gathered kind of the last request run (see ``Command.gathered``).
+        self._last_kind: Gather | None = None
+        #: A command parsed and ready, waiting for the replies before it to settle.
+        self._deferred: Coroutine[Any, Any, bytes] | None = None
+        #: The batch the session waits for before it goes on.
+        self._waiting: Pending | None = None
+        #: Replies ready, written by :meth:`_write_out` (see ``Server.write_soon``).
+        self._out: list[bytes] = []
+        self._writable = True
+        self._reading = True
+        self._pumping = False
+        self._closing = False
+        self._counted = False
+        self._linger: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the client, or refuse it past ``max_clients``."""
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        transport = self._transport
+        server = self.server
+        server.total_connections += 1
+        if server.connected >= self.limits.max_clients:
+            server.rejected_connections += 1
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self._closing = True
+            return
+        server.connected += 1
+        self._counted = True
+        transport.set_write_buffer_limits(high=_WRITE_HIGH_WATER)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the client; a GETJOB it was blocked in is cancelled."""
+        if self._counted:
+            self.server.connected -= 1
+            self._counted = False
+        self._closing = True
+        self._transport = None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._task is not None:
+            self._task.cancel()
+        if self._deferred is not None:
+            self._deferred.close()
+            self._deferred = None
+        self._pending.clear()
+        for reply in self._replies:
+            if type(reply) is Pending:
+                reply.abandoned = True
+
+    def data_received(self, data: bytes) -> None:
+        """Parse what came and run what can run."""
+        self.server.net_input_bytes += len(data)
+        if self._closing:
+            return
+        pending = self._pending
+        pending.extend(self._parser.feed(data))
+        if self._parser.error is not None:
+            pending.append(self._parser.error)
+            self._closing = True
+        if len(pending) > _MAX_PENDING and self._reading and self._transport is not None:
+            self._transport.pause_reading()
+            self._reading = False
+        if pending:
+            self._pump()
+
+    def pause_writing(self) -> None:
+        """The client reads slower than we answer: stop running its requests."""
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        """It caught up."""
+        self._writable = True
+        self._pump()
+
+    # -- running requests --------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Run the requests that may run now, then queue the replies that are ready."""
+        if self._pumping or self._transport is None:
+            return
+        self._pumping = True
+        try:
+            self._run()
+            self._end_group()
+            if self._transport is not None:
+                self._write_ready()
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("closing a connection after an unexpected error")
+            self._write_and_close(b"-ERR internal error\r\n")
+        finally:
+            self._pumping = False
+
+    def _run(self) -> None:
+        pending, replies = self._pending, self._replies
+        while self._task is None and self._writable and self._transport is not None:
+            if self._deferred is not None:
+                self._end_group()
+                if not self._settled():
+                    return
+                coroutine, self._deferred = self._deferred, None
+                self._start(coroutine)
+                continue
+            if not pending:
+                return
+            request = pending[0]
+            if isinstance(request, ProtocolError):
+                name, command, kind = None, None, None
+            else:
+                name = request[0].lower()
+                command = TABLE.get(name)
+                gathered = None if command is None else command.gathered
+                kind = None if gathered is None else gathered(request)
+            if kind is not self._last_kind:
+                self._end_group()
+                if not self._settled():
+                    return  # another kind is in flight; _batch_done pumps again
+                self._last_kind = kind
+            if name is None or name == _QUIT:
+                self._end_group()
+                if not self._settled():
+                    return
+                pending.popleft()
+                self._write_ready()
+                if isinstance(request, ProtocolError):
+                    self._write_and_close(request.reply, linger=True)
+                else:
+                    self._write_and_close(protocol.OK)
+                return
+            pending.popleft()
+            if not self._reading and len(pending) < _MAX_PENDING // 2:
+                self._transport.resume_reading()
+                self._reading = True
+            reply = self._dispatch(command, cast(list[bytes], request))
+            if type(reply) is Job:
+                self._group.append(reply)
+                if len(self._group) >= _MAX_GROUP:
+                    self._end_group()
+            elif type(reply) is bytes or type(reply) is Pending:
+                self._end_group()
+                replies.append(reply)
+            else:
+                self._end_group()
+                if self._settled():
+                    self._start(cast(Coroutine[Any, Any, bytes], reply))
+                else:
+                    self._deferred = cast(Coroutine[Any, Any, bytes], reply)
+
+    def _end_group(self) -> None:
+        """Hand the plain ADDJOBs gathered so far to the server's next batch."""
+        if self._group:
+            reply = Pending()
+            self.server.add_jobs(self._group, reply)
+            self._group = []
+            self._replies.append(reply)
+
+    def _start(self, coroutine: Coroutine[Any, Any, bytes]) -> None:
+        reply = start(_reply(coroutine))
+        self._replies.append(reply)
+        if not isinstance(reply, bytes):
+            self._task = reply
+            reply.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[bytes]) -> None:
+        if self._task is task:
+            self._task = None
+        self._pump()
+
+    def _settled(self) -> bool:
+        """Whether every reply before is known; if not, go on once the first one is."""
+        for reply in self._replies:
+            if type(reply) is Pending and reply.reply is None:
+                if self._waiting is None:
+                    self._waiting = reply
+                    reply.then = self._batch_done
+                return False
+        return True
+
+    def _batch_done(self) -> None:
+        self._waiting = None
+        if self._pending or self._deferred is not None:
+            self._pump()
+        elif self._transport is not None:
+            self._write_ready()
+
+    def _dispatch(self, command: Command | None, request: list[bytes]) -> Started:
+        """Check the command as Disque does (unknown, arity, then auth) and start it.
+
+        The reply of a command refused at once, else what its start gives (see
+        ``commands.Started``: a reply, a plain ADDJOB's job, a gathered request's pending
+        reply, or the command to run).
+        """
+        self.server.commands_processed += 1
+        if command is None:
+            shown = request[0].decode(errors="replace")
+            return protocol.error(f"ERR unknown command '{shown}'")
+        arity_error = check_arity(command, len(request))
+        if arity_error is not None:
+            return arity_error
+        if not self.authenticated and command.name != "auth":
+            if self.server.requirepass is None:
+                self.authenticated = True
+            else:
+                return NOAUTH
+        return command.start(self, request)
+
+    def _write_ready(self) -> None:
+        """Queue the replies that are ready, up to the first one still running."""
+        replies = self._replies
+        out = self._out
+        queued = bool(out)
+        ready = 0
+        for reply in replies:
+            if type(reply) is bytes:
+                out.append(reply)
+            elif type(reply) is Pending:
+                if reply.reply is None:
+                    if self._waiting is None:
+                        self._waiting = reply
+                        reply.then = self._batch_done
+                    break
+                out.append(reply.reply)
+            else:
+                task = cast(asyncio.Task[bytes], reply)
+                if not task.done():
+                    break
+                if task.cancelled():  # the server is stopping
+                    self._write_and_close(b"")
+                    return
+                out.append(task.result())
+            ready += 1
+        if ready:
+            del replies[:ready]
+            if not queued:
+                self.server.write_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        out, transport = self._out, self._transport
+        if not out or transport is None:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        transport.write(data)
+        self.server.net_output_bytes += len(data)
+        out.clear()
+        if transport.get_write_buffer_size() > self.limits.max_output_bytes:
+            log.warning("closing a client that does not read its replies")
+            transport.abort()
+
+    def _write_and_close(self, reply: bytes, *, linger: bool = False) -> None:
+        """Send ``reply`` and close; with ``linger``, make sure the client can read it."""
+        self._closing = True
+        self._pending.clear()
+        transport = self._transport
+        if transport is None:
+            return
+        self._out.append(reply)
+        self._write_out()
+        if not linger or transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        # A refused request is often still arriving: half-close (the reply, then EOF) and
+        # read the rest into nothing until the client closes, for a while at most. The
+        # client's slot is free already.
+        transport.write_eof()
+        if self._counted:
+            self.server.connected -= 1
+            self._counted = False
+        if not self._reading:
+            transport.resume_reading()
+            self._reading = True
+        self._linger = asyncio.get_running_loop().call_later(_LINGER_SECONDS, transport.close)
+
+
+async def _reply(command: Coroutine[Any, Any, bytes]) -> bytes:
+    """A command's reply: its error reply when it raises (a refusal by the store)."""
+    try:
+        return await command
+    except CommandError as exc:
+        return exc.reply
+    except Exception as exc:
+        return refusal(exc)
+
+
+class Limits:
+    """What one client may make the server hold."""
+
+    def __init__(
+        self,
+        *,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        max_argument_bytes: int = protocol.DEFAULT_MAX_ARGUMENT_BYTES,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    ) -> None:
+        self.max_clients = max_clients
+        self.max_argument_bytes = max_argument_bytes
+        self.max_output_bytes = max_output_bytes
