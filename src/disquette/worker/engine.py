@@ -67,9 +67,9 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, TypeAlias, cast
 
-from ._async.client import ENV_HOLDER, AsyncClient, connect_async
-from ._sync.client import Client
-from .errors import (  # the worker's own errors are re-exported here for convenience
+from .._async.client import ENV_HOLDER, AsyncClient, connect_async
+from .._sync.client import Client
+from ..errors import (  # the worker's own errors are re-exported here for convenience
     AlreadyRunning,
     BodyNotSerializable,
     BodyTooLarge,
@@ -85,8 +85,8 @@ from .errors import (  # the worker's own errors are re-exported here for conven
     UnknownJobType,
     WorkerError,
 )
-from .job import Job, JobState, Options, check_queue_names
-from .stores.adapter import SyncStoreAdapter
+from ..job import Job, JobState, Options, check_queue_names
+from ..stores.adapter import SyncStoreAdapter
 
 logger: Final = logging.getLogger("disquette.worker")
 
