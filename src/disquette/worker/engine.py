@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any, Final
 
 from .._async.client import AsyncClient
+from .._concurrency import AsyncSignal
 from ..errors import (
     BodyNotSerializable,
     BodyTooLarge,
@@ -40,31 +40,6 @@ ACK_DELAY: Final = 0.001
 #: How often the watchdog looks at leases and exec deadlines while jobs are held.
 _TICK: Final = 0.05
 _IDLE_TICK: Final = 0.5
-
-
-class _Flag:
-    """An asyncio event any thread may set; ``wait`` clears it."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._event = asyncio.Event()
-
-    def set(self) -> None:
-        """Set from the loop's thread."""
-        self._event.set()
-
-    def set_threadsafe(self) -> None:
-        """Set from any thread; a no-op once the loop is closed."""
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._event.set)
-
-    async def wait(self, timeout: float | None) -> None:
-        """Wait until set (or ``timeout`` seconds), then clear."""
-        if not self._event.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._event.wait()
-        self._event.clear()
 
 
 class Engine:
@@ -97,11 +72,11 @@ class Engine:
         #: Deliveries (job id, attempts) the store said were redelivered: their outcome
         #: is not sent, and each is logged once.
         self.lost: set[tuple[str, int]] = set()
-        self.fetch_flag = _Flag(self.loop)
-        self.flush_flag = _Flag(self.loop)
-        self.changed = _Flag(self.loop)
-        self.stop_flag = _Flag(self.loop)
-        self.watch_flag = _Flag(self.loop)
+        self.fetch_flag = AsyncSignal()
+        self.flush_flag = AsyncSignal()
+        self.changed = AsyncSignal()
+        self.stop_flag = AsyncSignal()
+        self.watch_flag = AsyncSignal()
         self.watch_idle = False
         self.threads = HandlerThreads(self.loop, self.concurrency, self._deliver)
         self.stopping = False
@@ -119,14 +94,14 @@ class Engine:
             force = True
         if force:
             self.force = True
-            self.changed.set()
+            self.changed.set_in_loop()
         if not self.stopping:
             logger.info("worker stopping: finishing running jobs (grace %gs)", self.grace)
         elif force:
             logger.warning("worker stopping now: running jobs are given back")
         self.stopping = True
-        self.stop_flag.set()
-        self.fetch_flag.set()
+        self.stop_flag.set_in_loop()
+        self.fetch_flag.set_in_loop()
 
     async def run(self) -> None:
         tasks = [
@@ -142,11 +117,11 @@ class Engine:
                 if task.done() and task.exception() is not None:
                     self.request_stop(force=True)
             self.stopping = True
-            self.fetch_flag.set()
+            self.fetch_flag.set_in_loop()
             await asyncio.wait([fetcher])
             await self._drain_running()
             self.closing = True
-            self.flush_flag.set()
+            self.flush_flag.set_in_loop()
             await asyncio.wait([flusher])
         finally:
             stop.cancel()
@@ -190,15 +165,13 @@ class Engine:
             logger.info("giving back %d prefetched job(s)", len(self.buffer))
             self.to_nack.extend(item.job for item in self.buffer)
             self.buffer.clear()
-            self.flush_flag.set()
+            self.flush_flag.set_in_loop()
 
     # -- claiming and dispatching -----------------------------------------------------
 
     async def _fetch_loop(self) -> None:
         # Subscribe before the first claim, so an add between a claim and the wait wakes us.
-        unsubscribe = self.client.store.wakeups.subscribe(
-            self.queues, self.fetch_flag.set_threadsafe
-        )
+        unsubscribe = self.client.store.wakeups.subscribe(self.queues, self.fetch_flag.set)
         failures = 0
         try:
             while not self.stopping:
@@ -227,7 +200,7 @@ class Engine:
     def _accept(self, jobs: list[Job]) -> None:
         if self.watch_idle:  # from a long idle tick to short busy ones
             self._paced_at = (time.monotonic(), self.finished)
-            self.watch_flag.set()
+            self.watch_flag.set_in_loop()
         for job in jobs:
             item = InFlight(job, self.registry.resolve(job.type, job.queue))
             if len(self.running) < self.concurrency and not self.stopping:
@@ -315,13 +288,13 @@ class Engine:
                     error,
                     extra=log_extras(job, duration),
                 )
-        self.flush_flag.set()
-        self.changed.set()
+        self.flush_flag.set_in_loop()
+        self.changed.set_in_loop()
         while self.buffer and len(self.running) < self.concurrency and not self.stopping:
             self._start(self.buffer.popleft())
         self.finished += 1
         if len(self.buffer) <= self.buffer_target // 2 and not self.stopping:
-            self.fetch_flag.set()
+            self.fetch_flag.set_in_loop()
 
     # -- recording outcomes ------------------------------------------------------------
 
@@ -345,7 +318,7 @@ class Engine:
                     logger.error("giving up: their leases will redeliver the unrecorded jobs")
                     return
                 await asyncio.sleep(pause)
-                self.flush_flag.set()
+                self.flush_flag.set_in_loop()
                 continue
             failures = 0
             if self.closing and not self._pending():
