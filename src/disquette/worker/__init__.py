@@ -47,7 +47,9 @@ Logging goes to the ``disquette.worker`` logger with structured extras on job re
 
 One module per runtime role: ``registry`` (handlers by job type), ``config`` (defaults,
 environment, option checks, the client), ``handlers`` (running a handler, its outcome),
-``engine`` (one run of a worker), ``worker`` (:class:`Worker`), ``pool``
+``engine`` (one run of a worker) and its roles ``fetcher`` (claims, the buffer), ``acks``
+(outcomes, in batches), ``watchdog`` (exec timeouts, the supervisor, the tick),
+``heartbeat`` (lease extension), over a shared ``state``; ``worker`` (:class:`Worker`), ``pool``
 (:class:`WorkerPool`), ``supervisor`` (:class:`Supervisor`, worker processes).
 """
 
@@ -59,6 +61,8 @@ from ..errors import (  # the worker's own errors are re-exported here for conve
     UnknownJobType,
     WorkerError,
 )
+from .acks import ACK_BATCH as ACK_BATCH
+from .acks import ACK_DELAY as ACK_DELAY
 from .config import CATCH_ALL, DEFAULT_CONCURRENCY, DEFAULT_QUEUE, EXIT_REPLACE
 from .config import DEFAULT_GRACE as DEFAULT_GRACE
 from .config import ENV_CONCURRENCY as ENV_CONCURRENCY
@@ -71,10 +75,8 @@ from .config import async_twin as async_twin
 from .config import concurrency_from_env as concurrency_from_env
 from .config import open_client as open_client
 from .config import queues_from_env as queues_from_env
-from .engine import ACK_BATCH as ACK_BATCH
-from .engine import ACK_DELAY as ACK_DELAY
-from .engine import BUFFER_SECONDS as BUFFER_SECONDS
-from .engine import DEFAULT_MAX_PREFETCH as DEFAULT_MAX_PREFETCH
+from .fetcher import BUFFER_SECONDS as BUFFER_SECONDS
+from .fetcher import DEFAULT_MAX_PREFETCH as DEFAULT_MAX_PREFETCH
 from .handlers import describe_exception
 from .pool import WorkerPool
 from .registry import Handler, Handlers, HandlerSpec, Registry, as_registry

@@ -316,19 +316,7 @@ class Worker:
                 jobs = await client.timeout(0).get_many(*self.queues, count=1)
                 if not jobs:
                     return False
-                engine = Engine(self, client)
-                engine.concurrency = 1
-                engine._accept(jobs)
-                watcher = asyncio.create_task(engine._watch_loop())
-                try:
-                    while engine.running:
-                        await engine.changed.wait(None)
-                finally:
-                    watcher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watcher
-                    engine.threads.close()
-                await engine._flush()
+                await Engine(self, client).work_one(jobs)
                 return True
             finally:
                 if owned:
