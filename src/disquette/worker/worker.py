@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Final, Literal
 
 from .._async.client import AsyncClient
@@ -137,11 +137,18 @@ class Worker:
 
     async def run_async(self, *, handle_signals: bool = False) -> None:
         """Work inside the running event loop until stopped."""
+        async with self._running() as client:
+            await self._run_engine(client, handle_signals)
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[AsyncClient]:
+        """Mark the worker running and open its client; on the way out, close the client
+        (when the worker opened it) and mark the worker idle."""
         self._enter()
         try:
             client, owned = open_client(self._client_source)
             try:
-                await self._run_engine(client, handle_signals)
+                yield client
             finally:
                 if owned:
                     await client.close()
@@ -309,19 +316,9 @@ class Worker:
 
     async def work_one_async(self) -> bool:
         """Process one job if one is ready (the async flavor of :meth:`work_one`)."""
-        self._enter()
-        try:
-            client, owned = open_client(self._client_source)
-            try:
-                jobs = await client.timeout(0).get_many(*self.queues, count=1)
-                if not jobs:
-                    return False
-                await Engine(self, client).work_one(jobs)
-                return True
-            finally:
-                if owned:
-                    await client.close()
-        finally:
-            with self._lock:
-                self._state = "idle"
-                self._idle.set()
+        async with self._running() as client:
+            jobs = await client.timeout(0).get_many(*self.queues, count=1)
+            if not jobs:
+                return False
+            await Engine(self, client).work_one(jobs)
+            return True
