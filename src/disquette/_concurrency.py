@@ -13,26 +13,42 @@ import time
 
 
 class AsyncSignal:
-    """A wake-up flag an asyncio task waits on and any thread may set."""
+    """A wake-up flag an asyncio task waits on: set from any thread with :meth:`set`, or
+    at once from the loop's own thread with :meth:`set_in_loop`; :meth:`wait` clears it.
+
+    Made inside the running loop (it keeps that loop, for :meth:`set`).
+    """
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
 
     def set(self) -> None:
-        """Wake the waiter; safe from any thread, a no-op once the loop is closed."""
+        """Wake the waiter; safe from any thread, a no-op once the loop is closed.
+
+        The flag is set by a callback on the loop: on the loop's own thread it takes one
+        loop iteration, so code running there uses :meth:`set_in_loop`.
+        """
         with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
             self._loop.call_soon_threadsafe(self._event.set)
 
-    async def wait(self, timeout: float) -> None:
-        """Wait until set or ``timeout`` seconds pass, then reset the flag."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+    def set_in_loop(self) -> None:
+        """Wake the waiter now; only from the loop's own thread."""
+        self._event.set()
+
+    async def wait(self, timeout: float | None) -> None:
+        """Wait until set or ``timeout`` seconds pass (``None``: no limit), then clear
+        the flag. Already set: returns at once, without yielding to the loop."""
+        if not self._event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._event.wait()
         self._event.clear()
 
 
 class Signal:
-    """A wake-up flag a thread waits on and any thread may set."""
+    """A wake-up flag a thread waits on and any thread may set (the twin of
+    :class:`AsyncSignal`; a thread needs no loop, so both setters are the same)."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -41,8 +57,13 @@ class Signal:
         """Wake the waiter."""
         self._event.set()
 
-    def wait(self, timeout: float) -> None:
-        """Wait until set or ``timeout`` seconds pass, then reset the flag."""
+    def set_in_loop(self) -> None:
+        """Wake the waiter (the same as :meth:`set`: a thread has no loop to stay on)."""
+        self._event.set()
+
+    def wait(self, timeout: float | None) -> None:
+        """Wait until set or ``timeout`` seconds pass (``None``: no limit), then clear
+        the flag."""
         self._event.wait(timeout)
         self._event.clear()
 

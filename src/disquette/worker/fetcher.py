@@ -1,0 +1,112 @@
+"""The fetcher: claims jobs in batches into a buffer, on the store's wake-ups or by
+polling, and sizes the buffer to the pace jobs finish at."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from ..errors import StoreUnavailable
+from ..job import Job
+from .acks import AckBatcher
+from .handlers import InFlight
+from .state import TICK, EngineState
+
+logger: Final = logging.getLogger("disquette.worker")
+
+#: Without an explicit ``prefetch``, buffer about this much work, and at most this many.
+BUFFER_SECONDS: Final = 0.1
+DEFAULT_MAX_PREFETCH: Final = 100
+
+
+class Fetcher:
+    """Keeps ``concurrency`` jobs running plus a buffer: claims when the buffer is half
+    empty (``fetch_flag`` wakes it), starts what it claims while there is room."""
+
+    def __init__(
+        self, state: EngineState, acks: AckBatcher, start: Callable[[InFlight], None]
+    ) -> None:
+        self.state = state
+        self.acks = acks
+        self._start = start
+        worker = state.worker
+        self.queues = worker.queues
+        self.claimer = state.client.timeout(0)
+        self.poll_interval = worker.poll_interval or state.client.store.poll_interval
+        # How many jobs to keep buffered: fixed, or adapted to the pace (see adapt).
+        self.adaptive = worker.prefetch is None
+        self.max_buffer = DEFAULT_MAX_PREFETCH if worker.prefetch is None else worker.prefetch
+        state.buffer_target = min(self.max_buffer, state.concurrency)
+        if not self.adaptive:
+            state.buffer_target = self.max_buffer
+        self.pace = 0.0  # jobs finished per second, smoothed
+        self._paced_at = (time.monotonic(), 0)
+
+    async def run(self) -> None:
+        """Claim until the run stops."""
+        state = self.state
+        # Subscribe before the first claim, so an add between a claim and the wait wakes us.
+        unsubscribe = state.client.store.wakeups.subscribe(self.queues, state.fetch_flag.set)
+        failures = 0
+        try:
+            while not state.stopping:
+                target = state.buffer_target
+                room = state.concurrency + target - len(state.buffer) - len(state.running)
+                # Claim once the buffer is half empty: claims come in batches.
+                if room <= 0 or len(state.buffer) > target // 2:
+                    await state.fetch_flag.wait(None)
+                    continue
+                try:
+                    jobs = await self.claimer.get_many(*self.queues, count=room)
+                except StoreUnavailable as exc:
+                    failures += 1
+                    pause = min(0.1 * 2**failures, 5.0)
+                    logger.warning("cannot claim jobs (%s); retrying in %.1fs", exc, pause)
+                    await state.fetch_flag.wait(pause)
+                    continue
+                failures = 0
+                if jobs:
+                    self.accept(jobs)
+                else:
+                    await state.fetch_flag.wait(self.poll_interval)
+        finally:
+            unsubscribe()
+
+    def accept(self, jobs: list[Job]) -> None:
+        """Start claimed jobs while there is room, buffer the rest."""
+        state = self.state
+        if state.watch_idle:  # from a long idle tick to short busy ones
+            self._paced_at = (time.monotonic(), state.finished)
+            state.watch_flag.set_in_loop()
+        resolve = state.registry.resolve
+        for job in jobs:
+            item = InFlight(job, resolve(job.type, job.queue))
+            if len(state.running) < state.concurrency and not state.stopping:
+                self._start(item)
+            else:
+                state.buffer.append(item)
+        if state.stopping:
+            self.give_back_buffer()
+
+    def give_back_buffer(self) -> None:
+        """NACK the buffered jobs (the run stops)."""
+        buffer = self.state.buffer
+        if buffer:
+            logger.info("giving back %d prefetched job(s)", len(buffer))
+            self.acks.nack(item.job for item in buffer)
+            buffer.clear()
+
+    def adapt(self) -> None:
+        """Follow the pace jobs finish at; buffer about BUFFER_SECONDS of it."""
+        now = time.monotonic()
+        since, finished_then = self._paced_at
+        if now - since < TICK:
+            return
+        finished = self.state.finished
+        self._paced_at = (now, finished)
+        sample = (finished - finished_then) / (now - since)
+        self.pace = 0.5 * self.pace + 0.5 * sample
+        if self.adaptive:
+            self.state.buffer_target = min(self.max_buffer, int(self.pace * BUFFER_SECONDS))
