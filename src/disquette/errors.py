@@ -1,7 +1,17 @@
 """Everything that can go wrong, one class per condition a caller handles differently.
 
-The hierarchy is the documentation: catch :class:`DisquetteError` for all of them, or a
-subclass for one condition. Each error carries the fields that explain it.
+The hierarchy is the documentation: catch :class:`DisquetteError` for all of them, a tier
+for a group, or a class for one condition. Each error carries the fields that explain it.
+
+- :class:`InvalidInput` (also ``ValueError``): the call itself is wrong (an option, a name,
+  an id, a URL, a body, the app to load); fix the call. The CLI exits 2.
+- :class:`Refused`: a valid request declined as things stand (a full or paused queue,
+  replicas missing, something the store cannot do, a closed client).
+- :class:`JobError`: about one job (not found, in another state, its lease lost, failed
+  for good, no handler, over its time).
+- :class:`StoreError`: the store failed (unreachable, refusing the URL, any other database
+  error). The CLI exits 3 for :class:`StoreUnavailable`.
+- :class:`Timeout`, :class:`WorkerError` (misuse of a worker), :class:`CannotListen`.
 """
 
 from __future__ import annotations
@@ -13,7 +23,19 @@ class DisquetteError(Exception):
     """Base class of every error raised by disquette."""
 
 
-class InvalidOption(DisquetteError, ValueError):
+class InvalidInput(DisquetteError, ValueError):
+    """The tier of errors in the call itself: an option, a name, an id, a URL, a body."""
+
+
+class Refused(DisquetteError):
+    """The tier of valid requests declined as things stand (full, paused, unsupported)."""
+
+
+class JobError(DisquetteError):
+    """The tier of errors about one job: not found, another state, lost lease, failed."""
+
+
+class InvalidOption(InvalidInput):
     """An option has a value outside its allowed range (negative TTL, absurd delay...)."""
 
     def __init__(self, option: str, value: object, reason: str) -> None:
@@ -23,7 +45,7 @@ class InvalidOption(DisquetteError, ValueError):
         super().__init__(f"invalid option {option}={value!r}: {reason}")
 
 
-class InvalidQueueName(DisquetteError, ValueError):
+class InvalidQueueName(InvalidInput):
     """A queue name is empty, too long, or contains characters a store cannot keep."""
 
     def __init__(self, queue: object, reason: str) -> None:
@@ -32,7 +54,7 @@ class InvalidQueueName(DisquetteError, ValueError):
         super().__init__(f"invalid queue name {queue!r}: {reason}")
 
 
-class InvalidJobId(DisquetteError, ValueError):
+class InvalidJobId(InvalidInput):
     """A job id does not have the 40-byte ``D-xxxxxxxx-...-xxxx`` shape."""
 
     def __init__(self, job_id: object) -> None:
@@ -40,7 +62,7 @@ class InvalidJobId(DisquetteError, ValueError):
         super().__init__(f"invalid job id {job_id!r}")
 
 
-class InvalidURL(DisquetteError, ValueError):
+class InvalidURL(InvalidInput):
     """A store URL has an unknown scheme or a malformed location."""
 
     def __init__(self, url: str, reason: str) -> None:
@@ -49,7 +71,7 @@ class InvalidURL(DisquetteError, ValueError):
         super().__init__(f"invalid store URL {url!r}: {reason}")
 
 
-class BodyNotSerializable(DisquetteError, TypeError):
+class BodyNotSerializable(InvalidInput, TypeError):
     """A job body or result is neither bytes, str, nor JSON-serializable."""
 
     def __init__(self, value_type: type, reason: str) -> None:
@@ -58,7 +80,7 @@ class BodyNotSerializable(DisquetteError, TypeError):
         super().__init__(f"cannot serialize a {value_type.__name__}: {reason}")
 
 
-class BodyTooLarge(DisquetteError, ValueError):
+class BodyTooLarge(InvalidInput):
     """An encoded body or result is larger than the client's ``max_body_bytes``."""
 
     def __init__(self, size: int, limit: int) -> None:
@@ -67,7 +89,7 @@ class BodyTooLarge(DisquetteError, ValueError):
         super().__init__(f"body of {size} bytes exceeds the limit of {limit} bytes")
 
 
-class JobNotFound(DisquetteError, KeyError):
+class JobNotFound(JobError, KeyError):
     """No job has this id (never added, deleted, expired, or pruned after completion)."""
 
     def __init__(self, job_id: str) -> None:
@@ -78,7 +100,7 @@ class JobNotFound(DisquetteError, KeyError):
         return f"no job with id {self.job_id!r}"
 
 
-class InvalidState(DisquetteError):
+class InvalidState(JobError):
     """The job exists but is not in a state that allows the operation."""
 
     def __init__(self, job_id: str, state: str, operation: str) -> None:
@@ -96,7 +118,7 @@ class WorkingTooLate(InvalidState):
         super().__init__(job_id, "active", "working (half of its TTL elapsed)")
 
 
-class LeaseLost(DisquetteError):
+class LeaseLost(JobError):
     """A newer delivery of the job started: this one's ``ack``, ``nack``, ``fail`` or
     ``working`` was refused, and the job was left to the delivery that holds it now.
 
@@ -145,7 +167,7 @@ class LeaseLost(DisquetteError):
         return text
 
 
-class QueueFull(DisquetteError):
+class QueueFull(Refused):
     """``add`` was refused because the queue already holds ``max_len`` queued jobs."""
 
     def __init__(self, queue: str, max_len: int) -> None:
@@ -154,7 +176,7 @@ class QueueFull(DisquetteError):
         super().__init__(f"queue {queue!r} holds {max_len} or more jobs (max_len={max_len})")
 
 
-class QueuePaused(DisquetteError):
+class QueuePaused(Refused):
     """``add`` was refused because the queue is paused for input (Disque ``PAUSE q in``)."""
 
     def __init__(self, queue: str) -> None:
@@ -162,7 +184,7 @@ class QueuePaused(DisquetteError):
         super().__init__(f"queue {queue!r} is paused for input: adds are refused")
 
 
-class NotReplicated(DisquetteError):
+class NotReplicated(Refused):
     """The store cannot keep ``replicate`` copies of the job before ``add`` returns."""
 
     def __init__(self, wanted: int, available: int, store: str) -> None:
@@ -183,7 +205,7 @@ class Timeout(DisquetteError, TimeoutError):
         super().__init__(f"{operation} timed out after {seconds:g}s")
 
 
-class JobFailed(DisquetteError):
+class JobFailed(JobError):
     """``wait`` saw the job end in the ``failed`` state (its attempts are exhausted)."""
 
     def __init__(self, job_id: str, error_count: int, last_error: str | None) -> None:
@@ -193,10 +215,27 @@ class JobFailed(DisquetteError):
         super().__init__(f"job {job_id} failed after {error_count} errors: {last_error}")
 
 
-class StoreUnavailable(DisquetteError, ConnectionError):
+class StoreError(DisquetteError):
+    """The store failed a call: the tier of store errors, and, raised as itself, a
+    database error disquette has no specific class for (a constraint, an unexpected error
+    reply); ``store`` names the store, the message the cause."""
+
+    store: str | None = None
+
+    def __init__(self, store: str, message: str) -> None:
+        self.store = store
+        super().__init__(f"{store}: {message}")
+
+
+class StoreUnavailable(StoreError, ConnectionError):
     """The store could not be reached or went away mid-call; the call may be retried."""
 
     retryable = True
+
+    def __init__(self, message: str) -> None:
+        # The message names the store already; StoreError's (store, message) pair is for
+        # the errors that wrap a driver's.
+        DisquetteError.__init__(self, message)
 
 
 class StoreRefused(StoreUnavailable):
@@ -206,16 +245,7 @@ class StoreRefused(StoreUnavailable):
     retryable = False
 
 
-class StoreError(DisquetteError):
-    """The store failed a call for a reason disquette has no specific error for (a database
-    constraint, an unexpected error reply); ``store`` names the store, the message the cause."""
-
-    def __init__(self, store: str, message: str) -> None:
-        self.store = store
-        super().__init__(f"{store}: {message}")
-
-
-class NotSupported(DisquetteError, NotImplementedError):
+class NotSupported(Refused, NotImplementedError):
     """The store cannot do this by its nature (a remote Disque server registers itself)."""
 
     def __init__(self, store: str, operation: str, reason: str) -> None:
@@ -225,8 +255,22 @@ class NotSupported(DisquetteError, NotImplementedError):
         super().__init__(f"the {store} store cannot {operation}: {reason}")
 
 
-class ClientClosed(DisquetteError):
+class ClientClosed(Refused):
     """The client (or its store) was closed and cannot be used any more."""
+
+
+class AppImportError(InvalidInput):
+    """The APP given to ``disquette worker`` cannot be imported or is not an app, a
+    registry or a mapping; ``cause`` is the exception raised while importing, if any."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        self.cause = cause
+        super().__init__(message)
+
+
+class UnsafeBind(InvalidInput):
+    """The server was asked to listen beyond loopback without a password, and without
+    ``unprotected``: anyone on the network could take and delete jobs."""
 
 
 class CannotListen(DisquetteError, OSError):
@@ -267,7 +311,7 @@ class NoHandlers(WorkerError):
         super().__init__("a worker needs at least one handler")
 
 
-class UnknownJobType(DisquetteError, LookupError):
+class UnknownJobType(JobError, LookupError):
     """A job's type has no handler in this worker (recorded as the job's error)."""
 
     def __init__(self, job_type: str | None, known: Sequence[str]) -> None:
@@ -277,7 +321,7 @@ class UnknownJobType(DisquetteError, LookupError):
         super().__init__(f"no handler for {what} (this worker knows: {', '.join(known)})")
 
 
-class HandlerTimeout(DisquetteError, TimeoutError):
+class HandlerTimeout(JobError, TimeoutError):
     """A handler ran longer than its exec timeout (recorded as the job's error)."""
 
     def __init__(self, job_type: str | None, seconds: float) -> None:
@@ -286,6 +330,6 @@ class HandlerTimeout(DisquetteError, TimeoutError):
         super().__init__(f"handler {job_type!r} ran longer than its {seconds:g}s exec timeout")
 
 
-class EagerError(DisquetteError):
+class EagerError(JobError):
     """Eager mode could not run a job (its queue is paused, or an async handler was
     enqueued with ``add`` from inside a running event loop)."""

@@ -27,15 +27,6 @@ _TRACEBACK_KEY: Final = "disquette.traceback"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_USAGE_ERRORS: Final = (
-    errors.InvalidURL,
-    errors.InvalidOption,
-    errors.InvalidQueueName,
-    errors.InvalidJobId,
-    errors.BodyNotSerializable,
-    errors.BodyTooLarge,
-)
-
 
 class CliError(click.ClickException):
     """A one-line error with the exit status that says what kind it is."""
@@ -45,21 +36,12 @@ class CliError(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
 
-class AppImportError(errors.DisquetteError):
-    """The APP argument of ``disquette worker`` cannot be imported or is not an app.
-
-    ``cause``: the exception the app's module raised, if that is why (its traceback is
-    printed with ``--traceback``).
-    """
-
-    def __init__(self, message: str, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.cause = cause
+AppImportError = errors.AppImportError  # re-exported: the CLI's own error
 
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit status for an error raised by a command."""
-    if isinstance(exc, (*_USAGE_ERRORS, AppImportError)):
+    if isinstance(exc, errors.InvalidInput):
         return EXIT_USAGE
     if isinstance(exc, errors.StoreUnavailable):
         return EXIT_UNAVAILABLE

@@ -100,16 +100,12 @@ from collections.abc import Callable
 
 from .._async.client import AsyncClient, connect_async
 from ..disque import DEFAULT_PORT
-from ..errors import CannotListen
+from ..errors import CannotListen, UnsafeBind
 from .node import Node
 from .server import Server
 from .session import Limits, Session
 
 log = logging.getLogger("disquette.server")
-
-
-class UnsafeBind(Exception):
-    """A non-loopback bind without a password, and without ``unprotected``."""
 
 
 def is_loopback(host: str) -> bool:

@@ -92,6 +92,7 @@ from ...errors import (
     InvalidURL,
     JobNotFound,
     NotSupported,
+    StoreError,
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
@@ -125,8 +126,12 @@ _PARAMETERS: Final = frozenset(
 Reply = Any
 
 
-class ServerError(Exception):
+class ServerError(StoreError):
     """An error reply (``-PREFIX text``) the store has no typed error for."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        super().__init__("Disque", reply)
 
 
 # -- the envelope --------------------------------------------------------------------------
@@ -688,7 +693,7 @@ class DisqueStore(Store):
         try:
             seconds = int(self._call("WORKING", job_id))
         except ServerError as exc:
-            raise InvalidState(job_id, "unknown", f"working ({exc})") from None
+            raise InvalidState(job_id, "unknown", f"working ({exc.reply})") from None
         except JobNotFound:
             raise JobNotFound(job_id) from None
         return self.clock.now() + seconds if seconds else None
