@@ -318,3 +318,18 @@ def test_supervisor_gives_a_killed_childs_jobs_back_at_once(
     assert (job.state, job.attempts, job.additional_deliveries) == (JobState.DONE, 2, 1)
     finished = (tmp_path / "a.started.finished").read_text().splitlines()
     assert finished == [f"2 {replacement}"]  # the killed attempt never finished
+
+
+def test_supervisors_sharing_a_host_and_a_pid_never_share_a_lease_holder(tmp_path: Path) -> None:
+    """Supervisors in containers are often pid 1 on hosts of one name: if their children
+    shared holder ids, one supervisor's release would take another's running jobs."""
+    from disquette.worker import Supervisor
+
+    seen = tmp_path / "holders"
+    record = "import os, sys; open(sys.argv[1], 'a').write(os.environ['DISQUETTE_HOLDER'] + '\\n')"
+    for _ in range(2):  # two supervisors of one process: the same host name and pid
+        child = Supervisor([sys.executable, "-c", record, str(seen)], 1)._spawn()
+        assert child.wait(30) == 0
+    first, second = seen.read_text().split()
+    assert first != second
+    assert first.startswith(f"{os.uname().nodename}:{os.getpid()}:")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -70,6 +71,10 @@ class Supervisor:
         #: The lease holder of each live child, by pid.
         self._holders: dict[int, str] = {}
         self._spawned = 0
+        # host:pid is not unique: supervisors in containers are often pid 1 on hosts that
+        # share a name, and one supervisor releasing another's holder would run its jobs
+        # twice. A random token per supervisor makes each holder id its own.
+        self._holder_prefix = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
         self._releases: list[threading.Thread] = []
 
     @property
@@ -80,7 +85,7 @@ class Supervisor:
     def _spawn(self) -> subprocess.Popen[bytes]:
         self._spawned += 1
         # Unique per spawn, so that a restarted child (or a reused pid) is another holder.
-        holder = f"{socket.gethostname()}:{os.getpid()}:{self._spawned}"
+        holder = f"{self._holder_prefix}:{self._spawned}"
         env = {**self.env, ENV_SUPERVISOR_PID: str(os.getpid()), ENV_HOLDER: holder}
         child = subprocess.Popen(self.command, env=env, start_new_session=True)
         self._holders[child.pid] = holder
