@@ -328,11 +328,9 @@ class Session(asyncio.Protocol):
             return
         # A refused request is often still arriving: half-close (the reply, then EOF) and
         # read the rest into nothing until the client closes, for a while at most. The
-        # client's slot is free already.
+        # client keeps its slot meanwhile: a client sending one bad frame per connection
+        # must not hold more descriptors than max_clients.
         transport.write_eof()
-        if self._counted:
-            self.server.connected -= 1
-            self._counted = False
         if not self._reading:
             transport.resume_reading()
             self._reading = True
