@@ -89,7 +89,7 @@ UPDATE jobs SET state = 1 WHERE state = 0 AND run_at <= :now;
 
 -- name: requeue_expired_leases
 -- leased_at (and holder) stay: a queued job with a leased_at is one whose lease ran out
--- and that no claim took since, so its delivery still holds it (see "held" below).
+-- and that no claim took since, so its delivery still holds it (see ack below).
 UPDATE jobs
 SET state = 1, lease_until = NULL, additional_deliveries = additional_deliveries + 1
 WHERE state = 2 AND lease_until <= :now;

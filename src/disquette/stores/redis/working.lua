@@ -1,8 +1,7 @@
 -- working: extend the lease of the held job KEYS[1] (see held in common.lua: a lapsed one
--- is leased again) by its retry_after, if ARGV[4] is its current delivery (its attempts;
--- "" acts by id). Returns {"ok", lease_until},
--- {"none"} (at-most-once job), {"missing"}, {"lost", attempts, st} (delivered again
--- since) or {"state", st}.
+-- is leased again) to now + its retry_after, if ARGV[4] is its current delivery (its
+-- attempts; "" acts by id). Returns {"ok", lease_until}, {"none"} (at-most-once job),
+-- {"missing"}, {"lost", attempts, st} (delivered again since) or {"state", st}.
 local key = KEYS[1]
 local q, v = locate(key, 'st', 'ra', 'n', 'lp')
 if not q then return finish({'missing'}) end
