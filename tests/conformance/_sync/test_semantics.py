@@ -309,7 +309,8 @@ def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(
         assert jobs.working(first.id) == pytest.approx(clock.now() + 10)
         jobs.nack(first.id)  # Disque's NACK: by id
         again = jobs.timeout(0).get("q")
-        assert (again.attempts, again.nacks) == (3, 1)
+        # The lapse of the first delivery's lease was a redelivery: the second one took it.
+        assert (again.attempts, again.nacks, again.additional_deliveries) == (3, 1, 1)
         jobs.ack(first.id, "by id")  # Disque's ACKJOB: by id
         assert jobs.wait(first.id, timeout=0) == "by id"
 
@@ -377,6 +378,23 @@ def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
         final = jobs.show(job_id)
         expected = JobState.FAILED if operation == "fail for good" else JobState.DONE
         assert (final.state, final.additional_deliveries) == (expected, 0)  # no redelivery
+
+
+def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(store_url: str, clock: ManualClock):
+    with connect(store_url, clock=clock) as jobs:
+        job_id = jobs.retry_after(10).add("x", "q")
+        job = jobs.timeout(0).get("q")
+        clock.advance(11)
+        assert jobs.qlen("q") == 1  # requeued: an additional delivery...
+        assert jobs.dequeue([job_id]) == 1  # ...that DEQUEUE makes (attempts kept)
+        jobs.nack(job)
+        back = jobs.show(job_id)
+        assert (back.state, back.attempts, back.nacks, back.additional_deliveries) == (
+            JobState.QUEUED,
+            1,
+            1,
+            1,
+        )
 
 
 def test_release_leases_gives_a_dead_holders_jobs_back_at_once(
