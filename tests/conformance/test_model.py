@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from disquette import Client, JobState, ManualClock, connect
+from disquette.errors import InvalidState, JobNotFound
 
 from .conftest import STORES
 
@@ -39,6 +40,17 @@ class ModelJob:
     nacks: int = 0
     additional_deliveries: int = 0
     error_count: int = 0
+    #: Queued because its lease ran out, and no claim took it since: its delivery (here, a
+    #: call by id) still holds it, and acting on it takes the requeue back.
+    lapsed: bool = False
+
+    def held(self) -> bool:
+        return self.state is JobState.ACTIVE or (self.state is JobState.QUEUED and self.lapsed)
+
+    def take_back_lapse(self) -> None:
+        if self.lapsed:
+            self.lapsed = False
+            self.additional_deliveries -= 1
 
 
 class Model:
@@ -60,6 +72,7 @@ class Model:
             ):
                 job.state, job.lease_until = JobState.QUEUED, None
                 job.additional_deliveries += 1
+                job.lapsed = True
 
     def get(self, queues: list[str]) -> str | None:
         self.tick()
@@ -74,6 +87,7 @@ class Model:
                 job = self.jobs[job_id]
                 job.state = JobState.ACTIVE
                 job.attempts += 1
+                job.lapsed = False
                 job.lease_until = self.now + job.retry_after if job.retry_after > 0 else None
                 return job_id
         return None
@@ -82,21 +96,24 @@ class Model:
         self.tick()
         job = self.jobs.get(job_id)
         if job is not None and job.state is not JobState.DONE:
+            job.take_back_lapse()
             job.state, job.lease_until = JobState.DONE, None
             job.expires_at = self.now + RESULT_TTL
 
     def nack(self, job_id: str) -> None:
         self.tick()
         job = self.jobs.get(job_id)
-        if job is not None and job.state is JobState.ACTIVE:
+        if job is not None and job.held():
+            job.take_back_lapse()
             job.state, job.lease_until = JobState.QUEUED, None
             job.nacks += 1
 
     def fail(self, job_id: str, backoff: float) -> None:
         self.tick()
         job = self.jobs.get(job_id)
-        if job is None or job.state is not JobState.ACTIVE:
+        if job is None or not job.held():
             return
+        job.take_back_lapse()
         job.error_count += 1
         job.lease_until = None
         if job.error_count >= job.max_attempts:
@@ -104,6 +121,20 @@ class Model:
         else:
             job.run_at = self.now + backoff
             job.state = JobState.QUEUED if job.run_at <= self.now else JobState.SCHEDULED
+
+    def working(self, job_id: str) -> float | type[Exception] | None:
+        """The new lease deadline, or the error the call raises."""
+        self.tick()
+        job = self.jobs.get(job_id)
+        if job is None:
+            return JobNotFound
+        if not job.held():
+            return InvalidState
+        if job.retry_after <= 0:
+            return None
+        job.take_back_lapse()
+        job.state, job.lease_until = JobState.ACTIVE, self.now + job.retry_after
+        return job.lease_until
 
 
 class StoreAgreesWithModel(RuleBasedStateMachine):
@@ -187,6 +218,17 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
         self.model.fail(job_id, self.client.backoff(errors))
         if model_job is not None:
             self.client.fail(job_id, "boom")
+
+    @precondition(lambda self: self.ids)
+    @rule(index=st.integers(0, 10_000))
+    def working(self, index: int) -> None:
+        job_id = self.ids[index % len(self.ids)]
+        expected = self.model.working(job_id)
+        if isinstance(expected, type):
+            with pytest.raises(expected):
+                self.client.working(job_id)
+        else:
+            assert self.client.working(job_id) == expected
 
     @rule(seconds=st.sampled_from([0.5, 1, 2, 3, 10, 60]))
     def advance(self, seconds: float) -> None:

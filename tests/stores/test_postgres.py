@@ -567,12 +567,12 @@ def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> N
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
-        assert jobs.store.migrate() == [1, 2, 3]  # type: ignore[attr-defined]
+        assert jobs.store.migrate() == [1, 2, 3, 4]  # type: ignore[attr-defined]
         assert jobs.store.migrate() == []  # type: ignore[attr-defined]
         assert jobs.qlen("q") == 0
     with psycopg.connect(base) as conn:
         versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
-    assert versions == [(1, "init"), (2, "disque"), (3, "holders")]
+    assert versions == [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed")]
 
 
 def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
@@ -590,7 +590,7 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
         leased = jobs.add("leased before", "q")
         assert conn.execute(old_claim).fetchall() == [(leased,)]
         monkeypatch.undo()
-        assert jobs.store.migrate() == [3]  # type: ignore[attr-defined]
+        assert jobs.store.migrate() == [3, 4]  # type: ignore[attr-defined]
         assert jobs.show(leased).state is JobState.ACTIVE
         # A process of the previous version claims through the three-argument claim.
         later = jobs.add("claimed by an old process", "q")

@@ -400,7 +400,9 @@ class Client:
         job_id, attempt = _delivery(job, self.store.tracks_deliveries)
         current = self._require(job_id)
         self._check_delivery("fail", current, attempt)
-        if current.state is JobState.ACTIVE:
+        # A queued job may still be its delivery's: its lease ran out and no claim took it
+        # since (the store tells).
+        if current.state in (JobState.ACTIVE, JobState.QUEUED):
             now = self.store.clock.now()
             final = current.error_count + 1 >= current.max_attempts
             retry_at = None if final else now + self.backoff(current.error_count + 1)

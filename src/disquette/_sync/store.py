@@ -67,7 +67,8 @@ class Store(abc.ABC):
         """Lease up to ``count`` ready jobs, leftmost queue first, skipping paused queues.
 
         First makes due scheduled jobs ready, requeues jobs whose lease ran out
-        (``additional_deliveries`` + 1) and drops jobs whose TTL passed. Inside a queue the
+        (``additional_deliveries`` + 1; their delivery holds them until a claim takes
+        them, see :meth:`ack`) and drops jobs whose TTL passed. Inside a queue the
         order is priority, then ``run_at``, then enqueue order. Each claimed job gets
         ``attempts`` + 1 and ``lease_until = now + retry_after`` (none when 0). ``holder``
         names the process the leases go to, for :meth:`release_leases`; it is kept while
@@ -89,8 +90,12 @@ class Store(abc.ABC):
         ``attempts``: None to act by id (Disque's ACKJOB), else one per id, the delivery
         the caller holds (the job's ``attempts`` when it was claimed; None for that id
         alone acts by id): a job whose ``attempts`` differ was delivered again since, so
-        it is left alone, and left out. A delivery whose lease ran out but that nobody
-        claimed again still holds the job.
+        it is left alone, and left out.
+
+        A delivery whose lease ran out but that no claim took since still holds the job,
+        for this call and for :meth:`nack`, :meth:`fail` and :meth:`working`, whether or
+        not the store requeued the job meanwhile; if it did, acting on the job takes that
+        requeue back (``additional_deliveries`` - 1): the lapse was no redelivery.
 
         ``results``: None when no job carries a result, else one per id, kept for the
         job's ``result_ttl`` (what ``wait`` returns). One call acks many jobs, results or
@@ -106,26 +111,29 @@ class Store(abc.ABC):
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
     ) -> list[str]:
-        """Put active jobs back as ready, at their old position, ``nacks`` + 1; return the
-        ids of those put back, in any order. ``attempts`` as for :meth:`ack`."""
+        """Put held jobs (active, or lapsed: see :meth:`ack`) back as ready, at their old
+        position, ``nacks`` + 1; return the ids of those put back, in any order.
+        ``attempts`` as for :meth:`ack`."""
 
     @abc.abstractmethod
     def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
     ) -> bool:
-        """Record an error on an active job: ``error_count`` + 1, ``last_error``.
+        """Record an error on a held job (active, or lapsed: see :meth:`ack`):
+        ``error_count`` + 1, ``last_error``.
 
         The job runs again at ``retry_at``, or, when it is ``None``, is kept as failed.
-        Returns whether the job was active (and, with ``attempt``, still on that delivery,
+        Returns whether the job was held (and, with ``attempt``, still on that delivery,
         as for :meth:`ack`).
         """
 
     @abc.abstractmethod
     def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
-        """Extend an active job's lease by its ``retry_after``; return the new deadline.
+        """Extend a held job's lease to now + its ``retry_after``; return the new deadline.
 
-        Raises ``JobNotFound``, ``LeaseLost`` (with ``attempt``: the job's ``attempts``
-        differ, a newer delivery started) or ``InvalidState`` (the job is no longer leased).
+        A lapsed job (see :meth:`ack`) is leased again. Raises ``JobNotFound``,
+        ``LeaseLost`` (with ``attempt``: the job's ``attempts`` differ, a newer delivery
+        started) or ``InvalidState`` (no delivery holds the job).
         """
 
     @abc.abstractmethod

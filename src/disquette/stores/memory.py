@@ -49,6 +49,9 @@ class MemoryStore(Store):
         self._leased_at: dict[str, float] = {}
         #: The holder of each active job claimed with one (see release_leases).
         self._holders: dict[str, str] = {}
+        #: Jobs requeued because their lease ran out that no claim took since: their
+        #: delivery still holds them (see _take_back_lapse), with its leased_at and holder.
+        self._lapsed: dict[str, tuple[float, str | None]] = {}
         self._counter = itertools.count()
         # Heaps with lazy deletion: an entry is live only while it matches the job.
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
@@ -74,6 +77,7 @@ class MemoryStore(Store):
             self._queued_count[job.queue] -= 1
         self._leased_at.pop(job.id, None)
         self._holders.pop(job.id, None)
+        self._lapsed.pop(job.id, None)
 
     def _set_expiry(self, job: Job, expires_at: float | None) -> None:
         job.expires_at = expires_at
@@ -105,7 +109,9 @@ class MemoryStore(Store):
             lease_until, job_id = heapq.heappop(self._leases)
             job = self._jobs.get(job_id)
             if job is not None and job.state is JobState.ACTIVE and job.lease_until == lease_until:
+                delivery = (self._leased_at.get(job_id, now), self._holders.get(job_id))
                 self._requeue_stale(job)
+                self._lapsed[job_id] = delivery
                 woken.add(job.queue)
                 stale += 1
         return woken, stale
@@ -114,6 +120,23 @@ class MemoryStore(Store):
         self._leave_state(job)
         job.additional_deliveries += 1
         self._make_ready(job)
+
+    def _holds(self, job: Job, delivery: int | None) -> bool:
+        """Whether a delivery (None: whichever is the job's) holds the job: it is active, or
+        its lease ran out and no claim took it since."""
+        if delivery is not None and delivery != job.attempts:
+            return False
+        return job.state is JobState.ACTIVE or job.id in self._lapsed
+
+    def _take_back_lapse(self, job: Job) -> tuple[float, str | None] | None:
+        """Undo the requeue of a lapsed lease whose delivery acts on the job before any claim
+        took it: the lapse was no redelivery after all. Returns that delivery's leased_at
+        and holder, or None when the job was not requeued so; the job stays queued (the
+        caller moves it on)."""
+        delivery = self._lapsed.pop(job.id, None)
+        if delivery is not None:
+            job.additional_deliveries -= 1
+        return delivery
 
     def _live(self, job_id: str) -> Job | None:
         self._tick(self.clock.now())
@@ -210,6 +233,7 @@ class MemoryStore(Store):
                 delivery = None if attempts is None else attempts[index]
                 if delivery is not None and delivery != job.attempts:
                     continue  # delivered again since: another delivery holds it
+                self._take_back_lapse(job)
                 done.append(job_id)
                 if job.result_ttl <= 0:
                     self._remove(job)
@@ -236,14 +260,13 @@ class MemoryStore(Store):
             self._tick(self.clock.now())
             for index, job_id in enumerate(job_ids):
                 job = self._jobs.get(job_id)
-                if job is None or job.state is not JobState.ACTIVE:
-                    continue
                 delivery = None if attempts is None else attempts[index]
-                if delivery is not None and delivery != job.attempts:
+                if job is None or not self._holds(job, delivery):
                     continue
-                self._leave_state(job)
                 job.nacks += 1
-                self._make_ready(job)
+                if self._take_back_lapse(job) is None:  # a lapsed one is in its place already
+                    self._leave_state(job)
+                    self._make_ready(job)
                 queues.add(job.queue)
                 nacked.append(job_id)
         self.wakeups.notify(queues)
@@ -257,16 +280,15 @@ class MemoryStore(Store):
             now = self.clock.now()
             self._tick(now)
             job = self._jobs.get(job_id)
-            if job is None or job.state is not JobState.ACTIVE:
+            if job is None or not self._holds(job, attempt):
                 return False
-            if attempt is not None and attempt != job.attempts:
-                return False
+            self._take_back_lapse(job)
             notify = self._record_error(job, error, retry_at, now)
         self.wakeups.notify(notify)
         return True
 
     def _record_error(self, job: Job, error: str, retry_at: float | None, now: float) -> list[str]:
-        """An active job's error: again at ``retry_at``, or failed for good when None.
+        """A held job's error: again at ``retry_at``, or failed for good when None.
         Returns the channels to notify."""
         self._leave_state(job)
         job.error_count += 1
@@ -294,10 +316,17 @@ class MemoryStore(Store):
                 raise JobNotFound(job_id)
             if attempt is not None and attempt != job.attempts:
                 raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
-            if job.state is not JobState.ACTIVE:
+            if not self._holds(job, attempt):
                 raise InvalidState(job_id, job.state, "extend the lease of")
             if job.retry_after <= 0:
                 return None
+            lapsed = self._take_back_lapse(job)
+            if lapsed is not None:  # ready since its lease ran out: leased again instead
+                self._leave_state(job)
+                job.state = JobState.ACTIVE
+                self._leased_at[job.id] = lapsed[0]
+                if lapsed[1] is not None:
+                    self._holders[job.id] = lapsed[1]
             job.lease_until = now + job.retry_after
             heapq.heappush(self._leases, (job.lease_until, job.id))
             return job.lease_until

@@ -88,9 +88,10 @@ DELETE FROM jobs WHERE expires_at <= :now;
 UPDATE jobs SET state = 1 WHERE state = 0 AND run_at <= :now;
 
 -- name: requeue_expired_leases
+-- leased_at (and holder) stay: a queued job with a leased_at is one whose lease ran out
+-- and that no claim took since, so its delivery still holds it (see ack below).
 UPDATE jobs
-SET state = 1, lease_until = NULL, leased_at = NULL, holder = NULL,
-    additional_deliveries = additional_deliveries + 1
+SET state = 1, lease_until = NULL, additional_deliveries = additional_deliveries + 1
 WHERE state = 2 AND lease_until <= :now;
 
 -- name: requeue_leased_before
@@ -128,9 +129,12 @@ RETURNING {columns};
 -- name: ack
 -- A delivery (:attempts, the job's attempts when the caller claimed it) acts on the job
 -- only while no newer delivery started; NULL acts by id (Disque's ACKJOB). So do nack,
--- fail and working.
+-- fail and working. A delivery holds its job while it is active (state 2), and still
+-- once its lease ran out until a claim takes the job (state 1 with a leased_at, from
+-- requeue_expired_leases): that requeue is then taken back, it was no redelivery.
 UPDATE jobs
 SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now,
+    additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id = :id AND state != 3 AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id;
@@ -140,15 +144,19 @@ RETURNING id;
 -- all on one (attempt 1), so this is one statement per batch.
 UPDATE jobs
 SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
+    additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state != 3
   AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id;
 
 -- name: nack
+-- A lapsed job (see ack) is in its old place already.
 UPDATE jobs
-SET state = 1, nacks = nacks + 1, lease_until = NULL, leased_at = NULL, holder = NULL
-WHERE id = :id AND state = 2 AND (:attempts IS NULL OR attempts = :attempts)
+SET state = 1, nacks = nacks + 1, additional_deliveries = additional_deliveries - (state = 1),
+    lease_until = NULL, leased_at = NULL, holder = NULL
+WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
+  AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id, queue;
 
 -- name: fail
@@ -158,13 +166,19 @@ SET error_count = error_count + 1, last_error = :error,
     state = CASE WHEN :retry_at IS NULL THEN 4 WHEN :retry_at <= :now THEN 1 ELSE 0 END,
     run_at = coalesce(:retry_at, run_at),
     finished_at = CASE WHEN :retry_at IS NULL THEN :now END,
-    expires_at = CASE WHEN :retry_at IS NULL THEN NULL ELSE expires_at END
-WHERE id = :id AND state = 2 AND (:attempts IS NULL OR attempts = :attempts)
+    expires_at = CASE WHEN :retry_at IS NULL THEN NULL ELSE expires_at END,
+    additional_deliveries = additional_deliveries - (state = 1)
+WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
+  AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING queue, state;
 
 -- name: working
-UPDATE jobs SET lease_until = :now + retry_after
-WHERE id = :id AND state = 2 AND retry_after > 0 AND (:attempts IS NULL OR attempts = :attempts)
+-- A lapsed job (see ack) is leased again, to its delivery.
+UPDATE jobs
+SET state = 2, lease_until = :now + retry_after,
+    additional_deliveries = additional_deliveries - (state = 1)
+WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL)) AND retry_after > 0
+  AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING lease_until;
 
 -- name: show

@@ -309,20 +309,92 @@ def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(
         assert jobs.working(first.id) == pytest.approx(clock.now() + 10)
         jobs.nack(first.id)  # Disque's NACK: by id
         again = jobs.timeout(0).get("q")
-        assert (again.attempts, again.nacks) == (3, 1)
+        # The lapse of the first delivery's lease was a redelivery: the second one took it.
+        assert (again.attempts, again.nacks, again.additional_deliveries) == (3, 1, 1)
         jobs.ack(first.id, "by id")  # Disque's ACKJOB: by id
         assert jobs.wait(first.id, timeout=0) == "by id"
 
 
+@pytest.mark.parametrize("seen", [False, True], ids=["unseen", "requeued"])
+@pytest.mark.parametrize("by", ["delivery", "id"])
+@pytest.mark.parametrize("operation", ["ack", "nack", "fail", "fail for good", "working"])
 def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
-    store_url: str, clock: ManualClock
+    store_url: str, clock: ManualClock, operation: str, by: str, seen: bool
 ):
+    # Its lease ran out, yet no newer claim took the job: the delivery still holds it, so
+    # its call does what it does on a leased job, and the lapse counts no redelivery.
+    with connect(store_url, clock=clock) as jobs:
+        max_attempts = 1 if operation == "fail for good" else 3
+        job_id = jobs.retry_after(10).max_attempts(max_attempts).add("x", "q")
+        job = jobs.timeout(0).get("q")
+        ref: Job | str = job if by == "delivery" else job.id
+        clock.advance(11)
+        if seen:
+            # The store saw the lease run out (a read, a claim from another queue): the
+            # job is ready for a newer claim, until one takes it.
+            assert jobs.timeout(0).get_many("other") == []
+            assert jobs.qlen("q") == 1
+        if operation == "ack":
+            jobs.ack(ref, "late but first")
+            assert jobs.wait(job_id, timeout=0) == "late but first"
+        elif operation == "nack":
+            jobs.nack(ref)
+            back = jobs.show(job_id)
+            assert (back.state, back.nacks, back.lease_until) == (JobState.QUEUED, 1, None)
+            assert jobs.qlen("q") == 1
+            again = jobs.timeout(0).get("q")
+            assert (again.id, again.attempts, again.nacks) == (job_id, 2, 1)
+            jobs.ack(again, "after the nack")
+        elif operation == "fail":
+            failed = jobs.fail(ref, "late error")
+            assert (failed.state, failed.error_count, failed.last_error) == (
+                JobState.SCHEDULED,
+                1,
+                "late error",
+            )
+            assert failed.run_at == pytest.approx(clock.now() + jobs.backoff(1))
+            assert jobs.qlen("q") == 0
+            clock.advance(jobs.backoff(1))
+            again = jobs.timeout(0).get("q")
+            assert (again.id, again.attempts, again.error_count) == (job_id, 2, 1)
+            jobs.ack(again, "after the error")
+        elif operation == "fail for good":
+            failed = jobs.fail(ref, "late error")
+            assert (failed.state, failed.error_count) == (JobState.FAILED, 1)
+            assert [j.id for j in jobs.failed("q")] == [job_id]
+            with pytest.raises(JobFailed):
+                jobs.wait(job_id, timeout=0)
+        else:
+            assert jobs.working(ref) == pytest.approx(clock.now() + 10)
+            held = jobs.show(job_id)
+            assert (held.state, held.lease_until) == (
+                JobState.ACTIVE,
+                pytest.approx(clock.now() + 10),
+            )
+            assert jobs.qlen("q") == 0
+            clock.advance(9.9)
+            assert jobs.timeout(0).get_many("q") == []
+            jobs.ack(ref, "kept working")
+        final = jobs.show(job_id)
+        expected = JobState.FAILED if operation == "fail for good" else JobState.DONE
+        assert (final.state, final.additional_deliveries) == (expected, 0)  # no redelivery
+
+
+def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(store_url: str, clock: ManualClock):
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.retry_after(10).add("x", "q")
         job = jobs.timeout(0).get("q")
         clock.advance(11)
-        jobs.ack(job, "late but first")  # no newer delivery started: accepted
-        assert jobs.wait(job_id, timeout=0) == "late but first"
+        assert jobs.qlen("q") == 1  # requeued: an additional delivery...
+        assert jobs.dequeue([job_id]) == 1  # ...that DEQUEUE makes (attempts kept)
+        jobs.nack(job)
+        back = jobs.show(job_id)
+        assert (back.state, back.attempts, back.nacks, back.additional_deliveries) == (
+            JobState.QUEUED,
+            1,
+            1,
+            1,
+        )
 
 
 def test_release_leases_gives_a_dead_holders_jobs_back_at_once(

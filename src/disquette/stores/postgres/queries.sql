@@ -5,8 +5,8 @@
 --
 -- Operations that change one job (ack, nack, fail) do not run the maintenance first, to stay
 -- one statement (and to take no locks but the job's own inside a caller's transaction);
--- instead they treat a job as the maintenance would have left it: past its TTL it is gone,
--- past its lease it is no longer leased.
+-- instead they treat a job as the maintenance would have left it: past its TTL it is gone.
+-- Past its lease it is still its delivery's until a claim takes it (see ack).
 --
 -- NOTIFYs: on %(channel)s, the name of a queue where jobs became ready (for a blocked get);
 -- on %(done_channel)s, with an empty payload, "jobs are done or gone" (for wait), at most
@@ -93,6 +93,11 @@ SELECT * FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float
 -- result: none; a NULL delivery: by id, as Disque's ACKJOB). A delivery is the job's
 -- attempts when the caller claimed it: a job delivered again since is left alone (nack,
 -- fail and working check it the same way). An id given twice keeps its first result.
+--
+-- A delivery holds its job while it is active (state 2, its lease run out or not), and
+-- once the maintenance requeued it for a lapsed lease until a claim takes it (state 1 with
+-- a leased_at, see 004_lapsed.sql): acting on it then takes that requeue back, since the
+-- lapse turned out to be no redelivery.
 WITH given AS (
     SELECT DISTINCT ON (id) id, new_result, new_encoding, delivery
     FROM unnest(%(ids)b::text[], %(results)b::bytea[], %(encodings)b::int2[],
@@ -113,10 +118,7 @@ kept AS (
                                result_encoding, finished_at, seq)
     SELECT id, queue, body, encoding, type, priority, created_at, run_at,
            retry_after, %(now)s::float8 + result_ttl, max_attempts, result_ttl, attempts,
-           nacks,
-           -- a lapsed lease counts as the redelivery the maintenance would have made
-           additional_deliveries
-               + CASE WHEN state = 2 AND lease_until <= %(now)s::float8 THEN 1 ELSE 0 END,
+           nacks, additional_deliveries - (state = 1 AND leased_at IS NOT NULL)::int,
            error_count, last_error, new_result, new_encoding, %(now)s::float8, seq
     FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
@@ -125,12 +127,14 @@ SELECT gone.id FROM gone LEFT JOIN sent ON true;
 
 -- name: nack
 WITH back AS (
+    -- A lapsed job (see ack) is in its old place already.
     UPDATE {schema}.jobs AS j
-    SET state = 1, nacks = j.nacks + 1, lease_until = NULL, leased_at = NULL
+    SET state = 1, nacks = j.nacks + 1, lease_until = NULL, leased_at = NULL,
+        additional_deliveries = j.additional_deliveries - (j.state = 1)::int
     FROM unnest(%(ids)b::text[], %(attempts)b::int4[]) AS given(id, delivery)
-    WHERE j.id = ANY(%(ids)b::text[]) AND j.id = given.id AND j.state = 2
+    WHERE j.id = ANY(%(ids)b::text[]) AND j.id = given.id
+      AND (j.state = 2 OR (j.state = 1 AND j.leased_at IS NOT NULL))
       AND (given.delivery IS NULL OR j.attempts = given.delivery)
-      AND (j.lease_until IS NULL OR j.lease_until > %(now)s::float8)
       AND (j.expires_at IS NULL OR j.expires_at > %(now)s::float8)
     RETURNING j.id, j.queue)
 SELECT back.id, back.queue
@@ -146,10 +150,10 @@ WITH failed AS (
                      ELSE 0 END,
         run_at = coalesce(%(retry_at)s::float8, run_at),
         finished_at = CASE WHEN %(retry_at)s::float8 IS NULL THEN %(now)s::float8 END,
-        expires_at = CASE WHEN %(retry_at)s::float8 IS NULL THEN NULL ELSE expires_at END
-    WHERE id = %(id)s AND state = 2
+        expires_at = CASE WHEN %(retry_at)s::float8 IS NULL THEN NULL ELSE expires_at END,
+        additional_deliveries = additional_deliveries - (state = 1)::int
+    WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
       AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
-      AND (lease_until IS NULL OR lease_until > %(now)s::float8)
       AND (expires_at IS NULL OR expires_at > %(now)s::float8)
     RETURNING queue, state)
 -- One job at most: ready again wakes its queue's getters, failed for good its waiters.
@@ -160,8 +164,11 @@ LEFT JOIN LATERAL (
     ON true;
 
 -- name: working
-UPDATE {schema}.jobs SET lease_until = %(now)s::float8 + retry_after
-WHERE id = %(id)s AND state = 2 AND retry_after > 0
+-- A lapsed job (see ack) is leased again, to its delivery.
+UPDATE {schema}.jobs
+SET state = 2, lease_until = %(now)s::float8 + retry_after,
+    additional_deliveries = additional_deliveries - (state = 1)::int
+WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL)) AND retry_after > 0
   AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
 RETURNING lease_until;
 

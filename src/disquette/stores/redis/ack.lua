@@ -2,15 +2,16 @@
 -- callers' deliveries do. Each key has a block of values from ARGV[6], in key order: its
 -- delivery (the job's attempts when claimed; "" acts by id) when ARGV[5] is "1", then,
 -- when ARGV[4] is "1", "1" if it has a result, the result, and its encoding. A job
--- delivered again since the caller's delivery is left alone; a job whose result_ttl is 0
--- is deleted at once. Returns the ids of the jobs that became done.
+-- delivered again since the caller's delivery is left alone (a lapsed one is still the
+-- caller's: see held in common.lua); a job whose result_ttl is 0 is deleted at once.
+-- Returns the ids of the jobs that became done.
 local done = {}
 local with_results = ARGV[4] == '1'
 local with_attempts = ARGV[5] == '1'
 local width = (with_attempts and 1 or 0) + (with_results and 3 or 0)
 for i, key in ipairs(KEYS) do
     local at = 6 + (i - 1) * width
-    local q, v = locate(key, 'st', 'rt', 'n', 'h')
+    local q, v = locate(key, 'st', 'rt', 'n', 'h', 'lp')
     local delivery = with_attempts and ARGV[at] or ''
     if q and v[2] ~= 'd' and same_delivery(delivery, v[4]) then
         local id = key_id(q, key)
@@ -22,6 +23,7 @@ for i, key in ipairs(KEYS) do
         else
             redis.call('HSET', key, 'st', 'd', 'fa', NOW_S)
             if v[5] then redis.call('HDEL', key, 'h') end  -- kept for result_ttl: no dead weight
+            if v[6] then take_back_lapse(key) end
             redis.call('ZADD', q.e, fmt(NOW + result_ttl), id)
             local r = at + (with_attempts and 1 or 0)
             if with_results and ARGV[r] == '1' then

@@ -41,7 +41,8 @@ end
 -- Lease one popped job; false for a ready entry whose job is gone (it is just dropped).
 local function lease(q, index, id)
     local key = job_key(q, id)
-    local v = redis.call('HMGET', key, 'm', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'ra', 'nx', 'h')
+    local v = redis.call('HMGET', key, 'm', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'ra', 'nx', 'h',
+                         'lp')
     if not v[1] then return false end
     local attempts = tonumber(v[4] or 0) + 1
     local retry_after = tonumber(v[9] or DEFAULTS.ra)
@@ -55,6 +56,7 @@ local function lease(q, index, id)
         -- An earlier delivery's holder must not be able to release this one.
         if v[11] then redis.call('HDEL', key, 'h') end
     end
+    if v[12] then redis.call('HDEL', key, 'lp') end  -- the lapsed delivery lost the job
     redis.call('ZADD', q.a, lease_until, id)
     v[4] = attempts
     v[9] = lease_until

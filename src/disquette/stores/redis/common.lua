@@ -22,7 +22,9 @@
 --   error, la leased_at, lu lease_until, h holder (the process a claim leased the job to,
 --   if it said: see release_holder.lua; la, lu and h mean something only while active),
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
---   failed for good: its TTL no longer applies).
+--   failed for good: its TTL no longer applies), lp "lapsed" (set while the job is ready
+--   because its lease ran out and no claim took it since: its delivery still holds it,
+--   see held; cleared whenever the job leaves the ready set).
 -- Wake-ups: "<prefix>w:<Q>" is published when a queue's ready set goes from empty to not
 -- empty, "<prefix>done" when jobs become done, failed or deleted.
 
@@ -132,6 +134,20 @@ local function same_delivery(delivery, attempts)
     return delivery == '' or tonumber(delivery) == tonumber(attempts or 0)
 end
 
+-- Whether the caller's delivery holds a job in state ``state`` whose lp field is
+-- ``lapsed``: it is active (its lease run out or not), or ready again because its lease
+-- ran out, and no claim took it since.
+local function held(state, lapsed)
+    return state == 'a' or (state == 'q' and not not lapsed)
+end
+
+-- The delivery of a lapsed job (see held) acts on it before any claim took it: the requeue
+-- was no redelivery after all. The caller moves the job out of the ready set, if need be.
+local function take_back_lapse(key)
+    redis.call('HINCRBY', key, 'ad', -1)
+    redis.call('HDEL', key, 'lp')
+end
+
 -- Record an error on an active job (ARGV-independent, for fail.lua and
 -- release_holder.lua): ready again at retry_at, or failed for good when it is "".
 local function record_error(q, key, id, error, retry_at, priority, seq)
@@ -180,7 +196,9 @@ local function tick(q)
     end
     local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S)
     for _, id in ipairs(stale) do
-        requeue_stale(q, job_key(q, id), id)
+        local key = job_key(q, id)
+        requeue_stale(q, key, id)
+        redis.call('HSET', key, 'lp', '1')  -- still its delivery's until a claim takes it
     end
     return #stale, #expired + #due + #stale > 0
 end

@@ -3,10 +3,11 @@
 -- attempts unchanged. Returns how many were ready.
 local dequeued = 0
 for _, key in ipairs(KEYS) do
-    local q, v = locate(key, 'st', 'ra')
+    local q, v = locate(key, 'st', 'ra', 'lp')
     if q and v[2] == 'q' then
         local id = key_id(q, key)
         leave(q, key, id, 'q')
+        if v[4] then redis.call('HDEL', key, 'lp') end  -- lp means "ready" (common.lua)
         local retry_after = tonumber(v[3] or DEFAULTS.ra)
         local lease_until = '+inf'
         if retry_after > 0 then lease_until = fmt(NOW + retry_after) end

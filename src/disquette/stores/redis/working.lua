@@ -1,15 +1,20 @@
--- working: extend the lease of the active job KEYS[1] by its retry_after, if ARGV[4] is
--- its current delivery (its attempts; "" acts by id). Returns {"ok", lease_until},
--- {"none"} (at-most-once job), {"missing"}, {"lost", attempts, st} (delivered again
--- since) or {"state", st}.
+-- working: extend the lease of the held job KEYS[1] (see held in common.lua: a lapsed one
+-- is leased again) to now + its retry_after, if ARGV[4] is its current delivery (its
+-- attempts; "" acts by id). Returns {"ok", lease_until}, {"none"} (at-most-once job),
+-- {"missing"}, {"lost", attempts, st} (delivered again since) or {"state", st}.
 local key = KEYS[1]
-local q, v = locate(key, 'st', 'ra', 'n')
+local q, v = locate(key, 'st', 'ra', 'n', 'lp')
 if not q then return finish({'missing'}) end
 if not same_delivery(ARGV[4], v[4]) then return finish({'lost', v[4] or '0', v[2]}) end
-if v[2] ~= 'a' then return finish({'state', v[2]}) end
+if not held(v[2], v[5]) then return finish({'state', v[2]}) end
 local retry_after = tonumber(v[3] or DEFAULTS.ra)
 if retry_after <= 0 then return finish({'none'}) end
+local id = key_id(q, key)
+if v[5] then
+    leave(q, key, id, 'q')
+    take_back_lapse(key)
+end
 local lease_until = fmt(NOW + retry_after)
-redis.call('HSET', key, 'lu', lease_until)
-redis.call('ZADD', q.a, lease_until, key_id(q, key))
+redis.call('HSET', key, 'st', 'a', 'lu', lease_until)
+redis.call('ZADD', q.a, lease_until, id)
 return finish({'ok', lease_until})
