@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,8 +160,45 @@ async def test_fails_over_to_the_next_node(pair: tuple[DisqueServer, DisqueServe
         assert sorted(job.id for job in got) == sorted(added)
         assert pool_of(jobs).nodes[pool_of(jobs).current][1] == second.port
         second.kill()
+        with pytest.raises(StoreUnavailable, match=r"\(retried for 0\.5 s\)"):
+            await _qlen(url, 0.5)
+
+
+async def _qlen(url: str, retry_for: float) -> int:
+    async with connect_async(f"{url}&retry_for={retry_for}") as jobs:
+        return await jobs.qlen("q")
+
+
+def test_a_client_started_before_its_server_waits_for_it(tmp_path: Path) -> None:
+    """retry_for covers the first call too: a worker may start before its server (it
+    failed at once before). Only rounds where nothing was sent are tried again."""
+    later = DisqueServer(f"sqlite:///{tmp_path / 'later.db'}")
+    with connect(f"disque://{later.address}?connect_timeout=1&retry_for=60") as jobs:
+        errors: list[BaseException] = []
+        added: list[str] = []
+
+        def add() -> None:
+            try:
+                added.append(jobs.add(b"early", "q"))
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        caller = threading.Thread(target=add)
+        caller.start()
+        time.sleep(1.0)  # the add is waiting for a server that does not exist yet
+        assert caller.is_alive()
+        later.start()
+        try:
+            caller.join(60)
+            assert not errors, errors
+            assert jobs.timeout(5).get("q").id == added[0]
+        finally:
+            later.stop()
+    with connect(f"disque://127.0.0.1:{free_port()}?retry_for=0") as jobs:
+        started = time.monotonic()
         with pytest.raises(StoreUnavailable):
-            await jobs.qlen("q")
+            jobs.qlen("q")
+        assert time.monotonic() - started < 5  # retry_for=0: no waiting
 
 
 async def test_cycle_moves_to_the_node_that_produced_the_jobs(

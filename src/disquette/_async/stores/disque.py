@@ -15,12 +15,15 @@ for one past that), ``idle_timeout`` (seconds an idle connection is kept, defaul
 seconds, default 5), ``cycle`` (after this many received jobs, switch to the node that
 produced most of them, by the 8-hex node prefix of the job ids; 0, the default, never
 switches), ``poll_interval`` (seconds between two GETJOB NOHANG of a blocked ``get``,
-default 0.05).
+default 0.05), ``retry_for`` (seconds, default 10: while no node accepts a connection, a call
+waits and tries again for that long, so a worker started before its server waits for it; 0
+fails at once).
 
 Failover: commands go to the current node; when it cannot be reached (refused, reset,
 timed out), the store moves on to the next node of the list and retries there. A command
 that was sent but got no reply may have run (an ADDJOB may then be added twice): Disque's
-delivery is at-least-once anyway.
+delivery is at-least-once anyway. Only rounds in which no node could even be connected to
+(nothing was sent) are tried again for ``retry_for``.
 
 Body format. What a Disque client reads is the job's body: a job added from Python with a
 ``bytes`` body and no disquette-only field is its bytes exactly, and a job added by any
@@ -75,6 +78,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
+from ..._concurrency import async_sleep
 from ...clock import Clock
 from ...disque import (
     DEFAULT_PORT,
@@ -120,10 +124,13 @@ _PARAMETERS: Final = frozenset(
         "replicate_timeout",
         "cycle",
         "poll_interval",
+        "retry_for",
     }
 )
 
 Reply = Any
+#: Between two rounds of connection attempts while every node is down.
+_RETRY_PAUSE: Final = 0.25
 
 
 class ServerError(StoreError):
@@ -397,8 +404,10 @@ class AsyncPool:
         max_active: int,
         idle_timeout: float,
         connect_timeout: float,
+        retry_for: float = 0.0,
     ) -> None:
         self.nodes = list(nodes)
+        self.retry_for = retry_for
         self.current = 0
         self.password = password
         self.max_idle = max_idle
@@ -421,38 +430,58 @@ class AsyncPool:
 
     async def call(self, *requests: tuple[str | bytes | int, ...]) -> list[Reply]:
         """Run pipelined requests on one connection of the current node (failing over);
-        error replies are returned as ``hiredis.ReplyError`` values."""
+        error replies are returned as ``hiredis.ReplyError`` values. While no node accepts
+        a connection, try again for ``retry_for`` seconds."""
         if self.closed:
             raise StoreUnavailable("the disque store is closed")
         frames = b"".join(_frame(*request) for request in requests)
-        errors: list[str] = []
+        deadline = time.monotonic() + self.retry_for
         await self._gate.acquire()
         try:
-            for _ in range(len(self.nodes)):
-                with self._lock:
-                    node = self.nodes[self.current]
-                try:
-                    wire = await self._checkout(node)
-                except OSError as exc:
-                    errors.append(f"{node[0]}:{node[1]}: {exc}")
-                    self._fail_over(node)
-                    continue
-                try:
-                    replies = await wire.call(frames, len(requests))
-                except OSError as exc:
-                    wire.close()
-                    self._drop_idle(node)
-                    errors.append(f"{node[0]}:{node[1]}: {exc}")
-                    self._fail_over(node)
-                    continue
-                except BaseException:
-                    wire.close()  # a half-read reply: the connection is unusable
-                    raise
-                self._checkin(node, wire)
-                return replies
+            while True:
+                errors: list[str] = []
+                replies, sent = await self._call_once(frames, len(requests), errors)
+                if replies is not None:
+                    return replies
+                remaining = deadline - time.monotonic()
+                if sent or remaining <= 0 or self.closed:
+                    break
+                await async_sleep(min(_RETRY_PAUSE, remaining))
         finally:
             self._gate.release()
-        raise StoreUnavailable("no Disque node could be reached: " + "; ".join(errors))
+        retried = f" (retried for {self.retry_for:g} s)" if self.retry_for and not sent else ""
+        raise StoreUnavailable("no Disque node could be reached: " + "; ".join(errors) + retried)
+
+    async def _call_once(
+        self, frames: bytes, replies: int, errors: list[str]
+    ) -> tuple[list[Reply] | None, bool]:
+        """One round over the nodes: the replies, or None and whether a request was sent
+        (its reply lost: it may have run, so the round is not repeated)."""
+        sent = False
+        for _ in range(len(self.nodes)):
+            with self._lock:
+                node = self.nodes[self.current]
+            try:
+                wire = await self._checkout(node)
+            except OSError as exc:
+                errors.append(f"{node[0]}:{node[1]}: {exc}")
+                self._fail_over(node)
+                continue
+            try:
+                answers = await wire.call(frames, replies)
+            except OSError as exc:
+                wire.close()
+                self._drop_idle(node)
+                errors.append(f"{node[0]}:{node[1]}: {exc}")
+                self._fail_over(node)
+                sent = True
+                continue
+            except BaseException:
+                wire.close()  # a half-read reply: the connection is unusable
+                raise
+            self._checkin(node, wire)
+            return answers, sent
+        return None, sent
 
     def _fail_over(self, node: tuple[str, int]) -> None:
         with self._lock:
@@ -553,6 +582,7 @@ class AsyncDisqueStore(AsyncStore):
             max_active=int(_number(url, params, "max_active", 64, 1, 100_000)),
             idle_timeout=_number(url, params, "idle_timeout", 300, 0, 86400 * 365),
             connect_timeout=_number(url, params, "connect_timeout", 2, 0.001, 3600),
+            retry_for=_number(url, params, "retry_for", 10, 0, 3600),
         )
         #: Node id prefix -> counts of jobs received since the last cycle check.
         self._producers: collections.Counter[str] = collections.Counter()
