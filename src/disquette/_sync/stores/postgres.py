@@ -142,6 +142,8 @@ _DONE_COLUMNS: Final = (
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
     "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq"
 )
+#: Claims naming a holder between two prunes of the holders table (see ``_held``).
+_PRUNE_HOLDERS_EVERY: Final = 10_000
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 _MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
 #: Errors after which the same call may succeed: the connection or the server went away
@@ -439,6 +441,7 @@ class PostgresStore(Store):
         self._migrate = migrate
         self._reconnect_timeout = reconnect_timeout
         self._vacuum_every = vacuum_every
+        self._holder_rows = 0
         self._churn = 0
         try:
             libpq_settings = conninfo_to_dict(conninfo)
@@ -632,6 +635,22 @@ class PostgresStore(Store):
         # Housekeeping must never fail the call that happened to trigger it.
         with contextlib.suppress(psycopg.Error, StoreUnavailable):
             self._run(vacuum)
+
+    def _held(self, jobs: int) -> None:
+        """Count claims that wrote a holder row; prune the rows of deliveries that are over
+        every :data:`_PRUNE_HOLDERS_EVERY` of them, so the holders table stays the size of
+        the held jobs (ack, nack and fail leave their row alone: they cost nothing more)."""
+        self._holder_rows += jobs
+        if self._holder_rows < _PRUNE_HOLDERS_EVERY:
+            return
+        self._holder_rows = 0
+
+        def prune(conn: Connection[Any]) -> None:
+            conn.execute(self._q["prune_holders"])
+
+        # Housekeeping must never fail the call that happened to trigger it.
+        with contextlib.suppress(psycopg.Error, StoreUnavailable):
+            self._run(prune)
 
     def _on_subscribe(self, channels: list[str]) -> None:
         # A blocked get needs the NOTIFYs of adds, a wait those of acks, failures, deletes.
@@ -870,8 +889,10 @@ class PostgresStore(Store):
         if len(rows) > 1:
             # The function returns each queue's jobs in turn, each block in no set order.
             position = {queue: index for index, queue in enumerate(queues)}
-            rows.sort(key=lambda row: (position[row[1]], row[5], row[8], row[23]))
+            rows.sort(key=lambda row: (position[row[1]], row[5], row[8], row[22]))
         self._churned(len(rows))
+        if holder is not None:
+            self._held(len(rows))
         return [_row_to_job(row) for row in rows]
 
     def ack(
