@@ -253,10 +253,9 @@ class MemoryStore(Store):
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
-        queues: set[str] = set()
-        nacked: list[str] = []
+        nacked: dict[str, str] = {}
         with self._lock:
             self._tick(self.clock.now())
             for index, job_id in enumerate(job_ids):
@@ -268,9 +267,8 @@ class MemoryStore(Store):
                 if self._take_back_lapse(job) is None:  # a lapsed one is in its place already
                     self._leave_state(job)
                     self._make_ready(job)
-                queues.add(job.queue)
-                nacked.append(job_id)
-        self.wakeups.notify(queues)
+                nacked[job_id] = job.queue
+        self.wakeups.notify(set(nacked.values()))
         return nacked
 
     def fail(
@@ -422,10 +420,9 @@ class MemoryStore(Store):
         with self._lock:
             return PAUSE_MODES[self._pause.get(queue, 0)]
 
-    def enqueue(self, job_ids: Sequence[str]) -> int:
+    def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
-        queues: set[str] = set()
-        enqueued = 0
+        enqueued: dict[str, str] = {}
         with self._lock:
             self._tick(self.clock.now())
             for job_id in job_ids:
@@ -438,9 +435,8 @@ class MemoryStore(Store):
                 if job.attempts:
                     job.additional_deliveries += 1
                 self._make_ready(job)
-                queues.add(job.queue)
-                enqueued += 1
-        self.wakeups.notify(queues)
+                enqueued[job_id] = job.queue
+        self.wakeups.notify(set(enqueued.values()))
         return enqueued
 
     def dequeue(self, job_ids: Sequence[str]) -> int:

@@ -238,7 +238,7 @@ UPDATE jobs
 SET state = 1, lease_until = NULL, leased_at = NULL, holder = NULL,
     additional_deliveries = additional_deliveries + (attempts > 0)
 WHERE id = ? AND state IN (0, 2) AND NOT (attempts > 0 AND retry_after <= 0)
-RETURNING queue;
+RETURNING id, queue;
 
 -- name: dequeue
 UPDATE jobs

@@ -947,7 +947,7 @@ class AsyncPostgresStore(AsyncStore):
 
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`AsyncStore.nack`."""
         params = {
             "ids": list(job_ids),
@@ -960,9 +960,9 @@ class AsyncPostgresStore(AsyncStore):
             cursor = await conn.execute(self._q["nack"], params)
             return [(row[0], row[1]) for row in await cursor.fetchall()]
 
-        rows = await self._run(nack)
-        self.wakeups.notify({queue for _, queue in rows})
-        return [job_id for job_id, _ in rows]
+        nacked = dict(await self._run(nack))
+        self.wakeups.notify(set(nacked.values()))
+        return nacked
 
     async def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
@@ -1142,18 +1142,18 @@ class AsyncPostgresStore(AsyncStore):
 
         return PAUSE_MODES[await self._run(pause_mode)]
 
-    async def enqueue(self, job_ids: Sequence[str]) -> int:
+    async def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`AsyncStore.enqueue`."""
         now = self.clock.now()
         params = {"ids": list(job_ids), "channel": self.channel}
 
-        async def enqueue(conn: AsyncConnection[Any]) -> list[str]:
+        async def enqueue(conn: AsyncConnection[Any]) -> dict[str, str]:
             rows = await self._after_maintenance(conn, now, self._q["enqueue"], params)
-            return [row[0] for row in rows]
+            return {row[0]: row[1] for row in rows}
 
-        queues = await self._run(enqueue)
-        self.wakeups.notify(set(queues))
-        return len(queues)
+        enqueued = await self._run(enqueue)
+        self.wakeups.notify(set(enqueued.values()))
+        return enqueued
 
     async def dequeue(self, job_ids: Sequence[str]) -> int:
         """Take ready jobs out of their queue; see :meth:`AsyncStore.dequeue`."""

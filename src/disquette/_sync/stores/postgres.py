@@ -935,7 +935,7 @@ class PostgresStore(Store):
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
         params = {
             "ids": list(job_ids),
@@ -948,9 +948,9 @@ class PostgresStore(Store):
             cursor = conn.execute(self._q["nack"], params)
             return [(row[0], row[1]) for row in cursor.fetchall()]
 
-        rows = self._run(nack)
-        self.wakeups.notify({queue for _, queue in rows})
-        return [job_id for job_id, _ in rows]
+        nacked = dict(self._run(nack))
+        self.wakeups.notify(set(nacked.values()))
+        return nacked
 
     def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
@@ -1130,18 +1130,18 @@ class PostgresStore(Store):
 
         return PAUSE_MODES[self._run(pause_mode)]
 
-    def enqueue(self, job_ids: Sequence[str]) -> int:
+    def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
         now = self.clock.now()
         params = {"ids": list(job_ids), "channel": self.channel}
 
-        def enqueue(conn: Connection[Any]) -> list[str]:
+        def enqueue(conn: Connection[Any]) -> dict[str, str]:
             rows = self._after_maintenance(conn, now, self._q["enqueue"], params)
-            return [row[0] for row in rows]
+            return {row[0]: row[1] for row in rows}
 
-        queues = self._run(enqueue)
-        self.wakeups.notify(set(queues))
-        return len(queues)
+        enqueued = self._run(enqueue)
+        self.wakeups.notify(set(enqueued.values()))
+        return enqueued
 
     def dequeue(self, job_ids: Sequence[str]) -> int:
         """Take ready jobs out of their queue; see :meth:`Store.dequeue`."""

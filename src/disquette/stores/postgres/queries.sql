@@ -246,8 +246,9 @@ WITH back AS (
         additional_deliveries = additional_deliveries + (attempts > 0)::int
     WHERE id = ANY(%(ids)b::text[]) AND state IN (0, 2)
       AND NOT (attempts > 0 AND retry_after <= 0)
-    RETURNING queue)
-SELECT back.queue FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
+    RETURNING id, queue)
+SELECT back.id, back.queue
+FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
 
 -- name: dequeue
 -- Leased to nobody, and attempts stay: no earlier delivery's holder may release the job.
