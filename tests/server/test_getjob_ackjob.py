@@ -210,3 +210,16 @@ def test_jobs_in_counts_every_queueing_as_disque_does(
     counted = _qstat(wire, "counted")
     assert (counted[b"jobs-in"], counted[b"jobs-out"]) == (b":6", b":3")
     assert _qstat(wire, "elsewhere")[b"jobs-in"] == b":1"
+
+
+def test_jobs_in_counts_the_queues_of_the_jobs_actually_requeued(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    wire = Wire(start_server().port)
+    once = wire.call("ADDJOB", "first", "once", "0", "RETRY", "0")[1:-2]
+    job = wire.call("ADDJOB", "second", "x", "0")[1:-2]
+    assert len(_ids(wire.call("GETJOB", "COUNT", "2", "FROM", "first", "second"))) == 2
+    # A delivered at-most-once job is left alone: only the job of "second" is queued again.
+    assert wire.call("ENQUEUE", once, job) == b":1\r\n"
+    assert _qstat(wire, "first")[b"jobs-in"] == b":1"  # its ADDJOB only
+    assert _qstat(wire, "second")[b"jobs-in"] == b":2"

@@ -584,21 +584,69 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
     base, schema = _split(url)
     previous = module._migrations()[:2]
     monkeypatch.setattr(module, "_migrations", lambda: previous)
-    old_claim = f"SELECT id FROM {schema}.claim(ARRAY['q'], 1, 1e11::float8)"  # leased far ahead
+    # The previous version's claim, verbatim, as its store ran it (binary, prepared by
+    # psycopg after five runs): it must keep working on the connection that prepared it.
+    old_claim = (
+        f"SELECT * FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8);"
+    )
+
+    def claim_as_before(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+        params = {"queues": ["q"], "count": 1, "now": 1e11}  # leased far ahead
+        cursor = conn.execute(old_claim, params, binary=True, prepare=True)
+        return [row[0] for row in cursor.fetchall()]
+
     with psycopg.connect(base, autocommit=True) as conn, connect(url) as jobs:
         conn.execute(module.migration_script(schema))  # a schema at version 2
         leased = jobs.add("leased before", "q")
-        assert conn.execute(old_claim).fetchall() == [(leased,)]
+        assert claim_as_before(conn) == [leased]
+        for _ in range(6):
+            assert claim_as_before(conn) == []
         monkeypatch.undo()
         assert jobs.store.migrate() == [3, 4]  # type: ignore[attr-defined]
         assert jobs.show(leased).state is JobState.ACTIVE
-        # A process of the previous version claims through the three-argument claim.
+        # A process of the previous version goes on claiming with its prepared statement.
         later = jobs.add("claimed by an old process", "q")
-        assert conn.execute(old_claim).fetchall() == [(later,)]
+        assert claim_as_before(conn) == [later]
         mine = jobs.add("mine", "q")
         assert [job.id for job in jobs.store.claim(["q"], 1, holder="h")] == [mine]
         assert jobs.release_leases("h") == 1
         assert [job.state for job in map(jobs.show, (leased, later))] == [JobState.ACTIVE] * 2
+
+
+def test_release_leases_leaves_a_job_an_old_version_process_claimed_since(url: str) -> None:
+    base, schema = _split(url)
+    with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
+        job_id = jobs.add("x", "q")
+        assert [job.id for job in jobs.store.claim(["q"], 1, holder="A")] == [job_id]
+        # A's lease ran out and a process of the previous version claimed the job: its
+        # claim (migration 2's) increments attempts and leases again, knowing no holder.
+        conn.execute(
+            f"UPDATE {schema}.jobs SET state = 2, attempts = attempts + 1,"
+            " lease_until = lease_until + 60 WHERE id = %s",
+            (job_id,),
+        )
+        assert jobs.release_leases("A") == 0
+        job = jobs.show(job_id)
+        assert (job.state, job.attempts, job.additional_deliveries) == (JobState.ACTIVE, 2, 0)
+        # A is gone: its rows go with the release.
+        assert conn.execute(f"SELECT count(*) FROM {schema}.holders").fetchone() == (0,)
+
+
+def test_holder_rows_of_finished_deliveries_are_pruned(url: str) -> None:
+    from disquette._sync.stores import postgres as module
+
+    base, schema = _split(url)
+    with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
+        ids = jobs.add_many(["a", "b", "c"], "q")
+        claimed = jobs.store.claim(["q"], 3, holder="A")
+        jobs.store.ack([claimed[0].id])
+        jobs.store.nack([claimed[1].id])
+        assert [job.id for job in jobs.store.claim(["q"], 1)] == [claimed[1].id]  # again
+        conn.execute(module.queries(schema)["prune_holders"])
+        # Only the job still on the delivery A's claim made keeps its row.
+        rows = conn.execute(f"SELECT id, holder, attempts FROM {schema}.holders").fetchall()
+        assert rows == [(claimed[2].id, "A", 1)]
+        assert sorted(ids) == sorted(job.id for job in claimed)
 
 
 def test_schemas_are_independent_stores(url: str) -> None:

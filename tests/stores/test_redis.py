@@ -530,3 +530,20 @@ def test_acks_nacks_and_failures_run_again_after_they_committed_change_nothing_m
         later = jobs.show(failed.id)
         assert (later.state, later.error_count) == (JobState.SCHEDULED, 1)  # retried later
         assert jobs.stats().by_queue()["q"].done == 1
+
+
+def test_release_leases_leaves_a_job_an_old_version_process_claimed_since(
+    tmp_path: Path,
+) -> None:
+    url = conformance_url(tmp_path)
+    with connect(url) as jobs:
+        job_id = jobs.add("x", "q")
+        assert [job.id for job in jobs.store.claim(["q"], 1, holder="A")] == [job_id]
+        # A's lease ran out and a process of the previous version claimed the job: its
+        # claim counts the attempt and leases again, leaving "h" as it was.
+        raw = _raw(url)
+        [key] = raw.keys(f"*j:{job_id}")
+        raw.hincrby(key, "n", 1)
+        assert jobs.release_leases("A") == 0
+        job = jobs.show(job_id)
+        assert (job.state, job.attempts, job.additional_deliveries) == (JobState.ACTIVE, 2, 0)

@@ -262,3 +262,23 @@ def test_database_errors_are_store_errors(tmp_path: Path) -> None:
             )
         with pytest.raises(StoreError, match="no more jobs"):
             jobs.add("y", "q")
+
+
+def test_release_leases_leaves_a_job_an_old_version_process_claimed_since(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.db"
+    with connect(f"sqlite:///{path}") as jobs:
+        job_id = jobs.add("x", "q")
+        assert [job.id for job in jobs.store.claim(["q"], 1, holder="A")] == [job_id]
+        # A's lease ran out and a process of the previous version claimed the job: its
+        # claim increments attempts and leases again, knowing no holder column.
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "UPDATE jobs SET state = 2, attempts = attempts + 1,"
+                " lease_until = lease_until + 60 WHERE id = ?",
+                (job_id,),
+            )
+        assert jobs.release_leases("A") == 0
+        job = jobs.show(job_id)
+        assert (job.state, job.attempts, job.additional_deliveries) == (JobState.ACTIVE, 2, 0)

@@ -530,7 +530,7 @@ class AsyncClient:
         job is left alone.
         """
         ids = [_job_id(job) for job in jobs]
-        return await self.store.enqueue(ids) if ids else 0
+        return len(await self.store.enqueue(ids)) if ids else 0
 
     async def dequeue(self, jobs: Sequence[JobRef]) -> int:
         """Take ready jobs out of their queue without delivering them (Disque DEQUEUE):
@@ -622,7 +622,7 @@ class AsyncClient:
             raise LeaseLost(current.id, operation, attempt, current.attempts, current.state)
 
     async def _raise_lost(
-        self, operation: str, ids: list[str], attempts: list[int | None], applied: list[str]
+        self, operation: str, ids: list[str], attempts: list[int | None], applied: Collection[str]
     ) -> None:
         """After a batch call the store applied to ``applied`` only: raise one
         :class:`LeaseLost` listing the other jobs that are on a newer delivery (unknown,

@@ -531,7 +531,7 @@ class Client:
         job is left alone.
         """
         ids = [_job_id(job) for job in jobs]
-        return self.store.enqueue(ids) if ids else 0
+        return len(self.store.enqueue(ids)) if ids else 0
 
     def dequeue(self, jobs: Sequence[JobRef]) -> int:
         """Take ready jobs out of their queue without delivering them (Disque DEQUEUE):
@@ -623,7 +623,7 @@ class Client:
             raise LeaseLost(current.id, operation, attempt, current.attempts, current.state)
 
     def _raise_lost(
-        self, operation: str, ids: list[str], attempts: list[int | None], applied: list[str]
+        self, operation: str, ids: list[str], attempts: list[int | None], applied: Collection[str]
     ) -> None:
         """After a batch call the store applied to ``applied`` only: raise one
         :class:`LeaseLost` listing the other jobs that are on a newer delivery (unknown,

@@ -110,10 +110,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Put held jobs (active, or lapsed: see :meth:`ack`) back as ready, at their old
-        position, ``nacks`` + 1; return the ids of those put back, in any order.
-        ``attempts`` as for :meth:`ack`."""
+        position, ``nacks`` + 1; return the ids of those put back, each with its queue (so
+        that a caller counting arrivals per queue needs no read). ``attempts`` as for
+        :meth:`ack`."""
 
     @abc.abstractmethod
     def fail(
@@ -200,12 +201,12 @@ class Store(abc.ABC):
         """A queue's pause mode (``none`` for unknown queues)."""
 
     @abc.abstractmethod
-    def enqueue(self, job_ids: Sequence[str]) -> int:
+    def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make scheduled or active jobs ready now, at their old position (Disque ENQUEUE).
 
         ``additional_deliveries`` + 1 for a job that was delivered before. An at-most-once
-        job (``retry_after`` 0) that was delivered stays as it is. Returns how many jobs
-        became ready.
+        job (``retry_after`` 0) that was delivered stays as it is. Returns the ids of the
+        jobs that became ready, each with its queue (as :meth:`nack`).
         """
 
     @abc.abstractmethod

@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Final
 
@@ -256,33 +256,17 @@ class Server:
         return seen is not None and seen[1] >= time.time() - QUEUE_IDLE_GC
 
     async def requeue(
-        self, job_ids: list[str], requeue: Callable[[list[str]], Awaitable[int]]
+        self, job_ids: list[str], requeue: Callable[[list[str]], Awaitable[Mapping[str, str]]]
     ) -> int:
         """NACK or ENQUEUE (``requeue``) the jobs; how many were queued again, each counted
         in its queue's ``jobs-in``, as Disque counts every queueing (ADDJOB, NACK, ENQUEUE).
-
-        The store says how many, not which: with several ids, the jobs that could be
-        queued again (neither queued nor done) are read first, and the first ones of them
-        are counted when fewer were.
-        """
-        show = self.store.show
-        if len(job_ids) == 1:
-            requeued = await requeue(job_ids)
-            job = await show(job_ids[0]) if requeued else None
-            queues = [] if job is None else [job.queue]
-        else:
-            candidates = [
-                job.queue
-                for job in [await show(job_id) for job_id in dict.fromkeys(job_ids)]
-                if job is not None and job.state not in (JobState.QUEUED, JobState.DONE)
-            ]
-            requeued = await requeue(job_ids)
-            queues = candidates[:requeued]
-        if queues:
-            arrived = Counter(queues)
+        The store names the queue of each job it requeued, so counting reads nothing."""
+        requeued = await requeue(job_ids)
+        if requeued:
+            arrived = Counter(requeued.values())
             self.jobs_in.update(arrived)
             self.touch(arrived)
-        return requeued
+        return len(requeued)
 
     def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
         """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""

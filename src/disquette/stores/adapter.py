@@ -97,7 +97,7 @@ class SyncStoreAdapter(AsyncStore):
 
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """See :meth:`AsyncStore.nack`."""
         return await self._call(functools.partial(self.inner.nack, attempts=attempts), job_ids)
 
@@ -160,7 +160,7 @@ class SyncStoreAdapter(AsyncStore):
         """See :meth:`AsyncStore.pause_mode`."""
         return await self._call(self.inner.pause_mode, queue)
 
-    async def enqueue(self, job_ids: Sequence[str]) -> int:
+    async def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """See :meth:`AsyncStore.enqueue`."""
         return await self._call(self.inner.enqueue, job_ids)
 

@@ -47,11 +47,12 @@ class MemoryStore(Store):
         self._jobs: dict[str, Job] = {}
         self._seq: dict[str, int] = {}
         self._leased_at: dict[str, float] = {}
-        #: The holder of each active job claimed with one (see release_leases).
-        self._holders: dict[str, str] = {}
+        #: The holder of each active job claimed with one (see release_leases), with the
+        #: job's attempts at that claim: the holder is only right while they match.
+        self._holders: dict[str, tuple[str, int]] = {}
         #: Jobs requeued because their lease ran out that no claim took since: their
         #: delivery still holds them (see _take_back_lapse), with its leased_at and holder.
-        self._lapsed: dict[str, tuple[float, str | None]] = {}
+        self._lapsed: dict[str, tuple[float, tuple[str, int] | None]] = {}
         self._counter = itertools.count()
         # Heaps with lazy deletion: an entry is live only while it matches the job.
         self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
@@ -128,7 +129,7 @@ class MemoryStore(Store):
             return False
         return job.state is JobState.ACTIVE or job.id in self._lapsed
 
-    def _take_back_lapse(self, job: Job) -> tuple[float, str | None] | None:
+    def _take_back_lapse(self, job: Job) -> tuple[float, tuple[str, int] | None] | None:
         """Undo the requeue of a lapsed lease whose delivery acts on the job before any claim
         took it: the lapse was no redelivery after all. Returns that delivery's leased_at
         and holder, or None when the job was not requeued so; the job stays queued (the
@@ -203,7 +204,7 @@ class MemoryStore(Store):
                     job.attempts += 1
                     self._leased_at[job.id] = now
                     if holder is not None:
-                        self._holders[job.id] = holder
+                        self._holders[job.id] = (holder, job.attempts)
                     if job.retry_after > 0:
                         job.lease_until = now + job.retry_after
                         heapq.heappush(self._leases, (job.lease_until, job.id))
@@ -252,10 +253,9 @@ class MemoryStore(Store):
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
-        queues: set[str] = set()
-        nacked: list[str] = []
+        nacked: dict[str, str] = {}
         with self._lock:
             self._tick(self.clock.now())
             for index, job_id in enumerate(job_ids):
@@ -267,9 +267,8 @@ class MemoryStore(Store):
                 if self._take_back_lapse(job) is None:  # a lapsed one is in its place already
                     self._leave_state(job)
                     self._make_ready(job)
-                queues.add(job.queue)
-                nacked.append(job_id)
-        self.wakeups.notify(queues)
+                nacked[job_id] = job.queue
+        self.wakeups.notify(set(nacked.values()))
         return nacked
 
     def fail(
@@ -421,10 +420,9 @@ class MemoryStore(Store):
         with self._lock:
             return PAUSE_MODES[self._pause.get(queue, 0)]
 
-    def enqueue(self, job_ids: Sequence[str]) -> int:
+    def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
-        queues: set[str] = set()
-        enqueued = 0
+        enqueued: dict[str, str] = {}
         with self._lock:
             self._tick(self.clock.now())
             for job_id in job_ids:
@@ -437,9 +435,8 @@ class MemoryStore(Store):
                 if job.attempts:
                     job.additional_deliveries += 1
                 self._make_ready(job)
-                queues.add(job.queue)
-                enqueued += 1
-        self.wakeups.notify(queues)
+                enqueued[job_id] = job.queue
+        self.wakeups.notify(set(enqueued.values()))
         return enqueued
 
     def dequeue(self, job_ids: Sequence[str]) -> int:
@@ -574,7 +571,11 @@ class MemoryStore(Store):
         with self._lock:
             now = self.clock.now()
             self._tick(now)
-            held = [job_id for job_id, owner in self._holders.items() if owner == holder]
+            held = [
+                job_id
+                for job_id, (owner, attempts) in self._holders.items()
+                if owner == holder and self._jobs[job_id].attempts == attempts
+            ]
             for job_id in held:
                 job = self._jobs[job_id]
                 if job.retry_after > 0:

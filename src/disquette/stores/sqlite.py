@@ -435,7 +435,7 @@ class SqliteStore(Store):
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
         params = [
             {"id": job_id, "attempts": attempt}
@@ -448,8 +448,9 @@ class SqliteStore(Store):
             with self._transaction() as conn:
                 for one in params:
                     rows.extend(conn.execute(QUERIES["nack"], one))
-        self._announce({queue for _, queue in rows})
-        return [job_id for job_id, _ in rows]
+        nacked = {job_id: queue for job_id, queue in rows}
+        self._announce(set(nacked.values()))
+        return nacked
 
     def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
@@ -564,13 +565,15 @@ class SqliteStore(Store):
             row = conn.execute(QUERIES["pause_mode"], (queue,)).fetchone()
         return PAUSE_MODES[row[0] if row is not None else 0]
 
-    def enqueue(self, job_ids: Sequence[str]) -> int:
+    def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
         self._refresh()
         with self._transaction() as conn:
-            queues = [row[0] for i in job_ids for row in conn.execute(QUERIES["enqueue"], (i,))]
-        self._announce(set(queues))
-        return len(queues)
+            enqueued = {
+                row[0]: row[1] for i in job_ids for row in conn.execute(QUERIES["enqueue"], (i,))
+            }
+        self._announce(set(enqueued.values()))
+        return enqueued
 
     def dequeue(self, job_ids: Sequence[str]) -> int:
         """Take ready jobs out of their queue; see :meth:`Store.dequeue`."""

@@ -52,7 +52,11 @@ CREATE TABLE IF NOT EXISTS nodes (
 -- a supervisor can give a dead process's jobs back at once (release_holder). Set by the
 -- claim, cleared with the lease; release_holder finds a holder's jobs by walking the
 -- jobs_leases index (active jobs only), so no index is added to the claim's work.
+-- holder_attempts is the job's attempts when the claim named the holder: the holder is
+-- only right while they still match, since a process of the previous version claims
+-- (attempts + 1) without knowing the holder column, let alone clearing it.
 ALTER TABLE jobs ADD COLUMN holder TEXT;
+ALTER TABLE jobs ADD COLUMN holder_attempts INTEGER;
 
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
@@ -111,12 +115,13 @@ SET state = CASE WHEN retry_after > 0 THEN 1 ELSE 4 END,
     last_error = CASE WHEN retry_after > 0 THEN last_error ELSE :error END,
     finished_at = CASE WHEN retry_after > 0 THEN finished_at ELSE :now END,
     expires_at = CASE WHEN retry_after > 0 THEN expires_at END
-WHERE state = 2 AND holder = :holder
+WHERE state = 2 AND holder = :holder AND holder_attempts = attempts
 RETURNING queue, state;
 
 -- name: claim
 UPDATE jobs
 SET state = 2, attempts = attempts + 1, leased_at = :now, holder = :holder,
+    holder_attempts = attempts + 1,
     lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END
 WHERE seq IN (
     SELECT seq FROM jobs
@@ -233,7 +238,7 @@ UPDATE jobs
 SET state = 1, lease_until = NULL, leased_at = NULL, holder = NULL,
     additional_deliveries = additional_deliveries + (attempts > 0)
 WHERE id = ? AND state IN (0, 2) AND NOT (attempts > 0 AND retry_after <= 0)
-RETURNING queue;
+RETURNING id, queue;
 
 -- name: dequeue
 UPDATE jobs

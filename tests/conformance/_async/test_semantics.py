@@ -250,7 +250,7 @@ async def test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_no
         # The store itself refuses, whatever the client read before.
         store = jobs.store
         assert await store.ack([first.id], attempts=[1]) == []
-        assert await store.nack([first.id], attempts=[1]) == []
+        assert await store.nack([first.id], attempts=[1]) == {}
         assert await store.fail(first.id, "A's error", None, attempt=1) is False
         with pytest.raises(LeaseLost):
             await store.working(first.id, attempt=1)
@@ -743,6 +743,24 @@ async def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: 
         assert (await jobs.timeout(0).get("q")).id == first
         assert await jobs.enqueue([]) == 0
         assert await jobs.dequeue([]) == 0
+
+
+async def test_nack_and_enqueue_name_the_queue_of_each_job_they_requeue(
+    store_url: str, clock: ManualClock
+):
+    # What the server counts as each queue's jobs-in, without reading the jobs.
+    async with connect_async(store_url, clock=clock) as jobs:
+        a = await jobs.add("a", "qa")
+        b = await jobs.add("b", "qb")
+        later = await jobs.delay(60).add("later", "qc")
+        claimed = await jobs.timeout(0).get_many("qa", "qb", count=2)
+        assert sorted(job.id for job in claimed) == sorted([a, b])
+        store = jobs.store
+        assert await store.nack([a, b, a, UNKNOWN_ID]) == {a: "qa", b: "qb"}
+        assert await store.nack([a]) == {}  # queued already
+        await jobs.timeout(0).get_many("qa", count=1)
+        assert await store.enqueue([a, b, later, UNKNOWN_ID]) == {a: "qa", later: "qc"}
+        assert await store.enqueue([a]) == {}
 
 
 async def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):

@@ -251,7 +251,7 @@ def test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_nothing(
         # The store itself refuses, whatever the client read before.
         store = jobs.store
         assert store.ack([first.id], attempts=[1]) == []
-        assert store.nack([first.id], attempts=[1]) == []
+        assert store.nack([first.id], attempts=[1]) == {}
         assert store.fail(first.id, "A's error", None, attempt=1) is False
         with pytest.raises(LeaseLost):
             store.working(first.id, attempt=1)
@@ -744,6 +744,24 @@ def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: Manual
         assert (jobs.timeout(0).get("q")).id == first
         assert jobs.enqueue([]) == 0
         assert jobs.dequeue([]) == 0
+
+
+def test_nack_and_enqueue_name_the_queue_of_each_job_they_requeue(
+    store_url: str, clock: ManualClock
+):
+    # What the server counts as each queue's jobs-in, without reading the jobs.
+    with connect(store_url, clock=clock) as jobs:
+        a = jobs.add("a", "qa")
+        b = jobs.add("b", "qb")
+        later = jobs.delay(60).add("later", "qc")
+        claimed = jobs.timeout(0).get_many("qa", "qb", count=2)
+        assert sorted(job.id for job in claimed) == sorted([a, b])
+        store = jobs.store
+        assert store.nack([a, b, a, UNKNOWN_ID]) == {a: "qa", b: "qb"}
+        assert store.nack([a]) == {}  # queued already
+        jobs.timeout(0).get_many("qa", count=1)
+        assert store.enqueue([a, b, later, UNKNOWN_ID]) == {a: "qa", later: "qc"}
+        assert store.enqueue([a]) == {}
 
 
 def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):

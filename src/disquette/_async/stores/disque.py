@@ -760,11 +760,27 @@ class AsyncDisqueStore(AsyncStore):
                 raise self._error(reply)
         return [job_id for job_id, reply in zip(job_ids, replies, strict=True) if reply]
 
+    async def _requeue(self, command: str, job_ids: Sequence[str]) -> dict[str, str]:
+        """``command`` (NACK, ENQUEUE) one id at a time, each followed by a SHOW, all
+        pipelined in one round trip: the ids it counted, each with its queue (Disque's
+        replies name neither)."""
+        replies = await self.pool.call(
+            *[(name, job_id) for job_id in job_ids for name in (command, "SHOW")]
+        )
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise self._error(reply)
+        return {
+            job_id: show_fields(shown)["queue"].decode()
+            for job_id, counted, shown in zip(job_ids, replies[::2], replies[1::2], strict=True)
+            if counted and shown is not None
+        }
+
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """NACK, one per id (pipelined) to know which were put back; by id."""
-        return await self._per_id("NACK", job_ids)
+        return await self._requeue("NACK", job_ids)
 
     async def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
@@ -882,9 +898,9 @@ class AsyncDisqueStore(AsyncStore):
 
     # -- Disque's administrative commands ------------------------------------------------
 
-    async def enqueue(self, job_ids: Sequence[str]) -> int:
-        """ENQUEUE."""
-        return int(await self._call("ENQUEUE", *job_ids))
+    async def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """ENQUEUE, one per id (pipelined) to know which were queued again."""
+        return await self._requeue("ENQUEUE", job_ids)
 
     async def dequeue(self, job_ids: Sequence[str]) -> int:
         """DEQUEUE."""

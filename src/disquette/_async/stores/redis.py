@@ -269,6 +269,15 @@ def parse_url(url: str) -> Settings:
     )
 
 
+def _pairs(replies: list[Any]) -> dict[str, str]:
+    """id -> queue from scripts' replies of ids and queues in turn (nack, enqueue)."""
+    return {
+        job_id.decode(): queue.decode()
+        for reply in replies
+        for job_id, queue in zip(reply[::2], reply[1::2], strict=True)
+    }
+
+
 def queue_base(prefix: str, queue: str) -> str:
     """The common start of a queue's keys: ``<prefix>{<queue>}:``, the tag that keeps them
     in one Cluster slot (``%`` and ``}`` escaped, as ``common.lua`` does)."""
@@ -964,7 +973,7 @@ class AsyncRedisStore(AsyncStore):
 
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`AsyncStore.nack`."""
         deliveries = _deliveries(job_ids, attempts)
 
@@ -973,8 +982,7 @@ class AsyncRedisStore(AsyncStore):
                 return [""]
             return ["1", *(deliveries[job_id] for job_id in ids)]
 
-        nacked = await self._run_by_id("nack", job_ids, args_for)
-        return [job_id.decode() for back in nacked for job_id in back]
+        return _pairs(await self._run_by_id("nack", job_ids, args_for))
 
     async def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
@@ -1052,9 +1060,9 @@ class AsyncRedisStore(AsyncStore):
         bits = await self.command("GET", self.queue_key(queue, "p"))
         return PAUSE_MODES[int(bits or 0)]
 
-    async def enqueue(self, job_ids: Sequence[str]) -> int:
+    async def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`AsyncStore.enqueue`."""
-        return sum(int(n) for n in await self._run_by_id("enqueue", job_ids, []))
+        return _pairs(await self._run_by_id("enqueue", job_ids, []))
 
     async def dequeue(self, job_ids: Sequence[str]) -> int:
         """Take ready jobs out of their queue; see :meth:`AsyncStore.dequeue`."""

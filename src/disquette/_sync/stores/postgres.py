@@ -142,6 +142,8 @@ _DONE_COLUMNS: Final = (
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
     "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq"
 )
+#: Claims naming a holder between two prunes of the holders table (see ``_held``).
+_PRUNE_HOLDERS_EVERY: Final = 10_000
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 _MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
 #: Errors after which the same call may succeed: the connection or the server went away
@@ -439,6 +441,7 @@ class PostgresStore(Store):
         self._migrate = migrate
         self._reconnect_timeout = reconnect_timeout
         self._vacuum_every = vacuum_every
+        self._holder_rows = 0
         self._churn = 0
         try:
             libpq_settings = conninfo_to_dict(conninfo)
@@ -632,6 +635,22 @@ class PostgresStore(Store):
         # Housekeeping must never fail the call that happened to trigger it.
         with contextlib.suppress(psycopg.Error, StoreUnavailable):
             self._run(vacuum)
+
+    def _held(self, jobs: int) -> None:
+        """Count claims that wrote a holder row; prune the rows of deliveries that are over
+        every :data:`_PRUNE_HOLDERS_EVERY` of them, so the holders table stays the size of
+        the held jobs (ack, nack and fail leave their row alone: they cost nothing more)."""
+        self._holder_rows += jobs
+        if self._holder_rows < _PRUNE_HOLDERS_EVERY:
+            return
+        self._holder_rows = 0
+
+        def prune(conn: Connection[Any]) -> None:
+            conn.execute(self._q["prune_holders"])
+
+        # Housekeeping must never fail the call that happened to trigger it.
+        with contextlib.suppress(psycopg.Error, StoreUnavailable):
+            self._run(prune)
 
     def _on_subscribe(self, channels: list[str]) -> None:
         # A blocked get needs the NOTIFYs of adds, a wait those of acks, failures, deletes.
@@ -870,8 +889,10 @@ class PostgresStore(Store):
         if len(rows) > 1:
             # The function returns each queue's jobs in turn, each block in no set order.
             position = {queue: index for index, queue in enumerate(queues)}
-            rows.sort(key=lambda row: (position[row[1]], row[5], row[8], row[23]))
+            rows.sort(key=lambda row: (position[row[1]], row[5], row[8], row[22]))
         self._churned(len(rows))
+        if holder is not None:
+            self._held(len(rows))
         return [_row_to_job(row) for row in rows]
 
     def ack(
@@ -914,7 +935,7 @@ class PostgresStore(Store):
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
         params = {
             "ids": list(job_ids),
@@ -927,9 +948,9 @@ class PostgresStore(Store):
             cursor = conn.execute(self._q["nack"], params)
             return [(row[0], row[1]) for row in cursor.fetchall()]
 
-        rows = self._run(nack)
-        self.wakeups.notify({queue for _, queue in rows})
-        return [job_id for job_id, _ in rows]
+        nacked = dict(self._run(nack))
+        self.wakeups.notify(set(nacked.values()))
+        return nacked
 
     def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
@@ -1109,18 +1130,18 @@ class PostgresStore(Store):
 
         return PAUSE_MODES[self._run(pause_mode)]
 
-    def enqueue(self, job_ids: Sequence[str]) -> int:
+    def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
         now = self.clock.now()
         params = {"ids": list(job_ids), "channel": self.channel}
 
-        def enqueue(conn: Connection[Any]) -> list[str]:
+        def enqueue(conn: Connection[Any]) -> dict[str, str]:
             rows = self._after_maintenance(conn, now, self._q["enqueue"], params)
-            return [row[0] for row in rows]
+            return {row[0]: row[1] for row in rows}
 
-        queues = self._run(enqueue)
-        self.wakeups.notify(set(queues))
-        return len(queues)
+        enqueued = self._run(enqueue)
+        self.wakeups.notify(set(enqueued.values()))
+        return enqueued
 
     def dequeue(self, job_ids: Sequence[str]) -> int:
         """Take ready jobs out of their queue; see :meth:`Store.dequeue`."""

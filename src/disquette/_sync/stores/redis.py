@@ -268,6 +268,15 @@ def parse_url(url: str) -> Settings:
     )
 
 
+def _pairs(replies: list[Any]) -> dict[str, str]:
+    """id -> queue from scripts' replies of ids and queues in turn (nack, enqueue)."""
+    return {
+        job_id.decode(): queue.decode()
+        for reply in replies
+        for job_id, queue in zip(reply[::2], reply[1::2], strict=True)
+    }
+
+
 def queue_base(prefix: str, queue: str) -> str:
     """The common start of a queue's keys: ``<prefix>{<queue>}:``, the tag that keeps them
     in one Cluster slot (``%`` and ``}`` escaped, as ``common.lua`` does)."""
@@ -954,7 +963,7 @@ class RedisStore(Store):
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """Requeue active jobs; see :meth:`Store.nack`."""
         deliveries = _deliveries(job_ids, attempts)
 
@@ -963,8 +972,7 @@ class RedisStore(Store):
                 return [""]
             return ["1", *(deliveries[job_id] for job_id in ids)]
 
-        nacked = self._run_by_id("nack", job_ids, args_for)
-        return [job_id.decode() for back in nacked for job_id in back]
+        return _pairs(self._run_by_id("nack", job_ids, args_for))
 
     def fail(
         self, job_id: str, error: str, retry_at: float | None, *, attempt: int | None = None
@@ -1042,9 +1050,9 @@ class RedisStore(Store):
         bits = self.command("GET", self.queue_key(queue, "p"))
         return PAUSE_MODES[int(bits or 0)]
 
-    def enqueue(self, job_ids: Sequence[str]) -> int:
+    def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
-        return sum(int(n) for n in self._run_by_id("enqueue", job_ids, []))
+        return _pairs(self._run_by_id("enqueue", job_ids, []))
 
     def dequeue(self, job_ids: Sequence[str]) -> int:
         """Take ready jobs out of their queue; see :meth:`Store.dequeue`."""

@@ -44,11 +44,7 @@ async def cmd_nack(session: Session, args: list[bytes]) -> bytes:
     if not ids:
         return ZERO
     server = session.server
-
-    async def nack(job_ids: list[str]) -> int:
-        return len(await server.store.nack(job_ids))
-
-    return protocol.integer(await server.requeue(ids, nack))
+    return protocol.integer(await server.requeue(ids, server.store.nack))
 
 
 async def cmd_enqueue(session: Session, args: list[bytes]) -> bytes:

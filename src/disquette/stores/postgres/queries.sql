@@ -85,7 +85,7 @@ SELECT count(*) FROM (
 SELECT {schema}.maintain(%(now)s::float8);
 
 -- name: claim
-SELECT * FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8,
+SELECT {columns} FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8,
                              %(holder)s::text);
 
 -- name: ack
@@ -246,16 +246,21 @@ WITH back AS (
         additional_deliveries = additional_deliveries + (attempts > 0)::int
     WHERE id = ANY(%(ids)b::text[]) AND state IN (0, 2)
       AND NOT (attempts > 0 AND retry_after <= 0)
-    RETURNING queue)
-SELECT back.queue FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
+    RETURNING id, queue)
+SELECT back.id, back.queue
+FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
 
 -- name: dequeue
+-- Leased to nobody, and attempts stay: no earlier delivery's holder may release the job.
 WITH taken AS (
     UPDATE {schema}.jobs
-    SET state = 2, leased_at = %(now)s::float8, holder = NULL,
+    SET state = 2, leased_at = %(now)s::float8,
         lease_until = CASE WHEN retry_after > 0 THEN %(now)s::float8 + retry_after END
     WHERE id = ANY(%(ids)b::text[]) AND state = 1
-    RETURNING 1)
+    RETURNING id),
+unheld AS (
+    DELETE FROM {schema}.holders AS h
+    WHERE h.id = ANY(ARRAY(SELECT taken.id FROM taken)))
 SELECT count(*) FROM taken;
 
 -- name: scan
@@ -321,22 +326,36 @@ SELECT stale.queue FROM stale, LATERAL (SELECT pg_notify(%(channel)s, stale.queu
 -- name: release_holder
 -- What a lapsed lease does, now, to every active job of a dead holder (after the
 -- maintenance); an at-most-once job is failed instead, as fail does with no retry_at.
-WITH released AS (
-    UPDATE {schema}.jobs
-    SET state = CASE WHEN retry_after > 0 THEN 1 ELSE 4 END,
-        lease_until = NULL, leased_at = NULL, holder = NULL,
-        additional_deliveries = additional_deliveries + (retry_after > 0)::int,
-        error_count = error_count + (retry_after <= 0)::int,
-        last_error = CASE WHEN retry_after > 0 THEN last_error ELSE %(error)s END,
-        finished_at = CASE WHEN retry_after > 0 THEN finished_at ELSE %(now)s::float8 END,
-        expires_at = CASE WHEN retry_after > 0 THEN expires_at END
-    WHERE state = 2 AND holder = %(holder)s
-    RETURNING queue, state)
+-- Only a job still on the delivery its holder row was written for (same attempts) is the
+-- holder's: a later claim, of any version, took it over. The holder's rows all go.
+WITH mine AS (
+    DELETE FROM {schema}.holders WHERE holder = %(holder)s RETURNING id, attempts),
+released AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE WHEN j.retry_after > 0 THEN 1 ELSE 4 END,
+        lease_until = NULL, leased_at = NULL,
+        additional_deliveries = j.additional_deliveries + (j.retry_after > 0)::int,
+        error_count = j.error_count + (j.retry_after <= 0)::int,
+        last_error = CASE WHEN j.retry_after > 0 THEN j.last_error ELSE %(error)s END,
+        finished_at = CASE WHEN j.retry_after > 0 THEN j.finished_at
+                           ELSE %(now)s::float8 END,
+        expires_at = CASE WHEN j.retry_after > 0 THEN j.expires_at END
+    FROM mine
+    WHERE j.id = ANY(ARRAY(SELECT m.id FROM mine AS m)) AND j.id = mine.id
+      AND j.state = 2 AND j.attempts = mine.attempts
+    RETURNING j.queue, j.state)
 SELECT released.queue, released.state FROM released
 LEFT JOIN LATERAL (
     SELECT CASE WHEN released.state = 1 THEN pg_notify(%(channel)s, released.queue)
                 ELSE pg_notify(%(done_channel)s, '') END) AS sent
     ON true;
+
+-- name: prune_holders
+-- Holder rows of deliveries that are over (the job was finished, deleted, expired or
+-- delivered again): what keeps the table the size of the held jobs.
+DELETE FROM {schema}.holders AS h
+WHERE NOT EXISTS (
+    SELECT FROM {schema}.jobs AS j WHERE j.id = h.id AND j.attempts = h.attempts);
 
 -- name: synchronous_standbys
 -- Standbys that a commit with synchronous_commit = remote_apply waits for.

@@ -1,6 +1,6 @@
 -- claim: lease up to ARGV[5] ready jobs from the queues ARGV[7..], leftmost first,
--- skipping paused queues, to the holder ARGV[6] ("" for none; kept in the job's "h" while
--- it is active). Returns per job: the index of its queue in ARGV[7..], its id,
+-- skipping paused queues, to the holder ARGV[6] ("" for none; kept in the job's "h" with
+-- the delivery's attempts while it is active). Returns per job: the index of its queue in ARGV[7..], its id,
 -- and the CLAIMED fields after the lease, with lease_until in place of ra. When it leases
 -- nothing, it returns instead the time the next scheduled job or lease of these queues
 -- comes due (or nothing), so that a waiting caller can look again then.
@@ -50,7 +50,7 @@ local function lease(q, index, id)
     if retry_after > 0 then lease_until = fmt(NOW + retry_after) end
     if HOLDER ~= '' then
         redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until,
-                   'h', HOLDER)
+                   'h', HOLDER .. '#' .. attempts)
     else
         redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until)
         -- An earlier delivery's holder must not be able to release this one.

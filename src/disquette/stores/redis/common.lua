@@ -20,7 +20,9 @@
 --   t type, p priority, ra retry_after, rt result_ttl (the last three only when not
 --   DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error count, le last
 --   error, la leased_at, lu lease_until, h holder (the process a claim leased the job to,
---   if it said: see release_holder.lua; la, lu and h mean something only while active),
+--   if it said, then "#" and the attempts of that delivery: a process of the previous
+--   version claims without clearing h, and attempts tell its delivery apart; see
+--   release_holder.lua; la, lu and h mean something only while active),
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
 --   failed for good: its TTL no longer applies), lp "lapsed" (set while the job is ready
 --   because its lease ran out and no claim took it since: its delivery still holds it,

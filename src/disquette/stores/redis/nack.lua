@@ -1,7 +1,7 @@
 -- nack: put the held jobs KEYS (see held in common.lua) back as ready, at their old place.
 -- When ARGV[4] is "1", ARGV[4 + i] is the caller's delivery of the i-th job (its
--- attempts; "" acts by id): a job delivered again since is left alone. Returns the ids
--- put back.
+-- attempts; "" acts by id): a job delivered again since is left alone. Returns the id
+-- and the queue of each job put back, in turn.
 local nacked = {}
 local with_attempts = ARGV[4] == '1'
 for i, key in ipairs(KEYS) do
@@ -17,6 +17,7 @@ for i, key in ipairs(KEYS) do
             make_ready(q, key, id, v[3], v[4], v[5])
         end
         nacked[#nacked + 1] = id
+        nacked[#nacked + 1] = q.name
     end
 end
 return finish(nacked)
