@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections import Counter
@@ -32,8 +31,9 @@ from ..errors import (
     StoreRefused,
     StoreUnavailable,
 )
-from ..job import Encoding, Job, JobState, Stats, StatsRow
+from ..job import Job, JobState, Stats, StatsRow
 from ._peers import PeerWakeups
+from ._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
 from .base import (
     DONE_CHANNEL,
     HOLDER_GONE,
@@ -50,19 +50,6 @@ from .base import (
     refuse_store_powers,
 )
 
-_STATES: Final = (
-    JobState.SCHEDULED,
-    JobState.QUEUED,
-    JobState.ACTIVE,
-    JobState.DONE,
-    JobState.FAILED,
-)
-_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
-_COLUMNS: Final = (
-    "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
-    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
-    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
-)
 _SCHEMA_VERSION: Final = 3
 #: The named blocks that bring a file from the version before to each version.
 _MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3"}
@@ -72,28 +59,9 @@ _READER_WAIT_MS: Final = 1000
 Synchronous = Literal["normal", "full"]
 
 
-def _load_queries() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("sqlite.sql").read_text()
-    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
-    return {
-        name: body.strip().replace("{columns}", _COLUMNS)
-        for name, body in zip(blocks[1::2], blocks[2::2], strict=True)
-    }
-
-
-QUERIES: Final = _load_queries()
-
-
-_ENCODINGS: Final = tuple(Encoding)
-
-
-def _row_to_job(row: Sequence[Any]) -> Job:
-    # Positional: the columns are selected in the order of Job's fields (seq is extra).
-    values = list(row[:22])
-    values[3] = _ENCODINGS[values[3]]
-    values[6] = _STATES[values[6]]
-    values[20] = _ENCODINGS[values[20]]
-    return Job(*values)
+QUERIES: Final = load_named_blocks(
+    resources.files(__package__).joinpath("sqlite.sql").read_text(), "sqlite.sql", columns=COLUMNS
+)
 
 
 def _open_error(path: str, exc: sqlite3.Error) -> StoreUnavailable:
@@ -373,7 +341,7 @@ class SqliteStore(Store):
                 if rows:
                     self._idle.clear()
                     rows.sort(key=lambda row: (row[5], row[8], row[22]))
-                    claimed.extend(_row_to_job(row) for row in rows)
+                    claimed.extend(row_to_job(row) for row in rows)
                     if len(claimed) >= count:
                         break
             if not claimed:
@@ -484,7 +452,7 @@ class SqliteStore(Store):
             found = conn.execute(QUERIES["show"], (job_id,)).fetchone()
         if found is None:
             raise JobNotFound(job_id)
-        job = _row_to_job(found)
+        job = row_to_job(found)
         if attempt is not None and job.attempts != attempt:
             raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
         if job.state is not JobState.ACTIVE:
@@ -496,7 +464,7 @@ class SqliteStore(Store):
         self._refresh(reading=True)
         with self._connection() as conn:
             row = conn.execute(QUERIES["show"], (job_id,)).fetchone()
-        return None if row is None else _row_to_job(row)
+        return None if row is None else row_to_job(row)
 
     def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`Store.delete`."""
@@ -517,7 +485,7 @@ class SqliteStore(Store):
         """The next ready jobs; see :meth:`Store.peek`."""
         self._refresh(reading=True)
         with self._connection() as conn:
-            return [_row_to_job(row) for row in conn.execute(QUERIES["peek"], (queue, count))]
+            return [row_to_job(row) for row in conn.execute(QUERIES["peek"], (queue, count))]
 
     def failed(self, queue: str | None, limit: int) -> list[Job]:
         """Failed jobs; see :meth:`Store.failed`."""
@@ -527,7 +495,7 @@ class SqliteStore(Store):
                 rows = conn.execute(QUERIES["failed_all"], (limit,))
             else:
                 rows = conn.execute(QUERIES["failed_in_queue"], (queue, limit))
-            return [_row_to_job(row) for row in rows]
+            return [row_to_job(row) for row in rows]
 
     def retry(self, job_id: str) -> None:
         """Make a failed job ready; see :meth:`Store.retry`."""
@@ -540,7 +508,7 @@ class SqliteStore(Store):
             return
         if found is None:
             raise JobNotFound(job_id)
-        raise InvalidState(job_id, _STATES[found[6]], "retry")
+        raise InvalidState(job_id, STATES[found[6]], "retry")
 
     def pause(self, queue: str, paused: bool) -> None:
         """Pause or resume delivery; see :meth:`Store.pause`."""
@@ -597,12 +565,12 @@ class SqliteStore(Store):
         params = {
             "after": cursor,
             "queue": queue,
-            "states": None if states is None else json.dumps([_STATE_CODES[s] for s in states]),
+            "states": None if states is None else json.dumps([STATE_CODES[s] for s in states]),
             "count": count,
         }
         with self._connection() as conn:
             rows = conn.execute(QUERIES["scan"], params).fetchall()
-        return (rows[-1][22] if len(rows) >= count else 0), [_row_to_job(row) for row in rows]
+        return (rows[-1][SEQ] if len(rows) >= count else 0), [row_to_job(row) for row in rows]
 
     def queues(self) -> list[QueueInfo]:
         """Queues with jobs or a pause mode; see :meth:`Store.queues`."""
@@ -648,7 +616,7 @@ class SqliteStore(Store):
         merged: dict[tuple[str, str | None], dict[str, Any]] = {}
         for queue, type_, state, count, max_errors, oldest in grouped:
             row = merged.setdefault((queue, type_), {"max_error_count": 0, "oldest_run_at": None})
-            row[_STATES[state].value] = count
+            row[STATES[state].value] = count
             row["max_error_count"] = max(row["max_error_count"], max_errors or 0)
             if oldest is not None:
                 row["oldest_run_at"] = min(oldest, row["oldest_run_at"] or oldest)

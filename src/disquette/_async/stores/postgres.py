@@ -105,7 +105,16 @@ from ...errors import (
     StoreRefused,
     StoreUnavailable,
 )
-from ...job import Encoding, Job, JobState, Stats, StatsRow
+from ...job import Job, JobState, Stats, StatsRow
+from ...stores._sql import (
+    COLUMNS,
+    SEQ,
+    STATE_CODES,
+    STATES,
+    load_named_blocks,
+    numbered_migrations,
+    row_to_job,
+)
 from ...stores.base import (
     DONE_CHANNEL,
     HOLDER_GONE,
@@ -123,22 +132,8 @@ from ..store import AsyncStore
 
 T = TypeVar("T")
 
-_STATES: Final = (
-    JobState.SCHEDULED,
-    JobState.QUEUED,
-    JobState.ACTIVE,
-    JobState.DONE,
-    JobState.FAILED,
-)
-_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
-_ENCODINGS: Final = tuple(Encoding)
 #: The SQLSTATE {schema}.accepts() raises for a queue paused for input.
 _QUEUE_PAUSED: Final = "DQ001"
-_COLUMNS: Final = (
-    "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
-    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
-    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
-)
 _DONE_COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, 3::int2, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
@@ -147,7 +142,6 @@ _DONE_COLUMNS: Final = (
 #: Claims naming a holder between two prunes of the holders table (see ``_held``).
 _PRUNE_HOLDERS_EVERY: Final = 10_000
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
-_MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
 #: Errors after which the same call may succeed: the connection or the server went away
 #: (restart, failover, pool exhausted while reconnecting), or a deadlock was broken.
 _TRANSIENT: Final = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
@@ -254,26 +248,19 @@ def _quote(schema: str) -> str:
 @functools.cache
 def _migrations() -> tuple[tuple[int, str, str], ...]:
     """(version, name, text) of every migration file, in order."""
-    found = []
-    for entry in _sql_dir().iterdir():
-        match = _MIGRATION_FILE.fullmatch(entry.name)
-        if match:
-            found.append((int(match[1]), match[2], entry.read_text()))
-    return tuple(sorted(found))
+    return numbered_migrations(_sql_dir())
 
 
 @functools.cache
 def queries(schema: str) -> dict[str, str]:
     """The named statements of ``queries.sql`` for one schema."""
-    text = (_sql_dir() / "queries.sql").read_text()
-    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
-    return {
-        name: body.strip()
-        .replace("{columns}", _COLUMNS)
-        .replace("{done_columns}", _DONE_COLUMNS)
-        .replace("{schema}", _quote(schema))
-        for name, body in zip(blocks[1::2], blocks[2::2], strict=True)
-    }
+    return load_named_blocks(
+        (_sql_dir() / "queries.sql").read_text(),
+        "postgres/queries.sql",
+        columns=COLUMNS,
+        done_columns=_DONE_COLUMNS,
+        schema=_quote(schema),
+    )
 
 
 def channel_name(schema: str, suffix: str = "") -> str:
@@ -284,15 +271,6 @@ def channel_name(schema: str, suffix: str = "") -> str:
     if len(name.encode()) > 63:
         name = f"disquette.{hashlib.sha1(schema.encode()).hexdigest()}{suffix}"
     return name
-
-
-def _row_to_job(row: Sequence[Any]) -> Job:
-    # Positional: the columns are selected in the order of Job's fields (then the store's).
-    values = list(row[:22])
-    values[3] = _ENCODINGS[values[3]]
-    values[6] = _STATES[values[6]]
-    values[20] = _ENCODINGS[values[20]]
-    return Job(*values)
 
 
 def _settings(job: Job) -> tuple[object, ...]:
@@ -905,7 +883,7 @@ class AsyncPostgresStore(AsyncStore):
         await self._churned(len(rows))
         if holder is not None:
             await self._held(len(rows))
-        return [_row_to_job(row) for row in rows]
+        return [row_to_job(row) for row in rows]
 
     async def ack(
         self,
@@ -1032,7 +1010,7 @@ class AsyncPostgresStore(AsyncStore):
     async def _show(self, conn: AsyncConnection[Any], job_id: str, now: float) -> Job | None:
         cursor = await conn.execute(self._q["show"], {"id": job_id, "now": now}, binary=True)
         row = await cursor.fetchone()
-        return None if row is None else _row_to_job(row)
+        return None if row is None else row_to_job(row)
 
     async def show(self, job_id: str) -> Job | None:
         """Return the job; see :meth:`AsyncStore.show`."""
@@ -1041,7 +1019,7 @@ class AsyncPostgresStore(AsyncStore):
         async def show(conn: AsyncConnection[Any]) -> Job | None:
             params = {"id": job_id, "now": now}
             rows = await self._after_maintenance(conn, now, self._q["show"], params, True)
-            return _row_to_job(rows[0]) if rows else None
+            return row_to_job(rows[0]) if rows else None
 
         return await self._run(show)
 
@@ -1074,7 +1052,7 @@ class AsyncPostgresStore(AsyncStore):
 
         async def select(conn: AsyncConnection[Any]) -> list[Job]:
             rows = await self._after_maintenance(conn, now, statement, params, True)
-            return [_row_to_job(row) for row in rows]
+            return [row_to_job(row) for row in rows]
 
         return await self._run(select)
 
@@ -1180,7 +1158,7 @@ class AsyncPostgresStore(AsyncStore):
             "after": cursor,
             "now": now,
             "queue": queue,
-            "states": None if states is None else [_STATE_CODES[state] for state in states],
+            "states": None if states is None else [STATE_CODES[state] for state in states],
             "count": count,
         }
 
@@ -1188,7 +1166,7 @@ class AsyncPostgresStore(AsyncStore):
             return await self._after_maintenance(conn, now, self._q["scan"], params, True)
 
         rows = await self._run(scan)
-        return (int(rows[-1][22]) if len(rows) >= count else 0), [_row_to_job(r) for r in rows]
+        return (int(rows[-1][SEQ]) if len(rows) >= count else 0), [row_to_job(r) for r in rows]
 
     async def queues(self) -> list[QueueInfo]:
         """Queues with jobs or a pause mode; see :meth:`AsyncStore.queues`."""
@@ -1261,7 +1239,7 @@ class AsyncPostgresStore(AsyncStore):
         merged: dict[tuple[str, str | None], dict[str, Any]] = {}
         for queue, type_, state, count, max_errors, oldest in grouped:
             row = merged.setdefault((queue, type_), {"max_error_count": 0, "oldest_run_at": None})
-            row[_STATES[state].value] = int(count)
+            row[STATES[state].value] = int(count)
             row["max_error_count"] = max(row["max_error_count"], max_errors or 0)
             if oldest is not None:
                 row["oldest_run_at"] = min(oldest, row["oldest_run_at"] or oldest)

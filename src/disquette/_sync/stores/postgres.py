@@ -103,7 +103,16 @@ from ...errors import (
     StoreRefused,
     StoreUnavailable,
 )
-from ...job import Encoding, Job, JobState, Stats, StatsRow
+from ...job import Job, JobState, Stats, StatsRow
+from ...stores._sql import (
+    COLUMNS,
+    SEQ,
+    STATE_CODES,
+    STATES,
+    load_named_blocks,
+    numbered_migrations,
+    row_to_job,
+)
 from ...stores.base import (
     DONE_CHANNEL,
     HOLDER_GONE,
@@ -121,22 +130,8 @@ from ..store import Store
 
 T = TypeVar("T")
 
-_STATES: Final = (
-    JobState.SCHEDULED,
-    JobState.QUEUED,
-    JobState.ACTIVE,
-    JobState.DONE,
-    JobState.FAILED,
-)
-_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
-_ENCODINGS: Final = tuple(Encoding)
 #: The SQLSTATE {schema}.accepts() raises for a queue paused for input.
 _QUEUE_PAUSED: Final = "DQ001"
-_COLUMNS: Final = (
-    "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
-    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
-    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
-)
 _DONE_COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, 3::int2, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
@@ -145,7 +140,6 @@ _DONE_COLUMNS: Final = (
 #: Claims naming a holder between two prunes of the holders table (see ``_held``).
 _PRUNE_HOLDERS_EVERY: Final = 10_000
 _SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
-_MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
 #: Errors after which the same call may succeed: the connection or the server went away
 #: (restart, failover, pool exhausted while reconnecting), or a deadlock was broken.
 _TRANSIENT: Final = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
@@ -252,26 +246,19 @@ def _quote(schema: str) -> str:
 @functools.cache
 def _migrations() -> tuple[tuple[int, str, str], ...]:
     """(version, name, text) of every migration file, in order."""
-    found = []
-    for entry in _sql_dir().iterdir():
-        match = _MIGRATION_FILE.fullmatch(entry.name)
-        if match:
-            found.append((int(match[1]), match[2], entry.read_text()))
-    return tuple(sorted(found))
+    return numbered_migrations(_sql_dir())
 
 
 @functools.cache
 def queries(schema: str) -> dict[str, str]:
     """The named statements of ``queries.sql`` for one schema."""
-    text = (_sql_dir() / "queries.sql").read_text()
-    blocks = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
-    return {
-        name: body.strip()
-        .replace("{columns}", _COLUMNS)
-        .replace("{done_columns}", _DONE_COLUMNS)
-        .replace("{schema}", _quote(schema))
-        for name, body in zip(blocks[1::2], blocks[2::2], strict=True)
-    }
+    return load_named_blocks(
+        (_sql_dir() / "queries.sql").read_text(),
+        "postgres/queries.sql",
+        columns=COLUMNS,
+        done_columns=_DONE_COLUMNS,
+        schema=_quote(schema),
+    )
 
 
 def channel_name(schema: str, suffix: str = "") -> str:
@@ -282,15 +269,6 @@ def channel_name(schema: str, suffix: str = "") -> str:
     if len(name.encode()) > 63:
         name = f"disquette.{hashlib.sha1(schema.encode()).hexdigest()}{suffix}"
     return name
-
-
-def _row_to_job(row: Sequence[Any]) -> Job:
-    # Positional: the columns are selected in the order of Job's fields (then the store's).
-    values = list(row[:22])
-    values[3] = _ENCODINGS[values[3]]
-    values[6] = _STATES[values[6]]
-    values[20] = _ENCODINGS[values[20]]
-    return Job(*values)
 
 
 def _settings(job: Job) -> tuple[object, ...]:
@@ -893,7 +871,7 @@ class PostgresStore(Store):
         self._churned(len(rows))
         if holder is not None:
             self._held(len(rows))
-        return [_row_to_job(row) for row in rows]
+        return [row_to_job(row) for row in rows]
 
     def ack(
         self,
@@ -1020,7 +998,7 @@ class PostgresStore(Store):
     def _show(self, conn: Connection[Any], job_id: str, now: float) -> Job | None:
         cursor = conn.execute(self._q["show"], {"id": job_id, "now": now}, binary=True)
         row = cursor.fetchone()
-        return None if row is None else _row_to_job(row)
+        return None if row is None else row_to_job(row)
 
     def show(self, job_id: str) -> Job | None:
         """Return the job; see :meth:`Store.show`."""
@@ -1029,7 +1007,7 @@ class PostgresStore(Store):
         def show(conn: Connection[Any]) -> Job | None:
             params = {"id": job_id, "now": now}
             rows = self._after_maintenance(conn, now, self._q["show"], params, True)
-            return _row_to_job(rows[0]) if rows else None
+            return row_to_job(rows[0]) if rows else None
 
         return self._run(show)
 
@@ -1062,7 +1040,7 @@ class PostgresStore(Store):
 
         def select(conn: Connection[Any]) -> list[Job]:
             rows = self._after_maintenance(conn, now, statement, params, True)
-            return [_row_to_job(row) for row in rows]
+            return [row_to_job(row) for row in rows]
 
         return self._run(select)
 
@@ -1168,7 +1146,7 @@ class PostgresStore(Store):
             "after": cursor,
             "now": now,
             "queue": queue,
-            "states": None if states is None else [_STATE_CODES[state] for state in states],
+            "states": None if states is None else [STATE_CODES[state] for state in states],
             "count": count,
         }
 
@@ -1176,7 +1154,7 @@ class PostgresStore(Store):
             return self._after_maintenance(conn, now, self._q["scan"], params, True)
 
         rows = self._run(scan)
-        return (int(rows[-1][22]) if len(rows) >= count else 0), [_row_to_job(r) for r in rows]
+        return (int(rows[-1][SEQ]) if len(rows) >= count else 0), [row_to_job(r) for r in rows]
 
     def queues(self) -> list[QueueInfo]:
         """Queues with jobs or a pause mode; see :meth:`Store.queues`."""
@@ -1249,7 +1227,7 @@ class PostgresStore(Store):
         merged: dict[tuple[str, str | None], dict[str, Any]] = {}
         for queue, type_, state, count, max_errors, oldest in grouped:
             row = merged.setdefault((queue, type_), {"max_error_count": 0, "oldest_run_at": None})
-            row[_STATES[state].value] = int(count)
+            row[STATES[state].value] = int(count)
             row["max_error_count"] = max(row["max_error_count"], max_errors or 0)
             if oldest is not None:
                 row["oldest_run_at"] = min(oldest, row["oldest_run_at"] or oldest)

@@ -1,0 +1,96 @@
+"""What the SQL stores (SQLite and PostgreSQL) share: how a job is laid out in a row, and
+how their statement files are read.
+
+A job row holds the columns of :data:`COLUMNS`, in the order of :class:`~disquette.job.Job`'s
+fields (then ``seq``, the store's enqueue order); the state and the encodings are small
+integers (:data:`STATE_CODES`, :data:`ENCODINGS`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from importlib.resources.abc import Traversable
+from typing import Any, Final
+
+from ..errors import StoreError
+from ..job import Encoding, Job, JobState
+
+#: Job states by the code a row holds (the SQL files name them by these numbers).
+STATES: Final = (
+    JobState.SCHEDULED,
+    JobState.QUEUED,
+    JobState.ACTIVE,
+    JobState.DONE,
+    JobState.FAILED,
+)
+#: The code of each job state in a row.
+STATE_CODES: Final = {state: code for code, state in enumerate(STATES)}
+#: Encodings by the code a row holds (an :class:`~disquette.job.Encoding` is its code).
+ENCODINGS: Final = tuple(Encoding)
+#: The columns a job is read from, in the order of Job's fields, then ``seq``.
+COLUMNS: Final = (
+    "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
+    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
+    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
+)
+#: Where ``seq`` is in a row of :data:`COLUMNS` (a scan's cursor).
+SEQ: Final = 22
+
+_BLOCK: Final = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
+_PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
+_MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
+
+
+def row_to_job(row: Sequence[Any]) -> Job:
+    """The job a row of :data:`COLUMNS` holds (extra columns after ``finished_at`` are
+    ignored)."""
+    # Positional: the columns are selected in the order of Job's fields. On the claim path,
+    # so no per-field lookups.
+    values = list(row[:SEQ])
+    values[3] = ENCODINGS[values[3]]
+    values[6] = STATES[values[6]]
+    values[20] = ENCODINGS[values[20]]
+    return Job(*values)
+
+
+def load_named_blocks(text: str, source: str, **placeholders: str) -> dict[str, str]:
+    """The statements of a SQL file, by name: each block starts with a ``-- name: x`` line
+    (text before the first one is the file's header) and has its ``{placeholder}``\\ s
+    filled from ``placeholders``.
+
+    A file that would load wrong fails here, naming ``source``: a name used twice, a block
+    with no statement, a ``{placeholder}`` with no value given.
+    """
+    pieces = _BLOCK.split(text)
+    blocks: dict[str, str] = {}
+    for name, body in zip(pieces[1::2], pieces[2::2], strict=True):
+        if name in blocks:
+            raise StoreError(source, f"block {name!r} is defined twice")
+        statement = body.strip()
+        if not statement:
+            raise StoreError(source, f"block {name!r} is empty")
+        for key, value in placeholders.items():
+            statement = statement.replace("{" + key + "}", value)
+        unfilled = _PLACEHOLDER.search(statement)
+        if unfilled:
+            raise StoreError(source, f"block {name!r} has no value for {unfilled[0]}")
+        blocks[name] = statement
+    return blocks
+
+
+def numbered_migrations(folder: Traversable) -> tuple[tuple[int, str, str], ...]:
+    """``(version, name, text)`` of each ``NNN_name.sql`` file in ``folder``, in order; two
+    files of one version fail, naming them."""
+    found: dict[int, tuple[int, str, str]] = {}
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if not match:
+            continue
+        version = int(match[1])
+        if version in found:
+            raise StoreError(
+                str(folder), f"migrations {found[version][1]!r} and {match[2]!r} are both {version}"
+            )
+        found[version] = (version, match[2], entry.read_text())
+    return tuple(found[version] for version in sorted(found))
