@@ -20,6 +20,7 @@ from .._async.store import AsyncStore
 from .._sync.store import Store
 from ..clock import Clock
 from ..errors import InvalidURL
+from ._url import check_known, number
 from .adapter import SyncStoreAdapter
 from .memory import open_memory_store
 from .sqlite import SqliteStore
@@ -101,19 +102,12 @@ def _open_sqlite(url: str, query: dict[str, str], clock: Clock) -> Store:
     path = sqlite_path(url)
     if path is None:
         raise InvalidURL(url, "use sqlite:///relative/path.db or sqlite:////absolute/path.db")
-    unknown = set(query) - {"synchronous", "poll_interval", "busy_timeout"}
-    if unknown:
-        raise InvalidURL(url, f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    check_known(url, query, ("synchronous", "poll_interval", "busy_timeout"))
     synchronous = query.get("synchronous", "normal").lower()
     if synchronous not in ("normal", "full"):
         raise InvalidURL(url, "synchronous is normal or full")
-    try:
-        poll_interval = float(query.get("poll_interval", "0.05"))
-        busy_timeout = float(query.get("busy_timeout", "30"))
-    except ValueError:
-        raise InvalidURL(url, "poll_interval and busy_timeout are numbers of seconds") from None
-    if not 0.001 <= poll_interval <= 60 or not 0 <= busy_timeout <= 3600:
-        raise InvalidURL(url, "poll_interval is 0.001..60 s, busy_timeout 0..3600 s")
+    poll_interval = number(url, query, "poll_interval", 0.05, 0.001, 60)
+    busy_timeout = number(url, query, "busy_timeout", 30, 0, 3600)
     return SqliteStore(
         path,
         clock,

@@ -100,6 +100,7 @@ from ...errors import (
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
+from ...stores._url import check_known, number
 from ...stores.base import (
     DONE_CHANNEL,
     PAUSE_MODES,
@@ -224,9 +225,7 @@ def parse_url(
         if piece.startswith("disque://"):
             piece = piece[len("disque://") :]
         _parse_piece(url, piece, nodes, params)
-    unknown = set(params) - _PARAMETERS
-    if unknown:
-        raise InvalidURL(url, f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    check_known(url, params, _PARAMETERS)
     return nodes, params
 
 
@@ -245,18 +244,6 @@ def _parse_piece(
         params["password"] = unquote(parts.password)
     if parts.hostname:
         nodes.append((parts.hostname, port or DEFAULT_PORT))
-
-
-def _number(
-    url: str, params: dict[str, str], name: str, default: float, low: float, high: float
-) -> float:
-    try:
-        value = float(params.get(name, default))
-    except ValueError:
-        raise InvalidURL(url, f"{name} is a number") from None
-    if not low <= value <= high:
-        raise InvalidURL(url, f"{name} is between {low:g} and {high:g}")
-    return value
 
 
 # -- connections: asyncio streams, or sockets in the generated sync flavor -------------------
@@ -568,9 +555,9 @@ class AsyncDisqueStore(AsyncStore):
         )
         self.clock = clock
         self.wakeups = Wakeups()
-        self.poll_interval = _number(url, params, "poll_interval", 0.05, 0.001, 60)
-        self.replicate_timeout = _number(url, params, "replicate_timeout", 5, 0, 3600)
-        self.cycle = int(_number(url, params, "cycle", 0, 0, 1e9))
+        self.poll_interval = number(url, params, "poll_interval", 0.05, 0.001, 60)
+        self.replicate_timeout = number(url, params, "replicate_timeout", 5, 0, 3600)
+        self.cycle = int(number(url, params, "cycle", 0, 0, 1e9))
         self.max_replicas = 65534
         # ACKJOB, NACK and WORKING act by id; attempts are derived from Disque's counters,
         # which NACK moves too, so they cannot name a delivery.
@@ -578,11 +565,11 @@ class AsyncDisqueStore(AsyncStore):
         self.pool = AsyncPool(
             nodes,
             password=params.get("password"),
-            max_idle=int(_number(url, params, "max_idle", 8, 0, 10_000)),
-            max_active=int(_number(url, params, "max_active", 64, 1, 100_000)),
-            idle_timeout=_number(url, params, "idle_timeout", 300, 0, 86400 * 365),
-            connect_timeout=_number(url, params, "connect_timeout", 2, 0.001, 3600),
-            retry_for=_number(url, params, "retry_for", 10, 0, 3600),
+            max_idle=int(number(url, params, "max_idle", 8, 0, 10_000)),
+            max_active=int(number(url, params, "max_active", 64, 1, 100_000)),
+            idle_timeout=number(url, params, "idle_timeout", 300, 0, 86400 * 365),
+            connect_timeout=number(url, params, "connect_timeout", 2, 0.001, 3600),
+            retry_for=number(url, params, "retry_for", 10, 0, 3600),
         )
         #: Node id prefix -> counts of jobs received since the last cycle check.
         self._producers: collections.Counter[str] = collections.Counter()

@@ -113,6 +113,7 @@ from ...stores._sql import (
     numbered_migrations,
     row_to_job,
 )
+from ...stores._url import flag, number
 from ...stores.base import (
     DONE_CHANNEL,
     HOLDER_GONE,
@@ -186,11 +187,10 @@ _PARAMETERS: Final = {
 
 def _retry_for(url: str, ours: dict[str, str]) -> float:
     """``retry_for``, the name every store takes; ``reconnect_timeout`` is its older name."""
-    given = {name: ours[name] for name in ("retry_for", "reconnect_timeout") if name in ours}
+    given = [name for name in ("retry_for", "reconnect_timeout") if name in ours]
     if len(given) > 1:
         raise InvalidURL(url, "give retry_for or its older name reconnect_timeout, not both")
-    name, value = next(iter(given.items()), ("retry_for", "10"))
-    return _number(url, name, value, 0, 3600)
+    return number(url, ours, next(iter(given), "retry_for"), 10, 0, 3600)
 
 
 def _cause(exc: Exception) -> str:
@@ -1282,24 +1282,6 @@ class PostgresStore(Store):
         self._pool.close()
 
 
-def _flag(url: str, name: str, value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise InvalidURL(url, f"{name} is true or false")
-
-
-def _number(url: str, name: str, value: str, low: float, high: float) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidURL(url, f"{name} is a number") from None
-    if not low <= number <= high:
-        raise InvalidURL(url, f"{name} is between {low:g} and {high:g}")
-    return number
-
-
 def open_url(url: str, clock: Clock) -> PostgresStore:
     """Open ``postgresql://...`` (or ``postgres://``); see the module doc for parameters."""
     try:
@@ -1324,8 +1306,8 @@ def open_url(url: str, clock: Clock) -> PostgresStore:
     schema = ours.get("schema", "disquette")
     if not _SCHEMA_NAME.fullmatch(schema):
         raise InvalidURL(url, "schema is letters, digits, _ and $, at most 63 characters")
-    pool_min = int(_number(url, "pool_min", ours.get("pool_min", "1"), 0, 1000))
-    pool_max = int(_number(url, "pool_max", ours.get("pool_max", "10"), 1, 1000))
+    pool_min = int(number(url, ours, "pool_min", 1, 0, 1000))
+    pool_max = int(number(url, ours, "pool_max", 10, 1, 1000))
     if pool_max < max(pool_min, 1):
         raise InvalidURL(url, "pool_max must be at least pool_min")
     application_name = dict(libpq).get("application_name", "disquette")
@@ -1334,12 +1316,12 @@ def open_url(url: str, clock: Clock) -> PostgresStore:
         clock,
         url=shown,
         schema=schema,
-        migrate=_flag(url, "migrate", ours.get("migrate", "true")),
-        poll_interval=_number(url, "poll_interval", ours.get("poll_interval", "0.25"), 0.001, 60),
+        migrate=flag(url, ours, "migrate", True),
+        poll_interval=number(url, ours, "poll_interval", 0.25, 0.001, 60),
         pool_min=pool_min,
         pool_max=pool_max,
         reconnect_timeout=_retry_for(url, ours),
-        listen=_flag(url, "listen", ours.get("listen", "true")),
-        vacuum_every=int(_number(url, "vacuum_every", ours.get("vacuum_every", "50000"), 0, 1e12)),
+        listen=flag(url, ours, "listen", True),
+        vacuum_every=int(number(url, ours, "vacuum_every", 50000, 0, 1e12)),
         application_name=application_name,
     )

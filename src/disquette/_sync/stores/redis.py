@@ -112,6 +112,7 @@ from ...errors import (
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
+from ...stores._url import number
 from ...stores.base import (
     DONE_CHANNEL,
     HOLDER_GONE,
@@ -240,16 +241,9 @@ def parse_url(url: str) -> Settings:
     prefix = options.get("prefix", "disquette")
     if not prefix or "{" in prefix or "}" in prefix:
         raise InvalidURL(url, "prefix is a non-empty string without { or }")
-    try:
-        poll_interval = float(options.get("poll_interval", "1"))
-        retry_for = float(options.get("retry_for", "10"))
-        replicate_timeout = float(options.get("replicate_timeout", "1"))
-    except ValueError:
-        raise InvalidURL(url, "poll_interval, retry_for, replicate_timeout are seconds") from None
-    if not 0.001 <= poll_interval <= 60 or not 0 <= retry_for <= 3600:
-        raise InvalidURL(url, "poll_interval is 0.001..60 s, retry_for 0..3600 s")
-    if not 0.001 <= replicate_timeout <= 3600:
-        raise InvalidURL(url, "replicate_timeout is 0.001..3600 s")
+    poll_interval = number(url, options, "poll_interval", 1, 0.001, 60)
+    retry_for = number(url, options, "retry_for", 10, 0, 3600)
+    replicate_timeout = number(url, options, "replicate_timeout", 1, 0.001, 3600)
     cluster_option = options.get("cluster", "auto").lower()
     if cluster_option not in ("auto", "yes", "no"):
         raise InvalidURL(url, "cluster is auto, yes or no")
