@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from .defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL, RETRY_AFTER
 from .errors import BodyNotSerializable, BodyTooLarge, InvalidJobId, InvalidOption, InvalidQueueName
 
 #: Upper bound for any duration option: ten years. Anything longer is a unit mistake.
@@ -199,17 +200,17 @@ class Job:
     raw_body: bytes = dataclasses.field(repr=False)
     encoding: Encoding = Encoding.BYTES
     type: str | None = None
-    priority: int = 100
+    priority: int = PRIORITY
     state: JobState = JobState.QUEUED
     created_at: float = 0.0
     #: When the job becomes (or became) ready; also its position among equal priorities.
     run_at: float = 0.0
     #: Lease length in seconds; 0 means the job is never redelivered (at-most-once).
-    retry_after: float = 300.0
+    retry_after: float = RETRY_AFTER
     #: When the job is deleted: TTL for pending jobs, result retention for done ones.
     expires_at: float | None = None
-    max_attempts: int = 25
-    result_ttl: float = 3600.0
+    max_attempts: int = MAX_ATTEMPTS
+    result_ttl: float = RESULT_TTL
     #: How many times the job was delivered.
     attempts: int = 0
     nacks: int = 0
@@ -318,7 +319,7 @@ class Options:
     ttl: float | None = None
     #: Refuse ``add`` with :class:`QueueFull` when the queue holds this many queued jobs.
     max_len: int | None = None
-    #: Lower runs first; default 100.
+    #: Lower runs first; default :data:`disquette.defaults.PRIORITY` (100).
     priority: int | None = None
     #: Handler name, for the worker.
     type: str | None = None
@@ -379,8 +380,8 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
 DEFAULTS: Final = Options(
     replicate=0,
     delay=0.0,
-    retry_after=300.0,
-    priority=100,
-    max_attempts=25,
-    result_ttl=3600.0,
+    retry_after=RETRY_AFTER,
+    priority=PRIORITY,
+    max_attempts=MAX_ATTEMPTS,
+    result_ttl=RESULT_TTL,
 )

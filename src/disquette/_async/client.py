@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from .._concurrency import AsyncSignal
 from ..clock import Clock, SystemClock
+from ..defaults import PRIORITY, RESULT_TTL, RETRY_AFTER
 from ..errors import (
     InvalidOption,
     JobFailed,
@@ -192,15 +193,17 @@ class AsyncClient:
 
     def _new_jobs(self, bodies: Iterable[object], queue: str) -> list[Job]:
         """Encode bodies into new jobs; the option-derived fields are computed once."""
+        # The options are merged over DEFAULTS, so they are never None here: the fallbacks
+        # only narrow the types.
         options = self._options
         now = self.store.clock.now()
-        retry_after = options.retry_after if options.retry_after is not None else 300.0
+        retry_after = options.retry_after if options.retry_after is not None else RETRY_AFTER
         ttl = options.ttl
         expires_at = None if ttl is None else now + ttl
         run_at = now + (options.delay or 0.0)
-        priority = options.priority if options.priority is not None else 100
+        priority = options.priority if options.priority is not None else PRIORITY
         max_attempts = options.max_attempts or 1
-        result_ttl = options.result_ttl if options.result_ttl is not None else 3600.0
+        result_ttl = options.result_ttl if options.result_ttl is not None else RESULT_TTL
         limit = self._max_body_bytes
         ids = job_id_factory(ttl, retry_after)
         return [

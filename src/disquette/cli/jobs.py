@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..defaults import PRIORITY
 from ..job import Options
 from .common import (
     EXIT_TIMEOUT,
@@ -65,7 +66,7 @@ def _seconds(name: str) -> Callable[[F], F]:
 @_seconds("ttl")
 @_seconds("result-ttl")
 @click.option("--max-len", type=int, default=None, help="Refuse when the queue holds this many.")
-@click.option("--priority", type=int, default=None, help="Lower runs first (default 100).")
+@click.option("--priority", type=int, default=None, help=f"Lower runs first (default {PRIORITY}).")
 @click.option("--type", "job_type", default=None, help="The handler name.")
 @click.option("--max-attempts", type=int, default=None, help="Errors before it is failed.")
 @click.option("--replicate", type=int, default=None, help="Copies before add returns.")

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from .. import errors
 from .._async.client import AsyncClient, connect_async
+from ..defaults import RESULT_TTL
 from ..demo import show_demo
 from ..stores import resolve_url
 from ..worker import (
@@ -303,7 +304,7 @@ def demo(
 @click.option(
     "--result-ttl",
     type=click.FloatRange(min=0),
-    default=3600.0,
+    default=RESULT_TTL,
     show_default=True,
     metavar="SECONDS",
     help="How long an acked job stays for Python wait() (SHOW says $-1 at once).",

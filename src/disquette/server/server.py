@@ -15,6 +15,7 @@ from typing import Final
 
 from .._async.client import AsyncClient
 from .._async.store import AsyncStore
+from ..defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
 from ..disque import DEFAULT_TTL, default_retry
 from ..errors import StoreUnavailable
 from ..job import Encoding, Job, JobState, job_id_factory
@@ -38,7 +39,7 @@ log = logging.getLogger("disquette.server")
 #: Disque's RETRY for the default TTL.
 DEFAULT_RETRY: Final = float(default_retry(DEFAULT_TTL))
 #: How long a done job stays visible to ``wait()`` of Python clients (SHOW says ``$-1``).
-DEFAULT_RESULT_TTL: Final = 3600.0
+DEFAULT_RESULT_TTL: Final = RESULT_TTL
 #: How long Disque keeps an empty queue object nobody uses (a blocked GETJOB creates one).
 QUEUE_IDLE_GC: Final = 300.0
 
@@ -159,13 +160,13 @@ class Server:
             body,
             Encoding.BYTES,
             None,
-            100,
+            PRIORITY,
             JobState.QUEUED,
             now,
             now + delay,
             float(retry),
             float(math.floor(now) + ttl),
-            25,
+            MAX_ATTEMPTS,
             self.result_ttl,
         )
 
@@ -178,13 +179,13 @@ class Server:
             body,
             Encoding.BYTES,
             None,
-            100,
+            PRIORITY,
             JobState.QUEUED,
             now,
             now,
             DEFAULT_RETRY,
             float(math.floor(now) + DEFAULT_TTL),
-            25,
+            MAX_ATTEMPTS,
             self.result_ttl,
         )
 

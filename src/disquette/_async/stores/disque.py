@@ -80,6 +80,7 @@ import hiredis
 
 from ..._concurrency import async_sleep
 from ...clock import Clock
+from ...defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
 from ...disque import (
     DEFAULT_PORT,
     FOREVER,
@@ -150,9 +151,9 @@ def encode_body(job: Job) -> bytes:
     plain = (
         job.encoding == Encoding.BYTES
         and job.type is None
-        and job.priority == 100
-        and job.max_attempts == 25
-        and job.result_ttl == 3600.0
+        and job.priority == PRIORITY
+        and job.max_attempts == MAX_ATTEMPTS
+        and job.result_ttl == RESULT_TTL
         and not job.raw_body.startswith(_ENVELOPE_PREFIX)
     )
     if plain:
@@ -160,11 +161,11 @@ def encode_body(job: Job) -> bytes:
     envelope: dict[str, Any] = {"disquette": 1, "encoding": _ENCODINGS[job.encoding]}
     if job.type is not None:
         envelope["type"] = job.type
-    if job.priority != 100:
+    if job.priority != PRIORITY:
         envelope["priority"] = job.priority
-    if job.max_attempts != 25:
+    if job.max_attempts != MAX_ATTEMPTS:
         envelope["max_attempts"] = job.max_attempts
-    if job.result_ttl != 3600.0:
+    if job.result_ttl != RESULT_TTL:
         envelope["result_ttl"] = job.result_ttl
     if job.encoding == Encoding.JSON:
         envelope["body"] = json.loads(job.raw_body)
@@ -191,9 +192,9 @@ def decode_body(job: Job, data: bytes) -> Job:
         else:
             raw = base64.b64decode(body, validate=True)
         job.type = envelope.get("type")
-        job.priority = int(envelope.get("priority", 100))
-        job.max_attempts = int(envelope.get("max_attempts", 25))
-        job.result_ttl = float(envelope.get("result_ttl", 3600.0))
+        job.priority = int(envelope.get("priority", PRIORITY))
+        job.max_attempts = int(envelope.get("max_attempts", MAX_ATTEMPTS))
+        job.result_ttl = float(envelope.get("result_ttl", RESULT_TTL))
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         return job  # someone else's body that looks like ours: keep it as bytes
     job.raw_body, job.encoding = raw, encoding

@@ -96,6 +96,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from ... import defaults
 from ..._concurrency import sleep
 from ...clock import Clock
 from ...errors import (
@@ -161,10 +162,10 @@ ROW_WIDTH: Final = len(FIELDS) + 1
 CLAIM_ROW_WIDTH: Final = 12
 #: Values a job hash leaves out (``DEFAULTS`` in ``common.lua``), so that a job with the
 #: usual options costs fewer bytes.
-DEFAULT_PRIORITY: Final = 100
-DEFAULT_RETRY_AFTER: Final = 300.0
-DEFAULT_MAX_ATTEMPTS: Final = 25
-DEFAULT_RESULT_TTL: Final = 3600.0
+DEFAULT_PRIORITY: Final = defaults.PRIORITY
+DEFAULT_RETRY_AFTER: Final = defaults.RETRY_AFTER
+DEFAULT_MAX_ATTEMPTS: Final = defaults.MAX_ATTEMPTS
+DEFAULT_RESULT_TTL: Final = defaults.RESULT_TTL
 _STATE_LETTERS: Final = {
     JobState.SCHEDULED: "s",
     JobState.QUEUED: "q",
