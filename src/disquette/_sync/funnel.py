@@ -39,9 +39,6 @@ if TYPE_CHECKING:
     from .client import Client
 
 
-
-
-
 class Condition(threading.Condition):
     """The buffer's lock and wake-ups, sync flavor."""
 
@@ -56,10 +53,6 @@ FETCH_COUNT = 10
 FETCH_TIMEOUT = 1.0
 #: Upper bound of ``fetch_count`` (the client's ``get_many`` limit).
 MAX_FETCH_COUNT = 10_000
-
-
-
-
 
 
 class Background:

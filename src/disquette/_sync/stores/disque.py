@@ -262,14 +262,6 @@ def _number(
 # -- connections: asyncio streams, or sockets in the generated sync flavor -------------------
 
 
-
-
-
-
-
-
-
-
 class Wire:
     """One RESP connection over a blocking socket (the sync flavor's)."""
 
@@ -305,11 +297,6 @@ class Wire:
     def close(self) -> None:
         """Close the socket (never raises)."""
         self.sock.close()
-
-
-
-
-
 
 
 class Gate:
@@ -617,13 +604,9 @@ class DisqueStore(Store):
 
     # -- consuming ---------------------------------------------------------------------------
 
-    def claim(
-        self, queues: Sequence[str], count: int, *, holder: str | None = None
-    ) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """GETJOB NOHANG COUNT n WITHCOUNTERS FROM queues (``holder`` is not recorded)."""
-        reply = self._call(
-            "GETJOB", "NOHANG", "COUNT", count, "WITHCOUNTERS", "FROM", *queues
-        )
+        reply = self._call("GETJOB", "NOHANG", "COUNT", count, "WITHCOUNTERS", "FROM", *queues)
         if not reply:
             return []
         now = self.clock.now()
@@ -809,9 +792,7 @@ class DisqueStore(Store):
             if job.state is not JobState.DONE:
                 oldest = row.get("oldest_run_at")
                 row["oldest_run_at"] = job.run_at if oldest is None else min(oldest, job.run_at)
-        paused = frozenset(
-            info.name for info in self.queues() if info.pause in ("out", "all")
-        )
+        paused = frozenset(info.name for info in self.queues() if info.pause in ("out", "all"))
         return Stats(
             tuple(
                 StatsRow(

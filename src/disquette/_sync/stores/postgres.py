@@ -313,10 +313,6 @@ def _uniform(jobs: Sequence[Job]) -> bool:
     return all(_settings(job) == shared for job in jobs)
 
 
-
-
-
-
 class Background:
     """Runs the listener on a daemon thread (the sync flavor)."""
 
@@ -470,9 +466,7 @@ class PostgresStore(Store):
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _run(
-        self, operation: Callable[[Connection[Any]], T], *, migrated: bool = True
-    ) -> T:
+    def _run(self, operation: Callable[[Connection[Any]], T], *, migrated: bool = True) -> T:
         """Run ``operation`` on a pooled connection, again while the database is briefly
         unreachable, for ``reconnect_timeout`` seconds at most; then raise
         :class:`StoreUnavailable` naming the cause. A server that refuses the URL for good
@@ -493,9 +487,7 @@ class PostgresStore(Store):
                 if not self._ready:
                     with self._starting:
                         if not self._ready:
-                            self._start(
-                                deadline or started + self._reconnect_timeout, migrated
-                            )
+                            self._start(deadline or started + self._reconnect_timeout, migrated)
                 with self._pool.connection() as conn:
                     return operation(conn)
             except _MISSING_SCHEMA as exc:
@@ -873,9 +865,7 @@ class PostgresStore(Store):
                 raise NotReplicated(wanted, applied, "postgresql")
             sleep(0.005)
 
-    def claim(
-        self, queues: Sequence[str], count: int, *, holder: str | None = None
-    ) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
         params = {"queues": list(queues), "count": count, "now": self.clock.now(), "holder": holder}
 

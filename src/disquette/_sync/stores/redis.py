@@ -722,7 +722,6 @@ class RedisStore(Store):
             sleep(pause)
             pause = min(max(pause * 2, 0.02), 0.5)
 
-
     def command(self, *args: Any) -> Any:
         """One Redis command, retried while Redis is away."""
         call = self._conn.execute_command
@@ -883,9 +882,7 @@ class RedisStore(Store):
             raise NotReplicated(replicate, int(acknowledged), "redis")
         self._run_by_id("release", ids, [])
 
-    def claim(
-        self, queues: Sequence[str], count: int, *, holder: str | None = None
-    ) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
         claimed: list[Job] = []
         for names in self._per_call(queues):
