@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 
 class AsyncSignal:
@@ -81,3 +83,51 @@ async def async_sleep(seconds: float) -> None:
 def sleep(seconds: float) -> None:
     """Sleep the calling thread."""
     time.sleep(seconds)
+
+
+class AsyncCondition(asyncio.Condition):
+    """A lock with wake-ups, held across awaits; adds :meth:`wait_until` (a deadline)."""
+
+    async def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait (holding the lock) until ``ready()`` or ``timeout`` seconds; return
+        ``ready()``."""
+        # Cancelled by the timeout, Condition.wait takes the lock back.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, timeout)):
+                return await self.wait_for(ready)
+        return ready()
+
+
+class Condition(threading.Condition):
+    """A thread lock with wake-ups (the twin of :class:`AsyncCondition`)."""
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait (holding the lock) until ``ready()`` or ``timeout`` seconds; return
+        ``ready()``."""
+        return self.wait_for(ready, max(0.0, timeout))
+
+
+class AsyncBackground:
+    """Runs ``work()`` as a task of the running event loop, named ``name``."""
+
+    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]], *, name: str) -> None:
+        self._task = asyncio.get_running_loop().create_task(work(), name=name)
+
+    async def join(self) -> None:
+        """Wait for ``work()`` to return."""
+        # Shielded: cancelling the waiter must not cancel the work (a funnel's fetch in
+        # flight would lose the jobs it leased).
+        await asyncio.shield(self._task)
+
+
+class Background:
+    """Runs ``work()`` on a daemon thread named ``name`` (the twin of
+    :class:`AsyncBackground`)."""
+
+    def __init__(self, work: Callable[[], None], *, name: str) -> None:
+        self._thread = threading.Thread(target=work, name=name, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for ``work()`` to return."""
+        self._thread.join()
