@@ -119,6 +119,14 @@ class AsyncBackground:
         # flight would lose the jobs it leased).
         await asyncio.shield(self._task)
 
+    async def stop(self, *, timeout: float) -> None:
+        """Cancel ``work()`` and wait for it to end. (``timeout`` is for the thread twin,
+        which cannot be cancelled: a task ends at its next await.)"""
+        self._task.cancel()
+        # RuntimeError: stopped from inside the task itself, which cannot await itself.
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await self._task
+
 
 class Background:
     """Runs ``work()`` on a daemon thread named ``name`` (the twin of
@@ -131,3 +139,10 @@ class Background:
     def join(self) -> None:
         """Wait for ``work()`` to return."""
         self._thread.join()
+
+    def stop(self, *, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for ``work()`` to end: a thread cannot be
+        cancelled, so ``work`` must notice on its own that it should stop. From ``work``'s
+        own thread: returns at once."""
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)

@@ -87,7 +87,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..._concurrency import Lock, sleep
+from ..._concurrency import Background, Lock, sleep
 from ...clock import Clock
 from ...errors import (
     ClientClosed,
@@ -311,19 +311,6 @@ def _uniform(jobs: Sequence[Job]) -> bool:
     """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes)."""
     shared = _settings(jobs[0])
     return all(_settings(job) == shared for job in jobs)
-
-
-class Background:
-    """Runs the listener on a daemon thread (the sync flavor)."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=work, name="disquette-listen", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Wait for the thread, which sees the store closed within ``_LISTEN_TICK``."""
-        if self._thread is not threading.current_thread():
-            self._thread.join(5 * _LISTEN_TICK)
 
 
 def _driver_connection(connection: object) -> Connection[Any]:
@@ -654,7 +641,7 @@ class PostgresStore(Store):
         with self._lock:
             self._wanted = self._wanted | wanted
             if self._listener is None and not self._closed:
-                self._listener = Background(self._listen)
+                self._listener = Background(self._listen, name="disquette-listen")
 
     def _listen(self) -> None:
         """Turn NOTIFYs into wake-ups; reconnect when the connection is lost."""
@@ -1290,7 +1277,7 @@ class PostgresStore(Store):
             self._closed = True
             listener, self._listener = self._listener, None
         if listener is not None:
-            listener.stop()
+            listener.stop(timeout=5 * _LISTEN_TICK)
         self._pool.close()
 
 
