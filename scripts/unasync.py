@@ -31,7 +31,8 @@ SOURCE_DIRS = [ROOT / "src/disquette/_async", ROOT / "tests/conformance/_async"]
 SUBSTITUTIONS = [
     # AsyncStore -> Store, AsyncClient -> Client, psycopg's AsyncConnection -> Connection...
     (r"\bAsync([A-Z]\w*)", r"\1"),
-    (r"\basync_sleep\b", "sleep"),
+    # async_sleep -> sleep: _concurrency.py's function twins.
+    (r"\basync_(\w+)", r"\1"),
     (r"\bconnect_async\b", "connect"),
     (r"\bopen_async_store\b", "open_store"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
@@ -59,7 +60,6 @@ LEAK_ALLOWED: dict[str, str] = {
     "drivers have an asyncio API": "the stores package docstring says why its stores are generated",
     "(sync or asyncio)": "an error message that names both flavours",
     "connections: asyncio streams": "until the disque store's wire moves to _concurrency.py",
-    "redis-py's asyncio Cluster": "until the Redis cluster discovery moves to _concurrency.py",
 }
 
 #: The retired line-dropping marker (spelled in two pieces so this file does not carry it).

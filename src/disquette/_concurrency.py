@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 
 class AsyncSignal:
@@ -146,3 +146,20 @@ class Background:
         own thread: returns at once."""
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+
+class _Discovers(Protocol):
+    """redis-py's asyncio Cluster client, as :func:`async_ensure_cluster_ready` uses it."""
+
+    async def initialize(self) -> Any:
+        """Discover the cluster's nodes and slots."""
+
+
+async def async_ensure_cluster_ready(conn: _Discovers) -> None:
+    """Make redis-py's asyncio Cluster client discover its slots (call it under a lock:
+    the client breaks when tasks race to discover them on first use)."""
+    await conn.initialize()
+
+
+def ensure_cluster_ready(conn: object) -> None:
+    """Nothing to do: redis-py's sync Cluster client discovers its slots when made."""
