@@ -59,7 +59,6 @@ LEAK_ALLOWED: dict[str, str] = {
     "This file is the asyncio source": "a module docstring names the source it is generated from",
     "drivers have an asyncio API": "the stores package docstring says why its stores are generated",
     "(sync or asyncio)": "an error message that names both flavours",
-    "connections: asyncio streams": "until the disque store's wire moves to _concurrency.py",
 }
 
 #: The retired line-dropping marker (spelled in two pieces so this file does not carry it).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -73,6 +74,11 @@ class Signal:
 #: A lock held across awaits (``async with``); the sync flavor's is a thread lock.
 AsyncLock = asyncio.Lock
 Lock = threading.Lock
+
+#: At most n holders at once: ``await acquire()``, ``release()``. The thread one also
+#: refuses a release without an acquire.
+AsyncSemaphore = asyncio.Semaphore
+Semaphore = threading.BoundedSemaphore
 
 
 async def async_sleep(seconds: float) -> None:
@@ -163,3 +169,61 @@ async def async_ensure_cluster_ready(conn: _Discovers) -> None:
 
 def ensure_cluster_ready(conn: object) -> None:
     """Nothing to do: redis-py's sync Cluster client discovers its slots when made."""
+
+
+class AsyncTcpStream:
+    """A TCP connection over asyncio streams, Nagle's delay off (requests are pipelined)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int, timeout: float) -> AsyncTcpStream:
+        """Connect within ``timeout`` seconds, or raise ``OSError``."""
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except TimeoutError as exc:
+            raise OSError(f"connecting to {host}:{port} timed out") from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    def send(self, data: bytes) -> None:
+        """Send ``data``: buffered by the transport, which writes it as the socket allows."""
+        self._writer.write(data)
+
+    async def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes as they arrive; ``b""`` once the peer closed."""
+        return await self._reader.read(limit)
+
+    def close(self) -> None:
+        """Close the connection (never raises)."""
+        self._writer.close()
+
+
+class TcpStream:
+    """A blocking TCP socket, Nagle's delay off (the twin of :class:`AsyncTcpStream`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    @classmethod
+    def open(cls, host: str, port: int, timeout: float) -> TcpStream:
+        """Connect within ``timeout`` seconds, or raise ``OSError``."""
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock)
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data``, blocking until the socket took it."""
+        self._sock.sendall(data)
+
+    def read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes as they arrive; ``b""`` once the peer closed."""
+        return self._sock.recv(limit)
+
+    def close(self) -> None:
+        """Close the socket (never raises)."""
+        self._sock.close()
