@@ -63,8 +63,6 @@ LEAK_ALLOWED: dict[str, str] = {
 
 #: The retired line-dropping marker (spelled in two pieces so this file does not carry it).
 MARKER = "# unasync" + ": drop"
-#: While sources still carry the marker, it drops the line; once they are free of it, True.
-REJECT_MARKER = False
 
 
 class GeneratorError(Exception):
@@ -113,14 +111,11 @@ def unasync_text(text: str, source: Path, run: Run | None = None) -> str:
     """Apply the substitutions to one source's text; record use counts and problems in ``run``."""
     run = run if run is not None else Run()
     shown = _shown(source)
-    if REJECT_MARKER:
-        for number, line in enumerate(text.splitlines(), 1):
-            if MARKER in line:
-                run.problems.append(
-                    f"{shown}:{number}: drop marker: move flavour code to _concurrency.py"
-                )
-    else:
-        text = "".join(line for line in text.splitlines(keepends=True) if MARKER not in line)
+    for number, line in enumerate(text.splitlines(), 1):
+        if MARKER in line:
+            run.problems.append(
+                f"{shown}:{number}: drop marker: move flavour code to _concurrency.py"
+            )
     out = text
     for pattern, replacement in SUBSTITUTIONS:
         out, count = re.subn(pattern, replacement, out)

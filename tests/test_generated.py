@@ -84,7 +84,6 @@ def test_a_drop_marker_fails_naming_file_and_line(
     unasync: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(unasync, "SUBSTITUTIONS", [(r"\bAsync([A-Z]\w*)", r"\1")])
-    monkeypatch.setattr(unasync, "REJECT_MARKER", True)
     marker = "# unasync" + ": drop"
     text = f"AsyncX = 1\ny = 2  {marker}\n"
     with pytest.raises(unasync.GeneratorError, match=r"src/marked\.py:2: drop marker"):

@@ -1,7 +1,20 @@
-"""Flavor-specific primitives. The generated sync code uses the right-hand names.
+"""Flavour-specific primitives, in pairs: the asyncio one and its sync twin.
 
-``scripts/unasync.py`` maps ``AsyncSignal -> Signal``, ``AsyncLock -> Lock`` and
-``async_sleep -> sleep``; these are the only places where the two flavors differ at run time.
+The asyncio source (``_async/``) uses the left-hand names; ``scripts/unasync.py`` maps
+``AsyncName -> Name`` and ``async_name -> name``, so the generated sync code (``_sync/``)
+uses the right-hand ones. Every run-time difference between the generated flavours lives
+here (the generator refuses asyncio left in generated code):
+
+- ``AsyncSignal``/``Signal``: a wake-up flag set from any thread;
+- ``AsyncLock``/``Lock``, ``AsyncSemaphore``/``Semaphore``, ``AsyncCondition``/``Condition``;
+- ``AsyncBackground``/``Background``: work run as a task or on a daemon thread;
+- ``AsyncTcpStream``/``TcpStream``: a TCP connection (the disque:// store's wire);
+- ``async_sleep``/``sleep``, and ``async_ensure_cluster_ready``/``ensure_cluster_ready``
+  (redis-py's asyncio Cluster client discovers its slots on request, the sync one when made).
+
+Code that blocks a thread in both flavours (the Redis store's wake-up listener and probe,
+in ``stores/redis_sync.py``) is hand-written once, outside the generated trees. Hand-written
+modules that offer both flavours keep their own twins (``app.py``'s ``add``/``add_async``).
 """
 
 from __future__ import annotations
