@@ -18,47 +18,20 @@ This file is the asyncio source; ``disquette/_sync/funnel.py`` is generated from
 
 from __future__ import annotations
 
-import asyncio  # unasync: drop
 import builtins
 import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import (
-    Callable,
-    Coroutine,  # unasync: drop
-)
 from types import TracebackType
-from typing import (
-    TYPE_CHECKING,
-    Any,  # unasync: drop
-)
+from typing import TYPE_CHECKING
 
+from .._concurrency import AsyncBackground, AsyncCondition
 from ..errors import ClientClosed, InvalidOption, LeaseLost
 from ..job import Job, JobState, Options, check_queue_names, new_job_id
 
 if TYPE_CHECKING:
     from .client import AsyncClient
-
-
-class AsyncCondition(asyncio.Condition):  # unasync: drop
-    """The buffer's lock and wake-ups, asyncio flavor."""  # unasync: drop
-
-    async def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:  # unasync: drop
-        """Wait until ``ready()`` or ``timeout`` seconds; return ``ready()``."""  # unasync: drop
-        # Cancelled by the timeout, Condition.wait takes the lock back.  # unasync: drop
-        with contextlib.suppress(TimeoutError):  # unasync: drop
-            async with asyncio.timeout(max(0.0, timeout)):  # unasync: drop
-                return await self.wait_for(ready)  # unasync: drop
-        return ready()  # unasync: drop
-
-
-class Condition(threading.Condition):
-    """The buffer's lock and wake-ups, sync flavor."""
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``ready()`` or ``timeout`` seconds; return ``ready()``."""
-        return self.wait_for(ready, max(0.0, timeout))
 
 
 #: Default of ``fetch_count``: jobs leased per fetch.
@@ -67,31 +40,6 @@ FETCH_COUNT = 10
 FETCH_TIMEOUT = 1.0
 #: Upper bound of ``fetch_count`` (the client's ``get_many`` limit).
 MAX_FETCH_COUNT = 10_000
-
-
-class AsyncBackground:  # unasync: drop
-    """Runs the fetcher as a task of the running event loop."""  # unasync: drop
-
-    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:  # unasync: drop
-        loop = asyncio.get_running_loop()  # unasync: drop
-        self._task = loop.create_task(work(), name="disquette-funnel")  # unasync: drop
-
-    async def join(self) -> None:  # unasync: drop
-        """Wait for the fetcher to return."""  # unasync: drop
-        # Shielded: cancelling a fetch in flight could lose the jobs it leased.  # unasync: drop
-        await asyncio.shield(self._task)  # unasync: drop
-
-
-class Background:
-    """Runs the fetcher on a daemon thread (the sync flavor)."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=work, name="disquette-funnel", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        """Wait for the fetcher to return."""
-        self._thread.join()
 
 
 class AsyncBuffer:
@@ -255,7 +203,7 @@ class AsyncFunnel:
         """Start the background fetcher (entering the funnel or iterating does it)."""
         with self._starting:
             if self._fetcher is None and not self._buffer.closed:
-                self._fetcher = AsyncBackground(self._fetch)
+                self._fetcher = AsyncBackground(self._fetch, name="disquette-funnel")
 
     async def _fetch(self) -> None:
         error: Exception | None = None

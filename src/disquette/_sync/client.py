@@ -266,9 +266,7 @@ class Client:
             raise Timeout("get", timeout or 0.0)
         return jobs[0]
 
-    def get_many(
-        self, *queues: str, count: int = 100, timeout: float | None = None
-    ) -> list[Job]:
+    def get_many(self, *queues: str, count: int = 100, timeout: float | None = None) -> list[Job]:
         """Lease up to ``count`` jobs, queues left to right; waits (up to ``timeout``
         seconds, default: the client's ``timeout`` option) only while none is ready;
         returns an empty list on timeout."""

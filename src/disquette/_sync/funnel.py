@@ -24,30 +24,15 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import (
-    Callable,
-)
 from types import TracebackType
-from typing import (
-    TYPE_CHECKING,
-)
+from typing import TYPE_CHECKING
 
+from .._concurrency import Background, Condition
 from ..errors import ClientClosed, InvalidOption, LeaseLost
 from ..job import Job, JobState, Options, check_queue_names, new_job_id
 
 if TYPE_CHECKING:
     from .client import Client
-
-
-
-
-
-class Condition(threading.Condition):
-    """The buffer's lock and wake-ups, sync flavor."""
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``ready()`` or ``timeout`` seconds; return ``ready()``."""
-        return self.wait_for(ready, max(0.0, timeout))
 
 
 #: Default of ``fetch_count``: jobs leased per fetch.
@@ -56,22 +41,6 @@ FETCH_COUNT = 10
 FETCH_TIMEOUT = 1.0
 #: Upper bound of ``fetch_count`` (the client's ``get_many`` limit).
 MAX_FETCH_COUNT = 10_000
-
-
-
-
-
-
-class Background:
-    """Runs the fetcher on a daemon thread (the sync flavor)."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=work, name="disquette-funnel", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        """Wait for the fetcher to return."""
-        self._thread.join()
 
 
 class Buffer:
@@ -235,7 +204,7 @@ class Funnel:
         """Start the background fetcher (entering the funnel or iterating does it)."""
         with self._starting:
             if self._fetcher is None and not self._buffer.closed:
-                self._fetcher = Background(self._fetch)
+                self._fetcher = Background(self._fetch, name="disquette-funnel")
 
     def _fetch(self) -> None:
         error: Exception | None = None

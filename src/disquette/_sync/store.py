@@ -61,9 +61,7 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def claim(
-        self, queues: Sequence[str], count: int, *, holder: str | None = None
-    ) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease up to ``count`` ready jobs, leftmost queue first, skipping paused queues.
 
         First makes due scheduled jobs ready, requeues jobs whose lease ran out

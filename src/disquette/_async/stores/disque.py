@@ -62,14 +62,12 @@ Where Disque's semantics differ from disquette's (the conformance suite marks ea
 
 from __future__ import annotations
 
-import asyncio  # unasync: drop
 import base64
 import binascii
 import collections
 import json
 import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -78,7 +76,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
-from ..._concurrency import async_sleep
+from ..._concurrency import AsyncSemaphore, AsyncTcpStream, async_sleep
 from ...clock import Clock
 from ...defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
 from ...disque import (
@@ -247,83 +245,30 @@ def _parse_piece(
         nodes.append((parts.hostname, port or DEFAULT_PORT))
 
 
-# -- connections: asyncio streams, or sockets in the generated sync flavor -------------------
+# -- connections ---------------------------------------------------------------------------
 
 
-_Reader = asyncio.StreamReader  # unasync: drop
-_Writer = asyncio.StreamWriter  # unasync: drop
+class AsyncWire:
+    """One RESP connection: pipelined requests out, hiredis-parsed replies in."""
 
-
-class AsyncWire:  # unasync: drop
-    """One RESP connection over asyncio streams."""  # unasync: drop
-
-    # unasync: drop
-    def __init__(self, reader: _Reader, writer: _Writer) -> None:  # unasync: drop
-        self.reader, self.writer = reader, writer  # unasync: drop
-        self.parser = hiredis.Reader()  # unasync: drop
-        self.last_used = time.monotonic()  # unasync: drop
-
-    # unasync: drop
-    @classmethod  # unasync: drop
-    async def open(cls, host: str, port: int, timeout: float) -> AsyncWire:  # unasync: drop
-        """Connect, or raise ``OSError``."""  # unasync: drop
-        try:  # unasync: drop
-            connecting = asyncio.open_connection(host, port)  # unasync: drop
-            reader, writer = await asyncio.wait_for(connecting, timeout)  # unasync: drop
-        except TimeoutError as exc:  # unasync: drop
-            raise OSError(f"connecting to {host}:{port} timed out") from exc  # unasync: drop
-        sock = writer.get_extra_info("socket")  # unasync: drop
-        if sock is not None:  # unasync: drop
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # unasync: drop
-        return cls(reader, writer)  # unasync: drop
-
-    # unasync: drop
-    async def call(self, frames: bytes, replies: int) -> list[Reply]:  # unasync: drop
-        """Send pipelined requests and read their ``replies``."""  # unasync: drop
-        self.writer.write(frames)  # unasync: drop
-        out: list[Reply] = []  # unasync: drop
-        while len(out) < replies:  # unasync: drop
-            reply = self.parser.gets()  # unasync: drop
-            if reply is False:  # unasync: drop
-                data = await self.reader.read(65536)  # unasync: drop
-                if not data:  # unasync: drop
-                    raise ConnectionResetError("the server closed the connection")  # unasync: drop
-                self.parser.feed(data)  # unasync: drop
-                continue  # unasync: drop
-            out.append(reply)  # unasync: drop
-        self.last_used = time.monotonic()  # unasync: drop
-        return out  # unasync: drop
-
-    # unasync: drop
-    def close(self) -> None:  # unasync: drop
-        """Close the stream (never raises)."""  # unasync: drop
-        self.writer.close()  # unasync: drop
-
-
-class Wire:
-    """One RESP connection over a blocking socket (the sync flavor's)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, stream: AsyncTcpStream) -> None:
+        self.stream = stream
         self.parser = hiredis.Reader()
         self.last_used = time.monotonic()
 
     @classmethod
-    def open(cls, host: str, port: int, timeout: float) -> Wire:
+    async def open(cls, host: str, port: int, timeout: float) -> AsyncWire:
         """Connect, or raise ``OSError``."""
-        sock = socket.create_connection((host, port), timeout=timeout)
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(sock)
+        return cls(await AsyncTcpStream.open(host, port, timeout))
 
-    def call(self, frames: bytes, replies: int) -> list[Reply]:
+    async def call(self, frames: bytes, replies: int) -> list[Reply]:
         """Send pipelined requests and read their ``replies``."""
-        self.sock.sendall(frames)
+        self.stream.send(frames)
         out: list[Reply] = []
         while len(out) < replies:
             reply = self.parser.gets()
             if reply is False:
-                data = self.sock.recv(65536)
+                data = await self.stream.read(65536)
                 if not data:
                     raise ConnectionResetError("the server closed the connection")
                 self.parser.feed(data)
@@ -333,41 +278,8 @@ class Wire:
         return out
 
     def close(self) -> None:
-        """Close the socket (never raises)."""
-        self.sock.close()
-
-
-class AsyncGate:  # unasync: drop
-    """At most ``size`` holders at once (asyncio)."""  # unasync: drop
-
-    # unasync: drop
-    def __init__(self, size: int) -> None:  # unasync: drop
-        self._semaphore = asyncio.Semaphore(size)  # unasync: drop
-
-    # unasync: drop
-    async def acquire(self) -> None:  # unasync: drop
-        """Wait for a place."""  # unasync: drop
-        await self._semaphore.acquire()  # unasync: drop
-
-    # unasync: drop
-    def release(self) -> None:  # unasync: drop
-        """Give the place back."""  # unasync: drop
-        self._semaphore.release()  # unasync: drop
-
-
-class Gate:
-    """At most ``size`` holders at once (threads)."""
-
-    def __init__(self, size: int) -> None:
-        self._semaphore = threading.BoundedSemaphore(size)
-
-    def acquire(self) -> None:
-        """Wait for a place."""
-        self._semaphore.acquire()
-
-    def release(self) -> None:
-        """Give the place back."""
-        self._semaphore.release()
+        """Close the connection (never raises)."""
+        self.stream.close()
 
 
 def _frame(*args: str | bytes | int) -> bytes:
@@ -405,7 +317,7 @@ class AsyncPool:
             node: collections.deque() for node in self.nodes
         }
         self._lock = threading.Lock()
-        self._gate = AsyncGate(max_active)
+        self._gate = AsyncSemaphore(max_active)
         self.closed = False
 
     def move_to(self, node: tuple[str, int]) -> None:

@@ -63,7 +63,6 @@ This file is the asyncio source; ``disquette/_sync/stores/postgres.py`` is gener
 
 from __future__ import annotations
 
-import asyncio  # unasync: drop
 import contextlib
 import functools
 import hashlib
@@ -73,10 +72,9 @@ import re
 import threading
 import time
 from collections.abc import (
-    Awaitable,  # unasync: drop
+    Awaitable,
     Callable,
     Collection,
-    Coroutine,  # unasync: drop
     Sequence,
 )
 from importlib import resources
@@ -89,7 +87,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..._concurrency import AsyncLock, async_sleep
+from ..._concurrency import AsyncBackground, AsyncLock, async_sleep
 from ...clock import Clock
 from ...errors import (
     ClientClosed,
@@ -291,33 +289,6 @@ def _uniform(jobs: Sequence[Job]) -> bool:
     """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes)."""
     shared = _settings(jobs[0])
     return all(_settings(job) == shared for job in jobs)
-
-
-class AsyncBackground:  # unasync: drop
-    """Runs the listener as a task of the running event loop."""  # unasync: drop
-
-    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:  # unasync: drop
-        loop = asyncio.get_running_loop()  # unasync: drop
-        self._task: asyncio.Task[None] = loop.create_task(work())  # unasync: drop
-
-    async def stop(self) -> None:  # unasync: drop
-        """Cancel the task and wait for it to finish."""  # unasync: drop
-        self._task.cancel()  # unasync: drop
-        with contextlib.suppress(asyncio.CancelledError, RuntimeError):  # unasync: drop
-            await self._task  # unasync: drop
-
-
-class Background:
-    """Runs the listener on a daemon thread (the sync flavor)."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=work, name="disquette-listen", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Wait for the thread, which sees the store closed within ``_LISTEN_TICK``."""
-        if self._thread is not threading.current_thread():
-            self._thread.join(5 * _LISTEN_TICK)
 
 
 async def _driver_connection(connection: object) -> AsyncConnection[Any]:
@@ -652,7 +623,7 @@ class AsyncPostgresStore(AsyncStore):
         with self._lock:
             self._wanted = self._wanted | wanted
             if self._listener is None and not self._closed:
-                self._listener = AsyncBackground(self._listen)
+                self._listener = AsyncBackground(self._listen, name="disquette-listen")
 
     async def _listen(self) -> None:
         """Turn NOTIFYs into wake-ups; reconnect when the connection is lost."""
@@ -1290,7 +1261,7 @@ class AsyncPostgresStore(AsyncStore):
             self._closed = True
             listener, self._listener = self._listener, None
         if listener is not None:
-            await listener.stop()
+            await listener.stop(timeout=5 * _LISTEN_TICK)
         await self._pool.close()
 
 

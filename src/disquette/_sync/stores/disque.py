@@ -69,7 +69,6 @@ import collections
 import json
 import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -78,7 +77,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
-from ..._concurrency import sleep
+from ..._concurrency import Semaphore, TcpStream, sleep
 from ...clock import Clock
 from ...defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
 from ...disque import (
@@ -247,41 +246,30 @@ def _parse_piece(
         nodes.append((parts.hostname, port or DEFAULT_PORT))
 
 
-# -- connections: asyncio streams, or sockets in the generated sync flavor -------------------
-
-
-
-
-
-
-
-
+# -- connections ---------------------------------------------------------------------------
 
 
 class Wire:
-    """One RESP connection over a blocking socket (the sync flavor's)."""
+    """One RESP connection: pipelined requests out, hiredis-parsed replies in."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, stream: TcpStream) -> None:
+        self.stream = stream
         self.parser = hiredis.Reader()
         self.last_used = time.monotonic()
 
     @classmethod
     def open(cls, host: str, port: int, timeout: float) -> Wire:
         """Connect, or raise ``OSError``."""
-        sock = socket.create_connection((host, port), timeout=timeout)
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(sock)
+        return cls(TcpStream.open(host, port, timeout))
 
     def call(self, frames: bytes, replies: int) -> list[Reply]:
         """Send pipelined requests and read their ``replies``."""
-        self.sock.sendall(frames)
+        self.stream.send(frames)
         out: list[Reply] = []
         while len(out) < replies:
             reply = self.parser.gets()
             if reply is False:
-                data = self.sock.recv(65536)
+                data = self.stream.read(65536)
                 if not data:
                     raise ConnectionResetError("the server closed the connection")
                 self.parser.feed(data)
@@ -291,28 +279,8 @@ class Wire:
         return out
 
     def close(self) -> None:
-        """Close the socket (never raises)."""
-        self.sock.close()
-
-
-
-
-
-
-
-class Gate:
-    """At most ``size`` holders at once (threads)."""
-
-    def __init__(self, size: int) -> None:
-        self._semaphore = threading.BoundedSemaphore(size)
-
-    def acquire(self) -> None:
-        """Wait for a place."""
-        self._semaphore.acquire()
-
-    def release(self) -> None:
-        """Give the place back."""
-        self._semaphore.release()
+        """Close the connection (never raises)."""
+        self.stream.close()
 
 
 def _frame(*args: str | bytes | int) -> bytes:
@@ -350,7 +318,7 @@ class Pool:
             node: collections.deque() for node in self.nodes
         }
         self._lock = threading.Lock()
-        self._gate = Gate(max_active)
+        self._gate = Semaphore(max_active)
         self.closed = False
 
     def move_to(self, node: tuple[str, int]) -> None:
@@ -605,13 +573,9 @@ class DisqueStore(Store):
 
     # -- consuming ---------------------------------------------------------------------------
 
-    def claim(
-        self, queues: Sequence[str], count: int, *, holder: str | None = None
-    ) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """GETJOB NOHANG COUNT n WITHCOUNTERS FROM queues (``holder`` is not recorded)."""
-        reply = self._call(
-            "GETJOB", "NOHANG", "COUNT", count, "WITHCOUNTERS", "FROM", *queues
-        )
+        reply = self._call("GETJOB", "NOHANG", "COUNT", count, "WITHCOUNTERS", "FROM", *queues)
         if not reply:
             return []
         now = self.clock.now()
@@ -797,9 +761,7 @@ class DisqueStore(Store):
             if job.state is not JobState.DONE:
                 oldest = row.get("oldest_run_at")
                 row["oldest_run_at"] = job.run_at if oldest is None else min(oldest, job.run_at)
-        paused = frozenset(
-            info.name for info in self.queues() if info.pause in ("out", "all")
-        )
+        paused = frozenset(info.name for info in self.queues() if info.pause in ("out", "all"))
         return Stats(
             tuple(
                 StatsRow(

@@ -87,7 +87,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..._concurrency import Lock, sleep
+from ..._concurrency import Background, Lock, sleep
 from ...clock import Clock
 from ...errors import (
     ClientClosed,
@@ -291,23 +291,6 @@ def _uniform(jobs: Sequence[Job]) -> bool:
     return all(_settings(job) == shared for job in jobs)
 
 
-
-
-
-
-class Background:
-    """Runs the listener on a daemon thread (the sync flavor)."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=work, name="disquette-listen", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Wait for the thread, which sees the store closed within ``_LISTEN_TICK``."""
-        if self._thread is not threading.current_thread():
-            self._thread.join(5 * _LISTEN_TICK)
-
-
 def _driver_connection(connection: object) -> Connection[Any]:
     """The psycopg connection behind ``connection``: a psycopg connection itself, or a
     SQLAlchemy session or connection bound to a ``postgresql+psycopg`` engine (for the
@@ -448,9 +431,7 @@ class PostgresStore(Store):
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _run(
-        self, operation: Callable[[Connection[Any]], T], *, migrated: bool = True
-    ) -> T:
+    def _run(self, operation: Callable[[Connection[Any]], T], *, migrated: bool = True) -> T:
         """Run ``operation`` on a pooled connection, again while the database is briefly
         unreachable, for ``reconnect_timeout`` seconds at most; then raise
         :class:`StoreUnavailable` naming the cause. A server that refuses the URL for good
@@ -471,9 +452,7 @@ class PostgresStore(Store):
                 if not self._ready:
                     with self._starting:
                         if not self._ready:
-                            self._start(
-                                deadline or started + self._reconnect_timeout, migrated
-                            )
+                            self._start(deadline or started + self._reconnect_timeout, migrated)
                 with self._pool.connection() as conn:
                     return operation(conn)
             except _MISSING_SCHEMA as exc:
@@ -640,7 +619,7 @@ class PostgresStore(Store):
         with self._lock:
             self._wanted = self._wanted | wanted
             if self._listener is None and not self._closed:
-                self._listener = Background(self._listen)
+                self._listener = Background(self._listen, name="disquette-listen")
 
     def _listen(self) -> None:
         """Turn NOTIFYs into wake-ups; reconnect when the connection is lost."""
@@ -851,9 +830,7 @@ class PostgresStore(Store):
                 raise NotReplicated(wanted, applied, "postgresql")
             sleep(0.005)
 
-    def claim(
-        self, queues: Sequence[str], count: int, *, holder: str | None = None
-    ) -> list[Job]:
+    def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
         params = {"queues": list(queues), "count": count, "now": self.clock.now(), "holder": holder}
 
@@ -1278,7 +1255,7 @@ class PostgresStore(Store):
             self._closed = True
             listener, self._listener = self._listener, None
         if listener is not None:
-            listener.stop()
+            listener.stop(timeout=5 * _LISTEN_TICK)
         self._pool.close()
 
 
