@@ -347,7 +347,7 @@ def server(
     Several servers over one shared store (PostgreSQL, Redis, one SQLite file) form a pool.
     """
     try:
-        from ..server import Limits, UnsafeBind, run
+        from ..server import Limits, run
     except ImportError as exc:
         raise CliError(
             f"the server needs {exc.name}: pip install 'disquette[server]'", EXIT_USAGE
@@ -357,22 +357,19 @@ def server(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     limits = Limits(max_clients=max_clients, max_argument_bytes=max_argument_bytes)
-    with _errors_as_exit():
-        try:
-            run(
-                resolve_url(url),
-                host=bind,
-                port=port,
-                requirepass=requirepass,
-                unprotected=unprotected,
-                limits=limits,
-                result_ttl=result_ttl,
-                unixsocket=unixsocket,
-                unixsocketperm=unixsocketperm,
-                pool_nodes_as_replicas=pool_nodes_as_replicas,
-            )
-        except UnsafeBind as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
+    with _errors_as_exit():  # UnsafeBind is an InvalidInput: a usage error, exit 2
+        run(
+            resolve_url(url),
+            host=bind,
+            port=port,
+            requirepass=requirepass,
+            unprotected=unprotected,
+            limits=limits,
+            result_ttl=result_ttl,
+            unixsocket=unixsocket,
+            unixsocketperm=unixsocketperm,
+            pool_nodes_as_replicas=pool_nodes_as_replicas,
+        )
 
 
 def _octal_mode(value: str | None) -> int | None:
