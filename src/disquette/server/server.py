@@ -153,9 +153,16 @@ class Server:
         factory = self._factories.get((ttl, retry))
         if factory is None:
             factory = self._factories[(ttl, retry)] = job_id_factory(ttl, retry, self.node.prefix)
+        return self._job(factory(), queue, body, ttl, float(retry), delay)
+
+    def default_job(self, queue: str, body: bytes) -> Job:
+        """:meth:`new_job` with Disque's defaults: TTL one day, RETRY its tenth, no DELAY."""
+        return self._job(self._default_id(), queue, body, DEFAULT_TTL, DEFAULT_RETRY, 0)
+
+    def _job(self, job_id: str, queue: str, body: bytes, ttl: int, retry: float, delay: int) -> Job:
         now = self.store.clock.now()
         return Job(
-            factory(),
+            job_id,
             queue,
             body,
             Encoding.BYTES,
@@ -164,27 +171,8 @@ class Server:
             JobState.QUEUED,
             now,
             now + delay,
-            float(retry),
+            retry,
             float(math.floor(now) + ttl),
-            MAX_ATTEMPTS,
-            self.result_ttl,
-        )
-
-    def default_job(self, queue: str, body: bytes) -> Job:
-        """:meth:`new_job` with Disque's defaults: TTL one day, RETRY its tenth, no DELAY."""
-        now = self.store.clock.now()
-        return Job(
-            self._default_id(),
-            queue,
-            body,
-            Encoding.BYTES,
-            None,
-            PRIORITY,
-            JobState.QUEUED,
-            now,
-            now,
-            DEFAULT_RETRY,
-            float(math.floor(now) + DEFAULT_TTL),
             MAX_ATTEMPTS,
             self.result_ttl,
         )
