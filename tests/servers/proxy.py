@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
+from disquette import Client, JobState
+
 Protocol = Literal["postgres", "redis"]
 
 
@@ -159,3 +161,23 @@ class ReplyLosingProxy:
         self._listener.close()
         for link in self._links:
             link.close()
+
+
+def replay_ack_nack_and_fail(jobs: Client, proxy: ReplyLosingProxy) -> None:
+    """Lose the replies to an ack, a nack and a fail through ``proxy``: the store's retry
+    runs each a second time after it committed, which must change nothing more."""
+    jobs.add_many(["acked", "nacked", "failed"], "q")
+    acked, nacked, failed = jobs.timeout(0).get_many("q", count=3)
+    proxy.lose_reply_to(acked.id.encode())
+    jobs.ack(acked, "kept")
+    proxy.lose_reply_to(nacked.id.encode())
+    jobs.nack(nacked)
+    proxy.lose_reply_to(b"an error told once")
+    jobs.fail(failed, "an error told once")
+    assert proxy.lost == 3
+    assert jobs.wait(acked, timeout=0) == "kept"
+    again = jobs.show(nacked.id)
+    assert (again.state, again.nacks) == (JobState.QUEUED, 1)
+    later = jobs.show(failed.id)
+    assert (later.state, later.error_count) == (JobState.SCHEDULED, 1)  # retried later
+    assert jobs.stats().by_queue()["q"].done == 1

@@ -41,7 +41,7 @@ from tests.servers.postgres import (
     session_database_url,
     with_database,
 )
-from tests.servers.proxy import ReplyLosingProxy
+from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -867,21 +867,7 @@ def test_acks_nacks_and_failures_run_again_after_they_committed_change_nothing_m
 ) -> None:
     proxied, proxy = lossy
     with connect(proxied) as jobs:
-        jobs.add_many(["acked", "nacked", "failed"], "q")
-        acked, nacked, failed = jobs.timeout(0).get_many("q", count=3)
-        proxy.lose_reply_to(acked.id.encode())
-        jobs.ack(acked, "kept")
-        proxy.lose_reply_to(nacked.id.encode())
-        jobs.nack(nacked)
-        proxy.lose_reply_to(b"an error told once")
-        jobs.fail(failed, "an error told once")
-        assert proxy.lost == 3
-        assert jobs.wait(acked, timeout=0) == "kept"
-        again = jobs.show(nacked.id)
-        assert (again.state, again.nacks) == (JobState.QUEUED, 1)
-        later = jobs.show(failed.id)
-        assert (later.state, later.error_count) == (JobState.SCHEDULED, 1)  # retried later
-        assert jobs.stats().by_queue()["q"].done == 1
+        replay_ack_nack_and_fail(jobs, proxy)
 
 
 def test_a_worker_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
