@@ -20,7 +20,7 @@ def test_options_and_jobs_default_to_the_same_values() -> None:
 
 def test_the_redis_scripts_leave_out_the_same_defaults() -> None:
     # common.lua cannot import them: it reads a hash field left out as these values.
-    lua = resources.files("disquette.stores").joinpath("redis/common.lua").read_text()
+    lua = resources.files("disquette.stores.redis").joinpath("lua/common.lua").read_text()
     table = re.search(r"local DEFAULTS = \{([^}]*)\}", lua)
     assert table is not None
     values = dict(re.findall(r"(\w+) = '([^']*)'", table[1]))

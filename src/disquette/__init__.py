@@ -10,16 +10,16 @@
 """
 
 from . import errors
-from ._async.client import AsyncClient, connect_async
-from ._async.funnel import AsyncFunnel
-from ._async.store import AsyncStore
-from ._sync.client import Client, connect
-from ._sync.funnel import Funnel
-from ._sync.store import Store
 from .app import App, JobFunction
+from .client import Client, connect
+from .client_async import AsyncClient, connect_async
 from .clock import Clock, ManualClock, SystemClock
 from .errors import DisquetteError
+from .funnel import Funnel
+from .funnel_async import AsyncFunnel
 from .job import Encoding, Job, JobState, Options, Stats, StatsRow
+from .stores.store import Store
+from .stores.store_async import AsyncStore
 from .worker import Registry, Supervisor, Worker, WorkerPool
 
 __all__ = [

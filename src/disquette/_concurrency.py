@@ -1,8 +1,8 @@
 """Flavour-specific primitives, in pairs: the asyncio one and its sync twin.
 
-The asyncio source (``_async/``) uses the left-hand names; ``scripts/unasync.py`` maps
-``AsyncName -> Name`` and ``async_name -> name``, so the generated sync code (``_sync/``)
-uses the right-hand ones. Every run-time difference between the generated flavours lives
+The asyncio sources (``x_async.py``) use the left-hand names; ``scripts/unasync.py`` maps
+``AsyncName -> Name`` and ``async_name -> name``, so the generated sync twins (``x.py``)
+use the right-hand ones. Every run-time difference between the generated flavours lives
 here (the generator refuses asyncio left in generated code):
 
 - ``AsyncSignal``/``Signal``: a wake-up flag set from any thread;
@@ -13,7 +13,7 @@ here (the generator refuses asyncio left in generated code):
   (redis-py's asyncio Cluster client discovers its slots on request, the sync one when made).
 
 Code that blocks a thread in both flavours (the Redis store's wake-up listener and probe,
-in ``stores/redis_sync.py``) is hand-written once, outside the generated trees. Hand-written
+in ``stores/redis/listener.py``) is hand-written once, outside the generated pairs. Hand-written
 modules that offer both flavours keep their own twins (``app.py``'s ``add``/``add_async``).
 """
 

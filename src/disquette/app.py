@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar, overload
 
-from ._async.client import BACKOFF_BASE, BACKOFF_CAP, MAX_BATCH, AsyncClient, connect_async
-from ._sync.client import Client, connect
+from .client import Client, connect
+from .client_async import BACKOFF_BASE, BACKOFF_CAP, MAX_BATCH, AsyncClient, connect_async
 from .clock import Clock
 from .errors import EagerError, InvalidOption
 from .job import DEFAULT_MAX_BODY_BYTES, Job, Options, check_queue_name

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ._async.client import connect_async
-from ._sync.client import connect
+from .client import connect
+from .client_async import connect_async
 from .job import Job, Options, StatsRow
 from .worker import WorkerPool
 

@@ -292,7 +292,7 @@ def test_python_m_entry_point_and_ctrl_c_on_stats_watch(url: str, tmp_path: Path
 
 
 def test_migrate_applies_postgres_migrations_once_and_explains_other_stores(url: str) -> None:
-    from disquette._sync.stores.postgres import _migrations
+    from disquette.stores.postgres.store import _migrations
     from tests.servers.postgres import fresh_url
 
     postgres = fresh_url(migrate="false")
@@ -459,7 +459,7 @@ def test_a_missing_driver_names_the_extra_to_install(
     for url, driver, module, extra in cases:
         with monkeypatch.context() as patch:
             patch.setitem(sys.modules, driver, None)  # import driver: ModuleNotFoundError
-            patch.delitem(sys.modules, f"disquette._sync.stores.{module}", raising=False)
+            patch.delitem(sys.modules, f"disquette.stores.{module}.store", raising=False)
             result = run("qlen", "q", "--url", url)
         assert result.exit_code == EXIT_USAGE, result.output
         assert f"pip install 'disquette[{extra}]'" in one_line_error(result), url

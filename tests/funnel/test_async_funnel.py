@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from disquette import AsyncClient, Job, JobState, ManualClock, connect_async
-from disquette._async.funnel import AsyncFunnel
 from disquette.errors import ClientClosed, InvalidOption, InvalidQueueName
+from disquette.funnel_async import AsyncFunnel
 
 #: Short fetches, so that closing (which waits for a fetch in flight) is quick.
 FETCH = 0.05

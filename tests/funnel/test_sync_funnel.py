@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from disquette import Client, Job, JobState, ManualClock, connect
-from disquette._sync.funnel import Funnel
 from disquette.errors import ClientClosed, InvalidOption
+from disquette.funnel import Funnel
 
 #: Short fetches, so that closing (which waits for a fetch in flight) is quick.
 FETCH = 0.05

@@ -9,7 +9,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from disquette._async.client import connect_async
+from disquette.client_async import connect_async
 from disquette.job import Job
 from disquette.server.planner import claim_in_order, deal, plan_claims
 

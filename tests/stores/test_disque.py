@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 
 from disquette import AsyncClient, Client, Job, connect, connect_async
-from disquette._async.stores.disque import (
+from disquette.errors import InvalidURL, JobNotFound, StoreUnavailable
+from disquette.job import Encoding, JobState
+from disquette.stores.disque.store import DisqueStore
+from disquette.stores.disque.store_async import (
     AsyncDisqueStore,
     AsyncPool,
     decode_body,
     encode_body,
     parse_url,
 )
-from disquette._sync.stores.disque import DisqueStore
-from disquette.errors import InvalidURL, JobNotFound, StoreUnavailable
-from disquette.job import Encoding, JobState
 from disquette.worker import Worker
 from tests.servers.disque import DisqueServer, command, free_port, session_server
 from tests.servers.proxy import ReplyLosingProxy

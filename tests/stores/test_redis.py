@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from disquette import Job, JobState, ManualClock, connect, connect_async
-from disquette._sync.stores.redis import STATS_CHUNK, RedisStore, claimed_jobs, queue_base
 from disquette.cli import EXIT_UNAVAILABLE
 from disquette.errors import (
     ClientClosed,
@@ -32,6 +31,7 @@ from disquette.errors import (
     StoreUnavailable,
 )
 from disquette.job import new_job_id
+from disquette.stores.redis.store import STATS_CHUNK, RedisStore, claimed_jobs, queue_base
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 from tests.servers.redis import (
     RedisCluster,

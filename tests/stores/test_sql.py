@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from disquette._sync.stores import postgres
 from disquette.errors import StoreError
 from disquette.job import Encoding, Job, JobState
-from disquette.stores import sqlite
 from disquette.stores._sql import (
     COLUMNS,
     ENCODINGS,
@@ -22,6 +20,8 @@ from disquette.stores._sql import (
     numbered_migrations,
     row_to_job,
 )
+from disquette.stores.postgres import store as postgres
+from disquette.stores.sqlite import store as sqlite
 
 
 def test_blocks_load_by_name_with_their_placeholders_filled() -> None:
@@ -54,7 +54,7 @@ def test_every_block_of_the_shipped_query_files_loads() -> None:
 
 
 def test_postgres_migrations_are_numbered_in_order() -> None:
-    found = numbered_migrations(resources.files("disquette.stores") / "postgres")
+    found = numbered_migrations(resources.files("disquette.stores.postgres") / "sql")
     assert [version for version, _, _ in found] == list(range(1, len(found) + 1))
     assert found[0][1] == "init"
 

@@ -15,7 +15,7 @@ import pytest
 
 from disquette import JobState, ManualClock, connect
 from disquette.errors import ClientClosed, InvalidURL, StoreError, StoreRefused, StoreUnavailable
-from disquette.stores.sqlite import QUERIES
+from disquette.stores.sqlite.store import QUERIES
 
 
 def _python(code: str, *args: str) -> list[str]:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from disquette._sync.stores import disque, redis
 from disquette.clock import SystemClock
 from disquette.errors import InvalidURL
 from disquette.stores import open_store
 from disquette.stores._url import check_known, flag, number
+from disquette.stores.disque import store as disque
+from disquette.stores.redis import store as redis
 
 URL = "x://?"
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 
 from .. import errors
-from .._sync.client import Client
+from ..client import Client
 from .common import (
     EXIT_USAGE,
     CliError,
@@ -199,7 +199,7 @@ def migrate(url: str | None) -> None:
             versions = ", ".join(map(str, applied))
             click.echo(f"{schema} at version {max(applied)} (applied {versions})")
         else:
-            from .._sync.stores.postgres import _migrations  # only PostgreSQL migrates
+            from ..stores.postgres.store import _migrations  # only PostgreSQL migrates
 
             latest = max(version for version, _name, _text in _migrations())
             click.echo(f"{schema} already at version {latest}")

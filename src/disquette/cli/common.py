@@ -12,7 +12,7 @@ from typing import Any, Final, TypeVar
 import click
 
 from .. import errors
-from .._sync.client import Client, connect
+from ..client import Client, connect
 from ..stores import resolve_url, sqlite_path
 
 EXIT_OK: Final = 0

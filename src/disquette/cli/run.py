@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 
 from .. import errors
-from .._async.client import AsyncClient, connect_async
+from ..client_async import AsyncClient, connect_async
 from ..defaults import RESULT_TTL
 from ..demo import show_demo
 from ..stores import resolve_url

@@ -98,7 +98,7 @@ import socket
 import stat
 from collections.abc import Callable
 
-from .._async.client import AsyncClient, connect_async
+from ..client_async import AsyncClient, connect_async
 from ..disque import DEFAULT_PORT
 from ..errors import CannotListen, UnsafeBind
 from .node import Node

@@ -18,9 +18,9 @@ import logging
 import os
 from typing import Final
 
-from .._async.store import AsyncStore
 from ..errors import DisquetteError
-from ..stores.base import NodeInfo
+from ..stores.store_async import AsyncStore
+from ..stores.types import NodeInfo
 from . import protocol
 
 log = logging.getLogger("disquette.server")

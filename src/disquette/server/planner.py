@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from .._async.store import AsyncStore
 from ..job import Job
+from ..stores.store_async import AsyncStore
 
 #: Jobs asked per run of claims at most (and per JSCAN/QPEEK call: ids fetched at most).
 MAX_PAGE: Final = 10_000

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Final
 
-from .._async.client import AsyncClient
-from .._async.store import AsyncStore
+from ..client_async import AsyncClient
 from ..defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
 from ..disque import DEFAULT_TTL, default_retry
 from ..errors import StoreUnavailable
 from ..job import Encoding, Job, JobState, job_id_factory
+from ..stores.store_async import AsyncStore
 from .batching import (
     AckRequest,
     AddRequest,

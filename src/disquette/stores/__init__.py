@@ -1,4 +1,4 @@
-"""Stores: where jobs live. :func:`open_store` picks one by URL scheme.
+"""Stores: where jobs live. :func:`open_store` picks one by URL scheme (:data:`SCHEMES`).
 
 ==========================  ==================================================
 ``sqlite:///relative.db``   embedded SQLite file (the default: ``./disquette.db``)
@@ -6,37 +6,65 @@
                             ``?poll_interval=0.05``, ``?busy_timeout=30``
 ``memory://``               a private in-memory store
 ``memory://name``           an in-memory store shared by the clients of one process
+``postgresql://...``        PostgreSQL (``disquette[postgres]``)
+``redis://...``             Redis (``disquette[redis]``)
+``disque://host:port``      a Disque server, ours or another (``disquette[server]``)
 ==========================  ==================================================
+
+The interface is :class:`~disquette.stores.store_async.AsyncStore` (``store_async.py``) and its
+generated sync twin :class:`~disquette.stores.store.Store` (``store.py``); the types the
+two share are in ``types.py``. Each store is one module or package here; each opens from a URL
+with its module's ``open_url(url, clock)``.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
 
-from .._async.store import AsyncStore
-from .._sync.store import Store
 from ..clock import Clock
 from ..errors import InvalidURL
-from ._url import check_known, number
 from .adapter import SyncStoreAdapter
-from .memory import open_memory_store
-from .sqlite import SqliteStore
+from .sqlite import sqlite_path as sqlite_path
+from .store import Store
+from .store_async import AsyncStore
 
 DEFAULT_URL: Final = "sqlite:///disquette.db"
-#: URL schemes served by async-native stores: scheme -> module in ``_async.stores`` (and its
-#: generated twin in ``_sync.stores``).
-NATIVE_SCHEMES: Final = {
-    "postgresql": "postgres",
-    "postgres": "postgres",
-    "redis": "redis",
-    "rediss": "redis",
-    "disque": "disque",
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    """Where a URL scheme's store lives: modules with ``open_url(url, clock)``."""
+
+    #: The module that opens the sync store.
+    sync_module: str
+    #: The module that opens the asyncio store; None when the store's driver is synchronous
+    #: (SQLite, memory): the asyncio client then gets the sync store under an adapter.
+    async_module: str | None = None
+    #: The extra that installs the store's driver: ``pip install 'disquette[<extra>]'``.
+    extra: str | None = None
+
+
+_POSTGRES = StoreKind(
+    "disquette.stores.postgres.store", "disquette.stores.postgres.store_async", "postgres"
+)
+_REDIS = StoreKind("disquette.stores.redis.store", "disquette.stores.redis.store_async", "redis")
+
+#: URL scheme -> the store that serves it. Store modules are imported on first use, so a
+#: missing driver only matters to the URLs that need it.
+SCHEMES: Final[dict[str, StoreKind]] = {
+    "sqlite": StoreKind("disquette.stores.sqlite"),
+    "memory": StoreKind("disquette.stores.memory"),
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
+    "redis": _REDIS,
+    "rediss": _REDIS,
+    "disque": StoreKind(
+        "disquette.stores.disque.store", "disquette.stores.disque.store_async", "server"
+    ),
 }
-#: The extra that installs a store's driver: ``pip install 'disquette[<extra>]'``.
-EXTRAS: Final = {"postgres": "postgres", "redis": "redis", "disque": "server"}
 
 
 def resolve_url(url: str | None) -> str:
@@ -46,72 +74,36 @@ def resolve_url(url: str | None) -> str:
 
 def open_store(url: str, clock: Clock) -> Store:
     """Open the sync store a URL names."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise InvalidURL(url, str(exc)) from None
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    if parts.scheme == "memory":
-        if parts.path not in ("", "/") or query:
-            raise InvalidURL(url, "use memory:// or memory://name")
-        return open_memory_store(parts.netloc, clock)
-    if parts.scheme == "sqlite":
-        return _open_sqlite(url, query, clock)
-    store: Store = _native_module(url, parts.scheme, "_sync").open_url(url, clock)
+    kind = _kind(url)
+    store: Store = _module(url, kind.sync_module, kind.extra).open_url(url, clock)
     return store
 
 
 def open_async_store(url: str, clock: Clock) -> AsyncStore:
     """Open the asyncio flavor of the store a URL names."""
-    scheme = url.partition(":")[0]
-    if scheme in NATIVE_SCHEMES:
-        store: AsyncStore = _native_module(url, scheme, "_async").open_url(url, clock)
-        return store
-    return SyncStoreAdapter(open_store(url, clock))
+    kind = _kind(url)
+    if kind.async_module is None:
+        return SyncStoreAdapter(open_store(url, clock))
+    store: AsyncStore = _module(url, kind.async_module, kind.extra).open_url(url, clock)
+    return store
 
 
-def _native_module(url: str, scheme: str, flavor: str) -> Any:
-    known = ", ".join(["memory", "sqlite", *NATIVE_SCHEMES])
-    if scheme not in NATIVE_SCHEMES:
+def _kind(url: str) -> StoreKind:
+    scheme, colon, _ = url.partition(":")
+    kind = SCHEMES.get(scheme) if colon else None
+    if kind is None:
+        known = ", ".join(dict.fromkeys(SCHEMES))
         raise InvalidURL(url, f"unknown store scheme {scheme!r} (known: {known})")
-    name = f"disquette.{flavor}.stores.{NATIVE_SCHEMES[scheme]}"
+    return kind
+
+
+def _module(url: str, name: str, extra: str | None = None) -> Any:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name == name:
-            raise InvalidURL(url, f"the {scheme} store is not available yet") from None
-        extra = EXTRAS[NATIVE_SCHEMES[scheme]]
+        if exc.name is None or exc.name.startswith("disquette"):
+            raise
+        scheme = url.partition(":")[0]
         raise InvalidURL(
             url, f"the {scheme} store needs {exc.name!r}: pip install 'disquette[{extra}]'"
         ) from None
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file a ``sqlite://`` URL names (relative to the working directory), or ``None``
-    for another store or a malformed ``sqlite://`` URL."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
-        return None
-    return parts.path[1:] or None
-
-
-def _open_sqlite(url: str, query: dict[str, str], clock: Clock) -> Store:
-    path = sqlite_path(url)
-    if path is None:
-        raise InvalidURL(url, "use sqlite:///relative/path.db or sqlite:////absolute/path.db")
-    check_known(url, query, ("synchronous", "poll_interval", "busy_timeout"))
-    synchronous = query.get("synchronous", "normal").lower()
-    if synchronous not in ("normal", "full"):
-        raise InvalidURL(url, "synchronous is normal or full")
-    poll_interval = number(url, query, "poll_interval", 0.05, 0.001, 60)
-    busy_timeout = number(url, query, "busy_timeout", 30, 0, 3600)
-    return SqliteStore(
-        path,
-        clock,
-        synchronous="full" if synchronous == "full" else "normal",
-        poll_interval=poll_interval,
-        busy_timeout=busy_timeout,
-    )

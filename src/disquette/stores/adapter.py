@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar, runtime_checkable
 
-from .._async.store import AsyncStore
-from .._sync.store import Store
 from ..job import Job, JobState, Stats
-from .base import EncodedResult, NodeInfo, PauseMode, QueueInfo, WouldBlock
+from .store import Store
+from .store_async import AsyncStore
+from .types import EncodedResult, NodeInfo, PauseMode, QueueInfo, WouldBlock
 
 T = TypeVar("T")
 

@@ -9,12 +9,13 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Collection, Sequence
+from urllib.parse import urlsplit
 
-from .._sync.store import Store
 from ..clock import Clock
-from ..errors import InvalidState, JobNotFound, LeaseLost, QueueFull, QueuePaused
+from ..errors import InvalidState, InvalidURL, JobNotFound, LeaseLost, QueueFull, QueuePaused
 from ..job import Job, JobState, Stats, StatsRow
-from .base import (
+from .store import Store
+from .types import (
     DONE_CHANNEL,
     HOLDER_GONE,
     NO_RESULT,
@@ -603,3 +604,14 @@ def open_memory_store(name: str, clock: Clock) -> MemoryStore:
         if store is None:
             store = _NAMED[name] = MemoryStore(clock, url=f"memory://{name}")
         return store
+
+
+def open_url(url: str, clock: Clock) -> MemoryStore:
+    """Open ``memory://`` (a private store) or ``memory://name`` (one shared in the process)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidURL(url, str(exc)) from None
+    if parts.path not in ("", "/") or parts.query:
+        raise InvalidURL(url, "use memory:// or memory://name")
+    return open_memory_store(parts.netloc, clock)

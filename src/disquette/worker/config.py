@@ -8,8 +8,8 @@ import os
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
-from .._async.client import AsyncClient, connect_async
-from .._sync.client import Client
+from ..client import Client
+from ..client_async import AsyncClient, connect_async
 from ..errors import InvalidOption
 from ..job import check_queue_names
 from ..stores.adapter import SyncStoreAdapter

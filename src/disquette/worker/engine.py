@@ -10,8 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
-from .._async.client import AsyncClient
 from .._concurrency import AsyncSignal
+from ..client_async import AsyncClient
 from ..errors import HandlerTimeout, UnknownJobType
 from ..job import Job
 from .acks import AckBatcher

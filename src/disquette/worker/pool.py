@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .._async.client import AsyncClient
+from ..client_async import AsyncClient
 from ..errors import AlreadyRunning, InvalidOption, NotRunning
 from .config import ClientSource, check_count, open_client
 from .registry import Handlers

@@ -7,8 +7,8 @@ import asyncio
 import collections
 from typing import TYPE_CHECKING, Final
 
-from .._async.client import AsyncClient
 from .._concurrency import AsyncSignal
+from ..client_async import AsyncClient
 from .handlers import InFlight
 
 if TYPE_CHECKING:

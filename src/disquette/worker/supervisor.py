@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from .._async.client import ENV_HOLDER, AsyncClient
-from .._sync.client import Client
+from ..client import Client
+from ..client_async import ENV_HOLDER, AsyncClient
 from ..errors import InvalidOption, NotSupported
 from .config import DEFAULT_GRACE, ENV_SUPERVISOR_PID, EXIT_REPLACE, check_count, open_client
 

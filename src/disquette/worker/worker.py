@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Final, Literal
 
-from .._async.client import AsyncClient
+from ..client_async import AsyncClient
 from ..errors import AlreadyRunning, InvalidOption, NoHandlers, NotRunning
 from ..job import check_queue_names
 from .config import (

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ...errors import InvalidQueueName
-from ...stores.base import PAUSE_MODES
+from ...stores.types import PAUSE_MODES
 from .. import protocol
 from ..planner import MAX_PAGE
 from ..protocol import EMPTY_ARRAY, NULL_ARRAY, SYNTAX_ERROR, ZERO, refusal

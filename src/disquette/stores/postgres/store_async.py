@@ -104,7 +104,7 @@ from ...errors import (
     StoreUnavailable,
 )
 from ...job import Job, JobState, Stats, StatsRow
-from ...stores._sql import (
+from .._sql import (
     COLUMNS,
     SEQ,
     STATE_CODES,
@@ -113,8 +113,9 @@ from ...stores._sql import (
     numbered_migrations,
     row_to_job,
 )
-from ...stores._url import flag, number
-from ...stores.base import (
+from .._url import flag, number
+from ..store_async import AsyncStore
+from ..types import (
     DONE_CHANNEL,
     HOLDER_GONE,
     NO_RESULT,
@@ -127,7 +128,6 @@ from ...stores.base import (
     Wakeups,
     pause_bits,
 )
-from ..store import AsyncStore
 
 T = TypeVar("T")
 
@@ -236,7 +236,7 @@ for _logger in ("psycopg.pool", "psycopg"):
 
 
 def _sql_dir() -> Any:
-    return resources.files("disquette.stores") / "postgres"
+    return resources.files(__package__) / "sql"
 
 
 def _quote(schema: str) -> str:

@@ -24,7 +24,7 @@ from disquette.errors import (
     Timeout,
 )
 from disquette.job import DEFAULT_MAX_BODY_BYTES, new_job_id
-from disquette.stores.base import HOLDER_GONE, QueueInfo
+from disquette.stores.types import HOLDER_GONE, QueueInfo
 
 UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
 

@@ -1,7 +1,7 @@
 """The parts of the Redis store that block a thread in both flavours: the wake-up listener
 (a thread reading a pub/sub connection) and the probe run once when a store is opened.
 
-Hand-written, not generated: the asyncio source ``disquette/_async/stores/redis.py`` and its
+Hand-written, not generated: the asyncio source ``store_async.py`` and its
 generated sync twin both import from here, so the source imports only ``redis.asyncio``.
 """
 
@@ -28,8 +28,8 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-from ..errors import StoreRefused, StoreUnavailable
-from .base import DONE_CHANNEL, Wakeups
+from ...errors import StoreRefused, StoreUnavailable
+from ..types import DONE_CHANNEL, Wakeups
 
 #: Server replies that mean "not now, try again": a restart, a failover, a resharding.
 _TRANSIENT_REPLIES: Final = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")

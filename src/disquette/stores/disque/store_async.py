@@ -99,8 +99,9 @@ from ...errors import (
     StoreUnavailable,
 )
 from ...job import Encoding, Job, JobState, Stats, StatsRow
-from ...stores._url import check_known, number
-from ...stores.base import (
+from .._url import check_known, number
+from ..store_async import AsyncStore
+from ..types import (
     DONE_CHANNEL,
     PAUSE_MODES,
     EncodedResult,
@@ -109,7 +110,6 @@ from ...stores.base import (
     QueueInfo,
     Wakeups,
 )
-from ..store import AsyncStore
 
 _ENVELOPE_PREFIX: Final = b'{"disquette":'
 _ENCODINGS: Final = {Encoding.BYTES: "bytes", Encoding.TEXT: "text", Encoding.JSON: "json"}

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 
 from ..clock import Clock
 from ..job import Job, JobState, Stats
-from ..stores.base import EncodedResult, NodeInfo, PauseMode, QueueInfo, Wakeups
+from .types import EncodedResult, NodeInfo, PauseMode, QueueInfo, Wakeups
 
 
 class AsyncStore(abc.ABC):
@@ -184,7 +184,7 @@ class AsyncStore(abc.ABC):
         """Give back every active job leased to ``holder`` (its process is known to be dead),
         as if its lease ran out now: ready again, ``additional_deliveries`` + 1. An
         at-most-once job (``retry_after`` 0) is never delivered twice: it is kept as failed
-        instead (``error_count`` + 1, ``last_error`` :data:`~disquette.stores.base.HOLDER_GONE`).
+        instead (``error_count`` + 1, ``last_error`` :data:`~disquette.stores.types.HOLDER_GONE`).
         Returns how many jobs the holder held."""
 
     # -- what Disque's commands need beyond the client API ---------------------------------

@@ -1,5 +1,5 @@
 -- Statements of the PostgreSQL store, one named block each ("-- name: x"), loaded by
--- disquette._async.stores.postgres. "{schema}" is the quoted schema, "{columns}" the columns
+-- disquette.stores.postgres.store_async. "{schema}" is the quoted schema, "{columns}" the columns
 -- of disquette.job.Job in field order, "{done_columns}" the same read from the done table.
 -- Parameters are psycopg's %(name)s; times are the store clock's, never now().
 --

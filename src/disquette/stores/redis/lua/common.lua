@@ -1,4 +1,4 @@
--- Shared by every script of the Redis store (disquette/_async/stores/redis.py prepends it).
+-- Shared by every script of the Redis store (disquette/stores/redis/store_async.py prepends it).
 --
 -- Calling convention: ARGV[1] is the key prefix ("disquette:"), ARGV[2] is "1" when job
 -- hashes live in their queue's hash slot (Redis Cluster) and "" when they live under

@@ -13,17 +13,18 @@ from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
 
-from .._concurrency import AsyncSignal
-from ..clock import Clock, SystemClock
-from ..defaults import PRIORITY, RESULT_TTL, RETRY_AFTER
-from ..errors import (
+from ._concurrency import AsyncSignal
+from .clock import Clock, SystemClock
+from .defaults import PRIORITY, RESULT_TTL, RETRY_AFTER
+from .errors import (
     InvalidOption,
     JobFailed,
     JobNotFound,
     LeaseLost,
     Timeout,
 )
-from ..job import (
+from .funnel_async import FETCH_COUNT, FETCH_TIMEOUT, AsyncFunnel
+from .job import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULTS,
     Encoding,
@@ -37,10 +38,9 @@ from ..job import (
     encode_value,
     job_id_factory,
 )
-from ..stores import open_async_store, resolve_url
-from ..stores.base import DONE_CHANNEL, PAUSE_MODES, PauseMode, QueueInfo
-from .funnel import FETCH_COUNT, FETCH_TIMEOUT, AsyncFunnel
-from .store import AsyncStore
+from .stores import open_async_store, resolve_url
+from .stores.store_async import AsyncStore
+from .stores.types import DONE_CHANNEL, PAUSE_MODES, PauseMode, QueueInfo
 
 #: First retry delay after an error; it doubles with each error, up to BACKOFF_CAP.
 BACKOFF_BASE: Final = 1.0

@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Final, Literal
 
-from .._sync.store import Store
-from ..clock import Clock
-from ..errors import (
+from ...clock import Clock
+from ...errors import (
     ClientClosed,
     InvalidState,
     JobNotFound,
@@ -31,10 +30,11 @@ from ..errors import (
     StoreRefused,
     StoreUnavailable,
 )
-from ..job import Job, JobState, Stats, StatsRow
-from ._peers import PeerWakeups
-from ._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
-from .base import (
+from ...job import Job, JobState, Stats, StatsRow
+from .._peers import PeerWakeups
+from .._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
+from ..store import Store
+from ..types import (
     DONE_CHANNEL,
     HOLDER_GONE,
     NO_RESULT,
@@ -60,7 +60,7 @@ Synchronous = Literal["normal", "full"]
 
 
 QUERIES: Final = load_named_blocks(
-    resources.files(__package__).joinpath("sqlite.sql").read_text(), "sqlite.sql", columns=COLUMNS
+    resources.files(__package__).joinpath("schema.sql").read_text(), "schema.sql", columns=COLUMNS
 )
 
 

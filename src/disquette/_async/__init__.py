@@ -1,1 +1,0 @@
-"""The asyncio flavor: the source from which ``disquette._sync`` is generated."""
