@@ -35,8 +35,9 @@ SUBSTITUTIONS = [
     (r"\bAsync([A-Z]\w*)", r"\1"),
     # async_sleep -> sleep: _concurrency.py's function twins.
     (r"\basync_(\w+)", r"\1"),
-    # connect_async -> connect, and module names: client_async -> client.
-    (r"\b(\w+)_async\b", r"\1"),
+    (r"\bconnect_async\b", "connect"),
+    # Source modules in imports: from .client_async import ... -> from .client import ...
+    (r"\b(\w+)_async(?=\s+import\b)", r"\1"),
     (r"\bopen_async_store\b", "open_store"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\b__aenter__\b", "__enter__"),

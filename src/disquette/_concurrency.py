@@ -9,6 +9,7 @@ here (the generator refuses asyncio left in generated code):
 - ``AsyncLock``/``Lock``, ``AsyncSemaphore``/``Semaphore``, ``AsyncCondition``/``Condition``;
 - ``AsyncBackground``/``Background``: work run as a task or on a daemon thread;
 - ``AsyncTcpStream``/``TcpStream``: a TCP connection (the disque:// store's wire);
+- ``async_settle``/``settle``: what a coroutine comes to (awaited, or run on a new loop);
 - ``async_sleep``/``sleep``, and ``async_ensure_cluster_ready``/``ensure_cluster_ready``
   (redis-py's asyncio Cluster client discovers its slots on request, the sync one when made).
 
@@ -21,11 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from .errors import EagerError
+
+T = TypeVar("T")
 
 
 class AsyncSignal:
@@ -102,6 +108,33 @@ async def async_sleep(seconds: float) -> None:
 def sleep(seconds: float) -> None:
     """Sleep the calling thread."""
     time.sleep(seconds)
+
+
+async def async_settle(awaitable: Awaitable[T]) -> T:
+    """What an awaitable (a coroutine handler's call) comes to: awaited in the running loop."""
+    return await awaitable
+
+
+def settle(awaitable: Awaitable[T]) -> T:
+    """What an awaitable comes to, from sync code: run to completion on a new event loop.
+
+    Raises ``EagerError`` when this thread already runs a loop (a sync call cannot wait for
+    a coroutine there without blocking that loop).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_as_coroutine(awaitable))
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()  # never awaited on purpose: no "was never awaited" warning
+    raise EagerError(
+        "a coroutine handler cannot run from sync code inside a running event loop: "
+        "enqueue it with add_async()"
+    )
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 class AsyncCondition(asyncio.Condition):

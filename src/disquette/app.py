@@ -24,16 +24,15 @@ job still goes through a store (``memory://`` unless a URL is given), so ``wait`
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar, overload
 
+from . import enqueue, enqueue_async
 from .client import Client, connect
-from .client_async import BACKOFF_BASE, BACKOFF_CAP, MAX_BATCH, AsyncClient, connect_async
+from .client_async import BACKOFF_BASE, BACKOFF_CAP, AsyncClient, connect_async
 from .clock import Clock
 from .errors import EagerError, InvalidOption
 from .job import DEFAULT_MAX_BODY_BYTES, Job, Options, check_queue_name
@@ -43,7 +42,6 @@ from .worker import (
     Handler,
     Registry,
     Worker,
-    describe_exception,
 )
 
 R = TypeVar("R")
@@ -101,6 +99,9 @@ class JobFunction(Generic[R]):
             options = options.merge(Options(delay=0.0, max_attempts=1))
         return options
 
+    def _target(self, queue: str | None) -> str:
+        return check_queue_name(queue or self.queue)
+
     def add(
         self,
         body: object = None,
@@ -122,11 +123,8 @@ class JobFunction(Generic[R]):
         options = self._call_options(
             delay, priority, ttl, retry_after, max_attempts, result_ttl, max_len, replicate
         )
-        target = check_queue_name(queue or self.queue)
-        job_id = self.app.client.with_options(options).add(body, target)
-        if self.app.eager:
-            self.app._run_eagerly(job_id, target)
-        return job_id
+        app = self.app
+        return enqueue.add_job(app.client, app.eager_registry, options, body, self._target(queue))
 
     async def add_async(
         self,
@@ -146,33 +144,26 @@ class JobFunction(Generic[R]):
         options = self._call_options(
             delay, priority, ttl, retry_after, max_attempts, result_ttl, max_len, replicate
         )
-        target = check_queue_name(queue or self.queue)
-        job_id = await self.app.async_client.with_options(options).add(body, target)
-        if self.app.eager:
-            await self.app._run_eagerly_async(job_id, target)
-        return job_id
+        app, target = self.app, self._target(queue)
+        return await enqueue_async.add_job(
+            app.async_client, app.eager_registry, options, body, target
+        )
 
     def add_many(self, bodies: Iterable[object], *, queue: str | None = None) -> list[str]:
         """Enqueue several jobs in one transaction; return their ids."""
-        options = self._call_options(None, None, None, None, None, None, None, None)
-        target = check_queue_name(queue or self.queue)
-        ids = self.app.client.with_options(options).add_many(bodies, target)
-        if self.app.eager:
-            for job_id in ids:
-                self.app._run_eagerly(job_id, target)
-        return ids
+        options, app = self._call_options(None, None, None, None, None, None, None, None), self.app
+        return enqueue.add_jobs(
+            app.client, app.eager_registry, options, bodies, self._target(queue)
+        )
 
     async def add_many_async(
         self, bodies: Iterable[object], *, queue: str | None = None
     ) -> list[str]:
         """The asyncio flavor of :meth:`add_many`."""
-        options = self._call_options(None, None, None, None, None, None, None, None)
-        target = check_queue_name(queue or self.queue)
-        ids = await self.app.async_client.with_options(options).add_many(bodies, target)
-        if self.app.eager:
-            for job_id in ids:
-                await self.app._run_eagerly_async(job_id, target)
-        return ids
+        options, app = self._call_options(None, None, None, None, None, None, None, None), self.app
+        return await enqueue_async.add_jobs(
+            app.async_client, app.eager_registry, options, bodies, self._target(queue)
+        )
 
 
 class App:
@@ -360,70 +351,10 @@ class App:
             await self._async_client.close()
             self._async_client = None
 
-    # -- eager mode ----------------------------------------------------------------------
-
-    def _claim_own(self, job_id: str, queue: str) -> Job:
-        """Lease exactly the job just added; give back any other job claimed on the way."""
-        claimer = self.client.timeout(0.05)
-        deadline = time.monotonic() + 5.0
-        while True:
-            jobs = claimer.get_many(queue, count=MAX_BATCH)
-            mine = [job for job in jobs if job.id == job_id]
-            others = [job for job in jobs if job.id != job_id]
-            if others:
-                self.client.nack_many(others)
-            if mine:
-                return mine[0]
-            if time.monotonic() > deadline:
-                raise EagerError(f"eager mode could not claim job {job_id} (queue paused?)")
-
-    async def _claim_own_async(self, job_id: str, queue: str) -> Job:
-        claimer = self.async_client.timeout(0.05)
-        deadline = time.monotonic() + 5.0
-        while True:
-            jobs = await claimer.get_many(queue, count=MAX_BATCH)
-            mine = [job for job in jobs if job.id == job_id]
-            others = [job for job in jobs if job.id != job_id]
-            if others:
-                await self.async_client.nack_many(others)
-            if mine:
-                return mine[0]
-            if time.monotonic() > deadline:
-                raise EagerError(f"eager mode could not claim job {job_id} (queue paused?)")
-
-    def _run_eagerly(self, job_id: str, queue: str) -> None:
-        job = self._claim_own(job_id, queue)
-        spec = self.registry.resolve(job.type, job.queue)
-        assert spec is not None
-        try:
-            if spec.is_async:
-                try:
-                    asyncio.get_running_loop()
-                except RuntimeError:
-                    result = asyncio.run(spec.function(job))
-                else:
-                    raise EagerError(
-                        f"job {spec.name!r} is async: enqueue it with add_async() "
-                        "from inside an event loop"
-                    )
-            else:
-                result = spec.function(job)
-        except BaseException as exc:
-            self.client.fail(job, describe_exception(exc))
-            raise
-        self.client.ack(job, result)
-
-    async def _run_eagerly_async(self, job_id: str, queue: str) -> None:
-        job = await self._claim_own_async(job_id, queue)
-        spec = self.registry.resolve(job.type, job.queue)
-        assert spec is not None
-        try:
-            outcome = spec.function(job)
-            result = await outcome if spec.is_async else outcome
-        except BaseException as exc:
-            await self.async_client.fail(job, describe_exception(exc))
-            raise
-        await self.async_client.ack(job, result)
+    @property
+    def eager_registry(self) -> Registry | None:
+        """The registry ``add`` runs handlers from at once: the app's in eager mode, else None."""
+        return self.registry if self.eager else None
 
 
 __all__ = ["App", "EagerError", "JobFunction"]
