@@ -54,6 +54,9 @@ class JobFunction(Generic[R]):
     """A handler registered on an :class:`App`. Calling it calls the function; ``add``
     enqueues a job for it (``add_async`` from asyncio code)."""
 
+    #: The function's name (``functools.update_wrapper`` copies it, with its doc string).
+    __name__: str
+
     def __init__(
         self, app: App, function: Callable[[Job], R], name: str, queue: str, options: Options
     ) -> None:

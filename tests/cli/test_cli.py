@@ -42,7 +42,7 @@ def url(tmp_path: Path) -> str:
     return url
 
 
-def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+def run(*args: str, input: str | bytes | None = None, env: dict[str, str] | None = None) -> Result:
     """Invoke the CLI in-process."""
     return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
 
@@ -245,11 +245,11 @@ def test_worker_app_errors_are_one_line_usage_errors(
         assert "store refused: cannot open SQLite file" in one_line_error(down)
 
 
-def python_m(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+def python_m(*args: str, cwd: Path = ROOT) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "disquette", *args],
-        cwd=kwargs.pop("cwd", ROOT),
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -426,6 +426,7 @@ def test_stats_names_a_postgresql_store_without_its_password() -> None:
     assert "postgresql://" in title
     assert postgres.hostname is not None
     assert postgres.hostname in title
+    assert postgres.password is not None
     assert postgres.password not in result.stdout
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -300,13 +301,12 @@ def test_a_unix_socket_beside_tcp(
     server = start_server(None, "--unixsocket", path_text, "--unixsocketperm", "770")
     assert path.stat().st_mode & 0o777 == 0o770
     client = redis.Redis(unix_socket_path=path_text, protocol=2)  # a real client library
-    job = client.execute_command("ADDJOB", "unix", "over a socket file", "0")
-    assert client.execute_command("GETJOB", "FROM", "unix") == [
-        [b"unix", job, b"over a socket file"]
-    ]
-    assert client.execute_command("ACKJOB", job) == 1
+    command: Callable[..., Any] = client.execute_command
+    job = command("ADDJOB", "unix", "over a socket file", "0")
+    assert command("GETJOB", "FROM", "unix") == [[b"unix", job, b"over a socket file"]]
+    assert command("ACKJOB", job) == 1
     assert Wire(server.port).call("QLEN", "unix") == b":0\r\n"  # TCP serves the same
-    assert client.execute_command("CONFIG", "GET", "unixsocketperm") == [b"unixsocketperm", b"770"]
+    assert command("CONFIG", "GET", "unixsocketperm") == [b"unixsocketperm", b"770"]
     client.close()
     # A live socket is not taken over by a second server.
     taken = subprocess.run(

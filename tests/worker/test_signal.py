@@ -33,7 +33,7 @@ def test_a_set_in_the_loop_wakes_the_waiter_on_the_next_iteration() -> None:
 def test_a_set_flag_is_taken_without_yielding_and_cleared() -> None:
     async def main() -> tuple[bool, float]:
         signal = AsyncSignal()
-        other_ran = []
+        other_ran: list[bool] = []
         asyncio.get_running_loop().call_soon(other_ran.append, True)
         signal.set_in_loop()
         await signal.wait(None)  # already set: no trip through the loop
