@@ -1,6 +1,6 @@
 """The client: every user-facing operation, written once on top of the store interface.
 
-This file is the asyncio source; ``disquette/_sync/client.py`` is generated from it by
+This file is the asyncio source; ``client.py`` beside it is generated from it by
 ``scripts/unasync.py``, so the sync client calls its store directly, with no event loop.
 """
 

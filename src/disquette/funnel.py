@@ -13,7 +13,7 @@ they were fetched (leftmost queue first), acking each one just before it is hand
 Closing the funnel stops the fetcher and NACKs every fetched job not yet handed over, so
 nothing is lost: a job is either handed over (and done) or back in its queue.
 
-This file is the asyncio source; ``disquette/_sync/funnel.py`` is generated from it by
+This file is the asyncio source; ``funnel.py`` beside it is generated from it by
 ``scripts/unasync.py``: there the fetcher is a daemon thread instead of a task.
 """
 
