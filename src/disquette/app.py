@@ -74,6 +74,7 @@ class JobFunction(Generic[R]):
         return f"<job {self.name!r} on queue {self.queue!r}>"
 
     def __call__(self, job: Job) -> R:
+        """Call the function itself (a direct call, not a job)."""
         return self.function(job)
 
     def _call_options(

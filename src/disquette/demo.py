@@ -50,6 +50,48 @@ class DemoResult:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+class _Tally:
+    """The demo's handler and what it counts: outcomes, latencies, and when each phase ends."""
+
+    def __init__(
+        self, burst: int, paced: int, fail_rate: float, now: Callable[[], float],
+        on_progress: Callable[[int], None],
+    ) -> None:  # fmt: skip
+        self.burst, self.paced, self.fail_rate = burst, paced, fail_rate
+        self.now, self.on_progress = now, on_progress
+        self.latencies: list[float] = []
+        self.counts = {"done": 0, "failed": 0, "retries": 0, "burst": 0}
+        self.burst_finished = asyncio.Event()
+        self.all_finished = asyncio.Event()
+
+    async def flaky(self, job: Job) -> None:
+        """The demo's job: some I/O, and a failure now and then (retried up to 3 times)."""
+        paced_job = job.body["paced"]
+        if paced_job and job.attempts == 1:
+            self.latencies.append(self.now() - job.created_at)
+        await asyncio.sleep(random.uniform(0.0, 0.002))  # some I/O
+        if random.random() < self.fail_rate:
+            if job.error_count + 1 >= job.max_attempts:
+                self.counts["failed"] += 1
+                self._finished(paced_job)
+            else:
+                self.counts["retries"] += 1
+            raise RuntimeError("simulated failure")
+        self.counts["done"] += 1
+        self._finished(paced_job)
+        return None  # no result: acks go to the store in batches
+
+    def _finished(self, paced_job: bool) -> None:
+        if not paced_job:
+            self.counts["burst"] += 1
+            if self.counts["burst"] >= self.burst:
+                self.burst_finished.set()
+        completed = self.counts["done"] + self.counts["failed"]
+        self.on_progress(completed)
+        if completed >= self.burst + self.paced:
+            self.all_finished.set()
+
+
 async def run_demo(
     url: str,
     burst: int,
@@ -63,40 +105,9 @@ async def run_demo(
     """Run a worker pool while a producer adds ``burst`` jobs at once (throughput), then
     ``paced`` jobs at ``rate`` per second (add-to-start latency)."""
     client = connect_async(url, backoff_base=0.05, backoff_cap=1.0)
-    latencies: list[float] = []
-    counts = {"done": 0, "failed": 0, "retries": 0, "burst": 0}
-    burst_finished = asyncio.Event()
-    all_finished = asyncio.Event()
-    clock = client.store.clock
-
-    async def flaky(job: Job) -> None:
-        paced_job = job.body["paced"]
-        if paced_job and job.attempts == 1:
-            latencies.append(clock.now() - job.created_at)
-        await asyncio.sleep(random.uniform(0.0, 0.002))  # some I/O
-        if random.random() < fail_rate:
-            if job.error_count + 1 >= job.max_attempts:
-                counts["failed"] += 1
-                _finished(paced_job)
-            else:
-                counts["retries"] += 1
-            raise RuntimeError("simulated failure")
-        counts["done"] += 1
-        _finished(paced_job)
-        return None  # no result: acks go to the store in batches
-
-    def _finished(paced_job: bool) -> None:
-        if not paced_job:
-            counts["burst"] += 1
-            if counts["burst"] >= burst:
-                burst_finished.set()
-        completed = counts["done"] + counts["failed"]
-        on_progress(completed)
-        if completed >= burst + paced:
-            all_finished.set()
-
+    tally = _Tally(burst, paced, fail_rate, client.store.clock.now, on_progress)
     pool = WorkerPool(
-        client, {"demo.flaky": flaky}, size=workers, queues=["demo"], concurrency=concurrency
+        client, {"demo.flaky": tally.flaky}, size=workers, queues=["demo"], concurrency=concurrency
     )
     producer = client.with_options(Options(type="demo.flaky", max_attempts=3))
     try:
@@ -106,26 +117,27 @@ async def run_demo(
             bodies = [{"n": n, "paced": False} for n in range(first, min(burst, first + 100))]
             await producer.add_many(bodies, "demo")
         if burst:
-            await burst_finished.wait()
+            await tally.burst_finished.wait()
         burst_seconds = time.perf_counter() - started
         paced_start = time.perf_counter()
         for n in range(paced):
             # Sleep until this job's slot in the schedule, so adds do not bunch up.
             await asyncio.sleep(max(0.0, paced_start + n / rate - time.perf_counter()))
             await producer.add({"n": burst + n, "paced": True}, "demo")
-        await all_finished.wait()
+        await tally.all_finished.wait()
         await pool.stop_async()
     finally:
         if pool.running:
             await pool.stop_async(force=True)
         await client.close()
+    counts = tally.counts
     return DemoResult(
         burst + paced,
         counts["done"],
         counts["failed"],
         counts["retries"],
         burst_seconds,
-        latencies,
+        tally.latencies,
         burst_jobs=burst,
     )
 

@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -159,22 +160,12 @@ async def serve(
         return Session(server, limits)
 
     try:
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        try:
-            listener = await loop.create_server(
-                session, host, port, reuse_address=True, backlog=1024, start_serving=False
-            )
-        except OSError as exc:
-            raise _cannot_listen(address, exc) from None
+        listener, bound_port = await _listen_tcp(session, host, port)
         listeners.append(listener)
-        bound = listener.sockets[0].getsockname()
-        for sock in listener.sockets:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if unixsocket is not None:
             unix_listener, unix_inode = await _listen_unix(session, unixsocket, unixsocketperm)
             listeners.append(unix_listener)
-        node = Node(client.store, host, int(bound[1]))
+        node = Node(client.store, host, bound_port)
         server = Server(
             client, node, requirepass=requirepass, pool_nodes_as_replicas=pool_nodes_as_replicas
         )
@@ -182,21 +173,16 @@ async def serve(
             server.result_ttl = result_ttl
         server.multiplexing_api = type(loop).__module__.split(".")[0]
         server.unixsocket = (unixsocket, unixsocketperm)
-
-        def shutdown() -> None:
-            if not stopped.done():
-                stopped.set_result(None)
-
-        server.on_shutdown = shutdown
+        server.on_shutdown = functools.partial(_resolve, stopped)
         for listening in listeners:
             await listening.start_serving()
         await node.start()
         server.rates.start()
-        log.info("disquette server %s listening on %s:%s", node.id, host, bound[1])
+        log.info("disquette server %s listening on %s:%s", node.id, host, bound_port)
         if unixsocket is not None:
             log.info("and on the Unix socket %s", unixsocket)
         if ready is not None and not ready.done():
-            ready.set_result((host, int(bound[1])))
+            ready.set_result((host, bound_port))
         await stopped
     finally:
         for listening in listeners:
@@ -206,10 +192,38 @@ async def serve(
         if node is not None:
             await node.stop()
         if unixsocket is not None and unix_inode is not None:
-            with contextlib.suppress(OSError):
-                if os.stat(unixsocket).st_ino == unix_inode:  # still ours
-                    os.unlink(unixsocket)
+            _remove_socket_file(unixsocket, unix_inode)
         await client.close()
+
+
+async def _listen_tcp(
+    factory: Callable[[], Session], host: str, port: int
+) -> tuple[asyncio.AbstractServer, int]:
+    """Listen on ``host:port`` (not serving yet); the listener and the port it got."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    loop = asyncio.get_running_loop()
+    try:
+        listener = await loop.create_server(
+            factory, host, port, reuse_address=True, backlog=1024, start_serving=False
+        )
+    except OSError as exc:
+        raise _cannot_listen(address, exc) from None
+    for sock in listener.sockets:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener, int(listener.sockets[0].getsockname()[1])
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _remove_socket_file(path: str, inode: int) -> None:
+    """Remove the Unix socket file we made, unless another server has replaced it since."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
 
 
 def _cannot_listen(address: str, exc: OSError) -> CannotListen:

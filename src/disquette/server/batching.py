@@ -117,6 +117,8 @@ AddRequest = tuple[list[Job], Pending]
 
 
 def to_future(future: asyncio.Future[T]) -> Then[T]:
+    """A :data:`Then` that settles ``future`` with the outcome (unless it was cancelled)."""
+
     def then(outcome: T | Exception) -> bool:
         if future.done():  # cancelled: the client is gone
             return False
@@ -130,6 +132,9 @@ def to_future(future: asyncio.Future[T]) -> Then[T]:
 
 
 def to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:
+    """A :data:`Then` that fills ``pending`` with ``reply(outcome)``, or the error's reply
+    (unless its client is gone)."""
+
     def then(outcome: T | Exception) -> bool:
         if pending.abandoned:
             return False

@@ -66,6 +66,11 @@ class Supervisor:
         self._signals = 0
         self._forwarded = 0
         self._children: list[subprocess.Popen[bytes] | None] = []
+        #: Per child slot: when it started, how many times in a row it died young, and when
+        #: its replacement is due (None: running, or not to be restarted).
+        self._started: list[float] = []
+        self._fast_failures: list[int] = []
+        self._restart_at: list[float | None] = []
         #: The first signal received (what stopped the supervisor), if one did.
         self.stop_signal: signal.Signals | None = None
         #: The lease holder of each live child, by pid.
@@ -148,26 +153,18 @@ class Supervisor:
 
     def _supervise(self) -> int:
         self._children = [self._spawn() for _ in range(self.processes)]
-        started = [time.monotonic()] * self.processes
-        fast_failures = [0] * self.processes
-        restart_at: list[float | None] = [None] * self.processes
+        self._started = [time.monotonic()] * self.processes
+        self._fast_failures = [0] * self.processes
+        self._restart_at = [None] * self.processes
         logger.info("supervisor started %d worker processes: %s", self.processes, self.pids)
         while True:
-            while self._forwarded < self._signals:
-                self._forwarded += 1
-                self._log_stop(self._forwarded)
-                for child in self._children:
-                    if child is not None and child.poll() is None:
-                        child.send_signal(signal.SIGTERM)
+            self._forward_signals()
             stopping = self._signals > 0
             now = time.monotonic()
             for index, child in enumerate(self._children):
                 if child is None:
-                    when = restart_at[index]
-                    if not stopping and when is not None and now >= when:
-                        self._children[index] = self._spawn()
-                        started[index] = now
-                        restart_at[index] = None
+                    if not stopping:
+                        self._restart_if_due(index, now)
                     continue
                 status = child.poll()
                 if status is None:
@@ -177,25 +174,45 @@ class Supervisor:
                 if stopping:
                     left = sum(1 for other in self._children if other is not None)
                     logger.info("worker process %d exited (%d still running)", child.pid, left)
-                    continue
-                if status == 2:
+                elif status == 2:
                     logger.error("worker process %d exited with a usage error: stopping", child.pid)
                     self._signals += 1
                     return 2
-                lived = now - started[index]
-                fast_failures[index] = fast_failures[index] + 1 if lived < 2.0 else 0
-                delay = 0.0 if status == EXIT_REPLACE else self.restart_delay
-                if fast_failures[index]:
-                    backoff = self.restart_delay * 2 ** fast_failures[index]
-                    delay = min(self.max_restart_delay, backoff)
-                self.restarts += 1
-                how = f"was killed by signal {-status}" if status < 0 else f"exited with {status}"
-                logger.warning("worker process %d %s; restarting in %.1fs", child.pid, how, delay)
-                restart_at[index] = now + delay
+                else:
+                    self._schedule_restart(index, child.pid, status, now)
             if stopping and all(child is None for child in self._children):
                 logger.info("supervisor stopped: every worker process exited")
                 return 0
             time.sleep(0.05)
+
+    def _forward_signals(self) -> None:
+        """Pass each stop signal received since the last pass to the running children."""
+        while self._forwarded < self._signals:
+            self._forwarded += 1
+            self._log_stop(self._forwarded)
+            for child in self._children:
+                if child is not None and child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+
+    def _restart_if_due(self, index: int, now: float) -> None:
+        when = self._restart_at[index]
+        if when is not None and now >= when:
+            self._children[index] = self._spawn()
+            self._started[index] = now
+            self._restart_at[index] = None
+
+    def _schedule_restart(self, index: int, pid: int, status: int, now: float) -> None:
+        """A child ended on its own: restart it, backing off while it keeps dying young."""
+        lived = now - self._started[index]
+        failures = self._fast_failures[index] + 1 if lived < 2.0 else 0
+        self._fast_failures[index] = failures
+        delay = 0.0 if status == EXIT_REPLACE else self.restart_delay
+        if failures:
+            delay = min(self.max_restart_delay, self.restart_delay * 2**failures)
+        self.restarts += 1
+        how = f"was killed by signal {-status}" if status < 0 else f"exited with {status}"
+        logger.warning("worker process %d %s; restarting in %.1fs", pid, how, delay)
+        self._restart_at[index] = now + delay
 
     def _log_stop(self, count: int) -> None:
         running = sum(1 for child in self._children if child is not None and child.poll() is None)

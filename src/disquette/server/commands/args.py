@@ -30,6 +30,7 @@ def parse_int(value: bytes) -> int | None:
 
 
 def parse_timeout_ms(value: bytes) -> int:
+    """A ``TIMEOUT`` argument in milliseconds; raises :class:`CommandError` if invalid."""
     number = parse_int(value)
     if number is None:
         raise CommandError(b"-ERR timeout is not an integer or out of range\r\n")
