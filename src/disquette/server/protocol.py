@@ -88,7 +88,7 @@ def array(items: Iterable[bytes] | None) -> bytes:
 
 # One character loop with Redis' own branches: kept in that shape to stay byte-for-byte
 # compatible with sdssplitargs, whose structure it follows.
-def split_inline(line: bytes) -> list[bytes]:  # noqa: C901, PLR0912, PLR0915
+def split_inline(line: bytes) -> list[bytes]:  # noqa: C901, PLR0912
     """Split an inline command as Redis' ``sdssplitargs`` does: blanks separate arguments,
     double quotes (with ``\\n``, ``\\xHH`` ... escapes) and single quotes group them."""
     args: list[bytes] = []

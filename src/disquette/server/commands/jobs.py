@@ -52,6 +52,28 @@ def start_addjob(session: Session, args: list[bytes]) -> bytes | Job | Coroutine
     return server.add_one(job, max_len, copies)
 
 
+@dataclass(slots=True)
+class AddJobOptions:
+    """ADDJOB's options, with Disque's defaults (``retry`` -1: derived from the TTL)."""
+
+    replicate: int = 1
+    ttl: int = DEFAULT_TTL
+    retry: int = -1
+    delay: int = 0
+    max_len: int | None = None
+    asynchronous: bool = False
+
+
+#: ADDJOB's options that take a number: the lowest value accepted, and the reply otherwise.
+_NUMERIC_OPTIONS: Final = {
+    b"replicate": (1, b"-ERR REPLICATE must be between 1 and 65535\r\n"),
+    b"ttl": (1, b"-ERR TTL must be a number > 0\r\n"),
+    b"retry": (0, b"-ERR RETRY time must be a non negative number\r\n"),
+    b"delay": (0, b"-ERR DELAY time must be a non negative number\r\n"),
+    b"maxlen": (1, b"-ERR MAXLEN must be a positive number\r\n"),
+}
+
+
 def parse_addjob(server: Server, args: list[bytes]) -> tuple[Job, int | None, int]:
     """ADDJOB's job, its MAXLEN and the extra copies it asks for, parsed as Disque does;
     raises :class:`CommandError` with Disque's reply for a refused command."""
@@ -59,51 +81,8 @@ def parse_addjob(server: Server, args: list[bytes]) -> tuple[Job, int | None, in
         queue = server.queues_checked.get(args[1])
         if queue is not None:
             return server.default_job(queue, args[2]), None, 0
-    replicate, ttl, retry, delay, max_len, asynchronous = 1, DEFAULT_TTL, -1, 0, None, False
-    j, argc = 4, len(args)
-    while j < argc:
-        option = args[j].lower()
-        last = j == argc - 1
-        if option == b"async":
-            asynchronous = True
-            j += 1
-            continue
-        if last or option not in (b"replicate", b"ttl", b"retry", b"delay", b"maxlen"):
-            raise CommandError(SYNTAX_ERROR)
-        value = parse_int(args[j + 1])
-        if option == b"replicate":
-            if value is None or not 1 <= value <= 65535:
-                raise CommandError(b"-ERR REPLICATE must be between 1 and 65535\r\n")
-            replicate = value
-        elif option == b"ttl":
-            if value is None or value <= 0:
-                raise CommandError(b"-ERR TTL must be a number > 0\r\n")
-            ttl = value
-        elif option == b"retry":
-            if value is None or value < 0:
-                raise CommandError(b"-ERR RETRY time must be a non negative number\r\n")
-            retry = value
-        elif option == b"delay":
-            if value is None or value < 0:
-                raise CommandError(b"-ERR DELAY time must be a non negative number\r\n")
-            delay = value
-        else:
-            if value is None or value <= 0:
-                raise CommandError(b"-ERR MAXLEN must be a positive number\r\n")
-            max_len = value
-        j += 2
-    if args[3] != b"0":  # the usual timeout, checked for nothing
-        parse_timeout_ms(args[3])
-    if retry == 0 and replicate > 1:
-        raise CommandError(
-            b"-ERR With RETRY set to 0 please explicitly set  REPLICATE to 1 "
-            b"(at-most-once delivery)\r\n"
-        )
-    if delay >= ttl:
-        raise CommandError(
-            b"-ERR The specified DELAY is greater than TTL. Job refused since would "
-            b"never be delivered\r\n"
-        )
+    options = parse_addjob_options(args)
+    ttl, retry = options.ttl, options.retry
     if retry == -1:
         retry = default_retry(ttl)
     ttl = min(ttl, FOREVER)
@@ -116,11 +95,48 @@ def parse_addjob(server: Server, args: list[bytes]) -> tuple[Job, int | None, in
     # REPLICATE counts copies, this one included; the store's replicate counts the
     # copies beyond its own. ASYNC asks for none to be awaited. Counting pool nodes
     # as replicas, n live nodes meet REPLICATE n with the store's one copy.
-    if asynchronous or (server.pool_nodes_as_replicas and replicate <= len(server.node.peers)):
+    replicate = options.replicate
+    if options.asynchronous or (
+        server.pool_nodes_as_replicas and replicate <= len(server.node.peers)
+    ):
         copies = 0
     else:
         copies = replicate - 1
-    return server.new_job(queue, args[2], ttl, retry, delay), max_len, copies
+    delay = options.delay
+    return server.new_job(queue, args[2], ttl, retry, delay), options.max_len, copies
+
+
+def parse_addjob_options(args: list[bytes]) -> AddJobOptions:
+    """The options after ADDJOB's timeout, checked alone and together as Disque does."""
+    options = AddJobOptions()
+    j, argc = 4, len(args)
+    while j < argc:
+        option = args[j].lower()
+        if option == b"async":
+            options.asynchronous = True
+            j += 1
+            continue
+        bounds = _NUMERIC_OPTIONS.get(option)
+        if bounds is None or j == argc - 1:
+            raise CommandError(SYNTAX_ERROR)
+        value, (lowest, refused) = parse_int(args[j + 1]), bounds
+        if value is None or value < lowest or (option == b"replicate" and value > 65535):
+            raise CommandError(refused)
+        setattr(options, "max_len" if option == b"maxlen" else option.decode(), value)
+        j += 2
+    if args[3] != b"0":  # the usual timeout, checked for nothing
+        parse_timeout_ms(args[3])
+    if options.retry == 0 and options.replicate > 1:
+        raise CommandError(
+            b"-ERR With RETRY set to 0 please explicitly set  REPLICATE to 1 "
+            b"(at-most-once delivery)\r\n"
+        )
+    if options.delay >= options.ttl:
+        raise CommandError(
+            b"-ERR The specified DELAY is greater than TTL. Job refused since would "
+            b"never be delivered\r\n"
+        )
+    return options
 
 
 @dataclass(slots=True)
