@@ -31,7 +31,6 @@ from ...errors import (
     StoreUnavailable,
 )
 from ...job import Job, JobState, Stats, StatsRow
-from .._peers import PeerWakeups
 from .._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
 from ..store import Store
 from ..types import (
@@ -49,6 +48,7 @@ from ..types import (
     pause_bits,
     refuse_store_powers,
 )
+from .peers import PeerWakeups
 
 _SCHEMA_VERSION: Final = 3
 #: The named blocks that bring a file from the version before to each version.
