@@ -327,7 +327,7 @@ class Client:
         transactions, the caller's open transaction, so the job's effects and its
         completion commit together (see :meth:`add`).
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         results = None if result is None else [self._encode_result(result)]
         attempts = None if attempt is None else [attempt]
         if not self.store.ack([job_id], results, connection=connection, attempts=attempts):
@@ -357,7 +357,7 @@ class Client:
                 raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
-        attempts = _deliveries(jobs, self.store.tracks_deliveries)
+        attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
         if attempts is not None and len(done) < len(ids):
             self._raise_lost("ack", ids, attempts, done)
@@ -371,7 +371,7 @@ class Client:
         the nack belongs to its delivery, as for :meth:`ack`: a job delivered again since
         raises :class:`~disquette.errors.LeaseLost`.
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         attempts = None if attempt is None else [attempt]
         if not self.store.nack([job_id], attempts=attempts):
             current = self._require(job_id)
@@ -384,7 +384,7 @@ class Client:
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        attempts = _deliveries(jobs, self.store.tracks_deliveries)
+        attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         nacked = self.store.nack(ids, attempts=attempts)
         if attempts is not None and len(nacked) < len(ids):
             self._raise_lost("nack", ids, attempts, nacked)
@@ -398,7 +398,7 @@ class Client:
         :class:`Job` whose delivery lost its lease, raises
         :class:`~disquette.errors.LeaseLost` and records nothing.
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         current = self._require(job_id)
         self._check_delivery("fail", current, attempt)
         # A queued job may still be its delivery's: its lease ran out and no claim took it
@@ -424,7 +424,7 @@ class Client:
         :class:`~disquette.errors.InvalidState` if the job is no longer leased, and, given
         a :class:`Job`, :class:`~disquette.errors.LeaseLost` if it was delivered again.
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         return self.store.working(job_id, attempt=attempt)
 
     def release_leases(self, holder: str) -> int:

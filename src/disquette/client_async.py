@@ -328,7 +328,7 @@ class AsyncClient:
         transactions, the caller's open transaction, so the job's effects and its
         completion commit together (see :meth:`add`).
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         results = None if result is None else [self._encode_result(result)]
         attempts = None if attempt is None else [attempt]
         if not await self.store.ack([job_id], results, connection=connection, attempts=attempts):
@@ -358,7 +358,7 @@ class AsyncClient:
                 raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
-        attempts = _deliveries(jobs, self.store.tracks_deliveries)
+        attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         done = await self.store.ack(ids, encoded, connection=connection, attempts=attempts)
         if attempts is not None and len(done) < len(ids):
             await self._raise_lost("ack", ids, attempts, done)
@@ -372,7 +372,7 @@ class AsyncClient:
         the nack belongs to its delivery, as for :meth:`ack`: a job delivered again since
         raises :class:`~disquette.errors.LeaseLost`.
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         attempts = None if attempt is None else [attempt]
         if not await self.store.nack([job_id], attempts=attempts):
             current = await self._require(job_id)
@@ -385,7 +385,7 @@ class AsyncClient:
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        attempts = _deliveries(jobs, self.store.tracks_deliveries)
+        attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         nacked = await self.store.nack(ids, attempts=attempts)
         if attempts is not None and len(nacked) < len(ids):
             await self._raise_lost("nack", ids, attempts, nacked)
@@ -399,7 +399,7 @@ class AsyncClient:
         :class:`Job` whose delivery lost its lease, raises
         :class:`~disquette.errors.LeaseLost` and records nothing.
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         current = await self._require(job_id)
         self._check_delivery("fail", current, attempt)
         # A queued job may still be its delivery's: its lease ran out and no claim took it
@@ -425,7 +425,7 @@ class AsyncClient:
         :class:`~disquette.errors.InvalidState` if the job is no longer leased, and, given
         a :class:`Job`, :class:`~disquette.errors.LeaseLost` if it was delivered again.
         """
-        job_id, attempt = _delivery(job, self.store.tracks_deliveries)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         return await self.store.working(job_id, attempt=attempt)
 
     async def release_leases(self, holder: str) -> int:

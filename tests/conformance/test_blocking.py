@@ -24,6 +24,7 @@ def test_sync_get_wakes_when_another_thread_adds(store_url: str) -> None:
         assert got == ["wake"]
 
 
+@pytest.mark.requires("results")
 def test_sync_wait_returns_when_another_thread_acks(store_url: str) -> None:
     with connect(store_url) as jobs:
         job_id = jobs.add("x", "q")

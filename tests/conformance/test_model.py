@@ -267,6 +267,7 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
             assert self.client.qlen(queue) == ready
 
 
+@pytest.mark.requires("results", "failures", "follows_clock")
 @pytest.mark.parametrize("store_kind", sorted(STORES))
 def test_store_agrees_with_reference_model(store_kind: str) -> None:
     machine = type(f"{store_kind}Model", (StoreAgreesWithModel,), {"store_kind": store_kind})

@@ -189,12 +189,13 @@ def migrate(url: str | None) -> None:
     ``migrate=false``); SQLite and memory create their schema when opened.
     """
     with _connect(url) as client:
-        run = getattr(client.store, "migrate", None)
-        if run is None:
-            click.echo(f"nothing to migrate: the {client.store.url.partition(':')[0]} store")
+        store = client.store
+        if not store.capabilities.migrations:
+            click.echo(f"nothing to migrate: the {store.url.partition(':')[0]} store")
             return
-        applied = run()
-        schema = f"schema {getattr(client.store, 'schema', '')!r}"
+        applied = store.migrate()
+        # Only PostgreSQL migrates: its stores name their schema.
+        schema = f"schema {getattr(store, 'schema', '')!r}"
         if applied:
             versions = ", ".join(map(str, applied))
             click.echo(f"{schema} at version {max(applied)} (applied {versions})")

@@ -58,8 +58,9 @@ class Node:
         self.node_ttl = node_ttl
         #: The pool as last read from the store (this node first); HELLO answers from it.
         self.peers: list[NodeInfo] = [NodeInfo(self.id, self.address, 0.0)]
-        #: Whether the store keeps a registry (the Redis store may not yet).
-        self.shared = True
+        #: Whether the store keeps a node registry (a Disque server's does not: its
+        #: servers register themselves); without one, this server is a pool of one.
+        self.shared = store.capabilities.node_registry
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -69,6 +70,8 @@ class Node:
 
     async def start(self) -> None:
         """Register now, then keep renewing in the background."""
+        if not self.shared:
+            log.warning("the store keeps no node registry: this server is a pool of one")
         await self._renew()
         self._task = asyncio.get_running_loop().create_task(self._beat())
 
@@ -79,20 +82,14 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.shared:
-            with contextlib.suppress(DisquetteError, NotImplementedError, OSError):
+            with contextlib.suppress(DisquetteError, OSError):
                 await self.store.unregister_node(self.id)
 
     async def _renew(self) -> None:
         if not self.shared:
             return
-        try:
-            await self.store.register_node(self.id, self.address, self.node_ttl)
-            nodes = await self.store.nodes()
-        except NotImplementedError:
-            log.warning("the store keeps no node registry: this server is a pool of one")
-            self.shared = False
-            return
-        self._set_peers(nodes)
+        await self.store.register_node(self.id, self.address, self.node_ttl)
+        self._set_peers(await self.store.nodes())
 
     def _set_peers(self, nodes: list[NodeInfo]) -> None:
         mine = [node for node in nodes if node.id == self.id]

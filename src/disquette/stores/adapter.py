@@ -43,11 +43,11 @@ class SyncStoreAdapter(AsyncStore):
         self.wakeups = store.wakeups
         self.poll_interval = store.poll_interval
         self.max_replicas = store.max_replicas
+        self.capabilities = store.capabilities
         self._executor: ThreadPoolExecutor | None = None
         self._fails_fast = store if isinstance(store, FailsFast) else None
         # Unless a store says it never blocks (memory), its calls may wait on I/O.
         self.blocking = store.blocking
-        self.tracks_deliveries = store.tracks_deliveries
         if store.blocking:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="disquette-store")
 
@@ -202,6 +202,10 @@ class SyncStoreAdapter(AsyncStore):
     async def nodes(self) -> list[NodeInfo]:
         """See :meth:`AsyncStore.nodes`."""
         return await self._call(self.inner.nodes)
+
+    async def migrate(self) -> list[int]:
+        """See :meth:`AsyncStore.migrate`."""
+        return await self._call(self.inner.migrate)
 
     async def close(self) -> None:
         """Close the inner store and stop the store thread."""

@@ -39,6 +39,10 @@ class MemoryStore(Store):
 
     poll_interval = 0.25  # every change is announced in-process; this only catches delays
     blocking = False  # calls never wait on I/O: the asyncio client runs them inline
+    #: Disquette's semantics in full; no transactions, replicas or schema to migrate.
+    capabilities = Store.capabilities.replace(
+        transactions=False, replication=False, node_registry=True, migrations=False
+    )
 
     def __init__(self, clock: Clock, url: str = "memory://") -> None:
         self.url = url

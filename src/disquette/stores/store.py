@@ -12,8 +12,9 @@ import abc
 from collections.abc import Collection, Sequence
 
 from ..clock import Clock
+from ..errors import NotSupported
 from ..job import Job, JobState, Stats
-from .types import EncodedResult, NodeInfo, PauseMode, QueueInfo, Wakeups
+from .types import Capabilities, EncodedResult, NodeInfo, PauseMode, QueueInfo, Wakeups
 
 
 class Store(abc.ABC):
@@ -27,15 +28,15 @@ class Store(abc.ABC):
     #: How often a blocked call re-checks on its own, for changes no wake-up announces
     #: (another process's add on SQLite, a delay running out).
     poll_interval: float = 0.05
-    #: The highest ``replicate`` this store could honour (informational: ``add`` checks).
+    #: What this kind of store can do: callers read these flags instead of probing (each
+    #: store class states its own; a call it lacks still raises a typed error).
+    capabilities: Capabilities = Capabilities()
+    #: The highest ``replicate`` this store could honour (informational: ``add`` checks;
+    #: 0 when ``capabilities.replication`` is off, or no replica is attached).
     max_replicas: int = 0
     #: False when calls never wait on I/O (the memory store): they can run inline on an
     #: event loop, and gathering several callers' calls into one saves nothing.
     blocking: bool = True
-    #: Whether the store tells a job's deliveries apart (its ``attempts`` at claim time), so
-    #: that ``ack``, ``nack``, ``fail`` and ``working`` given a :class:`Job` belong to its
-    #: delivery (``LeaseLost`` otherwise). False (a Disque server): they act by id.
-    tracks_deliveries: bool = True
 
     @abc.abstractmethod
     def add(
@@ -252,6 +253,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def nodes(self) -> list[NodeInfo]:
         """Registered nodes whose registration has not lapsed, by id."""
+
+    def migrate(self) -> list[int]:
+        """Create or upgrade the store's schema; return the versions applied (none when it
+        was current). Only stores with ``capabilities.migrations`` have a versioned schema:
+        the others create what they need when opened and raise ``NotSupported``."""
+        raise NotSupported(self.url.partition(":")[0], "migrate", "it has no versioned schema")
 
     @abc.abstractmethod
     def close(self) -> None:

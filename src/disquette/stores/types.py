@@ -121,3 +121,105 @@ class NodeInfo:
     address: str
     #: When the registration lapses unless the node renews it (store clock seconds).
     expires_at: float
+
+
+def _capability(reason: str, *, default: bool = True) -> bool:
+    """A capability flag; ``reason`` says what a store lacking it does instead (the xfail
+    reason of the conformance tests that need it, and the log line of callers that skip)."""
+    return dataclasses.field(default=default, metadata={"lacking": reason})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a kind of store can do, stated by the store (as River's ``SupportsListener()``
+    or Oban's peer and notifier modules) so that callers read a flag instead of calling to
+    see whether it raises. A store lacking a capability still refuses the call with a typed
+    error (``NotSupported``, ``InvalidOption``, ``NotReplicated``) when it is made anyway.
+
+    The defaults are disquette's own semantics; the powers only some servers have
+    (transactions, replication, migrations) default to off.
+    """
+
+    #: ``add`` and ``ack`` join the caller's transaction (``connection=``).
+    transactions: bool = _capability(
+        "no transactions to join: connection= is refused (InvalidOption)", default=False
+    )
+    #: ``add(replicate=n)`` can wait for replicas (up to the store's ``max_replicas``).
+    replication: bool = _capability(
+        "no replicas to wait for: replicate= is refused (NotReplicated)", default=False
+    )
+    #: ``register_node``, ``unregister_node`` and ``nodes`` keep a registry of the servers
+    #: sharing the store (a pool).
+    node_registry: bool = _capability(
+        "no node registry a client can write (NotSupported): the servers register themselves"
+    )
+    #: ``migrate()`` creates or upgrades a versioned schema.
+    migrations: bool = _capability(
+        "no migrations (NotSupported): the store creates what it needs when opened",
+        default=False,
+    )
+    #: Acked jobs are kept as ``done`` with their result for ``result_ttl`` (``wait`` sees
+    #: them, ``show`` and ``scan`` list them).
+    results: bool = _capability(
+        "keeps no done state and no results: an ack deletes the job, so wait() and show() "
+        "after it raise JobNotFound"
+    )
+    #: ``fail`` counts errors, backs off and keeps a job as ``failed`` after its last attempt.
+    failures: bool = _capability(
+        "keeps no error count, no backoff and no failed state: a failed job is delivered "
+        "again after its lease"
+    )
+    #: Claims record their holder, and ``release_leases`` gives a dead holder's jobs back.
+    lease_holders: bool = _capability(
+        "records no lease holders: release_leases is refused (NotSupported), a dead "
+        "consumer's jobs come back when their leases run out"
+    )
+    #: ``recover_stale`` requeues lapsed leases on request (the store's server does not).
+    recovers_stale: bool = _capability(
+        "the server requeues lapsed leases itself: recover_stale() finds nothing to do"
+    )
+    #: Time is read from the ``clock`` the store was opened with (a ManualClock moves it).
+    follows_clock: bool = _capability(
+        "runs on its server's own clock: ManualClock.advance() cannot move it"
+    )
+    #: ``ack``, ``nack``, ``fail`` and ``working`` given a job act on its delivery only
+    #: (``LeaseLost`` for an older one); without, they act by id.
+    tracks_deliveries: bool = _capability(
+        "acts by id, whatever delivery holds the job: LeaseLost is never raised"
+    )
+    #: Inside a queue, jobs come out by priority, then ``run_at``, then enqueue order.
+    priorities: bool = _capability("no priorities: a queue's jobs come out in creation order")
+    #: ``claim`` over several queues fills its count from the leftmost queue first.
+    leftmost_first: bool = _capability(
+        "a claim over several queues takes one job per queue per pass"
+    )
+    #: ``add`` keeps the ids it is given, so adding a held id again adds nothing.
+    keeps_given_ids: bool = _capability(
+        "the server assigns job ids: an add sent again adds the jobs twice"
+    )
+
+    def replace(self, **changes: bool) -> Capabilities:
+        """These capabilities with some flags changed (a store states how it differs)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every capability's name."""
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def reason(cls, name: str) -> str:
+        """What a store lacking capability ``name`` does instead; ``KeyError`` if unknown."""
+        for field in dataclasses.fields(cls):
+            if field.name == name:
+                return str(field.metadata["lacking"])
+        raise KeyError(name)
+
+    def lacking(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` this store lacks, in the order given (``KeyError`` for a
+        name that is no capability: a typo must not read as "lacking")."""
+        wanted = list(names)
+        unknown = [name for name in wanted if name not in self.names()]
+        if unknown:
+            raise KeyError(f"no capability {unknown} (known: {', '.join(self.names())})")
+        return [name for name in wanted if not getattr(self, name)]

@@ -18,7 +18,8 @@ from typing import Final
 
 from ..client import Client
 from ..client_async import ENV_HOLDER, AsyncClient
-from ..errors import InvalidOption, NotSupported
+from ..errors import InvalidOption
+from ..stores.types import Capabilities
 from .config import DEFAULT_GRACE, ENV_SUPERVISOR_PID, EXIT_REPLACE, check_count, open_client
 
 logger: Final = logging.getLogger("disquette.worker")
@@ -114,11 +115,9 @@ class Supervisor:
         assert source is not None
         try:
             if isinstance(source, Client):
-                released = source.release_leases(holder)
+                released = _release_sync(source, holder)
             else:
                 released = asyncio.run(_release_leases(source, holder))
-        except NotSupported as exc:
-            logger.info("the jobs of worker process %d wait for their leases: %s", pid, exc)
         except Exception as exc:
             logger.warning(
                 "cannot give back the jobs of worker process %d (%s): they are delivered "
@@ -127,7 +126,10 @@ class Supervisor:
                 exc,
             )
         else:
-            if released:
+            if released is None:
+                reason = Capabilities.reason("lease_holders")
+                logger.info("the jobs of worker process %d wait for their leases: %s", pid, reason)
+            elif released:
                 logger.warning("gave back %d job(s) of worker process %d", released, pid)
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -247,10 +249,20 @@ class Supervisor:
         self._releases.clear()
 
 
-async def _release_leases(source: Callable[[], AsyncClient] | str, holder: str) -> int:
-    """Release ``holder``'s leases through a client opened (and closed) for the purpose."""
+def _release_sync(client: Client, holder: str) -> int | None:
+    """Release ``holder``'s leases; None when the store records no lease holders."""
+    if not client.store.capabilities.lease_holders:
+        return None
+    return client.release_leases(holder)
+
+
+async def _release_leases(source: Callable[[], AsyncClient] | str, holder: str) -> int | None:
+    """Release ``holder``'s leases through a client opened (and closed) for the purpose;
+    None when the store records no lease holders."""
     client, _ = open_client(source)
     try:
+        if not client.store.capabilities.lease_holders:
+            return None
         return await client.release_leases(holder)
     finally:
         await client.close()

@@ -460,6 +460,23 @@ def _seconds(value: float) -> int:
 class DisqueStore(Store):
     """Jobs kept by Disque-protocol servers (see the module documentation)."""
 
+    #: Disque's semantics where they differ from disquette's (see the module documentation).
+    capabilities = Store.capabilities.replace(
+        transactions=False,
+        replication=True,
+        node_registry=False,
+        migrations=False,
+        results=False,
+        failures=False,
+        lease_holders=False,
+        recovers_stale=False,
+        follows_clock=False,
+        tracks_deliveries=False,
+        priorities=False,
+        leftmost_first=False,
+        keeps_given_ids=False,
+    )
+
     def __init__(self, url: str, clock: Clock, environ: dict[str, str] | None = None) -> None:
         nodes, params = parse_url(url, environ)
         self.url = (

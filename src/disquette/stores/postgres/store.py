@@ -370,6 +370,11 @@ def migrate_connection(conn: Connection[Any], schema: str) -> list[int]:
 class PostgresStore(Store):
     """Jobs in PostgreSQL tables of one schema, reached through a connection pool."""
 
+    #: Every capability: transactions (``connection=``), synchronous standbys, migrations.
+    capabilities = Store.capabilities.replace(
+        transactions=True, replication=True, node_registry=True, migrations=True
+    )
+
     def __init__(
         self,
         conninfo: str,

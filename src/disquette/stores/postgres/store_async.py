@@ -370,6 +370,11 @@ async def migrate_connection(conn: AsyncConnection[Any], schema: str) -> list[in
 class AsyncPostgresStore(AsyncStore):
     """Jobs in PostgreSQL tables of one schema, reached through a connection pool."""
 
+    #: Every capability: transactions (``connection=``), synchronous standbys, migrations.
+    capabilities = AsyncStore.capabilities.replace(
+        transactions=True, replication=True, node_registry=True, migrations=True
+    )
+
     def __init__(
         self,
         conninfo: str,

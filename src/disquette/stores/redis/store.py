@@ -450,6 +450,11 @@ def claimed_jobs(rows: Sequence[Any], queues: Sequence[str]) -> list[Job]:
 class RedisStore(Store):
     """Jobs in Redis hashes and sorted sets, moved by Lua scripts; see the module doc."""
 
+    #: No transactions to join; WAIT for replicas (``max_replicas`` is 0 on a Cluster).
+    capabilities = Store.capabilities.replace(
+        transactions=False, replication=True, node_registry=True, migrations=False
+    )
+
     def __init__(
         self, settings: Settings, clock: Clock, *, cluster: bool = False, replicas: int = 0
     ) -> None:

@@ -79,6 +79,12 @@ def _open_error(path: str, exc: sqlite3.Error) -> StoreUnavailable:
 class SqliteStore(Store):
     """Jobs in one SQLite file. One connection per store, shared by threads under a lock."""
 
+    #: Disquette's semantics in full; no transactions to join (the store's connection is
+    #: its own), no replicas, and the schema is created when opened.
+    capabilities = Store.capabilities.replace(
+        transactions=False, replication=False, node_registry=True, migrations=False
+    )
+
     def __init__(
         self,
         path: str,
