@@ -18,7 +18,7 @@ from .conftest import UNKNOWN_ID
 
 
 @pytest.mark.requires("results", "failures", "follows_clock")
-def test_stats_per_queue_and_type(store_url: str, clock: ManualClock):
+def test_stats_per_queue_and_type(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         start = clock.now()
         jobs.type("mail").add("m1", "q")
@@ -47,7 +47,7 @@ def test_stats_per_queue_and_type(store_url: str, clock: ManualClock):
         assert (jobs.stats()).by_queue()["q"].done == 1
 
 
-def test_delete_removes_a_job_in_any_state(store_url: str, clock: ManualClock):
+def test_delete_removes_a_job_in_any_state(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         queued = jobs.add("q", "q")
         active = jobs.add("a", "a")
@@ -61,7 +61,7 @@ def test_delete_removes_a_job_in_any_state(store_url: str, clock: ManualClock):
         assert jobs.timeout(0).get_many("q", "a") == []
 
 
-def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualClock):
+def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.add("held", "q")
         assert jobs.pause_mode("q") == "none"
@@ -92,7 +92,7 @@ def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualC
 
 
 @pytest.mark.requires("follows_clock")
-def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):
+def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         first = jobs.add("first", "q")
         later = jobs.delay(60).add("later", "q")
@@ -118,7 +118,7 @@ def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: Manual
 
 def test_nack_and_enqueue_name_the_queue_of_each_job_they_requeue(
     store_url: str, clock: ManualClock
-):
+) -> None:
     # What the server counts as each queue's jobs-in, without reading the jobs.
     with connect(store_url, clock=clock) as jobs:
         a = jobs.add("a", "qa")
@@ -135,7 +135,7 @@ def test_nack_and_enqueue_name_the_queue_of_each_job_they_requeue(
 
 
 @pytest.mark.requires("results")
-def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):
+def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         a_ids = jobs.add_many([f"a{i}" for i in range(5)], "a")
         b_ids = jobs.add_many([f"b{i}" for i in range(3)], "b")
@@ -161,7 +161,7 @@ def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):
             jobs.scan(-1)
 
 
-def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: ManualClock):
+def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         assert jobs.queues() == []
         jobs.add_many(["x", "y"], "b")
@@ -176,7 +176,7 @@ def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: Ma
         assert [queue.name for queue in jobs.queues()] == ["a", "b"]
 
 
-def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock):
+def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.add("x", "q")
         jobs.set_pause("q", "all")
@@ -189,7 +189,7 @@ def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock):
 
 
 @pytest.mark.requires("node_registry", "follows_clock")
-def test_node_registry_expires_nodes_that_stop_renewing(store_url: str, clock: ManualClock):
+def test_node_registry_expires_nodes_that_stop_renewing(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         store = jobs.store
         assert store.nodes() == []

@@ -17,7 +17,7 @@ from .conftest import UNKNOWN_ID
 
 
 @pytest.mark.requires("results", "failures", "follows_clock")
-async def test_stats_per_queue_and_type(store_url: str, clock: ManualClock):
+async def test_stats_per_queue_and_type(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         start = clock.now()
         await jobs.type("mail").add("m1", "q")
@@ -46,7 +46,7 @@ async def test_stats_per_queue_and_type(store_url: str, clock: ManualClock):
         assert (await jobs.stats()).by_queue()["q"].done == 1
 
 
-async def test_delete_removes_a_job_in_any_state(store_url: str, clock: ManualClock):
+async def test_delete_removes_a_job_in_any_state(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         queued = await jobs.add("q", "q")
         active = await jobs.add("a", "a")
@@ -60,7 +60,7 @@ async def test_delete_removes_a_job_in_any_state(store_url: str, clock: ManualCl
         assert await jobs.timeout(0).get_many("q", "a") == []
 
 
-async def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualClock):
+async def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.add("held", "q")
         assert await jobs.pause_mode("q") == "none"
@@ -91,7 +91,9 @@ async def test_pause_modes_refuse_adds_or_stop_delivery(store_url: str, clock: M
 
 
 @pytest.mark.requires("follows_clock")
-async def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: ManualClock):
+async def test_enqueue_and_dequeue_move_jobs_like_disque(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         first = await jobs.add("first", "q")
         later = await jobs.delay(60).add("later", "q")
@@ -117,7 +119,7 @@ async def test_enqueue_and_dequeue_move_jobs_like_disque(store_url: str, clock: 
 
 async def test_nack_and_enqueue_name_the_queue_of_each_job_they_requeue(
     store_url: str, clock: ManualClock
-):
+) -> None:
     # What the server counts as each queue's jobs-in, without reading the jobs.
     async with connect_async(store_url, clock=clock) as jobs:
         a = await jobs.add("a", "qa")
@@ -134,7 +136,7 @@ async def test_nack_and_enqueue_name_the_queue_of_each_job_they_requeue(
 
 
 @pytest.mark.requires("results")
-async def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock):
+async def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         a_ids = await jobs.add_many([f"a{i}" for i in range(5)], "a")
         b_ids = await jobs.add_many([f"b{i}" for i in range(3)], "b")
@@ -160,7 +162,9 @@ async def test_scan_walks_every_job_by_pages(store_url: str, clock: ManualClock)
             await jobs.scan(-1)
 
 
-async def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clock: ManualClock):
+async def test_queues_lists_queues_with_jobs_or_a_pause_mode(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         assert await jobs.queues() == []
         await jobs.add_many(["x", "y"], "b")
@@ -175,7 +179,7 @@ async def test_queues_lists_queues_with_jobs_or_a_pause_mode(store_url: str, clo
         assert [queue.name for queue in await jobs.queues()] == ["a", "b"]
 
 
-async def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock):
+async def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         job_id = await jobs.add("x", "q")
         await jobs.set_pause("q", "all")
@@ -188,7 +192,9 @@ async def test_flush_deletes_every_job_and_pause(store_url: str, clock: ManualCl
 
 
 @pytest.mark.requires("node_registry", "follows_clock")
-async def test_node_registry_expires_nodes_that_stop_renewing(store_url: str, clock: ManualClock):
+async def test_node_registry_expires_nodes_that_stop_renewing(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         store = jobs.store
         assert await store.nodes() == []

@@ -24,7 +24,7 @@ from .conftest import UNKNOWN_ID
 
 
 @pytest.mark.requires("failures", "follows_clock")
-def test_fail_backs_off_then_keeps_the_job_failed(store_url: str, clock: ManualClock):
+def test_fail_backs_off_then_keeps_the_job_failed(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.max_attempts(3).add("flaky", "q")
         for errors, backoff in [(1, 1.0), (2, 2.0)]:
@@ -56,7 +56,7 @@ def test_fail_backs_off_then_keeps_the_job_failed(store_url: str, clock: ManualC
             jobs.retry(job_id)
 
 
-def test_options_compose_across_use_with_and_fluent(store_url: str, clock: ManualClock):
+def test_options_compose_across_use_with_and_fluent(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.use(Options(priority=7, retry_after=60))
         derived = jobs.with_options(Options(ttl=600)).delay(5).type("t")
@@ -95,7 +95,7 @@ def test_options_compose_across_use_with_and_fluent(store_url: str, clock: Manua
 )
 def test_bad_option_values_are_refused(
     store_url: str, clock: ManualClock, option: str, value: object
-):
+) -> None:
     with pytest.raises(InvalidOption) as refused:
         Options(**{option: value})  # type: ignore[arg-type]
     assert refused.value.option == option
@@ -105,7 +105,7 @@ def test_bad_option_values_are_refused(
             fluent(value)
 
 
-def test_a_huge_body_is_refused_before_it_is_copied(store_url: str, clock: ManualClock):
+def test_a_huge_body_is_refused_before_it_is_copied(store_url: str, clock: ManualClock) -> None:
     huge = memoryview(bytearray(DEFAULT_MAX_BODY_BYTES + 1))
     with connect(store_url, clock=clock) as jobs:
         with pytest.raises(BodyTooLarge) as refused:
@@ -116,7 +116,7 @@ def test_a_huge_body_is_refused_before_it_is_copied(store_url: str, clock: Manua
         assert jobs.qlen("q") == 0
 
 
-def test_bad_input_gets_typed_errors_and_loses_nothing(store_url: str, clock: ManualClock):
+def test_bad_input_gets_typed_errors_and_loses_nothing(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock, max_body_bytes=1024) as jobs:
         kept = jobs.add("kept", "q")
         for name in ["", "tab\there", "nul\x00", "x" * 201, 42]:

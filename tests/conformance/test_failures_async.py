@@ -23,7 +23,7 @@ from .conftest import UNKNOWN_ID
 
 
 @pytest.mark.requires("failures", "follows_clock")
-async def test_fail_backs_off_then_keeps_the_job_failed(store_url: str, clock: ManualClock):
+async def test_fail_backs_off_then_keeps_the_job_failed(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         job_id = await jobs.max_attempts(3).add("flaky", "q")
         for errors, backoff in [(1, 1.0), (2, 2.0)]:
@@ -55,7 +55,9 @@ async def test_fail_backs_off_then_keeps_the_job_failed(store_url: str, clock: M
             await jobs.retry(job_id)
 
 
-async def test_options_compose_across_use_with_and_fluent(store_url: str, clock: ManualClock):
+async def test_options_compose_across_use_with_and_fluent(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         jobs.use(Options(priority=7, retry_after=60))
         derived = jobs.with_options(Options(ttl=600)).delay(5).type("t")
@@ -94,7 +96,7 @@ async def test_options_compose_across_use_with_and_fluent(store_url: str, clock:
 )
 async def test_bad_option_values_are_refused(
     store_url: str, clock: ManualClock, option: str, value: object
-):
+) -> None:
     with pytest.raises(InvalidOption) as refused:
         Options(**{option: value})  # type: ignore[arg-type]
     assert refused.value.option == option
@@ -104,7 +106,9 @@ async def test_bad_option_values_are_refused(
             fluent(value)
 
 
-async def test_a_huge_body_is_refused_before_it_is_copied(store_url: str, clock: ManualClock):
+async def test_a_huge_body_is_refused_before_it_is_copied(
+    store_url: str, clock: ManualClock
+) -> None:
     huge = memoryview(bytearray(DEFAULT_MAX_BODY_BYTES + 1))
     async with connect_async(store_url, clock=clock) as jobs:
         with pytest.raises(BodyTooLarge) as refused:
@@ -115,7 +119,9 @@ async def test_a_huge_body_is_refused_before_it_is_copied(store_url: str, clock:
         assert await jobs.qlen("q") == 0
 
 
-async def test_bad_input_gets_typed_errors_and_loses_nothing(store_url: str, clock: ManualClock):
+async def test_bad_input_gets_typed_errors_and_loses_nothing(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock, max_body_bytes=1024) as jobs:
         kept = await jobs.add("kept", "q")
         for name in ["", "tab\there", "nul\x00", "x" * 201, 42]:

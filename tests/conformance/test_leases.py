@@ -4,6 +4,8 @@ jobs, and calls that belong to one delivery (``LeaseLost``), on every store."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from disquette import Client, Job, JobState, ManualClock, connect
@@ -17,7 +19,7 @@ from disquette.stores.types import HOLDER_GONE
 
 
 @pytest.mark.requires("follows_clock")
-def test_lease_expiry_redelivers_and_counts(store_url: str, clock: ManualClock):
+def test_lease_expiry_redelivers_and_counts(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.retry_after(10).add("x", "q")
         first = jobs.timeout(0).get("q")
@@ -32,7 +34,7 @@ def test_lease_expiry_redelivers_and_counts(store_url: str, clock: ManualClock):
 
 
 @pytest.mark.requires("follows_clock")
-def test_working_extends_the_lease(store_url: str, clock: ManualClock):
+def test_working_extends_the_lease(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.retry_after(10).add("long", "q")
         job = jobs.timeout(0).get("q")
@@ -46,7 +48,7 @@ def test_working_extends_the_lease(store_url: str, clock: ManualClock):
 
 
 @pytest.mark.requires("follows_clock", "recovers_stale")
-def test_retry_after_zero_is_never_redelivered(store_url: str, clock: ManualClock):
+def test_retry_after_zero_is_never_redelivered(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.retry_after(0).add("once", "q")
         job = jobs.timeout(0).get("q")
@@ -60,7 +62,7 @@ def test_retry_after_zero_is_never_redelivered(store_url: str, clock: ManualCloc
 
 
 @pytest.mark.requires("recovers_stale", "follows_clock")
-def test_recover_stale_requeues_lapsed_leases(store_url: str, clock: ManualClock):
+def test_recover_stale_requeues_lapsed_leases(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.retry_after(5).add("x", "q")
         jobs.timeout(0).get("q")
@@ -71,7 +73,7 @@ def test_recover_stale_requeues_lapsed_leases(store_url: str, clock: ManualClock
 
 
 @pytest.mark.requires("results")
-def test_nack_redelivers_at_once_in_its_old_place(store_url: str, clock: ManualClock):
+def test_nack_redelivers_at_once_in_its_old_place(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         first = jobs.add("first", "q")
         jobs.add("second", "q")
@@ -104,10 +106,10 @@ def _redelivered(jobs: Client, clock: ManualClock) -> tuple[Job, Job]:
 @pytest.mark.parametrize("operation", ["ack", "nack", "fail", "working"])
 def test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_nothing(
     store_url: str, clock: ManualClock, operation: str
-):
+) -> None:
     with connect(store_url, clock=clock) as jobs:
         first, second = _redelivered(jobs, clock)
-        calls = {
+        calls: dict[str, Callable[[], object]] = {
             "ack": lambda: jobs.ack(first, "A's result"),
             "nack": lambda: jobs.nack(first),
             "fail": lambda: jobs.fail(first, "A's error"),
@@ -144,7 +146,7 @@ def test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_nothing(
 @pytest.mark.requires("tracks_deliveries", "follows_clock")
 def test_batches_apply_to_their_other_jobs_and_list_the_lost_ones(
     store_url: str, clock: ManualClock
-):
+) -> None:
     with connect(store_url, clock=clock) as jobs:
         first, second = _redelivered(jobs, clock)
         kept_id, held_id, extra_id = jobs.add_many(["kept", "held", "extra"], "q")
@@ -175,7 +177,9 @@ def test_batches_apply_to_their_other_jobs_and_list_the_lost_ones(
 
 
 @pytest.mark.requires("follows_clock", "results")
-def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(store_url: str, clock: ManualClock):
+def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(
+    store_url: str, clock: ManualClock
+) -> None:
     with connect(store_url, clock=clock) as jobs:
         first, _ = _redelivered(jobs, clock)
         assert jobs.working(first.id) == pytest.approx(clock.now() + 10)
@@ -193,7 +197,7 @@ def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(store_url: str, clock
 @pytest.mark.parametrize("operation", ["ack", "nack", "fail", "fail for good", "working"])
 def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
     store_url: str, clock: ManualClock, operation: str, by: str, seen: bool
-):
+) -> None:
     # Its lease ran out, yet no newer claim took the job: the delivery still holds it, so
     # its call does what it does on a leased job, and the lapse counts no redelivery.
     with connect(store_url, clock=clock) as jobs:
@@ -240,7 +244,7 @@ def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
         else:
             assert jobs.working(ref) == pytest.approx(clock.now() + 10)
             held = jobs.show(job_id)
-            assert (held.state, held.lease_until) == (
+            assert (held.state, held.lease_until) == (  # type: ignore[comparison-overlap]
                 JobState.ACTIVE,
                 pytest.approx(clock.now() + 10),
             )
@@ -254,7 +258,7 @@ def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
 
 
 @pytest.mark.requires("follows_clock")
-def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(store_url: str, clock: ManualClock):
+def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.retry_after(10).add("x", "q")
         job = jobs.timeout(0).get("q")
@@ -272,7 +276,9 @@ def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(store_url: str, clock: Manual
 
 
 @pytest.mark.requires("lease_holders", "failures")
-def test_release_leases_gives_a_dead_holders_jobs_back_at_once(store_url: str, clock: ManualClock):
+def test_release_leases_gives_a_dead_holders_jobs_back_at_once(
+    store_url: str, clock: ManualClock
+) -> None:
     with connect(store_url, clock=clock) as jobs:
         store = jobs.store
         lost_ids = jobs.add_many(["a", "b"], "q")

@@ -3,6 +3,8 @@ jobs, and calls that belong to one delivery (``LeaseLost``), on every store."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from disquette import AsyncClient, Job, JobState, ManualClock, connect_async
@@ -16,7 +18,7 @@ from disquette.stores.types import HOLDER_GONE
 
 
 @pytest.mark.requires("follows_clock")
-async def test_lease_expiry_redelivers_and_counts(store_url: str, clock: ManualClock):
+async def test_lease_expiry_redelivers_and_counts(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         job_id = await jobs.retry_after(10).add("x", "q")
         first = await jobs.timeout(0).get("q")
@@ -31,7 +33,7 @@ async def test_lease_expiry_redelivers_and_counts(store_url: str, clock: ManualC
 
 
 @pytest.mark.requires("follows_clock")
-async def test_working_extends_the_lease(store_url: str, clock: ManualClock):
+async def test_working_extends_the_lease(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.retry_after(10).add("long", "q")
         job = await jobs.timeout(0).get("q")
@@ -45,7 +47,7 @@ async def test_working_extends_the_lease(store_url: str, clock: ManualClock):
 
 
 @pytest.mark.requires("follows_clock", "recovers_stale")
-async def test_retry_after_zero_is_never_redelivered(store_url: str, clock: ManualClock):
+async def test_retry_after_zero_is_never_redelivered(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         job_id = await jobs.retry_after(0).add("once", "q")
         job = await jobs.timeout(0).get("q")
@@ -59,7 +61,7 @@ async def test_retry_after_zero_is_never_redelivered(store_url: str, clock: Manu
 
 
 @pytest.mark.requires("recovers_stale", "follows_clock")
-async def test_recover_stale_requeues_lapsed_leases(store_url: str, clock: ManualClock):
+async def test_recover_stale_requeues_lapsed_leases(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.retry_after(5).add("x", "q")
         await jobs.timeout(0).get("q")
@@ -70,7 +72,7 @@ async def test_recover_stale_requeues_lapsed_leases(store_url: str, clock: Manua
 
 
 @pytest.mark.requires("results")
-async def test_nack_redelivers_at_once_in_its_old_place(store_url: str, clock: ManualClock):
+async def test_nack_redelivers_at_once_in_its_old_place(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         first = await jobs.add("first", "q")
         await jobs.add("second", "q")
@@ -103,10 +105,10 @@ async def _redelivered(jobs: AsyncClient, clock: ManualClock) -> tuple[Job, Job]
 @pytest.mark.parametrize("operation", ["ack", "nack", "fail", "working"])
 async def test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_nothing(
     store_url: str, clock: ManualClock, operation: str
-):
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         first, second = await _redelivered(jobs, clock)
-        calls = {
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
             "ack": lambda: jobs.ack(first, "A's result"),
             "nack": lambda: jobs.nack(first),
             "fail": lambda: jobs.fail(first, "A's error"),
@@ -143,7 +145,7 @@ async def test_a_late_call_of_an_older_delivery_raises_lease_lost_and_changes_no
 @pytest.mark.requires("tracks_deliveries", "follows_clock")
 async def test_batches_apply_to_their_other_jobs_and_list_the_lost_ones(
     store_url: str, clock: ManualClock
-):
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         first, second = await _redelivered(jobs, clock)
         kept_id, held_id, extra_id = await jobs.add_many(["kept", "held", "extra"], "q")
@@ -176,7 +178,7 @@ async def test_batches_apply_to_their_other_jobs_and_list_the_lost_ones(
 @pytest.mark.requires("follows_clock", "results")
 async def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(
     store_url: str, clock: ManualClock
-):
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         first, _ = await _redelivered(jobs, clock)
         assert await jobs.working(first.id) == pytest.approx(clock.now() + 10)
@@ -194,7 +196,7 @@ async def test_a_bare_id_acts_on_whatever_delivery_holds_the_job(
 @pytest.mark.parametrize("operation", ["ack", "nack", "fail", "fail for good", "working"])
 async def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
     store_url: str, clock: ManualClock, operation: str, by: str, seen: bool
-):
+) -> None:
     # Its lease ran out, yet no newer claim took the job: the delivery still holds it, so
     # its call does what it does on a leased job, and the lapse counts no redelivery.
     async with connect_async(store_url, clock=clock) as jobs:
@@ -241,7 +243,7 @@ async def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
         else:
             assert await jobs.working(ref) == pytest.approx(clock.now() + 10)
             held = await jobs.show(job_id)
-            assert (held.state, held.lease_until) == (
+            assert (held.state, held.lease_until) == (  # type: ignore[comparison-overlap]
                 JobState.ACTIVE,
                 pytest.approx(clock.now() + 10),
             )
@@ -255,7 +257,9 @@ async def test_a_lapsed_lease_nobody_took_still_belongs_to_its_delivery(
 
 
 @pytest.mark.requires("follows_clock")
-async def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(store_url: str, clock: ManualClock):
+async def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         job_id = await jobs.retry_after(10).add("x", "q")
         job = await jobs.timeout(0).get("q")
@@ -275,7 +279,7 @@ async def test_a_dequeue_ends_the_hold_of_a_lapsed_lease(store_url: str, clock: 
 @pytest.mark.requires("lease_holders", "failures")
 async def test_release_leases_gives_a_dead_holders_jobs_back_at_once(
     store_url: str, clock: ManualClock
-):
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         store = jobs.store
         lost_ids = await jobs.add_many(["a", "b"], "q")

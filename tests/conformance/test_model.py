@@ -277,4 +277,4 @@ def test_store_agrees_with_reference_model(store_kind: str) -> None:
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )(machine)
-    run.TestCase().runTest()
+    run.TestCase().runTest()  # type: ignore[attr-defined]  # hypothesis makes it

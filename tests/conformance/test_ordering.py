@@ -15,7 +15,7 @@ from disquette.errors import (
 from disquette.job import new_job_id
 
 
-def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock):
+def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.add("low", "low")
         jobs.add("high", "high")
@@ -27,7 +27,9 @@ def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock
 
 
 @pytest.mark.requires("priorities", "follows_clock")
-def test_inside_a_queue_priority_then_run_at_then_enqueue_order(store_url: str, clock: ManualClock):
+def test_inside_a_queue_priority_then_run_at_then_enqueue_order(
+    store_url: str, clock: ManualClock
+) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.add("p100-first", "q")
         jobs.delay(5).add("p100-delayed", "q")
@@ -41,7 +43,7 @@ def test_inside_a_queue_priority_then_run_at_then_enqueue_order(store_url: str, 
 
 
 @pytest.mark.requires("leftmost_first")
-def test_get_many_fills_from_queues_left_to_right(store_url: str, clock: ManualClock):
+def test_get_many_fills_from_queues_left_to_right(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.add_many(["a1", "a2"], "a")
         jobs.add_many(["b1", "b2"], "b")
@@ -52,7 +54,7 @@ def test_get_many_fills_from_queues_left_to_right(store_url: str, clock: ManualC
 
 
 @pytest.mark.requires("follows_clock")
-def test_delay_keeps_a_job_scheduled_until_due(store_url: str, clock: ManualClock):
+def test_delay_keeps_a_job_scheduled_until_due(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.delay(30).add("later", "q")
         assert (jobs.show(job_id)).state is JobState.SCHEDULED
@@ -66,7 +68,7 @@ def test_delay_keeps_a_job_scheduled_until_due(store_url: str, clock: ManualCloc
 
 
 @pytest.mark.requires("follows_clock")
-def test_ttl_deletes_a_job_that_is_not_done(store_url: str, clock: ManualClock):
+def test_ttl_deletes_a_job_that_is_not_done(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         queued = jobs.ttl(60).add("short-lived", "q")
         leased_id = jobs.ttl(60).add("leased", "r")
@@ -81,7 +83,7 @@ def test_ttl_deletes_a_job_that_is_not_done(store_url: str, clock: ManualClock):
         assert (jobs.timeout(0).get("q", "r")).id == kept
 
 
-def test_max_len_refuses_adds_and_keeps_the_queue(store_url: str, clock: ManualClock):
+def test_max_len_refuses_adds_and_keeps_the_queue(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         capped = jobs.max_len(2)
         capped.add("1", "q")
@@ -98,7 +100,7 @@ def test_max_len_refuses_adds_and_keeps_the_queue(store_url: str, clock: ManualC
 
 
 @pytest.mark.requires("keeps_given_ids", "results")
-def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: ManualClock):
+def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: ManualClock) -> None:
     # What a store does when it runs an add again because its reply was lost after the add
     # committed: the same jobs once more, after a worker leased one and finished another.
     with connect(store_url, clock=clock) as jobs:
@@ -123,7 +125,7 @@ def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: ManualCl
         assert (jobs.stats()).by_queue()["q"].done == 1
 
 
-def test_pause_stops_delivery_and_resume_restarts_it(store_url: str, clock: ManualClock):
+def test_pause_stops_delivery_and_resume_restarts_it(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.add("held", "paused")
         jobs.add("other", "open")
@@ -137,7 +139,7 @@ def test_pause_stops_delivery_and_resume_restarts_it(store_url: str, clock: Manu
         assert (jobs.stats()).paused == frozenset()
 
 
-def test_peek_and_qlen_do_not_lease(store_url: str, clock: ManualClock):
+def test_peek_and_qlen_do_not_lease(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         jobs.add_many(["a", "b", "c"], "q")
         assert [job.body for job in jobs.peek("q", 2)] == ["a", "b"]
@@ -146,7 +148,7 @@ def test_peek_and_qlen_do_not_lease(store_url: str, clock: ManualClock):
         assert (jobs.timeout(0).get("q")).body == "a"
 
 
-def test_odd_queue_names_are_kept_exactly(store_url: str, clock: ManualClock):
+def test_odd_queue_names_are_kept_exactly(store_url: str, clock: ManualClock) -> None:
     names = ["with space", "ünïcödé-队列", "{tag}", "a'b\"c;--", "*", "x" * 200, "🚀"]
     with connect(store_url, clock=clock) as jobs:
         for name in names:

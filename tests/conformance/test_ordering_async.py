@@ -14,7 +14,7 @@ from disquette.errors import (
 from disquette.job import new_job_id
 
 
-async def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock):
+async def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.add("low", "low")
         await jobs.add("high", "high")
@@ -28,7 +28,7 @@ async def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: Manua
 @pytest.mark.requires("priorities", "follows_clock")
 async def test_inside_a_queue_priority_then_run_at_then_enqueue_order(
     store_url: str, clock: ManualClock
-):
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.add("p100-first", "q")
         await jobs.delay(5).add("p100-delayed", "q")
@@ -42,7 +42,7 @@ async def test_inside_a_queue_priority_then_run_at_then_enqueue_order(
 
 
 @pytest.mark.requires("leftmost_first")
-async def test_get_many_fills_from_queues_left_to_right(store_url: str, clock: ManualClock):
+async def test_get_many_fills_from_queues_left_to_right(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.add_many(["a1", "a2"], "a")
         await jobs.add_many(["b1", "b2"], "b")
@@ -53,7 +53,7 @@ async def test_get_many_fills_from_queues_left_to_right(store_url: str, clock: M
 
 
 @pytest.mark.requires("follows_clock")
-async def test_delay_keeps_a_job_scheduled_until_due(store_url: str, clock: ManualClock):
+async def test_delay_keeps_a_job_scheduled_until_due(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         job_id = await jobs.delay(30).add("later", "q")
         assert (await jobs.show(job_id)).state is JobState.SCHEDULED
@@ -67,7 +67,7 @@ async def test_delay_keeps_a_job_scheduled_until_due(store_url: str, clock: Manu
 
 
 @pytest.mark.requires("follows_clock")
-async def test_ttl_deletes_a_job_that_is_not_done(store_url: str, clock: ManualClock):
+async def test_ttl_deletes_a_job_that_is_not_done(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         queued = await jobs.ttl(60).add("short-lived", "q")
         leased_id = await jobs.ttl(60).add("leased", "r")
@@ -82,7 +82,7 @@ async def test_ttl_deletes_a_job_that_is_not_done(store_url: str, clock: ManualC
         assert (await jobs.timeout(0).get("q", "r")).id == kept
 
 
-async def test_max_len_refuses_adds_and_keeps_the_queue(store_url: str, clock: ManualClock):
+async def test_max_len_refuses_adds_and_keeps_the_queue(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         capped = jobs.max_len(2)
         await capped.add("1", "q")
@@ -99,7 +99,7 @@ async def test_max_len_refuses_adds_and_keeps_the_queue(store_url: str, clock: M
 
 
 @pytest.mark.requires("keeps_given_ids", "results")
-async def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: ManualClock):
+async def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: ManualClock) -> None:
     # What a store does when it runs an add again because its reply was lost after the add
     # committed: the same jobs once more, after a worker leased one and finished another.
     async with connect_async(store_url, clock=clock) as jobs:
@@ -124,7 +124,9 @@ async def test_adding_ids_the_store_holds_adds_nothing(store_url: str, clock: Ma
         assert (await jobs.stats()).by_queue()["q"].done == 1
 
 
-async def test_pause_stops_delivery_and_resume_restarts_it(store_url: str, clock: ManualClock):
+async def test_pause_stops_delivery_and_resume_restarts_it(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.add("held", "paused")
         await jobs.add("other", "open")
@@ -138,7 +140,7 @@ async def test_pause_stops_delivery_and_resume_restarts_it(store_url: str, clock
         assert (await jobs.stats()).paused == frozenset()
 
 
-async def test_peek_and_qlen_do_not_lease(store_url: str, clock: ManualClock):
+async def test_peek_and_qlen_do_not_lease(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         await jobs.add_many(["a", "b", "c"], "q")
         assert [job.body for job in await jobs.peek("q", 2)] == ["a", "b"]
@@ -147,7 +149,7 @@ async def test_peek_and_qlen_do_not_lease(store_url: str, clock: ManualClock):
         assert (await jobs.timeout(0).get("q")).body == "a"
 
 
-async def test_odd_queue_names_are_kept_exactly(store_url: str, clock: ManualClock):
+async def test_odd_queue_names_are_kept_exactly(store_url: str, clock: ManualClock) -> None:
     names = ["with space", "ünïcödé-队列", "{tag}", "a'b\"c;--", "*", "x" * 200, "🚀"]
     async with connect_async(store_url, clock=clock) as jobs:
         for name in names:

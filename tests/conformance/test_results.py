@@ -17,7 +17,7 @@ from .conftest import UNKNOWN_ID
 
 
 @pytest.mark.requires("results")
-def test_bodies_round_trip_and_ack_result_is_waited(store_url: str, clock: ManualClock):
+def test_bodies_round_trip_and_ack_result_is_waited(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         bodies = [b"\x00raw\xff", "texte é", {"to": ["ada"], "n": 1}, [1, 2], 3, None]
         ids = [jobs.add(body, "q") for body in bodies]
@@ -32,7 +32,7 @@ def test_bodies_round_trip_and_ack_result_is_waited(store_url: str, clock: Manua
             assert (jobs.show(job_id)).state is JobState.DONE
 
 
-def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock):
+def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         first, second, third = [jobs.add(n, "q") for n in range(3)]
         jobs.timeout(0).get_many("q", count=3)
@@ -46,7 +46,7 @@ def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock):
 
 
 @pytest.mark.requires("results")
-def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualClock):
+def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         ids = [jobs.add(n, "q") for n in range(4)]
         jobs.timeout(0).get_many("q", count=4)
@@ -62,7 +62,7 @@ def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualClock):
 
 
 @pytest.mark.requires("results", "follows_clock")
-def test_wait_times_out_and_done_jobs_are_pruned(store_url: str, clock: ManualClock):
+def test_wait_times_out_and_done_jobs_are_pruned(store_url: str, clock: ManualClock) -> None:
     with connect(store_url, clock=clock) as jobs:
         job_id = jobs.result_ttl(60).add("x", "q")
         with pytest.raises(Timeout):

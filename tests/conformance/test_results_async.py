@@ -16,7 +16,9 @@ from .conftest import UNKNOWN_ID
 
 
 @pytest.mark.requires("results")
-async def test_bodies_round_trip_and_ack_result_is_waited(store_url: str, clock: ManualClock):
+async def test_bodies_round_trip_and_ack_result_is_waited(
+    store_url: str, clock: ManualClock
+) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         bodies = [b"\x00raw\xff", "texte é", {"to": ["ada"], "n": 1}, [1, 2], 3, None]
         ids = [await jobs.add(body, "q") for body in bodies]
@@ -31,7 +33,7 @@ async def test_bodies_round_trip_and_ack_result_is_waited(store_url: str, clock:
             assert (await jobs.show(job_id)).state is JobState.DONE
 
 
-async def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock):
+async def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         first, second, third = [await jobs.add(n, "q") for n in range(3)]
         await jobs.timeout(0).get_many("q", count=3)
@@ -45,7 +47,7 @@ async def test_ack_tells_which_ids_became_done(store_url: str, clock: ManualCloc
 
 
 @pytest.mark.requires("results")
-async def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualClock):
+async def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         ids = [await jobs.add(n, "q") for n in range(4)]
         await jobs.timeout(0).get_many("q", count=4)
@@ -61,7 +63,7 @@ async def test_ack_many_keeps_each_jobs_result(store_url: str, clock: ManualCloc
 
 
 @pytest.mark.requires("results", "follows_clock")
-async def test_wait_times_out_and_done_jobs_are_pruned(store_url: str, clock: ManualClock):
+async def test_wait_times_out_and_done_jobs_are_pruned(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:
         job_id = await jobs.result_ttl(60).add("x", "q")
         with pytest.raises(Timeout):

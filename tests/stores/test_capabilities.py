@@ -14,6 +14,7 @@ from disquette.stores.memory import MemoryStore
 from disquette.stores.postgres.store import PostgresStore
 from disquette.stores.redis.store import RedisStore
 from disquette.stores.sqlite.store import SqliteStore
+from disquette.stores.store import Store
 from disquette.stores.types import Capabilities
 
 
@@ -28,7 +29,7 @@ def test_each_capability_has_a_reason_and_unknown_names_are_refused() -> None:
 
 
 def test_only_postgresql_has_transactions_and_migrations() -> None:
-    kinds = [MemoryStore, SqliteStore, PostgresStore, RedisStore, DisqueStore]
+    kinds: list[type[Store]] = [MemoryStore, SqliteStore, PostgresStore, RedisStore, DisqueStore]
     stated = {kind.__name__: kind.capabilities for kind in kinds}
     assert [name for name, caps in stated.items() if caps.transactions] == ["PostgresStore"]
     assert [name for name, caps in stated.items() if caps.migrations] == ["PostgresStore"]
