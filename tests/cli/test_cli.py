@@ -292,12 +292,12 @@ def test_python_m_entry_point_and_ctrl_c_on_stats_watch(url: str, tmp_path: Path
 
 
 def test_migrate_applies_postgres_migrations_once_and_explains_other_stores(url: str) -> None:
-    from disquette.stores.postgres.store import _migrations
+    from disquette.stores.postgres.statements import migrations
     from tests.servers.postgres import fresh_url
 
     postgres = fresh_url(migrate="false")
     schema = parse_qs(urlsplit(postgres).query)["schema"][0]
-    versions = [version for version, _name, _text in _migrations()]
+    versions = [version for version, _name, _text in migrations()]
     assert versions == list(range(1, len(versions) + 1))
     latest, applied = versions[-1], ", ".join(map(str, versions))
     first = run("migrate", "--url", postgres)

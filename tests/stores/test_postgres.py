@@ -578,12 +578,12 @@ def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> N
 def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from disquette.stores.postgres import store as module
+    from disquette.stores.postgres import statements as module
 
     url = fresh_url(migrate="false")
     base, schema = _split(url)
-    previous = module._migrations()[:2]
-    monkeypatch.setattr(module, "_migrations", lambda: previous)
+    previous = module.migrations()[:2]
+    monkeypatch.setattr(module, "migrations", lambda: previous)
     # The previous version's claim, verbatim, as its store ran it (binary, prepared by
     # psycopg after five runs): it must keep working on the connection that prepared it.
     old_claim = (
@@ -633,7 +633,7 @@ def test_release_leases_leaves_a_job_an_old_version_process_claimed_since(url: s
 
 
 def test_holder_rows_of_finished_deliveries_are_pruned(url: str) -> None:
-    from disquette.stores.postgres import store as module
+    from disquette.stores.postgres import statements as module
 
     base, schema = _split(url)
     with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:

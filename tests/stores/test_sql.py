@@ -20,7 +20,7 @@ from disquette.stores._sql import (
     numbered_migrations,
     row_to_job,
 )
-from disquette.stores.postgres import store as postgres
+from disquette.stores.postgres import statements as postgres
 from disquette.stores.sqlite import store as sqlite
 
 

@@ -200,7 +200,7 @@ def migrate(url: str | None) -> None:
             versions = ", ".join(map(str, applied))
             click.echo(f"{schema} at version {max(applied)} (applied {versions})")
         else:
-            from ..stores.postgres.store import _migrations  # only PostgreSQL migrates
+            from ..stores.postgres.statements import migrations  # only PostgreSQL migrates
 
-            latest = max(version for version, _name, _text in _migrations())
+            latest = max(version for version, _name, _text in migrations())
             click.echo(f"{schema} already at version {latest}")

@@ -1,6 +1,19 @@
 """The PostgreSQL store: ``postgresql://user@host/db?schema=disquette`` (``disquette[postgres]``).
 
-``store_async.py`` is the store (its sync twin ``store.py`` is generated from it); ``sql/``
-holds the numbered migrations and the named queries it runs. Importing this package imports
-no driver: :func:`disquette.stores.open_store` loads the flavour a URL needs.
+Each ``x_async.py`` is hand-written for asyncio and ``x.py`` beside it is its generated sync
+twin; the other modules serve both flavours.
+
+- ``store_async.py``: the store (:class:`~.store_async.AsyncPostgresStore`) and ``open_url``;
+- ``url.py``: the URL's parameters, read into the store's settings;
+- ``database_async.py``: the pool, the first connection (which migrates), the retry loop
+  every call runs in, and the caller's own transaction;
+- ``errors.py``: psycopg's errors read as transient, refused, or the store's errors;
+- ``statements.py``: the SQL of ``sql/`` (numbered migrations and named queries) for a schema;
+- ``upkeep_async.py``: what time made due, applied before reads; VACUUM and prunes;
+- ``inserts_async.py``: adds, with ``max_len``, the caller's transaction, or replication;
+- ``admin_async.py``: the operator's calls (scan, queues, stats, flush, the node registry);
+- ``listener_async.py``: the ``LISTEN`` connection that turns NOTIFYs into wake-ups.
+
+Importing this package imports no driver: :func:`disquette.stores.open_store` loads the
+flavour a URL needs.
 """

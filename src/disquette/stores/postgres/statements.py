@@ -1,0 +1,78 @@
+"""The SQL the PostgreSQL store runs (both flavours): the named queries of
+``sql/queries.sql``, and the migrations ``sql/NNN_name.sql`` as one script, for one schema.
+
+Tables (in the schema): ``jobs`` holds pending jobs only (scheduled, queued, active, failed);
+an ack moves a job to ``done`` (or deletes it when ``result_ttl`` is 0), where it stays for
+``wait`` until its ``result_ttl`` and is then pruned in bounded batches. So the hot table's
+live size is the backlog, never the history, and the claim's partial index holds only ready
+jobs. Each claim and ack still leaves a dead row version; autovacuum wakes up once a minute
+at best, so the store also runs ``VACUUM`` on ``jobs`` every ``vacuum_every`` jobs it moves
+(``bench/bench_postgres.py --churn 1000000``: the heap stays ~9 MB through a million jobs).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any, Final
+
+from .._sql import COLUMNS, load_named_blocks, numbered_migrations
+
+#: The columns of a job read from the done table, in the order of ``COLUMNS``.
+_DONE_COLUMNS: Final = (
+    "id, queue, body, encoding, type, priority, 3::int2, created_at, run_at, retry_after, "
+    "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
+    "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq"
+)
+
+
+def _sql_dir() -> Any:
+    return resources.files(__package__) / "sql"
+
+
+def quote(schema: str) -> str:
+    """``schema`` as a quoted SQL identifier."""
+    return '"' + schema.replace('"', '""') + '"'
+
+
+@functools.cache
+def migrations() -> tuple[tuple[int, str, str], ...]:
+    """(version, name, text) of every migration file, in order."""
+    return numbered_migrations(_sql_dir())
+
+
+@functools.cache
+def queries(schema: str) -> dict[str, str]:
+    """The named statements of ``queries.sql`` for one schema."""
+    return load_named_blocks(
+        (_sql_dir() / "queries.sql").read_text(),
+        "postgres/queries.sql",
+        columns=COLUMNS,
+        done_columns=_DONE_COLUMNS,
+        schema=quote(schema),
+    )
+
+
+def migration_script(schema: str) -> str:
+    """One SQL script that brings ``schema`` up to date: lock, create what is missing, apply
+    each pending migration and record it, in one transaction."""
+    quoted = quote(schema)
+    table = f"{quoted}.schema_migrations"
+    lock_key = f"disquette migrate {schema}".replace("'", "''")
+    parts = [
+        "BEGIN;",
+        f"SELECT pg_advisory_xact_lock(hashtextextended('{lock_key}', 0));",
+        f"CREATE SCHEMA IF NOT EXISTS {quoted};",
+        f"CREATE TABLE IF NOT EXISTS {table} (version integer PRIMARY KEY, "
+        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());",
+    ]
+    for version, name, text in migrations():
+        parts.append(
+            f"DO $disquette$ BEGIN\n"
+            f"IF NOT EXISTS (SELECT FROM {table} WHERE version = {version}) THEN\n"
+            f"EXECUTE $migration${text.replace('{schema}', quoted)}$migration$;\n"
+            f"INSERT INTO {table} (version, name) VALUES ({version}, '{name}');\n"
+            "END IF;\nEND $disquette$;"
+        )
+    parts.append("COMMIT;")
+    return "\n".join(parts)
