@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -44,6 +45,13 @@ from tests.servers.postgres import (
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def scalar(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of the query's one row."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -522,10 +530,12 @@ def test_the_jobs_table_stays_small_under_churn(url: str) -> None:
             jobs.add_many([b"x" * 100] * 1000, "q")
             while got := jobs.get_many("q", count=500):
                 jobs.ack_many(got)
-        pages = conn.execute(
-            "SELECT pg_relation_size(%s) / current_setting('block_size')::int",
-            [f"{schema}.jobs"],
-        ).fetchone()[0]
+        pages = scalar(
+            conn.execute(
+                "SELECT pg_relation_size(%s) / current_setting('block_size')::int",
+                [f"{schema}.jobs"],
+            )
+        )
     # 20,000 jobs of ~200 bytes went through: 500 pages if nothing were reclaimed. What
     # stays is the dead rows of about one vacuum interval.
     assert pages < 200, pages
@@ -567,8 +577,8 @@ def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> N
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
-        assert jobs.store.migrate() == [1, 2, 3, 4]  # type: ignore[attr-defined]
-        assert jobs.store.migrate() == []  # type: ignore[attr-defined]
+        assert jobs.store.migrate() == [1, 2, 3, 4]
+        assert jobs.store.migrate() == []
         assert jobs.qlen("q") == 0
     with psycopg.connect(base) as conn:
         versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
@@ -593,7 +603,7 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
     def claim_as_before(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
         params = {"queues": ["q"], "count": 1, "now": 1e11}  # leased far ahead
         cursor = conn.execute(old_claim, params, binary=True, prepare=True)
-        return [row[0] for row in cursor.fetchall()]
+        return [str(row[0]) for row in cursor.fetchall()]
 
     with psycopg.connect(base, autocommit=True) as conn, connect(url) as jobs:
         conn.execute(module.migration_script(schema))  # a schema at version 2
@@ -602,7 +612,7 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
         for _ in range(6):
             assert claim_as_before(conn) == []
         monkeypatch.undo()
-        assert jobs.store.migrate() == [3, 4]  # type: ignore[attr-defined]
+        assert jobs.store.migrate() == [3, 4]
         assert jobs.show(leased).state is JobState.ACTIVE
         # A process of the previous version goes on claiming with its prepared statement.
         later = jobs.add("claimed by an old process", "q")
@@ -759,9 +769,7 @@ def test_a_busy_pool_is_told_apart_from_an_unreachable_server(url: str) -> None:
         blocked.start()  # holds the pool's only connection until the lock is released
         try:
             deadline = time.monotonic() + 30
-            while not locker.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[
-                0
-            ]:
+            while not scalar(locker.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")):
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             with pytest.raises(StoreUnavailable, match="no free connection in the pool"):
@@ -837,10 +845,12 @@ def test_an_add_run_again_while_its_job_is_being_acked_adds_nothing(
         def commit_once_the_add_waits_for_it() -> None:
             try:
                 deadline = time.monotonic() + 30
-                while not observer.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                ).fetchone()[0]:
+                while not scalar(
+                    observer.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ):
                     assert time.monotonic() < deadline, "the add never waited for the ack"
                     time.sleep(0.01)
             except BaseException as exc:

@@ -5,7 +5,7 @@ psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side functio
 applies what time made due (expiry, scheduled jobs, lapsed leases) and then leases jobs
 ``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait on each other. Adds (and the
 other calls that make jobs ready) send a ``NOTIFY`` naming the queue, which a ``LISTEN``
-connection turns into wake-ups (see ``listener.py``).
+connection turns into wake-ups (see ``listener_async.py``).
 
 Store-specific powers, beyond the common interface:
 
@@ -14,7 +14,7 @@ Store-specific powers, beyond the common interface:
   driver): the job appears, or is completed, exactly when that transaction commits.
 - ``add(..., replicate=n)`` commits with ``synchronous_commit = remote_apply`` and returns only
   once ``n`` standbys have applied the jobs, or raises ``NotReplicated`` first (see
-  ``inserts.py``).
+  ``inserts_async.py``).
 - :meth:`PostgresStore.migrate` applies the versioned migrations (also run on first
   use unless ``?migrate=false``).
 
