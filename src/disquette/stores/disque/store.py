@@ -56,8 +56,8 @@ import hiredis
 
 from ...clock import Clock
 from ...disque import (
-    FOREVER,
     STATE_NAMES,
+    addjob_request,
     error_for,
     id_is_leased,
     id_node_prefix,
@@ -98,11 +98,6 @@ def _pause_mode(reply: Reply) -> PauseMode:
         if mode == name:
             return mode
     raise ServerError(f"unexpected pause state {name!r}")
-
-
-def _seconds(value: float) -> int:
-    """Disque's whole seconds, never earlier than asked."""
-    return math.ceil(value - 1e-9)
 
 
 class DisqueStore(Store):
@@ -173,34 +168,10 @@ class DisqueStore(Store):
         if connection is not None:
             raise InvalidOption("connection", connection, "the disque store has no transactions")
         timeout_ms = int(self.replicate_timeout * 1000)
-        requests = []
-        for job in jobs:
-            ttl = (
-                FOREVER
-                if job.expires_at is None
-                else max(1, _seconds(job.expires_at - job.created_at))
-            )
-            delay = max(0, _seconds(job.run_at - job.created_at))
-            retry = _seconds(job.retry_after)
-            request: list[str | bytes | int] = [
-                "ADDJOB",
-                job.queue,
-                encode_body(job),
-                timeout_ms,
-                "TTL",
-                ttl,
-                "RETRY",
-                retry,
-            ]
-            if delay:
-                request += ["DELAY", min(delay, ttl - 1)]
-            if replicate > 0:
-                request += ["REPLICATE", replicate + 1]
-            elif retry == 0:
-                request += ["REPLICATE", 1]  # Disque requires it for at-most-once jobs
-            if max_len is not None:
-                request += ["MAXLEN", max_len]
-            requests.append(tuple(request))
+        requests = [
+            addjob_request(job, encode_body(job), timeout_ms, max_len=max_len, replicate=replicate)
+            for job in jobs
+        ]
         replies = self.pool.call(*requests)
         refusal: Exception | None = None
         added = []
@@ -233,12 +204,20 @@ class DisqueStore(Store):
             counters = dict(zip(map(_text, item[3::2]), item[4::2], strict=False))
             nacks = int(counters.get("nacks", 0))
             more = int(counters.get("additional-deliveries", 0))
-            job = Job(job_id, queue, b"", state=JobState.ACTIVE, created_at=now, run_at=now)
-            decode_body(job, body)
-            job.nacks, job.additional_deliveries = nacks, more
-            job.attempts = 1 + nacks + more
-            job.retry_after = 0.0
-            jobs.append(job)
+            job = Job(
+                id=job_id,
+                queue=queue,
+                raw_body=b"",
+                state=JobState.ACTIVE,
+                created_at=now,
+                run_at=now,
+                # Known from SHOW only, and only for a leased job (below).
+                retry_after=0.0,
+                attempts=1 + nacks + more,
+                nacks=nacks,
+                additional_deliveries=more,
+            )
+            jobs.append(decode_body(job, body))
         # The id's last hex digit is odd when the job can be redelivered. Its RETRY (and so
         # its lease) is only in SHOW: one more round trip, all SHOWs pipelined.
         leased = [job for job in jobs if id_is_leased(job.id)]
@@ -368,7 +347,9 @@ class DisqueStore(Store):
         now = self.clock.now()
         jobs = []
         for item in self._call("QPEEK", queue, count):
-            job = Job(_text(item[1]), _text(item[0]), b"", created_at=now, run_at=now)
+            job = Job(
+                id=_text(item[1]), queue=_text(item[0]), raw_body=b"", created_at=now, run_at=now
+            )
             jobs.append(decode_body(job, item[2]))
         return jobs
 
