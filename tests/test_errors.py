@@ -57,3 +57,6 @@ def test_store_errors_keep_their_messages_and_fields() -> None:
     assert not errors.StoreRefused("x").retryable
     other = errors.StoreError("PostgreSQL", "deadlock detected")
     assert (other.store, str(other)) == ("PostgreSQL", "PostgreSQL: deadlock detected")
+    reply = errors.ServerError("ERR unknown command 'FOO'")
+    assert (reply.store, reply.reply) == ("Disque", "ERR unknown command 'FOO'")
+    assert exit_code_for(reply) == EXIT_FAILED

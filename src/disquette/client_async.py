@@ -37,6 +37,7 @@ from .job import (
     check_queue_names,
     encode_value,
     job_id_factory,
+    new_job,
 )
 from .stores import open_async_store, resolve_url
 from .stores.store_async import AsyncStore
@@ -200,30 +201,34 @@ class AsyncClient:
         retry_after = options.retry_after if options.retry_after is not None else RETRY_AFTER
         ttl = options.ttl
         expires_at = None if ttl is None else now + ttl
-        run_at = now + (options.delay or 0.0)
+        delay = options.delay or 0.0
         priority = options.priority if options.priority is not None else PRIORITY
         max_attempts = options.max_attempts or 1
         result_ttl = options.result_ttl if options.result_ttl is not None else RESULT_TTL
         limit = self._max_body_bytes
         ids = job_id_factory(ttl, retry_after)
-        return [
-            # Positional, in Job's field order: this runs once per job on the hot path.
-            Job(
-                ids(),
-                queue,
-                *encode_value(body, limit),
-                options.type,
-                priority,
-                JobState.QUEUED,
-                now,
-                run_at,
-                retry_after,
-                expires_at,
-                max_attempts,
-                result_ttl,
+        jobs = []
+        for body in bodies:
+            # Unpacked first: ``*encode_value(...)`` in the call would make Python pass the
+            # keywords below as a dict built per job.
+            raw_body, encoding = encode_value(body, limit)
+            jobs.append(
+                new_job(
+                    ids(),
+                    queue,
+                    raw_body,
+                    encoding,
+                    now,
+                    type=options.type,
+                    priority=priority,
+                    delay=delay,
+                    retry_after=retry_after,
+                    expires_at=expires_at,
+                    max_attempts=max_attempts,
+                    result_ttl=result_ttl,
+                )
             )
-            for body in bodies
-        ]
+        return jobs
 
     async def add(self, body: object, queue: str, *, connection: object = None) -> str:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.

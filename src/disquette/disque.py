@@ -3,10 +3,11 @@
 One home for what both sides of the Disque protocol must agree on: the defaults (port,
 TTL, RETRY), the ten-year TTL that stands for "none", the job states as Disque names them,
 the shape of job ids and what they tell (the node that made them, whether the job can be
-redelivered), SHOW's fields in both directions (:func:`show_entries` for the server,
-:func:`parse_show` for the store), and the error replies in both directions: one table,
-:data:`ERRORS`, read by :func:`reply_for` (an error raised, as the server answers it) and
-:func:`error_for` (an error reply, as the store raises it).
+redelivered), the ADDJOB the store sends (:func:`addjob_request`), SHOW's fields in both
+directions (:func:`show_entries` for the server, :func:`parse_show` for the store), and
+the error replies in both directions: one table, :data:`ERRORS`, read by
+:func:`reply_for` (an error raised, as the server answers it) and :func:`error_for` (an
+error reply, as the store raises it).
 
 It encodes no RESP itself (the server's :mod:`disquette.server.protocol` does) and
 depends on nothing but :mod:`disquette.errors` and :mod:`disquette.job`, so both sides
@@ -88,6 +89,40 @@ def id_is_leased(job_id: str) -> bool:
     return bool(int(job_id[-1], 16) & 1)
 
 
+# -- ADDJOB --------------------------------------------------------------------------------
+
+
+def whole_seconds(value: float) -> int:
+    """Disque's whole seconds, never earlier than asked."""
+    return math.ceil(value - 1e-9)
+
+
+def addjob_request(
+    job: Job, body: bytes, timeout_ms: int, *, max_len: int | None, replicate: int
+) -> tuple[str | bytes | int, ...]:
+    """The ADDJOB that adds ``job`` with ``body`` (what the ``disque://`` store sends and
+    the server's ``parse_addjob`` reads back): its times as whole seconds from its
+    ``created_at``, REPLICATE for ``replicate`` extra copies, MAXLEN when given."""
+    ttl = (
+        FOREVER
+        if job.expires_at is None
+        else max(1, whole_seconds(job.expires_at - job.created_at))
+    )
+    delay = max(0, whole_seconds(job.run_at - job.created_at))
+    retry = whole_seconds(job.retry_after)
+    request: list[str | bytes | int] = ["ADDJOB", job.queue, body, timeout_ms]
+    request += ["TTL", ttl, "RETRY", retry]
+    if delay:
+        request += ["DELAY", min(delay, ttl - 1)]
+    if replicate > 0:
+        request += ["REPLICATE", replicate + 1]
+    elif retry == 0:
+        request += ["REPLICATE", 1]  # Disque requires it for at-most-once jobs
+    if max_len is not None:
+        request += ["MAXLEN", max_len]
+    return tuple(request)
+
+
 # -- SHOW ----------------------------------------------------------------------------------
 
 #: A SHOW value: an integer, a string, ``None`` (a null) or a list of strings.
@@ -166,20 +201,25 @@ def parse_show(reply: list[Any], now: float) -> Job:
         ):
             state = JobState.SCHEDULED
     ttl = int(fields.get("ttl") or 0)
-    job = Job(_text(fields["id"]), _text(fields.get("queue") or b""), fields.get("body") or b"")
-    job.state = state
-    job.created_at = now
-    job.run_at = (
-        now + awake / 1000 if state is JobState.SCHEDULED and isinstance(awake, int) else now
-    )
-    job.retry_after = float(fields.get("retry") or 0)
-    job.expires_at = None if ttl >= FOREVER - 86400 else now + ttl
-    job.nacks, job.additional_deliveries = nacks, more
     delivered = state is JobState.ACTIVE or nacks or more
-    job.attempts = (1 if delivered else 0) + nacks + more
-    if state is JobState.ACTIVE and isinstance(requeue, int):
-        job.lease_until = now + requeue / 1000
-    return job
+    return Job(
+        id=_text(fields["id"]),
+        queue=_text(fields.get("queue") or b""),
+        raw_body=fields.get("body") or b"",
+        state=state,
+        created_at=now,
+        run_at=(
+            now + awake / 1000 if state is JobState.SCHEDULED and isinstance(awake, int) else now
+        ),
+        retry_after=float(fields.get("retry") or 0),
+        expires_at=None if ttl >= FOREVER - 86400 else now + ttl,
+        attempts=(1 if delivered else 0) + nacks + more,
+        nacks=nacks,
+        additional_deliveries=more,
+        lease_until=(
+            now + requeue / 1000 if state is JobState.ACTIVE and isinstance(requeue, int) else None
+        ),
+    )
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -245,6 +245,15 @@ class StoreRefused(StoreUnavailable):
     retryable = False
 
 
+class ServerError(StoreError):
+    """A Disque-protocol server answered an error reply (``-PREFIX text``) that has no
+    specific class; ``reply`` is its text."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        super().__init__("Disque", reply)
+
+
 class NotSupported(Refused, NotImplementedError):
     """The store cannot do this by its nature (a remote Disque server registers itself)."""
 

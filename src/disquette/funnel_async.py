@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from ._concurrency import AsyncBackground, AsyncCondition
 from .errors import ClientClosed, InvalidOption, LeaseLost
-from .job import Job, JobState, Options, check_queue_names, new_job_id
+from .job import Job, JobState, Options, check_queue_names, new_job, new_job_id
 
 if TYPE_CHECKING:
     from .client_async import AsyncClient
@@ -275,16 +275,14 @@ class AsyncFunnel:
         options = self._client.options
         store = self._client.store
         now = store.clock.now()
-        copy = Job(
-            id=new_job_id(options.ttl, job.retry_after),
-            queue=job.queue,
-            raw_body=job.raw_body,
-            encoding=job.encoding,
+        copy = new_job(
+            new_job_id(options.ttl, job.retry_after),
+            job.queue,
+            job.raw_body,
+            job.encoding,
+            now,
             type=job.type,
             priority=job.priority,
-            state=JobState.QUEUED,
-            created_at=now,
-            run_at=now,
             retry_after=job.retry_after,
             expires_at=None if options.ttl is None else now + options.ttl,
             max_attempts=job.max_attempts,

@@ -244,6 +244,47 @@ _job_fields: Final[Callable[[Job], tuple[Any, ...]]] = operator.attrgetter(
 )
 
 
+def new_job(
+    job_id: str,
+    queue: str,
+    raw_body: bytes,
+    encoding: Encoding,
+    now: float,
+    *,
+    type: str | None = None,
+    priority: int = PRIORITY,
+    delay: float = 0.0,
+    retry_after: float = RETRY_AFTER,
+    expires_at: float | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+    result_ttl: float = RESULT_TTL,
+) -> Job:
+    """A job about to be added (the client's ``add``, the server's ADDJOB, a funnel's
+    ``requeue``): queued as of ``now``, ready ``delay`` seconds later, counters at zero;
+    what is not given takes its default from :mod:`disquette.defaults`.
+
+    It takes ``expires_at``, not a TTL: the server counts Disque's whole-second TTLs from
+    the current second, a client from ``now``.
+    """
+    # Positional, in Job's field order: this runs once per job on the hot add paths, and
+    # a dataclass __init__ called by keyword costs twice as much.
+    return Job(
+        job_id,
+        queue,
+        raw_body,
+        encoding,
+        type,
+        priority,
+        JobState.QUEUED,
+        now,
+        now + delay,
+        retry_after,
+        expires_at,
+        max_attempts,
+        result_ttl,
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StatsRow:
     """Counts for one (queue, type) pair, as in Que's JobStats."""

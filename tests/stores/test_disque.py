@@ -16,14 +16,11 @@ import pytest
 from disquette import AsyncClient, Client, Job, connect, connect_async
 from disquette.errors import InvalidURL, JobNotFound, StoreUnavailable
 from disquette.job import Encoding, JobState
+from disquette.stores.disque.codec import decode_body, encode_body
+from disquette.stores.disque.pool_async import AsyncPool
 from disquette.stores.disque.store import DisqueStore
-from disquette.stores.disque.store_async import (
-    AsyncDisqueStore,
-    AsyncPool,
-    decode_body,
-    encode_body,
-    parse_url,
-)
+from disquette.stores.disque.store_async import AsyncDisqueStore
+from disquette.stores.disque.url import parse_url
 from disquette.worker import Worker
 from tests.servers.disque import DisqueServer, command, free_port, session_server
 from tests.servers.proxy import ReplyLosingProxy

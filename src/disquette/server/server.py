@@ -14,10 +14,10 @@ from functools import partial
 from typing import Final
 
 from ..client_async import AsyncClient
-from ..defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
+from ..defaults import RESULT_TTL
 from ..disque import DEFAULT_TTL, default_retry
 from ..errors import StoreUnavailable
-from ..job import Encoding, Job, JobState, job_id_factory
+from ..job import Encoding, Job, job_id_factory, new_job
 from ..stores.store_async import AsyncStore
 from .batching import (
     AckRequest,
@@ -161,20 +161,17 @@ class Server:
 
     def _job(self, job_id: str, queue: str, body: bytes, ttl: int, retry: float, delay: int) -> Job:
         now = self.store.clock.now()
-        return Job(
+        return new_job(
             job_id,
             queue,
             body,
             Encoding.BYTES,
-            None,
-            PRIORITY,
-            JobState.QUEUED,
             now,
-            now + delay,
-            retry,
-            float(math.floor(now) + ttl),
-            MAX_ATTEMPTS,
-            self.result_ttl,
+            delay=delay,
+            retry_after=retry,
+            # Disque's TTL counts from the current whole second (its etime).
+            expires_at=float(math.floor(now) + ttl),
+            result_ttl=self.result_ttl,
         )
 
     def add_jobs(self, jobs: list[Job], pending: Pending) -> None:

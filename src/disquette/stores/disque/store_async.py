@@ -19,25 +19,9 @@ default 0.05), ``retry_for`` (seconds, default 10: while no node accepts a conne
 waits and tries again for that long, so a worker started before its server waits for it; 0
 fails at once).
 
-Failover: commands go to the current node; when it cannot be reached (refused, reset,
-timed out), the store moves on to the next node of the list and retries there. A command
-that was sent but got no reply may have run (an ADDJOB may then be added twice): Disque's
-delivery is at-least-once anyway. Only rounds in which no node could even be connected to
-(nothing was sent) are tried again for ``retry_for``.
-
-Body format. What a Disque client reads is the job's body: a job added from Python with a
-``bytes`` body and no disquette-only field is its bytes exactly, and a job added by any
-other Disque client is read as ``bytes`` (no type: the worker's catch-all handler, or a
-queue per kind of work, as documented by ``disquette server``). A job that needs more (a
-``str`` or JSON body, a ``type``, a non-default ``priority``, ``max_attempts`` or
-``result_ttl``) travels in a JSON envelope any language can read::
-
-    {"disquette": 1, "encoding": "text" | "json" | "bytes", "type": "send_mail",
-     "priority": 100, "max_attempts": 25, "result_ttl": 3600, "body": ...}
-
-``body`` is the JSON value itself (``json``), the string (``text``) or base64 (``bytes``);
-optional keys are left out at their defaults. A ``bytes`` body that happens to begin with
-``{"disquette":`` is always enveloped, so it is never mistaken for an envelope.
+Failover: commands go to the current node and move on to the next one when it cannot be
+reached (see :mod:`.pool_async`). Bodies: a job's bytes, or a JSON envelope when it needs
+more (a ``str`` or JSON body, a ``type``, a non-default ``priority``...; see :mod:`.codec`).
 
 Where Disque's semantics differ from disquette's (the conformance suite marks each test):
 
@@ -62,27 +46,17 @@ Where Disque's semantics differ from disquette's (the conformance suite marks ea
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
-import json
 import math
-import os
-import threading
-import time
 from collections.abc import Collection, Sequence
-from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
 import hiredis
 
-from ..._concurrency import AsyncSemaphore, AsyncTcpStream, async_sleep
 from ...clock import Clock
-from ...defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
 from ...disque import (
-    DEFAULT_PORT,
-    FOREVER,
     STATE_NAMES,
+    addjob_request,
     error_for,
     id_is_leased,
     id_node_prefix,
@@ -92,14 +66,12 @@ from ...disque import (
 from ...errors import (
     InvalidOption,
     InvalidState,
-    InvalidURL,
     JobNotFound,
     NotSupported,
-    StoreError,
-    StoreUnavailable,
+    ServerError,
 )
-from ...job import Encoding, Job, JobState, Stats, StatsRow
-from .._url import check_known, number
+from ...job import Job, JobState, Stats, StatsRow
+from .._url import number
 from ..store_async import AsyncStore
 from ..types import (
     DONE_CHANNEL,
@@ -110,333 +82,9 @@ from ..types import (
     QueueInfo,
     Wakeups,
 )
-
-_ENVELOPE_PREFIX: Final = b'{"disquette":'
-_ENCODINGS: Final = {Encoding.BYTES: "bytes", Encoding.TEXT: "text", Encoding.JSON: "json"}
-_ENCODING_NAMES: Final = {name: encoding for encoding, name in _ENCODINGS.items()}
-_PARAMETERS: Final = frozenset(
-    {
-        "password",
-        "max_idle",
-        "max_active",
-        "idle_timeout",
-        "connect_timeout",
-        "replicate_timeout",
-        "cycle",
-        "poll_interval",
-        "retry_for",
-    }
-)
-
-Reply = Any
-#: Between two rounds of connection attempts while every node is down.
-_RETRY_PAUSE: Final = 0.25
-
-
-class ServerError(StoreError):
-    """An error reply (``-PREFIX text``) the store has no typed error for."""
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        super().__init__("Disque", reply)
-
-
-# -- the envelope --------------------------------------------------------------------------
-
-
-def encode_body(job: Job) -> bytes:
-    """The body a Disque server keeps for ``job`` (see the module's "Body format")."""
-    plain = (
-        job.encoding == Encoding.BYTES
-        and job.type is None
-        and job.priority == PRIORITY
-        and job.max_attempts == MAX_ATTEMPTS
-        and job.result_ttl == RESULT_TTL
-        and not job.raw_body.startswith(_ENVELOPE_PREFIX)
-    )
-    if plain:
-        return job.raw_body
-    envelope: dict[str, Any] = {"disquette": 1, "encoding": _ENCODINGS[job.encoding]}
-    if job.type is not None:
-        envelope["type"] = job.type
-    if job.priority != PRIORITY:
-        envelope["priority"] = job.priority
-    if job.max_attempts != MAX_ATTEMPTS:
-        envelope["max_attempts"] = job.max_attempts
-    if job.result_ttl != RESULT_TTL:
-        envelope["result_ttl"] = job.result_ttl
-    if job.encoding == Encoding.JSON:
-        envelope["body"] = json.loads(job.raw_body)
-    elif job.encoding == Encoding.TEXT:
-        envelope["body"] = job.raw_body.decode()
-    else:
-        envelope["body"] = base64.b64encode(job.raw_body).decode()
-    return json.dumps(envelope, separators=(",", ":")).encode()
-
-
-def decode_body(job: Job, data: bytes) -> Job:
-    """Fill ``job``'s body and envelope fields from what the server keeps."""
-    job.raw_body, job.encoding = data, Encoding.BYTES
-    if not data.startswith(_ENVELOPE_PREFIX):
-        return job
-    try:
-        envelope = json.loads(data)
-        encoding = _ENCODING_NAMES[envelope["encoding"]]
-        body = envelope["body"]
-        if encoding == Encoding.JSON:
-            raw = json.dumps(body, separators=(",", ":")).encode()
-        elif encoding == Encoding.TEXT:
-            raw = body.encode()
-        else:
-            raw = base64.b64decode(body, validate=True)
-        job.type = envelope.get("type")
-        job.priority = int(envelope.get("priority", PRIORITY))
-        job.max_attempts = int(envelope.get("max_attempts", MAX_ATTEMPTS))
-        job.result_ttl = float(envelope.get("result_ttl", RESULT_TTL))
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-        return job  # someone else's body that looks like ours: keep it as bytes
-    job.raw_body, job.encoding = raw, encoding
-    return job
-
-
-# -- the URL -------------------------------------------------------------------------------
-
-
-def parse_url(
-    url: str, environ: dict[str, str] | None = None
-) -> tuple[list[tuple[str, int]], dict[str, str]]:
-    """The nodes (host, port) and the parameters (password included) a URL names."""
-    environ = dict(os.environ) if environ is None else environ
-    nodes: list[tuple[str, int]] = []
-    params: dict[str, str] = {}
-    body = url[len("disque://") :] if url.startswith("disque://") else url
-    pieces = [piece for piece in body.split(",")]
-    if not any(p.split("?")[0].rpartition("@")[2] for p in pieces):
-        # disque:// (maybe with a password or parameters): the nodes come from the environment.
-        for piece in pieces:
-            _parse_piece(url, piece, [], params)
-        listed = environ.get("DISQUE_NODES", "")
-        pieces = [piece.strip() for piece in listed.split(",") if piece.strip()]
-        if not pieces:
-            raise InvalidURL(url, "no node: name host:port in the URL or in $DISQUE_NODES")
-        pieces = [p[len("disque://") :] if p.startswith("disque://") else p for p in pieces]
-    for piece in pieces:
-        if piece.startswith("disque://"):
-            piece = piece[len("disque://") :]
-        _parse_piece(url, piece, nodes, params)
-    check_known(url, params, _PARAMETERS)
-    return nodes, params
-
-
-def _parse_piece(
-    url: str, piece: str, nodes: list[tuple[str, int]], params: dict[str, str]
-) -> None:
-    try:
-        parts = urlsplit("disque://" + piece)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidURL(url, str(exc)) from None
-    if parts.path not in ("", "/"):
-        raise InvalidURL(url, "a disque URL has no path")
-    params.update({key: values[-1] for key, values in parse_qs(parts.query).items()})
-    if parts.password is not None:
-        params["password"] = unquote(parts.password)
-    if parts.hostname:
-        nodes.append((parts.hostname, port or DEFAULT_PORT))
-
-
-# -- connections ---------------------------------------------------------------------------
-
-
-class AsyncWire:
-    """One RESP connection: pipelined requests out, hiredis-parsed replies in."""
-
-    def __init__(self, stream: AsyncTcpStream) -> None:
-        self.stream = stream
-        self.parser = hiredis.Reader()
-        self.last_used = time.monotonic()
-
-    @classmethod
-    async def open(cls, host: str, port: int, timeout: float) -> AsyncWire:
-        """Connect, or raise ``OSError``."""
-        return cls(await AsyncTcpStream.open(host, port, timeout))
-
-    async def call(self, frames: bytes, replies: int) -> list[Reply]:
-        """Send pipelined requests and read their ``replies``."""
-        self.stream.send(frames)
-        out: list[Reply] = []
-        while len(out) < replies:
-            reply = self.parser.gets()
-            if reply is False:
-                data = await self.stream.read(65536)
-                if not data:
-                    raise ConnectionResetError("the server closed the connection")
-                self.parser.feed(data)
-                continue
-            out.append(reply)
-        self.last_used = time.monotonic()
-        return out
-
-    def close(self) -> None:
-        """Close the connection (never raises)."""
-        self.stream.close()
-
-
-def _frame(*args: str | bytes | int) -> bytes:
-    """One RESP request."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class AsyncPool:
-    """Connections to the nodes: idle ones kept per node, a bound on those in use, and
-    failover from the current node to the next when one cannot be reached."""
-
-    def __init__(
-        self,
-        nodes: list[tuple[str, int]],
-        *,
-        password: str | None,
-        max_idle: int,
-        max_active: int,
-        idle_timeout: float,
-        connect_timeout: float,
-        retry_for: float = 0.0,
-    ) -> None:
-        self.nodes = list(nodes)
-        self.retry_for = retry_for
-        self.current = 0
-        self.password = password
-        self.max_idle = max_idle
-        self.idle_timeout = idle_timeout
-        self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, int], collections.deque[AsyncWire]] = {
-            node: collections.deque() for node in self.nodes
-        }
-        self._lock = threading.Lock()
-        self._gate = AsyncSemaphore(max_active)
-        self.closed = False
-
-    def move_to(self, node: tuple[str, int]) -> None:
-        """Make ``node`` the current node (added to the list if new)."""
-        with self._lock:
-            if node not in self.nodes:
-                self.nodes.append(node)
-                self._idle[node] = collections.deque()
-            self.current = self.nodes.index(node)
-
-    async def call(self, *requests: tuple[str | bytes | int, ...]) -> list[Reply]:
-        """Run pipelined requests on one connection of the current node (failing over);
-        error replies are returned as ``hiredis.ReplyError`` values. While no node accepts
-        a connection, try again for ``retry_for`` seconds."""
-        if self.closed:
-            raise StoreUnavailable("the disque store is closed")
-        frames = b"".join(_frame(*request) for request in requests)
-        deadline = time.monotonic() + self.retry_for
-        await self._gate.acquire()
-        try:
-            while True:
-                errors: list[str] = []
-                replies, sent = await self._call_once(frames, len(requests), errors)
-                if replies is not None:
-                    return replies
-                remaining = deadline - time.monotonic()
-                if sent or remaining <= 0 or self.closed:
-                    break
-                await async_sleep(min(_RETRY_PAUSE, remaining))
-        finally:
-            self._gate.release()
-        retried = f" (retried for {self.retry_for:g} s)" if self.retry_for and not sent else ""
-        raise StoreUnavailable("no Disque node could be reached: " + "; ".join(errors) + retried)
-
-    async def _call_once(
-        self, frames: bytes, replies: int, errors: list[str]
-    ) -> tuple[list[Reply] | None, bool]:
-        """One round over the nodes: the replies, or None and whether a request was sent
-        (its reply lost: it may have run, so the round is not repeated)."""
-        sent = False
-        for _ in range(len(self.nodes)):
-            with self._lock:
-                node = self.nodes[self.current]
-            try:
-                wire = await self._checkout(node)
-            except OSError as exc:
-                errors.append(f"{node[0]}:{node[1]}: {exc}")
-                self._fail_over(node)
-                continue
-            try:
-                answers = await wire.call(frames, replies)
-            except OSError as exc:
-                wire.close()
-                self._drop_idle(node)
-                errors.append(f"{node[0]}:{node[1]}: {exc}")
-                self._fail_over(node)
-                sent = True
-                continue
-            except BaseException:
-                wire.close()  # a half-read reply: the connection is unusable
-                raise
-            self._checkin(node, wire)
-            return answers, sent
-        return None, sent
-
-    def _fail_over(self, node: tuple[str, int]) -> None:
-        with self._lock:
-            if self.nodes[self.current] == node:
-                self.current = (self.current + 1) % len(self.nodes)
-
-    async def _checkout(self, node: tuple[str, int]) -> AsyncWire:
-        now = time.monotonic()
-        stale: list[AsyncWire] = []
-        wire: AsyncWire | None = None
-        with self._lock:
-            idle = self._idle[node]
-            while idle:
-                candidate = idle.pop()
-                if now - candidate.last_used > self.idle_timeout:
-                    stale.append(candidate)
-                else:
-                    wire = candidate
-                    break
-        for old in stale:
-            old.close()
-        if wire is not None:
-            return wire
-        wire = await AsyncWire.open(node[0], node[1], self.connect_timeout)
-        if self.password is not None:
-            (reply,) = await wire.call(_frame("AUTH", self.password), 1)
-            if isinstance(reply, hiredis.ReplyError):
-                wire.close()
-                raise StoreUnavailable(f"AUTH refused by {node[0]}:{node[1]}: {reply}")
-        return wire
-
-    def _checkin(self, node: tuple[str, int], wire: AsyncWire) -> None:
-        with self._lock:
-            idle = self._idle.get(node)
-            if idle is not None and not self.closed and len(idle) < self.max_idle:
-                idle.append(wire)
-                return
-        # Past max_idle (or closed): let it go. Closing a socket does not block.
-        wire.close()
-
-    def _drop_idle(self, node: tuple[str, int]) -> None:
-        with self._lock:
-            wires = list(self._idle[node])
-            self._idle[node].clear()
-        for wire in wires:
-            wire.close()
-
-    async def close(self) -> None:
-        """Close every idle connection; later calls raise ``StoreUnavailable``."""
-        self.closed = True
-        for node in list(self._idle):
-            self._drop_idle(node)
-
-
-# -- the store -----------------------------------------------------------------------------
+from .codec import decode_body, encode_body
+from .pool_async import AsyncPool, Reply
+from .url import parse_url
 
 
 def _text(value: Reply) -> str:
@@ -449,11 +97,6 @@ def _pause_mode(reply: Reply) -> PauseMode:
         if mode == name:
             return mode
     raise ServerError(f"unexpected pause state {name!r}")
-
-
-def _seconds(value: float) -> int:
-    """Disque's whole seconds, never earlier than asked."""
-    return math.ceil(value - 1e-9)
 
 
 class AsyncDisqueStore(AsyncStore):
@@ -541,34 +184,10 @@ class AsyncDisqueStore(AsyncStore):
         if connection is not None:
             raise InvalidOption("connection", connection, "the disque store has no transactions")
         timeout_ms = int(self.replicate_timeout * 1000)
-        requests = []
-        for job in jobs:
-            ttl = (
-                FOREVER
-                if job.expires_at is None
-                else max(1, _seconds(job.expires_at - job.created_at))
-            )
-            delay = max(0, _seconds(job.run_at - job.created_at))
-            retry = _seconds(job.retry_after)
-            request: list[str | bytes | int] = [
-                "ADDJOB",
-                job.queue,
-                encode_body(job),
-                timeout_ms,
-                "TTL",
-                ttl,
-                "RETRY",
-                retry,
-            ]
-            if delay:
-                request += ["DELAY", min(delay, ttl - 1)]
-            if replicate > 0:
-                request += ["REPLICATE", replicate + 1]
-            elif retry == 0:
-                request += ["REPLICATE", 1]  # Disque requires it for at-most-once jobs
-            if max_len is not None:
-                request += ["MAXLEN", max_len]
-            requests.append(tuple(request))
+        requests = [
+            addjob_request(job, encode_body(job), timeout_ms, max_len=max_len, replicate=replicate)
+            for job in jobs
+        ]
         replies = await self.pool.call(*requests)
         refusal: Exception | None = None
         added = []
@@ -605,12 +224,20 @@ class AsyncDisqueStore(AsyncStore):
             counters = dict(zip(map(_text, item[3::2]), item[4::2], strict=False))
             nacks = int(counters.get("nacks", 0))
             more = int(counters.get("additional-deliveries", 0))
-            job = Job(job_id, queue, b"", state=JobState.ACTIVE, created_at=now, run_at=now)
-            decode_body(job, body)
-            job.nacks, job.additional_deliveries = nacks, more
-            job.attempts = 1 + nacks + more
-            job.retry_after = 0.0
-            jobs.append(job)
+            job = Job(
+                id=job_id,
+                queue=queue,
+                raw_body=b"",
+                state=JobState.ACTIVE,
+                created_at=now,
+                run_at=now,
+                # Known from SHOW only, and only for a leased job (below).
+                retry_after=0.0,
+                attempts=1 + nacks + more,
+                nacks=nacks,
+                additional_deliveries=more,
+            )
+            jobs.append(decode_body(job, body))
         # The id's last hex digit is odd when the job can be redelivered. Its RETRY (and so
         # its lease) is only in SHOW: one more round trip, all SHOWs pipelined.
         leased = [job for job in jobs if id_is_leased(job.id)]
@@ -740,7 +367,9 @@ class AsyncDisqueStore(AsyncStore):
         now = self.clock.now()
         jobs = []
         for item in await self._call("QPEEK", queue, count):
-            job = Job(_text(item[1]), _text(item[0]), b"", created_at=now, run_at=now)
+            job = Job(
+                id=_text(item[1]), queue=_text(item[0]), raw_body=b"", created_at=now, run_at=now
+            )
             jobs.append(decode_body(job, item[2]))
         return jobs
 
