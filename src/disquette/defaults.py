@@ -2,8 +2,9 @@
 
 The client's ``DEFAULTS``, :class:`~disquette.job.Job`'s field defaults, the stores that
 leave default values out of what they keep (Redis hashes, disque:// envelopes), the
-Disque-protocol server's jobs and the CLI's help all read them from here. ``common.lua``
-(Redis) repeats them in its ``DEFAULTS`` table and must agree.
+Disque-protocol server's jobs and the CLI's help all read them from here; so do the Redis
+scripts, whose ``@NAME@`` placeholders (``DEFAULTS`` in ``common.lua``) are filled with
+these values when they are loaded.
 
 Changing one changes how jobs already kept are read: a Redis hash or a disque:// body that
 left a value out because it was the default then reads as the new default.

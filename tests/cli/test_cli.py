@@ -460,7 +460,10 @@ def test_a_missing_driver_names_the_extra_to_install(
     for url, driver, module, extra in cases:
         with monkeypatch.context() as patch:
             patch.setitem(sys.modules, driver, None)  # import driver: ModuleNotFoundError
-            patch.delitem(sys.modules, f"disquette.stores.{module}.store", raising=False)
+            # Every module of the store's package: the driver's importers run again.
+            package = f"disquette.stores.{module}."
+            for name in [name for name in sys.modules if name.startswith(package)]:
+                patch.delitem(sys.modules, name)
             result = run("qlen", "q", "--url", url)
         assert result.exit_code == EXIT_USAGE, result.output
         assert f"pip install 'disquette[{extra}]'" in one_line_error(result), url

@@ -31,7 +31,8 @@ from disquette.errors import (
     StoreUnavailable,
 )
 from disquette.job import new_job_id
-from disquette.stores.redis.store import STATS_CHUNK, RedisStore, claimed_jobs, queue_base
+from disquette.stores.redis.codec import claimed_jobs, queue_base
+from disquette.stores.redis.store import STATS_CHUNK, RedisStore
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 from tests.servers.redis import (
     RedisCluster,
@@ -212,7 +213,7 @@ def test_wait_confirms_replicas_and_refuses_more_than_there_are(tmp_path: Path) 
                 store.add([job], None, connection=object())
             store.add([job], None, replicate=1)
             # WAIT returned: the replica has processed the write.
-            assert replica.client().exists(store.job_key(job.id, None)) == 1
+            assert replica.client().exists(store.runner.job_key(job.id, None)) == 1
             late = _job("not enough copies", store.clock.now())
             with pytest.raises(NotReplicated) as refused:
                 store.add([late], None, replicate=2)
@@ -375,7 +376,7 @@ def test_a_blocked_get_is_woken_when_a_delay_runs_out(tmp_path: Path) -> None:
         assert jobs.timeout(0).get_many("q") == []
         store = jobs.store
         assert isinstance(store, RedisStore)
-        assert list(store._timers) == [("q",)]  # armed by the empty claim
+        assert store.timers.armed() == [("q",)]  # armed by the empty claim
         assert jobs.timeout(30).get("q").id == job_id
 
 
@@ -385,9 +386,9 @@ def test_a_retried_claim_returns_the_jobs_it_leased(tmp_path: Path) -> None:
         jobs.add_many(["a", "b", "c"], "q")
         store = jobs.store
         assert isinstance(store, RedisStore)
-        key = store.queue_key("q", "r")
-        first = claimed_jobs(store._run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
-        again = claimed_jobs(store._run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
+        key = store.runner.queue_key("q", "r")
+        first = claimed_jobs(store.runner.run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
+        again = claimed_jobs(store.runner.run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
         assert [job.body for job in again] == [job.body for job in first] == ["a", "b"]
         assert [job.attempts for job in again] == [1, 1]
         assert jobs.qlen("q") == 1

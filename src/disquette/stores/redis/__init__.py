@@ -1,7 +1,17 @@
 """The Redis store: ``redis://host:6379/0``, ``rediss://`` for TLS (``disquette[redis]``).
 
-``store_async.py`` is the store (its sync twin ``store.py`` is generated from it); ``lua/``
-holds its scripts (each prefixed with ``common.lua``); ``listener.py`` is the wake-up
-listener and the connection probe, written once for both flavours. Importing this package
-imports no driver.
+Modules (importing this package imports no driver):
+
+- ``store_async.py``: the store, :class:`AsyncRedisStore`, and ``open_url``; its sync twin
+  ``store.py`` is generated from it. Its docstring tells how the store works.
+- ``runner_async.py``: how calls reach Redis (retries while it is away, scripts by SHA, job
+  ids routed on a Cluster); ``runner.py`` is generated from it.
+- ``url.py``: the URL and its options (``Settings``, ``parse_url``).
+- ``scripts.py``: the Lua scripts of ``lua/``, each prefixed with ``common.lua`` (which
+  documents the key layout), ``@NAME@`` filled from :mod:`disquette.defaults`.
+- ``codec.py``: how jobs are spelled: the packed ``m`` field, the scripts' rows and
+  arguments.
+- ``listener.py``: the wake-up listener and the connection probe; ``timers.py``: wake-ups
+  when a delay or a lease runs out. These and the three above are written once for both
+  flavours.
 """

@@ -1,8 +1,9 @@
 """The parts of the Redis store that block a thread in both flavours: the wake-up listener
 (a thread reading a pub/sub connection) and the probe run once when a store is opened.
 
-Hand-written, not generated: the asyncio source ``store_async.py`` and its
-generated sync twin both import from here, so the source imports only ``redis.asyncio``.
+Hand-written, not generated: the asyncio sources (``store_async.py``, ``runner_async.py``)
+and their generated sync twins all import from here, so the sources import only
+``redis.asyncio``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import redis
 import redis.retry
@@ -30,22 +31,10 @@ from redis.exceptions import (
 
 from ...errors import StoreRefused, StoreUnavailable
 from ..types import DONE_CHANNEL, Wakeups
+from .url import Settings
 
 #: Server replies that mean "not now, try again": a restart, a failover, a resharding.
 _TRANSIENT_REPLIES: Final = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
-
-
-class _Settings(Protocol):
-    """What :func:`probe` reads of either flavour's ``Settings``."""
-
-    @property
-    def url(self) -> str: ...
-    @property
-    def redis_url(self) -> str: ...
-    @property
-    def retry_for(self) -> float: ...
-    @property
-    def cluster(self) -> bool | None: ...
 
 
 def is_transient(exc: Exception) -> bool:
@@ -180,12 +169,12 @@ class RedisWakeups(Wakeups):
             listener.close()
 
 
-def retried(settings: _Settings) -> str:
+def retried(settings: Settings) -> str:
     """How long a call was retried, for error messages (empty when it was not)."""
     return f" (retried for {settings.retry_for:g} s)" if settings.retry_for else ""
 
 
-def probe(settings: _Settings) -> tuple[bool, int]:
+def probe(settings: Settings) -> tuple[bool, int]:
     """Ask the server whether it is a Cluster node and how many replicas it has.
 
     Retried for ``retry_for`` seconds while Redis cannot be reached or is loading, as every

@@ -1,4 +1,5 @@
--- Shared by every script of the Redis store (disquette/stores/redis/store_async.py prepends it).
+-- Shared by every script of the Redis store (disquette/stores/redis/scripts.py prepends it,
+-- and fills each placeholder, a name of disquette/defaults.py between two at signs).
 --
 -- Calling convention: ARGV[1] is the key prefix ("disquette:"), ARGV[2] is "1" when job
 -- hashes live in their queue's hash slot (Redis Cluster) and "" when they live under
@@ -38,7 +39,8 @@ local NOW = tonumber(NOW_S)
 -- The row every reading script returns after the id (claim.lua returns its own, shorter).
 local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
                 'sq', 'nx'}
-local DEFAULTS = {p = '100', ra = '300', rt = '3600'}
+-- Values a job hash leaves out: the job defaults, filled in from defaults.py at load time.
+local DEFAULTS = {p = '@PRIORITY@', ra = '@RETRY_AFTER@', rt = '@RESULT_TTL@'}
 
 local queues = {}        -- name -> key table, for each queue this call touched
 local touched = {}       -- the same tables, in first-touch order

@@ -1,0 +1,63 @@
+"""The Redis store's codec without a server: every field of a decoded job lands where it
+belongs (``claimed_jobs`` calls ``Job`` positionally, for speed, so a slip would be silent).
+"""
+
+from __future__ import annotations
+
+from disquette.job import Encoding, Job, JobState
+from disquette.stores.redis.codec import (
+    CLAIM_ROW_WIDTH,
+    ROW_WIDTH,
+    claimed_jobs,
+    pack_record,
+    row_to_job,
+    unpack_record,
+)
+
+#: A job whose every field differs from its default and from the others.
+JOB = Job(
+    id="id-1",
+    queue="q2",
+    raw_body=b"body",
+    encoding=Encoding.JSON,
+    type="kind",
+    priority=7,
+    state=JobState.ACTIVE,
+    created_at=11.0,
+    run_at=12.0,
+    retry_after=13.0,
+    expires_at=14.0,
+    max_attempts=15,
+    result_ttl=16.0,
+    attempts=17,
+    nacks=18,
+    additional_deliveries=19,
+    error_count=20,
+    last_error="oops",
+    lease_until=21.0,
+)
+
+
+def test_a_packed_record_unpacks_to_the_same_values() -> None:
+    assert unpack_record(pack_record(JOB)) == (
+        Encoding.JSON, 11.0, 7, 13.0, 14.0, 15, 16.0, b"body",
+    )  # fmt: skip
+
+
+def test_a_claimed_row_fills_every_field_by_name() -> None:
+    row = [
+        2, b"id-1", pack_record(JOB), b"kind", b"12", b"17", b"18", b"19", b"20", b"oops",
+        b"21", None,
+    ]  # fmt: skip
+    assert len(row) == CLAIM_ROW_WIDTH
+    assert claimed_jobs(row, ["q1", "q2"]) == [JOB]
+
+
+def test_a_read_row_fills_every_field_by_name() -> None:
+    row = [
+        b"id-1", b"q2", pack_record(JOB), b"kind", b"a", b"12", b"17", b"18", b"19", b"20",
+        b"oops", b"21", None, None, None, b"5", None,
+    ]  # fmt: skip
+    assert len(row) == ROW_WIDTH
+    assert row_to_job(row) == JOB
+    assert row_to_job([None] * ROW_WIDTH) is None
