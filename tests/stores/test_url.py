@@ -10,7 +10,7 @@ from disquette.clock import SystemClock
 from disquette.errors import InvalidURL
 from disquette.stores import open_store
 from disquette.stores._url import check_known, flag, number
-from disquette.stores.disque import store as disque
+from disquette.stores.disque import url as disque
 from disquette.stores.redis import url as redis
 
 URL = "x://?"

@@ -21,7 +21,7 @@ waits and tries again for that long, so a worker started before its server waits
 fails at once).
 
 Failover: commands go to the current node and move on to the next one when it cannot be
-reached (see :mod:`.pool`). Bodies: a job's bytes, or a JSON envelope when it needs
+reached (see :mod:`.pool_async`). Bodies: a job's bytes, or a JSON envelope when it needs
 more (a ``str`` or JSON body, a ``type``, a non-default ``priority``...; see :mod:`.codec`).
 
 Where Disque's semantics differ from disquette's (the conformance suite marks each test):
@@ -135,7 +135,6 @@ class DisqueStore(Store):
         self.max_replicas = 65534
         # ACKJOB, NACK and WORKING act by id; attempts are derived from Disque's counters,
         # which NACK moves too, so they cannot name a delivery.
-        self.tracks_deliveries = False
         self.pool = Pool(
             nodes,
             password=params.get("password"),

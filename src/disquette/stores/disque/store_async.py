@@ -134,7 +134,6 @@ class AsyncDisqueStore(AsyncStore):
         self.max_replicas = 65534
         # ACKJOB, NACK and WORKING act by id; attempts are derived from Disque's counters,
         # which NACK moves too, so they cannot name a delivery.
-        self.tracks_deliveries = False
         self.pool = AsyncPool(
             nodes,
             password=params.get("password"),

@@ -27,6 +27,7 @@ from ..._concurrency import async_sleep
 from ...errors import InvalidOption, NotReplicated, QueueFull
 from ...job import Job
 from .database_async import AsyncDatabase
+from .statements import insert_statement
 from .upkeep_async import maintain
 
 
@@ -55,7 +56,7 @@ class AsyncInserts:
         commit waits for synchronous standbys to apply it (``remote_apply``), and
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
-        statement, params = _insert(self._q, jobs, now, self._channel)
+        statement, params = insert_statement(self._q, jobs, now, self._channel)
         ready = {job.queue for job in jobs if job.run_at <= now}
         runs = 0
 
@@ -139,81 +140,3 @@ class AsyncInserts:
             if time.monotonic() >= deadline:
                 raise NotReplicated(wanted, applied, "postgresql")
             await async_sleep(0.005)
-
-
-def _insert(
-    q: dict[str, str], jobs: Sequence[Job], now: float, channel: str
-) -> tuple[str, dict[str, Any]]:
-    """The statement that inserts ``jobs``, and its parameters."""
-    if len(jobs) == 1:
-        job = jobs[0]
-        return q["insert_one"], {
-            "id": job.id,
-            "queue": job.queue,
-            "body": job.raw_body,
-            "encoding": int(job.encoding),
-            "type": job.type,
-            "priority": job.priority,
-            "state": 1 if job.run_at <= now else 0,
-            "created_at": job.created_at,
-            "run_at": job.run_at,
-            "retry_after": job.retry_after,
-            "expires_at": job.expires_at,
-            "max_attempts": job.max_attempts,
-            "result_ttl": job.result_ttl,
-            "channel": channel,
-        }
-    if _uniform(jobs):
-        job = jobs[0]
-        return q["insert_uniform"], {
-            "ids": [job.id for job in jobs],
-            "bodies": [job.raw_body for job in jobs],
-            "encodings": [int(job.encoding) for job in jobs],
-            "queue": job.queue,
-            "type": job.type,
-            "priority": job.priority,
-            "state": 1 if job.run_at <= now else 0,
-            "created_at": job.created_at,
-            "run_at": job.run_at,
-            "retry_after": job.retry_after,
-            "expires_at": job.expires_at,
-            "max_attempts": job.max_attempts,
-            "result_ttl": job.result_ttl,
-            "channel": channel,
-        }
-    return q["insert"], {
-        "ids": [job.id for job in jobs],
-        "queues": [job.queue for job in jobs],
-        "bodies": [job.raw_body for job in jobs],
-        "encodings": [int(job.encoding) for job in jobs],
-        "types": [job.type for job in jobs],
-        "priorities": [job.priority for job in jobs],
-        "states": [1 if job.run_at <= now else 0 for job in jobs],
-        "created_at": [job.created_at for job in jobs],
-        "run_at": [job.run_at for job in jobs],
-        "retry_after": [job.retry_after for job in jobs],
-        "expires_at": [job.expires_at for job in jobs],
-        "max_attempts": [job.max_attempts for job in jobs],
-        "result_ttl": [job.result_ttl for job in jobs],
-        "channel": channel,
-    }
-
-
-def _settings(job: Job) -> tuple[object, ...]:
-    return (
-        job.queue,
-        job.type,
-        job.priority,
-        job.created_at,
-        job.run_at,
-        job.retry_after,
-        job.expires_at,
-        job.max_attempts,
-        job.result_ttl,
-    )
-
-
-def _uniform(jobs: Sequence[Job]) -> bool:
-    """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes)."""
-    shared = _settings(jobs[0])
-    return all(_settings(job) == shared for job in jobs)

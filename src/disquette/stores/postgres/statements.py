@@ -13,9 +13,11 @@ at best, so the store also runs ``VACUUM`` on ``jobs`` every ``vacuum_every`` jo
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Final
 
+from ...job import Job
 from .._sql import COLUMNS, load_named_blocks, numbered_migrations
 
 #: The columns of a job read from the done table, in the order of ``COLUMNS``.
@@ -76,3 +78,74 @@ def migration_script(schema: str) -> str:
         )
     parts.append("COMMIT;")
     return "\n".join(parts)
+
+
+def insert_statement(
+    q: dict[str, str], jobs: Sequence[Job], now: float, channel: str
+) -> tuple[str, dict[str, Any]]:
+    """The statement that inserts ``jobs``, and its parameters: one job; jobs that differ
+    only in id and body (what ``add_many`` makes), sent as arrays of those; or any jobs,
+    every column an array."""
+    if len(jobs) == 1 or _uniform(jobs):
+        params = _shared_settings(jobs[0], now, channel)
+        if len(jobs) == 1:
+            job = jobs[0]
+            params.update(id=job.id, body=job.raw_body, encoding=int(job.encoding))
+            return q["insert_one"], params
+        params["ids"] = [job.id for job in jobs]
+        params["bodies"] = [job.raw_body for job in jobs]
+        params["encodings"] = [int(job.encoding) for job in jobs]
+        return q["insert_uniform"], params
+    return q["insert"], {
+        "ids": [job.id for job in jobs],
+        "queues": [job.queue for job in jobs],
+        "bodies": [job.raw_body for job in jobs],
+        "encodings": [int(job.encoding) for job in jobs],
+        "types": [job.type for job in jobs],
+        "priorities": [job.priority for job in jobs],
+        "states": [1 if job.run_at <= now else 0 for job in jobs],
+        "created_at": [job.created_at for job in jobs],
+        "run_at": [job.run_at for job in jobs],
+        "retry_after": [job.retry_after for job in jobs],
+        "expires_at": [job.expires_at for job in jobs],
+        "max_attempts": [job.max_attempts for job in jobs],
+        "result_ttl": [job.result_ttl for job in jobs],
+        "channel": channel,
+    }
+
+
+def _shared_settings(job: Job, now: float, channel: str) -> dict[str, Any]:
+    """The parameters of a job that every job of a uniform batch shares."""
+    return {
+        "queue": job.queue,
+        "type": job.type,
+        "priority": job.priority,
+        "state": 1 if job.run_at <= now else 0,
+        "created_at": job.created_at,
+        "run_at": job.run_at,
+        "retry_after": job.retry_after,
+        "expires_at": job.expires_at,
+        "max_attempts": job.max_attempts,
+        "result_ttl": job.result_ttl,
+        "channel": channel,
+    }
+
+
+def _settings(job: Job) -> tuple[object, ...]:
+    return (
+        job.queue,
+        job.type,
+        job.priority,
+        job.created_at,
+        job.run_at,
+        job.retry_after,
+        job.expires_at,
+        job.max_attempts,
+        job.result_ttl,
+    )
+
+
+def _uniform(jobs: Sequence[Job]) -> bool:
+    """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes)."""
+    shared = _settings(jobs[0])
+    return all(_settings(job) == shared for job in jobs)

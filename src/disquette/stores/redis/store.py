@@ -6,7 +6,7 @@ This file is the asyncio source (redis-py's ``redis``); ``store.py`` beside it i
 generated from it by ``scripts/unasync.py``. The package's other modules hold the rest (see
 its docstring): the URL (``url.py``, which lists the options), the scripts (``lua/``,
 loaded by ``scripts.py``; ``common.lua`` documents the key layout), how jobs are spelled
-(``codec.py``), how calls reach Redis (``runner.py``), and the wake-ups
+(``codec.py``), how calls reach Redis (``runner_async.py``), and the wake-ups
 (``listener.py``, ``timers.py``).
 
 Wake-ups: a script publishes ``<prefix>w:<queue>`` when a queue's ready set goes from

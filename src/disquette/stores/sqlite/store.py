@@ -192,16 +192,21 @@ class SqliteStore(Store):
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; ``BEGIN IMMEDIATE`` so it never fails half-way on a lock."""
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            self._idle.clear()
+        with self._connection() as conn, self._committed(conn):
+            yield conn
+
+    @contextmanager
+    def _committed(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A write transaction on a connection already held: committed, or rolled back."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self._idle.clear()
 
     def _apply_due(self, conn: sqlite3.Connection, now: float) -> int:
         """In one transaction: expire, promote due jobs, requeue lapsed leases.
@@ -209,17 +214,10 @@ class SqliteStore(Store):
         Returns how many leases were requeued.
         """
         params = {"now": now}
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._committed(conn):
             conn.execute(QUERIES["expire"], params)
             conn.execute(QUERIES["promote"], params)
             requeued = conn.execute(QUERIES["requeue_expired_leases"], params).rowcount
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        self._idle.clear()
         return int(requeued)
 
     def _refresh(self, *, reading: bool = False) -> float:
