@@ -36,6 +36,7 @@ from .client_async import BACKOFF_BASE, BACKOFF_CAP, AsyncClient, connect_async
 from .clock import Clock
 from .errors import EagerError, InvalidOption
 from .job import DEFAULT_MAX_BODY_BYTES, Job, Options, check_queue_name
+from .periodic import CatchUp, Periodic, Schedule, periodic
 from .stores import resolve_url
 from .worker import (
     DEFAULT_QUEUE,
@@ -302,6 +303,100 @@ class App:
         )
         self.registry.register(job_type, function, exec_timeout=exec_timeout, queue=queue)
         return JobFunction(self, function, job_type, queue, options)
+
+    @overload
+    def periodic(
+        self,
+        schedule: str | float,
+        *,
+        type: str,
+        queue: str = DEFAULT_QUEUE,
+        body: object = None,
+        name: str | None = None,
+        tz: str = "UTC",
+        catch_up: CatchUp = "latest",
+    ) -> Periodic: ...
+
+    @overload
+    def periodic(
+        self,
+        schedule: str | float,
+        *,
+        type: None = None,
+        queue: str | None = None,
+        body: object = None,
+        name: str | None = None,
+        tz: str = "UTC",
+        catch_up: CatchUp = "latest",
+    ) -> Callable[[Callable[[Job], R]], JobFunction[R]]: ...
+
+    def periodic(
+        self,
+        schedule: str | float,
+        *,
+        type: str | None = None,
+        queue: str | None = None,
+        body: object = None,
+        name: str | None = None,
+        tz: str = "UTC",
+        catch_up: CatchUp = "latest",
+    ) -> Periodic | Callable[[Callable[[Job], R]], JobFunction[R]]:
+        """Fire a job at every slot of ``schedule`` (a 5-field cron expression or alias
+        read in time zone ``tz``, or seconds): ``@app.periodic("0 3 * * *")`` on a handler
+        (or on an ``@app.job``), or ``app.periodic(..., type="cleanup")`` for a job type
+        handled elsewhere. ``name`` (default: the job type) keys the slots, ``catch_up``
+        is ``"latest"``, ``"none"`` or a number of missed slots (see
+        :mod:`disquette.periodic`). Every worker of the app fires them; so does
+        ``disquette scheduler``.
+        """
+        Schedule(schedule, tz=tz, catch_up=catch_up)  # bad input fails at the call
+        if type is not None:
+            return self._add_periodic(
+                schedule, type, queue or DEFAULT_QUEUE, body, name, tz, catch_up, self.options
+            )
+
+        def register(function: Callable[[Job], R]) -> JobFunction[R]:
+            job = (
+                function
+                if isinstance(function, JobFunction)
+                else self.register(function, queue=queue or DEFAULT_QUEUE)
+            )
+            self._add_periodic(
+                schedule, job.name, queue or job.queue, body, name, tz, catch_up, job.options
+            )
+            return job
+
+        return register
+
+    def _add_periodic(
+        self,
+        schedule: str | float,
+        job_type: str,
+        queue: str,
+        body: object,
+        name: str | None,
+        tz: str,
+        catch_up: CatchUp,
+        options: Options,
+    ) -> Periodic:
+        made = periodic(
+            Schedule(schedule, tz=tz, catch_up=catch_up),
+            name=name or job_type,
+            queue=queue,
+            type=job_type,
+            body=body,
+            priority=options.priority,
+            retry_after=options.retry_after,
+            max_attempts=options.max_attempts,
+            result_ttl=options.result_ttl,
+        )
+        self.registry.add_schedule(made)
+        return made
+
+    @property
+    def schedules(self) -> list[Periodic]:
+        """The app's periodic jobs."""
+        return self.registry.schedules
 
     @property
     def handlers(self) -> Mapping[str, Handler]:

@@ -62,6 +62,24 @@ class InvalidJobId(InvalidInput):
         super().__init__(f"invalid job id {job_id!r}")
 
 
+class InvalidSchedule(InvalidInput):
+    """A periodic job's schedule is neither a 5-field cron expression (or an ``@hourly``
+    style alias) nor a positive number of seconds, or its ``catch_up`` is not a policy."""
+
+    def __init__(self, schedule: object, reason: str) -> None:
+        self.schedule = schedule
+        self.reason = reason
+        super().__init__(f"invalid schedule {schedule!r}: {reason}")
+
+
+class UnknownTimeZone(InvalidInput):
+    """A periodic job's time zone is not an IANA name this system knows (``Europe/Oslo``)."""
+
+    def __init__(self, tz: object) -> None:
+        self.tz = tz
+        super().__init__(f"unknown time zone {tz!r} (an IANA name such as 'Europe/Oslo')")
+
+
 class InvalidURL(InvalidInput):
     """A store URL has an unknown scheme or a malformed location."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from . import admin, jobs, run
+from . import admin, jobs, periodic, run
 from .common import (
     _TRACEBACK_KEY,
     ENV_TRACEBACK,
@@ -95,5 +95,7 @@ for _command in (
     run.worker,
     run.server,
     run.demo,
+    periodic.scheduler,
+    periodic.periodic,
 ):
     main.add_command(_command)

@@ -19,6 +19,7 @@ from .fetcher import Fetcher
 from .handlers import HandlerThreads, InFlight, Outcome, describe_exception, log_extras
 from .heartbeat import Heartbeat
 from .registry import HandlerSpec
+from .scheduler import Scheduler
 from .state import EngineState
 from .watchdog import Watchdog
 
@@ -49,6 +50,9 @@ class Engine:
             finish=self._finish,
             request_stop=self.request_stop,
         )
+        schedules = state.registry.schedules if worker.schedules else []
+        #: Fires the app's periodic jobs (every worker does: the store keeps one per slot).
+        self.scheduler = Scheduler(client, schedules) if schedules else None
 
     # -- control ---------------------------------------------------------------------
 
@@ -79,6 +83,9 @@ class Engine:
             asyncio.create_task(self.watchdog.run(), name="disquette-watch"),
         ]
         fetcher, flusher, _ = tasks
+        scheduler = self.scheduler
+        if scheduler is not None:
+            tasks.append(asyncio.create_task(scheduler.run(), name="disquette-schedule"))
         stop = asyncio.create_task(self.stop_flag.wait(None))
         try:
             await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
@@ -87,6 +94,8 @@ class Engine:
                     self.request_stop(force=True)
             state.stopping = True
             state.fetch_flag.set_in_loop()
+            if scheduler is not None:
+                scheduler.stop()
             await asyncio.wait([fetcher])
             await self._drain_running()
             self.acks.close()

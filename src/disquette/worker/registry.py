@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeAlias, cast
 
 from ..errors import InvalidOption
 from ..job import Job, Options, check_queue_names
+from ..periodic import Periodic
 from .config import CATCH_ALL, check_positive
 
 Handler: TypeAlias = Callable[[Job], Any]
@@ -47,6 +48,8 @@ class Registry(Mapping[str, HandlerSpec]):
 
     def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
         self._specs: dict[str, HandlerSpec] = {}
+        #: Periodic jobs, which the workers of these handlers schedule (``App.periodic``).
+        self.schedules: list[Periodic] = []
         for name, function in (handlers or {}).items():
             self.register(name, function)
 
@@ -72,6 +75,12 @@ class Registry(Mapping[str, HandlerSpec]):
         spec = HandlerSpec(name, function, is_async_handler(function), exec_timeout, queue)
         self._specs[name] = spec
         return spec
+
+    def add_schedule(self, periodic: Periodic) -> None:
+        """Schedule a periodic job; its name must be new."""
+        if any(known.name == periodic.name for known in self.schedules):
+            raise InvalidOption("name", periodic.name, "a periodic job has this name already")
+        self.schedules.append(periodic)
 
     def resolve(self, job_type: str | None, queue: str | None = None) -> HandlerSpec | None:
         """The handler for a job of this type in this queue: its type's own; for a job

@@ -46,7 +46,8 @@ class Worker:
     work at the pace jobs finish, at most 100).
     ``poll_interval`` overrides how often the store is polled when it cannot wake us.
     ``exec_timeout`` is the default per-job limit (handlers may set their own); ``grace``
-    is how long a graceful stop waits for running jobs.
+    is how long a graceful stop waits for running jobs. ``schedules`` (default on): also
+    fire the app's periodic jobs as they come due (see :mod:`disquette.periodic`).
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class Worker:
         grace: float = DEFAULT_GRACE,
         parent_pid: int | None = None,
         replace_on_abandon: bool = False,
+        schedules: bool = True,
     ) -> None:
         self.registry = as_registry(handlers)
         if not self.registry:
@@ -86,6 +88,8 @@ class Worker:
         self.grace = float(grace)
         #: Stop gracefully when this process's parent is no longer this pid.
         self.parent_pid = parent_pid
+        #: Fire the handlers' periodic jobs (``App.periodic``) while working.
+        self.schedules = schedules
         #: Stop (to be replaced by the supervisor) after abandoning a stuck sync handler.
         self.replace_on_abandon = replace_on_abandon
         #: Set when the worker stopped because it wants its process replaced.
