@@ -8,10 +8,12 @@ and ``synchronous=full``, i.e. an fsync per commit), against Redis' ``LPUSH`` on
 
 Then GETJOB+ACKJOB cycles, which redis-benchmark cannot do (the ACKJOB needs the id the
 GETJOB returned): a small asyncio load generator (:func:`cycles`) opens ``--clients``
-connections; each sends ``pipeline`` ``GETJOB NOHANG FROM c``, reads the replies, then sends
+connections; each sends ``pipeline`` ``GETJOB TIMEOUT 1000 FROM c`` (what a worker sends;
+``--getjob nohang`` measures ``GETJOB NOHANG`` instead), reads the replies, then sends
 one ``ACKJOB id`` per job it got and reads those replies; a cycle is one job got and acked.
-The same generator runs against Redis with its reliable-queue equivalent, ``RPOPLPUSH c
-processing`` then ``LREM processing 1 body``, so both sides pay the same client costs (the
+The same generator runs against Redis with its reliable-queue equivalent, ``BLMOVE c
+processing RIGHT LEFT 1`` (``RPOPLPUSH`` with ``--getjob nohang``) then ``LREM processing 1
+body``, so both sides pay the same client costs (the
 generator is Python and shares the machine's cores with the server it measures: its rates
 are lower than redis-benchmark's, compare them with the Redis cycle, not with LPUSH).
 
@@ -39,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import hiredis
 
@@ -165,14 +167,31 @@ async def fill(port: int, count: int, request: bytes) -> None:
 #: of the get (``None`` when it got nothing).
 Cycle = tuple[bytes, Callable[[object], bytes | None]]
 
-DISQUE_CYCLE: Cycle = (
-    encode("GETJOB", "NOHANG", "FROM", "c"),
-    lambda reply: encode("ACKJOB", reply[0][1]) if reply else None,  # type: ignore[index]
-)
-REDIS_CYCLE: Cycle = (
-    encode("RPOPLPUSH", "c", "processing"),
-    lambda reply: encode("LREM", "processing", "1", reply) if reply else None,  # type: ignore[arg-type]
-)
+#: The get request of each side, blocking (what workers send) or not.
+DISQUE_GETS: Final = {
+    "timeout": encode("GETJOB", "TIMEOUT", "1000", "FROM", "c"),
+    "nohang": encode("GETJOB", "NOHANG", "FROM", "c"),
+}
+REDIS_GETS: Final = {
+    "timeout": encode("BLMOVE", "c", "processing", "RIGHT", "LEFT", "1"),
+    "nohang": encode("RPOPLPUSH", "c", "processing"),
+}
+
+
+def disque_cycle(get: str) -> Cycle:
+    """GETJOB (blocking or not) then ACKJOB of the job it returned."""
+    return (
+        DISQUE_GETS[get],
+        lambda reply: encode("ACKJOB", reply[0][1]) if reply else None,  # type: ignore[index]
+    )
+
+
+def redis_cycle(get: str) -> Cycle:
+    """The reliable-queue move (blocking or not) then LREM of the body it moved."""
+    return (
+        REDIS_GETS[get],
+        lambda reply: encode("LREM", "processing", "1", reply) if reply else None,  # type: ignore[arg-type]
+    )
 
 
 async def cycles(port: int, total: int, clients: int, pipeline: int, cycle: Cycle) -> float:
@@ -231,11 +250,18 @@ def main() -> int:
     parser.add_argument(
         "--stores", default="memory,sqlite,sqlite-full", help="comma-separated, of the default"
     )
+    parser.add_argument(
+        "--getjob",
+        choices=sorted(DISQUE_GETS),
+        default="timeout",
+        help="GETJOB TIMEOUT 1000 (a worker's blocking get, the default) or GETJOB NOHANG",
+    )
     args = parser.parse_args()
     if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
         print("needs redis-benchmark and redis-server (apt-get install redis-tools redis-server)")
         return 2
     n, c = args.requests, args.clients
+    redis_name = "BLMOVE" if args.getjob == "timeout" else "RPOPLPUSH"
     #: (what, rate, what it is compared with)
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,9 +287,9 @@ def main() -> int:
                 rows.append((f"redis LPUSH P{pipeline}", rate, f"redis LPUSH P{pipeline}"))
             fill_request = encode("LPUSH", "c", "body")
             for pipeline, rate in measure_cycles(
-                redis_port, args.cycles, c, fill_request, REDIS_CYCLE
+                redis_port, args.cycles, c, fill_request, redis_cycle(args.getjob)
             ).items():
-                label = f"redis RPOPLPUSH+LREM P{pipeline}"
+                label = f"redis {redis_name}+LREM P{pipeline}"
                 rows.append((label, rate, label))
         finally:
             redis.terminate()
@@ -301,13 +327,13 @@ def main() -> int:
                     rows.append((f"{name} ADDJOB P{pipeline}", rate, f"redis LPUSH P{pipeline}"))
                 fill_request = encode("ADDJOB", "c", "body", "0")
                 for pipeline, rate in measure_cycles(
-                    port, args.cycles, c, fill_request, DISQUE_CYCLE
+                    port, args.cycles, c, fill_request, disque_cycle(args.getjob)
                 ).items():
                     rows.append(
                         (
                             f"{name} GETJOB+ACKJOB P{pipeline}",
                             rate,
-                            f"redis RPOPLPUSH+LREM P{pipeline}",
+                            f"redis {redis_name}+LREM P{pipeline}",
                         )
                     )
             finally:
