@@ -19,6 +19,7 @@ from .clock import Clock, SystemClock
 from .defaults import PRIORITY, RESULT_TTL, RETRY_AFTER
 from .errors import (
     InvalidOption,
+    JobCancelled,
     JobFailed,
     JobNotFound,
     LeaseLost,
@@ -36,6 +37,7 @@ from .job import (
     check_job_id,
     check_queue_name,
     check_queue_names,
+    encode_progress,
     encode_value,
     job_id_factory,
     new_job,
@@ -432,6 +434,28 @@ class Client:
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         return self.store.working(job_id, attempt=attempt)
 
+    def progress(self, job: JobRef, value: object) -> float | None:
+        """Report a leased job's progress (a number or a small JSON object, else
+        ``ProgressTooLarge``), shown by :meth:`show` in any process; extends the lease and
+        raises as :meth:`working` does."""
+        text = encode_progress(value)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
+        return self.store.progress(job_id, text, attempt=attempt)
+
+    def cancel(self, job: JobRef) -> JobState:
+        """Cancel a job: ``cancelled`` at once if scheduled or queued (returned), else
+        (``active`` returned) its worker is told to stop (``CancelledError`` in an async
+        handler, ``job.cancel_requested`` for a sync one) and ends it ``cancelled``.
+        ``JobNotFound`` for an unknown id, ``InvalidState`` for a finished job."""
+        return self.store.cancel(_job_id(job))
+
+    def ack_cancelled(self, job: JobRef) -> None:
+        """End a leased job ``cancelled``, not done (its consumer stopped on a cancel
+        request); given a :class:`Job`, only for its delivery (``LeaseLost``)."""
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
+        current = self._require(job_id)
+        self.store.cancel(job_id, attempt=current.attempts if attempt is None else attempt)
+
     def release_leases(self, holder: str) -> int:
         """Give back at once every job leased to ``holder``, a process known to be dead
         (a :class:`~disquette.Supervisor` does it for a worker process that died): each is
@@ -447,6 +471,7 @@ class Client:
         """Block until the job is done and return its result.
 
         Raises :class:`~disquette.errors.JobFailed` if it failed for good,
+        :class:`~disquette.errors.JobCancelled` if it was cancelled,
         :class:`~disquette.errors.JobNotFound` if it is gone (deleted, expired),
         :class:`~disquette.errors.Timeout` after ``timeout`` (default: the client's).
         """
@@ -462,6 +487,8 @@ class Client:
                     return current.result
                 if current.state is JobState.FAILED:
                     raise JobFailed(job_id, current.error_count, current.last_error)
+                if current.state is JobState.CANCELLED:
+                    raise JobCancelled(job_id)
                 pause = self.store.poll_interval
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
@@ -495,8 +522,8 @@ class Client:
         return self.store.peek(check_queue_name(queue), count)
 
     def stats(self) -> Stats:
-        """Counts per queue and type: scheduled, queued, active, done, failed, highest error
-        count, oldest ``run_at``."""
+        """Counts per queue and type: scheduled, queued, active, done, failed, cancelled,
+        highest error count, oldest ``run_at``."""
         return self.store.stats()
 
     def failed(self, queue: str | None = None, limit: int = 100) -> list[Job]:

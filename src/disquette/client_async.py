@@ -18,6 +18,7 @@ from .clock import Clock, SystemClock
 from .defaults import PRIORITY, RESULT_TTL, RETRY_AFTER
 from .errors import (
     InvalidOption,
+    JobCancelled,
     JobFailed,
     JobNotFound,
     LeaseLost,
@@ -35,6 +36,7 @@ from .job import (
     check_job_id,
     check_queue_name,
     check_queue_names,
+    encode_progress,
     encode_value,
     job_id_factory,
     new_job,
@@ -433,6 +435,28 @@ class AsyncClient:
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         return await self.store.working(job_id, attempt=attempt)
 
+    async def progress(self, job: JobRef, value: object) -> float | None:
+        """Report a leased job's progress (a number or a small JSON object, else
+        ``ProgressTooLarge``), shown by :meth:`show` in any process; extends the lease and
+        raises as :meth:`working` does."""
+        text = encode_progress(value)
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
+        return await self.store.progress(job_id, text, attempt=attempt)
+
+    async def cancel(self, job: JobRef) -> JobState:
+        """Cancel a job: ``cancelled`` at once if scheduled or queued (returned), else
+        (``active`` returned) its worker is told to stop (``CancelledError`` in an async
+        handler, ``job.cancel_requested`` for a sync one) and ends it ``cancelled``.
+        ``JobNotFound`` for an unknown id, ``InvalidState`` for a finished job."""
+        return await self.store.cancel(_job_id(job))
+
+    async def ack_cancelled(self, job: JobRef) -> None:
+        """End a leased job ``cancelled``, not done (its consumer stopped on a cancel
+        request); given a :class:`Job`, only for its delivery (``LeaseLost``)."""
+        job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
+        current = await self._require(job_id)
+        await self.store.cancel(job_id, attempt=current.attempts if attempt is None else attempt)
+
     async def release_leases(self, holder: str) -> int:
         """Give back at once every job leased to ``holder``, a process known to be dead
         (a :class:`~disquette.Supervisor` does it for a worker process that died): each is
@@ -448,6 +472,7 @@ class AsyncClient:
         """Block until the job is done and return its result.
 
         Raises :class:`~disquette.errors.JobFailed` if it failed for good,
+        :class:`~disquette.errors.JobCancelled` if it was cancelled,
         :class:`~disquette.errors.JobNotFound` if it is gone (deleted, expired),
         :class:`~disquette.errors.Timeout` after ``timeout`` (default: the client's).
         """
@@ -463,6 +488,8 @@ class AsyncClient:
                     return current.result
                 if current.state is JobState.FAILED:
                     raise JobFailed(job_id, current.error_count, current.last_error)
+                if current.state is JobState.CANCELLED:
+                    raise JobCancelled(job_id)
                 pause = self.store.poll_interval
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
@@ -496,8 +523,8 @@ class AsyncClient:
         return await self.store.peek(check_queue_name(queue), count)
 
     async def stats(self) -> Stats:
-        """Counts per queue and type: scheduled, queued, active, done, failed, highest error
-        count, oldest ``run_at``."""
+        """Counts per queue and type: scheduled, queued, active, done, failed, cancelled,
+        highest error count, oldest ``run_at``."""
         return await self.store.stats()
 
     async def failed(self, queue: str | None = None, limit: int = 100) -> list[Job]:

@@ -50,12 +50,13 @@ def default_retry(ttl: int) -> int:
     return max(1, min(ttl // 10, MAX_RETRY_DEFAULT))
 
 
-#: Disque's job states, as our states map onto them (done jobs are "acked", and gone).
+#: Disque's job states, as our states map onto them (done and cancelled jobs are
+#: "acked", and gone: both are final).
 DISQUE_STATES: Final[dict[str, frozenset[JobState]]] = {
     "wait-repl": frozenset(),
     "active": frozenset({JobState.SCHEDULED, JobState.ACTIVE, JobState.FAILED}),
     "queued": frozenset({JobState.QUEUED}),
-    "acked": frozenset({JobState.DONE}),
+    "acked": frozenset({JobState.DONE, JobState.CANCELLED}),
 }
 #: The Disque name of each of our states.
 STATE_NAMES: Final[dict[JobState, str]] = {

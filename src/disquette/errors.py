@@ -107,6 +107,15 @@ class BodyTooLarge(InvalidInput):
         super().__init__(f"body of {size} bytes exceeds the limit of {limit} bytes")
 
 
+class ProgressTooLarge(InvalidInput):
+    """A job's encoded progress is larger than the limit (a number or a small object)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"progress of {size} bytes exceeds the limit of {limit} bytes")
+
+
 class JobNotFound(JobError, KeyError):
     """No job has this id (never added, deleted, expired, or pruned after completion)."""
 
@@ -231,6 +240,18 @@ class JobFailed(JobError):
         self.error_count = error_count
         self.last_error = last_error
         super().__init__(f"job {job_id} failed after {error_count} errors: {last_error}")
+
+
+class JobCancelled(JobError):
+    """The job was cancelled: ``wait`` saw it end ``cancelled``, or (``requested``) its
+    lease holder's ``working`` or ``progress`` was refused because someone asked to cancel
+    it; the holder then stops and ends it cancelled."""
+
+    def __init__(self, job_id: str, *, requested: bool = False) -> None:
+        self.job_id = job_id
+        self.requested = requested
+        what = "has a cancel request: stop and end it cancelled" if requested else "was cancelled"
+        super().__init__(f"job {job_id} {what}")
 
 
 class StoreError(DisquetteError):

@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from .defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL, RETRY_AFTER
-from .errors import BodyNotSerializable, BodyTooLarge, InvalidJobId, InvalidOption, InvalidQueueName
+from .errors import (
+    BodyNotSerializable,
+    BodyTooLarge,
+    InvalidJobId,
+    InvalidOption,
+    InvalidQueueName,
+    ProgressTooLarge,
+)
 
 #: Upper bound for any duration option: ten years. Anything longer is a unit mistake.
 MAX_SECONDS: Final = 10 * 365 * 86400.0
@@ -27,6 +34,8 @@ MAX_TYPE_NAME_BYTES: Final = 200
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 PRIORITY_MIN: Final = -(2**31)
 PRIORITY_MAX: Final = 2**31 - 1
+#: Limit on a job's encoded progress (``progress(job, value)``): a number or a small object.
+MAX_PROGRESS_BYTES: Final = 4096
 
 
 class JobState(enum.StrEnum):
@@ -37,6 +46,7 @@ class JobState(enum.StrEnum):
     ACTIVE = "active"  #: delivered and leased to a consumer
     DONE = "done"  #: acknowledged; kept for ``result_ttl`` so ``wait`` can see it
     FAILED = "failed"  #: attempts exhausted; kept until retried or deleted by hand
+    CANCELLED = "cancelled"  #: cancelled (``cancel``); kept for ``result_ttl``, never delivered
 
 
 class Encoding(enum.IntEnum):
@@ -74,6 +84,24 @@ def encode_value(value: object, limit: int) -> tuple[bytes, Encoding]:
     if len(data) > limit:
         raise BodyTooLarge(len(data), limit)
     return data, encoding
+
+
+def encode_progress(value: object) -> str:
+    """A progress value as the JSON text stores keep; raises :class:`BodyNotSerializable`
+    for what JSON cannot carry and :class:`ProgressTooLarge` over :data:`MAX_PROGRESS_BYTES`."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise BodyNotSerializable(type(value), str(exc)) from None
+    size = len(text.encode())
+    if size > MAX_PROGRESS_BYTES:
+        raise ProgressTooLarge(size, MAX_PROGRESS_BYTES)
+    return text
+
+
+def decode_progress(text: str | bytes | None) -> Any:
+    """Invert :func:`encode_progress` (``None``: no progress reported)."""
+    return None if text is None else json.loads(text)
 
 
 def decode_value(data: bytes | None, encoding: Encoding) -> Any:
@@ -222,6 +250,11 @@ class Job:
     raw_result: bytes | None = dataclasses.field(default=None, repr=False)
     result_encoding: Encoding = Encoding.BYTES
     finished_at: float | None = None
+    #: Someone asked to cancel this active job (``cancel``): its handler should stop. A
+    #: worker sets it on the job its handler holds as soon as it learns of the request.
+    cancel_requested: bool = False
+    #: What the lease holder last reported with ``progress`` (decoded JSON), or ``None``.
+    progress: Any = None
 
     def copy(self) -> Job:
         """A shallow copy (faster than ``dataclasses.replace``, which stores call often)."""
@@ -296,6 +329,7 @@ class StatsRow:
     active: int = 0
     done: int = 0
     failed: int = 0
+    cancelled: int = 0
     #: Highest ``error_count`` among pending and failed jobs.
     max_error_count: int = 0
     #: Earliest ``run_at`` among pending (scheduled, queued or active) jobs.
@@ -336,6 +370,7 @@ def _merge_rows(left: StatsRow | None, right: StatsRow, queue: str, type_: str |
         active=left.active + right.active,
         done=left.done + right.done,
         failed=left.failed + right.failed,
+        cancelled=left.cancelled + right.cancelled,
         max_error_count=max(left.max_error_count, right.max_error_count),
         oldest_run_at=min(oldest) if oldest else None,
     )

@@ -45,6 +45,8 @@ from tests.servers.postgres import (
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Every migration of the store, in order (the one place a new migration changes).
+MIGRATIONS = [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed"), (5, "cancel")]
 
 
 def scalar(cursor: psycopg.Cursor[Any]) -> Any:
@@ -577,12 +579,12 @@ def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> N
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
-        assert jobs.store.migrate() == [1, 2, 3, 4]
+        assert jobs.store.migrate() == [version for version, _ in MIGRATIONS]
         assert jobs.store.migrate() == []
         assert jobs.qlen("q") == 0
     with psycopg.connect(base) as conn:
         versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
-    assert versions == [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed")]
+    assert versions == MIGRATIONS
 
 
 def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
@@ -612,7 +614,7 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
         for _ in range(6):
             assert claim_as_before(conn) == []
         monkeypatch.undo()
-        assert jobs.store.migrate() == [3, 4]
+        assert jobs.store.migrate() == [version for version, _ in MIGRATIONS[2:]]
         assert jobs.show(leased).state is JobState.ACTIVE
         # A process of the previous version goes on claiming with its prepared statement.
         later = jobs.add("claimed by an old process", "q")
@@ -621,6 +623,58 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
         assert [job.id for job in jobs.store.claim(["q"], 1, holder="h")] == [mine]
         assert jobs.release_leases("h") == 1
         assert [job.state for job in map(jobs.show, (leased, later))] == [JobState.ACTIVE] * 2
+
+
+def test_migration_5_keeps_every_job_and_the_previous_versions_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from disquette.stores.postgres import statements as module
+
+    url = fresh_url(migrate="false")
+    base, schema = _split(url)
+    previous = module.migrations()[:4]
+    monkeypatch.setattr(module, "migrations", lambda: previous)
+    # The previous version's claim, as its store ran it (binary, prepared).
+    old_claim = (
+        f"SELECT id FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8,"
+        " %(holder)s::text);"
+    )
+
+    def claim_as_before(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+        params = {"queues": ["q"], "count": 1, "now": 1e9, "holder": "old"}
+        cursor = conn.execute(old_claim, params, binary=True, prepare=True)
+        return [str(row[0]) for row in cursor.fetchall()]
+
+    ids = [f"D-00000000-AAAAAAAAAAAAAAAAAAAAAAA{n}-0001" for n in range(4)]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(module.migration_script(schema))  # a schema at version 4, filled by it
+        for job_id in ids:
+            conn.execute(
+                f"INSERT INTO {schema}.jobs (id, queue, body, encoding, priority, state,"
+                " created_at, run_at, retry_after, max_attempts, result_ttl)"
+                " VALUES (%s, 'q', 'x', 0, 100, 1, 0, 0, 300, 25, 3600)",
+                (job_id,),
+            )
+        assert claim_as_before(conn) == [ids[0]]
+        for _ in range(5):
+            claim_as_before(conn)  # prepared by now; every job is leased
+        conn.execute(f"UPDATE {schema}.jobs SET state = 1 WHERE id = ANY(%s)", (ids[2:],))
+        monkeypatch.undo()
+        with connect(url, clock=ManualClock(1e9)) as jobs:
+            assert jobs.store.migrate() == [5]
+            active = jobs.show(ids[0])
+            assert (active.state, active.cancel_requested, active.progress) == (
+                JobState.ACTIVE, False, None,
+            )  # fmt: skip
+            assert jobs.stats().by_queue()["q"].active + 2 == len(ids)
+            # A process of the previous version goes on claiming with its prepared statement.
+            assert claim_as_before(conn) == [ids[2]]
+            jobs.progress(active, [1, 2])
+            assert jobs.cancel(active) is JobState.ACTIVE
+            assert jobs.cancel(ids[3]) is JobState.CANCELLED
+            assert jobs.show(ids[0]).progress == [1, 2]
+            jobs.ack_cancelled(active)
+            assert jobs.stats().by_queue()["q"].cancelled == 2
 
 
 def test_release_leases_leaves_a_job_an_old_version_process_claimed_since(url: str) -> None:

@@ -35,6 +35,8 @@ JOB = Job(
     error_count=20,
     last_error="oops",
     lease_until=21.0,
+    cancel_requested=True,
+    progress={"done": 3},
 )
 
 
@@ -47,7 +49,7 @@ def test_a_packed_record_unpacks_to_the_same_values() -> None:
 def test_a_claimed_row_fills_every_field_by_name() -> None:
     row = [
         2, b"id-1", pack_record(JOB), b"kind", b"12", b"17", b"18", b"19", b"20", b"oops",
-        b"21", None,
+        b"21", None, b"1", b'{"done":3}',
     ]  # fmt: skip
     assert len(row) == CLAIM_ROW_WIDTH
     assert claimed_jobs(row, ["q1", "q2"]) == [JOB]
@@ -56,7 +58,7 @@ def test_a_claimed_row_fills_every_field_by_name() -> None:
 def test_a_read_row_fills_every_field_by_name() -> None:
     row = [
         b"id-1", b"q2", pack_record(JOB), b"kind", b"a", b"12", b"17", b"18", b"19", b"20",
-        b"oops", b"21", None, None, None, b"5", None,
+        b"oops", b"21", None, None, None, b"5", None, b"1", b'{"done":3}',
     ]  # fmt: skip
     assert len(row) == ROW_WIDTH
     assert row_to_job(row) == JOB

@@ -91,10 +91,13 @@ def test_a_job_survives_the_row_codec() -> None:
         b"result",
         Encoding.TEXT,
         13.0,
+        True,
+        {"done": [1, 2]},
     )
-    row = [getattr(job, field.name) for field in dataclasses.fields(Job)]
+    fields = [getattr(job, field.name) for field in dataclasses.fields(Job)]
+    row = [*fields[:SEQ], 41, 1, '{"done":[1,2]}']  # seq, then the fields added since
     row[3], row[6], row[20] = int(job.encoding), STATE_CODES[job.state], int(job.result_encoding)
-    assert row_to_job([*row, 41]) == job
-    assert len(COLUMNS.split(", ")) == SEQ + 1 == len(row) + 1
+    assert row_to_job(row) == job
+    assert len(COLUMNS.split(", ")) == SEQ + 3 == len(fields) + 1
     assert all(ENCODINGS[int(encoding)] is encoding for encoding in Encoding)
     assert all(STATES[STATE_CODES[state]] is state for state in JobState)

@@ -17,6 +17,9 @@ from disquette import JobState, ManualClock, connect
 from disquette.errors import ClientClosed, InvalidURL, StoreError, StoreRefused, StoreUnavailable
 from disquette.stores.sqlite.store import QUERIES
 
+#: The schema version this code brings a file to (the one place a new migration changes).
+LATEST_VERSION = 4
+
 
 def _python(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code), *args]
@@ -160,7 +163,44 @@ def test_a_version_2_file_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None
         assert jobs.release_leases("h") == 1
         jobs.ack(held)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+
+
+def test_a_version_3_file_is_migrated_for_cancellation_and_keeps_its_jobs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.db"
+    ids = [f"D-00000000-AAAAAAAAAAAAAAAAAAAAAAA{n}-0001" for n in range(3)]
+    old = sqlite3.connect(path, isolation_level=None)
+    for block in ("schema", "migrate_2", "migrate_3"):  # what version 3 made
+        for statement in QUERIES[block].split(";\n"):
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 3")
+    for job_id in ids:
+        row = (job_id, "q", 1, 100, 0.0, 0.0, b"x", 0, None, 300.0, None, 1, 3600.0)
+        old.execute(QUERIES["insert"], row)
+    old.execute(
+        "UPDATE jobs SET state = 2, attempts = 1, leased_at = 0, lease_until = 1e12 WHERE id = ?",
+        (ids[0],),
+    )
+    old.execute(
+        "UPDATE jobs SET state = 3, finished_at = 0, expires_at = 1e12 WHERE id = ?", (ids[1],)
+    )
+    old.close()
+    with connect(f"sqlite:///{path}") as jobs:
+        active, done, queued = (jobs.show(job_id) for job_id in ids)
+        assert (active.state, active.cancel_requested, active.progress) == (
+            JobState.ACTIVE, False, None,
+        )  # fmt: skip
+        assert (done.state, queued.state) == (JobState.DONE, JobState.QUEUED)
+        jobs.progress(active, {"step": 1})
+        assert jobs.cancel(active) is JobState.ACTIVE
+        assert jobs.cancel(queued) is JobState.CANCELLED
+        assert jobs.show(active).progress == {"step": 1}
+        jobs.ack_cancelled(active)
+        assert jobs.stats().by_queue()["q"].cancelled == 2
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
 
 
 def test_url_settings_and_errors(tmp_path: Path) -> None:

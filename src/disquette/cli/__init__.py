@@ -83,6 +83,7 @@ for _command in (
     jobs.nack,
     jobs.show,
     jobs.delete,
+    jobs.cancel,
     jobs.wait,
     jobs.qlen,
     jobs.peek,

@@ -32,7 +32,7 @@ from .format import _print_job_line, failed_table, stats_view
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
 @_url_option
 def stats(watch: bool, interval: float, url: str | None) -> None:
-    """Counts per queue and type: scheduled, queued, active, done, failed."""
+    """Counts per queue and type: scheduled, queued, active, done, failed, cancelled."""
     console = Console()
     with _connect(url, existing=True) as client:
         store = store_name(client)

@@ -98,7 +98,7 @@ def stats_table(stats: Stats, now: float) -> Table:
     table = _listing()
     table.add_column("queue", overflow="fold")
     table.add_column("type", overflow="fold")
-    for name in ("sched", "queued", "active", "done", "failed", "max err", "age"):
+    for name in ("sched", "queued", "active", "done", "failed", "cancel", "max err", "age"):
         table.add_column(name, justify="right")
     for row in stats.rows:
         queue = row.queue + ("*" if row.queue in stats.paused else "")
@@ -111,11 +111,12 @@ def stats_table(stats: Stats, now: float) -> Table:
             str(row.active),
             str(row.done),
             str(row.failed),
+            str(row.cancelled),
             str(row.max_error_count),
             age,
         )
     for queue in sorted(stats.paused - {row.queue for row in stats.rows}):
-        table.add_row(f"{queue}*", "", *[""] * 7)
+        table.add_row(f"{queue}*", "", *[""] * 8)
     if stats.paused:
         table.caption = "* paused"
         table.caption_justify = "left"

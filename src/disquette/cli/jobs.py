@@ -1,5 +1,5 @@
-"""Commands on jobs: ``add``, ``get``, ``ack``, ``nack``, ``show``, ``delete``, ``wait``,
-``qlen``, ``peek``."""
+"""Commands on jobs: ``add``, ``get``, ``ack``, ``nack``, ``show``, ``delete``, ``cancel``,
+``wait``, ``qlen``, ``peek``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..defaults import PRIORITY
-from ..job import Options
+from ..job import JobState, Options
 from .common import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
@@ -203,11 +203,25 @@ def delete(job_ids: tuple[str, ...], url: str | None) -> None:
 
 
 @click.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@_url_option
+def cancel(job_ids: tuple[str, ...], url: str | None) -> None:
+    """Cancel jobs: a scheduled or queued one ends cancelled at once, a running one is
+    asked to stop (its worker ends it cancelled). Prints each id and what happened."""
+    with _connect(url, existing=True) as client:
+        for job_id in job_ids:
+            state = client.cancel(job_id)
+            outcome = "cancelled" if state is JobState.CANCELLED else "cancel requested"
+            click.echo(f"{job_id}\t{outcome}")
+
+
+@click.command()
 @click.argument("job_id")
 @click.option("--timeout", "-t", type=click.FloatRange(min=0), default=None, metavar="SECONDS")
 @_url_option
 def wait(job_id: str, timeout: float | None, url: str | None) -> None:
-    """Wait until a job is done and print its result (exit 1 if it failed, 4 on timeout)."""
+    """Wait until a job is done and print its result (exit 1 if it failed or was cancelled,
+    4 on timeout)."""
     with _connect(url, existing=True) as client:
         click.echo(_value_text(client.wait(job_id, timeout)))
 

@@ -14,7 +14,7 @@ from importlib.resources.abc import Traversable
 from typing import Any, Final
 
 from ..errors import StoreError
-from ..job import Encoding, Job, JobState
+from ..job import Encoding, Job, JobState, decode_progress
 
 #: Job states by the code a row holds (the SQL files name them by these numbers).
 STATES: Final = (
@@ -23,16 +23,19 @@ STATES: Final = (
     JobState.ACTIVE,
     JobState.DONE,
     JobState.FAILED,
+    JobState.CANCELLED,
 )
 #: The code of each job state in a row.
 STATE_CODES: Final = {state: code for code, state in enumerate(STATES)}
 #: Encodings by the code a row holds (an :class:`~disquette.job.Encoding` is its code).
 ENCODINGS: Final = tuple(Encoding)
-#: The columns a job is read from, in the order of Job's fields, then ``seq``.
+#: The columns a job is read from, in the order of Job's fields, then ``seq``, then the
+#: fields added since (cancel request, progress as JSON text).
 COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
-    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
+    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq, "
+    "cancel_requested, progress"
 )
 #: Where ``seq`` is in a row of :data:`COLUMNS` (a scan's cursor).
 SEQ: Final = 22
@@ -43,14 +46,15 @@ _MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
 
 
 def row_to_job(row: Sequence[Any]) -> Job:
-    """The job a row of :data:`COLUMNS` holds (extra columns after ``finished_at`` are
-    ignored)."""
+    """The job a row of :data:`COLUMNS` holds (``seq`` is skipped)."""
     # Positional: the columns are selected in the order of Job's fields. On the claim path,
     # so no per-field lookups.
     values = list(row[:SEQ])
     values[3] = ENCODINGS[values[3]]
     values[6] = STATES[values[6]]
     values[20] = ENCODINGS[values[20]]
+    values.append(bool(row[SEQ + 1]))
+    values.append(None if row[SEQ + 2] is None else decode_progress(row[SEQ + 2]))
     return Job(*values)
 
 

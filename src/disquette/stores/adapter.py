@@ -112,6 +112,17 @@ class SyncStoreAdapter(AsyncStore):
         """See :meth:`AsyncStore.working`."""
         return await self._call(functools.partial(self.inner.working, attempt=attempt), job_id)
 
+    async def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """See :meth:`AsyncStore.cancel`."""
+        return await self._call(functools.partial(self.inner.cancel, attempt=attempt), job_id)
+
+    async def progress(
+        self, job_id: str, value: str, *, attempt: int | None = None
+    ) -> float | None:
+        """See :meth:`AsyncStore.progress`."""
+        progress = functools.partial(self.inner.progress, attempt=attempt)
+        return await self._call(progress, job_id, value)
+
     async def release_leases(self, holder: str) -> int:
         """See :meth:`AsyncStore.release_leases`."""
         return await self._call(self.inner.release_leases, holder)

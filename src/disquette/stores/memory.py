@@ -12,10 +12,19 @@ from collections.abc import Collection, Sequence
 from urllib.parse import urlsplit
 
 from ..clock import Clock
-from ..errors import InvalidState, InvalidURL, JobNotFound, LeaseLost, QueueFull, QueuePaused
-from ..job import Job, JobState, Stats, StatsRow
+from ..errors import (
+    InvalidState,
+    InvalidURL,
+    JobCancelled,
+    JobNotFound,
+    LeaseLost,
+    QueueFull,
+    QueuePaused,
+)
+from ..job import Job, JobState, Stats, StatsRow, decode_progress
 from .store import Store
 from .types import (
+    CANCEL_CHANNEL,
     DONE_CHANNEL,
     HOLDER_GONE,
     NO_RESULT,
@@ -32,6 +41,8 @@ from .types import (
 )
 
 _PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
+#: States an ack leaves alone: done, and cancelled (final: no ack makes it done).
+_FINISHED = (JobState.DONE, JobState.CANCELLED)
 
 
 class MemoryStore(Store):
@@ -234,7 +245,7 @@ class MemoryStore(Store):
             self._tick(now)
             for index, job_id in enumerate(job_ids):
                 job = self._jobs.get(job_id)
-                if job is None or job.state is JobState.DONE:
+                if job is None or job.state in _FINISHED:
                     continue
                 delivery = None if attempts is None else attempts[index]
                 if delivery is not None and delivery != job.attempts:
@@ -314,26 +325,72 @@ class MemoryStore(Store):
     def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`Store.working`."""
         with self._lock:
+            return self._extend(self._held_job(job_id, attempt, "working"))
+
+    def progress(self, job_id: str, value: str, *, attempt: int | None = None) -> float | None:
+        """Record progress and extend the lease; see :meth:`Store.progress`."""
+        with self._lock:
+            job = self._held_job(job_id, attempt, "progress")
+            job.progress = decode_progress(value)
+            return self._extend(job)
+
+    def _held_job(self, job_id: str, attempt: int | None, operation: str) -> Job:
+        """The job a delivery holds, for working and progress; raises as they do."""
+        job = self._live(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        if attempt is not None and attempt != job.attempts:
+            raise LeaseLost(job_id, operation, attempt, job.attempts, job.state)
+        if not self._holds(job, attempt):
+            raise InvalidState(job_id, job.state, "extend the lease of")
+        if job.cancel_requested:
+            raise JobCancelled(job_id, requested=True)
+        return job
+
+    def _extend(self, job: Job) -> float | None:
+        """Lease a held job to now + its retry_after (a lapsed one is leased again)."""
+        if job.retry_after <= 0:
+            return None
+        lapsed = self._take_back_lapse(job)
+        if lapsed is not None:  # ready since its lease ran out: leased again instead
+            self._leave_state(job)
+            job.state = JobState.ACTIVE
+            self._leased_at[job.id] = lapsed[0]
+            if lapsed[1] is not None:
+                self._holders[job.id] = lapsed[1]
+        job.lease_until = self.clock.now() + job.retry_after
+        heapq.heappush(self._leases, (job.lease_until, job.id))
+        return job.lease_until
+
+    def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """Cancel a job, or ask its holder to stop; see :meth:`Store.cancel`."""
+        with self._lock:
             now = self.clock.now()
             job = self._live(job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            if attempt is not None and attempt != job.attempts:
-                raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
-            if not self._holds(job, attempt):
-                raise InvalidState(job_id, job.state, "extend the lease of")
-            if job.retry_after <= 0:
-                return None
-            lapsed = self._take_back_lapse(job)
-            if lapsed is not None:  # ready since its lease ran out: leased again instead
+            if attempt is not None:
+                if attempt != job.attempts:
+                    raise LeaseLost(job_id, "cancel", attempt, job.attempts, job.state)
+                if not self._holds(job, attempt):
+                    raise InvalidState(job_id, job.state, "end as cancelled")
+            elif job.state not in _PENDING:
+                raise InvalidState(job_id, job.state, "cancel")
+            requested = attempt is None and job.state is JobState.ACTIVE
+            if requested:
+                job.cancel_requested = True
+            else:
+                self._take_back_lapse(job)
                 self._leave_state(job)
-                job.state = JobState.ACTIVE
-                self._leased_at[job.id] = lapsed[0]
-                if lapsed[1] is not None:
-                    self._holders[job.id] = lapsed[1]
-            job.lease_until = now + job.retry_after
-            heapq.heappush(self._leases, (job.lease_until, job.id))
-            return job.lease_until
+                job.state = JobState.CANCELLED
+                job.lease_until = None
+                job.finished_at = now
+                if job.result_ttl <= 0:
+                    self._remove(job)
+                else:
+                    self._set_expiry(job, now + job.result_ttl)
+        self.wakeups.notify([CANCEL_CHANNEL if requested else DONE_CHANNEL])
+        return JobState.ACTIVE if requested else JobState.CANCELLED
 
     def show(self, job_id: str) -> Job | None:
         """Return a copy of the job; see :meth:`Store.show`."""

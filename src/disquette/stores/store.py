@@ -133,8 +133,32 @@ class Store(abc.ABC):
 
         A lapsed job (see :meth:`ack`) is leased again. Raises ``JobNotFound``,
         ``LeaseLost`` (with ``attempt``: the job's ``attempts`` differ, a newer delivery
-        started) or ``InvalidState`` (no delivery holds the job).
+        started), ``InvalidState`` (no delivery holds the job) or ``JobCancelled`` (the job
+        has a cancel request: its holder should stop, see :meth:`cancel`).
         """
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """Cancel a job; return its state after the call.
+
+        Without ``attempt`` (a user's request): a scheduled or queued job becomes
+        ``cancelled`` at once (kept like a done job for its ``result_ttl``, never delivered,
+        ``wait`` raises ``JobCancelled``) and ``CANCELLED`` is returned; an active job gets
+        ``cancel_requested`` (its holder is told on :data:`~.types.CANCEL_CHANNEL`, and
+        :meth:`working` and :meth:`progress` raise ``JobCancelled`` from then on) and
+        ``ACTIVE`` is returned. Raises ``JobNotFound``, or ``InvalidState`` for a finished
+        (done, failed, cancelled) job.
+
+        With ``attempt`` (the holder, once its handler stopped): the job held by that
+        delivery (active, or lapsed: see :meth:`ack`) becomes ``cancelled``; raises
+        ``LeaseLost`` for an older delivery, ``InvalidState`` when no delivery holds it.
+        """
+
+    @abc.abstractmethod
+    def progress(self, job_id: str, value: str, *, attempt: int | None = None) -> float | None:
+        """Record ``value`` (JSON text, size-checked by the caller) as a held job's progress
+        and extend its lease as :meth:`working` does (same errors, and ``JobCancelled`` for
+        a job with a cancel request, recording nothing); return the new deadline."""
 
     @abc.abstractmethod
     def show(self, job_id: str) -> Job | None:

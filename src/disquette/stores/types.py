@@ -12,6 +12,8 @@ from ..job import Encoding
 
 #: The wake-up channel for "some job finished", used by ``wait``.
 DONE_CHANNEL: Final = "\x00done"
+#: The wake-up channel for "a cancel was requested for an active job", used by workers.
+CANCEL_CHANNEL: Final = "\x00cancel"
 #: The ``last_error`` of an at-most-once job failed by ``release_leases``: its holder died
 #: while it ran, and running it again could run it twice.
 HOLDER_GONE: Final = "its worker process died holding it (at-most-once: not delivered again)"
@@ -197,6 +199,13 @@ class Capabilities:
     keeps_given_ids: bool = _capability(
         "the server assigns job ids: an add sent again adds the jobs twice"
     )
+    #: ``cancel`` ends a pending job ``cancelled`` and asks an active one's holder to stop
+    #: (announced on ``CANCEL_CHANNEL``; ``working`` then raises ``JobCancelled``).
+    cancellation: bool = _capability(
+        "the protocol has no cancellation: cancel() raises NotSupported"
+    )
+    #: ``progress`` records a value on a held job (extending its lease), shown by ``show``.
+    progress: bool = _capability("the protocol carries no progress: progress() raises NotSupported")
 
     def replace(self, **changes: bool) -> Capabilities:
         """These capabilities with some flags changed (a store states how it differs)."""

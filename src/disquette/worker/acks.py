@@ -9,7 +9,14 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ..errors import BodyNotSerializable, BodyTooLarge, JobNotFound, LeaseLost, StoreUnavailable
+from ..errors import (
+    BodyNotSerializable,
+    BodyTooLarge,
+    InvalidState,
+    JobNotFound,
+    LeaseLost,
+    StoreUnavailable,
+)
 from ..job import Job, JobState
 from .handlers import log_extras
 from .state import EngineState
@@ -35,6 +42,8 @@ class AckBatcher:
         self.to_ack: list[tuple[Job, Any]] = []
         self.to_fail: collections.deque[tuple[Job, str]] = collections.deque()
         self.to_nack: list[Job] = []
+        #: Jobs whose handler stopped on a cancel request: they end ``cancelled``.
+        self.to_cancel: list[Job] = []
         #: Deliveries (job id, attempts) the store said were redelivered: their outcome
         #: is not sent, and each is logged once.
         self.lost: set[tuple[str, int]] = set()
@@ -50,6 +59,11 @@ class AckBatcher:
         self.to_nack.extend(jobs)
         self.state.flush_flag.set_in_loop()
 
+    def cancelled(self, job: Job) -> None:
+        """Queue the end of ``job`` as cancelled (its cancel was requested)."""
+        self.to_cancel.append(job)
+        self.state.flush_flag.set_in_loop()
+
     def fail(self, job: Job, text: str) -> None:
         """Queue a failure of ``job`` (``text``: its ``last_error``)."""
         self.to_fail.append((job, text))
@@ -62,7 +76,7 @@ class AckBatcher:
 
     def pending(self) -> bool:
         """Whether outcomes wait to be sent."""
-        return bool(self.to_ack or self.to_fail or self.to_nack)
+        return bool(self.to_ack or self.to_fail or self.to_nack or self.to_cancel)
 
     async def run(self) -> None:
         """Send outcomes as they come, until closed and nothing is left."""
@@ -97,6 +111,7 @@ class AckBatcher:
             self.to_ack = [(job, value) for job, value in self.to_ack if self._held(job)]
             self.to_nack = [job for job in self.to_nack if self._held(job)]
             self.to_fail = collections.deque(item for item in self.to_fail if self._held(item[0]))
+            self.to_cancel = [job for job in self.to_cancel if self._held(job)]
         if self.to_nack:
             jobs, self.to_nack = self.to_nack, []
             try:
@@ -113,6 +128,7 @@ class AckBatcher:
             except BaseException:
                 self.to_ack[:0] = done  # acking again a job already acked does nothing
                 raise
+        await self._send_cancels()
         while self.to_fail:
             job, text = self.to_fail[0]
             try:
@@ -124,6 +140,20 @@ class AckBatcher:
             else:
                 self._log_failure(current)
             self.to_fail.popleft()
+
+    async def _send_cancels(self) -> None:
+        """End the jobs stopped on a cancel request as cancelled, one store call each."""
+        while self.to_cancel:
+            job = self.to_cancel[0]
+            try:
+                await self.state.client.ack_cancelled(job)
+            except LeaseLost as exc:
+                self.lease_lost(exc)
+            except (JobNotFound, InvalidState) as exc:
+                logger.warning("job %s: %s", job.id, exc, extra=log_extras(job))
+            else:
+                logger.info("job %s (%s) cancelled", job.id, job.type, extra=log_extras(job))
+            del self.to_cancel[0]
 
     async def _send_acks(self, done: list[tuple[Job, Any]]) -> None:
         """Ack jobs and keep their results, in one store call. When a store error

@@ -41,7 +41,7 @@ class Engine:
         self.threads = HandlerThreads(self.loop, state.concurrency, self._deliver)
         self.acks = AckBatcher(state)
         self.fetcher = Fetcher(state, self.acks, self._start)
-        self.heartbeat = Heartbeat(state, self.acks)
+        self.heartbeat = Heartbeat(state, self.acks, self._cancel_requested)
         self.watchdog = Watchdog(
             state,
             fetcher=self.fetcher,
@@ -81,8 +81,9 @@ class Engine:
             asyncio.create_task(self.fetcher.run(), name="disquette-fetch"),
             asyncio.create_task(self.acks.run(), name="disquette-flush"),
             asyncio.create_task(self.watchdog.run(), name="disquette-watch"),
+            asyncio.create_task(self.heartbeat.watch_cancels(), name="disquette-cancels"),
         ]
-        fetcher, flusher, _ = tasks
+        fetcher, flusher = tasks[0], tasks[1]
         scheduler = self.scheduler
         if scheduler is not None:
             tasks.append(asyncio.create_task(scheduler.run(), name="disquette-schedule"))
@@ -116,14 +117,17 @@ class Engine:
         state = self.state
         state.concurrency = 1
         self.fetcher.accept(jobs)
-        watcher = asyncio.create_task(self.watchdog.run())
+        watchers = [
+            asyncio.create_task(self.watchdog.run()),
+            asyncio.create_task(self.heartbeat.watch_cancels()),
+        ]
         try:
             while state.running:
                 await state.changed.wait(None)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             self.threads.close()
         await self.acks.flush()
 
@@ -156,13 +160,30 @@ class Engine:
 
     # -- running jobs ----------------------------------------------------------------
 
+    def _cancel_requested(self, item: InFlight) -> None:
+        """Someone asked to cancel a held job: stop it, and end it cancelled. A buffered job
+        never starts; a task is cancelled (its handler gets ``CancelledError``); a sync
+        handler sees ``job.cancel_requested`` (or its exec timeout stops it)."""
+        if item.finished:
+            return
+        item.job.cancel_requested = True
+        logger.info("job %s: cancel requested", item.job.id, extra=log_extras(item.job))
+        if item not in self.state.running:
+            with contextlib.suppress(ValueError):
+                self.state.buffer.remove(item)
+            self._finish(item, Outcome("cancelled"))
+        elif item.task is not None:
+            item.task.cancel()
+
     def _start(self, item: InFlight) -> None:
         self.state.running.add(item)
         item.started = time.monotonic()
         spec = item.spec
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("job %s started", item.job.id, extra=log_extras(item.job))
-        if spec is None:
+        if item.job.cancel_requested:  # delivered again after its cancel was requested
+            self._finish(item, Outcome("cancelled"))
+        elif spec is None:
             error = UnknownJobType(item.job.type, sorted(self.state.registry))
             logger.error(
                 "%s: job %s in queue %r",
@@ -209,7 +230,11 @@ class Engine:
         state.running.discard(item)
         job = item.job
         duration = time.monotonic() - item.started
-        if outcome.kind == "ok":
+        if job.cancel_requested:
+            # However the handler ended (stopped at its check, CancelledError, timeout,
+            # a result), the request wins: the job ends cancelled, not done or retried.
+            self.acks.cancelled(job)
+        elif outcome.kind == "ok":
             self.worker.processed += 1
             self.acks.ack(job, outcome.value)
             if logger.isEnabledFor(logging.DEBUG):

@@ -31,6 +31,7 @@ class EngineState:
     __slots__ = (
         "buffer",
         "buffer_target",
+        "cancel_flag",
         "changed",
         "client",
         "concurrency",
@@ -62,6 +63,9 @@ class EngineState:
         self.finished = 0
         #: Wakes the fetcher: room to claim into, or jobs were added.
         self.fetch_flag = AsyncSignal()
+        #: Set (from any thread) when the store announces a cancel request somewhere: the
+        #: heartbeat then asks the store about every held job.
+        self.cancel_flag = AsyncSignal()
         #: Wakes the ack batcher: outcomes to send.
         self.flush_flag = AsyncSignal()
         #: A running job finished, or the stop became forced.

@@ -1,4 +1,5 @@
-"""The Disque command table, each command mapped onto the store.
+"""The Disque command table, each command mapped onto the store (plus our own CANCEL,
+which no Disque client sends).
 
 Where our semantics differ from Disque 1.0-rc1 (documented in ``server/__init__.py``), the
 reply keeps Disque's shape so that unmodified clients still work. The commands live by
@@ -15,7 +16,15 @@ from typing import TYPE_CHECKING, Any, Final
 from ...job import Job
 from .. import protocol
 from ..batching import Gather, Pending
-from .acks import cmd_deljob, cmd_dequeue, cmd_enqueue, cmd_fastack, cmd_nack, start_ackjob
+from .acks import (
+    cmd_cancel,
+    cmd_deljob,
+    cmd_dequeue,
+    cmd_enqueue,
+    cmd_fastack,
+    cmd_nack,
+    start_ackjob,
+)
 from .admin import (
     cmd_auth,
     cmd_bgrewriteaof,
@@ -98,6 +107,8 @@ def _table() -> dict[bytes, Command]:
         ("dequeue", -1, cmd_dequeue),
         ("working", 2, cmd_working),
         ("pause", -3, cmd_pause),
+        # Ours, not Disque's (Disque clients never send it): see acks.cmd_cancel.
+        ("cancel", -2, cmd_cancel),
     ]
     gathered = {"getjob": getjob_gathered, "ackjob": _always_ack}
     return {
@@ -106,7 +117,10 @@ def _table() -> dict[bytes, Command]:
     }
 
 
-#: Disque 1.0-rc1's command table: name -> entry (COMMAND COUNT is 32, as Disque's).
+#: The command table: name -> entry. Disque 1.0-rc1's 32 commands, plus our own
+#: ``CANCEL id ...`` (cancel jobs: each answers ``cancelled`` when it was scheduled or
+#: queued, ``requested`` when its worker is told to stop; ``-NOJOB`` for an unknown id,
+#: ``-ERR`` for a finished job), so COMMAND COUNT is 33.
 TABLE: Final = _table()
 
 

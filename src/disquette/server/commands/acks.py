@@ -1,11 +1,13 @@
-"""Commands that settle or requeue jobs: ACKJOB, FASTACK/DELJOB, NACK, ENQUEUE, DEQUEUE."""
+"""Commands that settle or requeue jobs: ACKJOB, FASTACK/DELJOB, NACK, ENQUEUE, DEQUEUE,
+and our own CANCEL."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ...disque import parse_ids
-from ...errors import InvalidJobId
+from ...errors import DisquetteError, InvalidJobId
+from ...job import JobState
 from .. import protocol
 from ..batching import Pending, to_pending
 from ..protocol import ZERO, refusal
@@ -60,3 +62,24 @@ async def cmd_dequeue(session: Session, args: list[bytes]) -> bytes:
     """DEQUEUE id ...: ready jobs leave their queue until their retry time."""
     ids = parse_ids(args[1:])
     return protocol.integer(await session.server.store.dequeue(ids)) if ids else ZERO
+
+
+async def cmd_cancel(session: Session, args: list[bytes]) -> bytes:
+    """CANCEL id ... (ours, not Disque's: Disque clients never send it): cancel each job in
+    turn. The reply has one status per id: ``cancelled`` (it was scheduled or queued) or
+    ``requested`` (it is running: its worker is told to stop and ends it cancelled). The
+    first id that cannot be cancelled answers its error instead (``-NOJOB`` unknown,
+    ``-ERR cannot cancel ...`` finished); the ids before it were cancelled."""
+    try:
+        ids = parse_ids(args[1:])
+    except InvalidJobId as exc:
+        return refusal(exc)
+    store = session.server.store
+    statuses = []
+    for job_id in ids:
+        try:
+            state = await store.cancel(job_id)
+        except DisquetteError as exc:
+            return refusal(exc)
+        statuses.append(protocol.bulk("cancelled" if state is JobState.CANCELLED else "requested"))
+    return protocol.array(statuses)

@@ -16,7 +16,7 @@ from ...disque import (
     parse_ids,
     show_entries,
 )
-from ...errors import DisquetteError, InvalidQueueName, JobNotFound, WorkingTooLate
+from ...errors import DisquetteError, InvalidQueueName, JobCancelled, JobNotFound, WorkingTooLate
 from ...job import Job, JobState
 from .. import protocol
 from ..batching import Gather, Pending, to_pending
@@ -272,11 +272,12 @@ async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
 
 
 async def cmd_working(session: Session, args: list[bytes]) -> bytes:
-    """WORKING id: postpone the next delivery by the job's retry time."""
+    """WORKING id: postpone the next delivery by the job's retry time (refused with
+    ``-ERR`` once a CANCEL asked the job's holder to stop)."""
     (job_id,) = parse_ids(args[1:])
     store = session.server.store
     job = await store.show(job_id)
-    if job is None or job.state is JobState.DONE:
+    if job is None or job.state in (JobState.DONE, JobState.CANCELLED):
         raise JobNotFound(job_id)
     now = store.clock.now()
     if job.expires_at is not None and now - job.created_at > (job.expires_at - job.created_at) / 2:
@@ -290,17 +291,19 @@ async def cmd_working(session: Session, args: list[bytes]) -> bytes:
         await store.working(job_id)
     except JobNotFound:
         raise JobNotFound(job_id) from None
+    except JobCancelled:
+        raise
     except DisquetteError:
         pass  # scheduled or failed: nothing to postpone, the retry time is still the answer
     return protocol.integer(int(job.retry_after))
 
 
 async def cmd_show(session: Session, args: list[bytes]) -> bytes:
-    """SHOW id: the job's fields, ``$-1`` for unknown and acked (done) jobs."""
+    """SHOW id: the job's fields, ``$-1`` for unknown and acked (done) or cancelled jobs."""
     (job_id,) = parse_ids(args[1:])
     store = session.server.store
     job = await store.show(job_id)
-    if job is None or job.state is JobState.DONE:
+    if job is None or job.state in (JobState.DONE, JobState.CANCELLED):
         return NULL_BULK
     return encode_show(job, store.clock.now(), session.server.node.id)
 

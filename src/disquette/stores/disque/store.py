@@ -118,6 +118,8 @@ class DisqueStore(Store):
         priorities=False,
         leftmost_first=False,
         keeps_given_ids=False,
+        cancellation=False,
+        progress=False,
     )
 
     def __init__(self, url: str, clock: Clock, environ: dict[str, str] | None = None) -> None:
@@ -429,6 +431,15 @@ class DisqueStore(Store):
     def recover_stale(self, max_age: float | None) -> int:
         """The server requeues lapsed leases itself; nothing to do from a client."""
         return 0
+
+    def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """Refused: the Disque protocol has no cancellation (our server's CANCEL is no
+        Disque command, and a Disque server does not know it)."""
+        raise NotSupported("disque", "cancel a job", "the Disque protocol has no cancellation")
+
+    def progress(self, job_id: str, value: str, *, attempt: int | None = None) -> float | None:
+        """Refused: the Disque protocol carries no progress."""
+        raise NotSupported("disque", "record progress", "the Disque protocol carries no progress")
 
     def release_leases(self, holder: str) -> int:
         """Refused: a Disque server knows no holders (it requeues after RETRY)."""

@@ -117,6 +117,8 @@ class AsyncDisqueStore(AsyncStore):
         priorities=False,
         leftmost_first=False,
         keeps_given_ids=False,
+        cancellation=False,
+        progress=False,
     )
 
     def __init__(self, url: str, clock: Clock, environ: dict[str, str] | None = None) -> None:
@@ -434,6 +436,17 @@ class AsyncDisqueStore(AsyncStore):
     async def recover_stale(self, max_age: float | None) -> int:
         """The server requeues lapsed leases itself; nothing to do from a client."""
         return 0
+
+    async def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """Refused: the Disque protocol has no cancellation (our server's CANCEL is no
+        Disque command, and a Disque server does not know it)."""
+        raise NotSupported("disque", "cancel a job", "the Disque protocol has no cancellation")
+
+    async def progress(
+        self, job_id: str, value: str, *, attempt: int | None = None
+    ) -> float | None:
+        """Refused: the Disque protocol carries no progress."""
+        raise NotSupported("disque", "record progress", "the Disque protocol carries no progress")
 
     async def release_leases(self, holder: str) -> int:
         """Refused: a Disque server knows no holders (it requeues after RETRY)."""

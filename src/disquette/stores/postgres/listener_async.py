@@ -24,7 +24,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 
 from ..._concurrency import AsyncBackground, async_sleep
-from ..types import DONE_CHANNEL, Wakeups
+from ..types import CANCEL_CHANNEL, DONE_CHANNEL, Wakeups
 
 #: How often the sync flavor's listener thread looks up from its socket to see if the store
 #: was closed (the asyncio flavor's listener task is cancelled instead).
@@ -50,6 +50,8 @@ class AsyncListener:
         self.channel = channel_name(schema)
         #: The channel of acks, failures for good and deletes (what ``wait`` waits for).
         self.done_channel = channel_name(schema, ".done")
+        #: The channel of cancel requests for active jobs (what workers wait for).
+        self.cancel_channel = channel_name(schema, ".cancel")
         self.wakeups = Wakeups(on_subscribe=self._on_subscribe if enabled else None)
         self._conninfo = conninfo
         self._application_name = f"{application_name} listener"
@@ -63,7 +65,8 @@ class AsyncListener:
         # A blocked get needs the NOTIFYs of adds, a wait those of acks, failures, deletes.
         # Each channel is listened to only once needed: a process that only gets (a worker)
         # is not sent a NOTIFY per ack, which costs it ~0.1 ms of CPU each.
-        wanted = {self.done_channel if name == DONE_CHANNEL else self.channel for name in channels}
+        special = {DONE_CHANNEL: self.done_channel, CANCEL_CHANNEL: self.cancel_channel}
+        wanted = {special.get(name, self.channel) for name in channels}
         if self._task is not None and wanted <= self._wanted:
             return
         with self._lock:
@@ -100,6 +103,8 @@ class AsyncListener:
                     async for notify in conn.notifies(timeout=_LISTEN_TICK):
                         if notify.channel == self.done_channel:
                             self.wakeups.notify([DONE_CHANNEL])
+                        elif notify.channel == self.cancel_channel:
+                            self.wakeups.notify([CANCEL_CHANNEL])
                         else:
                             self.wakeups.notify([notify.payload])
             except psycopg.Error:  # lost connection (or anything else): start over

@@ -24,7 +24,8 @@ from .._sql import COLUMNS, load_named_blocks, numbered_migrations
 _DONE_COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, 3::int2, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
-    "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq"
+    "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq, "
+    "false, NULL::text"
 )
 
 

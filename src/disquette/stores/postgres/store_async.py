@@ -32,7 +32,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
 from ...clock import Clock
-from ...errors import InvalidOption, InvalidState, JobNotFound, LeaseLost
+from ...errors import InvalidOption, InvalidState, JobCancelled, JobNotFound, LeaseLost
 from ...job import Job, JobState, Stats
 from .._sql import row_to_job
 from ..store_async import AsyncStore
@@ -242,27 +242,69 @@ class AsyncPostgresStore(AsyncStore):
 
     async def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`AsyncStore.working`."""
-        now = self.clock.now()
-        params = {"id": job_id, "now": now, "attempts": attempt}
+        return await self._extend("working", {"id": job_id, "attempts": attempt})
 
-        async def working(conn: AsyncConnection[Any]) -> tuple[float | None, Job | None]:
+    async def progress(
+        self, job_id: str, value: str, *, attempt: int | None = None
+    ) -> float | None:
+        """Record progress, extend the lease; see :meth:`AsyncStore.progress`."""
+        params = {"id": job_id, "attempts": attempt, "progress": value}
+        return await self._extend("progress", params)
+
+    async def _extend(self, operation: str, params: dict[str, Any]) -> float | None:
+        """Run working or progress on a held job; explain a refusal with the typed error."""
+        now = params["now"] = self.clock.now()
+        job_id, attempt = params["id"], params["attempts"]
+
+        async def extend(conn: AsyncConnection[Any]) -> tuple[bool, float | None, Job | None]:
             await maintain(conn, self._q, now)
-            cursor = await conn.execute(self._q["working"], params)
+            cursor = await conn.execute(self._q[operation], params)
             row = await cursor.fetchone()
             if row is not None:
-                return float(row[0]), None
-            return None, await self._show(conn, job_id, now)
+                return True, None if row[0] is None else float(row[0]), None
+            return False, None, await self._show(conn, job_id, now)
 
-        lease_until, job = await self._db.run(working)
-        if lease_until is not None:
+        extended, lease_until, job = await self._db.run(extend)
+        if extended:
             return lease_until
         if job is None:
             raise JobNotFound(job_id)
         if attempt is not None and job.attempts != attempt:
-            raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
+            raise LeaseLost(job_id, operation, attempt, job.attempts, job.state)
+        if job.cancel_requested and job.state in (JobState.ACTIVE, JobState.QUEUED):
+            raise JobCancelled(job_id, requested=True)
         if job.state is not JobState.ACTIVE:
             raise InvalidState(job_id, job.state, "extend the lease of")
         return None
+
+    async def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """Cancel a job, or ask its holder to stop; see :meth:`AsyncStore.cancel`."""
+        now = self.clock.now()
+        params = {
+            "id": job_id,
+            "now": now,
+            "attempts": attempt,
+            "done_channel": self.done_channel,
+            "cancel_channel": self._listener.cancel_channel,
+        }
+
+        async def cancel(conn: AsyncConnection[Any]) -> tuple[JobState | None, Job | None]:
+            await maintain(conn, self._q, now)
+            steps = ["cancel_pending", "request_cancel"] if attempt is None else ["cancel_held"]
+            for step in steps:
+                cursor = await conn.execute(self._q[step], params)
+                if await cursor.fetchone() is not None:
+                    return JobState.ACTIVE if step == "request_cancel" else JobState.CANCELLED, None
+            return None, await self._show(conn, job_id, now)
+
+        state, job = await self._db.run(cancel)
+        if state is not None:
+            return state
+        if job is None:
+            raise JobNotFound(job_id)
+        if attempt is not None and job.attempts != attempt:
+            raise LeaseLost(job_id, "cancel", attempt, job.attempts, job.state)
+        raise InvalidState(job_id, job.state, "cancel" if attempt is None else "end as cancelled")
 
     async def _show(self, conn: AsyncConnection[Any], job_id: str, now: float) -> Job | None:
         cursor = await conn.execute(self._q["show"], {"id": job_id, "now": now}, binary=True)

@@ -15,15 +15,18 @@ from typing import Any, Final
 
 from ... import defaults
 from ...errors import QueueFull, QueuePaused
-from ...job import Encoding, Job, JobState
+from ...job import Encoding, Job, JobState, decode_progress
 
 #: Fields of a job hash, in the order the reading scripts return them after the id.
 FIELDS: Final = (
     "q", "m", "t", "st", "r", "n", "k", "ad", "ec", "le", "lu", "res", "re", "fa", "sq", "nx",
+    "cr", "pg",
 )  # fmt: skip
+#: Where a row (id, then FIELDS) holds the job's enqueue sequence.
+SEQ_AT: Final = 1 + FIELDS.index("sq")
 ROW_WIDTH: Final = len(FIELDS) + 1
-#: A claimed job: queue index, id, m t r n k ad ec le lu nx (see claim.lua).
-CLAIM_ROW_WIDTH: Final = 12
+#: A claimed job: queue index, id, m t r n k ad ec le lu nx cr pg (see claim.lua).
+CLAIM_ROW_WIDTH: Final = 14
 #: Values a job hash leaves out (``DEFAULTS`` in ``common.lua``, filled from the same
 #: module when the scripts load), so that a job with the usual options costs fewer bytes.
 DEFAULT_PRIORITY: Final = defaults.PRIORITY
@@ -37,6 +40,7 @@ STATE_LETTERS: Final = {
     JobState.ACTIVE: "a",
     JobState.DONE: "d",
     JobState.FAILED: "f",
+    JobState.CANCELLED: "c",
 }
 STATES: Final = {
     b"s": JobState.SCHEDULED,
@@ -44,6 +48,7 @@ STATES: Final = {
     b"a": JobState.ACTIVE,
     b"d": JobState.DONE,
     b"f": JobState.FAILED,
+    b"c": JobState.CANCELLED,
 }
 
 
@@ -137,7 +142,7 @@ def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
     (
         job_id, queue, packed, type_, state, run_at, attempts, nacks, additional_deliveries,
         error_count, last_error, lease_until, result, result_encoding, finished_at, _seq,
-        no_expiry,
+        no_expiry, cancel_requested, progress,
     ) = row[at : at + ROW_WIDTH]  # fmt: skip
     if queue is None:
         return None
@@ -145,7 +150,7 @@ def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
         unpack_record(packed)
     )
     job_state = STATES[state]
-    if job_state is JobState.DONE:
+    if job_state is JobState.DONE or job_state is JobState.CANCELLED:
         expires_at = float(finished_at) + result_ttl
     elif job_state is JobState.FAILED or no_expiry is not None:
         expires_at = None
@@ -179,6 +184,8 @@ def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
         raw_result=result,
         result_encoding=_ENCODINGS[int(result_encoding or 0)],
         finished_at=_float(finished_at),
+        cancel_requested=cancel_requested is not None,
+        progress=decode_progress(progress),
     )
 
 
@@ -204,7 +211,7 @@ def claimed_jobs(rows: Sequence[Any], queues: Sequence[str]) -> list[Job]:
     for at in range(0, len(rows), CLAIM_ROW_WIDTH):
         (
             index, job_id, packed, type_, run_at, attempts, nacks, additional_deliveries,
-            error_count, last_error, lease_until, no_expiry,
+            error_count, last_error, lease_until, no_expiry, cancel_requested, progress,
         ) = rows[at : at + CLAIM_ROW_WIDTH]  # fmt: skip
         encoding, created_at, priority, retry_after, expires_at, max_attempts, result_ttl, body = (
             unpack_record(packed)
@@ -230,6 +237,11 @@ def claimed_jobs(rows: Sequence[Any], queues: Sequence[str]) -> list[Job]:
                 int(error_count) if error_count else 0,  # error_count
                 None if last_error is None else last_error.decode(),  # last_error
                 None if lease_until == b"+inf" else float(lease_until),  # lease_until
+                None,  # raw_result
+                Encoding.BYTES,  # result_encoding
+                None,  # finished_at
+                cancel_requested is not None,  # cancel_requested (a redelivered job's)
+                None if progress is None else decode_progress(progress),  # progress
             )
         )
     return jobs

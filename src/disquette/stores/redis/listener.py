@@ -30,7 +30,7 @@ from redis.exceptions import (
 )
 
 from ...errors import StoreRefused, StoreUnavailable
-from ..types import DONE_CHANNEL, Wakeups
+from ..types import CANCEL_CHANNEL, DONE_CHANNEL, Wakeups
 from .url import Settings
 
 #: Server replies that mean "not now, try again": a restart, a failover, a resharding.
@@ -57,6 +57,7 @@ class WakeupListener:
     def __init__(self, redis_url: str, prefix: str, wakeups: Wakeups) -> None:
         self._prefix = prefix
         self._done = (prefix + "done").encode()
+        self._cancel = (prefix + "cancel").encode()
         self._queue_prefix = (prefix + "w:").encode()
         self._wakeups = wakeups
         self._client = redis.Redis.from_url(redis_url, retry=redis.retry.Retry(NoBackoff(), 0))
@@ -67,9 +68,12 @@ class WakeupListener:
         self._closed = False
 
     def channel(self, name: str) -> bytes:
-        """The Redis channel of a wake-up channel name (a queue, or ``DONE_CHANNEL``)."""
+        """The Redis channel of a wake-up channel name (a queue, ``DONE_CHANNEL`` or
+        ``CANCEL_CHANNEL``)."""
         if name == DONE_CHANNEL:
             return self._done
+        if name == CANCEL_CHANNEL:
+            return self._cancel
         return self._queue_prefix + name.encode()
 
     def ensure(self, names: Iterable[str], wait: float = 0.5) -> None:
@@ -122,6 +126,8 @@ class WakeupListener:
             return
         if channel == self._done:
             self._wakeups.notify([DONE_CHANNEL])
+        elif channel == self._cancel:
+            self._wakeups.notify([CANCEL_CHANNEL])
         elif channel.startswith(self._queue_prefix):
             self._wakeups.notify([channel[len(self._queue_prefix) :].decode()])
 

@@ -40,6 +40,7 @@ SCRIPT_NAMES: Final = (
     "flush",
     "scan",
     "release_holder",
+    "cancel",
 )
 #: ``@NAME@``: where a script takes a value of :mod:`disquette.defaults`.
 PLACEHOLDER: Final = re.compile(r"@(\w+)@")

@@ -59,7 +59,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 from ...clock import Clock
-from ...errors import InvalidState, JobNotFound, LeaseLost, NotReplicated
+from ...errors import InvalidState, JobCancelled, JobNotFound, LeaseLost, NotReplicated
 from ...job import Job, JobState, Stats, StatsRow
 from ..store_async import AsyncStore
 from ..types import (
@@ -75,6 +75,7 @@ from ..types import (
 )
 from .codec import (
     ROW_WIDTH,
+    SEQ_AT,
     STATE_LETTERS,
     STATES,
     check_add,
@@ -277,13 +278,39 @@ class AsyncRedisStore(AsyncStore):
 
     async def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`AsyncStore.working`."""
-        reply = await self._single("working", job_id, ["" if attempt is None else attempt])
+        return await self._extend("working", job_id, attempt, "")
+
+    async def progress(
+        self, job_id: str, value: str, *, attempt: int | None = None
+    ) -> float | None:
+        """Record progress, extend the lease; see :meth:`AsyncStore.progress`."""
+        return await self._extend("progress", job_id, attempt, value)
+
+    async def _extend(
+        self, operation: str, job_id: str, attempt: int | None, progress: str
+    ) -> float | None:
+        """working.lua (which records ``progress`` unless empty), its refusals as errors."""
+        args = ["" if attempt is None else attempt, progress]
+        reply = await self._single("working", job_id, args)
         if reply[0] == b"lost":
             assert attempt is not None
-            raise LeaseLost(job_id, "working", attempt, int(reply[1]), STATES[reply[2]])
+            raise LeaseLost(job_id, operation, attempt, int(reply[1]), STATES[reply[2]])
         if reply[0] == b"state":
             raise InvalidState(job_id, STATES[reply[1]], "extend the lease of")
+        if reply[0] == b"cancel":
+            raise JobCancelled(job_id, requested=True)
         return None if reply[0] == b"none" else float(reply[1])
+
+    async def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """Cancel a job, or ask its holder to stop; see :meth:`AsyncStore.cancel`."""
+        reply = await self._single("cancel", job_id, ["" if attempt is None else attempt])
+        if reply[0] == b"lost":
+            assert attempt is not None
+            raise LeaseLost(job_id, "cancel", attempt, int(reply[1]), STATES[reply[2]])
+        if reply[0] == b"state":
+            operation = "cancel" if attempt is None else "end as cancelled"
+            raise InvalidState(job_id, STATES[reply[1]], operation)
+        return JobState.ACTIVE if reply[0] == b"requested" else JobState.CANCELLED
 
     async def show(self, job_id: str) -> Job | None:
         """Return the job; see :meth:`AsyncStore.show`."""
@@ -315,7 +342,7 @@ class AsyncRedisStore(AsyncStore):
             for at in range(0, len(rows), ROW_WIDTH):
                 job = row_to_job(rows, at)
                 if job is not None:
-                    found.append((job.finished_at or 0.0, int(rows[at + ROW_WIDTH - 1]), job))
+                    found.append((job.finished_at or 0.0, int(rows[at + SEQ_AT]), job))
         found.sort(key=lambda entry: entry[:2])
         return [job for _, _, job in found[:limit]]
 
@@ -450,17 +477,20 @@ class AsyncRedisStore(AsyncStore):
                 if int(reply[0]) & PAUSE_OUT:
                     paused.add(queue)
                 position = [int(reply[1]), int(reply[2])]
-                for at in range(3, len(reply), 8):
-                    type_, *counts, max_errors, oldest = reply[at : at + 8]
+                for at in range(3, len(reply), 9):
+                    type_, *counts, max_errors, oldest, cancelled = reply[at : at + 9]
                     name = decode_text(type_)
-                    row = merged.setdefault(name, [0, 0, 0, 0, 0, 0, None])
+                    row = merged.setdefault(name, [0, 0, 0, 0, 0, 0, None, 0])
                     for column, value in enumerate(counts):
                         row[column] += int(value)
                     row[5] = max(row[5], int(max_errors))
                     if oldest is not None and (row[6] is None or float(oldest) < row[6]):
                         row[6] = float(oldest)
+                    row[7] += int(cancelled)
             for name in sorted(merged, key=lambda name: name or ""):
-                scheduled, queued, active, done, failed, max_errors, oldest = merged[name]
+                scheduled, queued, active, done, failed, max_errors, oldest, cancelled = merged[
+                    name
+                ]
                 rows.append(
                     StatsRow(
                         queue=queue,
@@ -470,6 +500,7 @@ class AsyncRedisStore(AsyncStore):
                         active=active,
                         done=done,
                         failed=failed,
+                        cancelled=cancelled,
                         max_error_count=max_errors,
                         oldest_run_at=oldest,
                     )

@@ -1,5 +1,6 @@
 -- Statements of the SQLite store, one named block each ("-- name: x"), loaded by
--- disquette.stores.sqlite. States: 0 scheduled, 1 queued, 2 active, 3 done, 4 failed.
+-- disquette.stores.sqlite. States: 0 scheduled, 1 queued, 2 active, 3 done, 4 failed,
+-- 5 cancelled (kept, as done jobs are, until expires_at = finished_at + result_ttl).
 
 -- name: schema
 CREATE TABLE IF NOT EXISTS jobs (
@@ -57,6 +58,13 @@ CREATE TABLE IF NOT EXISTS nodes (
 -- (attempts + 1) without knowing the holder column, let alone clearing it.
 ALTER TABLE jobs ADD COLUMN holder TEXT;
 ALTER TABLE jobs ADD COLUMN holder_attempts INTEGER;
+
+-- name: migrate_4
+-- Version 4: cancellation and progress. cancel_requested is set on an active job someone
+-- asked to cancel (working and progress then refuse it, and its holder ends it in state
+-- 5, cancelled); progress is the JSON text its holder last reported.
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN progress TEXT;
 
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
@@ -141,7 +149,7 @@ UPDATE jobs
 SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now,
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
-WHERE id = :id AND state != 3 AND (:attempts IS NULL OR attempts = :attempts)
+WHERE id = :id AND state NOT IN (3, 5) AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id;
 
 -- name: ack_many
@@ -151,7 +159,7 @@ UPDATE jobs
 SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
-WHERE id IN (SELECT value FROM json_each(:ids)) AND state != 3
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state NOT IN (3, 5)
   AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING id;
 
@@ -183,8 +191,40 @@ UPDATE jobs
 SET state = 2, lease_until = :now + retry_after,
     additional_deliveries = additional_deliveries - (state = 1)
 WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL)) AND retry_after > 0
-  AND (:attempts IS NULL OR attempts = :attempts)
+  AND NOT cancel_requested AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING lease_until;
+
+-- name: progress
+-- As working, recording the holder's progress (an at-most-once job keeps no lease).
+UPDATE jobs
+SET progress = :progress, state = 2,
+    lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END,
+    additional_deliveries = additional_deliveries - (state = 1)
+WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
+  AND NOT cancel_requested AND (:attempts IS NULL OR attempts = :attempts)
+RETURNING lease_until;
+
+-- name: cancel_pending
+-- A scheduled or queued job (a lapsed one too: its requeue is taken back) ends cancelled.
+UPDATE jobs
+SET state = 5, finished_at = :now, expires_at = :now + result_ttl,
+    additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
+    lease_until = NULL, leased_at = NULL, holder = NULL
+WHERE id = :id AND state IN (0, 1)
+RETURNING id;
+
+-- name: request_cancel
+UPDATE jobs SET cancel_requested = 1 WHERE id = :id AND state = 2 RETURNING id;
+
+-- name: cancel_held
+-- The holder's delivery (see ack) ends its job cancelled.
+UPDATE jobs
+SET state = 5, finished_at = :now, expires_at = :now + result_ttl,
+    additional_deliveries = additional_deliveries - (state = 1),
+    lease_until = NULL, leased_at = NULL, holder = NULL
+WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
+  AND (:attempts IS NULL OR attempts = :attempts)
+RETURNING id;
 
 -- name: show
 SELECT {columns} FROM jobs WHERE id = ?;

@@ -22,6 +22,7 @@ from ...clock import Clock
 from ...errors import (
     ClientClosed,
     InvalidState,
+    JobCancelled,
     JobNotFound,
     LeaseLost,
     QueueFull,
@@ -34,6 +35,7 @@ from ...job import Job, JobState, Stats, StatsRow
 from .._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
 from ..store import Store
 from ..types import (
+    CANCEL_CHANNEL,
     DONE_CHANNEL,
     HOLDER_GONE,
     NO_RESULT,
@@ -50,9 +52,9 @@ from ..types import (
 )
 from .peers import PeerWakeups
 
-_SCHEMA_VERSION: Final = 3
+_SCHEMA_VERSION: Final = 4
 #: The named blocks that bring a file from the version before to each version.
-_MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3"}
+_MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4"}
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: How long a read waits for the write lock to apply due changes before reading as is.
 _READER_WAIT_MS: Final = 1000
@@ -446,22 +448,55 @@ class SqliteStore(Store):
 
     def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
         """Extend a lease; see :meth:`Store.working`."""
+        return self._extend("working", {"id": job_id, "attempts": attempt})
+
+    def progress(self, job_id: str, value: str, *, attempt: int | None = None) -> float | None:
+        """Record progress, extend the lease; see :meth:`Store.progress`."""
+        return self._extend("progress", {"id": job_id, "attempts": attempt, "progress": value})
+
+    def _extend(self, operation: str, params: dict[str, Any]) -> float | None:
+        """Run working or progress on a held job; explain a refusal with the typed error."""
         self._refresh()
-        now = self.clock.now()
-        params = {"id": job_id, "now": now, "attempts": attempt}
+        params["now"] = self.clock.now()
+        job_id, attempt = params["id"], params["attempts"]
         with self._transaction() as conn:
-            row = conn.execute(QUERIES["working"], params).fetchone()
+            row = conn.execute(QUERIES[operation], params).fetchone()
             if row is not None:
-                return float(row[0])
+                return None if row[0] is None else float(row[0])
             found = conn.execute(QUERIES["show"], (job_id,)).fetchone()
         if found is None:
             raise JobNotFound(job_id)
         job = row_to_job(found)
         if attempt is not None and job.attempts != attempt:
-            raise LeaseLost(job_id, "working", attempt, job.attempts, job.state)
+            raise LeaseLost(job_id, operation, attempt, job.attempts, job.state)
+        if job.cancel_requested and job.state in (JobState.ACTIVE, JobState.QUEUED):
+            raise JobCancelled(job_id, requested=True)
         if job.state is not JobState.ACTIVE:
             raise InvalidState(job_id, job.state, "extend the lease of")
         return None
+
+    def cancel(self, job_id: str, *, attempt: int | None = None) -> JobState:
+        """Cancel a job, or ask its holder to stop; see :meth:`Store.cancel`."""
+        now = self._refresh()
+        params = {"id": job_id, "now": now, "attempts": attempt}
+        requested = found = None
+        with self._transaction() as conn:
+            finished = conn.execute(
+                QUERIES["cancel_pending" if attempt is None else "cancel_held"], params
+            ).fetchone()
+            if finished is None and attempt is None:
+                requested = conn.execute(QUERIES["request_cancel"], params).fetchone()
+            if finished is None and requested is None:
+                found = conn.execute(QUERIES["show"], (job_id,)).fetchone()
+        if finished is not None or requested is not None:
+            self._announce([DONE_CHANNEL if finished is not None else CANCEL_CHANNEL])
+            return JobState.CANCELLED if finished is not None else JobState.ACTIVE
+        if found is None:
+            raise JobNotFound(job_id)
+        job = row_to_job(found)
+        if attempt is not None and job.attempts != attempt:
+            raise LeaseLost(job_id, "cancel", attempt, job.attempts, job.state)
+        raise InvalidState(job_id, job.state, "cancel" if attempt is None else "end as cancelled")
 
     def show(self, job_id: str) -> Job | None:
         """Return the job; see :meth:`Store.show`."""

@@ -85,8 +85,8 @@ SELECT count(*) FROM (
 SELECT {schema}.maintain(%(now)s::float8);
 
 -- name: claim
-SELECT {columns} FROM {schema}.claim(%(queues)b::text[], %(count)s::int4, %(now)s::float8,
-                             %(holder)s::text);
+SELECT {columns} FROM {schema}.claim_jobs(%(queues)b::text[], %(count)s::int4,
+                                  %(now)s::float8, %(holder)s::text);
 
 -- name: ack
 -- The results, their encodings and the callers' deliveries come one per id (a NULL
@@ -110,6 +110,7 @@ gone AS (
     WHERE j.id = ANY(%(ids)b::text[]) AND j.id = given.id
       AND (given.delivery IS NULL OR j.attempts = given.delivery)
       AND (j.expires_at IS NULL OR j.expires_at > %(now)s::float8)
+      AND j.state <> 5  -- cancelled is final: no ack makes it done
     RETURNING j.*, given.new_result, given.new_encoding),
 kept AS (
     INSERT INTO {schema}.done (id, queue, body, encoding, type, priority, created_at, run_at,
@@ -169,8 +170,52 @@ UPDATE {schema}.jobs
 SET state = 2, lease_until = %(now)s::float8 + retry_after,
     additional_deliveries = additional_deliveries - (state = 1)::int
 WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL)) AND retry_after > 0
-  AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
+  AND NOT cancel_requested AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
 RETURNING lease_until;
+
+-- name: progress
+-- As working, recording the holder's progress (an at-most-once job keeps no lease).
+UPDATE {schema}.jobs
+SET progress = %(progress)s, state = 2,
+    lease_until = CASE WHEN retry_after > 0 THEN %(now)s::float8 + retry_after END,
+    additional_deliveries = additional_deliveries - (state = 1)::int
+WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
+  AND NOT cancel_requested AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
+RETURNING lease_until;
+
+-- name: cancel_pending
+-- A scheduled or queued job (a lapsed one too: its requeue is taken back) ends cancelled,
+-- kept for its result_ttl (the maintenance's expiry prunes it).
+WITH cancelled AS (
+    UPDATE {schema}.jobs
+    SET state = 5, finished_at = %(now)s::float8, expires_at = %(now)s::float8 + result_ttl,
+        additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL)::int,
+        lease_until = NULL, leased_at = NULL
+    WHERE id = %(id)s AND state IN (0, 1)
+    RETURNING id)
+SELECT cancelled.id FROM cancelled
+LEFT JOIN LATERAL (SELECT pg_notify(%(done_channel)s, '')) AS sent ON true;
+
+-- name: request_cancel
+WITH requested AS (
+    UPDATE {schema}.jobs SET cancel_requested = true
+    WHERE id = %(id)s AND state = 2
+    RETURNING id)
+SELECT requested.id FROM requested
+LEFT JOIN LATERAL (SELECT pg_notify(%(cancel_channel)s, '')) AS sent ON true;
+
+-- name: cancel_held
+-- The holder's delivery (see ack) ends its job cancelled.
+WITH cancelled AS (
+    UPDATE {schema}.jobs
+    SET state = 5, finished_at = %(now)s::float8, expires_at = %(now)s::float8 + result_ttl,
+        additional_deliveries = additional_deliveries - (state = 1)::int,
+        lease_until = NULL, leased_at = NULL
+    WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
+      AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
+    RETURNING id)
+SELECT cancelled.id FROM cancelled
+LEFT JOIN LATERAL (SELECT pg_notify(%(done_channel)s, '')) AS sent ON true;
 
 -- name: show
 SELECT {columns} FROM {schema}.jobs WHERE id = %(id)s

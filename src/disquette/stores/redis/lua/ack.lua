@@ -4,7 +4,7 @@
 -- when ARGV[4] is "1", "1" if it has a result, the result, and its encoding. A job
 -- delivered again since the caller's delivery is left alone (a lapsed one is still the
 -- caller's: see held in common.lua); a job whose result_ttl is 0 is deleted at once.
--- Returns the ids of the jobs that became done.
+-- A cancelled job stays cancelled. Returns the ids of the jobs that became done.
 local done = {}
 local with_results = ARGV[4] == '1'
 local with_attempts = ARGV[5] == '1'
@@ -13,7 +13,7 @@ for i, key in ipairs(KEYS) do
     local at = 6 + (i - 1) * width
     local q, v = locate(key, 'st', 'rt', 'n', 'h', 'lp')
     local delivery = with_attempts and ARGV[at] or ''
-    if q and v[2] ~= 'd' and same_delivery(delivery, v[4]) then
+    if q and v[2] ~= 'd' and v[2] ~= 'c' and same_delivery(delivery, v[4]) then
         local id = key_id(q, key)
         leave(q, key, id, v[2])
         done[#done + 1] = id

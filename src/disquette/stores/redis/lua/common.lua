@@ -17,7 +17,7 @@
 --                                       ("out"); absent when 0
 -- A job is a hash. Field "m" holds what never changes, packed by the Python side (created
 -- at, options, body: the scripts never read it); the others are what the scripts need:
---   q queue, st state (s, q, a, d done, f failed), r run_at, sq enqueue sequence,
+--   q queue, st state (s, q, a, d done, f failed, c cancelled), r run_at, sq enqueue sequence,
 --   t type, p priority, ra retry_after, rt result_ttl (the last three only when not
 --   DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error count, le last
 --   error, la leased_at, lu lease_until, h holder (the process a claim leased the job to,
@@ -27,9 +27,13 @@
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
 --   failed for good: its TTL no longer applies), lp "lapsed" (set while the job is ready
 --   because its lease ran out and no claim took it since: its delivery still holds it,
---   see held; cleared whenever the job leaves the ready set).
+--   see held; cleared whenever the job leaves the ready set), cr "cancel requested" (set
+--   on an active job someone asked to cancel: working and progress refuse it; its holder
+--   ends it in state c, cancelled, kept like a done job for rt), pg the progress its
+--   holder last reported (JSON text).
 -- Wake-ups: "<prefix>w:<Q>" is published when a queue's ready set goes from empty to not
--- empty, "<prefix>done" when jobs become done, failed or deleted.
+-- empty, "<prefix>done" when jobs become done, failed, cancelled or deleted, and
+-- "<prefix>cancel" when an active job gets a cancel request.
 
 local PREFIX = ARGV[1]
 local IN_QUEUE_SLOT = ARGV[2] == '1'
@@ -38,7 +42,7 @@ local NOW = tonumber(NOW_S)
 
 -- The row every reading script returns after the id (claim.lua returns its own, shorter).
 local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
-                'sq', 'nx'}
+                'sq', 'nx', 'cr', 'pg'}
 -- Values a job hash leaves out: the job defaults, filled in from defaults.py at load time.
 local DEFAULTS = {p = '@PRIORITY@', ra = '@RETRY_AFTER@', rt = '@RESULT_TTL@'}
 
