@@ -577,12 +577,12 @@ def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> N
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
-        assert jobs.store.migrate() == [1, 2, 3, 4]
+        assert jobs.store.migrate() == [1, 2, 3, 4, 5]
         assert jobs.store.migrate() == []
         assert jobs.qlen("q") == 0
     with psycopg.connect(base) as conn:
         versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
-    assert versions == [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed")]
+    assert versions == [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed"), (5, "unique")]
 
 
 def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
@@ -612,7 +612,7 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
         for _ in range(6):
             assert claim_as_before(conn) == []
         monkeypatch.undo()
-        assert jobs.store.migrate() == [3, 4]
+        assert jobs.store.migrate() == [3, 4, 5]
         assert jobs.show(leased).state is JobState.ACTIVE
         # A process of the previous version goes on claiming with its prepared statement.
         later = jobs.add("claimed by an old process", "q")

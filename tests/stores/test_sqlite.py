@@ -160,7 +160,7 @@ def test_a_version_2_file_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None
         assert jobs.release_leases("h") == 1
         jobs.ack(held)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
 
 
 def test_url_settings_and_errors(tmp_path: Path) -> None:
