@@ -38,7 +38,6 @@ from .job import (
     check_queue_names,
     encode_value,
     new_jobs,
-    unique_states_of,
 )
 from .stores import open_store, resolve_url
 from .stores.store import Store
@@ -145,9 +144,12 @@ class Client:
 
     def with_options(self, options: Options) -> Client:
         """A client sharing this one's store, with ``options`` on top of this one's."""
+        return self._derived(self._options.merge(options))
+
+    def _derived(self, options: Options) -> Client:
         derived = object.__new__(type(self))
         derived.__dict__.update(self.__dict__)
-        derived._options = self._options.merge(options)
+        derived._options = options
         derived._owns_store = False
         return derived
 
@@ -203,13 +205,7 @@ class Client:
         """Derived client whose adds create nothing while a job of the queue holds ``key``
         (see :class:`~disquette.job.Options`: ``unique_key``, ``unique_for`` and
         ``unique_states``); :meth:`add_result` tells whether a job was created."""
-        return self.with_options(
-            Options(
-                unique_key=key,
-                unique_for=unique_for,
-                unique_states=None if states is None else unique_states_of(states),
-            )
-        )
+        return self._derived(self._options.with_unique(key, unique_for, states))
 
     def add(self, body: object, queue: str, *, connection: object = None) -> str:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.

@@ -480,6 +480,24 @@ class Options:
             # Frozen: normalized in place, so that names and sets of them are accepted.
             object.__setattr__(self, "unique_states", unique_states_of(self.unique_states))
 
+    def with_unique(
+        self, key: str, unique_for: float | None, states: Iterable[str] | None
+    ) -> Options:
+        """These options with a unique key (and ``unique_for`` and ``unique_states`` when
+        given). Only the new values are checked: the others were when these were made, and
+        a unique add pays for no more (``jobs.unique(key)`` runs once per add)."""
+        _check_unique_key(key)
+        _check_seconds("unique_for", unique_for, allow_zero=False)
+        copy = object.__new__(Options)
+        for name, value in zip(_OPTION_NAMES, _option_values(self), strict=True):
+            object.__setattr__(copy, name, value)
+        object.__setattr__(copy, "unique_key", key)
+        if unique_for is not None:
+            object.__setattr__(copy, "unique_for", unique_for)
+        if states is not None:
+            object.__setattr__(copy, "unique_states", unique_states_of(states))
+        return copy
+
     def merge(self, other: Options) -> Options:
         """Return these options with every field that ``other`` sets replaced."""
         changes = {
@@ -488,6 +506,11 @@ class Options:
             if (value := getattr(other, field.name)) is not None
         }
         return dataclasses.replace(self, **changes) if changes else self
+
+
+#: Options' field names, and a function reading their values in that order.
+_OPTION_NAMES: Final = tuple(field.name for field in dataclasses.fields(Options))
+_option_values: Final[Callable[[Options], tuple[Any, ...]]] = operator.attrgetter(*_OPTION_NAMES)
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:

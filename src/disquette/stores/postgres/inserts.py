@@ -29,7 +29,7 @@ from ...errors import InvalidOption, NotReplicated, QueueFull
 from ...job import Job
 from .database import Database
 from .statements import insert_statement
-from .unique import insert_unique
+from .unique import insert_at_once, insert_unique, one_statement
 from .upkeep import maintain
 
 
@@ -72,8 +72,12 @@ class Inserts:
             # runs is not in its snapshot. A second statement, with a later snapshot, takes
             # back what it added for such ids (all in one transaction).
             again = runs > 1
-            if max_len is None and not replicate and not again and not unique:
+            alone = max_len is None and not replicate and not again
+            if alone and not unique:
                 conn.execute(statement, params)
+                return
+            if alone and one_statement(jobs):
+                existing.update(insert_at_once(conn, self._q, jobs, now, self._channel))
                 return
             lsn = None
             with conn.transaction():

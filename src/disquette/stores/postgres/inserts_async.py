@@ -28,7 +28,7 @@ from ...errors import InvalidOption, NotReplicated, QueueFull
 from ...job import Job
 from .database_async import AsyncDatabase
 from .statements import insert_statement
-from .unique_async import insert_unique
+from .unique_async import insert_at_once, insert_unique, one_statement
 from .upkeep_async import maintain
 
 
@@ -71,8 +71,12 @@ class AsyncInserts:
             # runs is not in its snapshot. A second statement, with a later snapshot, takes
             # back what it added for such ids (all in one transaction).
             again = runs > 1
-            if max_len is None and not replicate and not again and not unique:
+            alone = max_len is None and not replicate and not again
+            if alone and not unique:
                 await conn.execute(statement, params)
+                return
+            if alone and one_statement(jobs):
+                existing.update(await insert_at_once(conn, self._q, jobs, now, self._channel))
                 return
             lsn = None
             async with conn.transaction():

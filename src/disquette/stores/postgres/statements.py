@@ -137,6 +137,20 @@ def unique_insert_params(jobs: Sequence[Job], now: float, channel: str) -> dict[
     }
 
 
+def unique_one_params(job: Job, now: float, channel: str) -> dict[str, Any]:
+    """The parameters of ``insert_unique_one`` for one job."""
+    params = _shared_settings(job, now, channel)
+    params.update(
+        id=job.id,
+        body=job.raw_body,
+        encoding=int(job.encoding),
+        unique_key=job.unique_key,
+        unique_states=job.unique_states,
+        now=now,
+    )
+    return params
+
+
 def _shared_settings(job: Job, now: float, channel: str) -> dict[str, Any]:
     """The parameters of a job that every job of a uniform batch shares."""
     return {

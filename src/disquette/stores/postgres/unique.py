@@ -22,18 +22,53 @@ from psycopg import Connection
 from ...errors import StoreError
 from ...job import Job, JobState, state_bit
 from ..types import held_elsewhere
-from .statements import unique_insert_params
+from .statements import unique_insert_params, unique_one_params
 
 _DONE: Final = state_bit(JobState.DONE)
 #: Inserts of one batch: a key freed and taken again between each is already unlikely.
 _ROUNDS: Final = 5
 
 
+def one_statement(jobs: Sequence[Job]) -> bool:
+    """Whether an add of ``jobs`` may try its insert as one statement of its own, before
+    any transaction: not when a done job may hold a key (see :func:`insert_unique`)."""
+    return not any(job.unique_states & _DONE for job in jobs)
+
+
+def insert_at_once(
+    conn: Connection[Any], q: dict[str, str], jobs: Sequence[Job], now: float, channel: str
+) -> dict[str, str]:
+    """As :func:`insert_unique` on a connection in autocommit: one statement, committed at
+    once (the usual case: no key held); then the holders of the keys it found held are
+    read, and only a job whose holder left meanwhile takes a transaction."""
+    if len(jobs) == 1:
+        statement, params = q["insert_unique_one"], unique_one_params(jobs[0], now, channel)
+    else:
+        statement, params = q["insert_unique"], unique_insert_params(jobs, now, channel)
+    cursor = conn.execute(statement, params)
+    inserted = {row[0] for row in cursor.fetchall()}
+    skipped = [job for job in jobs if job.id not in inserted and job.unique_key is not None]
+    if not skipped:
+        return {}
+    existing, pending, gone = _holders(conn, q, skipped, now)
+    if pending:
+        with conn.transaction():
+            _delete_expired(conn, q, gone, now)
+            existing.update(insert_unique(conn, q, pending, now, channel))
+    return existing
+
+
 def insert_unique(
     conn: Connection[Any], q: dict[str, str], jobs: Sequence[Job], now: float, channel: str
 ) -> dict[str, str]:
     """Insert ``jobs`` (inside the caller's transaction) but those whose unique key is
-    held; return their id -> the holder's id."""
+    held; return their id -> the holder's id.
+
+    A job whose states count ``done`` is looked for in ``done`` by the insert, and again
+    with a later snapshot (``take_back_done_held``): an ack moving its holder there may
+    commit while the insert waits on ``jobs_unique``, out of the insert's snapshot. (This
+    takes the states of the job being added for its holder's: a key is added with one set
+    of states, the usual case of one call site per key.)"""
     existing: dict[str, str] = {}
     pending = list(jobs)
     for _ in range(_ROUNDS):
@@ -42,34 +77,51 @@ def insert_unique(
         done_held = [job.id for job in pending if job.id in inserted and job.unique_states & _DONE]
         if done_held:
             cursor = conn.execute(q["take_back_done_held"], {"ids": done_held, "now": now})
-            for job_id, holder in cursor.fetchall():
-                existing[job_id] = holder
+            existing.update({job_id: holder for job_id, holder in cursor.fetchall()})
         skipped = [job for job in pending if job.id not in inserted and job.unique_key is not None]
         if not skipped:
             return existing
-        pending, gone = [], []
-        by_id = {job.id: job for job in skipped}
-        cursor = conn.execute(
-            q["unique_holders"],
-            {
-                "ids": [job.id for job in skipped],
-                "queues": [job.queue for job in skipped],
-                "keys": [job.unique_key for job in skipped],
-                "now": now,
-            },
-        )
-        for job_id, holder, expires_at, known in cursor.fetchall():
-            if known and not held_elsewhere(holder, job_id):
-                continue  # an add run again: its job is in place
-            if holder is None:
-                pending.append(by_id[job_id])  # freed since the insert looked
-            elif expires_at is not None and expires_at <= now:
-                gone.append(holder)
-                pending.append(by_id[job_id])
-            elif held_elsewhere(holder, job_id):
-                existing[job_id] = holder
-        if gone:
-            conn.execute(q["delete_expired"], {"ids": gone, "now": now})
+        found, pending, gone = _holders(conn, q, skipped, now)
+        existing.update(found)
+        _delete_expired(conn, q, gone, now)
         if not pending:
             return existing
     raise StoreError("PostgreSQL", f"unique keys kept changing hands while adding {len(jobs)} jobs")
+
+
+def _holders(
+    conn: Connection[Any], q: dict[str, str], skipped: Sequence[Job], now: float
+) -> tuple[dict[str, str], list[Job], list[str]]:
+    """For jobs an insert skipped: id -> holder for those whose key is held; the jobs to
+    insert again (the holder left, or is past its TTL); and those expired holders' ids."""
+    existing: dict[str, str] = {}
+    pending: list[Job] = []
+    gone: list[str] = []
+    by_id = {job.id: job for job in skipped}
+    cursor = conn.execute(
+        q["unique_holders"],
+        {
+            "ids": [job.id for job in skipped],
+            "queues": [job.queue for job in skipped],
+            "keys": [job.unique_key for job in skipped],
+            "now": now,
+        },
+    )
+    for job_id, holder, expires_at, known in cursor.fetchall():
+        if known and not held_elsewhere(holder, job_id):
+            continue  # an add run again: its job is in place
+        if holder is None:
+            pending.append(by_id[job_id])  # freed since the insert looked
+        elif expires_at is not None and expires_at <= now:
+            gone.append(holder)
+            pending.append(by_id[job_id])
+        else:
+            existing[job_id] = holder
+    return existing, pending, gone
+
+
+def _delete_expired(
+    conn: Connection[Any], q: dict[str, str], ids: Sequence[str], now: float
+) -> None:
+    if ids:
+        conn.execute(q["delete_expired"], {"ids": list(ids), "now": now})

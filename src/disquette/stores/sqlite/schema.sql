@@ -84,6 +84,16 @@ INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
 ON CONFLICT (id) DO NOTHING;
 
+-- name: insert_unique_one
+-- One unique job on its own, in one statement: nothing is inserted when its queue is
+-- paused for input, its id is held, or its key is (jobs_unique: no conflict target, so
+-- DO NOTHING covers that index too); the store then finds out which, in a transaction.
+INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
+                  retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1)
+ON CONFLICT DO NOTHING;
+
 -- name: unique_holder
 -- The terms of jobs_unique's WHERE, so that the lookup walks that index.
 SELECT id, expires_at FROM jobs

@@ -307,6 +307,13 @@ class SqliteStore(Store):
             else:
                 self._announce([queue])
             return {}
+        if max_len is None and len(rows) == 1:
+            job = jobs[0]
+            row = (*rows[0], job.unique_key, job.unique_states)
+            if self._write(QUERIES["insert_unique_one"], row).rowcount:
+                self._announce([job.queue])
+                return {}
+            # Nothing inserted: the transaction below finds out why.
         if max_len is not None:
             self._refresh()
         existing: dict[str, str] = {}

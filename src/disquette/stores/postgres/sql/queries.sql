@@ -63,6 +63,28 @@ sent AS (
     FROM (SELECT DISTINCT queue FROM added WHERE state = 1) AS ready)
 SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
 
+-- name: insert_unique_one
+-- insert_unique for one job, with scalar parameters (as insert_one).
+WITH added AS (
+    INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
+                               run_at, retry_after, expires_at, max_attempts, result_ttl,
+                               unique_key, unique_states)
+    SELECT %(id)s::text, %(queue)s::text, %(body)s::bytea, %(encoding)s::int2,
+           %(type)s::text, %(priority)s::int4, %(state)s::int2, %(created_at)s::float8,
+           %(run_at)s::float8, %(retry_after)s::float8, %(expires_at)s::float8,
+           %(max_attempts)s::int4, %(result_ttl)s::float8, %(unique_key)s::text,
+           %(unique_states)s::int2
+    WHERE {schema}.accepts(%(queue)s::text)
+      AND NOT EXISTS (SELECT FROM {schema}.done WHERE id = %(id)s::text)
+      AND NOT EXISTS (
+          SELECT FROM {schema}.done AS d
+          WHERE d.queue = %(queue)s::text AND d.unique_key = %(unique_key)s::text
+            AND d.unique_key IS NOT NULL AND d.expires_at > %(now)s::float8)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, state),
+sent AS (SELECT pg_notify(%(channel)s, queue) FROM added WHERE state = 1)
+SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
+
 -- name: unique_holders
 -- The job holding each (queue, key) now, with its expires_at: a pending or failed one
 -- through jobs_unique (its WHERE repeated, so that the index serves), else a done one; and
