@@ -17,12 +17,13 @@ from .clock import Clock, ManualClock, SystemClock
 from .errors import DisquetteError
 from .funnel import Funnel
 from .funnel_async import AsyncFunnel
-from .job import Encoding, Job, JobState, Options, Stats, StatsRow
+from .job import AddResult, Encoding, Job, JobState, Options, Stats, StatsRow
 from .stores.store import Store
 from .stores.store_async import AsyncStore
 from .worker import Registry, Supervisor, Worker, WorkerPool
 
 __all__ = [
+    "AddResult",
     "App",
     "AsyncClient",
     "AsyncFunnel",

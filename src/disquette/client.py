@@ -16,7 +16,6 @@ from typing import Any, Final
 
 from ._concurrency import Signal
 from .clock import Clock, SystemClock
-from .defaults import PRIORITY, RESULT_TTL, RETRY_AFTER
 from .errors import (
     InvalidOption,
     JobCancelled,
@@ -29,6 +28,7 @@ from .funnel import FETCH_COUNT, FETCH_TIMEOUT, Funnel
 from .job import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULTS,
+    AddResult,
     Encoding,
     Job,
     JobState,
@@ -39,8 +39,7 @@ from .job import (
     check_queue_names,
     encode_progress,
     encode_value,
-    job_id_factory,
-    new_job,
+    new_jobs,
 )
 from .stores import open_store, resolve_url
 from .stores.store import Store
@@ -147,9 +146,12 @@ class Client:
 
     def with_options(self, options: Options) -> Client:
         """A client sharing this one's store, with ``options`` on top of this one's."""
+        return self._derived(self._options.merge(options))
+
+    def _derived(self, options: Options) -> Client:
         derived = object.__new__(type(self))
         derived.__dict__.update(self.__dict__)
-        derived._options = self._options.merge(options)
+        derived._options = options
         derived._owns_store = False
         return derived
 
@@ -195,43 +197,17 @@ class Client:
 
     # -- producing -------------------------------------------------------------------------
 
-    def _new_jobs(self, bodies: Iterable[object], queue: str) -> list[Job]:
-        """Encode bodies into new jobs; the option-derived fields are computed once."""
-        # The options are merged over DEFAULTS, so they are never None here: the fallbacks
-        # only narrow the types.
-        options = self._options
-        now = self.store.clock.now()
-        retry_after = options.retry_after if options.retry_after is not None else RETRY_AFTER
-        ttl = options.ttl
-        expires_at = None if ttl is None else now + ttl
-        delay = options.delay or 0.0
-        priority = options.priority if options.priority is not None else PRIORITY
-        max_attempts = options.max_attempts or 1
-        result_ttl = options.result_ttl if options.result_ttl is not None else RESULT_TTL
-        limit = self._max_body_bytes
-        ids = job_id_factory(ttl, retry_after)
-        jobs = []
-        for body in bodies:
-            # Unpacked first: ``*encode_value(...)`` in the call would make Python pass the
-            # keywords below as a dict built per job.
-            raw_body, encoding = encode_value(body, limit)
-            jobs.append(
-                new_job(
-                    ids(),
-                    queue,
-                    raw_body,
-                    encoding,
-                    now,
-                    type=options.type,
-                    priority=priority,
-                    delay=delay,
-                    retry_after=retry_after,
-                    expires_at=expires_at,
-                    max_attempts=max_attempts,
-                    result_ttl=result_ttl,
-                )
-            )
-        return jobs
+    def unique(
+        self,
+        key: str,
+        *,
+        unique_for: float | None = None,
+        states: Iterable[str] | None = None,
+    ) -> Client:
+        """Derived client whose adds create nothing while a job of the queue holds ``key``
+        (see :class:`~disquette.job.Options`: ``unique_key``, ``unique_for`` and
+        ``unique_states``); :meth:`add_result` tells whether a job was created."""
+        return self._derived(self._options.with_unique(key, unique_for, states))
 
     def add(self, body: object, queue: str, *, connection: object = None) -> str:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.
@@ -240,24 +216,49 @@ class Client:
         transaction (a psycopg connection, a SQLAlchemy session or connection): the job
         exists only if that transaction commits. Other stores raise ``InvalidOption``.
         With the ``replicate`` option, returns once that many replicas hold the job, or
-        raises :class:`~disquette.errors.NotReplicated`.
+        raises :class:`~disquette.errors.NotReplicated`. With a ``unique_key`` another job
+        of the queue holds, adds nothing and returns that job's id.
         """
         return (self.add_many([body], queue, connection=connection))[0]
 
     def add_many(
         self, bodies: Iterable[object], queue: str, *, connection: object = None
     ) -> list[str]:
-        """Add several jobs to ``queue`` in one transaction; all are added or none."""
+        """Add several jobs to ``queue`` in one transaction; all are added or none (but for
+        those whose unique key is held: each answers the holder's id)."""
+        jobs, existing = self._add(bodies, queue, connection)
+        if not existing:
+            return [job.id for job in jobs]
+        return [existing.get(job.id, job.id) for job in jobs]
+
+    def add_result(self, body: object, queue: str, *, connection: object = None) -> AddResult:
+        """As :meth:`add`, also telling whether the job was created (``created`` is False
+        when its unique key was held: ``id`` is then the holder's)."""
+        return (self.add_many_results([body], queue, connection=connection))[0]
+
+    def add_many_results(
+        self, bodies: Iterable[object], queue: str, *, connection: object = None
+    ) -> list[AddResult]:
+        """As :meth:`add_many`, with an :class:`~disquette.job.AddResult` per body."""
+        jobs, existing = self._add(bodies, queue, connection)
+        return [AddResult(existing.get(job.id, job.id), job.id not in existing) for job in jobs]
+
+    def _add(
+        self, bodies: Iterable[object], queue: str, connection: object
+    ) -> tuple[list[Job], dict[str, str]]:
+        """Make and add the jobs; return them and the store's answer for those not created
+        (their id -> the holder of their unique key)."""
         check_queue_name(queue)
-        jobs = self._new_jobs(bodies, queue)
-        if jobs:
-            self.store.add(
-                jobs,
-                self._options.max_len,
-                connection=connection,
-                replicate=self._options.replicate or 0,
-            )
-        return [job.id for job in jobs]
+        jobs = new_jobs(self._options, bodies, queue, self.store.clock.now(), self._max_body_bytes)
+        if not jobs:
+            return jobs, {}
+        existing = self.store.add(
+            jobs,
+            self._options.max_len,
+            connection=connection,
+            replicate=self._options.replicate or 0,
+        )
+        return jobs, existing
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -25,11 +25,12 @@ _CLAIM_POLL = 0.05
 def add_job(
     client: Client, registry: Registry | None, options: Options, body: object, queue: str
 ) -> str:
-    """Add one job; with a ``registry`` (eager mode), run its handler before returning."""
-    job_id = client.with_options(options).add(body, queue)
-    if registry is not None:
-        run_eagerly(client, registry, job_id, queue)
-    return job_id
+    """Add one job; with a ``registry`` (eager mode), run its handler before returning
+    (not when its unique key was held: the holder's id is returned, as by ``add``)."""
+    added = client.with_options(options).add_result(body, queue)
+    if registry is not None and added.created:
+        run_eagerly(client, registry, added.id, queue)
+    return added.id
 
 
 def add_jobs(
@@ -39,12 +40,14 @@ def add_jobs(
     bodies: Iterable[object],
     queue: str,
 ) -> list[str]:
-    """Add several jobs in one transaction; with a ``registry``, run each in turn."""
-    ids = client.with_options(options).add_many(bodies, queue)
+    """Add several jobs in one transaction; with a ``registry``, run each created one in
+    turn."""
+    added = client.with_options(options).add_many_results(bodies, queue)
     if registry is not None:
-        for job_id in ids:
-            run_eagerly(client, registry, job_id, queue)
-    return ids
+        for job_id, created in added:
+            if created:
+                run_eagerly(client, registry, job_id, queue)
+    return [job_id for job_id, _ in added]
 
 
 def run_eagerly(client: Client, registry: Registry, job_id: str, queue: str) -> None:

@@ -24,11 +24,12 @@ _CLAIM_POLL = 0.05
 async def add_job(
     client: AsyncClient, registry: Registry | None, options: Options, body: object, queue: str
 ) -> str:
-    """Add one job; with a ``registry`` (eager mode), run its handler before returning."""
-    job_id = await client.with_options(options).add(body, queue)
-    if registry is not None:
-        await run_eagerly(client, registry, job_id, queue)
-    return job_id
+    """Add one job; with a ``registry`` (eager mode), run its handler before returning
+    (not when its unique key was held: the holder's id is returned, as by ``add``)."""
+    added = await client.with_options(options).add_result(body, queue)
+    if registry is not None and added.created:
+        await run_eagerly(client, registry, added.id, queue)
+    return added.id
 
 
 async def add_jobs(
@@ -38,12 +39,14 @@ async def add_jobs(
     bodies: Iterable[object],
     queue: str,
 ) -> list[str]:
-    """Add several jobs in one transaction; with a ``registry``, run each in turn."""
-    ids = await client.with_options(options).add_many(bodies, queue)
+    """Add several jobs in one transaction; with a ``registry``, run each created one in
+    turn."""
+    added = await client.with_options(options).add_many_results(bodies, queue)
     if registry is not None:
-        for job_id in ids:
-            await run_eagerly(client, registry, job_id, queue)
-    return ids
+        for job_id, created in added:
+            if created:
+                await run_eagerly(client, registry, job_id, queue)
+    return [job_id for job_id, _ in added]
 
 
 async def run_eagerly(client: AsyncClient, registry: Registry, job_id: str, queue: str) -> None:

@@ -137,6 +137,16 @@ class InvalidState(JobError):
         super().__init__(f"cannot {operation} job {job_id}: it is {state}")
 
 
+class UniqueKeyTaken(InvalidState):
+    """A failed job cannot be retried: another job of its queue took its unique key since
+    (``failed`` was not among its ``unique_states``)."""
+
+    def __init__(self, job_id: str, holder: str | None = None) -> None:
+        self.holder = holder
+        other = "another job" if holder is None else f"job {holder}"
+        super().__init__(job_id, f"failed, and {other} holds its unique key", "retry")
+
+
 class WorkingTooLate(InvalidState):
     """``working`` was refused: half of the job's TTL has elapsed (Disque's ``TOOLATE``),
     so its next delivery can no longer be postponed."""

@@ -46,7 +46,13 @@ from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Every migration of the store, in order (the one place a new migration changes).
-MIGRATIONS = [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed"), (5, "cancel")]
+MIGRATIONS = [
+    (1, "init"),
+    (2, "disque"),
+    (3, "holders"),
+    (4, "lapsed"),
+    (5, "cancel_unique_headers"),
+]
 
 
 def scalar(cursor: psycopg.Cursor[Any]) -> Any:

@@ -69,11 +69,11 @@ class SyncStoreAdapter(AsyncStore):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """See :meth:`AsyncStore.add`."""
         # The inner store decides: it joins the transaction or waits for replicas, or refuses.
         add = functools.partial(self.inner.add, connection=connection, replicate=replicate)
-        await self._call(add, jobs, max_len)
+        return await self._call(add, jobs, max_len)
 
     async def claim(
         self, queues: Sequence[str], count: int, *, holder: str | None = None

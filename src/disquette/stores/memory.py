@@ -20,8 +20,9 @@ from ..errors import (
     LeaseLost,
     QueueFull,
     QueuePaused,
+    UniqueKeyTaken,
 )
-from ..job import Job, JobState, Stats, StatsRow, decode_progress
+from ..job import Job, JobState, Stats, StatsRow, decode_progress, state_bit
 from .store import Store
 from .types import (
     CANCEL_CHANNEL,
@@ -36,6 +37,7 @@ from .types import (
     PauseMode,
     QueueInfo,
     Wakeups,
+    held_elsewhere,
     pause_bits,
     refuse_store_powers,
 )
@@ -79,6 +81,10 @@ class MemoryStore(Store):
         #: Pause bits per queue (PAUSE_IN, PAUSE_OUT); queues without a mode are absent.
         self._pause: dict[str, int] = {}
         self._nodes: dict[str, NodeInfo] = {}
+        #: (queue, unique key) -> the last job that took it. It holds the key only while
+        #: it lives in one of its unique_states (checked at each add, see _key_holder), so
+        #: no transition needs to free a key; _remove drops the entry to bound the memory.
+        self._unique: dict[tuple[str, str], str] = {}
 
     # -- transitions -------------------------------------------------------------------
 
@@ -105,6 +111,32 @@ class MemoryStore(Store):
         self._leave_state(job)
         del self._jobs[job.id]
         del self._seq[job.id]
+        if job.unique_key is not None and self._unique.get((job.queue, job.unique_key)) == job.id:
+            del self._unique[job.queue, job.unique_key]
+
+    def _key_holder(self, queue: str, key: str) -> str | None:
+        """The job holding a unique key of a queue now, if any."""
+        job = self._jobs.get(self._unique.get((queue, key), ""))
+        if job is None or job.unique_key != key or not job.unique_states & state_bit(job.state):
+            return None
+        return job.id
+
+    def _split_unique(self, jobs: list[Job]) -> tuple[list[Job], dict[str, str]]:
+        """The jobs to create, and id -> holder for those whose unique key is held (by a
+        stored job or an earlier one of the batch)."""
+        created: list[Job] = []
+        existing: dict[str, str] = {}
+        batch: dict[tuple[str, str], str] = {}
+        for job in jobs:
+            if job.unique_key is not None:
+                slot = (job.queue, job.unique_key)
+                holder = batch.get(slot) or self._key_holder(*slot)
+                if holder is not None:
+                    existing[job.id] = holder
+                    continue
+                batch[slot] = job.id
+            created.append(job)
+        return created, existing
 
     def _tick(self, now: float) -> tuple[set[str], int]:
         """Apply what time made due; return the queues that got ready jobs, and how many
@@ -168,9 +200,10 @@ class MemoryStore(Store):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """Insert jobs; see :meth:`Store.add`."""
         refuse_store_powers("memory", connection, replicate)
+        existing: dict[str, str] = {}
         with self._lock:
             now = self.clock.now()
             self._tick(now)
@@ -179,6 +212,8 @@ class MemoryStore(Store):
                     raise QueuePaused(queue)
             # An id the store holds (in any state, done included) is never added again.
             jobs = [job for job in jobs if job.id not in self._jobs]
+            if any(job.unique_key is not None for job in jobs):
+                jobs, existing = self._split_unique(jobs)
             if max_len is not None:
                 incoming = Counter(job.queue for job in jobs if job.run_at <= now)
                 for queue, extra in incoming.items():
@@ -188,12 +223,15 @@ class MemoryStore(Store):
                 self._jobs[job.id] = job
                 self._seq[job.id] = next(self._counter)
                 self._set_expiry(job, job.expires_at)
+                if job.unique_key is not None:
+                    self._unique[job.queue, job.unique_key] = job.id
                 if job.run_at <= now:
                     self._make_ready(job)
                 else:
                     job.state = JobState.SCHEDULED
                     heapq.heappush(self._scheduled, (job.run_at, job.id))
         self.wakeups.notify({job.queue for job in jobs})
+        return existing
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
@@ -451,6 +489,11 @@ class MemoryStore(Store):
                 raise JobNotFound(job_id)
             if job.state is not JobState.FAILED:
                 raise InvalidState(job_id, job.state, "retry")
+            if job.unique_key is not None:
+                holder = self._key_holder(job.queue, job.unique_key)
+                if held_elsewhere(holder, job.id):
+                    raise UniqueKeyTaken(job_id, holder)
+                self._unique[job.queue, job.unique_key] = job.id
             job.run_at = now
             job.finished_at = None
             self._make_ready(job)
@@ -564,6 +607,7 @@ class MemoryStore(Store):
             self._expiries.clear()
             self._queued_count.clear()
             self._pause.clear()
+            self._unique.clear()
         self.wakeups.notify([DONE_CHANNEL])
 
     def register_node(self, node_id: str, address: str, ttl: float) -> None:

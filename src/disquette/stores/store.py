@@ -46,8 +46,10 @@ class Store(abc.ABC):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """Insert new jobs (ids assigned) in one transaction; the store owns them after.
+        Returns, for the jobs not created because their unique key was held, their id ->
+        the holder's id (empty when every job was created, or its id was held already).
 
         A queue paused for input (:meth:`set_pause`) refuses the whole batch with
         ``QueuePaused``. With ``max_len``, refuse the whole batch with ``QueueFull`` if a
@@ -59,6 +61,12 @@ class Store(abc.ABC):
         A job whose id the store holds, in any state (``done`` included, until pruned), is
         not added again: a store that runs an add again after its reply was lost (the add
         had committed) never brings back a job a worker finished meanwhile.
+
+        Unique jobs (``capabilities.unique``): a job with a ``unique_key`` is not created
+        while a job of its queue with that key is in one of that job's ``unique_states``
+        (checked atomically with the insert; an earlier job of the same batch counts), and
+        is answered with the holder's id. Stores without the capability raise
+        ``NotSupported`` for a job with a key.
         """
 
     @abc.abstractmethod

@@ -77,6 +77,12 @@ class Wakeups:
             callback()
 
 
+def held_elsewhere(holder: str | None, job_id: str) -> bool:
+    """Whether a unique key's ``holder`` (None: nobody) is another job than ``job_id`` (an
+    add run again meets its own job: that is no duplicate)."""
+    return holder is not None and holder != job_id
+
+
 def refuse_store_powers(store: str, connection: object, replicate: int) -> None:
     """For stores without transactions to join or replicas to wait for: refuse the request
     with a typed error instead of silently ignoring it."""
@@ -194,6 +200,11 @@ class Capabilities:
     #: ``claim`` over several queues fills its count from the leftmost queue first.
     leftmost_first: bool = _capability(
         "a claim over several queues takes one job per queue per pass"
+    )
+    #: ``add`` honours ``unique_key``: a key held in its queue adds nothing (see
+    #: :meth:`~disquette.stores.store_async.AsyncStore.add`).
+    unique: bool = _capability(
+        "cannot carry a unique key: an add with one is refused (NotSupported)"
     )
     #: ``add`` keeps the ids it is given, so adding a held id again adds nothing.
     keeps_given_ids: bool = _capability(

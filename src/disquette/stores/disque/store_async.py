@@ -104,6 +104,7 @@ class AsyncDisqueStore(AsyncStore):
 
     #: Disque's semantics where they differ from disquette's (see the module documentation).
     capabilities = AsyncStore.capabilities.replace(
+        unique=False,
         transactions=False,
         replication=True,
         node_registry=False,
@@ -180,10 +181,12 @@ class AsyncDisqueStore(AsyncStore):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """ADDJOB each job (pipelined); on a refusal, delete those added and raise."""
         if connection is not None:
             raise InvalidOption("connection", connection, "the disque store has no transactions")
+        if any(job.unique_key is not None for job in jobs):
+            raise NotSupported("disque", "add a unique job", "ADDJOB cannot carry a unique key")
         timeout_ms = int(self.replicate_timeout * 1000)
         requests = [
             addjob_request(job, encode_body(job), timeout_ms, max_len=max_len, replicate=replicate)
@@ -206,6 +209,7 @@ class AsyncDisqueStore(AsyncStore):
                 await self._call("DELJOB", *added)  # all or none, as every store
             raise refusal
         self.wakeups.notify({job.queue for job in jobs})
+        return {}
 
     # -- consuming ---------------------------------------------------------------------------
 

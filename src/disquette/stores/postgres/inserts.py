@@ -29,6 +29,7 @@ from ...errors import InvalidOption, NotReplicated, QueueFull
 from ...job import Job
 from .database import Database
 from .statements import insert_statement
+from .unique import insert_at_once, insert_unique, one_statement
 from .upkeep import maintain
 
 
@@ -49,16 +50,18 @@ class Inserts:
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> set[str]:
+    ) -> tuple[set[str], dict[str, str]]:
         """Insert jobs in one transaction (see :meth:`Store.add`); return the queues
-        they made ready.
+        they made ready, and id -> holder for the jobs whose unique key was held.
 
         With ``connection``, inside the caller's transaction. With ``replicate``, the
         commit waits for synchronous standbys to apply it (``remote_apply``), and
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
+        unique = any(job.unique_key is not None for job in jobs)
         statement, params = insert_statement(self._q, jobs, now, self._channel)
         ready = {job.queue for job in jobs if job.run_at <= now}
+        existing: dict[str, str] = {}
         runs = 0
 
         def insert(conn: Connection[Any]) -> None:
@@ -69,8 +72,12 @@ class Inserts:
             # runs is not in its snapshot. A second statement, with a later snapshot, takes
             # back what it added for such ids (all in one transaction).
             again = runs > 1
-            if max_len is None and not replicate and not again:
+            alone = max_len is None and not replicate and not again
+            if alone and not unique:
                 conn.execute(statement, params)
+                return
+            if alone and one_statement(jobs):
+                existing.update(insert_at_once(conn, self._q, jobs, now, self._channel))
                 return
             lsn = None
             with conn.transaction():
@@ -78,7 +85,11 @@ class Inserts:
                     self._require_standbys(conn, replicate)
                 if max_len is not None:
                     self._check_room(conn, jobs, ready, max_len, now)
-                conn.execute(statement, params)
+                if unique:
+                    existing.clear()
+                    existing.update(insert_unique(conn, self._q, jobs, now, self._channel))
+                else:
+                    conn.execute(statement, params)
                 if again:
                     ids = [job.id for job in jobs]
                     conn.execute(self._q["take_back_finished"], {"ids": ids})
@@ -97,7 +108,7 @@ class Inserts:
             self._db.on_caller_connection(connection, insert)
         else:
             self._db.run(insert)
-        return ready
+        return ready, existing
 
     def _check_room(
         self,

@@ -28,6 +28,7 @@ from ...errors import InvalidOption, NotReplicated, QueueFull
 from ...job import Job
 from .database_async import AsyncDatabase
 from .statements import insert_statement
+from .unique_async import insert_at_once, insert_unique, one_statement
 from .upkeep_async import maintain
 
 
@@ -48,16 +49,18 @@ class AsyncInserts:
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> set[str]:
+    ) -> tuple[set[str], dict[str, str]]:
         """Insert jobs in one transaction (see :meth:`AsyncStore.add`); return the queues
-        they made ready.
+        they made ready, and id -> holder for the jobs whose unique key was held.
 
         With ``connection``, inside the caller's transaction. With ``replicate``, the
         commit waits for synchronous standbys to apply it (``remote_apply``), and
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
+        unique = any(job.unique_key is not None for job in jobs)
         statement, params = insert_statement(self._q, jobs, now, self._channel)
         ready = {job.queue for job in jobs if job.run_at <= now}
+        existing: dict[str, str] = {}
         runs = 0
 
         async def insert(conn: AsyncConnection[Any]) -> None:
@@ -68,8 +71,12 @@ class AsyncInserts:
             # runs is not in its snapshot. A second statement, with a later snapshot, takes
             # back what it added for such ids (all in one transaction).
             again = runs > 1
-            if max_len is None and not replicate and not again:
+            alone = max_len is None and not replicate and not again
+            if alone and not unique:
                 await conn.execute(statement, params)
+                return
+            if alone and one_statement(jobs):
+                existing.update(await insert_at_once(conn, self._q, jobs, now, self._channel))
                 return
             lsn = None
             async with conn.transaction():
@@ -77,7 +84,11 @@ class AsyncInserts:
                     await self._require_standbys(conn, replicate)
                 if max_len is not None:
                     await self._check_room(conn, jobs, ready, max_len, now)
-                await conn.execute(statement, params)
+                if unique:
+                    existing.clear()
+                    existing.update(await insert_unique(conn, self._q, jobs, now, self._channel))
+                else:
+                    await conn.execute(statement, params)
                 if again:
                     ids = [job.id for job in jobs]
                     await conn.execute(self._q["take_back_finished"], {"ids": ids})
@@ -96,7 +107,7 @@ class AsyncInserts:
             await self._db.on_caller_connection(connection, insert)
         else:
             await self._db.run(insert)
-        return ready
+        return ready, existing
 
     async def _check_room(
         self,

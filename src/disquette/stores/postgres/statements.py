@@ -115,6 +115,43 @@ def insert_statement(
     }
 
 
+def unique_insert_params(jobs: Sequence[Job], now: float, channel: str) -> dict[str, Any]:
+    """The parameters of ``insert_unique`` for ``jobs`` (any settings, keys or not)."""
+    return {
+        "ids": [job.id for job in jobs],
+        "queues": [job.queue for job in jobs],
+        "bodies": [job.raw_body for job in jobs],
+        "encodings": [int(job.encoding) for job in jobs],
+        "types": [job.type for job in jobs],
+        "priorities": [job.priority for job in jobs],
+        "states": [1 if job.run_at <= now else 0 for job in jobs],
+        "created_at": [job.created_at for job in jobs],
+        "run_at": [job.run_at for job in jobs],
+        "retry_after": [job.retry_after for job in jobs],
+        "expires_at": [job.expires_at for job in jobs],
+        "max_attempts": [job.max_attempts for job in jobs],
+        "result_ttl": [job.result_ttl for job in jobs],
+        "unique_keys": [job.unique_key for job in jobs],
+        "unique_states": [job.unique_states for job in jobs],
+        "channel": channel,
+        "now": now,
+    }
+
+
+def unique_one_params(job: Job, now: float, channel: str) -> dict[str, Any]:
+    """The parameters of ``insert_unique_one`` for one job."""
+    params = _shared_settings(job, now, channel)
+    params.update(
+        id=job.id,
+        body=job.raw_body,
+        encoding=int(job.encoding),
+        unique_key=job.unique_key,
+        unique_states=job.unique_states,
+        now=now,
+    )
+    return params
+
+
 def _shared_settings(job: Job, now: float, channel: str) -> dict[str, Any]:
     """The parameters of a job that every job of a uniform batch shares."""
     return {

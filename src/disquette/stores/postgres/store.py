@@ -30,10 +30,18 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from psycopg import Connection
+from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
 
 from ...clock import Clock
-from ...errors import InvalidOption, InvalidState, JobCancelled, JobNotFound, LeaseLost
+from ...errors import (
+    InvalidOption,
+    InvalidState,
+    JobCancelled,
+    JobNotFound,
+    LeaseLost,
+    UniqueKeyTaken,
+)
 from ...job import Job, JobState, Stats
 from .._sql import row_to_job
 from ..store import Store
@@ -123,7 +131,7 @@ class PostgresStore(Store):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """Insert jobs in one transaction; see :meth:`Store.add`.
 
         With ``connection``, inside the caller's transaction. With ``replicate``, the
@@ -131,8 +139,11 @@ class PostgresStore(Store):
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
         now = self.clock.now()
-        ready = self._inserts.add(jobs, max_len, now, connection=connection, replicate=replicate)
+        ready, existing = self._inserts.add(
+            jobs, max_len, now, connection=connection, replicate=replicate
+        )
         self.wakeups.notify(ready)
+        return existing
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
@@ -366,9 +377,13 @@ class PostgresStore(Store):
 
         def retry(conn: Connection[Any]) -> tuple[str | None, Job | None]:
             maintain(conn, self._q, now)
-            cursor = conn.execute(
-                self._q["retry"], {"id": job_id, "now": now, "channel": self.channel}
-            )
+            try:
+                cursor = conn.execute(
+                    self._q["retry"], {"id": job_id, "now": now, "channel": self.channel}
+                )
+            except UniqueViolation:
+                # jobs_unique: a job of its queue took its unique key while it was failed.
+                raise UniqueKeyTaken(job_id) from None
             row = cursor.fetchone()
             if row is not None:
                 return row[0], None

@@ -29,10 +29,18 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
 
 from ...clock import Clock
-from ...errors import InvalidOption, InvalidState, JobCancelled, JobNotFound, LeaseLost
+from ...errors import (
+    InvalidOption,
+    InvalidState,
+    JobCancelled,
+    JobNotFound,
+    LeaseLost,
+    UniqueKeyTaken,
+)
 from ...job import Job, JobState, Stats
 from .._sql import row_to_job
 from ..store_async import AsyncStore
@@ -122,7 +130,7 @@ class AsyncPostgresStore(AsyncStore):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """Insert jobs in one transaction; see :meth:`AsyncStore.add`.
 
         With ``connection``, inside the caller's transaction. With ``replicate``, the
@@ -130,10 +138,11 @@ class AsyncPostgresStore(AsyncStore):
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
         now = self.clock.now()
-        ready = await self._inserts.add(
+        ready, existing = await self._inserts.add(
             jobs, max_len, now, connection=connection, replicate=replicate
         )
         self.wakeups.notify(ready)
+        return existing
 
     async def claim(
         self, queues: Sequence[str], count: int, *, holder: str | None = None
@@ -371,9 +380,13 @@ class AsyncPostgresStore(AsyncStore):
 
         async def retry(conn: AsyncConnection[Any]) -> tuple[str | None, Job | None]:
             await maintain(conn, self._q, now)
-            cursor = await conn.execute(
-                self._q["retry"], {"id": job_id, "now": now, "channel": self.channel}
-            )
+            try:
+                cursor = await conn.execute(
+                    self._q["retry"], {"id": job_id, "now": now, "channel": self.channel}
+                )
+            except UniqueViolation:
+                # jobs_unique: a job of its queue took its unique key while it was failed.
+                raise UniqueKeyTaken(job_id) from None
             row = await cursor.fetchone()
             if row is not None:
                 return row[0], None

@@ -61,6 +61,8 @@ def queue_base(prefix: str, queue: str) -> str:
 _HEAD: Final = struct.Struct(">BBd")
 _INT: Final = struct.Struct(">i")
 _FLOAT: Final = struct.Struct(">d")
+#: A unique job's states mask and key length, before the key (see add.lua).
+_UNIQUE: Final = struct.Struct(">BH")
 # Which optional values follow the head of a packed record (in this order).
 _HAS_PRIORITY, _HAS_RETRY_AFTER, _HAS_EXPIRES_AT, _HAS_MAX_ATTEMPTS, _HAS_RESULT_TTL = (
     1, 2, 4, 8, 16,
@@ -263,6 +265,10 @@ def job_args(job: Job) -> tuple[Any, ...]:
     if job.result_ttl != DEFAULT_RESULT_TTL:
         flags |= 8
         options.append(_FLOAT.pack(job.result_ttl))
+    if job.unique_key is not None:
+        flags |= 16
+        key = job.unique_key.encode()
+        options.append(_UNIQUE.pack(job.unique_states, len(key)) + key)
     if flags or job.type is not None:
         packed = bytes((flags,)) + b"".join(options) + (job.type or "").encode()
     else:
@@ -292,9 +298,12 @@ def id_queue_pairs(replies: list[Any]) -> dict[str, str]:
     }
 
 
-def check_add(reply: Sequence[Any], max_len: int | None) -> None:
-    """Raise what add.lua refused the batch for."""
+def check_add(reply: Sequence[Any], max_len: int | None) -> dict[str, str]:
+    """Raise what add.lua refused the batch for; else return id -> holder for the jobs it
+    did not create because their unique key was held."""
     if reply[0] == b"full":
         raise QueueFull(reply[1].decode(), max_len or 0)
     if reply[0] == b"paused":
         raise QueuePaused(reply[1].decode())
+    pairs = reply[2:]
+    return {pairs[i].decode(): pairs[i + 1].decode() for i in range(0, len(pairs), 2)}

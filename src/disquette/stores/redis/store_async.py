@@ -59,7 +59,14 @@ from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 from ...clock import Clock
-from ...errors import InvalidState, JobCancelled, JobNotFound, LeaseLost, NotReplicated
+from ...errors import (
+    InvalidState,
+    JobCancelled,
+    JobNotFound,
+    LeaseLost,
+    NotReplicated,
+    UniqueKeyTaken,
+)
 from ...job import Job, JobState, Stats, StatsRow
 from ..store_async import AsyncStore
 from ..types import (
@@ -133,7 +140,7 @@ class AsyncRedisStore(AsyncStore):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """Insert jobs; see :meth:`AsyncStore.add`. With ``replicate``, also wait until that
         many replicas received them (``WAIT``), else raise :class:`NotReplicated`."""
         refuse_store_powers("redis", connection, 0)
@@ -152,10 +159,9 @@ class AsyncRedisStore(AsyncStore):
                     argv += job_args(job)
             first = self.runner.queue_key(next(iter(groups)), "r")
             if replicate:
-                await self._add_replicated(first, argv, jobs, replicate, max_len)
-                return
-            check_add(await self.runner.run("add", [first], argv), max_len)
-            return
+                return await self._add_replicated(first, argv, jobs, replicate, max_len)
+            return check_add(await self.runner.run("add", [first], argv), max_len)
+        existing: dict[str, str] = {}
         seq = int(await self.runner.command("INCRBY", self.prefix + "seq", len(jobs))) - len(jobs)
         for queue, members in groups.items():
             lookups = [("SET", self.prefix + "id:" + job.id, queue) for job in members]
@@ -169,11 +175,15 @@ class AsyncRedisStore(AsyncStore):
             reply = await self.runner.run("add", [self.runner.queue_key(queue, "r")], argv)
             if reply[0] != b"ok":
                 await self.runner.forget([job.id.encode() for job in members])
-                check_add(reply, max_len)
+            found = check_add(reply, max_len)
+            if found:  # jobs not created: their id lookups go
+                await self.runner.forget([job_id.encode() for job_id in found])
+                existing.update(found)
+        return existing
 
     async def _add_replicated(
         self, key: str, argv: list[Any], jobs: Sequence[Job], replicate: int, max_len: int | None
-    ) -> None:
+    ) -> dict[str, str]:
         """Add held jobs (deliverable by nobody), ``WAIT`` for the replicas on the same
         connection (WAIT counts that connection's writes), then release the jobs, or delete
         them and raise :class:`NotReplicated`: as in Disque, a refused add adds nothing."""
@@ -188,12 +198,13 @@ class AsyncRedisStore(AsyncStore):
             ("WAIT", replicate, timeout_ms),
         ]
         (_removed, reply), acknowledged = await self.runner.pipeline(commands)
-        check_add(reply, max_len)
-        ids = [job.id for job in jobs]
+        existing = check_add(reply, max_len)
+        ids = [job.id for job in jobs if job.id not in existing]
         if int(acknowledged) < replicate:
             await self.runner.run_by_id("delete", ids, [])
             raise NotReplicated(replicate, int(acknowledged), "redis")
         await self.runner.run_by_id("release", ids, [])
+        return existing
 
     async def claim(
         self, queues: Sequence[str], count: int, *, holder: str | None = None
@@ -351,6 +362,8 @@ class AsyncRedisStore(AsyncStore):
         reply = await self._single("retry", job_id)
         if reply[0] == b"state":
             raise InvalidState(job_id, STATES[reply[1]], "retry")
+        if reply[0] == b"taken":
+            raise UniqueKeyTaken(job_id, reply[1].decode())
 
     async def pause(self, queue: str, paused: bool) -> None:
         """Pause or resume delivery; see :meth:`AsyncStore.pause`."""

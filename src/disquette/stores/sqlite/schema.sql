@@ -60,11 +60,19 @@ ALTER TABLE jobs ADD COLUMN holder TEXT;
 ALTER TABLE jobs ADD COLUMN holder_attempts INTEGER;
 
 -- name: migrate_4
--- Version 4: cancellation and progress. cancel_requested is set on an active job someone
+-- Version 4 (issue 13). Cancellation and progress. cancel_requested is set on an active job someone
 -- asked to cancel (working and progress then refuse it, and its holder ends it in state
 -- 5, cancelled); progress is the JSON text its holder last reported.
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN progress TEXT;
+-- Unique jobs. A job holds unique_key in its queue while the bit of its state
+-- (1 << state) is set in unique_states; this index makes two holders impossible whoever
+-- writes, and leaves the key free as soon as its holder moves to a state that does not
+-- count (no statement of a transition has to know about keys).
+ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+ALTER TABLE jobs ADD COLUMN unique_states INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique ON jobs(queue, unique_key)
+WHERE unique_key IS NOT NULL AND (unique_states >> state) & 1;
 
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
@@ -74,6 +82,28 @@ INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
 WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1)
 ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_unique
+-- As insert, with a unique key (the caller looked for its holder in this transaction).
+INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
+                  retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_unique_one
+-- One unique job on its own, in one statement: nothing is inserted when its queue is
+-- paused for input, its id is held, or its key is (jobs_unique: no conflict target, so
+-- DO NOTHING covers that index too); the store then finds out which, in a transaction.
+INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
+                  retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1)
+ON CONFLICT DO NOTHING;
+
+-- name: unique_holder
+-- The terms of jobs_unique's WHERE, so that the lookup walks that index.
+SELECT id, expires_at FROM jobs
+WHERE queue = ? AND unique_key = ? AND unique_key IS NOT NULL AND (unique_states >> state) & 1;
 
 -- name: paused_in
 SELECT queue FROM paused_queues

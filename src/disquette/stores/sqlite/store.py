@@ -30,6 +30,7 @@ from ...errors import (
     StoreError,
     StoreRefused,
     StoreUnavailable,
+    UniqueKeyTaken,
 )
 from ...job import Job, JobState, Stats, StatsRow
 from .._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
@@ -51,6 +52,7 @@ from ..types import (
     refuse_store_powers,
 )
 from .peers import PeerWakeups
+from .unique import unique_holders
 
 _SCHEMA_VERSION: Final = 4
 #: The named blocks that bring a file from the version before to each version.
@@ -273,11 +275,12 @@ class SqliteStore(Store):
         *,
         connection: object = None,
         replicate: int = 0,
-    ) -> None:
+    ) -> dict[str, str]:
         """Insert jobs in one transaction; see :meth:`Store.add`."""
         refuse_store_powers("sqlite", connection, replicate)
         now = self.clock.now()
-        rows = [
+        # Typed loosely: a unique add appends its key and states mask to each row.
+        rows: list[tuple[Any, ...]] = [
             (
                 job.id,
                 job.queue,
@@ -295,31 +298,48 @@ class SqliteStore(Store):
             )
             for job in jobs
         ]
-        if max_len is None and len(rows) == 1:
+        unique = any(job.unique_key is not None for job in jobs)
+        if max_len is None and len(rows) == 1 and not unique:
             queue = rows[0][1]
             if not self._write(QUERIES["insert"], rows[0]).rowcount:
                 # Nothing inserted: the queue is paused for input, or the id is held.
                 with self._connection() as conn:
                     if conn.execute(QUERIES["paused_in"], (json.dumps([queue]),)).fetchone():
                         raise QueuePaused(queue)
-                return
-            self._announce([queue])
-            return
+            else:
+                self._announce([queue])
+            return {}
+        if max_len is None and len(rows) == 1:
+            job = jobs[0]
+            row = (*rows[0], job.unique_key, job.unique_states)
+            if self._write(QUERIES["insert_unique_one"], row).rowcount:
+                self._announce([job.queue])
+                return {}
+            # Nothing inserted: the transaction below finds out why.
         if max_len is not None:
             self._refresh()
+        existing: dict[str, str] = {}
         with self._transaction() as conn:
             queues = json.dumps(sorted({row[1] for row in rows}))
             paused = conn.execute(QUERIES["paused_in"], (queues,)).fetchone()
             if paused is not None:
                 raise QueuePaused(paused[0])
+            if unique:
+                existing = unique_holders(conn, QUERIES, jobs, now)
+                rows = [
+                    (*row, job.unique_key, job.unique_states)
+                    for row, job in zip(rows, jobs, strict=True)
+                    if job.id not in existing
+                ]
             if max_len is not None:
                 incoming = Counter(row[1] for row in rows if row[2] == 1)
                 for queue, extra in incoming.items():
                     held = conn.execute(QUERIES["count_queued_up_to"], (queue, max_len)).fetchone()
                     if held[0] + extra > max_len:
                         raise QueueFull(queue, max_len)
-            conn.executemany(QUERIES["insert"], rows)
+            conn.executemany(QUERIES["insert_unique" if unique else "insert"], rows)
         self._announce({row[1] for row in rows})
+        return existing
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
@@ -540,7 +560,11 @@ class SqliteStore(Store):
         """Make a failed job ready; see :meth:`Store.retry`."""
         now = self._refresh()
         with self._transaction() as conn:
-            row = conn.execute(QUERIES["retry"], {"id": job_id, "now": now}).fetchone()
+            try:
+                row = conn.execute(QUERIES["retry"], {"id": job_id, "now": now}).fetchone()
+            except sqlite3.IntegrityError:
+                # jobs_unique: a job of its queue took its unique key while it was failed.
+                raise UniqueKeyTaken(job_id) from None
             found = None if row else conn.execute(QUERIES["show"], (job_id,)).fetchone()
         if row is not None:
             self._announce([row[0]])

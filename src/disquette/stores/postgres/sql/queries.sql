@@ -33,6 +33,90 @@ WITH added AS (
 SELECT pg_notify(%(channel)s, ready.queue)
 FROM (SELECT DISTINCT queue FROM added WHERE state = 1) AS ready;
 
+-- name: insert_unique
+-- As insert, for jobs with unique keys (any job of the batch may have none): a job whose
+-- key is held on "jobs" hits jobs_unique (ON CONFLICT: nothing), one whose key a done
+-- job holds is filtered here. Returns the ids inserted; the store looks up the holders of
+-- the others (unique_holders).
+WITH added AS (
+    INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
+                               run_at, retry_after, expires_at, max_attempts, result_ttl,
+                               unique_key, unique_states)
+    SELECT * FROM unnest(%(ids)b::text[], %(queues)b::text[], %(bodies)b::bytea[],
+                         %(encodings)b::int2[], %(types)b::text[], %(priorities)b::int4[],
+                         %(states)b::int2[], %(created_at)b::float8[], %(run_at)b::float8[],
+                         %(retry_after)b::float8[], %(expires_at)b::float8[],
+                         %(max_attempts)b::int4[], %(result_ttl)b::float8[],
+                         %(unique_keys)b::text[], %(unique_states)b::int2[])
+        AS u (id, queue, body, encoding, type, priority, state, created_at, run_at,
+              retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states)
+    WHERE {schema}.accepts(u.queue)
+      AND NOT EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = u.id)
+      AND NOT EXISTS (
+          SELECT FROM {schema}.done AS d
+          WHERE d.queue = u.queue AND d.unique_key = u.unique_key AND d.unique_key IS NOT NULL
+            AND d.expires_at > %(now)s::float8)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, state),
+sent AS (
+    SELECT pg_notify(%(channel)s, ready.queue)
+    FROM (SELECT DISTINCT queue FROM added WHERE state = 1) AS ready)
+SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
+
+-- name: insert_unique_one
+-- insert_unique for one job, with scalar parameters (as insert_one).
+WITH added AS (
+    INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
+                               run_at, retry_after, expires_at, max_attempts, result_ttl,
+                               unique_key, unique_states)
+    SELECT %(id)s::text, %(queue)s::text, %(body)s::bytea, %(encoding)s::int2,
+           %(type)s::text, %(priority)s::int4, %(state)s::int2, %(created_at)s::float8,
+           %(run_at)s::float8, %(retry_after)s::float8, %(expires_at)s::float8,
+           %(max_attempts)s::int4, %(result_ttl)s::float8, %(unique_key)s::text,
+           %(unique_states)s::int2
+    WHERE {schema}.accepts(%(queue)s::text)
+      AND NOT EXISTS (SELECT FROM {schema}.done WHERE id = %(id)s::text)
+      AND NOT EXISTS (
+          SELECT FROM {schema}.done AS d
+          WHERE d.queue = %(queue)s::text AND d.unique_key = %(unique_key)s::text
+            AND d.unique_key IS NOT NULL AND d.expires_at > %(now)s::float8)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, state),
+sent AS (SELECT pg_notify(%(channel)s, queue) FROM added WHERE state = 1)
+SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
+
+-- name: unique_holders
+-- The job holding each (queue, key) now, with its expires_at: a pending or failed one
+-- through jobs_unique (its WHERE repeated, so that the index serves), else a done one; and
+-- whether the job's own id is held (an add run again: its job is no duplicate).
+SELECT u.id, h.id, h.expires_at,
+       EXISTS (SELECT FROM {schema}.jobs AS o WHERE o.id = u.id)
+           OR EXISTS (SELECT FROM {schema}.done AS o WHERE o.id = u.id)
+FROM unnest(%(ids)b::text[], %(queues)b::text[], %(keys)b::text[]) AS u (id, queue, unique_key)
+LEFT JOIN LATERAL (
+    SELECT j.id, j.expires_at FROM {schema}.jobs AS j
+    WHERE j.queue = u.queue AND j.unique_key = u.unique_key AND j.unique_key IS NOT NULL
+      AND ((j.unique_states::int4 >> j.state::int4) & 1) = 1
+    UNION ALL
+    SELECT d.id, d.expires_at FROM {schema}.done AS d
+    WHERE d.queue = u.queue AND d.unique_key = u.unique_key AND d.unique_key IS NOT NULL
+      AND d.expires_at > %(now)s::float8
+    LIMIT 1) AS h ON true;
+
+-- name: take_back_done_held
+-- After insert_unique, with a later snapshot, for the jobs it inserted whose key a done
+-- job may hold: an ack that moved the holder to done committed while the insert waited
+-- on jobs_unique, so its done row was not in the insert's snapshot. Such jobs go again.
+DELETE FROM {schema}.jobs AS j
+USING {schema}.done AS d
+WHERE j.id = ANY(%(ids)b::text[]) AND d.queue = j.queue AND d.unique_key = j.unique_key
+  AND d.unique_key IS NOT NULL AND d.expires_at > %(now)s::float8
+RETURNING j.id, d.id;
+
+-- name: delete_expired
+-- A holder past its TTL is gone for every reader; the maintenance would delete it.
+DELETE FROM {schema}.jobs WHERE id = ANY(%(ids)b::text[]) AND expires_at <= %(now)s::float8;
+
 -- name: insert_uniform
 -- add_many's jobs share every setting: only ids and bodies travel as arrays.
 WITH added AS (
@@ -116,11 +200,13 @@ kept AS (
     INSERT INTO {schema}.done (id, queue, body, encoding, type, priority, created_at, run_at,
                                retry_after, expires_at, max_attempts, result_ttl, attempts,
                                nacks, additional_deliveries, error_count, last_error, result,
-                               result_encoding, finished_at, seq)
+                               result_encoding, finished_at, seq, unique_key)
     SELECT id, queue, body, encoding, type, priority, created_at, run_at,
            retry_after, %(now)s::float8 + result_ttl, max_attempts, result_ttl, attempts,
            nacks, additional_deliveries - (state = 1 AND leased_at IS NOT NULL)::int,
-           error_count, last_error, new_result, new_encoding, %(now)s::float8, seq
+           error_count, last_error, new_result, new_encoding, %(now)s::float8, seq,
+           -- Done keeps the key only when done counts (bit 8): see 005_cancel_unique_headers.sql.
+           CASE WHEN unique_states & 8 <> 0 THEN unique_key END
     FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
 sent AS (SELECT pg_notify(%(done_channel)s, '') WHERE EXISTS (SELECT FROM gone))

@@ -4,9 +4,12 @@
 -- replicas have them), then per queue: name,
 -- job count, and per job: id, m, run_at, options. Options is "" when the job has no type,
 -- no TTL and default priority, retry_after and result_ttl; else a byte of flags (1
--- priority, 2 expires_at, 4 retry_after, 8 result_ttl), those values as big-endian int32
--- or doubles, and the type in the rest. Replays of an id already stored are skipped, so a
--- retried call cannot add a job twice. Returns {"ok", added}, {"full", queue} or
+-- priority, 2 expires_at, 4 retry_after, 8 result_ttl, 16 unique), those values as
+-- big-endian int32 or doubles, for a unique job its states mask (a byte), key length
+-- (uint16) and key, and the type in the rest. Replays of an id already stored are skipped,
+-- so a retried call cannot add a job twice; a job whose unique key is held (see key_holder
+-- in common.lua; an earlier job of the batch counts) is not created. Returns {"ok", added,
+-- then for each job not created for its key: its id, the holder's id}, {"full", queue} or
 -- {"paused", queue} (the queue is paused for input).
 local JOB_ARGS = 4
 local max_len = tonumber(ARGV[4])
@@ -43,6 +46,46 @@ end
 local seq = tonumber(ARGV[5])
 if not seq then seq = redis.call('INCRBY', PREFIX .. 'seq', total) - total end
 local added = 0
+local answer = {'ok', 0}
+
+-- The hash fields of a new job from its options (see above), its expiry (or nil) and its
+-- unique key and mask (or nil), and its priority.
+local function parse_options(fields, options)
+    local flags, at = struct.unpack('B', options)
+    local value, expires_at, ukey, mask
+    local priority = DEFAULTS.p
+    if flags % 2 == 1 then
+        value, at = struct.unpack('>i', options, at)
+        priority = tostring(value)
+        fields[#fields + 1] = 'p'
+        fields[#fields + 1] = priority
+    end
+    if math.floor(flags / 2) % 2 == 1 then
+        expires_at, at = struct.unpack('>d', options, at)
+    end
+    if math.floor(flags / 4) % 2 == 1 then
+        value, at = struct.unpack('>d', options, at)
+        fields[#fields + 1] = 'ra'
+        fields[#fields + 1] = fmt(value)
+    end
+    if math.floor(flags / 8) % 2 == 1 then
+        value, at = struct.unpack('>d', options, at)
+        fields[#fields + 1] = 'rt'
+        fields[#fields + 1] = fmt(value)
+    end
+    if math.floor(flags / 16) % 2 == 1 then
+        local size
+        mask, size, at = struct.unpack('>BH', options, at)
+        ukey = string.sub(options, at, at + size - 1)
+        at = at + size
+    end
+    if at <= #options then
+        fields[#fields + 1] = 't'
+        fields[#fields + 1] = string.sub(options, at)
+    end
+    return expires_at, ukey, mask, priority
+end
+
 for _, g in ipairs(groups) do
     local q = g.q
     for j = 0, g.n - 1 do
@@ -53,52 +96,39 @@ for _, g in ipairs(groups) do
         if redis.call('EXISTS', key) == 0 then
             local run_at = ARGV[a + 2]
             local ready = tonumber(run_at) <= NOW
-            local options = ARGV[a + 3]
+            local fields = {'q', q.name, 'm', ARGV[a + 1], 'r', run_at, 'sq', seq,
+                            'st', ready and 'q' or 's'}
+            local expires_at, ukey, mask, holder
             local priority = DEFAULTS.p
-            if options == '' then
-                redis.call('HSET', key, 'q', q.name, 'm', ARGV[a + 1], 'r', run_at, 'sq', seq,
-                           'st', ready and 'q' or 's')
+            if ARGV[a + 3] ~= '' then
+                expires_at, ukey, mask, priority = parse_options(fields, ARGV[a + 3])
+            end
+            if ukey then holder = key_holder(q, ukey) end
+            if holder then
+                answer[#answer + 1] = id
+                answer[#answer + 1] = holder
             else
-                local fields = {'q', q.name, 'm', ARGV[a + 1], 'r', run_at, 'sq', seq,
-                                'st', ready and 'q' or 's'}
-                local flags, at = struct.unpack('B', options)
-                local value
-                if flags % 2 == 1 then
-                    value, at = struct.unpack('>i', options, at)
-                    priority = tostring(value)
-                    fields[#fields + 1] = 'p'
-                    fields[#fields + 1] = priority
-                end
-                if math.floor(flags / 2) % 2 == 1 then
-                    value, at = struct.unpack('>d', options, at)
-                    redis.call('ZADD', q.e, fmt(value), id)
-                end
-                if math.floor(flags / 4) % 2 == 1 then
-                    value, at = struct.unpack('>d', options, at)
-                    fields[#fields + 1] = 'ra'
-                    fields[#fields + 1] = fmt(value)
-                end
-                if math.floor(flags / 8) % 2 == 1 then
-                    value, at = struct.unpack('>d', options, at)
-                    fields[#fields + 1] = 'rt'
-                    fields[#fields + 1] = fmt(value)
-                end
-                if at <= #options then
-                    fields[#fields + 1] = 't'
-                    fields[#fields + 1] = string.sub(options, at)
+                if ukey then
+                    redis.call('SET', unique_lock(q, ukey), id)
+                    fields[#fields + 1] = 'uk'
+                    fields[#fields + 1] = ukey
+                    fields[#fields + 1] = 'us'
+                    fields[#fields + 1] = mask
                 end
                 redis.call('HSET', key, unpack(fields))
+                if expires_at then redis.call('ZADD', q.e, fmt(expires_at), id) end
+                if hold then
+                    redis.call('HSET', key, 'st', 's')
+                    redis.call('ZADD', q.s, '+inf', id)
+                elseif ready then
+                    redis.call('ZADD', q.r, priority, order(run_at, seq) .. id)
+                else
+                    redis.call('ZADD', q.s, run_at, id)
+                end
+                added = added + 1
             end
-            if hold then
-                redis.call('HSET', key, 'st', 's')
-                redis.call('ZADD', q.s, '+inf', id)
-            elseif ready then
-                redis.call('ZADD', q.r, priority, order(run_at, seq) .. id)
-            else
-                redis.call('ZADD', q.s, run_at, id)
-            end
-            added = added + 1
         end
     end
 end
-return finish({'ok', added})
+answer[2] = added
+return finish(answer)

@@ -31,6 +31,9 @@
 --   on an active job someone asked to cancel: working and progress refuse it; its holder
 --   ends it in state c, cancelled, kept like a done job for rt), pg the progress its
 --   holder last reported (JSON text).
+-- Unique jobs: "<prefix>{Q}:u:<key>" (a string) names the last job that took the key; a
+-- job given one keeps it in field uk, and in us the bits of the states it holds it in
+-- (s 1, q 2, a 4, d 8, f 16, c 32; see key_holder).
 -- Wake-ups: "<prefix>w:<Q>" is published when a queue's ready set goes from empty to not
 -- empty, "<prefix>done" when jobs become done, failed, cancelled or deleted, and
 -- "<prefix>cancel" when an active job gets a cancel request.
@@ -121,8 +124,42 @@ local function key_id(q, key)
     return string.sub(key, #PREFIX + 3)
 end
 
+-- Unique keys. A job holds its key while it lives, unexpired, in a state whose bit is set in
+-- its us field: so whatever a transition forgets, an add never sees a stale holder. The
+-- transitions that end a hold still delete the key (free_key), to bound the memory.
+local STATE_BITS = {s = 1, q = 2, a = 4, d = 8, f = 16, c = 32}
+
+local function has_bit(mask, state)
+    return math.floor(tonumber(mask or 0) / STATE_BITS[state]) % 2 == 1
+end
+
+local function unique_lock(q, ukey)
+    return q.base .. 'u:' .. ukey
+end
+
+-- The id of the job holding a unique key of queue q now, or nil.
+local function key_holder(q, ukey)
+    local holder = redis.call('GET', unique_lock(q, ukey))
+    if not holder then return nil end
+    local v = redis.call('HMGET', job_key(q, holder), 'st', 'us', 'uk')
+    if not v[1] or v[3] ~= ukey or not has_bit(v[2], v[1]) then return nil end
+    local expires_at = redis.call('ZSCORE', q.e, holder)
+    if expires_at and tonumber(expires_at) <= NOW then return nil end
+    return holder
+end
+
+-- A job whose key is ukey (nil: none) with states mask goes to state (nil: it is gone):
+-- its key is deleted unless it still holds it there.
+local function free_key(q, id, ukey, mask, state)
+    if not ukey or (state and has_bit(mask, state)) then return end
+    local lock = unique_lock(q, ukey)
+    if redis.call('GET', lock) == id then redis.call('DEL', lock) end
+end
+
 -- Delete a job that already left its state's set.
 local function drop(q, key, id)
+    local u = redis.call('HMGET', key, 'uk', 'us')
+    free_key(q, id, u[1], u[2], nil)
     redis.call('ZREM', q.e, id)
     redis.call('DEL', key)
     removed[#removed + 1] = id
@@ -163,6 +200,8 @@ local function record_error(q, key, id, error, retry_at, priority, seq)
     redis.call('HINCRBY', key, 'ec', 1)
     redis.call('HSET', key, 'le', error)
     if retry_at == '' then
+        local u = redis.call('HMGET', key, 'uk', 'us')
+        free_key(q, id, u[1], u[2], 'f')
         redis.call('HSET', key, 'st', 'f', 'fa', NOW_S, 'nx', '1')
         redis.call('HDEL', key, 'h')  -- kept until deleted: no dead weight
         redis.call('ZREM', q.e, id)

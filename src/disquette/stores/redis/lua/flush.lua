@@ -10,6 +10,8 @@ local function take(set, skip)
             local id = string.sub(member, skip + 1)
             redis.call('ZREM', set, member)
             local key = job_key(q, id)
+            local u = redis.call('HMGET', key, 'uk', 'us')
+            free_key(q, id, u[1], u[2], nil)
             if redis.call('DEL', key) == 1 then removed[#removed + 1] = id end
             budget = budget - 1
         end
