@@ -32,6 +32,7 @@ from .job import (
     JobState,
     Options,
     Stats,
+    check_headers,
     check_job_id,
     check_queue_name,
     check_queue_names,
@@ -192,8 +193,11 @@ class AsyncClient:
 
     # -- producing -------------------------------------------------------------------------
 
-    def _new_jobs(self, bodies: Iterable[object], queue: str) -> list[Job]:
-        """Encode bodies into new jobs; the option-derived fields are computed once."""
+    def _new_jobs(
+        self, bodies: Iterable[object], queue: str, headers: dict[str, str] | None = None
+    ) -> list[Job]:
+        """Encode bodies into new jobs; the option-derived fields are computed once, and
+        the jobs share ``headers`` (checked)."""
         # The options are merged over DEFAULTS, so they are never None here: the fallbacks
         # only narrow the types.
         options = self._options
@@ -226,12 +230,25 @@ class AsyncClient:
                     expires_at=expires_at,
                     max_attempts=max_attempts,
                     result_ttl=result_ttl,
+                    headers=headers,
                 )
             )
         return jobs
 
-    async def add(self, body: object, queue: str, *, connection: object = None) -> str:
+    async def add(
+        self,
+        body: object,
+        queue: str,
+        *,
+        headers: dict[str, str] | None = None,
+        connection: object = None,
+    ) -> str:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.
+
+        ``headers``: metadata the job carries unchanged to whoever reads it (``job.headers``
+        in a handler, ``show``, ``peek``, ``scan``), such as tracing context: ``str`` keys
+        to ``str`` values, at most :data:`~disquette.job.MAX_HEADERS_BYTES` (8 KiB) in all,
+        else :class:`~disquette.errors.InvalidOption`.
 
         ``connection``: on stores with transactions (PostgreSQL), the caller's open
         transaction (a psycopg connection, a SQLAlchemy session or connection): the job
@@ -239,14 +256,22 @@ class AsyncClient:
         With the ``replicate`` option, returns once that many replicas hold the job, or
         raises :class:`~disquette.errors.NotReplicated`.
         """
-        return (await self.add_many([body], queue, connection=connection))[0]
+        return (await self.add_many([body], queue, headers=headers, connection=connection))[0]
 
     async def add_many(
-        self, bodies: Iterable[object], queue: str, *, connection: object = None
+        self,
+        bodies: Iterable[object],
+        queue: str,
+        *,
+        headers: dict[str, str] | None = None,
+        connection: object = None,
     ) -> list[str]:
-        """Add several jobs to ``queue`` in one transaction; all are added or none."""
+        """Add several jobs to ``queue`` in one transaction; all are added or none. Each
+        job gets the same ``headers`` (see :meth:`add`)."""
         check_queue_name(queue)
-        jobs = self._new_jobs(bodies, queue)
+        # No headers is the usual add: it skips the check (and its copy) altogether.
+        checked = None if headers is None else check_headers(headers)
+        jobs = self._new_jobs(bodies, queue, checked)
         if jobs:
             await self.store.add(
                 jobs,

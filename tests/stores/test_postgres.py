@@ -572,17 +572,21 @@ def test_claim_and_maintenance_read_the_partial_indexes(url: str) -> None:
             assert "Seq Scan" not in plan, (where, plan)
 
 
+#: Every migration, in order: the one place to change when one is added.
+MIGRATIONS = [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed"), (5, "headers")]
+
+
 def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> None:
     base, schema = _split(url)
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
-        assert jobs.store.migrate() == [1, 2, 3, 4]
+        assert jobs.store.migrate() == [version for version, _ in MIGRATIONS]
         assert jobs.store.migrate() == []
         assert jobs.qlen("q") == 0
     with psycopg.connect(base) as conn:
         versions = conn.execute(f"SELECT version, name FROM {schema}.schema_migrations").fetchall()
-    assert versions == [(1, "init"), (2, "disque"), (3, "holders"), (4, "lapsed")]
+    assert versions == MIGRATIONS
 
 
 def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
@@ -607,12 +611,18 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
 
     with psycopg.connect(base, autocommit=True) as conn, connect(url) as jobs:
         conn.execute(module.migration_script(schema))  # a schema at version 2
-        leased = jobs.add("leased before", "q")
+        leased = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
+        conn.execute(  # added by the previous version
+            f"INSERT INTO {schema}.jobs (id, queue, body, encoding, priority, state, created_at,"
+            " run_at, retry_after, max_attempts, result_ttl)"
+            " VALUES (%s, 'q', 'leased before', 1, 100, 1, 0, 0, 300, 25, 3600)",
+            (leased,),
+        )
         assert claim_as_before(conn) == [leased]
         for _ in range(6):
             assert claim_as_before(conn) == []
         monkeypatch.undo()
-        assert jobs.store.migrate() == [3, 4]
+        assert jobs.store.migrate() == [version for version, _ in MIGRATIONS[2:]]
         assert jobs.show(leased).state is JobState.ACTIVE
         # A process of the previous version goes on claiming with its prepared statement.
         later = jobs.add("claimed by an old process", "q")

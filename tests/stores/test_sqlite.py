@@ -15,7 +15,7 @@ import pytest
 
 from disquette import JobState, ManualClock, connect
 from disquette.errors import ClientClosed, InvalidURL, StoreError, StoreRefused, StoreUnavailable
-from disquette.stores.sqlite.store import QUERIES
+from disquette.stores.sqlite.store import _SCHEMA_VERSION, QUERIES
 
 
 def _python(code: str, *args: str) -> list[str]:
@@ -148,7 +148,12 @@ def test_a_version_2_file_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None
             old.execute(statement)
     old.execute("PRAGMA user_version = 2")
     row = (job_id, "q", 1, 100, 0.0, 0.0, b"x", 0, None, 300.0, None, 1, 3600.0)
-    old.execute(QUERIES["insert"], row)
+    old.execute(  # version 2's insert
+        "INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,"
+        " retry_after, expires_at, max_attempts, result_ttl)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
     old.execute("UPDATE jobs SET state = 2, attempts = 1, leased_at = 0, lease_until = 1e12")
     old.close()
     with connect(f"sqlite:///{path}") as jobs:
@@ -160,7 +165,7 @@ def test_a_version_2_file_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None
         assert jobs.release_leases("h") == 1
         jobs.ack(held)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION
 
 
 def test_url_settings_and_errors(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ integers (:data:`STATE_CODES`, :data:`ENCODINGS`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
@@ -32,18 +33,26 @@ ENCODINGS: Final = tuple(Encoding)
 COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
-    "error_count, last_error, lease_until, result, result_encoding, finished_at, seq"
+    "error_count, last_error, lease_until, result, result_encoding, finished_at, headers, seq"
 )
 #: Where ``seq`` is in a row of :data:`COLUMNS` (a scan's cursor).
-SEQ: Final = 22
+SEQ: Final = 23
+#: Where ``headers`` is in a row of :data:`COLUMNS`.
+_HEADERS: Final = 22
 
 _BLOCK: Final = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 _MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
 
 
+def headers_column(headers: dict[str, str]) -> str | None:
+    """What the ``headers`` column holds: JSON text, NULL for none (no cost for the usual
+    job). Checked headers always encode (:func:`~disquette.job.check_headers`)."""
+    return json.dumps(headers, ensure_ascii=False, separators=(",", ":")) if headers else None
+
+
 def row_to_job(row: Sequence[Any]) -> Job:
-    """The job a row of :data:`COLUMNS` holds (extra columns after ``finished_at`` are
+    """The job a row of :data:`COLUMNS` holds (extra columns after ``headers`` are
     ignored)."""
     # Positional: the columns are selected in the order of Job's fields. On the claim path,
     # so no per-field lookups.
@@ -51,6 +60,11 @@ def row_to_job(row: Sequence[Any]) -> Job:
     values[3] = ENCODINGS[values[3]]
     values[6] = STATES[values[6]]
     values[20] = ENCODINGS[values[20]]
+    headers = values[_HEADERS]
+    if headers is None:
+        values[_HEADERS] = {}
+    elif isinstance(headers, str):  # SQLite's text; psycopg decodes PostgreSQL's json
+        values[_HEADERS] = json.loads(headers)
     return Job(*values)
 
 

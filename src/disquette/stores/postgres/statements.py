@@ -18,13 +18,13 @@ from importlib import resources
 from typing import Any, Final
 
 from ...job import Job
-from .._sql import COLUMNS, load_named_blocks, numbered_migrations
+from .._sql import COLUMNS, headers_column, load_named_blocks, numbered_migrations
 
 #: The columns of a job read from the done table, in the order of ``COLUMNS``.
 _DONE_COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, 3::int2, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
-    "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq"
+    "error_count, last_error, NULL::float8, result, result_encoding, finished_at, headers, seq"
 )
 
 
@@ -110,6 +110,7 @@ def insert_statement(
         "expires_at": [job.expires_at for job in jobs],
         "max_attempts": [job.max_attempts for job in jobs],
         "result_ttl": [job.result_ttl for job in jobs],
+        "headers": [headers_column(job.headers) for job in jobs],
         "channel": channel,
     }
 
@@ -127,6 +128,7 @@ def _shared_settings(job: Job, now: float, channel: str) -> dict[str, Any]:
         "expires_at": job.expires_at,
         "max_attempts": job.max_attempts,
         "result_ttl": job.result_ttl,
+        "headers": headers_column(job.headers),
         "channel": channel,
     }
 
@@ -142,10 +144,12 @@ def _settings(job: Job) -> tuple[object, ...]:
         job.expires_at,
         job.max_attempts,
         job.result_ttl,
+        job.headers,
     )
 
 
 def _uniform(jobs: Sequence[Job]) -> bool:
-    """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes)."""
+    """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes,
+    headers included)."""
     shared = _settings(jobs[0])
     return all(_settings(job) == shared for job in jobs)

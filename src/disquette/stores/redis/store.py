@@ -75,6 +75,7 @@ from ..types import (
     refuse_store_powers,
 )
 from .codec import (
+    ROW_SEQ,
     ROW_WIDTH,
     STATE_LETTERS,
     STATES,
@@ -314,7 +315,7 @@ class RedisStore(Store):
             for at in range(0, len(rows), ROW_WIDTH):
                 job = row_to_job(rows, at)
                 if job is not None:
-                    found.append((job.finished_at or 0.0, int(rows[at + ROW_WIDTH - 1]), job))
+                    found.append((job.finished_at or 0.0, int(rows[at + ROW_SEQ]), job))
         found.sort(key=lambda entry: entry[:2])
         return [job for _, _, job in found[:limit]]
 

@@ -58,12 +58,18 @@ CREATE TABLE IF NOT EXISTS nodes (
 ALTER TABLE jobs ADD COLUMN holder TEXT;
 ALTER TABLE jobs ADD COLUMN holder_attempts INTEGER;
 
+-- name: migrate_4
+-- Version 4: each job's headers, as JSON text; NULL (no bytes in the row) when it has none.
+-- Adding a nullable column rewrites nothing, and a process of the previous version names
+-- its columns, so it goes on working (its jobs have no headers).
+ALTER TABLE jobs ADD COLUMN headers TEXT;
+
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
 -- nor for an id the file holds in any state (done jobs stay in this table until pruned).
 INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
-                  retry_after, expires_at, max_attempts, result_ttl)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
+                  retry_after, expires_at, max_attempts, result_ttl, headers)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
 WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1)
 ON CONFLICT (id) DO NOTHING;
 

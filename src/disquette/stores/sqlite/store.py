@@ -31,7 +31,15 @@ from ...errors import (
     StoreUnavailable,
 )
 from ...job import Job, JobState, Stats, StatsRow
-from .._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
+from .._sql import (
+    COLUMNS,
+    SEQ,
+    STATE_CODES,
+    STATES,
+    headers_column,
+    load_named_blocks,
+    row_to_job,
+)
 from ..store import Store
 from ..types import (
     DONE_CHANNEL,
@@ -50,9 +58,9 @@ from ..types import (
 )
 from .peers import PeerWakeups
 
-_SCHEMA_VERSION: Final = 3
+_SCHEMA_VERSION: Final = 4
 #: The named blocks that bring a file from the version before to each version.
-_MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3"}
+_MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4"}
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: How long a read waits for the write lock to apply due changes before reading as is.
 _READER_WAIT_MS: Final = 1000
@@ -290,6 +298,7 @@ class SqliteStore(Store):
                 job.expires_at,
                 job.max_attempts,
                 job.result_ttl,
+                headers_column(job.headers) if job.headers else None,
             )
             for job in jobs
         ]

@@ -3,9 +3,10 @@
 -- the jobs (scheduled at +inf, real run_at kept: release.lua makes them deliverable once
 -- replicas have them), then per queue: name,
 -- job count, and per job: id, m, run_at, options. Options is "" when the job has no type,
--- no TTL and default priority, retry_after and result_ttl; else a byte of flags (1
--- priority, 2 expires_at, 4 retry_after, 8 result_ttl), those values as big-endian int32
--- or doubles, and the type in the rest. Replays of an id already stored are skipped, so a
+-- no TTL, no headers and default priority, retry_after and result_ttl; else a byte of
+-- flags (1 priority, 2 expires_at, 4 retry_after, 8 result_ttl, 16 headers), those values
+-- as big-endian int32 or doubles (headers: a uint32 size, then their JSON text, kept in
+-- the "hd" field), and the type in the rest. Replays of an id already stored are skipped, so a
 -- retried call cannot add a job twice. Returns {"ok", added}, {"full", queue} or
 -- {"paused", queue} (the queue is paused for input).
 local JOB_ARGS = 4
@@ -82,6 +83,12 @@ for _, g in ipairs(groups) do
                     value, at = struct.unpack('>d', options, at)
                     fields[#fields + 1] = 'rt'
                     fields[#fields + 1] = fmt(value)
+                end
+                if math.floor(flags / 16) % 2 == 1 then
+                    value, at = struct.unpack('>I4', options, at)
+                    fields[#fields + 1] = 'hd'
+                    fields[#fields + 1] = string.sub(options, at, at + value - 1)
+                    at = at + value
                 end
                 if at <= #options then
                     fields[#fields + 1] = 't'

@@ -27,7 +27,8 @@
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
 --   failed for good: its TTL no longer applies), lp "lapsed" (set while the job is ready
 --   because its lease ran out and no claim took it since: its delivery still holds it,
---   see held; cleared whenever the job leaves the ready set).
+--   see held; cleared whenever the job leaves the ready set), hd headers (JSON text, set
+--   by add only for a job that has some).
 -- Wake-ups: "<prefix>w:<Q>" is published when a queue's ready set goes from empty to not
 -- empty, "<prefix>done" when jobs become done, failed or deleted.
 
@@ -38,7 +39,7 @@ local NOW = tonumber(NOW_S)
 
 -- The row every reading script returns after the id (claim.lua returns its own, shorter).
 local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
-                'sq', 'nx'}
+                'sq', 'nx', 'hd'}
 -- Values a job hash leaves out: the job defaults, filled in from defaults.py at load time.
 local DEFAULTS = {p = '@PRIORITY@', ra = '@RETRY_AFTER@', rt = '@RESULT_TTL@'}
 
