@@ -33,6 +33,7 @@ from .job import (
     JobState,
     Options,
     Stats,
+    check_headers,
     check_job_id,
     check_queue_name,
     check_queue_names,
@@ -208,8 +209,20 @@ class AsyncClient:
         ``unique_states``); :meth:`add_result` tells whether a job was created."""
         return self._derived(self._options.with_unique(key, unique_for, states))
 
-    async def add(self, body: object, queue: str, *, connection: object = None) -> str:
+    async def add(
+        self,
+        body: object,
+        queue: str,
+        *,
+        headers: dict[str, str] | None = None,
+        connection: object = None,
+    ) -> str:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.
+
+        ``headers``: metadata the job carries unchanged to whoever reads it (``job.headers``
+        in a handler, ``show``, ``peek``, ``scan``), such as tracing context: ``str`` keys
+        to ``str`` values, at most :data:`~disquette.job.MAX_HEADERS_BYTES` (8 KiB) in all,
+        else :class:`~disquette.errors.InvalidOption`.
 
         ``connection``: on stores with transactions (PostgreSQL), the caller's open
         transaction (a psycopg connection, a SQLAlchemy session or connection): the job
@@ -218,37 +231,63 @@ class AsyncClient:
         raises :class:`~disquette.errors.NotReplicated`. With a ``unique_key`` another job
         of the queue holds, adds nothing and returns that job's id.
         """
-        return (await self.add_many([body], queue, connection=connection))[0]
+        return (await self.add_many([body], queue, headers=headers, connection=connection))[0]
 
     async def add_many(
-        self, bodies: Iterable[object], queue: str, *, connection: object = None
+        self,
+        bodies: Iterable[object],
+        queue: str,
+        *,
+        headers: dict[str, str] | None = None,
+        connection: object = None,
     ) -> list[str]:
         """Add several jobs to ``queue`` in one transaction; all are added or none (but for
-        those whose unique key is held: each answers the holder's id)."""
-        jobs, existing = await self._add(bodies, queue, connection)
+        those whose unique key is held: each answers the holder's id). Each job gets the
+        same ``headers`` (see :meth:`add`)."""
+        jobs, existing = await self._add(bodies, queue, connection, headers)
         if not existing:
             return [job.id for job in jobs]
         return [existing.get(job.id, job.id) for job in jobs]
 
-    async def add_result(self, body: object, queue: str, *, connection: object = None) -> AddResult:
+    async def add_result(
+        self,
+        body: object,
+        queue: str,
+        *,
+        headers: dict[str, str] | None = None,
+        connection: object = None,
+    ) -> AddResult:
         """As :meth:`add`, also telling whether the job was created (``created`` is False
         when its unique key was held: ``id`` is then the holder's)."""
-        return (await self.add_many_results([body], queue, connection=connection))[0]
+        results = await self.add_many_results([body], queue, headers=headers, connection=connection)
+        return results[0]
 
     async def add_many_results(
-        self, bodies: Iterable[object], queue: str, *, connection: object = None
+        self,
+        bodies: Iterable[object],
+        queue: str,
+        *,
+        headers: dict[str, str] | None = None,
+        connection: object = None,
     ) -> list[AddResult]:
         """As :meth:`add_many`, with an :class:`~disquette.job.AddResult` per body."""
-        jobs, existing = await self._add(bodies, queue, connection)
+        jobs, existing = await self._add(bodies, queue, connection, headers)
         return [AddResult(existing.get(job.id, job.id), job.id not in existing) for job in jobs]
 
     async def _add(
-        self, bodies: Iterable[object], queue: str, connection: object
+        self,
+        bodies: Iterable[object],
+        queue: str,
+        connection: object,
+        headers: dict[str, str] | None,
     ) -> tuple[list[Job], dict[str, str]]:
         """Make and add the jobs; return them and the store's answer for those not created
         (their id -> the holder of their unique key)."""
         check_queue_name(queue)
-        jobs = new_jobs(self._options, bodies, queue, self.store.clock.now(), self._max_body_bytes)
+        # No headers is the usual add: it skips the check (and its copy) altogether.
+        checked = None if headers is None else check_headers(headers)
+        now = self.store.clock.now()
+        jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
         existing = await self.store.add(

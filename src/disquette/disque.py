@@ -131,7 +131,9 @@ ShowValue = int | str | bytes | None | list[str]
 
 
 def show_entries(job: Job, now: float, node_id: str) -> list[tuple[str, ShowValue]]:
-    """SHOW's 15 fields for one job, in Disque's order (the server encodes them)."""
+    """SHOW's 15 fields for one job, in Disque's order (the server encodes them), then
+    ``headers`` for a job that has some, as names and values in turn (as HGETALL): one
+    more field, after Disque's, that a Disque client reading SHOW by name passes over."""
     # Whole seconds, as Disque: etime and its clock are both whole seconds.
     ttl = FOREVER if job.expires_at is None else max(0, int(job.expires_at - math.floor(now)))
     # As Disque: a delayed job is (re)queued when its delay ends, and wakes then; any
@@ -146,7 +148,7 @@ def show_entries(job: Job, now: float, node_id: str) -> list[tuple[str, ShowValu
     awake = requeue
     if requeue is not None and job.state is not JobState.SCHEDULED:
         awake = max(0, requeue - WAKE_ADVANCE_MS)
-    return [
+    entries: list[tuple[str, ShowValue]] = [
         ("id", job.id),
         ("queue", job.queue),
         ("state", STATE_NAMES[job.state]),
@@ -163,6 +165,9 @@ def show_entries(job: Job, now: float, node_id: str) -> list[tuple[str, ShowValu
         ("next-awake-within", awake),
         ("body", job.raw_body),
     ]
+    if job.headers:
+        entries.append(("headers", [text for pair in job.headers.items() for text in pair]))
+    return entries
 
 
 def _text(value: Any) -> str:
@@ -203,6 +208,7 @@ def parse_show(reply: list[Any], now: float) -> Job:
             state = JobState.SCHEDULED
     ttl = int(fields.get("ttl") or 0)
     delivered = state is JobState.ACTIVE or nacks or more
+    headers = fields.get("headers") or []
     return Job(
         id=_text(fields["id"]),
         queue=_text(fields.get("queue") or b""),
@@ -220,6 +226,7 @@ def parse_show(reply: list[Any], now: float) -> Job:
         lease_until=(
             now + requeue / 1000 if state is JobState.ACTIVE and isinstance(requeue, int) else None
         ),
+        headers={_text(headers[i]): _text(headers[i + 1]) for i in range(0, len(headers) - 1, 2)},
     )
 
 

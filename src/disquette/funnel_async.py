@@ -253,20 +253,21 @@ class AsyncFunnel:
 
     # -- sending ---------------------------------------------------------------------------
 
-    async def put(self, body: object, queue: str) -> str:
-        """Add a job to ``queue`` through the client (its options apply); return its id.
+    async def put(self, body: object, queue: str, *, headers: dict[str, str] | None = None) -> str:
+        """Add a job to ``queue`` through the client (its options apply), with ``headers``
+        as ``add`` takes them; return its id.
 
         Raises :class:`~disquette.errors.ClientClosed` once the funnel is closed.
         """
         self._check_open()
-        return await self._client.add(body, queue)
+        return await self._client.add(body, queue, headers=headers)
 
     async def requeue(self, job: Job) -> str:
         """Put back a job this funnel handed over; return the id of the job that replaces it.
 
         A handed-over job is already acked (done), so it cannot be NACKed: requeueing adds
         a new job to the same queue, with the same body bytes and encoding, type,
-        priority, ``retry_after``, ``max_attempts`` and ``result_ttl``, ready now and with
+        priority, ``retry_after``, ``max_attempts``, ``result_ttl`` and headers, ready now and with
         fresh counters; the client's ``ttl``, ``max_len`` and ``replicate`` apply. It is
         delivered after the jobs already waiting at its priority. The original stays done.
         Raises :class:`~disquette.errors.ClientClosed` once the funnel is closed.
@@ -287,6 +288,7 @@ class AsyncFunnel:
             expires_at=None if options.ttl is None else now + options.ttl,
             max_attempts=job.max_attempts,
             result_ttl=job.result_ttl,
+            headers=dict(job.headers),
         )
         # Through the store, not client.add: the body must keep its exact bytes and
         # encoding (a JSON string would come back as text through add).

@@ -13,7 +13,7 @@ import os
 import random
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 from .defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL, RETRY_AFTER
@@ -32,6 +32,8 @@ MAX_QUEUE_NAME_BYTES: Final = 200
 MAX_TYPE_NAME_BYTES: Final = 200
 #: Default limit on an encoded body or result; ``connect(max_body_bytes=...)`` changes it.
 DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+#: Limit on a job's headers: the UTF-8 bytes of every key and value together.
+MAX_HEADERS_BYTES: Final = 8 * 1024
 PRIORITY_MIN: Final = -(2**31)
 PRIORITY_MAX: Final = 2**31 - 1
 #: Limit on a job's encoded progress (``progress(job, value)``): a number or a small object.
@@ -245,6 +247,41 @@ def _check_queue_text(queue: str) -> str:
     return queue
 
 
+def check_headers(headers: object) -> dict[str, str]:
+    """A fresh copy of ``headers`` if they are usable, else raise :class:`InvalidOption`.
+
+    Headers map non-empty ``str`` keys to ``str`` values, with no NUL character (PostgreSQL
+    text cannot hold one) nor lone surrogate (not UTF-8), at most :data:`MAX_HEADERS_BYTES`
+    in all. ``None`` means none. The copy keeps a caller's later changes out of the jobs.
+    """
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise InvalidOption("headers", headers, "headers are a dict of str to str")
+    size = 0
+    checked: dict[str, str] = {}
+    for key, value in headers.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidOption("headers", key, "a header name is a non-empty str")
+        if not isinstance(value, str):
+            raise InvalidOption("headers", value, f"the value of {key!r} is not a str")
+        size += _header_text_size(key) + _header_text_size(value)
+        checked[key] = value
+    if size > MAX_HEADERS_BYTES:
+        raise InvalidOption("headers", size, f"more than {MAX_HEADERS_BYTES} bytes in all")
+    return checked
+
+
+def _header_text_size(text: str) -> int:
+    """UTF-8 size of a header name or value that every store keeps exactly."""
+    if "\x00" in text:
+        raise InvalidOption("headers", text, "a header cannot contain a NUL character")
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidOption("headers", text, "a header cannot contain a lone surrogate") from None
+
+
 def check_queue_names(queues: Iterable[object]) -> list[str]:
     """Validate several queue names; at least one is required."""
     names = [check_queue_name(queue) for queue in queues]
@@ -295,10 +332,16 @@ class Job:
     #: While the job is in one of these states (bits of :func:`state_bit`), it holds
     #: ``unique_key``: an add of the same key to its queue adds nothing.
     unique_states: int = 0
+    #: Metadata carried unchanged with the job (tracing context, ...); see ``add``.
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def copy(self) -> Job:
-        """A shallow copy (faster than ``dataclasses.replace``, which stores call often)."""
-        return Job(*_job_fields(self))
+        """A shallow copy (faster than ``dataclasses.replace``, which stores call often),
+        but for its own ``headers`` dict: changing a copy's headers leaves this job's."""
+        job = Job(*_job_fields(self))
+        if job.headers:
+            job.headers = dict(job.headers)
+        return job
 
     @property
     def body(self) -> Any:
@@ -331,17 +374,19 @@ def new_job(
     expires_at: float | None = None,
     max_attempts: int = MAX_ATTEMPTS,
     result_ttl: float = RESULT_TTL,
+    headers: dict[str, str] | None = None,
 ) -> Job:
     """A job about to be added (the client's ``add``, the server's ADDJOB, a funnel's
     ``requeue``): queued as of ``now``, ready ``delay`` seconds later, counters at zero;
     what is not given takes its default from :mod:`disquette.defaults`.
 
     It takes ``expires_at``, not a TTL: the server counts Disque's whole-second TTLs from
-    the current second, a client from ``now``.
+    the current second, a client from ``now``. ``headers`` are kept as given (checked
+    already, see :func:`check_headers`), and shared by the jobs of one call.
     """
     # Positional, in Job's field order: this runs once per job on the hot add paths, and
     # a dataclass __init__ called by keyword costs twice as much.
-    return Job(
+    job = Job(
         job_id,
         queue,
         raw_body,
@@ -356,13 +401,22 @@ def new_job(
         max_attempts,
         result_ttl,
     )
+    if headers:
+        job.headers = headers
+    return job
 
 
 def new_jobs(
-    options: Options, bodies: Iterable[object], queue: str, now: float, limit: int
+    options: Options,
+    bodies: Iterable[object],
+    queue: str,
+    now: float,
+    limit: int,
+    headers: dict[str, str] | None = None,
 ) -> list[Job]:
     """Encode bodies (each at most ``limit`` bytes) into new jobs of ``queue`` under
-    ``options`` (merged over :data:`DEFAULTS`); the option-derived fields are computed once."""
+    ``options`` (merged over :data:`DEFAULTS`); the option-derived fields are computed once.
+    The jobs share ``headers`` (checked already, see :func:`check_headers`)."""
     # The options are merged over DEFAULTS, so they are never None here: the fallbacks
     # only narrow the types.
     retry_after = options.retry_after if options.retry_after is not None else RETRY_AFTER
@@ -392,6 +446,7 @@ def new_jobs(
             expires_at=expires_at,
             max_attempts=max_attempts,
             result_ttl=result_ttl,
+            headers=headers,
         )
         if unique_key is not None:
             job.unique_key, job.unique_states = unique_key, unique_states

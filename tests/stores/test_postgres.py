@@ -615,7 +615,13 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
 
     with psycopg.connect(base, autocommit=True) as conn, connect(url) as jobs:
         conn.execute(module.migration_script(schema))  # a schema at version 2
-        leased = jobs.add("leased before", "q")
+        leased = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
+        conn.execute(  # added by the previous version
+            f"INSERT INTO {schema}.jobs (id, queue, body, encoding, priority, state, created_at,"
+            " run_at, retry_after, max_attempts, result_ttl)"
+            " VALUES (%s, 'q', 'leased before', 1, 100, 1, 0, 0, 300, 25, 3600)",
+            (leased,),
+        )
         assert claim_as_before(conn) == [leased]
         for _ in range(6):
             assert claim_as_before(conn) == []

@@ -9,6 +9,7 @@ from disquette.stores.redis.codec import (
     CLAIM_ROW_WIDTH,
     ROW_WIDTH,
     claimed_jobs,
+    job_args,
     pack_record,
     row_to_job,
     unpack_record,
@@ -37,7 +38,10 @@ JOB = Job(
     lease_until=21.0,
     cancel_requested=True,
     progress={"done": 3},
+    headers={"k": "v", "é": "日本"},
 )
+#: JOB's headers as the "hd" field holds them.
+HEADERS_FIELD = '{"k":"v","é":"日本"}'.encode()
 
 
 def test_a_packed_record_unpacks_to_the_same_values() -> None:
@@ -49,7 +53,7 @@ def test_a_packed_record_unpacks_to_the_same_values() -> None:
 def test_a_claimed_row_fills_every_field_by_name() -> None:
     row = [
         2, b"id-1", pack_record(JOB), b"kind", b"12", b"17", b"18", b"19", b"20", b"oops",
-        b"21", None, b"1", b'{"done":3}',
+        b"21", None, b"1", b'{"done":3}', HEADERS_FIELD,
     ]  # fmt: skip
     assert len(row) == CLAIM_ROW_WIDTH
     assert claimed_jobs(row, ["q1", "q2"]) == [JOB]
@@ -58,8 +62,16 @@ def test_a_claimed_row_fills_every_field_by_name() -> None:
 def test_a_read_row_fills_every_field_by_name() -> None:
     row = [
         b"id-1", b"q2", pack_record(JOB), b"kind", b"a", b"12", b"17", b"18", b"19", b"20",
-        b"oops", b"21", None, None, None, b"5", None, b"1", b'{"done":3}',
+        b"oops", b"21", None, None, None, b"5", None, b"1", b'{"done":3}', HEADERS_FIELD,
     ]  # fmt: skip
     assert len(row) == ROW_WIDTH
     assert row_to_job(row) == JOB
     assert row_to_job([None] * ROW_WIDTH) is None
+
+
+def test_job_args_carry_headers_in_the_options_only_when_there_are_some() -> None:
+    plain = Job(id="id-2", queue="q", raw_body=b"x")
+    assert job_args(plain)[3] == b""
+    carrying = Job(id="id-3", queue="q", raw_body=b"x", headers=JOB.headers)
+    options = job_args(carrying)[3]
+    assert options == bytes((32,)) + len(HEADERS_FIELD).to_bytes(4, "big") + HEADERS_FIELD

@@ -98,10 +98,10 @@ def test_a_job_survives_the_row_codec() -> None:
     fields = [getattr(job, name) for name in names]
     # After seq, the columns added since; the unique fields are given at add and kept by
     # the stores, not read back into jobs.
-    assert names[SEQ:] == ["cancel_requested", "progress", "unique_key", "unique_states"]
-    row = [*fields[:SEQ], 41, 1, '{"done":[1,2]}']
+    assert names[SEQ:] == ["cancel_requested", "progress", "unique_key", "unique_states", "headers"]
+    row = [*fields[:SEQ], 41, 1, '{"done":[1,2]}', None]  # no headers
     row[3], row[6], row[20] = int(job.encoding), STATE_CODES[job.state], int(job.result_encoding)
     assert row_to_job(row) == job
-    assert len(COLUMNS.split(", ")) == SEQ + 3 == len(fields) - 1
+    assert len(COLUMNS.split(", ")) == SEQ + 4 == len(fields) - 1
     assert all(ENCODINGS[int(encoding)] is encoding for encoding in Encoding)
     assert all(STATES[STATE_CODES[state]] is state for state in JobState)

@@ -21,6 +21,14 @@ from disquette.stores.sqlite.store import QUERIES
 LATEST_VERSION = 4
 
 
+#: The insert of version 3 (before issue 13's columns), to fill a version-3 file.
+OLD_INSERT = """
+INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
+                  retry_after, expires_at, max_attempts, result_ttl)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+"""
+
+
 def _python(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code), *args]
 
@@ -151,7 +159,12 @@ def test_a_version_2_file_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None
             old.execute(statement)
     old.execute("PRAGMA user_version = 2")
     row = (job_id, "q", 1, 100, 0.0, 0.0, b"x", 0, None, 300.0, None, 1, 3600.0)
-    old.execute(QUERIES["insert"], row)
+    old.execute(  # version 2's insert
+        "INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,"
+        " retry_after, expires_at, max_attempts, result_ttl)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
     old.execute("UPDATE jobs SET state = 2, attempts = 1, leased_at = 0, lease_until = 1e12")
     old.close()
     with connect(f"sqlite:///{path}") as jobs:
@@ -178,7 +191,7 @@ def test_a_version_3_file_is_migrated_for_cancellation_and_keeps_its_jobs(
     old.execute("PRAGMA user_version = 3")
     for job_id in ids:
         row = (job_id, "q", 1, 100, 0.0, 0.0, b"x", 0, None, 300.0, None, 1, 3600.0)
-        old.execute(QUERIES["insert"], row)
+        old.execute(OLD_INSERT, row)
     old.execute(
         "UPDATE jobs SET state = 2, attempts = 1, leased_at = 0, lease_until = 1e12 WHERE id = ?",
         (ids[0],),

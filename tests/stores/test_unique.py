@@ -13,17 +13,23 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from disquette import JobState, connect
 from disquette.stores.sqlite.store import QUERIES
 from tests.servers.postgres import conformance_url as postgres_url
-from tests.servers.postgres import fresh_url
 from tests.servers.redis import conformance_url as redis_url
 
 PROCESSES = 5
 THREADS = 10
+
+
+#: The insert of version 3 (before issue 13's columns), to fill a version-3 file.
+OLD_INSERT = """
+INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
+                  retry_after, expires_at, max_attempts, result_ttl)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+"""
 
 
 def _add_from_threads(url: str, ready: Any, results: Any) -> None:
@@ -91,7 +97,7 @@ def test_a_version_3_sqlite_file_upgrades_and_keeps_its_jobs(tmp_path: Path) -> 
     ids = [f"D-00000000-AAAAAAAAAAAAAAAAAAAAAA{n:02d}-0001" for n in range(4)]
     for job_id, state in zip(ids, [0, 1, 2, 4], strict=True):
         row = (job_id, "q", state, 100, 0.0, 0.0, b"x", 0, None, 300.0, None, 1, 3600.0)
-        old.execute(QUERIES["insert"], row)
+        old.execute(OLD_INSERT, row)
     old.execute("UPDATE jobs SET run_at = 1e12 WHERE state = 0")
     old.execute("UPDATE jobs SET attempts = 1, leased_at = 0, lease_until = 1e12 WHERE state = 2")
     old.close()
@@ -104,42 +110,3 @@ def test_a_version_3_sqlite_file_upgrades_and_keeps_its_jobs(tmp_path: Path) -> 
         jobs.retry(ids[3])  # old jobs have no key: nothing to collide with
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
-
-
-def test_a_version_4_postgres_schema_upgrades_and_keeps_its_jobs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from disquette.stores.postgres import statements as module
-
-    url = fresh_url(migrate="false")
-    base, _, query = url.partition("?")
-    schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
-    previous = module.migrations()[:4]
-    monkeypatch.setattr(module, "migrations", lambda: previous)
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(module.migration_script(schema))  # a schema at version 4
-    monkeypatch.undo()
-    with connect(url) as jobs:
-        # Filled through the statements version 4 runs too (insert, claim, fail).
-        nacked, failed, queued = jobs.add_many(["nacked", "failed", "queued"], "q")
-        scheduled = jobs.delay(3600).add("scheduled", "q")
-        active = jobs.add("active", "other")
-        assert [job.id for job in jobs.store.claim(["q"], 2)] == [nacked, failed]
-        assert [job.id for job in jobs.store.claim(["other"], 1)] == [active]
-        jobs.nack(nacked)
-        assert jobs.store.fail(failed, "boom", None)
-        assert jobs.store.migrate() == [5]
-        states = [jobs.show(job_id).state for job_id in (nacked, failed, queued, scheduled, active)]
-        assert states == [
-            JobState.QUEUED,
-            JobState.FAILED,
-            JobState.QUEUED,
-            JobState.SCHEDULED,
-            JobState.ACTIVE,
-        ]
-        first = jobs.unique("k").add_result("new", "q")
-        assert first.created
-        assert jobs.unique("k").add("again", "q") == first.id
-        jobs.retry(failed)  # old jobs have no key: nothing to collide with
-        jobs.ack(active)  # into done, with the column migration 5 added
-        assert jobs.wait(active, timeout=0) is None

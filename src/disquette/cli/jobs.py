@@ -12,6 +12,7 @@ from collections.abc import Callable
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..defaults import PRIORITY
 from ..job import JobState, Options
@@ -50,6 +51,18 @@ def body_value(body: str, as_json: bool, as_base64: bool) -> object:
         return data
 
 
+def header_pairs(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """``--header NAME=VALUE`` options as headers (the first ``=`` splits; a name given
+    twice keeps its last value); None when there are none."""
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals:
+            raise CliError(f"--header {pair!r} is not NAME=VALUE", EXIT_USAGE)
+        headers[name] = value
+    return headers or None
+
+
 def _seconds(name: str) -> Callable[[F], F]:
     return click.option(f"--{name}", type=click.FloatRange(min=0), default=None, metavar="SECONDS")
 
@@ -70,6 +83,14 @@ def _seconds(name: str) -> Callable[[F], F]:
 @click.option("--type", "job_type", default=None, help="The handler name.")
 @click.option("--max-attempts", type=int, default=None, help="Errors before it is failed.")
 @click.option("--replicate", type=int, default=None, help="Copies before add returns.")
+@click.option(
+    "--header",
+    "-H",
+    "headers",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A header the job carries (repeatable).",
+)
 @_url_option
 def add(
     queue: str,
@@ -85,14 +106,16 @@ def add(
     job_type: str | None,
     max_attempts: int | None,
     replicate: int | None,
+    headers: tuple[str, ...],
     url: str | None,
 ) -> None:
     """Add a job with BODY to QUEUE and print its id (BODY "-" reads standard input).
 
     BODY is text if it is UTF-8, else bytes (kept exactly); --json parses it, --base64
-    decodes it into bytes.
+    decodes it into bytes. Each --header NAME=VALUE goes with the job (job.headers).
     """
     value = body_value(body, as_json, as_base64)
+    given = header_pairs(headers)
     options = Options(
         delay=delay,
         retry_after=retry_after,
@@ -105,7 +128,7 @@ def add(
         replicate=replicate,
     )
     with _connect(url) as client:
-        click.echo(client.with_options(options).add(value, queue))
+        click.echo(client.with_options(options).add(value, queue, headers=given))
 
 
 @click.command()
@@ -183,6 +206,10 @@ def show(job_id: str, as_json: bool, url: str | None) -> None:
     for name, value in fields.items():
         if name == "id":
             table.add_row(name, _id_text(job.id))
+            continue
+        if name == "headers":
+            # One "name: value" line each, as they were given; never read as markup.
+            table.add_row(name, Text("\n".join(f"{k}: {v}" for k, v in job.headers.items())))
             continue
         if name.endswith("_at") or name in ("lease_until", "run_at"):
             text = _when(value if isinstance(value, float) else None)

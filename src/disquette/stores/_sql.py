@@ -8,6 +8,7 @@ integers (:data:`STATE_CODES`, :data:`ENCODINGS`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from importlib.resources.abc import Traversable
@@ -30,12 +31,12 @@ STATE_CODES: Final = {state: code for code, state in enumerate(STATES)}
 #: Encodings by the code a row holds (an :class:`~disquette.job.Encoding` is its code).
 ENCODINGS: Final = tuple(Encoding)
 #: The columns a job is read from, in the order of Job's fields, then ``seq``, then the
-#: fields added since (cancel request, progress as JSON text).
+#: fields added since (cancel request, progress as JSON text, headers as JSON).
 COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
     "error_count, last_error, lease_until, result, result_encoding, finished_at, seq, "
-    "cancel_requested, progress"
+    "cancel_requested, progress, headers"
 )
 #: Where ``seq`` is in a row of :data:`COLUMNS` (a scan's cursor).
 SEQ: Final = 22
@@ -43,6 +44,12 @@ SEQ: Final = 22
 _BLOCK: Final = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 _MIGRATION_FILE: Final = re.compile(r"(\d{3})_(\w+)\.sql")
+
+
+def headers_column(headers: dict[str, str]) -> str | None:
+    """What the ``headers`` column holds: JSON text, NULL for none (no cost for the usual
+    job). Checked headers always encode (:func:`~disquette.job.check_headers`)."""
+    return json.dumps(headers, ensure_ascii=False, separators=(",", ":")) if headers else None
 
 
 def row_to_job(row: Sequence[Any]) -> Job:
@@ -55,7 +62,12 @@ def row_to_job(row: Sequence[Any]) -> Job:
     values[20] = ENCODINGS[values[20]]
     values.append(bool(row[SEQ + 1]))
     values.append(None if row[SEQ + 2] is None else decode_progress(row[SEQ + 2]))
-    return Job(*values)
+    job = Job(*values)
+    headers = row[SEQ + 3]
+    if headers is not None:  # most jobs have none: no call for them
+        # SQLite's text; psycopg decodes PostgreSQL's json itself.
+        job.headers = json.loads(headers) if isinstance(headers, str) else headers
+    return job
 
 
 def load_named_blocks(text: str, source: str, **placeholders: str) -> dict[str, str]:

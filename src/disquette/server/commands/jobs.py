@@ -309,7 +309,8 @@ async def cmd_show(session: Session, args: list[bytes]) -> bytes:
 
 
 def encode_show(job: Job, now: float, node_id: str) -> bytes:
-    """SHOW's 30-element array for one job (see :func:`disquette.disque.show_entries`)."""
+    """SHOW's array for one job: 30 elements, 32 with headers (see
+    :func:`disquette.disque.show_entries`)."""
     return protocol.array(
         item
         for name, value in show_entries(job, now, node_id)

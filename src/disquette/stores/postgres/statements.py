@@ -18,14 +18,14 @@ from importlib import resources
 from typing import Any, Final
 
 from ...job import Job
-from .._sql import COLUMNS, load_named_blocks, numbered_migrations
+from .._sql import COLUMNS, headers_column, load_named_blocks, numbered_migrations
 
 #: The columns of a job read from the done table, in the order of ``COLUMNS``.
 _DONE_COLUMNS: Final = (
     "id, queue, body, encoding, type, priority, 3::int2, created_at, run_at, retry_after, "
     "expires_at, max_attempts, result_ttl, attempts, nacks, additional_deliveries, "
     "error_count, last_error, NULL::float8, result, result_encoding, finished_at, seq, "
-    "false, NULL::text"
+    "false, NULL::text, headers"
 )
 
 
@@ -97,26 +97,20 @@ def insert_statement(
         params["bodies"] = [job.raw_body for job in jobs]
         params["encodings"] = [int(job.encoding) for job in jobs]
         return q["insert_uniform"], params
-    return q["insert"], {
-        "ids": [job.id for job in jobs],
-        "queues": [job.queue for job in jobs],
-        "bodies": [job.raw_body for job in jobs],
-        "encodings": [int(job.encoding) for job in jobs],
-        "types": [job.type for job in jobs],
-        "priorities": [job.priority for job in jobs],
-        "states": [1 if job.run_at <= now else 0 for job in jobs],
-        "created_at": [job.created_at for job in jobs],
-        "run_at": [job.run_at for job in jobs],
-        "retry_after": [job.retry_after for job in jobs],
-        "expires_at": [job.expires_at for job in jobs],
-        "max_attempts": [job.max_attempts for job in jobs],
-        "result_ttl": [job.result_ttl for job in jobs],
-        "channel": channel,
-    }
+    return q["insert"], _array_params(jobs, now, channel)
 
 
 def unique_insert_params(jobs: Sequence[Job], now: float, channel: str) -> dict[str, Any]:
     """The parameters of ``insert_unique`` for ``jobs`` (any settings, keys or not)."""
+    params = _array_params(jobs, now, channel)
+    params["unique_keys"] = [job.unique_key for job in jobs]
+    params["unique_states"] = [job.unique_states for job in jobs]
+    params["now"] = now
+    return params
+
+
+def _array_params(jobs: Sequence[Job], now: float, channel: str) -> dict[str, Any]:
+    """Every column of ``jobs`` as an array (jobs with any settings)."""
     return {
         "ids": [job.id for job in jobs],
         "queues": [job.queue for job in jobs],
@@ -131,10 +125,8 @@ def unique_insert_params(jobs: Sequence[Job], now: float, channel: str) -> dict[
         "expires_at": [job.expires_at for job in jobs],
         "max_attempts": [job.max_attempts for job in jobs],
         "result_ttl": [job.result_ttl for job in jobs],
-        "unique_keys": [job.unique_key for job in jobs],
-        "unique_states": [job.unique_states for job in jobs],
+        "headers": [headers_column(job.headers) for job in jobs],
         "channel": channel,
-        "now": now,
     }
 
 
@@ -165,6 +157,7 @@ def _shared_settings(job: Job, now: float, channel: str) -> dict[str, Any]:
         "expires_at": job.expires_at,
         "max_attempts": job.max_attempts,
         "result_ttl": job.result_ttl,
+        "headers": headers_column(job.headers),
         "channel": channel,
     }
 
@@ -180,10 +173,12 @@ def _settings(job: Job) -> tuple[object, ...]:
         job.expires_at,
         job.max_attempts,
         job.result_ttl,
+        job.headers,
     )
 
 
 def _uniform(jobs: Sequence[Job]) -> bool:
-    """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes)."""
+    """Whether the jobs differ only in id, body and encoding (what ``add_many`` makes,
+    headers included)."""
     shared = _settings(jobs[0])
     return all(_settings(job) == shared for job in jobs)

@@ -9,6 +9,7 @@ Decoding a claim's reply is a worker's hot path: keep it lean.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Sequence
 from typing import Any, Final
@@ -20,13 +21,13 @@ from ...job import Encoding, Job, JobState, decode_progress
 #: Fields of a job hash, in the order the reading scripts return them after the id.
 FIELDS: Final = (
     "q", "m", "t", "st", "r", "n", "k", "ad", "ec", "le", "lu", "res", "re", "fa", "sq", "nx",
-    "cr", "pg",
+    "cr", "pg", "hd",
 )  # fmt: skip
 #: Where a row (id, then FIELDS) holds the job's enqueue sequence.
 SEQ_AT: Final = 1 + FIELDS.index("sq")
 ROW_WIDTH: Final = len(FIELDS) + 1
-#: A claimed job: queue index, id, m t r n k ad ec le lu nx cr pg (see claim.lua).
-CLAIM_ROW_WIDTH: Final = 14
+#: A claimed job: queue index, id, m t r n k ad ec le lu nx cr pg hd (see claim.lua).
+CLAIM_ROW_WIDTH: Final = 15
 #: Values a job hash leaves out (``DEFAULTS`` in ``common.lua``, filled from the same
 #: module when the scripts load), so that a job with the usual options costs fewer bytes.
 DEFAULT_PRIORITY: Final = defaults.PRIORITY
@@ -63,6 +64,7 @@ _INT: Final = struct.Struct(">i")
 _FLOAT: Final = struct.Struct(">d")
 #: A unique job's states mask and key length, before the key (see add.lua).
 _UNIQUE: Final = struct.Struct(">BH")
+_SIZE: Final = struct.Struct(">I")
 # Which optional values follow the head of a packed record (in this order).
 _HAS_PRIORITY, _HAS_RETRY_AFTER, _HAS_EXPIRES_AT, _HAS_MAX_ATTEMPTS, _HAS_RESULT_TTL = (
     1, 2, 4, 8, 16,
@@ -139,12 +141,17 @@ def _float(value: bytes | None) -> float | None:
     return None if value is None else float(value)
 
 
+def decode_headers(value: bytes | None) -> dict[str, str]:
+    """The ``hd`` field (JSON text, left out when a job has none) as a job's headers."""
+    return {} if value is None else json.loads(value)
+
+
 def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
     """The job in ``row[at:at + ROW_WIDTH]`` (id, then FIELDS), or None if it is missing."""
     (
         job_id, queue, packed, type_, state, run_at, attempts, nacks, additional_deliveries,
         error_count, last_error, lease_until, result, result_encoding, finished_at, _seq,
-        no_expiry, cancel_requested, progress,
+        no_expiry, cancel_requested, progress, headers,
     ) = row[at : at + ROW_WIDTH]  # fmt: skip
     if queue is None:
         return None
@@ -188,6 +195,7 @@ def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
         finished_at=_float(finished_at),
         cancel_requested=cancel_requested is not None,
         progress=decode_progress(progress),
+        headers=decode_headers(headers),
     )
 
 
@@ -213,39 +221,40 @@ def claimed_jobs(rows: Sequence[Any], queues: Sequence[str]) -> list[Job]:
     for at in range(0, len(rows), CLAIM_ROW_WIDTH):
         (
             index, job_id, packed, type_, run_at, attempts, nacks, additional_deliveries,
-            error_count, last_error, lease_until, no_expiry, cancel_requested, progress,
+            error_count, last_error, lease_until, no_expiry, cancel_requested, progress, headers,
         ) = rows[at : at + CLAIM_ROW_WIDTH]  # fmt: skip
         encoding, created_at, priority, retry_after, expires_at, max_attempts, result_ttl, body = (
             unpack_record(packed)
         )
-        jobs.append(
-            Job(
-                job_id.decode(),  # id
-                queues[index - 1],  # queue
-                body,  # raw_body
-                encoding,  # encoding
-                None if type_ is None else type_.decode(),  # type
-                priority,  # priority
-                active,  # state
-                created_at,  # created_at
-                float(run_at),  # run_at
-                retry_after,  # retry_after
-                None if no_expiry is not None else expires_at,  # expires_at
-                max_attempts,  # max_attempts
-                result_ttl,  # result_ttl
-                int(attempts),  # attempts: a number, or text when a retried claim reads it back
-                int(nacks) if nacks else 0,  # nacks
-                int(additional_deliveries) if additional_deliveries else 0,  # additional_deliveries
-                int(error_count) if error_count else 0,  # error_count
-                None if last_error is None else last_error.decode(),  # last_error
-                None if lease_until == b"+inf" else float(lease_until),  # lease_until
-                None,  # raw_result
-                Encoding.BYTES,  # result_encoding
-                None,  # finished_at
-                cancel_requested is not None,  # cancel_requested (a redelivered job's)
-                None if progress is None else decode_progress(progress),  # progress
-            )
+        job = Job(
+            job_id.decode(),  # id
+            queues[index - 1],  # queue
+            body,  # raw_body
+            encoding,  # encoding
+            None if type_ is None else type_.decode(),  # type
+            priority,  # priority
+            active,  # state
+            created_at,  # created_at
+            float(run_at),  # run_at
+            retry_after,  # retry_after
+            None if no_expiry is not None else expires_at,  # expires_at
+            max_attempts,  # max_attempts
+            result_ttl,  # result_ttl
+            int(attempts),  # attempts: a number, or text when a retried claim reads it back
+            int(nacks) if nacks else 0,  # nacks
+            int(additional_deliveries) if additional_deliveries else 0,  # additional_deliveries
+            int(error_count) if error_count else 0,  # error_count
+            None if last_error is None else last_error.decode(),  # last_error
+            None if lease_until == b"+inf" else float(lease_until),  # lease_until
+            None,  # raw_result
+            Encoding.BYTES,  # result_encoding
+            None,  # finished_at
+            cancel_requested is not None,  # cancel_requested (a redelivered job's)
+            None if progress is None else decode_progress(progress),  # progress
         )
+        if headers is not None:  # most jobs have none: no call for them
+            job.headers = json.loads(headers)
+        jobs.append(job)
     return jobs
 
 
@@ -269,6 +278,10 @@ def job_args(job: Job) -> tuple[Any, ...]:
         flags |= 16
         key = job.unique_key.encode()
         options.append(_UNIQUE.pack(job.unique_states, len(key)) + key)
+    if job.headers:
+        flags |= 32
+        headers = json.dumps(job.headers, ensure_ascii=False, separators=(",", ":")).encode()
+        options.append(_SIZE.pack(len(headers)) + headers)
     if flags or job.type is not None:
         packed = bytes((flags,)) + b"".join(options) + (job.type or "").encode()
     else:

@@ -60,8 +60,9 @@ ALTER TABLE jobs ADD COLUMN holder TEXT;
 ALTER TABLE jobs ADD COLUMN holder_attempts INTEGER;
 
 -- name: migrate_4
--- Version 4 (issue 13). Cancellation and progress. cancel_requested is set on an active job someone
--- asked to cancel (working and progress then refuse it, and its holder ends it in state
+-- Version 4 (issue 13): cancellation and progress, unique jobs, headers.
+-- Cancellation and progress. cancel_requested is set on an active job someone asked to
+-- cancel (working and progress then refuse it, and its holder ends it in state
 -- 5, cancelled); progress is the JSON text its holder last reported.
 ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN progress TEXT;
@@ -73,21 +74,26 @@ ALTER TABLE jobs ADD COLUMN unique_key TEXT;
 ALTER TABLE jobs ADD COLUMN unique_states INTEGER NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique ON jobs(queue, unique_key)
 WHERE unique_key IS NOT NULL AND (unique_states >> state) & 1;
+-- Headers, as JSON text; NULL (no bytes in the row) when it has none.
+-- Adding a nullable column rewrites nothing, and a process of the previous version names
+-- its columns, so it goes on working (its jobs have no headers).
+ALTER TABLE jobs ADD COLUMN headers TEXT;
 
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
 -- nor for an id the file holds in any state (done jobs stay in this table until pruned).
 INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
-                  retry_after, expires_at, max_attempts, result_ttl)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
+                  retry_after, expires_at, max_attempts, result_ttl, headers)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
 WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: insert_unique
 -- As insert, with a unique key (the caller looked for its holder in this transaction).
 INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
-                  retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                  retry_after, expires_at, max_attempts, result_ttl, headers, unique_key,
+                  unique_states)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: insert_unique_one
@@ -95,8 +101,9 @@ ON CONFLICT (id) DO NOTHING;
 -- paused for input, its id is held, or its key is (jobs_unique: no conflict target, so
 -- DO NOTHING covers that index too); the store then finds out which, in a transaction.
 INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
-                  retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+                  retry_after, expires_at, max_attempts, result_ttl, headers, unique_key,
+                  unique_states)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
 WHERE NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?2 AND mode & 1)
 ON CONFLICT DO NOTHING;
 

@@ -33,7 +33,15 @@ from ...errors import (
     UniqueKeyTaken,
 )
 from ...job import Job, JobState, Stats, StatsRow
-from .._sql import COLUMNS, SEQ, STATE_CODES, STATES, load_named_blocks, row_to_job
+from .._sql import (
+    COLUMNS,
+    SEQ,
+    STATE_CODES,
+    STATES,
+    headers_column,
+    load_named_blocks,
+    row_to_job,
+)
 from ..store import Store
 from ..types import (
     CANCEL_CHANNEL,
@@ -295,6 +303,7 @@ class SqliteStore(Store):
                 job.expires_at,
                 job.max_attempts,
                 job.result_ttl,
+                headers_column(job.headers) if job.headers else None,
             )
             for job in jobs
         ]

@@ -18,7 +18,14 @@ ALTER TABLE {schema}.jobs
     ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false,
     ADD COLUMN progress text;
 
--- The claim of migration 3, returning the cancel request and progress too.
+-- Headers. A json column (not jsonb: json keeps the text as given, so the keys come back in
+-- the order they were added, as on every other store), NULL when the job has none: a job
+-- without headers costs nothing more. Adding a nullable column with no default rewrites
+-- neither table.
+ALTER TABLE {schema}.jobs ADD COLUMN headers json;
+ALTER TABLE {schema}.done ADD COLUMN headers json;
+
+-- The claim of migration 3, returning the cancel request, progress and headers too.
 CREATE FUNCTION {schema}.claim_jobs(p_queues text[], p_count integer, p_now float8,
                                     p_holder text)
 RETURNS TABLE (
@@ -27,7 +34,7 @@ RETURNS TABLE (
     expires_at float8, max_attempts integer, result_ttl float8, attempts integer,
     nacks integer, additional_deliveries integer, error_count integer, last_error text,
     lease_until float8, result bytea, result_encoding smallint, finished_at float8,
-    seq bigint, cancel_requested boolean, progress text)
+    seq bigint, cancel_requested boolean, progress text, headers json)
 LANGUAGE plpgsql
 SET enable_sort = off  -- see maintain()
 SET enable_seqscan = off
@@ -58,7 +65,7 @@ BEGIN
                       j.result_ttl, j.attempts, j.nacks, j.additional_deliveries,
                       j.error_count, j.last_error, j.lease_until, j.result,
                       j.result_encoding, j.finished_at, j.seq, j.cancel_requested,
-                      j.progress),
+                      j.progress, j.headers),
         held AS (
             INSERT INTO {schema}.holders AS h (id, holder, attempts)
             SELECT l.id, p_holder, l.attempts FROM leased AS l WHERE p_holder IS NOT NULL

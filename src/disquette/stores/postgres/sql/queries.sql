@@ -16,14 +16,18 @@
 -- name: insert
 WITH added AS (
     INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
-                               run_at, retry_after, expires_at, max_attempts, result_ttl)
-    SELECT * FROM unnest(%(ids)b::text[], %(queues)b::text[], %(bodies)b::bytea[],
-                         %(encodings)b::int2[], %(types)b::text[], %(priorities)b::int4[],
-                         %(states)b::int2[], %(created_at)b::float8[], %(run_at)b::float8[],
-                         %(retry_after)b::float8[], %(expires_at)b::float8[],
-                         %(max_attempts)b::int4[], %(result_ttl)b::float8[])
+                               run_at, retry_after, expires_at, max_attempts, result_ttl,
+                               headers)
+    SELECT u.id, u.queue, u.body, u.encoding, u.type, u.priority, u.state, u.created_at,
+           u.run_at, u.retry_after, u.expires_at, u.max_attempts, u.result_ttl,
+           u.headers::json
+    FROM unnest(%(ids)b::text[], %(queues)b::text[], %(bodies)b::bytea[],
+                %(encodings)b::int2[], %(types)b::text[], %(priorities)b::int4[],
+                %(states)b::int2[], %(created_at)b::float8[], %(run_at)b::float8[],
+                %(retry_after)b::float8[], %(expires_at)b::float8[],
+                %(max_attempts)b::int4[], %(result_ttl)b::float8[], %(headers)b::text[])
         AS u (id, queue, body, encoding, type, priority, state, created_at, run_at,
-              retry_after, expires_at, max_attempts, result_ttl)
+              retry_after, expires_at, max_attempts, result_ttl, headers)
     WHERE {schema}.accepts(u.queue)
       -- Ids are made by the client, so an add run again after a lost reply adds nothing,
       -- even for jobs a worker finished meanwhile (moved to done).
@@ -41,15 +45,19 @@ FROM (SELECT DISTINCT queue FROM added WHERE state = 1) AS ready;
 WITH added AS (
     INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
                                run_at, retry_after, expires_at, max_attempts, result_ttl,
-                               unique_key, unique_states)
-    SELECT * FROM unnest(%(ids)b::text[], %(queues)b::text[], %(bodies)b::bytea[],
-                         %(encodings)b::int2[], %(types)b::text[], %(priorities)b::int4[],
-                         %(states)b::int2[], %(created_at)b::float8[], %(run_at)b::float8[],
-                         %(retry_after)b::float8[], %(expires_at)b::float8[],
-                         %(max_attempts)b::int4[], %(result_ttl)b::float8[],
-                         %(unique_keys)b::text[], %(unique_states)b::int2[])
+                               unique_key, unique_states, headers)
+    SELECT u.id, u.queue, u.body, u.encoding, u.type, u.priority, u.state, u.created_at,
+           u.run_at, u.retry_after, u.expires_at, u.max_attempts, u.result_ttl,
+           u.unique_key, u.unique_states, u.headers::json
+    FROM unnest(%(ids)b::text[], %(queues)b::text[], %(bodies)b::bytea[],
+                %(encodings)b::int2[], %(types)b::text[], %(priorities)b::int4[],
+                %(states)b::int2[], %(created_at)b::float8[], %(run_at)b::float8[],
+                %(retry_after)b::float8[], %(expires_at)b::float8[],
+                %(max_attempts)b::int4[], %(result_ttl)b::float8[],
+                %(unique_keys)b::text[], %(unique_states)b::int2[], %(headers)b::text[])
         AS u (id, queue, body, encoding, type, priority, state, created_at, run_at,
-              retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states)
+              retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states,
+              headers)
     WHERE {schema}.accepts(u.queue)
       AND NOT EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = u.id)
       AND NOT EXISTS (
@@ -68,12 +76,12 @@ SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
 WITH added AS (
     INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
                                run_at, retry_after, expires_at, max_attempts, result_ttl,
-                               unique_key, unique_states)
+                               unique_key, unique_states, headers)
     SELECT %(id)s::text, %(queue)s::text, %(body)s::bytea, %(encoding)s::int2,
            %(type)s::text, %(priority)s::int4, %(state)s::int2, %(created_at)s::float8,
            %(run_at)s::float8, %(retry_after)s::float8, %(expires_at)s::float8,
            %(max_attempts)s::int4, %(result_ttl)s::float8, %(unique_key)s::text,
-           %(unique_states)s::int2
+           %(unique_states)s::int2, %(headers)s::text::json
     WHERE {schema}.accepts(%(queue)s::text)
       AND NOT EXISTS (SELECT FROM {schema}.done WHERE id = %(id)s::text)
       AND NOT EXISTS (
@@ -121,11 +129,12 @@ DELETE FROM {schema}.jobs WHERE id = ANY(%(ids)b::text[]) AND expires_at <= %(no
 -- add_many's jobs share every setting: only ids and bodies travel as arrays.
 WITH added AS (
     INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
-                               run_at, retry_after, expires_at, max_attempts, result_ttl)
+                               run_at, retry_after, expires_at, max_attempts, result_ttl,
+                               headers)
     SELECT b.id, %(queue)s::text, b.body, b.encoding, %(type)s::text, %(priority)s::int4,
            %(state)s::int2, %(created_at)s::float8, %(run_at)s::float8,
            %(retry_after)s::float8, %(expires_at)s::float8, %(max_attempts)s::int4,
-           %(result_ttl)s::float8
+           %(result_ttl)s::float8, %(headers)s::text::json
     FROM unnest(%(ids)b::text[], %(bodies)b::bytea[], %(encodings)b::int2[])
         AS b (id, body, encoding)
     WHERE {schema}.accepts(%(queue)s::text)
@@ -138,11 +147,12 @@ WHERE %(state)s::int2 = 1 AND EXISTS (SELECT FROM added);
 -- name: insert_one
 WITH added AS (
     INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
-                               run_at, retry_after, expires_at, max_attempts, result_ttl)
+                               run_at, retry_after, expires_at, max_attempts, result_ttl,
+                               headers)
     SELECT %(id)s::text, %(queue)s::text, %(body)s::bytea, %(encoding)s::int2,
            %(type)s::text, %(priority)s::int4, %(state)s::int2, %(created_at)s::float8,
            %(run_at)s::float8, %(retry_after)s::float8, %(expires_at)s::float8,
-           %(max_attempts)s::int4, %(result_ttl)s::float8
+           %(max_attempts)s::int4, %(result_ttl)s::float8, %(headers)s::text::json
     WHERE {schema}.accepts(%(queue)s::text)
       AND NOT EXISTS (SELECT FROM {schema}.done WHERE id = %(id)s::text)
     ON CONFLICT (id) DO NOTHING
@@ -170,7 +180,7 @@ SELECT {schema}.maintain(%(now)s::float8);
 
 -- name: claim
 SELECT {columns} FROM {schema}.claim_jobs(%(queues)b::text[], %(count)s::int4,
-                                  %(now)s::float8, %(holder)s::text);
+                                          %(now)s::float8, %(holder)s::text);
 
 -- name: ack
 -- The results, their encodings and the callers' deliveries come one per id (a NULL
@@ -200,13 +210,13 @@ kept AS (
     INSERT INTO {schema}.done (id, queue, body, encoding, type, priority, created_at, run_at,
                                retry_after, expires_at, max_attempts, result_ttl, attempts,
                                nacks, additional_deliveries, error_count, last_error, result,
-                               result_encoding, finished_at, seq, unique_key)
+                               result_encoding, finished_at, seq, unique_key, headers)
     SELECT id, queue, body, encoding, type, priority, created_at, run_at,
            retry_after, %(now)s::float8 + result_ttl, max_attempts, result_ttl, attempts,
            nacks, additional_deliveries - (state = 1 AND leased_at IS NOT NULL)::int,
            error_count, last_error, new_result, new_encoding, %(now)s::float8, seq,
            -- Done keeps the key only when done counts (bit 8): see 005_cancel_unique_headers.sql.
-           CASE WHEN unique_states & 8 <> 0 THEN unique_key END
+           CASE WHEN unique_states & 8 <> 0 THEN unique_key END, headers
     FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
 sent AS (SELECT pg_notify(%(done_channel)s, '') WHERE EXISTS (SELECT FROM gone))

@@ -3,12 +3,13 @@
 -- the jobs (scheduled at +inf, real run_at kept: release.lua makes them deliverable once
 -- replicas have them), then per queue: name,
 -- job count, and per job: id, m, run_at, options. Options is "" when the job has no type,
--- no TTL and default priority, retry_after and result_ttl; else a byte of flags (1
--- priority, 2 expires_at, 4 retry_after, 8 result_ttl, 16 unique), those values as
--- big-endian int32 or doubles, for a unique job its states mask (a byte), key length
--- (uint16) and key, and the type in the rest. Replays of an id already stored are skipped,
--- so a retried call cannot add a job twice; a job whose unique key is held (see key_holder
--- in common.lua; an earlier job of the batch counts) is not created. Returns {"ok", added,
+-- no TTL, no headers and default priority, retry_after and result_ttl; else a byte of
+-- flags (1 priority, 2 expires_at, 4 retry_after, 8 result_ttl, 16 unique, 32 headers),
+-- those values as big-endian int32 or doubles, for a unique job its states mask (a byte),
+-- key length (uint16) and key, for headers a uint32 size and their JSON text (kept in the
+-- "hd" field), and the type in the rest. Replays of an id already stored are skipped, so a
+-- retried call cannot add a job twice; a job whose unique key is held (see key_holder in
+-- common.lua; an earlier job of the batch counts) is not created. Returns {"ok", added,
 -- then for each job not created for its key: its id, the holder's id}, {"full", queue} or
 -- {"paused", queue} (the queue is paused for input).
 local JOB_ARGS = 4
@@ -78,6 +79,12 @@ local function parse_options(fields, options)
         mask, size, at = struct.unpack('>BH', options, at)
         ukey = string.sub(options, at, at + size - 1)
         at = at + size
+    end
+    if math.floor(flags / 32) % 2 == 1 then
+        value, at = struct.unpack('>I4', options, at)
+        fields[#fields + 1] = 'hd'
+        fields[#fields + 1] = string.sub(options, at, at + value - 1)
+        at = at + value
     end
     if at <= #options then
         fields[#fields + 1] = 't'

@@ -8,7 +8,7 @@
 -- ARGV[4] is a token naming this call: the ids it leased are kept for a while under it,
 -- so that a retry of a call whose reply was lost (a dropped connection, a restart)
 -- returns the same jobs instead of leasing others and stranding these.
-local CLAIMED = {'m', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'nx', 'cr', 'pg'}
+local CLAIMED = {'m', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'nx', 'cr', 'pg', 'hd'}
 local FIRST_QUEUE = 7
 local want = tonumber(ARGV[5])
 local HOLDER = ARGV[6]
@@ -42,7 +42,7 @@ end
 local function lease(q, index, id)
     local key = job_key(q, id)
     local v = redis.call('HMGET', key, 'm', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'ra', 'nx', 'cr',
-                         'pg', 'h', 'lp')
+                         'pg', 'hd', 'h', 'lp')
     if not v[1] then return false end
     local attempts = tonumber(v[4] or 0) + 1
     local retry_after = tonumber(v[9] or DEFAULTS.ra)
@@ -54,9 +54,9 @@ local function lease(q, index, id)
     else
         redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until)
         -- An earlier delivery's holder must not be able to release this one.
-        if v[13] then redis.call('HDEL', key, 'h') end
+        if v[14] then redis.call('HDEL', key, 'h') end
     end
-    if v[14] then redis.call('HDEL', key, 'lp') end  -- the lapsed delivery lost the job
+    if v[15] then redis.call('HDEL', key, 'lp') end  -- the lapsed delivery lost the job
     redis.call('ZADD', q.a, lease_until, id)
     v[4] = attempts
     v[9] = lease_until

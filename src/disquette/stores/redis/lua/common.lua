@@ -30,7 +30,8 @@
 --   see held; cleared whenever the job leaves the ready set), cr "cancel requested" (set
 --   on an active job someone asked to cancel: working and progress refuse it; its holder
 --   ends it in state c, cancelled, kept like a done job for rt), pg the progress its
---   holder last reported (JSON text).
+--   holder last reported (JSON text), hd headers (JSON text, set by add only for a job
+--   that has some).
 -- Unique jobs: "<prefix>{Q}:u:<key>" (a string) names the last job that took the key; a
 -- job given one keeps it in field uk, and in us the bits of the states it holds it in
 -- (s 1, q 2, a 4, d 8, f 16, c 32; see key_holder).
@@ -45,7 +46,7 @@ local NOW = tonumber(NOW_S)
 
 -- The row every reading script returns after the id (claim.lua returns its own, shorter).
 local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
-                'sq', 'nx', 'cr', 'pg'}
+                'sq', 'nx', 'cr', 'pg', 'hd'}
 -- Values a job hash leaves out: the job defaults, filled in from defaults.py at load time.
 local DEFAULTS = {p = '@PRIORITY@', ra = '@RETRY_AFTER@', rt = '@RESULT_TTL@'}
 
