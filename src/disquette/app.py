@@ -78,27 +78,9 @@ class JobFunction(Generic[R]):
         """Call the function itself (a direct call, not a job)."""
         return self.function(job)
 
-    def _call_options(
-        self,
-        delay: float | None,
-        priority: int | None,
-        ttl: float | None,
-        retry_after: float | None,
-        max_attempts: int | None,
-        result_ttl: float | None,
-        max_len: int | None,
-        replicate: int | None,
-    ) -> Options:
-        call = Options(
-            delay=delay,
-            priority=priority,
-            ttl=ttl,
-            retry_after=retry_after,
-            max_attempts=max_attempts,
-            result_ttl=result_ttl,
-            max_len=max_len,
-            replicate=replicate,
-        )
+    def _call_options(self, call: Options) -> Options:
+        """The options of one add: the handler's, then the call's (eager mode: no delay,
+        one attempt)."""
         options = self.options.merge(call)
         if self.app.eager:
             options = options.merge(Options(delay=0.0, max_attempts=1))
@@ -120,16 +102,31 @@ class JobFunction(Generic[R]):
         result_ttl: float | None = None,
         max_len: int | None = None,
         replicate: int | None = None,
+        unique_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Enqueue a job for this handler (``body``: bytes, str, or JSON); return its id.
 
-        In eager mode the handler runs before ``add`` returns.
+        ``unique_key``: add nothing while a job of the queue holds that key, and return the
+        holder's id (see :meth:`~disquette.AsyncClient.unique`); ``headers``: metadata the
+        job carries (see :meth:`~disquette.AsyncClient.add`). In eager mode the handler runs
+        before ``add`` returns (unless the key was held).
         """
         options = self._call_options(
-            delay, priority, ttl, retry_after, max_attempts, result_ttl, max_len, replicate
+            Options(
+                delay=delay,
+                priority=priority,
+                ttl=ttl,
+                retry_after=retry_after,
+                max_attempts=max_attempts,
+                result_ttl=result_ttl,
+                max_len=max_len,
+                replicate=replicate,
+                unique_key=unique_key,
+            )
         )
-        app = self.app
-        return enqueue.add_job(app.client, app.eager_registry, options, body, self._target(queue))
+        app, target = self.app, self._target(queue)
+        return enqueue.add_job(app.client, app.eager_registry, options, body, target, headers)
 
     async def add_async(
         self,
@@ -144,19 +141,31 @@ class JobFunction(Generic[R]):
         result_ttl: float | None = None,
         max_len: int | None = None,
         replicate: int | None = None,
+        unique_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """The asyncio flavor of :meth:`add`."""
         options = self._call_options(
-            delay, priority, ttl, retry_after, max_attempts, result_ttl, max_len, replicate
+            Options(
+                delay=delay,
+                priority=priority,
+                ttl=ttl,
+                retry_after=retry_after,
+                max_attempts=max_attempts,
+                result_ttl=result_ttl,
+                max_len=max_len,
+                replicate=replicate,
+                unique_key=unique_key,
+            )
         )
         app, target = self.app, self._target(queue)
         return await enqueue_async.add_job(
-            app.async_client, app.eager_registry, options, body, target
+            app.async_client, app.eager_registry, options, body, target, headers
         )
 
     def add_many(self, bodies: Iterable[object], *, queue: str | None = None) -> list[str]:
         """Enqueue several jobs in one transaction; return their ids."""
-        options, app = self._call_options(None, None, None, None, None, None, None, None), self.app
+        options, app = self._call_options(Options()), self.app
         return enqueue.add_jobs(
             app.client, app.eager_registry, options, bodies, self._target(queue)
         )
@@ -165,7 +174,7 @@ class JobFunction(Generic[R]):
         self, bodies: Iterable[object], *, queue: str | None = None
     ) -> list[str]:
         """The asyncio flavor of :meth:`add_many`."""
-        options, app = self._call_options(None, None, None, None, None, None, None, None), self.app
+        options, app = self._call_options(Options()), self.app
         return await enqueue_async.add_jobs(
             app.async_client, app.eager_registry, options, bodies, self._target(queue)
         )

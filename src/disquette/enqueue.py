@@ -23,11 +23,16 @@ _CLAIM_POLL = 0.05
 
 
 def add_job(
-    client: Client, registry: Registry | None, options: Options, body: object, queue: str
+    client: Client,
+    registry: Registry | None,
+    options: Options,
+    body: object,
+    queue: str,
+    headers: dict[str, str] | None = None,
 ) -> str:
     """Add one job; with a ``registry`` (eager mode), run its handler before returning
     (not when its unique key was held: the holder's id is returned, as by ``add``)."""
-    added = client.with_options(options).add_result(body, queue)
+    added = client.with_options(options).add_result(body, queue, headers=headers)
     if registry is not None and added.created:
         run_eagerly(client, registry, added.id, queue)
     return added.id

@@ -22,11 +22,16 @@ _CLAIM_POLL = 0.05
 
 
 async def add_job(
-    client: AsyncClient, registry: Registry | None, options: Options, body: object, queue: str
+    client: AsyncClient,
+    registry: Registry | None,
+    options: Options,
+    body: object,
+    queue: str,
+    headers: dict[str, str] | None = None,
 ) -> str:
     """Add one job; with a ``registry`` (eager mode), run its handler before returning
     (not when its unique key was held: the holder's id is returned, as by ``add``)."""
-    added = await client.with_options(options).add_result(body, queue)
+    added = await client.with_options(options).add_result(body, queue, headers=headers)
     if registry is not None and added.created:
         await run_eagerly(client, registry, added.id, queue)
     return added.id

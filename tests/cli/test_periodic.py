@@ -81,3 +81,34 @@ def test_scheduler_command_fires_slots(tmp_path: Path) -> None:
         process.terminate()
         process.wait(30)
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize("schedules", [True, False])
+def test_a_worker_fires_the_apps_schedules_unless_told_not_to(
+    tmp_path: Path, schedules: bool
+) -> None:
+    module = f"worker_app_{schedules}"
+    url = _write_app(tmp_path, module=module)
+    source = str(Path(disquette.__file__).resolve().parents[1])
+    flag = [] if schedules else ["--no-schedules"]
+    command = "from disquette.cli import main; main()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", command, "worker", f"{module}:app", "-q", "beat", *flag],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": source},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with connect(url) as jobs:
+            # The worker is up once it ran a job of ours; then two slots go by.
+            ours = jobs.type("beat").add(None, "beat")
+            assert jobs.wait(ours, timeout=60) == "ok"
+            time.sleep(2.5)
+            beat = jobs.stats().by_queue()["beat"]
+            fired = beat.scheduled + beat.queued + beat.active + beat.done - 1
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert process.returncode == 0
+    assert (fired > 0) is schedules, fired

@@ -231,3 +231,30 @@ async def test_decorated_jobs_in_a_plain_mapping_keep_their_flavor(sqlite_url: s
     finally:
         await worker.stop_async()
         await app.aclose()
+
+
+def test_a_job_functions_add_takes_a_unique_key_and_headers() -> None:
+    app = App("memory://")
+
+    @app.job(queue="reports")
+    def report(job: Job) -> None:
+        return None
+
+    first = report.add({"customer": 42}, unique_key="report:42", headers={"trace": "t1"})
+    assert report.add({"customer": 42}, unique_key="report:42") == first
+    assert app.client.show(first).headers == {"trace": "t1"}
+    assert app.client.qlen("reports") == 1
+    app.close()
+
+
+async def test_a_job_functions_add_async_takes_a_unique_key_and_headers() -> None:
+    app = App("memory://")
+
+    @app.job(queue="reports")
+    def report(job: Job) -> None:
+        return None
+
+    first = await report.add_async(None, unique_key="k", headers={"trace": "t2"})
+    assert await report.add_async(None, unique_key="k") == first
+    assert (await app.async_client.show(first)).headers == {"trace": "t2"}
+    await app.aclose()

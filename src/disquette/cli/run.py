@@ -141,6 +141,12 @@ def _setup_logging(level: str) -> None:
     help="How long a stop waits for running jobs.",
 )
 @click.option(
+    "--schedules/--no-schedules",
+    default=True,
+    show_default=True,
+    help="Also fire the app's periodic jobs (any number of workers may).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -156,6 +162,7 @@ def worker(
     poll_interval: float | None,
     exec_timeout: float | None,
     grace: float,
+    schedules: bool,
     log_level: str,
     url: str | None,
 ) -> None:
@@ -180,6 +187,7 @@ def worker(
         poll_interval=poll_interval,
         exec_timeout=exec_timeout,
         grace=grace,
+        schedules=schedules,
         parent_pid=int(supervisor_pid) if supervisor_pid else None,
         replace_on_abandon=supervisor_pid is not None,
     )
@@ -190,6 +198,7 @@ def worker(
         arguments = ["--traceback"] if context.meta.get(_TRACEBACK_KEY) else []
         arguments += ["worker", app, "--processes", "1", "--grace", str(grace)]
         arguments += ["--log-level", log_level]
+        arguments += [] if schedules else ["--no-schedules"]
         for flag, value in (
             ("--url", url),
             ("--queues", queues),
