@@ -70,7 +70,11 @@ def _scheduled_app() -> Any:
     return app
 
 
-SCHEDULED = _scheduled_app()
+def __getattr__(name: str) -> Any:
+    # Made on demand: the peers' venv runs this file too, without disquette installed.
+    if name == "SCHEDULED":
+        return _scheduled_app()
+    raise AttributeError(name)
 
 
 # -- disquette ---------------------------------------------------------------------------
