@@ -15,12 +15,14 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._concurrency import Signal
+from .client_admin import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
+from .client_admin import ClientAdmin, JobRef, _job_id
+from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
     InvalidOption,
     JobCancelled,
     JobFailed,
-    JobNotFound,
     LeaseLost,
     Timeout,
 )
@@ -33,7 +35,6 @@ from .job import (
     Job,
     JobState,
     Options,
-    Stats,
     check_headers,
     check_job_id,
     check_queue_name,
@@ -44,22 +45,14 @@ from .job import (
 )
 from .stores import open_store, resolve_url
 from .stores.store import Store
-from .stores.types import DONE_CHANNEL, PAUSE_MODES, PauseMode, QueueInfo
+from .stores.types import DONE_CHANNEL
 
 #: First retry delay after an error; it doubles with each error, up to BACKOFF_CAP.
 BACKOFF_BASE: Final = 1.0
 BACKOFF_CAP: Final = 3600.0
-#: How many jobs ``get_many`` may claim in one call.
-MAX_BATCH: Final = 10_000
 #: The default ``holder`` of a client's leases (a supervisor sets it in each child).
 ENV_HOLDER: Final = "DISQUETTE_HOLDER"
 MAX_HOLDER_CHARS: Final = 200
-
-JobRef = Job | str
-
-
-def _job_id(job: JobRef) -> str:
-    return check_job_id(job.id if isinstance(job, Job) else job)
 
 
 def _delivery(job: JobRef, tracked: bool) -> tuple[str, int | None]:
@@ -87,12 +80,16 @@ def _check_holder(holder: object) -> str | None:
     return holder
 
 
-class Client:
+class Client(ClientOptions, ClientAdmin):
     """A connection to a store, with options. Derived clients share the store.
 
     Options come from three layers, each overriding the one before: the defaults,
     :meth:`use` (this client, every call), and :meth:`with_options` or the fluent setters
     (:meth:`timeout`, :meth:`delay`, ...), which return a derived client.
+
+    The option layers live in :class:`~disquette.client_options.ClientOptions`, the
+    inspecting and managing operations (``show``, ``peek``, ``stats``, ``scan``, ...) in
+    :class:`~disquette.client_admin_async.ClientAdmin`.
     """
 
     def __init__(
@@ -133,82 +130,7 @@ class Client:
             "holder": self.holder,
         }
 
-    # -- options ---------------------------------------------------------------------------
-
-    @property
-    def options(self) -> Options:
-        """The options every call of this client uses."""
-        return self._options
-
-    def use(self, options: Options) -> Client:
-        """Set options for every later call of this client; returns the client."""
-        self._options = self._options.merge(options)
-        return self
-
-    def with_options(self, options: Options) -> Client:
-        """A client sharing this one's store, with ``options`` on top of this one's."""
-        return self._derived(self._options.merge(options))
-
-    def _derived(self, options: Options) -> Client:
-        derived = object.__new__(type(self))
-        derived.__dict__.update(self.__dict__)
-        derived._options = options
-        derived._owns_store = False
-        return derived
-
-    def timeout(self, seconds: float | None) -> Client:
-        """Derived client whose blocking calls wait at most ``seconds`` (0: do not wait)."""
-        return self.with_options(Options(timeout=seconds))
-
-    def replicate(self, copies: int) -> Client:
-        """Derived client whose adds return once ``copies`` replicas hold the job."""
-        return self.with_options(Options(replicate=copies))
-
-    def delay(self, seconds: float) -> Client:
-        """Derived client whose jobs become ready ``seconds`` after they are added."""
-        return self.with_options(Options(delay=seconds))
-
-    def retry_after(self, seconds: float) -> Client:
-        """Derived client whose jobs are redelivered if not acked within ``seconds``."""
-        return self.with_options(Options(retry_after=seconds))
-
-    def ttl(self, seconds: float) -> Client:
-        """Derived client whose jobs are deleted ``seconds`` after they are added."""
-        return self.with_options(Options(ttl=seconds))
-
-    def max_len(self, jobs: int) -> Client:
-        """Derived client whose adds are refused when the queue holds ``jobs`` jobs."""
-        return self.with_options(Options(max_len=jobs))
-
-    def priority(self, priority: int) -> Client:
-        """Derived client whose jobs have this priority (lower runs first)."""
-        return self.with_options(Options(priority=priority))
-
-    def type(self, job_type: str) -> Client:
-        """Derived client whose jobs carry this handler name."""
-        return self.with_options(Options(type=job_type))
-
-    def max_attempts(self, attempts: int) -> Client:
-        """Derived client whose jobs fail for good after this many errors."""
-        return self.with_options(Options(max_attempts=attempts))
-
-    def result_ttl(self, seconds: float) -> Client:
-        """Derived client whose done jobs are kept ``seconds`` for ``wait``."""
-        return self.with_options(Options(result_ttl=seconds))
-
     # -- producing -------------------------------------------------------------------------
-
-    def unique(
-        self,
-        key: str,
-        *,
-        unique_for: float | None = None,
-        states: Iterable[str] | None = None,
-    ) -> Client:
-        """Derived client whose adds create nothing while a job of the queue holds ``key``
-        (see :class:`~disquette.job.Options`: ``unique_key``, ``unique_for`` and
-        ``unique_states``); :meth:`add_result` tells whether a job was created."""
-        return self._derived(self._options.with_unique(key, unique_for, states))
 
     def add(
         self,
@@ -539,115 +461,6 @@ class Client:
         finally:
             unsubscribe()
 
-    # -- inspecting and managing -----------------------------------------------------------
-
-    def show(self, job: JobRef) -> Job:
-        """Return the job with all its fields; unknown ids raise ``JobNotFound``."""
-        return self._require(_job_id(job))
-
-    def delete(self, job: JobRef) -> None:
-        """Delete a job in any state; unknown ids raise ``JobNotFound``."""
-        job_id = _job_id(job)
-        if not self.store.delete([job_id]):
-            raise JobNotFound(job_id)
-
-    def qlen(self, queue: str) -> int:
-        """Number of jobs ready to be delivered from ``queue``."""
-        return self.store.qlen(check_queue_name(queue))
-
-    def peek(self, queue: str, count: int = 1) -> list[Job]:
-        """The next ``count`` jobs ``get`` would deliver from ``queue``, without leasing."""
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
-            raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
-        return self.store.peek(check_queue_name(queue), count)
-
-    def stats(self) -> Stats:
-        """Counts per queue and type: scheduled, queued, active, done, failed, cancelled,
-        highest error count, oldest ``run_at``."""
-        return self.store.stats()
-
-    def failed(self, queue: str | None = None, limit: int = 100) -> list[Job]:
-        """Jobs kept as failed (in ``queue``, or all), oldest failure first."""
-        if queue is not None:
-            check_queue_name(queue)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
-            raise InvalidOption("limit", limit, f"must be an int between 1 and {MAX_BATCH}")
-        return self.store.failed(queue, limit)
-
-    def retry(self, job: JobRef) -> None:
-        """Make a failed job ready again now."""
-        self.store.retry(_job_id(job))
-
-    def pause(self, queue: str) -> None:
-        """Stop delivering jobs from ``queue`` (adds are still accepted)."""
-        self.store.pause(check_queue_name(queue), True)
-
-    def resume(self, queue: str) -> None:
-        """Deliver jobs from ``queue`` again."""
-        self.store.pause(check_queue_name(queue), False)
-
-    def set_pause(self, queue: str, mode: PauseMode) -> None:
-        """Set ``queue``'s pause mode: ``in`` refuses adds (``QueuePaused``), ``out`` stops
-        delivery (as :meth:`pause`), ``all`` both, ``none`` neither (Disque PAUSE)."""
-        if mode not in PAUSE_MODES:
-            raise InvalidOption("mode", mode, f"one of {', '.join(PAUSE_MODES)}")
-        self.store.set_pause(check_queue_name(queue), mode)
-
-    def pause_mode(self, queue: str) -> PauseMode:
-        """``queue``'s pause mode: ``none``, ``in``, ``out`` or ``all``."""
-        return self.store.pause_mode(check_queue_name(queue))
-
-    def enqueue(self, jobs: Sequence[JobRef]) -> int:
-        """Make scheduled or leased jobs ready now (Disque ENQUEUE); return how many.
-
-        A job that was delivered counts an additional delivery; a delivered at-most-once
-        job is left alone.
-        """
-        ids = [_job_id(job) for job in jobs]
-        return len(self.store.enqueue(ids)) if ids else 0
-
-    def dequeue(self, jobs: Sequence[JobRef]) -> int:
-        """Take ready jobs out of their queue without delivering them (Disque DEQUEUE):
-        they are delivered again after their ``retry_after``. Returns how many."""
-        ids = [_job_id(job) for job in jobs]
-        return self.store.dequeue(ids) if ids else 0
-
-    def scan(
-        self,
-        cursor: int = 0,
-        count: int = 100,
-        *,
-        queue: str | None = None,
-        states: Collection[JobState] | None = None,
-    ) -> tuple[int, list[Job]]:
-        """One page of a walk over every job, in enqueue order (Disque JSCAN).
-
-        Start with ``cursor`` 0 and call again with the cursor returned until it is 0.
-        """
-        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
-            raise InvalidOption("cursor", cursor, "a cursor is an int >= 0")
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
-            raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
-        if queue is not None:
-            check_queue_name(queue)
-        wanted = None if states is None else frozenset(JobState(state) for state in states)
-        return self.store.scan(cursor, count, queue=queue, states=wanted)
-
-    def queues(self) -> list[QueueInfo]:
-        """Every queue holding a job or paused, with its ready count and pause mode."""
-        return self.store.queues()
-
-    def flush(self) -> None:
-        """Delete every job and pause mode of the store (Disque DEBUG FLUSHALL)."""
-        self.store.flush()
-
-    def recover_stale(self, max_age: float | None = None) -> int:
-        """Requeue jobs whose lease ran out, and with ``max_age`` also those leased more than
-        ``max_age`` seconds ago (even at-most-once ones). Returns how many."""
-        if max_age is not None:
-            Options(delay=max_age)  # same range as any duration
-        return self.store.recover_stale(max_age)
-
     def close(self) -> None:
         """Close the store (a derived client leaves it to the client it came from)."""
         if self._owns_store:
@@ -677,12 +490,6 @@ class Client:
         if result is None:
             return None, Encoding.BYTES
         return encode_value(result, self._max_body_bytes)
-
-    def _require(self, job_id: str) -> Job:
-        job = self.store.show(job_id)
-        if job is None:
-            raise JobNotFound(job_id)
-        return job
 
     @staticmethod
     def _check_delivery(operation: str, current: Job, attempt: int | None) -> None:

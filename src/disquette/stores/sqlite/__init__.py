@@ -4,8 +4,9 @@
 URL parameters: ``synchronous`` (``normal``, or ``full`` to sync on every commit),
 ``poll_interval`` (0.05 s: how often a blocked call looks for other processes' changes),
 ``busy_timeout`` (30 s: how long a call waits for another process's write lock).
-The store itself is :class:`~disquette.stores.sqlite.store.SqliteStore` (``store.py``); its SQL
-is ``schema.sql`` beside it, and ``peers.py`` wakes the waiters of other processes that share
+The store itself is :class:`~disquette.stores.sqlite.store.SqliteStore` (``store.py``), on
+``database.py`` (opening and migrating the file, the connection, transactions); its SQL is
+``schema.sql`` beside it, and ``peers.py`` wakes the waiters of other processes that share
 the file.
 """
 

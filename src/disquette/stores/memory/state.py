@@ -1,0 +1,155 @@
+"""The in-memory store's state: its jobs, the indexes and heaps that order them, and the
+transitions that keep those consistent (a job moving between states, time making changes
+due, a lapsed lease's delivery taking the job back). Every method runs under the store's
+lock, which the caller holds."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections import Counter
+
+from ...clock import Clock
+from ...job import Job, JobState, state_bit
+from ..types import NodeInfo, Wakeups
+
+_PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
+#: States an ack leaves alone: done, and cancelled (final: no ack makes it done).
+_FINISHED = (JobState.DONE, JobState.CANCELLED)
+
+
+class MemoryState:
+    """Jobs in dictionaries and heaps, and the transitions between states;
+    :class:`~disquette.stores.memory.MemoryStore` is built on it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.wakeups = Wakeups()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._seq: dict[str, int] = {}
+        self._leased_at: dict[str, float] = {}
+        #: The holder of each active job claimed with one (see release_leases), with the
+        #: job's attempts at that claim: the holder is only right while they match.
+        self._holders: dict[str, tuple[str, int]] = {}
+        #: Jobs requeued because their lease ran out that no claim took since: their
+        #: delivery still holds them (see _take_back_lapse), with its leased_at and holder.
+        self._lapsed: dict[str, tuple[float, tuple[str, int] | None]] = {}
+        self._counter = itertools.count()
+        # Heaps with lazy deletion: an entry is live only while it matches the job.
+        self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
+        self._scheduled: list[tuple[float, str]] = []
+        self._leases: list[tuple[float, str]] = []
+        self._expiries: list[tuple[float, str]] = []
+        self._queued_count: Counter[str] = Counter()
+        #: Pause bits per queue (PAUSE_IN, PAUSE_OUT); queues without a mode are absent.
+        self._pause: dict[str, int] = {}
+        self._nodes: dict[str, NodeInfo] = {}
+        #: (queue, unique key) -> the last job that took it. It holds the key only while
+        #: it lives in one of its unique_states (checked at each add, see _key_holder), so
+        #: no transition needs to free a key; _remove drops the entry to bound the memory.
+        self._unique: dict[tuple[str, str], str] = {}
+
+    def _make_ready(self, job: Job) -> None:
+        job.state = JobState.QUEUED
+        job.lease_until = None
+        self._queued_count[job.queue] += 1
+        entry = (job.priority, job.run_at, self._seq[job.id], job.id)
+        heapq.heappush(self._ready.setdefault(job.queue, []), entry)
+
+    def _leave_state(self, job: Job) -> None:
+        if job.state is JobState.QUEUED:
+            self._queued_count[job.queue] -= 1
+        self._leased_at.pop(job.id, None)
+        self._holders.pop(job.id, None)
+        self._lapsed.pop(job.id, None)
+
+    def _set_expiry(self, job: Job, expires_at: float | None) -> None:
+        job.expires_at = expires_at
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, job.id))
+
+    def _remove(self, job: Job) -> None:
+        self._leave_state(job)
+        del self._jobs[job.id]
+        del self._seq[job.id]
+        if job.unique_key is not None and self._unique.get((job.queue, job.unique_key)) == job.id:
+            del self._unique[job.queue, job.unique_key]
+
+    def _key_holder(self, queue: str, key: str) -> str | None:
+        """The job holding a unique key of a queue now, if any."""
+        job = self._jobs.get(self._unique.get((queue, key), ""))
+        if job is None or job.unique_key != key or not job.unique_states & state_bit(job.state):
+            return None
+        return job.id
+
+    def _split_unique(self, jobs: list[Job]) -> tuple[list[Job], dict[str, str]]:
+        """The jobs to create, and id -> holder for those whose unique key is held (by a
+        stored job or an earlier one of the batch)."""
+        created: list[Job] = []
+        existing: dict[str, str] = {}
+        batch: dict[tuple[str, str], str] = {}
+        for job in jobs:
+            if job.unique_key is not None:
+                slot = (job.queue, job.unique_key)
+                holder = batch.get(slot) or self._key_holder(*slot)
+                if holder is not None:
+                    existing[job.id] = holder
+                    continue
+                batch[slot] = job.id
+            created.append(job)
+        return created, existing
+
+    def _tick(self, now: float) -> tuple[set[str], int]:
+        """Apply what time made due; return the queues that got ready jobs, and how many
+        leases ran out."""
+        woken: set[str] = set()
+        stale = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, job_id = heapq.heappop(self._expiries)
+            job = self._jobs.get(job_id)
+            if job is not None and job.expires_at == expires_at:
+                self._remove(job)
+        while self._scheduled and self._scheduled[0][0] <= now:
+            run_at, job_id = heapq.heappop(self._scheduled)
+            job = self._jobs.get(job_id)
+            if job is not None and job.state is JobState.SCHEDULED and job.run_at == run_at:
+                self._make_ready(job)
+                woken.add(job.queue)
+        while self._leases and self._leases[0][0] <= now:
+            lease_until, job_id = heapq.heappop(self._leases)
+            job = self._jobs.get(job_id)
+            if job is not None and job.state is JobState.ACTIVE and job.lease_until == lease_until:
+                delivery = (self._leased_at.get(job_id, now), self._holders.get(job_id))
+                self._requeue_stale(job)
+                self._lapsed[job_id] = delivery
+                woken.add(job.queue)
+                stale += 1
+        return woken, stale
+
+    def _requeue_stale(self, job: Job) -> None:
+        self._leave_state(job)
+        job.additional_deliveries += 1
+        self._make_ready(job)
+
+    def _holds(self, job: Job, delivery: int | None) -> bool:
+        """Whether a delivery (None: whichever is the job's) holds the job: it is active, or
+        its lease ran out and no claim took it since."""
+        if delivery is not None and delivery != job.attempts:
+            return False
+        return job.state is JobState.ACTIVE or job.id in self._lapsed
+
+    def _take_back_lapse(self, job: Job) -> tuple[float, tuple[str, int] | None] | None:
+        """Undo the requeue of a lapsed lease whose delivery acts on the job before any claim
+        took it: the lapse was no redelivery after all. Returns that delivery's leased_at
+        and holder, or None when the job was not requeued so; the job stays queued (the
+        caller moves it on)."""
+        delivery = self._lapsed.pop(job.id, None)
+        if delivery is not None:
+            job.additional_deliveries -= 1
+        return delivery
+
+    def _live(self, job_id: str) -> Job | None:
+        self._tick(self.clock.now())
+        return self._jobs.get(job_id)

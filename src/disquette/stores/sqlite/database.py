@@ -1,0 +1,247 @@
+"""The SQLite store's database: opening the file (pragmas, migrations to the current schema),
+the one connection shared under a lock, transactions, applying what time made due, and the
+wake-ups announced to this process and to the others sharing the file.
+
+:class:`~disquette.stores.sqlite.store.SqliteStore` is built on it (as the PostgreSQL
+store's ``database_async.py`` holds its pool and migrations).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Final, Literal
+
+from ...clock import Clock
+from ...errors import (
+    ClientClosed,
+    StoreError,
+    StoreRefused,
+    StoreUnavailable,
+)
+from .._sql import (
+    COLUMNS,
+    load_named_blocks,
+)
+from ..types import (
+    Wakeups,
+    WouldBlock,
+)
+from .peers import PeerWakeups
+
+_SCHEMA_VERSION: Final = 4
+#: The named blocks that bring a file from the version before to each version.
+_MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4"}
+_BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+#: How long a read waits for the write lock to apply due changes before reading as is.
+_READER_WAIT_MS: Final = 1000
+Synchronous = Literal["normal", "full"]
+
+
+QUERIES: Final = load_named_blocks(
+    resources.files(__package__).joinpath("schema.sql").read_text(), "schema.sql", columns=COLUMNS
+)
+
+
+def _open_error(path: str, exc: sqlite3.Error) -> StoreUnavailable:
+    """Why a file cannot be opened. Only a lock is worth waiting for, and opening waited
+    ``busy_timeout`` for it already: a missing directory, a file that is not a database or
+    one we may not write is refused at once (waiting would not create or fix it)."""
+    if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+        return StoreUnavailable(f"cannot open SQLite file {path!r}: {exc}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return StoreRefused(f"cannot open SQLite file {path!r}: no directory {directory!r}")
+    return StoreRefused(f"cannot open SQLite file {path!r}: {exc}")
+
+
+class SqliteDatabase:
+    """One SQLite file, opened and brought to the current schema, behind one connection
+    shared by threads under a lock."""
+
+    def __init__(
+        self,
+        path: str,
+        clock: Clock,
+        *,
+        synchronous: Synchronous = "normal",
+        poll_interval: float = 0.05,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.url = f"sqlite:///{path}"
+        self.path = path
+        self.clock = clock
+        self._peers = PeerWakeups(path, self._delivered)
+        self.wakeups = Wakeups(on_subscribe=lambda _channels: self._peers.listen())
+        self.poll_interval = poll_interval
+        # Re-entrant: ``nonblocking`` holds it around calls that take it again.
+        self._lock = threading.RLock()
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._fail_fast = False
+        # (queues) -> (data_version, next time-driven change) after a claim found nothing.
+        self._idle: dict[tuple[str, ...], tuple[int, float]] = {}
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            # Every commit appends each page it touched to the WAL; small pages cut that
+            # write amplification (a claim touches the table and three index pages). Only
+            # takes effect on a new file.
+            self._conn.execute("PRAGMA page_size = 1024")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            # Checkpoint (and fsync) every ~4 MB of WAL rather than SQLite's 1000 pages.
+            self._conn.execute("PRAGMA wal_autocheckpoint = 4000")
+            self._conn.execute("PRAGMA journal_size_limit = 16777216")
+            self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self._conn.execute("PRAGMA temp_store = MEMORY")
+            with self._transaction() as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                for target, block in _MIGRATIONS.items():
+                    if version < target:
+                        self._script(conn, QUERIES[block])
+                if version < _SCHEMA_VERSION:
+                    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise _open_error(path, exc) from exc
+
+    @staticmethod
+    def _script(conn: sqlite3.Connection, text: str) -> None:
+        """Run several statements inside the current transaction."""
+        for statement in text.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+
+    def _announce(self, channels: Iterable[str]) -> None:
+        """Wake waiters on these channels, in this process and in the others."""
+        names = list(channels)
+        if names:
+            self.wakeups.notify(names)
+            self._peers.announce(names)
+
+    def _delivered(self, channels: list[str]) -> None:
+        # Another process changed these queues: our idle snapshot no longer holds.
+        self._idle.clear()
+        self.wakeups.notify(channels)
+
+    @contextmanager
+    def nonblocking(self) -> Iterator[None]:
+        """Run the enclosed calls only if they need not wait for a lock.
+
+        Raises :class:`WouldBlock` (before any change is made) if another thread holds this
+        store or another connection holds the file's write lock. The asyncio adapter uses
+        this to run calls on the event loop, and falls back to the store thread otherwise.
+        """
+        if not self._lock.acquire(blocking=False):
+            raise WouldBlock
+        try:
+            if self._conn is None:
+                raise ClientClosed("the SQLite store is closed")
+            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._fail_fast = True
+            try:
+                yield
+            finally:
+                self._fail_fast = False
+                if self._conn is not None:  # the enclosed call may have been close()
+                    self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise ClientClosed("the SQLite store is closed")
+            try:
+                yield self._conn
+            except sqlite3.OperationalError as exc:
+                if self._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
+                    raise WouldBlock from exc
+                raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError("SQLite", f"{self.path!r}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``BEGIN IMMEDIATE`` so it never fails half-way on a lock."""
+        with self._connection() as conn, self._committed(conn):
+            yield conn
+
+    @contextmanager
+    def _committed(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A write transaction on a connection already held: committed, or rolled back."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self._idle.clear()
+
+    def _apply_due(self, conn: sqlite3.Connection, now: float) -> int:
+        """In one transaction: expire, promote due jobs, requeue lapsed leases.
+
+        Returns how many leases were requeued.
+        """
+        params = {"now": now}
+        with self._committed(conn):
+            conn.execute(QUERIES["expire"], params)
+            conn.execute(QUERIES["promote"], params)
+            requeued = conn.execute(QUERIES["requeue_expired_leases"], params).rowcount
+        return int(requeued)
+
+    def _refresh(self, *, reading: bool = False) -> float:
+        """Before a call: apply time-driven changes if any are due (a read when none are).
+
+        ``reading``: the call only reads. If other connections keep the write lock busy
+        for over a second, it reads the last committed state instead: SQLite's busy wait
+        is not fair, and a reader could starve behind a stream of writers (who apply the
+        due changes themselves on their next claim).
+        """
+        now = self.clock.now()
+        with self._connection() as conn:
+            if conn.execute(QUERIES["due"], {"now": now}).fetchone()[0]:
+                if not reading or self._fail_fast:
+                    self._apply_due(conn, now)
+                    return now
+                conn.execute(f"PRAGMA busy_timeout = {_READER_WAIT_MS}")
+                try:
+                    self._apply_due(conn, now)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode not in _BUSY_CODES:
+                        raise
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        return now
+
+    def _write_returning(self, sql: str, params: Any) -> list[Any]:
+        """One ``... RETURNING`` statement in its own transaction: its rows.
+
+        Fetched under the lock: the statement (and its write transaction) only ends once
+        every row is read, and no other thread may use the connection meanwhile.
+        """
+        with self._connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+            self._idle.clear()
+            return rows
+
+    def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
+        """One statement in its own (autocommit) transaction."""
+        with self._connection() as conn:
+            cursor = conn.execute(sql, params)
+            self._idle.clear()
+            return cursor
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._peers.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
