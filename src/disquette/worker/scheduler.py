@@ -62,13 +62,16 @@ class Scheduler:
         """Add the job of every slot due now (by each schedule's ``catch_up``); return how
         many slots were fired (a slot another scheduler fired counts: the store keeps one)."""
         store = self.client.store
-        paused = await self._paused()
+        await self._register()
         now = store.clock.now()
+        due = [
+            (periodic, slots)
+            for periodic in self.periodics
+            if (slots := periodic.schedule.due(now, self.started, self.fired.get(periodic.name)))
+        ]
+        paused = await self._paused() if due else set()  # read only when something is due
         count = 0
-        for periodic in self.periodics:
-            slots = periodic.schedule.due(now, self.started, self.fired.get(periodic.name))
-            if not slots:
-                continue
+        for periodic, slots in due:
             if periodic.name in paused:  # skipped: resuming does not catch these up
                 self.fired[periodic.name] = slots[-1]
                 continue
@@ -80,15 +83,18 @@ class Scheduler:
             count += len(slots)
         return count
 
+    async def _register(self) -> None:
+        """Put the schedules' definitions in the store, once (again at the next look if
+        the store was down)."""
+        if not self.registered:
+            await self.client.store.register_schedules([item.info() for item in self.periodics])
+            self.registered = True
+
     async def _paused(self) -> set[str]:
-        """Register the definitions if not done yet, and the names of paused schedules
-        (none on a store without a schedule registry)."""
+        """The names of the paused schedules (none on a store without a registry)."""
         store = self.client.store
         if not store.capabilities.schedules:
             return set()
-        if not self.registered:
-            await store.register_schedules([periodic.info() for periodic in self.periodics])
-            self.registered = True
         return {info.name for info in await store.schedules() if info.paused}
 
     def next_slot(self) -> float:
