@@ -1,5 +1,6 @@
 """A client's inspecting and managing operations: show, delete, peek, stats, failed jobs,
-pause modes, moving jobs in and out of their queue, scan, flush, recovery. Each checks its
+pause modes, moving jobs in and out of their queue, scan, flush, recovery, and the
+schedules the store keeps (list, pause, resume, fire now). Each checks its
 arguments and makes one store call.
 
 This file is the asyncio source; ``client_admin.py`` beside it is generated from it by
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Final
 
-from .errors import InvalidOption, JobNotFound
+from .errors import InvalidOption, JobNotFound, ScheduleNotFound
 from .job import Job, JobState, Options, Stats, check_job_id, check_queue_name
+from .periodic import fire_now_job
 from .stores.store_async import AsyncStore
-from .stores.types import PAUSE_MODES, PauseMode, QueueInfo
+from .stores.types import PAUSE_MODES, PauseMode, QueueInfo, ScheduleInfo
 
 #: How many jobs ``get_many`` may claim in one call.
 MAX_BATCH: Final = 10_000
@@ -137,6 +139,33 @@ class AsyncClientAdmin:
         if max_age is not None:
             Options(delay=max_age)  # same range as any duration
         return await self.store.recover_stale(max_age)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """The periodic jobs' definitions the store keeps (registered by schedulers), by
+        name, with their paused flag."""
+        return await self.store.schedules()
+
+    async def pause_schedule(self, name: str) -> None:
+        """Pause a stored schedule: schedulers fire none of its slots until it is resumed
+        (the slots due meanwhile are skipped). Unknown names raise ``ScheduleNotFound``."""
+        if not await self.store.pause_schedule(name, True):
+            raise ScheduleNotFound(name)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Resume a paused schedule (its next slot fires); ``ScheduleNotFound`` if unknown."""
+        if not await self.store.pause_schedule(name, False):
+            raise ScheduleNotFound(name)
+
+    async def fire_schedule(self, name: str) -> str:
+        """Add one job of a stored schedule now, from its stored definition (no app code
+        needed; paused or not), with a fresh id; return that id. ``ScheduleNotFound`` if
+        no schedule has this name."""
+        for info in await self.store.schedules():
+            if info.name == name:
+                job = fire_now_job(info, self.store.clock.now())
+                await self.store.add([job], None)
+                return job.id
+        raise ScheduleNotFound(name)
 
     async def _require(self, job_id: str) -> Job:
         job = await self.store.show(job_id)

@@ -127,6 +127,17 @@ class JobNotFound(JobError, KeyError):
         return f"no job with id {self.job_id!r}"
 
 
+class ScheduleNotFound(JobError, KeyError):
+    """No schedule has this name in the store (no scheduler of its app registered it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"no schedule named {self.name!r} in the store"
+
+
 class InvalidState(JobError):
     """The job exists but is not in a state that allows the operation."""
 

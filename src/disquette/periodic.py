@@ -36,12 +36,22 @@ import math
 import zoneinfo
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from croniter import croniter  # type: ignore[import-untyped]  # no stubs shipped
 
 from .errors import InvalidSchedule, UnknownTimeZone
-from .job import MAX_SECONDS, Encoding, Job, check_queue_name, encode_value, job_id_factory, new_job
+from .job import (
+    MAX_SECONDS,
+    Encoding,
+    Job,
+    check_queue_name,
+    encode_value,
+    job_id_factory,
+    new_job,
+    new_job_id,
+)
+from .stores.types import ScheduleInfo
 
 CatchUp = Literal["latest", "none"] | int
 
@@ -59,6 +69,8 @@ ALIASES: Final = {
 CLOCK_MARGIN: Final = 300.0
 #: The largest ``catch_up`` bound (each firing computes that many slots ahead).
 MAX_CATCH_UP: Final = 1000
+#: The job options a periodic job may set, as its stored definition keeps them.
+_OPTIONS: Final = ("priority", "retry_after", "max_attempts", "result_ttl")
 _DAY: Final = 86400.0
 _EPOCH: Final = datetime(1970, 1, 1)
 
@@ -244,6 +256,37 @@ class Periodic:
         job.run_at = slot
         return job
 
+    def info(self) -> ScheduleInfo:
+        """This periodic job's definition as a store keeps it (``register_schedules``)."""
+        spec = self.schedule.spec
+        return ScheduleInfo(
+            name=self.name,
+            spec=spec if isinstance(spec, str) else repr(float(spec)),
+            tz=self.schedule.tz,
+            queue=self.queue,
+            type=self.type,
+            body=self.raw_body,
+            encoding=self.encoding,
+            catch_up=str(self.schedule.catch_up),
+            options={
+                name: value for name in _OPTIONS if (value := getattr(self, name)) is not None
+            },
+        )
+
+    @classmethod
+    def from_info(cls, info: ScheduleInfo) -> Periodic:
+        """The periodic job a stored definition describes (the inverse of :meth:`info`)."""
+        try:
+            spec: str | float = float(info.spec)
+        except ValueError:
+            spec = info.spec
+        catch_up: CatchUp = "none" if info.catch_up == "none" else "latest"
+        if info.catch_up.isdigit():
+            catch_up = int(info.catch_up)
+        schedule = Schedule(spec, tz=info.tz, catch_up=catch_up)
+        options: dict[str, Any] = dict(info.options)
+        return cls(info.name, schedule, info.queue, info.type, info.body, info.encoding, **options)
+
     def last_fired(
         self, now: float, exists: Callable[[str], bool], look_back: int = 100
     ) -> float | None:
@@ -255,6 +298,22 @@ class Periodic:
                 return slot
             slot = self.schedule.latest_at(slot - 1e-3)
         return None
+
+
+def fire_now_job(info: ScheduleInfo, now: float) -> Job:
+    """The job "fire now" adds for a stored schedule (no app code needed): an ordinary job
+    of its definition, with a fresh id, ready at ``now``. The schedule's slots are not
+    touched (each still fires its own job), and a paused schedule fires too (on request)."""
+    options: dict[str, object] = {"type": info.type, **info.options}
+    retry_after = float(info.options.get("retry_after", 1.0))
+    return new_job(
+        new_job_id(None, retry_after),
+        info.queue,
+        info.body,
+        info.encoding,
+        now,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def periodic(
@@ -307,4 +366,4 @@ def _seconds(wall: datetime) -> float:
     return (wall - _EPOCH).total_seconds()
 
 
-__all__ = ["ALIASES", "CatchUp", "Periodic", "Schedule", "periodic"]
+__all__ = ["ALIASES", "CatchUp", "Periodic", "Schedule", "fire_now_job", "periodic"]

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 import disquette
 from disquette import connect
 from disquette.cli import main
-from disquette.cli.common import EXIT_OK, EXIT_USAGE
+from disquette.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from disquette.cli.run import load_app
+from disquette.worker import as_registry
 
 APP = """
 from disquette import App
@@ -112,3 +114,48 @@ def test_a_worker_fires_the_apps_schedules_unless_told_not_to(
         process.wait(30)
     assert process.returncode == 0
     assert (fired > 0) is schedules, fired
+
+
+def _registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An app's schedules registered in its SQLite store, as its schedulers would."""
+    url = _write_app(tmp_path, module="registered_app")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISQUETTE_URL", url)
+    with connect(url) as jobs:
+        schedules = as_registry(load_app("registered_app:app")).schedules
+        jobs.store.register_schedules([item.info() for item in schedules])
+    return url
+
+
+def test_schedules_list_pause_resume_and_fire_without_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _registered(tmp_path, monkeypatch)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["schedules"], catch_exceptions=False)
+    assert listed.exit_code == EXIT_OK, listed.output
+    assert "beat" in listed.output
+    assert "report" in listed.output
+    assert "yes" not in listed.output
+    assert runner.invoke(main, ["schedules", "pause", "beat"]).exit_code == EXIT_OK
+    paused = runner.invoke(main, ["periodic", "registered_app:app"], catch_exceptions=False)
+    assert paused.exit_code == EXIT_OK, paused.output
+    assert "paused" in paused.output
+    assert [line for line in paused.output.splitlines() if "beat" in line and "yes" in line]
+    assert runner.invoke(main, ["schedules", "resume", "beat"]).exit_code == EXIT_OK
+    fired = runner.invoke(main, ["schedules", "--url", url, "fire", "report"])
+    assert fired.exit_code == EXIT_OK, fired.output
+    with connect(url) as jobs:
+        job = jobs.show(fired.output.strip())
+        assert (job.queue, job.type) == ("reports", "report")
+        assert not any(info.paused for info in jobs.schedules())
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "fire"])
+def test_unknown_schedule_is_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    _registered(tmp_path, monkeypatch)
+    result = CliRunner().invoke(main, ["schedules", action, "nope"])
+    assert result.exit_code == EXIT_FAILED
+    assert result.output.strip() == "Error: no schedule named 'nope' in the store"

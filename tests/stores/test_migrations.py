@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from disquette import JobState, connect
+from disquette import Client, JobState, connect
+from disquette.periodic import periodic
 from disquette.stores._sql import STATE_CODES
 from disquette.stores.sqlite import store as sqlite_module
 from disquette.stores.sqlite.store import QUERIES
@@ -75,8 +76,17 @@ def test_sqlite_upgrade_keeps_every_job_and_the_previous_versions_insert(tmp_pat
         }
         jobs.ack(jobs.show(IDS[JobState.ACTIVE]))
         jobs.retry(IDS[JobState.FAILED])
+        _schedules_work(jobs)
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
     assert version == SQLITE_VERSION == sqlite_module._SCHEMA_VERSION
+
+
+def _schedules_work(jobs: Client) -> None:
+    """The upgraded schema has the schedule registry, empty."""
+    assert jobs.schedules() == []
+    jobs.store.register_schedules([periodic(60, name="s", queue="q").info()])
+    jobs.pause_schedule("s")
+    assert [(info.name, info.paused) for info in jobs.schedules()] == [("s", True)]
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -181,5 +191,6 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
             active = jobs.show(IDS[JobState.ACTIVE])
             jobs.progress(active, {"step": 1})
             assert jobs.show(active.id).progress == {"step": 1}
+            _schedules_work(jobs)
         versions = conn.execute(f"SELECT version FROM {schema}.schema_migrations").fetchall()
     assert [version for (version,) in versions] == list(range(1, POSTGRES_VERSION + 1))

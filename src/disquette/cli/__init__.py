@@ -98,5 +98,6 @@ for _command in (
     run.demo,
     periodic.scheduler,
     periodic.periodic,
+    periodic.schedules,
 ):
     main.add_command(_command)

@@ -1,11 +1,13 @@
-"""Commands for periodic jobs: ``scheduler`` (fire an app's schedules) and ``periodic``
-(list them with their last and next firing)."""
+"""Commands for periodic jobs: ``scheduler`` (fire an app's schedules), ``periodic`` (list an
+app's schedules with their last and next firing) and ``schedules`` (the same from the
+store's registry, no app needed; ``pause``, ``resume`` and ``fire`` act on one by name)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,13 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import errors
-from ..client import connect
+from ..client import Client, connect
 from ..client_async import AsyncClient
 from ..periodic import Periodic
 from ..stores import resolve_url
 from ..worker import as_registry
 from ..worker.scheduler import Scheduler
-from .common import _url_option
+from .common import _connect, _errors_as_exit, _url_option
 from .run import _client_factory, _setup_logging, load_app
 
 
@@ -70,26 +72,82 @@ async def _run_scheduler(client: AsyncClient, schedules: list[Periodic]) -> None
 @_url_option
 def periodic(app: str, url: str | None) -> None:
     """List the periodic jobs of APP with their last firing (the latest slot whose job
-    the store still holds, looking back 100 slots) and their next one."""
+    the store still holds, looking back 100 slots), their next one, and whether they are
+    paused in the store."""
     target, schedules = _schedules(app)
     connect_app = getattr(target, "connect", None)
     client = connect_app(url) if callable(connect_app) else connect(resolve_url(url))
-    table = Table("name", "schedule", "queue", "type", "catch up", "last", "next")
     with client:
-        now = client.store.clock.now()
-        for item in schedules:
-            last = item.last_fired(now, lambda job_id: client.store.show(job_id) is not None)
-            zone = ZoneInfo(item.schedule.tz)
-            table.add_row(
-                item.name,
-                str(item.schedule),
-                item.queue,
-                item.type or "",
-                str(item.schedule.catch_up),
-                _when(last, zone),
-                _when(item.schedule.next_after(now), zone),
-            )
+        stored = client.schedules() if client.store.capabilities.schedules else []
+        paused = {info.name for info in stored if info.paused}
+        table = _table(client, schedules, paused)
     Console().print(table)
+
+
+@click.group(invoke_without_command=True)
+@_url_option
+@click.pass_context
+def schedules(ctx: click.Context, url: str | None) -> None:
+    """List the schedules the store keeps (registered by the schedulers of their apps; no
+    APP needed); `schedules pause`, `resume` and `fire` act on one by name."""
+    ctx.obj = {"url": url}
+    if ctx.invoked_subcommand is not None:
+        return
+    with _errors_as_exit(), _connect(url, existing=True) as client:
+        stored = client.schedules()
+        periodics = [Periodic.from_info(info) for info in stored]
+        table = _table(client, periodics, {info.name for info in stored if info.paused})
+    Console().print(table)
+
+
+def _table(client: Client, schedules: Sequence[Periodic], paused: set[str]) -> Table:
+    table = Table("name", "schedule", "queue", "type", "catch up", "paused", "last", "next")
+    now = client.store.clock.now()
+    for item in schedules:
+        last = item.last_fired(now, lambda job_id: client.store.show(job_id) is not None)
+        zone = ZoneInfo(item.schedule.tz)
+        table.add_row(
+            item.name,
+            str(item.schedule),
+            item.queue,
+            item.type or "",
+            str(item.schedule.catch_up),
+            "yes" if item.name in paused else "no",
+            _when(last, zone),
+            _when(item.schedule.next_after(now), zone),
+        )
+    return table
+
+
+@schedules.command("pause")
+@click.argument("name")
+@_url_option
+@click.pass_context
+def schedules_pause(ctx: click.Context, name: str, url: str | None) -> None:
+    """Pause schedule NAME: no scheduler fires it until it is resumed (its slots due
+    meanwhile are skipped)."""
+    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
+        client.pause_schedule(name)
+
+
+@schedules.command("resume")
+@click.argument("name")
+@_url_option
+@click.pass_context
+def schedules_resume(ctx: click.Context, name: str, url: str | None) -> None:
+    """Resume schedule NAME (its next slot fires)."""
+    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
+        client.resume_schedule(name)
+
+
+@schedules.command("fire")
+@click.argument("name")
+@_url_option
+@click.pass_context
+def schedules_fire(ctx: click.Context, name: str, url: str | None) -> None:
+    """Add one job of schedule NAME now, from its stored definition, and print its id."""
+    with _errors_as_exit(), _connect(url or ctx.obj["url"], existing=True) as client:
+        click.echo(client.fire_schedule(name))
 
 
 def _when(slot: float | None, zone: ZoneInfo) -> str:

@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 from ..job import Job, JobState, Stats
 from .store import Store
 from .store_async import AsyncStore
-from .types import EncodedResult, NodeInfo, PauseMode, QueueInfo, WouldBlock
+from .types import EncodedResult, NodeInfo, PauseMode, QueueInfo, ScheduleInfo, WouldBlock
 
 T = TypeVar("T")
 
@@ -213,6 +213,18 @@ class SyncStoreAdapter(AsyncStore):
     async def nodes(self) -> list[NodeInfo]:
         """See :meth:`AsyncStore.nodes`."""
         return await self._call(self.inner.nodes)
+
+    async def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """See :meth:`AsyncStore.register_schedules`."""
+        await self._call(self.inner.register_schedules, schedules)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """See :meth:`AsyncStore.schedules`."""
+        return await self._call(self.inner.schedules)
+
+    async def pause_schedule(self, name: str, paused: bool) -> bool:
+        """See :meth:`AsyncStore.pause_schedule`."""
+        return await self._call(self.inner.pause_schedule, name, paused)
 
     async def migrate(self) -> list[int]:
         """See :meth:`AsyncStore.migrate`."""

@@ -14,7 +14,15 @@ from collections.abc import Collection, Sequence
 from ..clock import Clock
 from ..errors import NotSupported
 from ..job import Job, JobState, Stats
-from .types import Capabilities, EncodedResult, NodeInfo, PauseMode, QueueInfo, Wakeups
+from .types import (
+    Capabilities,
+    EncodedResult,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    ScheduleInfo,
+    Wakeups,
+)
 
 
 class Store(abc.ABC):
@@ -285,6 +293,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def nodes(self) -> list[NodeInfo]:
         """Registered nodes whose registration has not lapsed, by id."""
+
+    # -- the schedule registry (capabilities.schedules) ------------------------------------
+
+    @abc.abstractmethod
+    def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record periodic jobs' definitions by name (a scheduler's at its start): a new
+        name is added unpaused, a known one gets the given definition and keeps its paused
+        flag (the ``paused`` of ``schedules`` is ignored). :meth:`flush` keeps them."""
+
+    @abc.abstractmethod
+    def schedules(self) -> list[ScheduleInfo]:
+        """Every registered schedule, by name, with its paused flag."""
+
+    @abc.abstractmethod
+    def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause (a scheduler then fires none of its slots) or resume a registered
+        schedule; return False, changing nothing, when no schedule has this name."""
 
     def migrate(self) -> list[int]:
         """Create or upgrade the store's schema; return the versions applied (none when it

@@ -13,7 +13,15 @@ from collections.abc import Collection, Sequence
 from ..clock import Clock
 from ..errors import NotSupported
 from ..job import Job, JobState, Stats
-from .types import Capabilities, EncodedResult, NodeInfo, PauseMode, QueueInfo, Wakeups
+from .types import (
+    Capabilities,
+    EncodedResult,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    ScheduleInfo,
+    Wakeups,
+)
 
 
 class AsyncStore(abc.ABC):
@@ -288,6 +296,23 @@ class AsyncStore(abc.ABC):
     @abc.abstractmethod
     async def nodes(self) -> list[NodeInfo]:
         """Registered nodes whose registration has not lapsed, by id."""
+
+    # -- the schedule registry (capabilities.schedules) ------------------------------------
+
+    @abc.abstractmethod
+    async def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record periodic jobs' definitions by name (a scheduler's at its start): a new
+        name is added unpaused, a known one gets the given definition and keeps its paused
+        flag (the ``paused`` of ``schedules`` is ignored). :meth:`flush` keeps them."""
+
+    @abc.abstractmethod
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every registered schedule, by name, with its paused flag."""
+
+    @abc.abstractmethod
+    async def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause (a scheduler then fires none of its slots) or resume a registered
+        schedule; return False, changing nothing, when no schedule has this name."""
 
     async def migrate(self) -> list[int]:
         """Create or upgrade the store's schema; return the versions applied (none when it

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import threading
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
@@ -131,6 +133,44 @@ class NodeInfo:
     expires_at: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A periodic job's definition as a store keeps it (``register_schedules``): enough to
+    list it, pause it and fire it now without the app's code, plus whether it is paused."""
+
+    name: str
+    #: The cron expression, or the interval in seconds as text (``"60"``).
+    spec: str
+    tz: str
+    queue: str
+    type: str | None
+    body: bytes
+    encoding: Encoding
+    #: ``"latest"``, ``"none"`` or a number of slots, as text.
+    catch_up: str
+    #: The job options the schedule sets (priority, retry_after, ...), by name.
+    options: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: A paused schedule fires nothing (registering the definition again keeps this flag).
+    paused: bool = False
+
+    def definition(self) -> str:
+        """Everything but the name and the paused flag, as JSON text (what stores keep)."""
+        fields = dataclasses.asdict(self)
+        for name in ("name", "paused"):
+            del fields[name]
+        fields["body"] = base64.b64encode(self.body).decode()
+        fields["encoding"] = int(self.encoding)
+        return json.dumps(fields, separators=(",", ":"))
+
+    @classmethod
+    def from_definition(cls, name: str, definition: str | bytes, paused: bool) -> ScheduleInfo:
+        """The inverse of :meth:`definition`."""
+        fields = json.loads(definition)
+        fields["body"] = base64.b64decode(fields["body"])
+        fields["encoding"] = Encoding(fields["encoding"])
+        return cls(name=name, paused=paused, **fields)
+
+
 def _capability(reason: str, *, default: bool = True) -> bool:
     """A capability flag; ``reason`` says what a store lacking it does instead (the xfail
     reason of the conformance tests that need it, and the log line of callers that skip)."""
@@ -217,6 +257,11 @@ class Capabilities:
     )
     #: ``progress`` records a value on a held job (extending its lease), shown by ``show``.
     progress: bool = _capability("the protocol carries no progress: progress() raises NotSupported")
+    #: ``register_schedules``, ``schedules`` and ``pause_schedule`` keep a registry of
+    #: periodic jobs' definitions (listed, paused and fired now by the CLI and dashboards).
+    schedules: bool = _capability(
+        "keeps no schedule registry: register_schedules() and the others raise NotSupported"
+    )
 
     def replace(self, **changes: bool) -> Capabilities:
         """These capabilities with some flags changed (a store states how it differs)."""

@@ -1,6 +1,11 @@
 """The scheduler: fires the slots of periodic jobs as they come due (a worker role, and
 ``disquette scheduler``). Any number may run: each slot's job has an id derived from it,
-which the store adds once (see :mod:`disquette.periodic`)."""
+which the store adds once (see :mod:`disquette.periodic`).
+
+A scheduler registers its schedules' definitions in the store at its start (so that the CLI
+and dashboards can list, pause and fire them without the app's code) and reads which are
+paused once per look at the clock: a paused schedule's slots are skipped, not caught up
+when it is resumed."""
 
 from __future__ import annotations
 
@@ -48,6 +53,8 @@ class Scheduler:
         self.started = store.clock.now()
         #: The latest slot fired, by schedule name.
         self.fired: dict[str, float] = {}
+        #: Whether the definitions are in the store (retried at each look until they are).
+        self.registered = not store.capabilities.schedules
         self._stopping = False
         self._wake = AsyncSignal()
 
@@ -55,11 +62,18 @@ class Scheduler:
         """Add the job of every slot due now (by each schedule's ``catch_up``); return how
         many slots were fired (a slot another scheduler fired counts: the store keeps one)."""
         store = self.client.store
+        await self._register()
         now = store.clock.now()
+        due = [
+            (periodic, slots)
+            for periodic in self.periodics
+            if (slots := periodic.schedule.due(now, self.started, self.fired.get(periodic.name)))
+        ]
+        paused = await self._paused() if due else set()  # read only when something is due
         count = 0
-        for periodic in self.periodics:
-            slots = periodic.schedule.due(now, self.started, self.fired.get(periodic.name))
-            if not slots:
+        for periodic, slots in due:
+            if periodic.name in paused:  # skipped: resuming does not catch these up
+                self.fired[periodic.name] = slots[-1]
                 continue
             try:
                 await store.add([periodic.job(slot, now) for slot in slots], None)
@@ -68,6 +82,20 @@ class Scheduler:
             self.fired[periodic.name] = slots[-1]
             count += len(slots)
         return count
+
+    async def _register(self) -> None:
+        """Put the schedules' definitions in the store, once (again at the next look if
+        the store was down)."""
+        if not self.registered:
+            await self.client.store.register_schedules([item.info() for item in self.periodics])
+            self.registered = True
+
+    async def _paused(self) -> set[str]:
+        """The names of the paused schedules (none on a store without a registry)."""
+        store = self.client.store
+        if not store.capabilities.schedules:
+            return set()
+        return {info.name for info in await store.schedules() if info.paused}
 
     def next_slot(self) -> float:
         """When the next slot of any schedule comes due."""

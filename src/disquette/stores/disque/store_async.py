@@ -41,7 +41,8 @@ Where Disque's semantics differ from disquette's (the conformance suite marks ea
   passes along are not checked, and :class:`~disquette.errors.LeaseLost` is never raised).
   Claims record no holder, and ``release_leases`` is refused (``NotSupported``): the
   server requeues a dead consumer's jobs after their RETRY.
-- No transactions (``connection=``) and no node registry (``register_node``): refused.
+- No transactions (``connection=``), no node registry (``register_node``) and no schedule
+  registry (``register_schedules``): refused.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from ..types import (
     NodeInfo,
     PauseMode,
     QueueInfo,
+    ScheduleInfo,
     Wakeups,
 )
 from .codec import decode_body, encode_body
@@ -118,6 +120,7 @@ class AsyncDisqueStore(AsyncStore):
         priorities=False,
         leftmost_first=False,
         keeps_given_ids=False,
+        schedules=False,
         cancellation=False,
         progress=False,
     )
@@ -531,6 +534,18 @@ class AsyncDisqueStore(AsyncStore):
             host = _text(entry[1]) or self.pool.nodes[self.pool.current][0]
             infos.append(NodeInfo(_text(entry[0]), f"{host}:{_text(entry[2])}", math.inf))
         return sorted(infos, key=lambda info: info.id)
+
+    async def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Refused: the protocol has nowhere to keep a schedule."""
+        raise NotSupported("disque", "register schedules", "the protocol keeps no schedules")
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Refused: see :meth:`register_schedules`."""
+        raise NotSupported("disque", "list schedules", "the protocol keeps no schedules")
+
+    async def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Refused: see :meth:`register_schedules`."""
+        raise NotSupported("disque", "pause a schedule", "the protocol keeps no schedules")
 
     async def close(self) -> None:
         """Close the pooled connections."""

@@ -3,8 +3,9 @@ pause modes, flush and the node registry. None moves a job between states but fl
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from ...job import Job, JobState, Stats, StatsRow
 from ..types import (
@@ -14,6 +15,7 @@ from ..types import (
     NodeInfo,
     PauseMode,
     QueueInfo,
+    ScheduleInfo,
     pause_bits,
 )
 from .state import _PENDING, MemoryState
@@ -144,6 +146,28 @@ class MemoryAdmin(MemoryState):
                 (node for node in self._nodes.values() if node.expires_at > now),
                 key=lambda node: node.id,
             )
+
+    def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record definitions, keeping paused flags; see :meth:`Store.register_schedules`."""
+        with self._lock:
+            for info in schedules:
+                known = self._schedules.get(info.name)
+                paused = known is not None and known.paused
+                self._schedules[info.name] = dataclasses.replace(info, paused=paused)
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Registered schedules; see :meth:`Store.schedules`."""
+        with self._lock:
+            return [self._schedules[name] for name in sorted(self._schedules)]
+
+    def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; see :meth:`Store.pause_schedule`."""
+        with self._lock:
+            known = self._schedules.get(name)
+            if known is None:
+                return False
+            self._schedules[name] = dataclasses.replace(known, paused=paused)
+            return True
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""

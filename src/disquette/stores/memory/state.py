@@ -12,7 +12,7 @@ from collections import Counter
 
 from ...clock import Clock
 from ...job import Job, JobState, state_bit
-from ..types import NodeInfo, Wakeups
+from ..types import NodeInfo, ScheduleInfo, Wakeups
 
 _PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
 #: States an ack leaves alone: done, and cancelled (final: no ack makes it done).
@@ -46,6 +46,7 @@ class MemoryState:
         #: Pause bits per queue (PAUSE_IN, PAUSE_OUT); queues without a mode are absent.
         self._pause: dict[str, int] = {}
         self._nodes: dict[str, NodeInfo] = {}
+        self._schedules: dict[str, ScheduleInfo] = {}
         #: (queue, unique key) -> the last job that took it. It holds the key only while
         #: it lives in one of its unique_states (checked at each add, see _key_holder), so
         #: no transition needs to free a key; _remove drops the entry to bound the memory.

@@ -1,13 +1,13 @@
 """The PostgreSQL store's operator side: views across queues and jobs (scan, queues,
-stats), flush, and the registry of server nodes. Its calls read or wipe the schema as a
-whole; none wakes a waiter (the store does, where one must).
+stats), flush, and the registries of server nodes and schedules. Its calls read or wipe
+the schema as a whole; none wakes a waiter (the store does, where one must).
 
 This file is the asyncio source; ``admin.py`` beside it is generated from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from ...clock import Clock
 from ...job import Job, JobState, Stats, StatsRow
 from .._sql import SEQ, STATE_CODES, STATES, row_to_job
-from ..types import PAUSE_MODES, NodeInfo, QueueInfo
+from ..types import PAUSE_MODES, NodeInfo, QueueInfo, ScheduleInfo
 from .database_async import AsyncDatabase
 from .upkeep_async import after_maintenance, maintain
 
@@ -128,3 +128,32 @@ class AsyncAdmin:
             return await (await conn.execute(self._q["nodes"], {"now": now})).fetchall()
 
         return [NodeInfo(str(i), str(a), float(e)) for i, a, e in await self._db.run(nodes)]
+
+    async def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record definitions, keeping paused flags; see :meth:`AsyncStore.register_schedules`."""
+        params = [{"name": info.name, "definition": info.definition()} for info in schedules]
+
+        async def register(conn: AsyncConnection[Any]) -> None:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(self._q["register_schedule"], params)
+
+        if params:
+            await self._db.run(register)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Registered schedules; see :meth:`AsyncStore.schedules`."""
+
+        async def schedules(conn: AsyncConnection[Any]) -> list[Any]:
+            return await (await conn.execute(self._q["schedules"])).fetchall()
+
+        rows = await self._db.run(schedules)
+        return [ScheduleInfo.from_definition(str(n), str(d), bool(p)) for n, d, p in rows]
+
+    async def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; see :meth:`AsyncStore.pause_schedule`."""
+
+        async def pause(conn: AsyncConnection[Any]) -> int:
+            params = {"name": name, "paused": paused}
+            return (await conn.execute(self._q["pause_schedule"], params)).rowcount
+
+        return await self._db.run(pause) > 0

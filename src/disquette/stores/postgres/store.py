@@ -55,6 +55,7 @@ from ..types import (
     NodeInfo,
     PauseMode,
     QueueInfo,
+    ScheduleInfo,
     pause_bits,
 )
 from .admin import Admin
@@ -484,6 +485,18 @@ class PostgresStore(Store):
     def nodes(self) -> list[NodeInfo]:
         """Live nodes; see :meth:`Store.nodes`."""
         return self._admin.nodes()
+
+    def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record definitions; see :meth:`Store.register_schedules`."""
+        self._admin.register_schedules(schedules)
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Registered schedules; see :meth:`Store.schedules`."""
+        return self._admin.schedules()
+
+    def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; see :meth:`Store.pause_schedule`."""
+        return self._admin.pause_schedule(name, paused)
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""

@@ -54,6 +54,7 @@ from ..types import (
     NodeInfo,
     PauseMode,
     QueueInfo,
+    ScheduleInfo,
     pause_bits,
 )
 from .admin_async import AsyncAdmin
@@ -487,6 +488,18 @@ class AsyncPostgresStore(AsyncStore):
     async def nodes(self) -> list[NodeInfo]:
         """Live nodes; see :meth:`AsyncStore.nodes`."""
         return await self._admin.nodes()
+
+    async def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record definitions; see :meth:`AsyncStore.register_schedules`."""
+        await self._admin.register_schedules(schedules)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Registered schedules; see :meth:`AsyncStore.schedules`."""
+        return await self._admin.schedules()
+
+    async def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; see :meth:`AsyncStore.pause_schedule`."""
+        return await self._admin.pause_schedule(name, paused)
 
     async def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`AsyncStore.stats`."""

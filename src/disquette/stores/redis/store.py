@@ -78,6 +78,7 @@ from ..types import (
     NodeInfo,
     PauseMode,
     QueueInfo,
+    ScheduleInfo,
     pause_bits,
     refuse_store_powers,
 )
@@ -126,6 +127,9 @@ class RedisStore(Store):
         self.max_replicas = 0 if cluster else replicas
         self.prefix = settings.prefix
         self._nodes_key = self.prefix + "nodes"
+        # One hash outside the queues' hash tags (as the node registry): field "d:<name>"
+        # holds a schedule's definition, "p:<name>" is present while it is paused.
+        self._schedules_key = self.prefix + "schedules"
         self.runner = ScriptRunner(settings, clock, cluster=cluster)
         self.wakeups: RedisWakeups = RedisWakeups(
             lambda: WakeupListener(settings.redis_url, self.prefix, self.wakeups)
@@ -464,6 +468,36 @@ class RedisStore(Store):
         if lapsed:
             self.runner.command("HDEL", self._nodes_key, *lapsed)
         return sorted(live, key=lambda node: node.id)
+
+    def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record definitions, keeping paused flags; see :meth:`Store.register_schedules`."""
+        if schedules:
+            fields = [part for i in schedules for part in ("d:" + i.name, i.definition())]
+            self.runner.command("HSET", self._schedules_key, *fields)
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Registered schedules; see :meth:`Store.schedules`."""
+        fields = {
+            key.decode(): value
+            for key, value in (self.runner.command("HGETALL", self._schedules_key)).items()
+        }
+        return [
+            ScheduleInfo.from_definition(key[2:], value, "p:" + key[2:] in fields)
+            for key, value in sorted(fields.items())
+            if key.startswith("d:")
+        ]
+
+    def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; see :meth:`Store.pause_schedule`.
+
+        Two commands, safe because no call removes a definition once registered."""
+        if not self.runner.command("HEXISTS", self._schedules_key, "d:" + name):
+            return False
+        if paused:
+            self.runner.command("HSET", self._schedules_key, "p:" + name, 1)
+        else:
+            self.runner.command("HDEL", self._schedules_key, "p:" + name)
+        return True
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`.

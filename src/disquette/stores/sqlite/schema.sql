@@ -78,6 +78,13 @@ WHERE unique_key IS NOT NULL AND (unique_states >> state) & 1;
 -- Adding a nullable column rewrites nothing, and a process of the previous version names
 -- its columns, so it goes on working (its jobs have no headers).
 ALTER TABLE jobs ADD COLUMN headers TEXT;
+-- Schedules: periodic jobs' definitions (JSON text, see ScheduleInfo.definition), written
+-- by every scheduler at its start; paused is the operator's and outlives re-registering.
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
@@ -348,6 +355,16 @@ DELETE FROM nodes WHERE id = ?;
 
 -- name: nodes
 SELECT id, address, expires_at FROM nodes WHERE expires_at > ? ORDER BY id;
+
+-- name: register_schedule
+INSERT INTO schedules (name, definition) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET definition = excluded.definition;
+
+-- name: schedules
+SELECT name, definition, paused FROM schedules ORDER BY name;
+
+-- name: pause_schedule
+UPDATE schedules SET paused = ? WHERE name = ?;
 
 -- name: stats
 SELECT queue, type, state, count(*),

@@ -43,6 +43,7 @@ from ..types import (
     NodeInfo,
     PauseMode,
     QueueInfo,
+    ScheduleInfo,
     pause_bits,
     refuse_store_powers,
 )
@@ -470,6 +471,22 @@ class SqliteStore(SqliteDatabase, Store):
         with self._connection() as conn:
             rows = conn.execute(QUERIES["nodes"], (self.clock.now(),)).fetchall()
         return [NodeInfo(node_id, address, expires) for node_id, address, expires in rows]
+
+    def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
+        """Record definitions, keeping paused flags; see :meth:`Store.register_schedules`."""
+        rows = [(info.name, info.definition()) for info in schedules]
+        with self._transaction() as conn:
+            conn.executemany(QUERIES["register_schedule"], rows)
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Registered schedules; see :meth:`Store.schedules`."""
+        with self._connection() as conn:
+            rows = conn.execute(QUERIES["schedules"]).fetchall()
+        return [ScheduleInfo.from_definition(n, d, bool(p)) for n, d, p in rows]
+
+    def pause_schedule(self, name: str, paused: bool) -> bool:
+        """Pause or resume a schedule; see :meth:`Store.pause_schedule`."""
+        return self._write(QUERIES["pause_schedule"], (int(paused), name)).rowcount > 0
 
     def stats(self) -> Stats:
         """Counts per queue and type; see :meth:`Store.stats`."""

@@ -94,3 +94,11 @@ CREATE UNIQUE INDEX jobs_unique ON {schema}.jobs (queue, unique_key)
     WHERE unique_key IS NOT NULL AND ((unique_states::int4 >> state::int4) & 1) = 1;
 ALTER TABLE {schema}.done ADD COLUMN unique_key text COLLATE "C";
 CREATE INDEX done_unique ON {schema}.done (queue, unique_key) WHERE unique_key IS NOT NULL;
+
+-- Schedules: periodic jobs' definitions (JSON text, see ScheduleInfo.definition), written
+-- by every scheduler at its start; paused is the operator's and outlives re-registering.
+CREATE TABLE {schema}.schedules (
+    name text COLLATE "C" PRIMARY KEY,
+    definition text NOT NULL,
+    paused boolean NOT NULL DEFAULT false
+);

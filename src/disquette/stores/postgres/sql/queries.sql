@@ -446,6 +446,16 @@ DELETE FROM {schema}.nodes WHERE id = %(id)s;
 SELECT id, address, expires_at FROM {schema}.nodes WHERE expires_at > %(now)s::float8
 ORDER BY id;
 
+-- name: register_schedule
+INSERT INTO {schema}.schedules (name, definition) VALUES (%(name)s, %(definition)s)
+ON CONFLICT (name) DO UPDATE SET definition = excluded.definition;
+
+-- name: schedules
+SELECT name, definition, paused FROM {schema}.schedules ORDER BY name;
+
+-- name: pause_schedule
+UPDATE {schema}.schedules SET paused = %(paused)s WHERE name = %(name)s;
+
 -- name: stats
 SELECT queue, type, state, count(*),
        max(CASE WHEN state != 3 THEN error_count ELSE 0 END),
