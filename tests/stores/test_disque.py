@@ -107,12 +107,45 @@ async def test_a_claimed_job_carries_its_own_retry_and_lease(server: DisqueServe
         await jobs.retry_after(0).add("once", "q")
         before = time.time()
         short, once = await jobs.timeout(0).get_many("q", count=2)
-        # RETRY is not in GETJOB's reply: the store asks SHOW, so the worker's heartbeats
-        # come in time for a 2 s RETRY (not for Disque's default of 300 s).
+        # RETRY is not in GETJOB's reply: the store knows it from its own adds (or one
+        # SHOW), so the worker's heartbeats come in time for a 2 s RETRY (not for Disque's
+        # default of 300 s).
         assert short.retry_after == 2
         assert short.lease_until is not None
         assert before < short.lease_until <= time.time() + 2
         assert (once.retry_after, once.lease_until) == (0, None)
+
+
+async def test_a_cold_store_learns_each_queues_retry_once(server: DisqueServer) -> None:
+    async with connect_async(server.url) as producer:
+        await producer.retry_after(3).add_many(["a", "b"], "q")
+        await producer.retry_after(3).ttl(600).add("c", "q")
+        await producer.retry_after(4).add("d", "r")
+    async with connect_async(server.url) as consumer:
+        # Jobs it did not add: one SHOW per queue and TTL teaches their RETRY.
+        got = await consumer.timeout(0).get_many("q", "r", count=4)
+        assert sorted((job.body, job.retry_after) for job in got) == [
+            ("a", 3),
+            ("b", 3),
+            ("c", 3),
+            ("d", 4),
+        ]
+        assert all(job.lease_until is not None for job in got)
+        async with connect_async(server.url) as later:
+            await later.retry_after(3).add("e", "q")
+        (again,) = await consumer.timeout(0).get_many("q", count=1)
+        assert (again.body, again.retry_after) == ("e", 3)  # learned: no SHOW this time
+        assert await consumer.ack_many(got) == 4
+
+
+async def test_acks_count_only_the_jobs_they_acked(server: DisqueServer) -> None:
+    async with connect_async(server.url) as jobs:
+        await jobs.add_many(["a", "b", "c"], "q")
+        a, b, c = await jobs.timeout(0).get_many("q", count=3)
+        assert await jobs.ack_many([a]) == 1
+        # An id acked already (and one given twice) is not counted.
+        assert await jobs.ack_many([a, b, c, c]) == 2
+        assert await jobs.store.ack([a.id, b.id]) == []
 
 
 async def test_delayed_and_delivered_jobs_are_told_apart(server: DisqueServer) -> None:

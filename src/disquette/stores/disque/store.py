@@ -37,6 +37,11 @@ Where Disque's semantics differ from disquette's (the conformance suite marks ea
   job leased, so the server redelivers it after its RETRY (Disque's own retry), and
   ``error_count``/``last_error`` stay 0/``None``. ``failed`` is always empty.
 - ``attempts`` is derived: 1 + nacks + additional deliveries once delivered.
+- A claimed job's ``retry_after`` and ``lease_until`` come without a SHOW per job: the
+  RETRY is learned once per queue and TTL (the id's last digits), from the jobs this store
+  added or one SHOW, and the lease is estimated as that RETRY from the claim. Jobs of one
+  queue and TTL added elsewhere with another RETRY get the learned one (approximate);
+  ``created_at``/``run_at`` of a claimed job are the claim's time, as before.
 - ACKJOB, NACK and WORKING act by id: a late ``ack``/``nack``/``working`` of an older
   delivery applies to the job whatever delivery holds it now (the ``attempts`` a client
   passes along are not checked, and :class:`~disquette.errors.LeaseLost` is never raised).
@@ -64,6 +69,7 @@ from ...disque import (
     id_node_prefix,
     parse_show,
     show_fields,
+    whole_seconds,
 )
 from ...errors import (
     InvalidOption,
@@ -88,6 +94,9 @@ from ..types import (
 from .codec import decode_body, encode_body
 from .pool import Pool, Reply
 from .url import parse_url
+
+#: Past this many (queue, id suffix) keys, the learned RETRYs are forgotten (and relearned).
+_MAX_LEARNED = 10_000
 
 
 def _text(value: Reply) -> str:
@@ -153,6 +162,8 @@ class DisqueStore(Store):
         #: Node id prefix -> counts of jobs received since the last cycle check.
         self._producers: collections.Counter[str] = collections.Counter()
         self._received = 0
+        #: (queue, id suffix) -> the RETRY its jobs were seen with (see _fill_leases).
+        self._retries: dict[tuple[str, str], float] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -208,6 +219,8 @@ class DisqueStore(Store):
                 continue
             added.append(_text(reply))
             job.id = _text(reply)
+            # The RETRY its claims will report (see _fill_leases): known, no SHOW needed.
+            self._retries[job.queue, job.id[-4:]] = float(whole_seconds(job.retry_after))
         if refusal is not None:
             if added:
                 self._call("DELJOB", *added)  # all or none, as every store
@@ -219,10 +232,11 @@ class DisqueStore(Store):
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """GETJOB NOHANG COUNT n WITHCOUNTERS FROM queues (``holder`` is not recorded)."""
+        # Taken before asking: the leases (estimated from it) end no later than said.
+        now = self.clock.now()
         reply = self._call("GETJOB", "NOHANG", "COUNT", count, "WITHCOUNTERS", "FROM", *queues)
         if not reply:
             return []
-        now = self.clock.now()
         jobs = []
         for item in reply:
             queue, job_id, body = _text(item[0]), _text(item[1]), item[2]
@@ -236,29 +250,43 @@ class DisqueStore(Store):
                 state=JobState.ACTIVE,
                 created_at=now,
                 run_at=now,
-                # Known from SHOW only, and only for a leased job (below).
+                # A leased job's RETRY and lease: see _fill_leases.
                 retry_after=0.0,
                 attempts=1 + nacks + more,
                 nacks=nacks,
                 additional_deliveries=more,
             )
             jobs.append(decode_body(job, body))
-        # The id's last hex digit is odd when the job can be redelivered. Its RETRY (and so
-        # its lease) is only in SHOW: one more round trip, all SHOWs pipelined.
-        leased = [job for job in jobs if id_is_leased(job.id)]
-        if leased:
-            shows = self.pool.call(*[("SHOW", job.id) for job in leased])
-            for job, shown in zip(leased, shows, strict=True):
-                if not isinstance(shown, list):  # deleted meanwhile, or an error
-                    continue
-                fields = show_fields(shown)
-                job.retry_after = float(fields.get("retry") or 0)
-                requeue = fields.get("next-requeue-within")
-                if job.retry_after and isinstance(requeue, int):
-                    job.lease_until = now + requeue / 1000
+        self._fill_leases([job for job in jobs if id_is_leased(job.id)], now)
         if self.cycle:
             self._maybe_cycle(jobs)
         return jobs
+
+    def _fill_leases(self, leased: list[Job], now: float) -> None:
+        """Set ``retry_after`` and ``lease_until`` of jobs just delivered that can be
+        redelivered (odd ids), without a SHOW per job.
+
+        A job's RETRY is only in SHOW; jobs of one queue with one id suffix (the TTL
+        minutes) almost always share it, so one SHOW per unseen (queue, suffix), all
+        pipelined, teaches it for the next claims too. The lease is estimated as the
+        RETRY from ``now``, taken before GETJOB was sent (the server started it on
+        delivery, after that).
+        """
+        unseen = {
+            key: job for job in leased if (key := (job.queue, job.id[-4:])) not in self._retries
+        }
+        if unseen:
+            if len(self._retries) > _MAX_LEARNED:
+                self._retries.clear()
+            shows = self.pool.call(*[("SHOW", job.id) for job in unseen.values()])
+            for key, shown in zip(unseen, shows, strict=True):
+                if isinstance(shown, list):  # not deleted meanwhile, nor an error
+                    self._retries[key] = float(show_fields(shown).get("retry") or 0)
+        for job in leased:
+            retry = self._retries.get((job.queue, job.id[-4:]), 0.0)
+            if retry:
+                job.retry_after = retry
+                job.lease_until = now + retry
 
     def _maybe_cycle(self, jobs: list[Job]) -> None:
         """Move toward the node that produced most of the jobs we received (the "cycle" of
@@ -291,8 +319,9 @@ class DisqueStore(Store):
         """ACKJOB: the server deletes the jobs (``results`` are not kept, see the module);
         by id (``attempts`` are not checked).
 
-        One ACKJOB per id, pipelined: ACKJOB answers a count, and the caller needs to know
-        which ids were acked.
+        One ACKJOB per id, pipelined (one round trip): a single ACKJOB of many ids answers
+        only how many it acked, and callers need to know which (the server tells each
+        connection of a gathered batch its own count; the conformance suite checks the ids).
         """
         if connection is not None:
             raise InvalidOption("connection", connection, "the disque store has no transactions")
