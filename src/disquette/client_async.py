@@ -328,8 +328,10 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
+        if attempts is None:  # by id: only the count is needed
+            return await self.store.ack_count(ids, encoded, connection=connection)
         done = await self.store.ack(ids, encoded, connection=connection, attempts=attempts)
-        if attempts is not None and len(done) < len(ids):
+        if len(done) < len(ids):
             await self._raise_lost("ack", ids, attempts, done)
         return len(done)
 

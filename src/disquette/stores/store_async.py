@@ -123,6 +123,18 @@ class AsyncStore(abc.ABC):
         With ``connection``, inside the caller's transaction (as for :meth:`add`).
         """
 
+    async def ack_count(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None = None,
+        *,
+        connection: object = None,
+    ) -> int:
+        """:meth:`ack` by id (no ``attempts``) for a caller that needs only how many jobs
+        became done: a store whose protocol answers a count for a batch (Disque's ACKJOB)
+        sends one command instead of one per id."""
+        return len(await self.ack(job_ids, results, connection=connection))
+
     @abc.abstractmethod
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None

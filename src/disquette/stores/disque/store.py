@@ -330,6 +330,25 @@ class DisqueStore(Store):
             self.wakeups.notify([DONE_CHANNEL])
         return done
 
+    def ack_count(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None = None,
+        *,
+        connection: object = None,
+    ) -> int:
+        """One ACKJOB for the batch, which answers how many it acked (an id given twice
+        counts once, as in :meth:`ack`)."""
+        if connection is not None:
+            raise InvalidOption("connection", connection, "the disque store has no transactions")
+        distinct = list(dict.fromkeys(job_ids))
+        if not distinct:
+            return 0
+        count = int(self._call("ACKJOB", *distinct))
+        if count:
+            self.wakeups.notify([DONE_CHANNEL])
+        return count
+
     def _per_id(self, command: str, job_ids: Sequence[str]) -> list[str]:
         """One ``command`` per id, pipelined; the ids it counted (answered 1 for)."""
         replies = self.pool.call(*[(command, job_id) for job_id in job_ids])

@@ -333,6 +333,25 @@ class AsyncDisqueStore(AsyncStore):
             self.wakeups.notify([DONE_CHANNEL])
         return done
 
+    async def ack_count(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None = None,
+        *,
+        connection: object = None,
+    ) -> int:
+        """One ACKJOB for the batch, which answers how many it acked (an id given twice
+        counts once, as in :meth:`ack`)."""
+        if connection is not None:
+            raise InvalidOption("connection", connection, "the disque store has no transactions")
+        distinct = list(dict.fromkeys(job_ids))
+        if not distinct:
+            return 0
+        count = int(await self._call("ACKJOB", *distinct))
+        if count:
+            self.wakeups.notify([DONE_CHANNEL])
+        return count
+
     async def _per_id(self, command: str, job_ids: Sequence[str]) -> list[str]:
         """One ``command`` per id, pipelined; the ids it counted (answered 1 for)."""
         replies = await self.pool.call(*[(command, job_id) for job_id in job_ids])
