@@ -5,8 +5,6 @@ store's registry, no app needed; ``pause``, ``resume`` and ``fire`` act on one b
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -22,8 +20,9 @@ from ..periodic import Periodic
 from ..stores import resolve_url
 from ..worker import as_registry
 from ..worker.scheduler import Scheduler
+from ..worker.signals import stop_signals
 from .common import _connect, _errors_as_exit, _url_option
-from .run import _client_factory, _setup_logging, load_app
+from .run import _client_factory, _log_level_option, _setup_logging, load_app
 
 
 def _schedules(app: str) -> tuple[object, list[Periodic]]:
@@ -36,12 +35,7 @@ def _schedules(app: str) -> tuple[object, list[Periodic]]:
 
 @click.command()
 @click.argument("app")
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@_log_level_option
 @_url_option
 def scheduler(app: str, log_level: str, url: str | None) -> None:
     """Fire the periodic jobs of APP (module:attribute) as they come due, and run nothing.
@@ -58,11 +52,8 @@ def scheduler(app: str, log_level: str, url: str | None) -> None:
 async def _run_scheduler(client: AsyncClient, schedules: list[Periodic]) -> None:
     try:
         runner = Scheduler(client, schedules)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, runner.stop)
-        await runner.run()
+        with stop_signals(asyncio.get_running_loop(), lambda signum: runner.stop()):
+            await runner.run()
     finally:
         await client.close()
 

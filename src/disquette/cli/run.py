@@ -100,6 +100,14 @@ async def _probe(factory: Callable[[], AsyncClient], queue: str) -> None:
         await client.close()
 
 
+_log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -146,12 +154,7 @@ def _setup_logging(level: str) -> None:
     show_default=True,
     help="Also fire the app's periodic jobs (any number of workers may).",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
+@_log_level_option
 @_url_option
 def worker(
     app: str,

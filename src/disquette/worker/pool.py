@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -14,6 +12,7 @@ from ..client_async import AsyncClient
 from ..errors import AlreadyRunning, InvalidOption, NotRunning
 from .config import ClientSource, check_count, open_client
 from .registry import Handlers
+from .signals import stop_signals
 from .worker import Worker
 
 
@@ -78,7 +77,6 @@ class WorkerPool:
             self._stopping = False
             self._idle.clear()
         loop = asyncio.get_running_loop()
-        installed = []
         source = self.workers[0]._client_source
         owned = False
         try:
@@ -87,19 +85,13 @@ class WorkerPool:
                 shared, owned = open_client(source)
                 for worker in self.workers:
                     worker._client_source = shared
-            if handle_signals:
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                        loop.add_signal_handler(signum, self._on_signal)
-                        installed.append(signum)
-            tasks = [asyncio.create_task(worker.run_async()) for worker in self.workers]
-            results = await asyncio.gather(*tasks, return_exceptions=True)
+            with stop_signals(loop, self._on_signal, handle_signals):
+                tasks = [asyncio.create_task(worker.run_async()) for worker in self.workers]
+                results = await asyncio.gather(*tasks, return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
         finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
             if self._share:
                 for worker in self.workers:
                     shared_client = worker._client_source
@@ -110,7 +102,7 @@ class WorkerPool:
                 self._running = False
                 self._idle.set()
 
-    def _on_signal(self) -> None:
+    def _on_signal(self, signum: int) -> None:
         force = self._stopping
         self._stopping = True
         self.request_stop(force=force)

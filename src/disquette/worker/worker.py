@@ -27,6 +27,7 @@ from .config import (
 )
 from .engine import Engine
 from .registry import Handlers, as_registry
+from .signals import stop_signals
 
 logger: Final = logging.getLogger("disquette.worker")
 
@@ -183,12 +184,13 @@ class Worker:
             pending = self._pending_stop
         if pending is not None:
             engine.request_stop(*pending)
-        installed = []
-        if handle_signals:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    engine.loop.add_signal_handler(signum, self._on_signal, signum)
-                    installed.append(signum)
+        with stop_signals(engine.loop, self._on_signal, handle_signals):
+            self._announce(client)
+            await engine.run()
+        logger.info("worker stopped")
+
+    def _announce(self, client: AsyncClient) -> None:
+        """Log the start (and any queue no handler declares), and tell waiters it began."""
         logger.info(
             "worker started: queues %s, concurrency %d, types %s, store %s",
             ",".join(self.queues),
@@ -206,12 +208,6 @@ class Worker:
                     CATCH_ALL,
                 )
         self._started.set()
-        try:
-            await engine.run()
-        finally:
-            for signum in installed:
-                engine.loop.remove_signal_handler(signum)
-        logger.info("worker stopped")
 
     def _on_signal(self, signum: int) -> None:
         logger.info("received %s", signal.Signals(signum).name)
