@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
+from .. import tracing
 from .._concurrency import AsyncSignal
 from ..client_async import AsyncClient
 from ..errors import HandlerTimeout, UnknownJobType
@@ -206,7 +207,8 @@ class Engine:
         scope = asyncio.timeout(timeout)
         try:
             async with scope:
-                result = await spec.function(item.job)
+                with tracing.processing(item.job):
+                    result = await spec.function(item.job)
         except asyncio.CancelledError:
             self._finish(item, Outcome("cancelled"))
             return
