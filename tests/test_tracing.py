@@ -237,7 +237,9 @@ def test_trace_crosses_the_server_through_disque_urls(
     check_one_trace(named(spans, "send default"), printed)
 
 
-def test_nothing_is_imported_from_opentelemetry_until_instrumented(tmp_path: Path) -> None:
+def test_no_opentelemetry_nor_prometheus_import_until_turned_on(
+    tmp_path: Path,
+) -> None:
     script = f"""
 import asyncio, sys
 import disquette
@@ -252,7 +254,9 @@ async def main():
         await worker.stop_async()
 
 asyncio.run(main())
-loaded = sorted(name for name in sys.modules if name.startswith("opentelemetry"))
+loaded = sorted(
+    name for name in sys.modules if name.startswith(("opentelemetry", "prometheus_client"))
+)
 assert not loaded, loaded
 import disquette.tracing
 disquette.tracing.instrument()

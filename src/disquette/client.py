@@ -14,13 +14,14 @@ from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
 
-from . import tracing
+from . import metrics, tracing
 from ._concurrency import Signal
 from .client_admin import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
 from .client_admin import ClientAdmin, JobRef, _job_id
 from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
+    DisquetteError,
     InvalidOption,
     JobCancelled,
     JobFailed,
@@ -214,13 +215,18 @@ class Client(ClientOptions, ClientAdmin):
         jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
-        with tracing.adding(queue, jobs):
-            existing = self.store.add(
-                jobs,
-                self._options.max_len,
-                connection=connection,
-                replicate=self._options.replicate or 0,
-            )
+        try:
+            with tracing.adding(queue, jobs):
+                existing = self.store.add(
+                    jobs,
+                    self._options.max_len,
+                    connection=connection,
+                    replicate=self._options.replicate or 0,
+                )
+        except DisquetteError as error:
+            metrics.add_rejected(queue, error)
+            raise
+        metrics.added(queue, jobs, existing)
         return jobs, existing
 
     # -- consuming -------------------------------------------------------------------------
@@ -248,6 +254,8 @@ class Client(ClientOptions, ClientAdmin):
         with tracing.receiving(names) as received:
             jobs = self._claim(names, count, timeout)
             received(jobs)
+        if jobs:
+            metrics.delivered(jobs, self.store.clock.now())
         return jobs
 
     def _claim(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
@@ -312,6 +320,7 @@ class Client(ClientOptions, ClientAdmin):
         if not done:
             current = self._require(job_id)
             self._check_delivery("ack", current, attempt)
+        metrics.completed((job,), len(done))
 
     def ack_many(
         self,
@@ -339,8 +348,11 @@ class Client(ClientOptions, ClientAdmin):
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         with tracing.settling("ack", jobs):
             if attempts is None:  # by id: only the count is needed
-                return self.store.ack_count(ids, encoded, connection=connection)
+                count = self.store.ack_count(ids, encoded, connection=connection)
+                metrics.completed(jobs, count)
+                return count
             done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        metrics.completed(jobs, len(done))
         if len(done) < len(ids):
             self._raise_lost("ack", ids, attempts, done)
         return len(done)
@@ -360,6 +372,7 @@ class Client(ClientOptions, ClientAdmin):
         if not nacked:
             current = self._require(job_id)
             self._check_delivery("nack", current, attempt)
+        metrics.nacked((job,), len(nacked))
 
     def nack_many(self, jobs: Sequence[JobRef]) -> int:
         """Give several leased jobs back in one transaction; return how many. Jobs whose
@@ -371,6 +384,7 @@ class Client(ClientOptions, ClientAdmin):
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         with tracing.settling("nack", jobs):
             nacked = self.store.nack(ids, attempts=attempts)
+        metrics.nacked(jobs, len(nacked))
         if attempts is not None and len(nacked) < len(ids):
             self._raise_lost("nack", ids, attempts, nacked)
         return len(nacked)
@@ -397,7 +411,10 @@ class Client(ClientOptions, ClientAdmin):
             if not recorded:
                 # Refused: delivered again between the read above and the write?
                 self._check_delivery("fail", self._require(job_id), attempt)
-        return self._require(current.id)
+        after = self._require(current.id)
+        if after.state is JobState.FAILED and current.state is not JobState.FAILED:
+            metrics.failed(after)
+        return after
 
     def backoff(self, error_count: int) -> float:
         """Seconds before the next attempt of a job that has had ``error_count`` errors."""

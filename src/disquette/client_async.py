@@ -13,13 +13,14 @@ from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
 
-from . import tracing
+from . import metrics, tracing
 from ._concurrency import AsyncSignal
 from .client_admin_async import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
 from .client_admin_async import AsyncClientAdmin, JobRef, _job_id
 from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
+    DisquetteError,
     InvalidOption,
     JobCancelled,
     JobFailed,
@@ -213,13 +214,18 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
-        with tracing.adding(queue, jobs):
-            existing = await self.store.add(
-                jobs,
-                self._options.max_len,
-                connection=connection,
-                replicate=self._options.replicate or 0,
-            )
+        try:
+            with tracing.adding(queue, jobs):
+                existing = await self.store.add(
+                    jobs,
+                    self._options.max_len,
+                    connection=connection,
+                    replicate=self._options.replicate or 0,
+                )
+        except DisquetteError as error:
+            metrics.add_rejected(queue, error)
+            raise
+        metrics.added(queue, jobs, existing)
         return jobs, existing
 
     # -- consuming -------------------------------------------------------------------------
@@ -249,6 +255,8 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         with tracing.receiving(names) as received:
             jobs = await self._claim(names, count, timeout)
             received(jobs)
+        if jobs:
+            metrics.delivered(jobs, self.store.clock.now())
         return jobs
 
     async def _claim(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
@@ -313,6 +321,7 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         if not done:
             current = await self._require(job_id)
             self._check_delivery("ack", current, attempt)
+        metrics.completed((job,), len(done))
 
     async def ack_many(
         self,
@@ -340,8 +349,11 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         with tracing.settling("ack", jobs):
             if attempts is None:  # by id: only the count is needed
-                return await self.store.ack_count(ids, encoded, connection=connection)
+                count = await self.store.ack_count(ids, encoded, connection=connection)
+                metrics.completed(jobs, count)
+                return count
             done = await self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        metrics.completed(jobs, len(done))
         if len(done) < len(ids):
             await self._raise_lost("ack", ids, attempts, done)
         return len(done)
@@ -361,6 +373,7 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         if not nacked:
             current = await self._require(job_id)
             self._check_delivery("nack", current, attempt)
+        metrics.nacked((job,), len(nacked))
 
     async def nack_many(self, jobs: Sequence[JobRef]) -> int:
         """Give several leased jobs back in one transaction; return how many. Jobs whose
@@ -372,6 +385,7 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         with tracing.settling("nack", jobs):
             nacked = await self.store.nack(ids, attempts=attempts)
+        metrics.nacked(jobs, len(nacked))
         if attempts is not None and len(nacked) < len(ids):
             await self._raise_lost("nack", ids, attempts, nacked)
         return len(nacked)
@@ -398,7 +412,10 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
             if not recorded:
                 # Refused: delivered again between the read above and the write?
                 self._check_delivery("fail", await self._require(job_id), attempt)
-        return await self._require(current.id)
+        after = await self._require(current.id)
+        if after.state is JobState.FAILED and current.state is not JobState.FAILED:
+            metrics.failed(after)
+        return after
 
     def backoff(self, error_count: int) -> float:
         """Seconds before the next attempt of a job that has had ``error_count`` errors."""
