@@ -107,6 +107,7 @@ def venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
         "install",
         "--quiet",
         "--disable-pip-version-check",
+        "--no-compile",  # byte-compiling Django alone takes longer than the install
         "-c",
         ROOT / "constraints.txt",
         f"disquette[all] @ {dist.wheel.as_uri()}",
