@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 
 from disquette import App, connect
@@ -21,7 +22,6 @@ from disquette.errors import InvalidOption
 from ..servers.postgres import fresh_url, session_database_url
 from .conftest import DJANGO_PROJECT
 
-django = pytest.importorskip("django", reason="the django extra is part of the test install")
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 
 
