@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import types
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from .samples import ROOT, Sample, pages, samples
 STUBS = {"send": lambda body: None, "deliver": lambda address: None}
 
 
-def _compile(item: Sample) -> object:
+def _compile(item: Sample) -> types.CodeType:
     return compile(
         item.source,
         f"{item.page} sample {item.index} ({item.heading})",
