@@ -21,12 +21,13 @@ STUBS = {"send": lambda body: None, "deliver": lambda address: None}
 
 
 def _compile(item: Sample) -> types.CodeType:
-    return compile(
+    code: types.CodeType = compile(
         item.source,
         f"{item.page} sample {item.index} ({item.heading})",
         "exec",
         flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
     )
+    return code
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda page: page.relative_to(ROOT).as_posix())
