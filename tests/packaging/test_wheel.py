@@ -10,7 +10,7 @@ from .conftest import ROOT, Dist, Venv
 
 #: Modules of optional dependencies (the extras): ``import disquette`` must import none.
 OPTIONAL = ["psycopg", "psycopg_pool", "redis", "hiredis", "uvloop", "django", "flask"]
-OPTIONAL += ["starlette"]
+OPTIONAL += ["starlette", "prometheus_client", "opentelemetry"]
 
 
 def package_data() -> set[str]:
@@ -38,7 +38,8 @@ def test_the_wheel_declares_the_command_and_the_plugins(dist: Dist) -> None:
         metadata = wheel.read("disquette-0.1.0.dist-info/METADATA").decode()
     assert "disquette = disquette.cli:main" in entry_points
     assert "disquette = disquette.testing.pytest_plugin" in entry_points
-    for extra in ("postgres", "redis", "server", "django", "flask", "starlette", "all"):
+    extras = ["postgres", "redis", "server", "django", "flask", "starlette", "prometheus", "otel"]
+    for extra in [*extras, "all"]:
         assert f"Provides-Extra: {extra}" in metadata
     assert "<" not in "".join(line for line in metadata.splitlines() if "Requires-Dist" in line)
 
