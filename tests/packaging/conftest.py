@@ -111,6 +111,7 @@ def venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
         "-c",
         ROOT / "constraints.txt",
         f"disquette[all] @ {dist.wheel.as_uri()}",
+        "pytest",  # to check the plugin loads through its entry point
         timeout=300,
     )
     assert installed.returncode == 0, installed.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tarfile
 import zipfile
+from pathlib import Path
 
 from .conftest import ROOT, Dist, Venv
 
@@ -74,3 +75,17 @@ def test_import_pulls_in_no_optional_dependency(venv: Venv) -> None:
     where, imported = found.stdout.splitlines()
     assert "site-packages" in where  # the wheel, not the work tree
     assert imported == ""
+
+
+def test_the_pytest_plugin_loads_through_its_entry_point(venv: Venv, tmp_path: Path) -> None:
+    (tmp_path / "test_user.py").write_text(
+        "import disquette\n"
+        "\n"
+        "def test_fixture_from_the_plugin(disquette_client):\n"
+        "    with disquette.connect() as jobs:\n"
+        "        job_id = jobs.add('x', 'q')\n"
+        "    assert disquette_client.show(job_id).body == 'x'\n"
+    )
+    run = venv.run(venv.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
