@@ -1,7 +1,8 @@
 """The built distributions, and a clean virtualenv with the wheel installed from them.
 
-The virtualenv uses the newest CPython 3.11+ this machine has (the suite itself runs on the
-development virtualenv's, so two versions are covered where two are installed), installs
+The virtualenv uses the newest CPython 3.11 to 3.14 this machine has (the suite itself runs
+on the development virtualenv's, so two versions are covered where two are installed; with
+``DISQUETTE_TEST_ALL_PYTHONS=1``, every version found gets one), installs
 ``disquette[all]`` from the wheel with every package pinned by ``constraints.txt``, and is
 made once per session: the wheel tests and the Django 6 project share it.
 """
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -83,22 +85,38 @@ def _version(python: str) -> tuple[int, int] | None:
     return (int(parts[0]), int(parts[1])) if found.returncode == 0 and len(parts) == 2 else None
 
 
-def newest_python() -> tuple[str, tuple[int, int]]:
-    """The newest CPython 3.11 to 3.14 on PATH or under pyenv."""
+def pythons() -> dict[tuple[int, int], str]:
+    """One CPython per minor version from 3.11 to 3.14, found on PATH or under pyenv."""
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     candidates = [f"python3.{minor}" for minor in range(14, 10, -1)]
     candidates += sorted(glob.glob(f"{root}/versions/3.1[1-4]*/bin/python3"), reverse=True)
     candidates.append(getattr(sys, "_base_executable", sys.executable))
-    found = [(v, c) for c in candidates if (v := _version(c)) and (3, 11) <= v <= (3, 14)]
-    version, python = max(found)
-    return python, version
+    found: dict[tuple[int, int], str] = {}
+    for python in candidates:
+        version = _version(python)
+        if version and (3, 11) <= version <= (3, 14):
+            found.setdefault(version, python)
+    return found
 
 
-@pytest.fixture(scope="session")
-def venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    python, version = newest_python()
-    path = tmp_path_factory.mktemp("venv") / "venv"
-    subprocess.run([python, "-m", "venv", str(path)], check=True, capture_output=True)
+#: ``DISQUETTE_TEST_ALL_PYTHONS=1`` runs the wheel checks on every Python found, not only
+#: on the newest (each costs a virtualenv and an install).
+ALL_PYTHONS: Final = os.environ.get("DISQUETTE_TEST_ALL_PYTHONS", "") == "1"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``venv`` by the Python versions to check."""
+    if "venv" in metafunc.fixturenames:
+        found = sorted(pythons())
+        chosen = found if ALL_PYTHONS else found[-1:]
+        ids = [f"py{major}.{minor}" for major, minor in chosen]
+        metafunc.parametrize("venv", chosen, ids=ids, indirect=True, scope="session")
+
+
+def make_venv(dist: Dist, version: tuple[int, int], where: Path) -> Venv:
+    """A virtualenv of that Python with the wheel (extras ``all``) and pytest installed."""
+    path = where / "venv"
+    subprocess.run([pythons()[version], "-m", "venv", str(path)], check=True, capture_output=True)
     made = Venv(path, version)
     installed = made.run(
         made.python,
@@ -116,6 +134,29 @@ def venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
     )
     assert installed.returncode == 0, installed.stderr
     return made
+
+
+_made: dict[tuple[int, int], Venv] = {}
+
+
+def _venv_of(version: tuple[int, int], dist: Dist, factory: pytest.TempPathFactory) -> Venv:
+    if version not in _made:
+        _made[version] = make_venv(dist, version, factory.mktemp(f"venv{version[1]}"))
+    return _made[version]
+
+
+@pytest.fixture(scope="session")
+def venv(
+    request: pytest.FixtureRequest, dist: Dist, tmp_path_factory: pytest.TempPathFactory
+) -> Venv:
+    """The clean virtualenv of one Python version (see ``pytest_generate_tests``)."""
+    return _venv_of(request.param, dist, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def newest_venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """The clean virtualenv of the newest Python found (Django 6 needs 3.12+)."""
+    return _venv_of(max(pythons()), dist, tmp_path_factory)
 
 
 def wheel_name(text: str) -> str:

@@ -16,7 +16,8 @@ from ..contrib.conftest import DJANGO_PROJECT
 from .conftest import Venv
 
 
-def test_a_django_6_project_runs_its_tasks_on_disquette(venv: Venv, tmp_path: Path) -> None:
+def test_a_django_6_project_runs_its_tasks_on_disquette(newest_venv: Venv, tmp_path: Path) -> None:
+    venv = newest_venv
     if venv.version < (3, 12):
         pytest.fail("Django 6 needs Python 3.12+: install one (pyenv) for this test")
     url = f"sqlite:///{tmp_path / 'tasks.db'}"
