@@ -148,7 +148,7 @@ def test_manage_py_runs_the_cli_and_the_projects_worker(tmp_path: Path) -> None:
     job_id = added.stdout.strip()
     with (tmp_path / "worker.log").open("w") as log:
         worker = subprocess.Popen(
-            _manage("worker", "-c", "2"),
+            _manage("worker", "-p", "2"),
             cwd=DJANGO_PROJECT,
             env=env,
             stdout=log,
