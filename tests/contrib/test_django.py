@@ -81,10 +81,11 @@ def test_add_on_commit_joins_the_transaction_of_the_same_database(project: str) 
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("INSERT INTO shop_order VALUES (1)")
-            kept = add_on_commit(send_receipt, {"order": 1})
+            kept = add_on_commit(send_receipt, {"order": 1}, headers={"trace": "t1"})
             assert kept is not None  # added through Django's connection, id known at once
             assert observer.qlen("shop") == 0  # not committed yet
         assert observer.show(kept).type == "send_receipt"
+        assert observer.show(kept).headers == {"trace": "t1"}
 
         def failing_view() -> None:
             with transaction.atomic():

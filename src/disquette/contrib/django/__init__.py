@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from ...app import App, JobFunction
 from ...errors import InvalidOption
+from ...job import Options
 
 #: What ``DISQUETTE`` may hold, with the defaults.
 DEFAULTS: Final[dict[str, Any]] = {
@@ -130,10 +131,9 @@ def add_on_commit(
     if not app.eager and _same_database(app.url, connection):
         connection.ensure_connection()
         queue = options.pop("queue", None) or job.queue
-        from ...job import Options
-
+        headers = options.pop("headers", None)
         client = app.client.with_options(job.options.merge(Options(**options)))
-        return client.add(body, queue, connection=connection.connection)
+        return client.add(body, queue, headers=headers, connection=connection.connection)
     transaction.on_commit(lambda: job.add(body, **options), using=connection.alias)
     return None
 
