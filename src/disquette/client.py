@@ -14,12 +14,14 @@ from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
 
+from . import metrics, tracing
 from ._concurrency import Signal
 from .client_admin import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
 from .client_admin import ClientAdmin, JobRef, _job_id
 from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
+    DisquetteError,
     InvalidOption,
     JobCancelled,
     JobFailed,
@@ -213,12 +215,18 @@ class Client(ClientOptions, ClientAdmin):
         jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
-        existing = self.store.add(
-            jobs,
-            self._options.max_len,
-            connection=connection,
-            replicate=self._options.replicate or 0,
-        )
+        try:
+            with tracing.adding(queue, jobs):
+                existing = self.store.add(
+                    jobs,
+                    self._options.max_len,
+                    connection=connection,
+                    replicate=self._options.replicate or 0,
+                )
+        except DisquetteError as error:
+            metrics.add_rejected(queue, error)
+            raise
+        metrics.added(queue, jobs, existing)
         return jobs, existing
 
     # -- consuming -------------------------------------------------------------------------
@@ -243,6 +251,14 @@ class Client(ClientOptions, ClientAdmin):
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
             raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
         timeout = self._timeout(timeout)
+        with tracing.receiving(names) as received:
+            jobs = self._claim(names, count, timeout)
+            received(jobs)
+        if jobs:
+            metrics.delivered(jobs, self.store.clock.now())
+        return jobs
+
+    def _claim(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
         jobs = self.store.claim(names, count, holder=self.holder)
         if jobs or timeout == 0:
             return jobs
@@ -299,9 +315,12 @@ class Client(ClientOptions, ClientAdmin):
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         results = None if result is None else [self._encode_result(result)]
         attempts = None if attempt is None else [attempt]
-        if not self.store.ack([job_id], results, connection=connection, attempts=attempts):
+        with tracing.settling("ack", (job,)):
+            done = self.store.ack([job_id], results, connection=connection, attempts=attempts)
+        if not done:
             current = self._require(job_id)
             self._check_delivery("ack", current, attempt)
+        metrics.completed((job,), len(done))
 
     def ack_many(
         self,
@@ -327,9 +346,13 @@ class Client(ClientOptions, ClientAdmin):
             if any(result is not None for result in results):
                 encoded = [self._encode_result(result) for result in results]
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        if attempts is None:  # by id: only the count is needed
-            return self.store.ack_count(ids, encoded, connection=connection)
-        done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        with tracing.settling("ack", jobs):
+            if attempts is None:  # by id: only the count is needed
+                count = self.store.ack_count(ids, encoded, connection=connection)
+                metrics.completed(jobs, count)
+                return count
+            done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        metrics.completed(jobs, len(done))
         if len(done) < len(ids):
             self._raise_lost("ack", ids, attempts, done)
         return len(done)
@@ -344,9 +367,12 @@ class Client(ClientOptions, ClientAdmin):
         """
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         attempts = None if attempt is None else [attempt]
-        if not self.store.nack([job_id], attempts=attempts):
+        with tracing.settling("nack", (job,)):
+            nacked = self.store.nack([job_id], attempts=attempts)
+        if not nacked:
             current = self._require(job_id)
             self._check_delivery("nack", current, attempt)
+        metrics.nacked((job,), len(nacked))
 
     def nack_many(self, jobs: Sequence[JobRef]) -> int:
         """Give several leased jobs back in one transaction; return how many. Jobs whose
@@ -356,7 +382,9 @@ class Client(ClientOptions, ClientAdmin):
         if not ids:
             return 0
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        nacked = self.store.nack(ids, attempts=attempts)
+        with tracing.settling("nack", jobs):
+            nacked = self.store.nack(ids, attempts=attempts)
+        metrics.nacked(jobs, len(nacked))
         if attempts is not None and len(nacked) < len(ids):
             self._raise_lost("nack", ids, attempts, nacked)
         return len(nacked)
@@ -378,10 +406,15 @@ class Client(ClientOptions, ClientAdmin):
             now = self.store.clock.now()
             final = current.error_count + 1 >= current.max_attempts
             retry_at = None if final else now + self.backoff(current.error_count + 1)
-            if not self.store.fail(current.id, str(error), retry_at, attempt=attempt):
+            with tracing.settling("fail", (job,)):
+                recorded = self.store.fail(current.id, str(error), retry_at, attempt=attempt)
+            if not recorded:
                 # Refused: delivered again between the read above and the write?
                 self._check_delivery("fail", self._require(job_id), attempt)
-        return self._require(current.id)
+        after = self._require(current.id)
+        if after.state is JobState.FAILED and current.state is not JobState.FAILED:
+            metrics.failed(after)
+        return after
 
     def backoff(self, error_count: int) -> float:
         """Seconds before the next attempt of a job that has had ``error_count`` errors."""
