@@ -6,7 +6,8 @@ file system is shared by every namespace):
 
 - ``worker``: one line ``<job id> <attempt> <host>`` per handler run in ``--runs``, and
   its counters (``processed``, ``leases_lost``) as JSON in ``--stats`` every 0.2 s;
-- ``produce``: one line per job whose ``add`` returned in ``--acked`` (an id), one per
+- ``produce``: one line per job whose ``add`` returned in ``--acked`` (its id and the
+  time), one per
   ``add`` that raised in ``--refused`` (the error class), until ``--count`` jobs were
   acknowledged or ``--stop-file`` exists;
 - ``look``: prints one JSON object: the store's stats and the state of given job ids.
@@ -79,7 +80,8 @@ def _produce(args: argparse.Namespace) -> None:
             refused.write(f"{time.time():.3f} {type(exc).__name__} {len(bodies)}\n")
             time.sleep(0.05)
             continue
-        acked.write("".join(f"{job_id}\n" for job_id in ids))
+        now = time.time()
+        acked.write("".join(f"{job_id} {now:.3f}\n" for job_id in ids))
         done += len(ids)
         if args.pause:
             time.sleep(args.pause)
@@ -91,7 +93,8 @@ def _look(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {"states": _totals(client.stats())}
     if args.ids:
         jobs = {}
-        for job_id in Path(args.ids).read_text().split():
+        for line in Path(args.ids).read_text().splitlines():
+            job_id = line.split()[0]
             try:
                 job = client.show(job_id)
             except DisquetteError as exc:

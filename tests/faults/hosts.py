@@ -191,6 +191,19 @@ class Network:
             subprocess.run([*hub, "iptables", "-A", "FORWARD", *rule],
                            check=True, capture_output=True, timeout=30)  # fmt: skip
 
+    def shaped(self) -> tuple[int, int]:
+        """(packets dropped, packets delayed) by :meth:`shape` so far."""
+        listing = subprocess.run(
+            ["ip", "netns", "exec", self.hub, "iptables", "-L", "FORWARD", "-v", "-x", "-n"],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+        counts = {
+            line.split()[2]: int(line.split()[0])
+            for line in listing.splitlines()
+            if line.split()[2:3] in (["DROP"], ["NFQUEUE"])
+        }
+        return counts.get("DROP", 0), counts.get("NFQUEUE", 0)
+
     def close(self) -> None:
         """Stop every process started in the hosts, then delete every namespace."""
         for host in self.hosts.values():

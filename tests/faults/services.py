@@ -177,3 +177,8 @@ def runs(files: list[Path]) -> Counter[str]:
 def lines(file: Path) -> list[str]:
     """The non-empty lines of a file (none when it does not exist yet)."""
     return [line for line in file.read_text().splitlines() if line] if file.exists() else []
+
+
+def acked(file: Path) -> dict[str, float]:
+    """The producer's acknowledged adds: job id -> when its ``add`` returned."""
+    return {line.split()[0]: float(line.split()[1]) for line in lines(file)}

@@ -18,6 +18,7 @@ import pytest
 
 from .hosts import Host, Network, agent, stop, wait_for
 from .services import REDIS_PORT, lines, look, runs, start_redis
+from .services import acked as acked_ids
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_a_late_ack_after_a_partition_is_refused_and_counted(
     acked, refused = tmp_path / "acked", tmp_path / "refused"
     store.run(agent("produce", url, "--count", "1", "--retry-after", "2",
                     "--acked", str(acked), "--refused", str(refused)))  # fmt: skip
-    (job_id,) = lines(acked)
+    (job_id,) = acked_ids(acked)
     wait_for(lambda: bool(lines(runs_a)), 60, "worker a to start the job")
     first.cut()
     cut_at = time.monotonic()
@@ -85,7 +86,7 @@ def test_a_late_ack_after_a_partition_is_refused_and_counted(
     log = (tmp_path / "worker-a.log").read_text()
     assert "lost its lease" in log, log[-3000:]
     duplicates = sum(count - 1 for count in runs([runs_a, runs_b]).values())
-    record("partition: worker cut mid-job (Redis)", 2, len(lines(acked)),
+    record("partition: worker cut mid-job (Redis)", 2, len(acked_ids(acked)),
            look(store, url)["states"]["done"], 0, duplicates, recovered)  # fmt: skip
 
 
@@ -111,10 +112,13 @@ def test_every_job_finishes_over_slow_lossy_links(
     for process, _, _ in started:
         stop(process, signal.SIGTERM, wait=30)
     ran = runs([runs_file for _, runs_file, _ in started])
-    assert len(lines(acked)) == count
+    assert len(acked_ids(acked)) == count
     assert states["done"] == count, states
-    assert set(ran) == set(lines(acked))
+    assert set(ran) == set(acked_ids(acked))
     duplicates = sum(n - 1 for n in ran.values())
+    dropped, delayed = network.shaped()
+    assert dropped > 0, "no packet was lost: the links were not shaped"
+    assert delayed > 1000, "too few packets were delayed: the links were not shaped"
     record(f"{count} jobs, 50 ms delay + 1% loss on every link (Redis)", count,
-           len(lines(acked)), states["done"], count - states["done"], duplicates,
+           len(acked_ids(acked)), states["done"], count - states["done"], duplicates,
            f"n/a ({elapsed:.0f} s in all)")  # fmt: skip
