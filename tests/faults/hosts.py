@@ -225,11 +225,14 @@ def stop(process: subprocess.Popen[Any], sig: int = signal.SIGKILL, wait: float 
         process.wait(wait)
 
 
-def wait_for(predicate: Any, timeout: float, what: str, pause: float = 0.1) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds
-    (a deadline against hangs, not a timed assertion)."""
+def wait_for(
+    predicate: Any, timeout: float, what: str, pause: float = 0.1, explain: Any = None
+) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` (and what ``explain()``
+    says) after ``timeout`` seconds (a deadline against hangs, not a timed assertion)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {timeout:g} s")
+            detail = f": {explain()}" if explain is not None else ""
+            pytest.fail(f"gave up waiting for {what} after {timeout:g} s{detail}")
         time.sleep(pause)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -71,16 +72,17 @@ def start_sentinel(
 class PostgresHost:
     """A PostgreSQL cluster of our own on a host, reachable at ``host.address:5432``."""
 
-    def __init__(self, host: Host, directory: Path) -> None:
+    def __init__(self, host: Host) -> None:
         bin_dir = postgres.binaries()
         if bin_dir is None:
             unavailable("no PostgreSQL binaries (initdb, pg_ctl) on PATH or /usr/lib/postgresql")
         self.bin = bin_dir
         self.host = host
+        # Not under pytest's temporary directory: the postgres user cannot enter it.
+        directory = Path(tempfile.mkdtemp(prefix="disquette-faults-pg-"))
         self.directory = directory
         self.data = directory / "data"
         self.user = "postgres"
-        directory.mkdir(parents=True, exist_ok=True)
         shutil.chown(directory, self.user)
         directory.chmod(0o700)
 
@@ -125,7 +127,7 @@ class PostgresHost:
     def standby_of(self, primary: PostgresHost, application_name: str) -> None:
         """Fill this (empty) cluster with a streaming copy of ``primary``."""
         self.tool("pg_basebackup", "-h", primary.host.address, "-p", str(PG_PORT),
-                  "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
+                  "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream", "--no-sync", "-c", "fast",
                   "-d", f"application_name={application_name}")  # fmt: skip
         self.settings(self.base_settings())
 
@@ -149,10 +151,11 @@ class PostgresHost:
             "-XAtc", statement,
         )  # fmt: skip
 
-    def stop(self) -> None:
-        """Stop it if it runs (teardown)."""
+    def destroy(self) -> None:
+        """Stop it if it runs, remove its files (teardown)."""
         if self.data.exists():
             self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def look(host: Host, url: str, ids: Path | None = None) -> dict[str, Any]:
@@ -182,3 +185,8 @@ def lines(file: Path) -> list[str]:
 def acked(file: Path) -> dict[str, float]:
     """The producer's acknowledged adds: job id -> when its ``add`` returned."""
     return {line.split()[0]: float(line.split()[1]) for line in lines(file)}
+
+
+def refused(file: Path) -> int:
+    """How many jobs the producer's refused adds held (``add`` raised for them)."""
+    return sum(int(line.split()[2]) for line in lines(file))
