@@ -27,7 +27,6 @@ from typing import IO, Any, Final, NoReturn
 
 import pytest
 
-
 #: The worktree: where ``python -m tests.faults.agent`` runs from.
 ROOT: Final = Path(__file__).resolve().parents[2]
 

@@ -62,9 +62,7 @@ def start_sentinel(
         f"sentinel failover-timeout {service} 10000\n"
         f"sentinel parallel-syncs {service} 1\n"
     )
-    process = host.popen(
-        [redis_binary(), str(conf), "--sentinel"], log=directory / "sentinel.log"
-    )
+    process = host.popen([redis_binary(), str(conf), "--sentinel"], log=directory / "sentinel.log")
     wait_for(lambda: redis_answers(host, SENTINEL_PORT), 30, f"Sentinel on {host.name}")
     return process
 
@@ -127,7 +125,8 @@ class PostgresHost:
     def standby_of(self, primary: PostgresHost, application_name: str) -> None:
         """Fill this (empty) cluster with a streaming copy of ``primary``."""
         self.tool("pg_basebackup", "-h", primary.host.address, "-p", str(PG_PORT),
-                  "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream", "--no-sync", "-c", "fast",
+                  "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
+                  "-c", "fast",
                   "-d", f"application_name={application_name}")  # fmt: skip
         self.settings(self.base_settings())
 

@@ -10,35 +10,20 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .hosts import Host, Network, agent, stop, wait_for
-from .services import PG_PORT, PostgresHost, acked, look, refused, runs
+from .hosts import Network, wait_for
+from .services import PG_PORT, PostgresHost, look
+from .traffic import ADDS_AFTER, ADDS_BEFORE, Traffic
 
 pytestmark = pytest.mark.slow
 
-#: Adds observed before the primary dies, and again after the failover, per producer.
-BATCHES_BEFORE = 300
-BATCHES_AFTER = 300
-
 
 def _sync_standbys(primary: PostgresHost) -> str:
-    return primary.sql("SELECT string_agg(application_name || ':' || sync_state, ',') "
-                       "FROM pg_stat_replication").strip()  # fmt: skip
-
-
-def _producer(host: Host, url: str, tmp: Path, name: str, *extra: str) -> Any:
-    return host.popen(
-        # retry_after 5 s: a claim whose reply died with the primary leaves its jobs leased
-        # on the standby, to be delivered again once that lease runs out.
-        agent("produce", url, "--count", str(10**9), "--batch", "5", "--retry-after", "5",
-              "--stop-file",
-              str(tmp / "stop"), "--acked", str(tmp / f"acked-{name}"),
-              "--refused", str(tmp / f"refused-{name}"), *extra),
-        log=tmp / f"producer-{name}.log",
-    )  # fmt: skip
+    return primary.sql(
+        "SELECT string_agg(application_name || ':' || sync_state, ',') FROM pg_stat_replication"
+    ).strip()
 
 
 @pytest.mark.timeout(300)
@@ -66,24 +51,9 @@ def test_jobs_added_with_replicate_survive_the_primary_and_everyone_follows_the_
         # Asynchronous commit: the usual way to make plain adds fast, and to risk them.
         unsafe = url + "&options=-csynchronous_commit%3Dlocal"
         look(hosts["pg1"], url)  # creates the schema once, before everyone starts
-        workers = [
-            hosts[name].popen(
-                agent("worker", url, "--host", name, "--concurrency", "10",
-                      "--runs", str(tmp_path / f"runs-{name}"),
-                      "--stats", str(tmp_path / f"stats-{name}.json")),
-                log=tmp_path / f"worker-{name}.log",
-            )  # fmt: skip
-            for name in ("w1", "w2")
-        ]
-        producers = [
-            _producer(hosts["producers"], url, tmp_path, "replicated", "--replicate", "1"),
-            _producer(hosts["producers"], unsafe, tmp_path, "plain"),
-        ]
-        replicated, plain = tmp_path / "acked-replicated", tmp_path / "acked-plain"
-        wait_for(
-            lambda: min(len(acked(replicated)), len(acked(plain))) >= BATCHES_BEFORE,
-            120, "adds before the failover",
-        )  # fmt: skip
+        traffic = Traffic(tmp_path, url, unsafe, hosts["producers"], [hosts["w1"], hosts["w2"]])
+        traffic.start()
+        traffic.wait_adds(ADDS_BEFORE, "adds before the failover")
         primary.kill()
         killed_at = time.time()
         standby.promote()
@@ -93,42 +63,20 @@ def test_jobs_added_with_replicate_survive_the_primary_and_everyone_follows_the_
         replacement.start()
         standby.sql("ALTER SYSTEM SET synchronous_standby_names = 'standby2'")
         standby.sql("SELECT pg_reload_conf()")
-        before = {file: len(acked(file)) for file in (replicated, plain)}
-        wait_for(
-            lambda: all(len(acked(f)) >= n + BATCHES_AFTER for f, n in before.items()),
-            120, "adds after the failover",
-        )  # fmt: skip
-        (tmp_path / "stop").touch()
-        for process in producers:
-            process.wait(60)
-        wait_for(
-            lambda: _pending(look(hosts["pg2"], url)["states"]) == 0, 120, "every job done",
-            pause=1, explain=lambda: standby.sql(
+        traffic.wait_adds(ADDS_AFTER, "adds after the failover")
+        traffic.finish(
+            hosts["pg2"],
+            explain=lambda: standby.sql(
                 "SELECT id, state, attempts, lease_until - extract(epoch FROM now()) "
-                f"FROM {schema}.jobs LIMIT 20"),
-        )  # fmt: skip
-        for process in workers:
-            stop(process)
-        ran = runs([tmp_path / "runs-w1", tmp_path / "runs-w2"])
-        rows = {}
-        for name, file in (("replicate=1", replicated), ("no replicate, async commit", plain)):
-            adds = acked(file)
-            states = look(hosts["pg2"], url, file)["jobs"]
-            done = sum(1 for job in states.values() if job["state"] == "done")
-            lost = sum(1 for job in states.values() if job["state"] == "JobNotFound")
-            recovery = min(t for t in adds.values() if t > killed_at) - killed_at
-            duplicates = sum(ran[job_id] - 1 for job_id in adds if ran[job_id] > 1)
-            rows[name] = (len(adds), done, lost, duplicates, recovery)
-            tried = len(adds) + refused(tmp_path / f"refused-{file.name.split('-')[1]}")
-            record(f"PostgreSQL failover, {name}", tried, len(adds), done, lost,
-                   duplicates, recovery)  # fmt: skip
-        count, done, lost, _, _ = rows["replicate=1"]
+                f"FROM {schema}.jobs LIMIT 20"
+            ),
+        )
+        rows = traffic.account(
+            hosts["pg2"], killed_at, "PostgreSQL", "no replicate, async commit", record
+        )
+        count, done, lost, _ = rows["replicated"]
         assert lost == 0, f"{lost} jobs added with replicate=1 were lost"
         assert done == count
     finally:
         for cluster in (replacement, standby, primary):
             cluster.destroy()
-
-
-def _pending(states: dict[str, int]) -> int:
-    return states["queued"] + states["active"] + states["scheduled"]

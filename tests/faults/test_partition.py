@@ -61,9 +61,7 @@ def test_a_late_ack_after_a_partition_is_refused_and_counted(
     cut_at = time.monotonic()
     worker_b, runs_b, stats_b = _worker(second, url, tmp_path)
     # a's lease (2 s) runs out while it cannot reach the store: b gets the job, completes it.
-    wait_for(
-        lambda: look(store, url, acked)["jobs"][job_id]["state"] == "done", 60, "b to finish"
-    )
+    wait_for(lambda: look(store, url, acked)["jobs"][job_id]["state"] == "done", 60, "b to finish")
     recovered = time.monotonic() - cut_at
     first.heal()
     release.touch()
