@@ -31,7 +31,7 @@ from redis.exceptions import (
 
 from ...errors import StoreRefused, StoreUnavailable
 from ..types import CANCEL_CHANNEL, DONE_CHANNEL, Wakeups
-from .url import Settings
+from .url import Settings, open_client
 
 #: Server replies that mean "not now, try again": a restart, a failover, a resharding.
 _TRANSIENT_REPLIES: Final = ("LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN")
@@ -60,7 +60,7 @@ class WakeupListener:
         self._cancel = (prefix + "cancel").encode()
         self._queue_prefix = (prefix + "w:").encode()
         self._wakeups = wakeups
-        self._client = redis.Redis.from_url(redis_url, retry=redis.retry.Retry(NoBackoff(), 0))
+        self._client = open_client(redis_url, redis, retry=redis.retry.Retry(NoBackoff(), 0))
         self._pubsub = self._client.pubsub()
         self._lock = threading.Lock()
         self._confirmed: dict[bytes, threading.Event] = {}
@@ -187,8 +187,9 @@ def probe(settings: Settings) -> tuple[bool, int]:
     call is (a worker may start before its Redis does); a server that refuses us (failed
     authentication, a database index it does not have) raises :class:`StoreRefused` at once.
     """
-    client = redis.Redis.from_url(
-        settings.redis_url,
+    client = open_client(
+        settings,
+        redis,
         retry=redis.retry.Retry(NoBackoff(), 0),
         socket_connect_timeout=min(10.0, max(1.0, settings.retry_for)),
     )

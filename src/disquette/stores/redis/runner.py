@@ -36,7 +36,7 @@ from ...errors import ClientClosed, StoreError, StoreRefused, StoreUnavailable
 from .codec import queue_base
 from .listener import is_transient, retried
 from .scripts import SCRIPTS
-from .url import Settings
+from .url import Settings, open_client
 
 #: How many id -> queue entries a Cluster store remembers locally.
 LOOKUP_CACHE_SIZE: Final = 100_000
@@ -62,7 +62,7 @@ class ScriptRunner:
         if cluster:
             self._conn = redis.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
-            self._conn = redis.Redis.from_url(settings.redis_url, **kwargs)
+            self._conn = open_client(settings, redis, **kwargs)
         # A Cluster's first call discovers the slots alone (see ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = Lock()

@@ -35,7 +35,7 @@ from ...errors import ClientClosed, StoreError, StoreRefused, StoreUnavailable
 from .codec import queue_base
 from .listener import is_transient, retried
 from .scripts import SCRIPTS
-from .url import Settings
+from .url import Settings, open_client
 
 #: How many id -> queue entries a Cluster store remembers locally.
 LOOKUP_CACHE_SIZE: Final = 100_000
@@ -61,7 +61,7 @@ class AsyncScriptRunner:
         if cluster:
             self._conn = redis.asyncio.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
-            self._conn = redis.asyncio.Redis.from_url(settings.redis_url, **kwargs)
+            self._conn = open_client(settings, redis.asyncio, **kwargs)
         # A Cluster's first call discovers the slots alone (see async_ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = AsyncLock()
