@@ -42,7 +42,7 @@ def _worker(args: argparse.Namespace) -> None:
             # around it, whatever the machine's pace.
             while not Path(args.wait_file).exists():
                 time.sleep(0.05)
-        return args.host
+        return str(args.host)
 
     worker = Worker(
         args.url, {CATCH_ALL: handle}, queues=[args.queue], concurrency=args.concurrency
@@ -92,7 +92,7 @@ def _look(args: argparse.Namespace) -> None:
     client = disquette.connect(args.url)
     out: dict[str, Any] = {"states": _totals(client.stats())}
     if args.ids:
-        jobs = {}
+        jobs: dict[str, dict[str, Any]] = {}
         for line in Path(args.ids).read_text().splitlines():
             job_id = line.split()[0]
             try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .hosts import Network, stop, unavailable, wait_for
+from .hosts import Host, Network, stop, unavailable, wait_for
 from .services import PG_PORT, PostgresHost, look
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def _events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
 
 
-def _answers(host: Any, address: str) -> bool:
+def _answers(host: Host, address: str) -> bool:
     probe = f"import socket; socket.create_connection(('{address}', {DISQUE_PORT}), 1).close()"
     return host.run([sys.executable, "-c", probe], check=False).returncode == 0
 
