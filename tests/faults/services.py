@@ -4,11 +4,14 @@ namespace and stopped by the network's teardown."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +158,26 @@ class PostgresHost:
         if self.data.exists():
             self.kill()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def single_store(kind: str, host: Host, directory: Path) -> Iterator[str]:
+    """A store server (``redis`` or ``postgres``) on ``host``; yields a fresh store's URL,
+    as reached from the other hosts."""
+    name = f"f{uuid.uuid4().hex[:6]}"
+    if kind == "redis":
+        start_redis(host, directory)
+        yield f"redis://{host.address}:{REDIS_PORT}/0?prefix={name}&retry_for=60"
+        return
+    cluster = PostgresHost(host)
+    try:
+        cluster.initdb({})
+        cluster.start()
+        url = f"postgresql://postgres@{host.address}:{PG_PORT}/postgres?schema={name}"
+        look(host, url)  # the schema, made once before workers race to make it
+        yield url + "&retry_for=60"
+    finally:
+        cluster.destroy()
 
 
 def look(host: Host, url: str, ids: Path | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Partitions: workers on other hosts than their store, links cut and made slow and lossy.
 
-The store is a Redis on a host of its own; workers and the producer run on other hosts,
-each a separate process in its own network namespace.
+The store (Redis, or PostgreSQL) is a server on a host of its own; workers and the producer
+run on other hosts, each a separate process in its own network namespace.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from typing import Any
 import pytest
 
 from .hosts import Host, Network, agent, stop, wait_for
-from .services import REDIS_PORT, lines, look, runs, start_redis
 from .services import acked as acked_ids
+from .services import lines, look, runs, single_store
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +40,29 @@ def _worker(host: Host, url: str, tmp: Path, *extra: str) -> tuple[Any, Path, Pa
     return process, runs_file, stats_file
 
 
+STORES = ["redis", "postgres"]
+NAMES = {"redis": "Redis", "postgres": "PostgreSQL"}
+
+
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", STORES)
 def test_a_late_ack_after_a_partition_is_refused_and_counted(
-    network: Network, tmp_path: Path, record: Callable[..., None]
+    network: Network, tmp_path: Path, record: Callable[..., None], kind: str
 ) -> None:
     store, first, second = network.host("store"), network.host("a"), network.host("b")
-    start_redis(store, tmp_path / "redis")
-    url = f"redis://{store.address}:{REDIS_PORT}/0?prefix=p{uuid.uuid4().hex[:6]}&retry_for=60"
+    with single_store(kind, store, tmp_path / "store") as url:
+        _late_ack(store, first, second, url, tmp_path, record, NAMES[kind])
+
+
+def _late_ack(
+    store: Host,
+    first: Host,
+    second: Host,
+    url: str,
+    tmp_path: Path,
+    record: Callable[..., None],
+    name: str,
+) -> None:
     release = tmp_path / "release"
     worker_a, runs_a, stats_a = _worker(
         first, url, tmp_path, "--concurrency", "1", "--wait-file", str(release)
@@ -84,20 +99,32 @@ def test_a_late_ack_after_a_partition_is_refused_and_counted(
     log = (tmp_path / "worker-a.log").read_text()
     assert "lost its lease" in log, log[-3000:]
     duplicates = sum(count - 1 for count in runs([runs_a, runs_b]).values())
-    record("partition: worker cut mid-job (Redis)", 2, len(acked_ids(acked)),
+    record(f"partition: worker cut mid-job ({name})", 2, len(acked_ids(acked)),
            look(store, url)["states"]["done"], 0, duplicates, recovered)  # fmt: skip
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.parametrize("kind", STORES)
 def test_every_job_finishes_over_slow_lossy_links(
-    network: Network, tmp_path: Path, record: Callable[..., None]
+    network: Network, tmp_path: Path, record: Callable[..., None], kind: str
+) -> None:
+    store = network.host("store")
+    with single_store(kind, store, tmp_path / "store") as url:
+        _slow_lossy(network, store, url, tmp_path, record, NAMES[kind])
+
+
+def _slow_lossy(
+    network: Network,
+    store: Host,
+    url: str,
+    tmp_path: Path,
+    record: Callable[..., None],
+    name: str,
 ) -> None:
     count = 20_000
-    store, producer = network.host("store"), network.host("producer")
+    producer = network.host("producer")
     workers = [network.host(f"w{i}") for i in range(3)]
-    start_redis(store, tmp_path / "redis")
     network.shape(delay_ms=50, loss_percent=1)
-    url = f"redis://{store.address}:{REDIS_PORT}/0?prefix=l{uuid.uuid4().hex[:6]}&retry_for=60"
     started = [_worker(host, url, tmp_path, "--concurrency", "50") for host in workers]
     acked, refused = tmp_path / "acked", tmp_path / "refused"
     began = time.monotonic()
@@ -117,6 +144,6 @@ def test_every_job_finishes_over_slow_lossy_links(
     dropped, delayed = network.shaped()
     assert dropped > 0, "no packet was lost: the links were not shaped"
     assert delayed > 1000, "too few packets were delayed: the links were not shaped"
-    record(f"{count} jobs, 50 ms delay + 1% loss on every link (Redis)", count,
+    record(f"{count} jobs, 50 ms delay + 1% loss on every link ({name})", count,
            len(acked_ids(acked)), states["done"], count - states["done"], duplicates,
            f"n/a ({elapsed:.0f} s in all)")  # fmt: skip
