@@ -174,8 +174,13 @@ class Network:
         if shutil.which("iptables") is None:
             unavailable("iptables is not on PATH (apt-get install iptables)")
         hub = ["ip", "netns", "exec", self.hub]
-        subprocess.run([*hub, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
-                       check=True, capture_output=True, timeout=30)  # fmt: skip
+        bridged = [*hub, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]
+        if subprocess.run(bridged, capture_output=True, timeout=30).returncode != 0:
+            # Where br_netfilter is a module not loaded yet (distribution kernels).
+            subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=30)
+            done = subprocess.run(bridged, capture_output=True, text=True, timeout=30)
+            if done.returncode != 0:
+                unavailable(f"bridged packets cannot reach iptables: {done.stderr.strip()}")
         if self.delayer is None:
             self.delayer = subprocess.Popen(
                 [*hub, sys.executable, "-m", "tests.faults.delayer", "0", f"{delay_ms:g}"],
