@@ -177,7 +177,8 @@ class Network:
         bridged = [*hub, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]
         if subprocess.run(bridged, capture_output=True, timeout=30).returncode != 0:
             # Where br_netfilter is a module not loaded yet (distribution kernels).
-            subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=30)
+            with contextlib.suppress(OSError):
+                subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=30)
             done = subprocess.run(bridged, capture_output=True, text=True, timeout=30)
             if done.returncode != 0:
                 unavailable(f"bridged packets cannot reach iptables: {done.stderr.strip()}")
