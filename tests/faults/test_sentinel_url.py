@@ -119,7 +119,7 @@ def test_the_sync_store_opens_through_sentinel_and_counts_the_replica(
     _, _, port = sentinel
     url = f"redis+sentinel://127.0.0.1:{port}/svc/0?prefix=s&replicate_timeout=10"
     with connect(url) as jobs:
-        assert jobs.store.max_replicas == 1  # type: ignore[attr-defined]
+        assert jobs.store.max_replicas == 1
         job_id = jobs.replicate(1).add("through sentinel", "q")
         job = jobs.timeout(0).get("q")
         assert job.id == job_id
