@@ -61,7 +61,8 @@ def start_sentinel(
         f"bind {host.address} 127.0.0.1\nport {SENTINEL_PORT}\nprotected-mode no\n"
         f"dir {directory}\n"
         f"sentinel monitor {service} {primary.address} {REDIS_PORT} {quorum}\n"
-        f"sentinel down-after-milliseconds {service} 1000\n"
+        # Not lower: on a busy machine a live server that answers late would be failed over.
+        f"sentinel down-after-milliseconds {service} 3000\n"
         f"sentinel failover-timeout {service} 10000\n"
         f"sentinel parallel-syncs {service} 1\n"
     )

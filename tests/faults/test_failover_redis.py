@@ -62,5 +62,8 @@ def test_jobs_added_with_replicate_survive_the_primary_and_the_store_follows_sen
     traffic.finish(second)
     rows = traffic.account(second, killed_at, "Redis", "no replicate", record)
     count, done, lost, _ = rows["replicated"]
-    assert lost == 0, f"{lost} jobs added with replicate=1 were lost"
+    # A second failover (to the restarted, maybe not yet synced, server) is a second fault,
+    # which replicate=1 does not cover: say so rather than report lost jobs alone.
+    switches = (tmp_path / "s1" / "sentinel.log").read_text().count("+switch-master")
+    assert lost == 0, f"{lost} jobs added with replicate=1 were lost ({switches} failover(s))"
     assert done == count
