@@ -37,6 +37,17 @@ def _answers(host: Host, address: str) -> bool:
     return host.run([sys.executable, "-c", probe], check=False).returncode == 0
 
 
+def _hello_nodes(host: Host, address: str) -> int:
+    """How many nodes the server at ``address`` lists in HELLO (ids are 40 hex digits)."""
+    probe = (
+        f"import socket, time; s = socket.create_connection(({address!r}, {DISQUE_PORT}), 2); "
+        "s.sendall(b'*1\\r\\n$5\\r\\nHELLO\\r\\n'); time.sleep(0.2); "
+        "print(s.recv(65536).count(b'$40\\r\\n') - 1)"
+    )
+    done = host.run([sys.executable, "-c", probe], check=False)
+    return int(done.stdout.strip() or 0) if done.returncode == 0 else 0
+
+
 @pytest.mark.timeout(300)
 def test_a_node_js_client_moves_to_another_node_when_its_node_is_cut_off(
     network: Network, tmp_path: Path, record: Callable[..., None]
@@ -62,6 +73,8 @@ def test_a_node_js_client_moves_to_another_node_when_its_node_is_cut_off(
             )  # fmt: skip
         for host in nodes:
             wait_for(lambda h=host: _answers(client, h.address), 60, f"server on {host.name}")
+        # The client learns the other nodes from HELLO: wait until the pool formed.
+        wait_for(lambda: _hello_nodes(client, nodes[0].address) == 3, 60, "the pool to form")
         events_file = tmp_path / "client.jsonl"
         seeds = ",".join(f"{host.address}:{DISQUE_PORT}" for host in nodes)
         process = client.popen([node_js, str(CLIENT), str(JOBS), "pool", seeds], log=events_file)

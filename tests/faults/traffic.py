@@ -91,13 +91,22 @@ class Traffic:
             states = look(host, self.url, self.files[name])["jobs"]
             done = sum(1 for job in states.values() if job["state"] == "done")
             lost = sum(1 for job in states.values() if job["state"] == "JobNotFound")
-            recovery = min(t for t in adds.values() if t > killed_at) - killed_at
+            recovery = _recovery(sorted(adds.values()), killed_at)
             duplicates = sum(ran[job_id] - 1 for job_id in adds if ran[job_id] > 1)
             tried = len(adds) + refused(self.tmp / f"refused-{name}")
             record(f"{store} failover, {label}", tried, len(adds), done, lost, duplicates,
                    recovery)  # fmt: skip
             rows[name] = (len(adds), done, lost, duplicates)
         return rows
+
+
+def _recovery(times: list[float], killed_at: float) -> float:
+    """From the kill to the end of the longest pause in acknowledged adds around it (an add
+    in flight at the kill may still return just after it)."""
+    around = [t for t in times if t >= killed_at - 1]
+    gaps = [(later - earlier, later) for earlier, later in zip(around, around[1:], strict=False)]
+    _, resumed = max(gaps, default=(0.0, killed_at))
+    return max(0.0, resumed - killed_at)
 
 
 def _pending(states: dict[str, int]) -> int:

@@ -2,7 +2,8 @@
 // A Disque client for a pool of nodes, with no dependencies, standing in for "a Disque client
 // in another language" in tests/faults/test_server_pool.py. It knows nothing of disquette:
 // it speaks RESP over TCP, learns the pool's nodes with HELLO, and when the node it talks to
-// stops answering (an error, or no reply within 2 s) it moves to another node HELLO listed.
+// stops answering (an error, or no reply within 2 s) it moves to another node HELLO listed
+// (or another of the nodes it was given).
 //
 // Usage: node pool_client.js COUNT QUEUE SEED_HOST:PORT[,HOST:PORT...]
 //
@@ -121,6 +122,7 @@ const seconds = () => (Date.now() - started) / 1000;
 
 class Pool {
   constructor(seeds) {
+    this.seeds = seeds;
     this.nodes = seeds;
     this.index = 0;
     this.conn = null;
@@ -149,7 +151,10 @@ class Pool {
     // HELLO: version, this node's id, then [id, ip, port, priority] per node.
     const listed = hello.slice(2).map((node) => `${node[1]}:${node[2]}`);
     const current = this.nodes[this.index];
-    this.nodes = [current, ...listed.filter((address) => address !== current)];
+    // The seeds stay candidates: a node that just started may not be in HELLO yet.
+    const known = new Set([current, ...listed, ...this.seeds]);
+    known.delete(current);
+    this.nodes = [current, ...known];
     this.index = 0;
     this.conn = conn;
     say({ node: current, t: seconds() });
