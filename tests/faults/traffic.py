@@ -4,6 +4,7 @@ the accounting of what became of every acknowledged add."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def _recovery(times: list[float], killed_at: float) -> float:
     """From the kill to the end of the longest pause in acknowledged adds around it (an add
     in flight at the kill may still return just after it)."""
     around = [t for t in times if t >= killed_at - 1]
-    gaps = [(later - earlier, later) for earlier, later in zip(around, around[1:], strict=False)]
+    gaps = [(later - earlier, later) for earlier, later in itertools.pairwise(around)]
     _, resumed = max(gaps, default=(0.0, killed_at))
     return max(0.0, resumed - killed_at)
 
