@@ -29,9 +29,11 @@ Where our semantics differ from Disque's, the reply keeps Disque's shape:
   ``wait()`` sees it); SHOW answers ``$-1`` for a done job at once, so goware-style
   ``Wait`` (poll SHOW until null) works, and a second ACKJOB answers ``:0``.
 - GETJOB orders jobs as Disque does (passes over the queues left to right, one job per
-  listed queue per pass) and a blocked GETJOB gets the one job that woke it. GETJOB NOHANG
-  and ACKJOB of every connection are gathered into one store call per loop iteration (one
-  SQLite commit for many clients), as plain ADDJOBs are.
+  listed queue per pass) and a blocked GETJOB gets the one job that woke it. GETJOBs
+  (blocking or NOHANG) and ACKJOBs of every connection are gathered into one store call
+  per loop iteration (one SQLite commit for many clients), as plain ADDJOBs are; a
+  blocking GETJOB that finds no job there then blocks, after the blocked GETJOBs before
+  it on its connection.
 - Queue names: any UTF-8 text without control characters, 1 to 200 bytes. ADDJOB and
   PAUSE refuse other names with ``-ERR invalid queue name``; read commands treat them as
   empty queues.

@@ -1,7 +1,7 @@
 """Requests gathered from every connection into one store call per loop iteration.
 
 A SQLite commit or a database round trip costs far more than the Python around it, so
-plain ADDJOBs, GETJOB NOHANGs and ACKJOBs of every connection that arrive while one store
+plain ADDJOBs, GETJOBs and ACKJOBs of every connection that arrive while one store
 call runs share the next one (:class:`Gathered`); their replies come back to the sessions
 as :class:`Pending` replies, each request's share of the batch's outcome.
 """
@@ -173,7 +173,7 @@ async def run_adds(server: Server, requests: list[AddRequest]) -> None:
 
 
 async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
-    """Lease the jobs of a batch of GETJOB NOHANGs (and blocked GETJOBs' first tries)."""
+    """Lease the jobs of a batch of GETJOBs (a blocking one that gets none then blocks)."""
     # A run of consecutive GETJOBs on the same queues shares one claim per queue; each
     # gets the jobs it would have got had they run one after the other.
     for queues, run in runs(requests):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from ...disque import (
@@ -19,7 +19,7 @@ from ...disque import (
 from ...errors import DisquetteError, InvalidQueueName, JobCancelled, JobNotFound, WorkingTooLate
 from ...job import Job, JobState
 from .. import protocol
-from ..batching import Gather, Pending, to_pending
+from ..batching import Pending
 from ..planner import MAX_PAGE
 from ..protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, SYNTAX_ERROR, ZERO, refusal
 from ..server import Server
@@ -204,71 +204,58 @@ def getjob_reply(server: Server, jobs: list[Job], counters: bool) -> bytes:
     return protocol.array(items)
 
 
-def getjob_nohang(server: Server, args: list[bytes]) -> bytes | Pending:
-    """GETJOB NOHANG, gathered with the other connections' claims: its reply, or the
-    :class:`Pending` that gets it (see ``Session``: no task per request)."""
+def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
+    """GETJOB, gathered with the other connections' claims (one store call for all): its
+    reply, or the :class:`Pending` that gets it. A blocking GETJOB that finds no job then
+    blocks (:func:`wait_for_job`, run by ``Session.block`` after the connection's blocked
+    requests before it), so jobs already waiting cost no task and no wait."""
+    server = session.server
     try:
         request = parse_getjob(args)
     except CommandError as exc:
         return exc.reply
-    if not request.queues:
+    queues = request.queues
+    if not queues:
         return NULL_ARRAY
+    blocking = not request.nohang
+    if blocking:
+        server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
     pending = Pending()
     counters = request.counters
 
-    def reply(jobs: list[Job]) -> bytes:
-        return getjob_reply(server, jobs, counters)
+    def then(outcome: list[Job] | Exception) -> bool:
+        if pending.abandoned:
+            return False
+        if isinstance(outcome, Exception):
+            pending.settle(refusal(outcome))
+        elif outcome or not blocking:
+            pending.settle(getjob_reply(server, outcome, counters))
+        else:
+            session.block(
+                partial(wait_for_job, server, queues, request.timeout_ms, counters), pending
+            )
+        return True
 
-    server.claim_then(request.queues, request.count, to_pending(pending, reply))
+    server.claim_then(queues, request.count, then)
     return pending
 
 
-def getjob_gathered(args: list[bytes]) -> Gather | None:
-    """GETJOB NOHANG is gathered with the other connections' claims (it never blocks)."""
-    for arg in args[1:]:
-        lowered = arg.lower()
-        if lowered == b"nohang":
-            return Gather.CLAIM
-        if lowered == b"from":
-            return None
-    return None
-
-
-def start_getjob(
-    session: Session, args: list[bytes]
-) -> bytes | Pending | Coroutine[Any, Any, bytes]:
-    """GETJOB: gathered when NOHANG, else a command that may block."""
-    if getjob_gathered(args) is Gather.CLAIM:
-        return getjob_nohang(session.server, args)
-    return cmd_getjob(session, args)
-
-
-async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
-    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..."""
-    server = session.server
-    request = parse_getjob(args)
-    queues = request.queues
-    if not request.nohang:
-        server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
-    jobs = await server.claim(queues, request.count) if queues else []
-    if not jobs and not request.nohang and queues:
-        timeout = request.timeout_ms
-        client = server.client.timeout(None if timeout == 0 else timeout / 1000)
-        server.blocked += 1
+async def wait_for_job(server: Server, queues: list[str], timeout_ms: int, counters: bool) -> bytes:
+    """A blocking GETJOB that found no job: its reply once a job comes (Disque hands a
+    blocked client the one job that woke it, whatever its COUNT) or its TIMEOUT ends."""
+    client = server.client.timeout(None if timeout_ms == 0 else timeout_ms / 1000)
+    server.blocked += 1
+    for queue in queues:
+        server.blocked_on[queue] += 1
+    try:
+        jobs = await client.get_many(*queues, count=1)
+    finally:
+        server.blocked -= 1
         for queue in queues:
-            server.blocked_on[queue] += 1
-        try:
-            # A task of its own: the command may have been started eagerly (no current
-            # task), and the wait may need one. Disque hands a blocked client the one job
-            # that woke it, whatever its COUNT.
-            jobs = await asyncio.ensure_future(client.get_many(*queues, count=1))
-        finally:
-            server.blocked -= 1
-            for queue in queues:
-                server.blocked_on[queue] -= 1
-                if not server.blocked_on[queue]:
-                    del server.blocked_on[queue]
-    return getjob_reply(server, jobs, request.counters)
+            server.blocked_on[queue] -= 1
+            if not server.blocked_on[queue]:
+                del server.blocked_on[queue]
+    return getjob_reply(server, jobs, counters)
 
 
 async def cmd_working(session: Session, args: list[bytes]) -> bytes:
