@@ -65,10 +65,8 @@ class Gathered(Generic[R]):
     outcome and never raises.
     """
 
-    def __init__(self, run: Callable[[list[R]], Awaitable[None]], *, gather: bool) -> None:
+    def __init__(self, run: Callable[[list[R]], Awaitable[None]]) -> None:
         self._run = run
-        #: False: each request runs at once (the store's calls cost no I/O to share).
-        self._gather = gather
         self._queue: list[R] = []
         self._running = False
         self._task: asyncio.Task[None] | None = None
@@ -79,10 +77,7 @@ class Gathered(Generic[R]):
         if self._running:
             return
         self._running = True
-        if self._gather:
-            asyncio.get_running_loop().call_soon(self._start)
-        else:
-            self._start()
+        asyncio.get_running_loop().call_soon(self._start)
 
     def _start(self) -> None:
         task = start(self._drain())
@@ -114,21 +109,6 @@ AckRequest = tuple[list[str], Then[int]]
 
 #: Plain ADDJOBs of one connection: their jobs, and where their replies go.
 AddRequest = tuple[list[Job], Pending]
-
-
-def to_future(future: asyncio.Future[T]) -> Then[T]:
-    """A :data:`Then` that settles ``future`` with the outcome (unless it was cancelled)."""
-
-    def then(outcome: T | Exception) -> bool:
-        if future.done():  # cancelled: the client is gone
-            return False
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-        return True
-
-    return then
 
 
 def to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:

@@ -29,7 +29,6 @@ from .batching import (
     run_acks,
     run_adds,
     run_claims,
-    to_future,
 )
 from .node import Node
 from .protocol import refusal
@@ -137,12 +136,11 @@ class Server:
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
         self.max_batch = max_batch
-        # Even the memory store, which commits nothing, adds faster so: one store call per
-        # loop iteration, not per request.
-        self._adds = Gathered[AddRequest](partial(run_adds, self), gather=True)
-        gather = self.store.blocking
-        self._claims = Gathered[ClaimRequest](partial(run_claims, self), gather=gather)
-        self._acks = Gathered[AckRequest](partial(run_acks, self), gather=gather)
+        # Even the memory store, which commits nothing, runs faster so: one store call per
+        # loop iteration, not per request (bench/bench_server.py).
+        self._adds = Gathered[AddRequest](partial(run_adds, self))
+        self._claims = Gathered[ClaimRequest](partial(run_claims, self))
+        self._acks = Gathered[AckRequest](partial(run_acks, self))
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024
@@ -257,12 +255,6 @@ class Server:
     def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
         """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
         self._claims.push((tuple(queues), count, then))
-
-    def claim(self, queues: Sequence[str], count: int) -> asyncio.Future[list[Job]]:
-        """:meth:`claim_then`, as a future."""
-        future: asyncio.Future[list[Job]] = asyncio.get_running_loop().create_future()
-        self.claim_then(queues, count, to_future(future))
-        return future
 
     def ack_then(self, job_ids: list[str], then: Then[int]) -> None:
         """Ack jobs with the next batched ack; ``then`` gets how many became done."""
