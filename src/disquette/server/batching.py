@@ -65,8 +65,12 @@ class Gathered(Generic[R]):
     outcome and never raises.
     """
 
-    def __init__(self, run: Callable[[list[R]], Awaitable[None]]) -> None:
+    def __init__(
+        self, run: Callable[[list[R]], Awaitable[None]], after: Callable[[], object]
+    ) -> None:
         self._run = run
+        #: Called after each batch (the server writes the replies it settled at once).
+        self._after = after
         self._queue: list[R] = []
         self._running = False
         self._task: asyncio.Task[None] | None = None
@@ -89,6 +93,7 @@ class Gathered(Generic[R]):
             while self._queue:
                 batch, self._queue = self._queue, []
                 await self._run(batch)
+                self._after()
         finally:
             self._running = False
             self._task = None

@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Final
 
@@ -138,9 +138,10 @@ class Server:
         self.max_batch = max_batch
         # Even the memory store, which commits nothing, runs faster so: one store call per
         # loop iteration, not per request (bench/bench_server.py).
-        self._adds = Gathered[AddRequest](partial(run_adds, self))
-        self._claims = Gathered[ClaimRequest](partial(run_claims, self))
-        self._acks = Gathered[AckRequest](partial(run_acks, self))
+        # The replies a batch settled leave at once, not one loop iteration later.
+        self._adds = Gathered[AddRequest](partial(run_adds, self), self._write_all)
+        self._claims = Gathered[ClaimRequest](partial(run_claims, self), self._write_all)
+        self._acks = Gathered[AckRequest](partial(run_acks, self), self._write_all)
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024
@@ -252,9 +253,9 @@ class Server:
             self.touch(arrived)
         return len(requeued)
 
-    def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
+    def claim_then(self, queues: tuple[str, ...], count: int, then: Then[list[Job]]) -> None:
         """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
-        self._claims.push((tuple(queues), count, then))
+        self._claims.push((queues, count, then))
 
     def ack_then(self, job_ids: list[str], then: Then[int]) -> None:
         """Ack jobs with the next batched ack; ``then`` gets how many became done."""

@@ -143,17 +143,26 @@ def parse_addjob_options(args: list[bytes]) -> AddJobOptions:
 class GetJob:
     """A parsed GETJOB."""
 
-    queues: list[str]
+    queues: tuple[str, ...]
     count: int = 1
     nohang: bool = False
     timeout_ms: int = 0
     counters: bool = False
 
 
+#: GETJOBs parsed, by their arguments: a worker sends the same one again and again.
+_PARSED: Final[dict[tuple[bytes, ...], GetJob]] = {}
+_MAX_PARSED: Final = 4096
+
+
 def parse_getjob(args: list[bytes]) -> GetJob:
     """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..., as Disque
     parses it (invalid queue names are left out); raises :class:`CommandError`."""
-    request = GetJob([])
+    key = tuple(args)
+    request = _PARSED.get(key)
+    if request is not None:
+        return request
+    request = GetJob(())
     j = 1
     while True:
         if j >= len(args):
@@ -180,28 +189,48 @@ def parse_getjob(args: list[bytes]) -> GetJob:
     raw_queues = args[j + 1 :]
     if not raw_queues:
         raise CommandError(SYNTAX_ERROR)
-    request.queues = [name for name in map(parse_queue, raw_queues) if name is not None]
+    request.queues = tuple([name for name in map(parse_queue, raw_queues) if name is not None])
+    if len(_PARSED) >= _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED[key] = request
     return request
 
 
-def getjob_reply(server: Server, jobs: list[Job], counters: bool) -> bytes:
-    """GETJOB's reply for the jobs it leased (counted as delivered)."""
+def getjob_reply(
+    server: Server, jobs: list[Job], counters: bool, *, touched: bool = False
+) -> bytes:
+    """GETJOB's reply for the jobs it leased (counted as delivered; ``touched``: their
+    queues were just noted as used, see ``Server.touch``)."""
     if not jobs:
         return NULL_ARRAY
-    server.touch({job.queue for job in jobs})
-    items = []
-    for job in jobs:
-        server.jobs_out[job.queue] += 1
-        fields = [protocol.bulk(job.queue), protocol.bulk(job.id), protocol.bulk(job.raw_body)]
-        if counters:
-            fields += [
+    if not touched:
+        server.touch({job.queue for job in jobs})
+    delivered = server.jobs_out
+    if counters:
+        items = []
+        for job in jobs:
+            delivered[job.queue] += 1
+            fields = [
+                protocol.bulk(job.queue),
+                protocol.bulk(job.id),
+                protocol.bulk(job.raw_body),
                 b"$5\r\nnacks\r\n",
                 protocol.integer(job.nacks),
                 b"$21\r\nadditional-deliveries\r\n",
                 protocol.integer(job.additional_deliveries),
             ]
-        items.append(protocol.array(fields))
-    return protocol.array(items)
+            items.append(protocol.array(fields))
+        return protocol.array(items)
+    # The hot path (a worker's GETJOB): one format per job, no intermediate replies.
+    parts = [b"*%d\r\n" % len(jobs)]
+    for job in jobs:
+        delivered[job.queue] += 1
+        queue, job_id, body = job.queue.encode(), job.id.encode(), job.raw_body
+        parts.append(
+            b"*3\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+            % (len(queue), queue, len(job_id), job_id, len(body), body)
+        )
+    return b"".join(parts)
 
 
 def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
@@ -221,7 +250,6 @@ def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
     if blocking:
         server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
     pending = Pending()
-    counters = request.counters
 
     def then(outcome: list[Job] | Exception) -> bool:
         if pending.abandoned:
@@ -229,20 +257,20 @@ def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
         if isinstance(outcome, Exception):
             pending.settle(refusal(outcome))
         elif outcome or not blocking:
-            pending.settle(getjob_reply(server, outcome, counters))
+            # A blocking GETJOB's queues, the jobs' among them, were noted as used already.
+            pending.settle(getjob_reply(server, outcome, request.counters, touched=blocking))
         else:
-            session.block(
-                partial(wait_for_job, server, queues, request.timeout_ms, counters), pending
-            )
+            session.block(partial(wait_for_job, server, request), pending)
         return True
 
     server.claim_then(queues, request.count, then)
     return pending
 
 
-async def wait_for_job(server: Server, queues: list[str], timeout_ms: int, counters: bool) -> bytes:
+async def wait_for_job(server: Server, request: GetJob) -> bytes:
     """A blocking GETJOB that found no job: its reply once a job comes (Disque hands a
     blocked client the one job that woke it, whatever its COUNT) or its TIMEOUT ends."""
+    timeout_ms, queues = request.timeout_ms, request.queues
     client = server.client.timeout(None if timeout_ms == 0 else timeout_ms / 1000)
     server.blocked += 1
     for queue in queues:
@@ -255,7 +283,7 @@ async def wait_for_job(server: Server, queues: list[str], timeout_ms: int, count
             server.blocked_on[queue] -= 1
             if not server.blocked_on[queue]:
                 del server.blocked_on[queue]
-    return getjob_reply(server, jobs, counters)
+    return getjob_reply(server, jobs, request.counters)
 
 
 async def cmd_working(session: Session, args: list[bytes]) -> bytes:
