@@ -277,7 +277,7 @@ def cycle_rate(
     for process in processes:
         process.join()
     done = sum(count for count, _, _ in outcomes)
-    return done / (max(end for *_, end in outcomes) - min(start for _, start, _ in outcomes))
+    return float(done) / (max(end for *_, end in outcomes) - min(start for _, start, _ in outcomes))
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

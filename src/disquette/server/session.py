@@ -11,7 +11,7 @@ from typing import Any, Final, cast
 from ..job import Job
 from . import protocol
 from .batching import Gather, Pending
-from .commands import TABLE, Command, CommandError, Started, check_arity
+from .commands import LOOKUP, TABLE, Command, CommandError, Started, check_arity
 from .eager import start
 from .protocol import ProtocolError, RequestParser, refusal
 from .server import Server
@@ -177,18 +177,20 @@ class Session(asyncio.Protocol):
             if not pending:
                 return
             request = pending[0]
-            if isinstance(request, ProtocolError):
-                name, command, kind = None, None, None
-            else:
-                name = request[0].lower()
-                command = TABLE.get(name)
+            if type(request) is list:
+                # Clients send names in one case: most hit LOOKUP without a lower().
+                command = LOOKUP.get(request[0]) or TABLE.get(request[0].lower())
                 kind = None if command is None else command.gathered
+                args = request
+                closing = command is None and request[0].lower() == _QUIT
+            else:
+                command, kind, args, closing = None, None, [], True
             if kind is not self._last_kind:
                 self._end_group()
                 if not self._settled():
                     return  # another kind is in flight; _batch_done pumps again
                 self._last_kind = kind
-            if name is None or name == _QUIT:
+            if closing:
                 self._end_group()
                 if not self._settled():
                     return
@@ -203,13 +205,14 @@ class Session(asyncio.Protocol):
             if not self._reading and len(pending) < _MAX_PENDING // 2:
                 self._transport.resume_reading()
                 self._reading = True
-            reply = self._dispatch(command, cast(list[bytes], request))
+            reply = self._dispatch(command, args)
             if type(reply) is Job:
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
                     self._end_group()
             elif type(reply) is bytes or type(reply) is Pending:
-                self._end_group()
+                if self._group:
+                    self._end_group()
                 replies.append(reply)
             else:
                 self._end_group()

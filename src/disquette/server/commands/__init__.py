@@ -118,6 +118,8 @@ def _table() -> dict[bytes, Command]:
 #: queued, ``requested`` when its worker is told to stop; ``-NOJOB`` for an unknown id,
 #: ``-ERR`` for a finished job), so COMMAND COUNT is 33.
 TABLE: Final = _table()
+#: The table by the names' lower and upper case forms (a lookup without ``lower()``).
+LOOKUP: Final = {**TABLE, **{name.upper(): command for name, command in TABLE.items()}}
 
 
 def check_arity(command: Command, argc: int) -> bytes | None:
@@ -128,4 +130,4 @@ def check_arity(command: Command, argc: int) -> bytes | None:
     return None
 
 
-__all__ = ["TABLE", "Command", "CommandError", "Started", "check_arity"]
+__all__ = ["LOOKUP", "TABLE", "Command", "CommandError", "Started", "check_arity"]
