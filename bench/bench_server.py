@@ -50,6 +50,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -327,36 +328,72 @@ def disque_server() -> str | None:
     return shutil.which("disque-server")
 
 
-def measure(target: Target, args: argparse.Namespace, directory: str) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user and system, every thread) a process used so far; ``None`` off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: A measurement: operations per second, and the server's CPU microseconds per operation.
+Figure = tuple[float, float | None]
+
+
+def measure(target: Target, args: argparse.Namespace, directory: str) -> dict[str, Figure]:
     """One round of a target: ADDJOB (LPUSH) at P1 and P50, then get+ack cycles at P1 and
     P50 (the queue filled first), on a fresh server."""
     port = free_port()
-    out = subprocess.Popen(
+    server = subprocess.Popen(
         target.argv(port, directory),
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         cwd=directory,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    rates: dict[str, float] = {}
+    figures: dict[str, Figure] = {}
     add = ("ADDJOB", "q", "body", "0") if target.disque else ("LPUSH", "q", "body")
     fill_request = (
         encode("ADDJOB", "c", "body", "0") if target.disque else encode("LPUSH", "c", "body")
     )
     cycle = disque_cycle(args.getjob) if target.disque else redis_cycle(args.getjob)
+
+    def timed(what: str, operations: int, rate: Callable[[], float]) -> None:
+        before = cpu_seconds(server.pid)
+        measured = rate()
+        after = cpu_seconds(server.pid)
+        used = None if before is None or after is None else (after - before) / operations * 1e6
+        figures[what] = (measured, used)
+
     try:
         wait_port(port)
         for pipeline in (1, 50):
-            rates[f"add P{pipeline}"] = benchmark(port, args.requests, args.clients, pipeline, *add)
+            timed(
+                f"add P{pipeline}",
+                args.requests,
+                partial(benchmark, port, args.requests, args.clients, pipeline, *add),
+            )
         for pipeline in (1, 50):
             run(fill(port, args.cycles, fill_request))
-            rates[f"get+ack P{pipeline}"] = cycle_rate(
-                port, args.cycles, args.clients, pipeline, cycle, args.generators
+            timed(
+                f"get+ack P{pipeline}",
+                args.cycles,
+                partial(
+                    cycle_rate, port, args.cycles, args.clients, pipeline, cycle, args.generators
+                ),
             )
     finally:
-        out.terminate()
-        out.wait()
-    return rates
+        server.terminate()
+        server.wait()
+    return figures
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median, ``None`` when a value is missing."""
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known and len(known) == len(values) else None
 
 
 def main() -> int:
@@ -425,27 +462,37 @@ def main() -> int:
         f"{args.clients} connections, {args.generators} generator processes, GETJOB "
         f"{'TIMEOUT 1000' if args.getjob == 'timeout' else 'NOHANG'}, {args.rounds} round(s)"
     )
-    figures: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
+    figures: dict[str, dict[str, list[Figure]]] = {t.name: {} for t in targets}
     for round_ in range(args.rounds):
         for target in targets:
             with tempfile.TemporaryDirectory() as directory:
-                for what, rate in measure(target, args, directory).items():
-                    figures[target.name].setdefault(what, []).append(rate)
-                    print(f"  round {round_ + 1} {target.name} {what}: {rate:,.0f}/s", flush=True)
-    base = {what: statistics.median(rates) for what, rates in figures[peer.name].items()}
-    print(f"{'what':32} {'ops/s':>10} {'ratio':>6}  compared with")
+                for what, (rate, cpu) in measure(target, args, directory).items():
+                    figures[target.name].setdefault(what, []).append((rate, cpu))
+                    used = "" if cpu is None else f", server CPU {cpu:.1f} us/op"
+                    print(f"  round {round_ + 1} {target.name} {what}: {rate:,.0f}/s{used}")
+    # The CPU ratio (the peer's CPU per operation over ours) says what each server could do
+    # with a core to itself: on a shared machine the rates swing with the neighbours' load.
+    base = {
+        what: (statistics.median(r for r, _ in runs), median([c for _, c in runs]))
+        for what, runs in figures[peer.name].items()
+    }
+    print(
+        f"{'what':32} {'ops/s':>10} {'ratio':>6} {'CPU us/op':>10} {'CPU ratio':>9}  "
+        "compared with (medians)"
+    )
+    ours_names = {"add": "ADDJOB", "get+ack": "GETJOB+ACKJOB"}
     for target in targets:
-        for what, rates in figures[target.name].items():
+        for what, runs in figures[target.name].items():
             kind, pipeline = what.split()
-            name = (
-                names[kind]
-                if target is peer
-                else {"add": "ADDJOB", "get+ack": "GETJOB+ACKJOB"}[kind]
+            rate, cpu = statistics.median(r for r, _ in runs), median([c for _, c in runs])
+            base_rate, base_cpu = base[what]
+            label = f"{target.name} {(names if target is peer else ours_names)[kind]} {pipeline}"
+            cpu_text = "" if cpu is None else f"{cpu:10.1f}"
+            ratio_text = "" if cpu is None or base_cpu is None else f"{base_cpu / cpu:9.2f}"
+            print(
+                f"{label:32} {rate:10,.0f} {rate / base_rate:6.2f} {cpu_text:>10} "
+                f"{ratio_text:>9}  {peer.name} {names[kind]} {pipeline}"
             )
-            rate = statistics.median(rates)
-            label = f"{target.name} {name} {pipeline}"
-            against = f"{peer.name} {names[kind]} {pipeline}"
-            print(f"{label:32} {rate:10,.0f} {rate / base[what]:6.2f}  {against}")
     return 0
 
 
