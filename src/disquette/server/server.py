@@ -132,16 +132,17 @@ class Server:
         self.multiplexing_api = "asyncio"
         self._factories: dict[tuple[int, int], Callable[[], str]] = {}
         self._writers: list[Callable[[], None]] = []
+        self._resumes: list[Callable[[], None]] = []
         #: Queue names already checked, by their bytes (ADDJOB's fast path).
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
         self.max_batch = max_batch
         # Even the memory store, which commits nothing, runs faster so: one store call per
         # loop iteration, not per request (bench/bench_server.py).
-        # The replies a batch settled leave at once, not one loop iteration later.
-        self._adds = Gathered[AddRequest](partial(run_adds, self), self._write_all)
-        self._claims = Gathered[ClaimRequest](partial(run_claims, self), self._write_all)
-        self._acks = Gathered[AckRequest](partial(run_acks, self), self._write_all)
+        # The sessions a batch answered go on, and its replies leave, at once after it.
+        self._adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
+        self._claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
+        self._acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024
@@ -197,6 +198,24 @@ class Server:
         writers, self._writers = self._writers, []
         for write in writers:
             write()
+
+    def resume_soon(self, resume: Callable[[], None]) -> None:
+        """Call ``resume`` (a session whose reply was settled) once the batch running now
+        is over, or in the next loop iteration outside a batch.
+
+        A batch settles many replies of one session: going on once, after all of them,
+        costs one pass over its requests and replies instead of one per reply.
+        """
+        self._resumes.append(resume)
+        if len(self._resumes) == 1:
+            asyncio.get_running_loop().call_soon(self._after_batch)
+
+    def _after_batch(self) -> None:
+        while self._resumes:
+            resumes, self._resumes = self._resumes, []
+            for resume in resumes:
+                resume()
+        self._write_all()
 
     async def add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
         """Add one job on its own (MAXLEN, REPLICATE): its reply, an error for a refusal."""

@@ -270,7 +270,12 @@ class Session(asyncio.Protocol):
         return True
 
     def _batch_done(self) -> None:
+        # Called as the batch settles this reply, before it settles the ones after it: the
+        # session goes on once the batch is over, to run and write all it settled at once.
         self._waiting = None
+        self.server.resume_soon(self._resume)
+
+    def _resume(self) -> None:
         if self._pending or self._deferred is not None:
             self._pump()
         elif self._transport is not None:
