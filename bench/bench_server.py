@@ -2,7 +2,8 @@
 Disque (or the local Redis), in one run.
 
     python bench/bench_server.py [--requests 100000] [--clients 50] [--cycles 100000]
-        [--generators 2] [--rounds 3] [--stores memory,sqlite,sqlite-full] [--peer auto]
+        [--generators 2] [--rounds 1] [--stores memory,sqlite,sqlite-full]
+        [--peer auto|disque|redis] [--getjob timeout|nohang] [--baseline ../main/src]
 
 The peer: a C ``disque-server`` when one is on PATH or ``DISQUE_SERVER`` names the binary
 (Disque is not packaged anywhere: build it yourself, outside this repository); every
@@ -25,7 +26,11 @@ and shares the machine's cores with the server it measures: with one process it 
 keep a C Disque busy, hence several; the peer pays the same client costs.
 
 ``--rounds`` runs everything that many times, the servers taking turns, and prints the
-median of each figure (the machine is shared: figures are indicative).
+median of each figure (the machine is shared: figures are indicative). Beside each rate,
+the server's CPU time per operation (``/proc``, every thread) and its ratio to the
+peer's: what each server would do with a core to itself, steadier than the rates when
+neighbours load the machine. ``--baseline DIR`` adds another build of ours (``DIR`` is its
+``src``, e.g. a worktree of the main branch), measured in the same rounds.
 
 SQLite's durable rate comes from group commit: the server gathers the ADDJOBs of every
 connection that arrive while a commit runs into the next ``store.add`` batch (one
@@ -298,6 +303,8 @@ class Target:
     name: str
     argv: Callable[[int, str], list[str]]
     disque: bool
+    #: The ``src`` directory our server runs from (``--baseline``: another build).
+    source: Path = ROOT / "src"
 
 
 def ours(url: Callable[[str], str]) -> Callable[[int, str], list[str]]:
@@ -348,7 +355,7 @@ def measure(target: Target, args: argparse.Namespace, directory: str) -> dict[st
     port = free_port()
     server = subprocess.Popen(
         target.argv(port, directory),
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": str(target.source)},
         cwd=directory,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -409,6 +416,10 @@ def main() -> int:
     )
     parser.add_argument("--peer", choices=("auto", "disque", "redis"), default="auto")
     parser.add_argument(
+        "--baseline",
+        help="the src directory of another build (a git worktree's), measured in the same rounds",
+    )
+    parser.add_argument(
         "--getjob",
         choices=sorted(DISQUE_GETS),
         default="timeout",
@@ -458,6 +469,11 @@ def main() -> int:
         for name, url in stores.items()
         if name in args.stores.split(",")
     ]
+    if args.baseline is not None:  # another build of ours, measured in the same rounds
+        baseline = Path(args.baseline).resolve()
+        targets += [
+            Target(f"{target.name}@baseline", target.argv, True, baseline) for target in targets[1:]
+        ]
     print(
         f"{args.clients} connections, {args.generators} generator processes, GETJOB "
         f"{'TIMEOUT 1000' if args.getjob == 'timeout' else 'NOHANG'}, {args.rounds} round(s)"
