@@ -33,7 +33,10 @@ Where our semantics differ from Disque's, the reply keeps Disque's shape:
   (blocking or NOHANG) and ACKJOBs of every connection are gathered into one store call
   per loop iteration (one SQLite commit for many clients), as plain ADDJOBs are; a
   blocking GETJOB that finds no job there then blocks, after the blocked GETJOBs before
-  it on its connection.
+  it on its connection. So a GETJOB pipelined behind one that blocks is tried in the same
+  batch (Disque tries it once the blocked one returns): a NOHANG one answers from then,
+  one that finds jobs holds them until its reply goes out, and a blocking one that finds
+  none tries again, then blocks, once the one before it returned.
 - Queue names: any UTF-8 text without control characters, 1 to 200 bytes. ADDJOB and
   PAUSE refuse other names with ``-ERR invalid queue name``; read commands treat them as
   empty queues.
