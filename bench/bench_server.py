@@ -72,13 +72,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int) -> None:
-    """Until something accepts on the port."""
+def free_disque_port() -> int:
+    """A free loopback port whose cluster bus port (Disque's, the port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until something accepts on the port (or ``process``, meant to, exits)."""
     for _ in range(600):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the server exited ({process.returncode})") from None
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
 
@@ -352,7 +368,8 @@ Figure = tuple[float, float | None]
 def measure(target: Target, args: argparse.Namespace, directory: str) -> dict[str, Figure]:
     """One round of a target: ADDJOB (LPUSH) at P1 and P50, then get+ack cycles at P1 and
     P50 (the queue filled first), on a fresh server."""
-    port = free_port()
+    # A C Disque also listens on its port + 10000 (the cluster bus).
+    port = free_disque_port() if target.name == "disque" else free_port()
     server = subprocess.Popen(
         target.argv(port, directory),
         env={**os.environ, "PYTHONPATH": str(target.source)},
@@ -375,7 +392,7 @@ def measure(target: Target, args: argparse.Namespace, directory: str) -> dict[st
         figures[what] = (measured, used)
 
     try:
-        wait_port(port)
+        wait_port(port, server)
         for pipeline in (1, 50):
             timed(
                 f"add P{pipeline}",
