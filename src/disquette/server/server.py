@@ -137,9 +137,9 @@ class Server:
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
         self.max_batch = max_batch
-        # Even the memory store, which commits nothing, runs faster so: one store call per
-        # loop iteration, not per request (bench/bench_server.py).
-        # The sessions a batch answered go on, and its replies leave, at once after it.
+        # One store call per loop iteration for all connections, not one per request, even
+        # on the memory store, which commits nothing (bench/bench_server.py). After each
+        # batch the sessions it answered go on, and its replies leave, at once.
         self._adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
         self._claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
         self._acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
