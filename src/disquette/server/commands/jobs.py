@@ -153,15 +153,29 @@ class GetJob:
 #: GETJOBs parsed, by their arguments: a worker sends the same one again and again.
 _PARSED: Final[dict[tuple[bytes, ...], GetJob]] = {}
 _MAX_PARSED: Final = 4096
+#: Only short GETJOBs are kept (a request may hold up to 1M arguments of 64 MiB).
+_MAX_PARSED_ARGS: Final = 16
+_MAX_PARSED_BYTES: Final = 1024
 
 
 def parse_getjob(args: list[bytes]) -> GetJob:
     """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..., as Disque
     parses it (invalid queue names are left out); raises :class:`CommandError`."""
+    if len(args) > _MAX_PARSED_ARGS:
+        return _parse_getjob(args)
     key = tuple(args)
     request = _PARSED.get(key)
     if request is not None:
         return request
+    request = _parse_getjob(args)
+    if sum(map(len, args)) <= _MAX_PARSED_BYTES:
+        if len(_PARSED) >= _MAX_PARSED:
+            _PARSED.clear()
+        _PARSED[key] = request
+    return request
+
+
+def _parse_getjob(args: list[bytes]) -> GetJob:
     request = GetJob(())
     j = 1
     while True:
@@ -190,9 +204,6 @@ def parse_getjob(args: list[bytes]) -> GetJob:
     if not raw_queues:
         raise CommandError(SYNTAX_ERROR)
     request.queues = tuple([name for name in map(parse_queue, raw_queues) if name is not None])
-    if len(_PARSED) >= _MAX_PARSED:
-        _PARSED.clear()
-    _PARSED[key] = request
     return request
 
 
