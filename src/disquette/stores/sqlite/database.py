@@ -39,6 +39,10 @@ _MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: How long a read waits for the write lock to apply due changes before reading as is.
 _READER_WAIT_MS: Final = 1000
+#: At most this many jobs per time-driven change (expire, promote, requeue) and transaction.
+DUE_BATCH: Final = 1000
+#: "Something may be due now": the next claim reads when time next changes something.
+_UNKNOWN: Final = float("-inf")
 Synchronous = Literal["normal", "full"]
 
 
@@ -76,14 +80,21 @@ class SqliteDatabase:
         self.path = path
         self.clock = clock
         self._peers = PeerWakeups(path, self._delivered)
-        self.wakeups = Wakeups(on_subscribe=lambda _channels: self._peers.listen())
+        self.wakeups = Wakeups(on_subscribe=self._peers.listen)
         self.poll_interval = poll_interval
         # Re-entrant: ``nonblocking`` holds it around calls that take it again.
         self._lock = threading.RLock()
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._fail_fast = False
-        # (queues) -> (data_version, next time-driven change) after a claim found nothing.
-        self._idle: dict[tuple[str, ...], tuple[int, float]] = {}
+        # What this connection knows while no other connection commits (``PRAGMA
+        # data_version`` unchanged): the next time a time-driven change is due (a lower
+        # bound: our own writes lower it, any write it cannot follow resets it), the claims
+        # (by queues) that found nothing since our last write, and the queues whose last
+        # claim took all it asked for (likely to hold more: claimed without a read first).
+        self._version = -1
+        self._due_at = _UNKNOWN
+        self._idle: set[tuple[str, ...]] = set()
+        self._busy: set[str] = set()
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -123,7 +134,8 @@ class SqliteDatabase:
             self._peers.announce(names)
 
     def _delivered(self, channels: list[str]) -> None:
-        # Another process changed these queues: our idle snapshot no longer holds.
+        # Another process changed these queues: the next claim looks again (it reads
+        # data_version anyway; this only makes the wake-up's claim look at once).
         self._idle.clear()
         self.wakeups.notify(channels)
 
@@ -166,13 +178,14 @@ class SqliteDatabase:
                 raise StoreError("SQLite", f"{self.path!r}: {exc}") from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; ``BEGIN IMMEDIATE`` so it never fails half-way on a lock."""
-        with self._connection() as conn, self._committed(conn):
+    def _transaction(self, *, tracked: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``BEGIN IMMEDIATE`` so it never fails half-way on a lock.
+        ``tracked``: as for :meth:`_write_returning`."""
+        with self._connection() as conn, self._committed(conn, tracked=tracked):
             yield conn
 
     @contextmanager
-    def _committed(self, conn: sqlite3.Connection) -> Iterator[None]:
+    def _committed(self, conn: sqlite3.Connection, *, tracked: bool = False) -> Iterator[None]:
         """A write transaction on a connection already held: committed, or rolled back."""
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -182,22 +195,58 @@ class SqliteDatabase:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._wrote(tracked)
+
+    def _wrote(self, tracked: bool) -> None:
+        """After a write of ours: claims that found nothing may find something now, and,
+        unless the caller lowers the next due time itself (``tracked``), it is unknown."""
         self._idle.clear()
+        if not tracked:
+            self._due_at = _UNKNOWN
 
-    def _apply_due(self, conn: sqlite3.Connection, now: float) -> int:
-        """In one transaction: expire, promote due jobs, requeue lapsed leases.
+    def _lower_due(self, at: float | None) -> None:
+        """A write of ours made something due at ``at`` (None: nothing)."""
+        if at is not None and at < self._due_at:
+            self._due_at = at
 
-        Returns how many leases were requeued.
+    def _catch_up(self, conn: sqlite3.Connection, now: float, *, whole: bool = False) -> None:
+        """Before a call: apply what time made due, if anything is; one ``PRAGMA
+        data_version`` read when nothing is (and no other connection committed).
+
+        Applies one batch of each change (``whole``: all of them, batch after batch), so a
+        backlog is worked off a batch per claim while claims go on.
         """
-        params = {"now": now}
+        # Read first: a commit by another connection after this read changes the version,
+        # so remembering it can never hide that commit.
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            self._idle.clear()
+            self._due_at = _UNKNOWN
+        if now < self._due_at:
+            return
+        due_at = conn.execute(QUERIES["next_due"]).fetchone()[0]
+        while due_at <= now:
+            more = self._apply_due(conn, now)[1]
+            due_at = conn.execute(QUERIES["next_due"]).fetchone()[0]
+            if not (whole and more):
+                break
+        self._due_at = due_at
+
+    def _apply_due(self, conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
+        """In one transaction: expire, promote due jobs, requeue lapsed leases, at most
+        :data:`DUE_BATCH` jobs of each. Returns how many leases were requeued, and whether
+        a batch was full (more may be due)."""
+        params = {"now": now, "batch": DUE_BATCH}
         with self._committed(conn):
-            conn.execute(QUERIES["expire"], params)
-            conn.execute(QUERIES["promote"], params)
+            expired = conn.execute(QUERIES["expire"], params).rowcount
+            promoted = conn.execute(QUERIES["promote"], params).rowcount
             requeued = conn.execute(QUERIES["requeue_expired_leases"], params).rowcount
-        return int(requeued)
+        return int(requeued), max(expired, promoted, requeued) >= DUE_BATCH
 
     def _refresh(self, *, reading: bool = False) -> float:
-        """Before a call: apply time-driven changes if any are due (a read when none are).
+        """Before a call: apply every time-driven change that is due (batch after batch,
+        each its own transaction); a read when none is.
 
         ``reading``: the call only reads. If other connections keep the write lock busy
         for over a second, it reads the last committed state instead: SQLite's busy wait
@@ -206,36 +255,37 @@ class SqliteDatabase:
         """
         now = self.clock.now()
         with self._connection() as conn:
-            if conn.execute(QUERIES["due"], {"now": now}).fetchone()[0]:
-                if not reading or self._fail_fast:
-                    self._apply_due(conn, now)
-                    return now
-                conn.execute(f"PRAGMA busy_timeout = {_READER_WAIT_MS}")
-                try:
-                    self._apply_due(conn, now)
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode not in _BUSY_CODES:
-                        raise
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            if not reading or self._fail_fast:
+                self._catch_up(conn, now, whole=True)
+                return now
+            conn.execute(f"PRAGMA busy_timeout = {_READER_WAIT_MS}")
+            try:
+                self._catch_up(conn, now, whole=True)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode not in _BUSY_CODES:
+                    raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         return now
 
-    def _write_returning(self, sql: str, params: Any) -> list[Any]:
-        """One ``... RETURNING`` statement in its own transaction: its rows.
+    def _write_returning(self, sql: str, params: Any, *, tracked: bool = False) -> list[Any]:
+        """One ``... RETURNING`` statement in its own transaction: its rows. ``tracked``:
+        the caller lowers the next due time itself (see :meth:`_wrote`).
 
         Fetched under the lock: the statement (and its write transaction) only ends once
         every row is read, and no other thread may use the connection meanwhile.
         """
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
-            self._idle.clear()
+            self._wrote(tracked)
             return rows
 
-    def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
-        """One statement in its own (autocommit) transaction."""
+    def _write(self, sql: str, params: Any, *, tracked: bool = False) -> sqlite3.Cursor:
+        """One statement in its own (autocommit) transaction (``tracked``: as for
+        :meth:`_write_returning`)."""
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
-            self._idle.clear()
+            self._wrote(tracked)
             return cursor
 
     def close(self) -> None:
