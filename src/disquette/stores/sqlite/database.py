@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
+from types import TracebackType
 from typing import Any, Final, Literal
 
 from ...clock import Clock
@@ -63,6 +64,40 @@ def _open_error(path: str, exc: sqlite3.Error) -> StoreUnavailable:
     return StoreRefused(f"cannot open SQLite file {path!r}: {exc}")
 
 
+class _Held:
+    """``with db._connection() as conn``: the connection under the lock (re-entrant, so one
+    instance serves every use)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        db._lock.acquire()
+        conn = db._conn
+        if conn is None:
+            db._lock.release()
+            raise ClientClosed("the SQLite store is closed")
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        db = self._db
+        db._lock.release()
+        if isinstance(exc, sqlite3.OperationalError):
+            if db._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
+                raise WouldBlock from exc
+            raise StoreUnavailable(f"SQLite {db.path!r}: {exc}") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError("SQLite", f"{db.path!r}: {exc}") from exc
+
+
 class SqliteDatabase:
     """One SQLite file, opened and brought to the current schema, behind one connection
     shared by threads under a lock."""
@@ -84,6 +119,7 @@ class SqliteDatabase:
         self.poll_interval = poll_interval
         # Re-entrant: ``nonblocking`` holds it around calls that take it again.
         self._lock = threading.RLock()
+        self._held = _Held(self)
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._fail_fast = False
         # What this connection knows while no other connection commits (``PRAGMA
@@ -163,19 +199,10 @@ class SqliteDatabase:
         finally:
             self._lock.release()
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise ClientClosed("the SQLite store is closed")
-            try:
-                yield self._conn
-            except sqlite3.OperationalError as exc:
-                if self._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
-                    raise WouldBlock from exc
-                raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StoreError("SQLite", f"{self.path!r}: {exc}") from exc
+    def _connection(self) -> _Held:
+        """The connection, held under the store's lock; SQLite errors become store errors
+        (a class, not a generator: entered three times per job on the hot path)."""
+        return self._held
 
     @contextmanager
     def _transaction(self, *, tracked: bool = False) -> Iterator[sqlite3.Connection]:

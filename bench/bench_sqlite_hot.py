@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""SQLite hot paths (issue 12): this build against another one (by default the main
+checkout), alternated in rounds on a shared machine; medians reported, with the load.
+
+    .venv/bin/python bench/bench_sqlite_hot.py [--old /work/main/src] [--new src]
+        [--rounds 5] [--jobs 20000]
+
+Each measurement runs in a fresh process with ``PYTHONPATH`` set to the build:
+
+- ``one call per job``: ``add`` N jobs one by one, then ``ack(get())`` N times, through the
+  sync client (end-to-end jobs/s; the issue's target is 10k/s and +20% over the old build).
+- ``worker, concurrency 1`` and ``worker, concurrency 10``: an in-process asyncio worker
+  runs N queued no-op jobs (jobs/s from its start to the last handler); the new build acks
+  the jobs it finished with its next claim (``ack_and_claim``).
+- ``idle claim``: claims on an empty queue while another connection commits elsewhere
+  (microseconds per claim; a claim that finds nothing takes no write lock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+ONE_BY_ONE = """
+import json, sys, time, disquette
+n, path = int(sys.argv[1]), sys.argv[2]
+with disquette.connect(f"sqlite:///{path}") as client:
+    jobs = client.timeout(0)
+    body = b"x" * 16
+    start = time.perf_counter()
+    for _ in range(n):
+        jobs.add(body, "q")
+    added = time.perf_counter()
+    for _ in range(n):
+        jobs.ack(jobs.get("q"))
+    end = time.perf_counter()
+    assert jobs.qlen("q") == 0
+print(json.dumps({"add": n / (added - start), "get+ack": n / (end - added),
+                  "e2e": n / (end - start)}))
+"""
+
+WORKER = """
+import asyncio, json, sys, time, disquette
+from disquette.worker import Worker
+n, path, concurrency = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+async def main():
+    client = disquette.connect_async(f"sqlite:///{path}")
+    for first in range(0, n, 1000):
+        await client.type("noop").add_many([b""] * min(1000, n - first), "q")
+    done = 0
+
+    async def noop(job):
+        nonlocal done
+        done += 1
+        if done == n:
+            worker.stop()
+
+    worker = Worker(client, {"noop": noop}, queues=["q"], concurrency=concurrency)
+    start = time.perf_counter()
+    await worker.run_async()
+    elapsed = time.perf_counter() - start
+    stats = (await client.stats()).by_queue()["q"]
+    assert stats.done == n, stats
+    await client.close()
+    return n / elapsed
+
+print(json.dumps({"jobs/s": asyncio.run(main())}))
+"""
+
+IDLE = """
+import json, sys, time, disquette
+n, path = int(sys.argv[1]), sys.argv[2]
+with disquette.connect(f"sqlite:///{path}") as client, \\
+        disquette.connect(f"sqlite:///{path}") as other:
+    claimer = client.timeout(0)
+    start = time.perf_counter()
+    for i in range(n):
+        if i % 10 == 0:
+            other.ack(other.add(b"", "elsewhere"))  # another connection commits
+        claimer.get_many("empty", count=10)
+    elapsed = time.perf_counter() - start
+print(json.dumps({"us/claim": elapsed / n * 1e6}))
+"""
+
+
+def measure(build: Path, code: str, args: list[str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="disquette-hot-") as directory:
+        path = str(Path(directory) / "jobs.db")
+        env = {**os.environ, "PYTHONPATH": str(build)}
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args[:1], path, *args[1:]],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--old", type=Path, default=Path("/work/main/src"))
+    parser.add_argument("--new", type=Path, default=HERE.parent / "src")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--only", default=None, help="run only scenarios containing this")
+    args = parser.parse_args()
+    n = args.jobs
+    scenarios = [
+        ("one call per job", ONE_BY_ONE, [str(n)], "e2e"),
+        ("worker, concurrency 1", WORKER, [str(n), "1"], "jobs/s"),
+        ("worker, concurrency 10", WORKER, [str(n), "10"], "jobs/s"),
+        ("idle claim (us, lower is better)", IDLE, [str(n // 4)], "us/claim"),
+    ]
+    if args.only:
+        scenarios = [s for s in scenarios if args.only in s[0]]
+    builds = {"old": args.old.resolve(), "new": args.new.resolve()}
+    print(f"old = {builds['old']}\nnew = {builds['new']}")
+    print(f"{n} jobs, {args.rounds} rounds (old and new alternate within each round)")
+    loads = [os.getloadavg()[0]]
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for round_ in range(args.rounds):
+        for label, code, extra, _ in scenarios:
+            order = ("old", "new") if round_ % 2 == 0 else ("new", "old")
+            for build in order:
+                results.setdefault((label, build), []).append(
+                    measure(builds[build], code, extra)
+                )
+        loads.append(os.getloadavg()[0])
+        print(f"  round {round_ + 1} done, load {loads[-1]:.2f}", flush=True)
+    print(f"\n{'scenario':36} {'old':>10} {'new':>10} {'new/old':>8}   (medians; all rounds)")
+    for label, _, _, key in scenarios:
+        old = [run[key] for run in results[(label, "old")]]
+        new = [run[key] for run in results[(label, "new")]]
+        ratio = statistics.median(new) / statistics.median(old)
+        print(
+            f"{label:36} {statistics.median(old):>10,.1f} {statistics.median(new):>10,.1f} "
+            f"{ratio:>7.2f}x   old {[round(v) for v in old]} new {[round(v) for v in new]}"
+        )
+        if label == "one call per job":
+            for part in ("add", "get+ack"):
+                o = statistics.median(run[part] for run in results[(label, "old")])
+                w = statistics.median(run[part] for run in results[(label, "new")])
+                print(f"  {part:34} {o:>10,.1f} {w:>10,.1f} {w / o:>7.2f}x")
+    print(
+        f"\nload average (1 min) per round: {', '.join(f'{x:.2f}' for x in loads)} "
+        f"on {os.cpu_count()} cores"
+    )
+
+
+if __name__ == "__main__":
+    main()
