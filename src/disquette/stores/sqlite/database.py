@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -42,6 +43,8 @@ _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _READER_WAIT_MS: Final = 1000
 #: At most this many jobs per time-driven change (expire, promote, requeue) and transaction.
 DUE_BATCH: Final = 1000
+#: How often a busy claim looks for other connections' commits (see ``_catch_up``).
+LAZY_VERSION_SECONDS: Final = 0.005
 #: "Something may be due now": the next claim reads when time next changes something.
 _UNKNOWN: Final = float("-inf")
 Synchronous = Literal["normal", "full"]
@@ -128,6 +131,7 @@ class SqliteDatabase:
         # (by queues) that found nothing since our last write, and the queues whose last
         # claim took all it asked for (likely to hold more: claimed without a read first).
         self._version = -1
+        self._version_checked = float("-inf")  # time.monotonic() of the last read
         self._due_at = _UNKNOWN
         self._idle: set[tuple[str, ...]] = set()
         self._busy: set[str] = set()
@@ -236,20 +240,29 @@ class SqliteDatabase:
         if at is not None and at < self._due_at:
             self._due_at = at
 
-    def _catch_up(self, conn: sqlite3.Connection, now: float, *, whole: bool = False) -> None:
+    def _catch_up(
+        self, conn: sqlite3.Connection, now: float, *, whole: bool = False, lazy: bool = False
+    ) -> None:
         """Before a call: apply what time made due, if anything is; one ``PRAGMA
         data_version`` read when nothing is (and no other connection committed).
 
         Applies one batch of each change (``whole``: all of them, batch after batch), so a
-        backlog is worked off a batch per claim while claims go on.
+        backlog is worked off a batch per claim while claims go on. ``lazy``: a claim about
+        to take jobs (not one that found nothing last time) reads ``data_version`` at most
+        every :data:`LAZY_VERSION_SECONDS`: what another process made due (its delays,
+        leases) is then applied that much later at most, while what this process made due
+        is known at once.
         """
-        # Read first: a commit by another connection after this read changes the version,
-        # so remembering it can never hide that commit.
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._version:
-            self._version = version
-            self._idle.clear()
-            self._due_at = _UNKNOWN
+        checked = time.monotonic()
+        if not lazy or checked - self._version_checked >= LAZY_VERSION_SECONDS:
+            self._version_checked = checked
+            # Read first: a commit by another connection after this read changes the
+            # version, so remembering it can never hide that commit.
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._version = version
+                self._idle.clear()
+                self._due_at = _UNKNOWN
         if now < self._due_at:
             return
         due_at = conn.execute(QUERIES["next_due"]).fetchone()[0]

@@ -157,7 +157,7 @@ class SqliteStore(SqliteDatabase, Store):
         """
         now = self.clock.now()
         with self._connection() as conn:
-            self._catch_up(conn, now)
+            self._catch_up(conn, now, lazy=tuple(queues) not in self._idle)
             return self._claim_in(conn, queues, count, holder, now)
 
     def _claim_in(
@@ -175,33 +175,37 @@ class SqliteStore(SqliteDatabase, Store):
         if key in self._idle:
             return []
         busy = self._busy
-        if all(queue in busy for queue in queues):
-            candidates: Sequence[str] = queues
-        else:
-            ready = {row[0] for row in conn.execute(QUERIES["ready_queues"], (json.dumps(queues),))}
-            candidates = [queue for queue in queues if queue in busy or queue in ready]
+        candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
         claimed: list[Job] = []
+        claim = QUERIES["claim"]
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
             # One autocommit statement: the claim is atomic without BEGIN/COMMIT calls.
-            rows = conn.execute(QUERIES["claim"], params).fetchall()
-            self._wrote(tracked=True)
+            rows = conn.execute(claim, params).fetchall()
             if len(rows) < wanted:
                 busy.discard(queue)  # emptied (or paused): read before claiming from it again
             else:
                 busy.add(queue)
-            if rows:
-                if len(rows) > 1:
-                    rows.sort(key=_delivery_order)
-                leases = [row[_LEASE_UNTIL] for row in rows if row[_LEASE_UNTIL] is not None]
-                self._lower_due(min(leases, default=None))
-                claimed.extend(row_to_job(row) for row in rows)
-                if len(claimed) >= count:
-                    break
+            if not rows:
+                continue
+            if len(rows) > 1:
+                rows.sort(key=_delivery_order)
+            for row in rows:  # the leases taken: when they run out is our next due change
+                lease = row[_LEASE_UNTIL]
+                if lease is not None and lease < self._due_at:
+                    self._due_at = lease
+            claimed.extend(map(row_to_job, rows))
+            if len(claimed) >= count:
+                break
         if not claimed:
             self._idle.add(key)
         return claimed
+
+    def _holding(self, conn: sqlite3.Connection, queues: Sequence[str]) -> list[str]:
+        """Those of ``queues`` that hold a ready job (a read: no write lock), in order."""
+        ready = {row[0] for row in conn.execute(QUERIES["ready_queues"], (json.dumps(queues),))}
+        return [queue for queue in queues if queue in ready]
 
     def ack(
         self,
@@ -235,12 +239,9 @@ class SqliteStore(SqliteDatabase, Store):
         now = self.clock.now()
         statements = _ack_statements(job_ids, results, attempts, now)
         with self._connection() as conn:
-            self._catch_up(conn, now)
+            self._catch_up(conn, now, lazy=True)
             with self._committed(conn, tracked=True):
                 rows = [row for one in statements for row in conn.execute(*one)]
-                # The acks may free nothing a claim could take, but the claim may find
-                # other jobs: it looks again (the idle note predates the acks).
-                self._idle.discard(tuple(queues))
                 claimed = self._claim_in(conn, queues, count, holder, now)
         return self._acked(rows), claimed
 
