@@ -103,20 +103,18 @@ class PeerWakeups:
             return
         sent = self._sent
         due: list[str] = []
-        held = False
+        held: list[str] = []
         for channel in channels:
             last = sent.get(channel)
             if last is None or now - last >= THROTTLE_SECONDS:
                 sent[channel] = now
                 due.append(channel)
             else:
-                held = True
-                with self._flush:
-                    self._held.add(channel)
+                held.append(channel)
         if due:
             self._send(due)
         if held:
-            self._wake_flusher()
+            self._hold(held)
 
     def _look(self, now: float) -> None:
         """Read the peer list again if the directory changed since it was read."""
@@ -141,14 +139,20 @@ class PeerWakeups:
             except OSError:
                 pass  # a full buffer: that peer is awake and busy anyway
 
-    def _wake_flusher(self) -> None:
+    def _hold(self, channels: list[str]) -> None:
+        """Hold channels back for the flusher thread (started on first use)."""
         with self._flush:
-            if self._flusher is None and not self._closed:
+            idle = not self._held  # else the flusher waits for its window's end already
+            self._held.update(channels)
+            if self._closed:
+                return
+            if self._flusher is None:
                 self._flusher = threading.Thread(
                     target=self._flush_held, name="disquette-peers", daemon=True
                 )
                 self._flusher.start()
-            self._flush.notify()
+            elif idle:
+                self._flush.notify()
 
     def _flush_held(self) -> None:
         """Send the held-back channels at the end of their window, until closed."""
@@ -156,10 +160,10 @@ class PeerWakeups:
             with self._flush:
                 while not self._held and not self._closed:
                     self._flush.wait()
+                if not self._closed:
+                    self._flush.wait(THROTTLE_SECONDS)  # the window's end (or close)
                 if self._closed:
                     return
-            time.sleep(THROTTLE_SECONDS)
-            with self._flush:
                 channels, self._held = list(self._held), set()
             now = time.monotonic()
             for channel in channels:
