@@ -156,14 +156,15 @@ class SqliteStore(SqliteDatabase, Store):
         nothing is due: a claim that finds nothing takes no write lock.
         """
         now = self.clock.now()
+        key = tuple(queues)
         with self._connection() as conn:
-            self._catch_up(conn, now, lazy=tuple(queues) not in self._idle)
-            return self._claim_in(conn, queues, count, holder, now)
+            self._catch_up(conn, now, lazy=key not in self._idle)
+            return self._claim_in(conn, key, count, holder, now)
 
     def _claim_in(
         self,
         conn: sqlite3.Connection,
-        queues: Sequence[str],
+        queues: tuple[str, ...],
         count: int,
         holder: str | None,
         now: float,
@@ -171,8 +172,7 @@ class SqliteStore(SqliteDatabase, Store):
         """Claim on a connection held (in autocommit mode, or in the caller's transaction),
         due changes applied. Queues not known to hold jobs are looked at with a read first,
         so that polling empty queues never waits for another process's write lock."""
-        key = tuple(queues)
-        if key in self._idle:
+        if queues in self._idle:
             return []
         busy = self._busy
         candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
@@ -199,10 +199,10 @@ class SqliteStore(SqliteDatabase, Store):
             if len(claimed) >= count:
                 break
         if not claimed:
-            self._idle.add(key)
+            self._idle.add(queues)
         return claimed
 
-    def _holding(self, conn: sqlite3.Connection, queues: Sequence[str]) -> list[str]:
+    def _holding(self, conn: sqlite3.Connection, queues: tuple[str, ...]) -> list[str]:
         """Those of ``queues`` that hold a ready job (a read: no write lock), in order."""
         ready = {row[0] for row in conn.execute(QUERIES["ready_queues"], (json.dumps(queues),))}
         return [queue for queue in queues if queue in ready]
@@ -242,15 +242,17 @@ class SqliteStore(SqliteDatabase, Store):
             self._catch_up(conn, now, lazy=True)
             with self._committed(conn, tracked=True):
                 rows = [row for one in statements for row in conn.execute(*one)]
-                claimed = self._claim_in(conn, queues, count, holder, now)
+                claimed = self._claim_in(conn, tuple(queues), count, holder, now)
         return self._acked(rows), claimed
 
     def _acked(self, rows: list[Any]) -> list[str]:
         """After acks: the ids done (rows of id and new expiry), their waiters told."""
         if not rows:
             return []
-        self._lower_due(min(row[1] for row in rows))
-        self._announce([DONE_CHANNEL])
+        for row in rows:  # each done job's result is kept until then
+            if row[1] < self._due_at:
+                self._due_at = row[1]
+        self._announce(_DONE)
         return [row[0] for row in rows]
 
     def nack(
@@ -550,6 +552,8 @@ class SqliteStore(SqliteDatabase, Store):
         return len(rows)
 
 
+#: The channel an ack announces (waiters of ``wait``).
+_DONE: Final = (DONE_CHANNEL,)
 #: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end.
 _LEASE_UNTIL: Final = 18
 
@@ -575,6 +579,12 @@ def _ack_statements(
 ) -> list[tuple[str, Any]]:
     """The statements (with parameters) that ack these jobs: for a batch without results,
     one per delivery number, no per-row round trips; else one per job."""
+    if len(job_ids) == 1:  # one call per job: the usual ack
+        raw, code = results[0] if results else NO_RESULT
+        attempt = attempts[0] if attempts else None
+        params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
+        params["attempts"] = attempt
+        return [(QUERIES["ack"], params)]
     deliveries = attempts or [None] * len(job_ids)
     if results is None and len(job_ids) > 1:
         if deliveries.count(deliveries[0]) == len(deliveries):
