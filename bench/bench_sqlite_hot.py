@@ -14,6 +14,9 @@ Each measurement runs in a fresh process with ``PYTHONPATH`` set to the build:
   the jobs it finished with its next claim (``ack_and_claim``).
 - ``idle claim``: claims on an empty queue while another connection commits elsewhere
   (microseconds per claim; a claim that finds nothing takes no write lock).
+
+The first three also report jobs per CPU second of the measuring process (less sensitive
+to the machine's load than wall time; it counts the process's own threads only).
 """
 
 from __future__ import annotations
@@ -35,16 +38,16 @@ n, path = int(sys.argv[1]), sys.argv[2]
 with disquette.connect(f"sqlite:///{path}") as client:
     jobs = client.timeout(0)
     body = b"x" * 16
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         jobs.add(body, "q")
     added = time.perf_counter()
     for _ in range(n):
         jobs.ack(jobs.get("q"))
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     assert jobs.qlen("q") == 0
 print(json.dumps({"add": n / (added - start), "get+ack": n / (end - added),
-                  "e2e": n / (end - start)}))
+                  "e2e": n / (end - start), "cpu": n / (cpu_end - cpu)}))
 """
 
 WORKER = """
@@ -65,15 +68,15 @@ async def main():
             worker.stop()
 
     worker = Worker(client, {"noop": noop}, queues=["q"], concurrency=concurrency)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await worker.run_async()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu_used = time.perf_counter() - start, time.process_time() - cpu
     stats = (await client.stats()).by_queue()["q"]
     assert stats.done == n, stats
     await client.close()
-    return n / elapsed
+    return {"jobs/s": n / elapsed, "cpu": n / cpu_used}
 
-print(json.dumps({"jobs/s": asyncio.run(main())}))
+print(json.dumps(asyncio.run(main())))
 """
 
 IDLE = """
@@ -133,9 +136,7 @@ def main() -> None:
         for label, code, extra, _ in scenarios:
             order = ("old", "new") if round_ % 2 == 0 else ("new", "old")
             for build in order:
-                results.setdefault((label, build), []).append(
-                    measure(builds[build], code, extra)
-                )
+                results.setdefault((label, build), []).append(measure(builds[build], code, extra))
         loads.append(os.getloadavg()[0])
         print(f"  round {round_ + 1} done, load {loads[-1]:.2f}", flush=True)
     print(f"\n{'scenario':36} {'old':>10} {'new':>10} {'new/old':>8}   (medians; all rounds)")
@@ -147,11 +148,12 @@ def main() -> None:
             f"{label:36} {statistics.median(old):>10,.1f} {statistics.median(new):>10,.1f} "
             f"{ratio:>7.2f}x   old {[round(v) for v in old]} new {[round(v) for v in new]}"
         )
-        if label == "one call per job":
-            for part in ("add", "get+ack"):
-                o = statistics.median(run[part] for run in results[(label, "old")])
-                w = statistics.median(run[part] for run in results[(label, "new")])
-                print(f"  {part:34} {o:>10,.1f} {w:>10,.1f} {w / o:>7.2f}x")
+        parts = ["add", "get+ack", "cpu"] if label == "one call per job" else ["cpu"]
+        for part in parts if "cpu" in results[(label, "old")][0] else []:
+            o = statistics.median(run[part] for run in results[(label, "old")])
+            w = statistics.median(run[part] for run in results[(label, "new")])
+            name = "jobs per CPU second" if part == "cpu" else part
+            print(f"  {name:34} {o:>10,.1f} {w:>10,.1f} {w / o:>7.2f}x")
     print(
         f"\nload average (1 min) per round: {', '.join(f'{x:.2f}' for x in loads)} "
         f"on {os.cpu_count()} cores"

@@ -247,11 +247,25 @@ class SqliteDatabase:
         data_version`` read when nothing is (and no other connection committed).
 
         Applies one batch of each change (``whole``: all of them, batch after batch), so a
-        backlog is worked off a batch per claim while claims go on. ``lazy``: a claim about
-        to take jobs (not one that found nothing last time) reads ``data_version`` at most
-        every :data:`LAZY_VERSION_SECONDS`: what another process made due (its delays,
-        leases) is then applied that much later at most, while what this process made due
-        is known at once.
+        backlog is worked off a batch per claim while claims go on. ``lazy``: see
+        :meth:`_next_due`.
+        """
+        due_at = self._next_due(conn, now, lazy)
+        while due_at <= now:
+            more = self._apply_due(conn, now)[1]
+            due_at = conn.execute(QUERIES["next_due"]).fetchone()[0]
+            if not (whole and more):
+                break
+        self._due_at = due_at
+
+    def _next_due(self, conn: sqlite3.Connection, now: float, lazy: bool = False) -> float:
+        """When time next changes something (at most ``now`` when something is due now):
+        what this connection knows, unless another one committed since, then a read.
+
+        ``lazy``: a claim about to take jobs (not one that found nothing last time) reads
+        ``data_version`` at most every :data:`LAZY_VERSION_SECONDS`: what another process
+        made due (its delays, leases) is then applied that much later at most, while what
+        this process made due is known at once.
         """
         checked = time.monotonic()
         if not lazy or checked - self._version_checked >= LAZY_VERSION_SECONDS:
@@ -264,14 +278,9 @@ class SqliteDatabase:
                 self._idle.clear()
                 self._due_at = _UNKNOWN
         if now < self._due_at:
-            return
-        due_at = conn.execute(QUERIES["next_due"]).fetchone()[0]
-        while due_at <= now:
-            more = self._apply_due(conn, now)[1]
-            due_at = conn.execute(QUERIES["next_due"]).fetchone()[0]
-            if not (whole and more):
-                break
-        self._due_at = due_at
+            return self._due_at
+        self._due_at = due_at = float(conn.execute(QUERIES["next_due"]).fetchone()[0])
+        return due_at
 
     def _apply_due(self, conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
         """In one transaction: expire, promote due jobs, requeue lapsed leases, at most
@@ -295,6 +304,8 @@ class SqliteDatabase:
         """
         now = self.clock.now()
         with self._connection() as conn:
+            if self._next_due(conn, now) > now:
+                return now  # nothing is due: a read at most
             if not reading or self._fail_fast:
                 self._catch_up(conn, now, whole=True)
                 return now
