@@ -12,6 +12,8 @@ Each measurement runs in a fresh process with ``PYTHONPATH`` set to the build:
 - ``worker, concurrency 1`` and ``worker, concurrency 10``: an in-process asyncio worker
   runs N queued no-op jobs (jobs/s from its start to the last handler); the new build acks
   the jobs it finished with its next claim (``ack_and_claim``).
+- ``bench_worker.py, 1 (2) processes``: ``disquette worker`` processes (the CLI) run N
+  queued no-op jobs, as ``bench/bench_worker.py`` measures them (its ``ours_throughput``).
 - ``idle claim``: claims on an empty queue while another connection commits elsewhere
   (microseconds per claim; a claim that finds nothing takes no write lock).
 
@@ -79,6 +81,15 @@ async def main():
 print(json.dumps(asyncio.run(main())))
 """
 
+WORKER_PROCESSES = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+import bench_worker
+n, path, processes = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+print(json.dumps({"jobs/s": bench_worker.ours_throughput(path.parent, n, processes, [])}))
+"""
+
 IDLE = """
 import json, sys, time, disquette
 n, path = int(sys.argv[1]), sys.argv[2]
@@ -123,6 +134,8 @@ def main() -> None:
         ("one call per job", ONE_BY_ONE, [str(n)], "e2e"),
         ("worker, concurrency 1", WORKER, [str(n), "1"], "jobs/s"),
         ("worker, concurrency 10", WORKER, [str(n), "10"], "jobs/s"),
+        ("bench_worker.py, 1 process", WORKER_PROCESSES, [str(n), "1", str(HERE)], "jobs/s"),
+        ("bench_worker.py, 2 processes", WORKER_PROCESSES, [str(n), "2", str(HERE)], "jobs/s"),
         ("idle claim (us, lower is better)", IDLE, [str(n // 4)], "us/claim"),
     ]
     if args.only:
