@@ -14,6 +14,10 @@ Each measurement runs in a fresh process with ``PYTHONPATH`` set to the build:
   the jobs it finished with its next claim (``ack_and_claim``).
 - ``bench_worker.py, 1 (2) processes``: ``disquette worker`` processes (the CLI) run N
   queued no-op jobs, as ``bench/bench_worker.py`` measures them (its ``ours_throughput``).
+- ``due burst``: 5N jobs scheduled to come due at once; then a claim (and 100 more) while
+  another connection writes now and then: how long that writer waits at most for the write
+  lock, and how long the first claim takes (milliseconds). Promote used to move the whole
+  backlog in one transaction; it now goes in batches of 1,000, one per claim.
 - ``idle claim``: claims on an empty queue while another connection commits elsewhere
   (microseconds per claim; a claim that finds nothing takes no write lock).
 
@@ -82,12 +86,48 @@ print(json.dumps(asyncio.run(main())))
 """
 
 WORKER_PROCESSES = """
-import json, sys
+import json, resource, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
 import bench_worker
 n, path, processes = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-print(json.dumps({"jobs/s": bench_worker.ours_throughput(path.parent, n, processes, [])}))
+rate = bench_worker.ours_throughput(path.parent, n, processes, [])
+used = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker processes, start to stop
+print(json.dumps({"jobs/s": rate, "cpu": n / (used.ru_utime + used.ru_stime)}))
+"""
+
+DUE_BURST = """
+import json, sqlite3, sys, threading, time, disquette
+n, path = int(sys.argv[1]), sys.argv[2]
+with disquette.connect(f"sqlite:///{path}") as client:
+    jobs = client.timeout(0)
+    delay = 1.0
+    for first in range(0, n, 1000):
+        jobs.delay(delay).add_many([b""] * min(1000, n - first), "q")
+    time.sleep(delay + 0.1)  # every job is due now
+    waits, stop = [], threading.Event()
+
+    def writer():  # another connection writing now and then: how long does it wait?
+        other = sqlite3.connect(path, timeout=600, isolation_level=None)
+        while not stop.is_set():
+            start = time.perf_counter()
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("COMMIT")
+            waits.append(time.perf_counter() - start)
+            time.sleep(0.001)
+        other.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    assert len(jobs.get_many("q", count=10)) == 10
+    first = time.perf_counter() - start
+    for _ in range(100):
+        jobs.get_many("q", count=10)
+    stop.set()
+    thread.join()
+print(json.dumps({"first claim ms": first * 1000, "writer wait ms": max(waits) * 1000}))
 """
 
 IDLE = """
@@ -137,6 +177,7 @@ def main() -> None:
         ("bench_worker.py, 1 process", WORKER_PROCESSES, [str(n), "1", str(HERE)], "jobs/s"),
         ("bench_worker.py, 2 processes", WORKER_PROCESSES, [str(n), "2", str(HERE)], "jobs/s"),
         ("idle claim (us, lower is better)", IDLE, [str(n // 4)], "us/claim"),
+        ("due burst: writer wait (ms, lower)", DUE_BURST, [str(n * 5)], "writer wait ms"),
     ]
     if args.only:
         scenarios = [s for s in scenarios if args.only in s[0]]
@@ -161,8 +202,9 @@ def main() -> None:
             f"{label:36} {statistics.median(old):>10,.1f} {statistics.median(new):>10,.1f} "
             f"{ratio:>7.2f}x   old {[round(v) for v in old]} new {[round(v) for v in new]}"
         )
-        parts = ["add", "get+ack", "cpu"] if label == "one call per job" else ["cpu"]
-        for part in parts if "cpu" in results[(label, "old")][0] else []:
+        for part in results[(label, "old")][0]:
+            if part == key:
+                continue
             o = statistics.median(run[part] for run in results[(label, "old")])
             w = statistics.median(run[part] for run in results[(label, "new")])
             name = "jobs per CPU second" if part == "cpu" else part
