@@ -11,7 +11,9 @@ Each measurement runs in a fresh process with ``PYTHONPATH`` set to the build:
   sync client (end-to-end jobs/s; the issue's target is 10k/s and +20% over the old build).
 - ``worker, concurrency 1`` and ``worker, concurrency 10``: an in-process asyncio worker
   runs N queued no-op jobs (jobs/s from its start to the last handler); the new build acks
-  the jobs it finished with its next claim (``ack_and_claim``).
+  the jobs it finished with its next claim (``ack_and_claim``). With ``prefetch 0`` (N/2
+  jobs) it claims one job each time one finished: ack + claim per job, one commit each in
+  the new build instead of two.
 - ``bench_worker.py, 1 (2) processes``: ``disquette worker`` processes (the CLI) run N
   queued no-op jobs, as ``bench/bench_worker.py`` measures them (its ``ours_throughput``).
 - ``due burst``: 5N jobs scheduled to come due at once; then a claim (and 100 more) while
@@ -60,6 +62,7 @@ WORKER = """
 import asyncio, json, sys, time, disquette
 from disquette.worker import Worker
 n, path, concurrency = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+prefetch = int(sys.argv[4]) if len(sys.argv) > 4 else None
 
 async def main():
     client = disquette.connect_async(f"sqlite:///{path}")
@@ -73,7 +76,9 @@ async def main():
         if done == n:
             worker.stop()
 
-    worker = Worker(client, {"noop": noop}, queues=["q"], concurrency=concurrency)
+    worker = Worker(
+        client, {"noop": noop}, queues=["q"], concurrency=concurrency, prefetch=prefetch
+    )
     start, cpu = time.perf_counter(), time.process_time()
     await worker.run_async()
     elapsed, cpu_used = time.perf_counter() - start, time.process_time() - cpu
@@ -173,6 +178,7 @@ def main() -> None:
     scenarios = [
         ("one call per job", ONE_BY_ONE, [str(n)], "e2e"),
         ("worker, concurrency 1", WORKER, [str(n), "1"], "jobs/s"),
+        ("worker, concurrency 1, prefetch 0", WORKER, [str(n // 2), "1", "0"], "jobs/s"),
         ("worker, concurrency 10", WORKER, [str(n), "10"], "jobs/s"),
         ("bench_worker.py, 1 process", WORKER_PROCESSES, [str(n), "1", str(HERE)], "jobs/s"),
         ("bench_worker.py, 2 processes", WORKER_PROCESSES, [str(n), "2", str(HERE)], "jobs/s"),
