@@ -146,7 +146,7 @@ class PeerWakeups:
             self._held.update(channels)
             if self._closed:
                 return
-            if self._flusher is None:
+            if self._flusher is None or not self._flusher.is_alive():  # none yet, or forked
                 self._flusher = threading.Thread(
                     target=self._flush_held, name="disquette-peers", daemon=True
                 )
