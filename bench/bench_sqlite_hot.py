@@ -9,6 +9,7 @@ Each measurement runs in a fresh process with ``PYTHONPATH`` set to the build:
 
 - ``one call per job``: ``add`` N jobs one by one, then ``ack(get())`` N times, through the
   sync client (end-to-end jobs/s; the issue's target is 10k/s and +20% over the old build).
+- ``batches of 100``: the same with ``add_many`` / ``get_many`` + ``ack_many`` (5N jobs).
 - ``worker, concurrency 1`` and ``worker, concurrency 10``: an in-process asyncio worker
   runs N queued no-op jobs (jobs/s from its start to the last handler); the new build acks
   the jobs it finished with its next claim (``ack_and_claim``). With ``prefetch 0`` (N/2
@@ -56,6 +57,21 @@ with disquette.connect(f"sqlite:///{path}") as client:
     assert jobs.qlen("q") == 0
 print(json.dumps({"add": n / (added - start), "get+ack": n / (end - added),
                   "e2e": n / (end - start), "cpu": n / (cpu_end - cpu)}))
+"""
+
+BATCHES = """
+import json, sys, time, disquette
+n, path = int(sys.argv[1]), sys.argv[2]
+with disquette.connect(f"sqlite:///{path}") as client:
+    jobs = client.timeout(0)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(n // 100):
+        jobs.add_many([b"x" * 16] * 100, "q")
+    for _ in range(n // 100):
+        jobs.ack_many(jobs.get_many("q", count=100))
+    end, cpu_end = time.perf_counter(), time.process_time()
+    assert jobs.qlen("q") == 0
+print(json.dumps({"e2e": n / (end - start), "cpu": n / (cpu_end - cpu)}))
 """
 
 WORKER = """
@@ -177,6 +193,7 @@ def main() -> None:
     n = args.jobs
     scenarios = [
         ("one call per job", ONE_BY_ONE, [str(n)], "e2e"),
+        ("batches of 100", BATCHES, [str(n * 5)], "e2e"),
         ("worker, concurrency 1", WORKER, [str(n), "1"], "jobs/s"),
         ("worker, concurrency 1, prefetch 0", WORKER, [str(n // 2), "1", "0"], "jobs/s"),
         ("worker, concurrency 10", WORKER, [str(n), "10"], "jobs/s"),
