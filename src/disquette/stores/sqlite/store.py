@@ -152,8 +152,9 @@ class SqliteStore(SqliteDatabase, Store):
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`.
 
-        One statement per queue that holds jobs, and a ``PRAGMA data_version`` read, while
-        nothing is due: a claim that finds nothing takes no write lock.
+        While nothing is due: one statement per queue that holds jobs (and a ``PRAGMA
+        data_version`` read every few milliseconds, or a read of which queues hold jobs when
+        they may not); a claim that finds nothing takes no write lock.
         """
         now = self.clock.now()
         key = tuple(queues)
@@ -181,7 +182,8 @@ class SqliteStore(SqliteDatabase, Store):
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
-            # One autocommit statement: the claim is atomic without BEGIN/COMMIT calls.
+            # One statement (autocommit, unless ack_and_claim's transaction holds): atomic
+            # without BEGIN/COMMIT calls.
             rows = conn.execute(claim, params).fetchall()
             if len(rows) < wanted:
                 busy.discard(queue)  # emptied (or paused): read before claiming from it again
@@ -238,11 +240,12 @@ class SqliteStore(SqliteDatabase, Store):
         """Ack, then claim, in one transaction (one commit); see :meth:`Store.ack_and_claim`."""
         now = self.clock.now()
         statements = _ack_statements(job_ids, results, attempts, now)
+        key = tuple(queues)
         with self._connection() as conn:
-            self._catch_up(conn, now, lazy=True)
+            self._catch_up(conn, now, lazy=key not in self._idle)
             with self._committed(conn, tracked=True):
                 rows = [row for one in statements for row in conn.execute(*one)]
-                claimed = self._claim_in(conn, tuple(queues), count, holder, now)
+                claimed = self._claim_in(conn, key, count, holder, now)
         return self._acked(rows), claimed
 
     def _acked(self, rows: list[Any]) -> list[str]:
