@@ -8,18 +8,21 @@ This file is the asyncio source; ``client.py`` beside it is generated from it by
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import time
 from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
 
+from . import metrics, tracing
 from ._concurrency import Signal
 from .client_admin import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
 from .client_admin import ClientAdmin, JobRef, _job_id
 from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
+    DisquetteError,
     InvalidOption,
     JobCancelled,
     JobFailed,
@@ -213,12 +216,18 @@ class Client(ClientOptions, ClientAdmin):
         jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
-        existing = self.store.add(
-            jobs,
-            self._options.max_len,
-            connection=connection,
-            replicate=self._options.replicate or 0,
-        )
+        try:
+            with tracing.adding(queue, jobs):
+                existing = self.store.add(
+                    jobs,
+                    self._options.max_len,
+                    connection=connection,
+                    replicate=self._options.replicate or 0,
+                )
+        except DisquetteError as error:
+            metrics.add_rejected(queue, error)
+            raise
+        metrics.added(queue, jobs, existing)
         return jobs, existing
 
     # -- consuming -------------------------------------------------------------------------
@@ -230,7 +239,7 @@ class Client(ClientOptions, ClientAdmin):
         Raises :class:`~disquette.errors.Timeout` if no job came in time.
         """
         timeout = self._timeout(timeout)
-        jobs = self._claim_waiting(check_queue_names(queues), 1, timeout)
+        jobs = self._get(check_queue_names(queues), 1, timeout)
         if not jobs:
             raise Timeout("get", timeout or 0.0)
         return jobs[0]
@@ -242,10 +251,18 @@ class Client(ClientOptions, ClientAdmin):
         names = check_queue_names(queues)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
             raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
-        return self._claim_waiting(names, count, self._timeout(timeout))
+        return self._get(names, count, self._timeout(timeout))
 
-    def _claim_waiting(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
+    def _get(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
         """:meth:`get_many` on checked arguments (``get`` checks its own, once)."""
+        with tracing.receiving(names) as received:
+            jobs = self._claim(names, count, timeout)
+            received(jobs)
+        if jobs:
+            metrics.delivered(jobs, self.store.clock.now())
+        return jobs
+
+    def _claim(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
         jobs = self.store.claim(names, count, holder=self.holder)
         if jobs or timeout == 0:
             return jobs
@@ -302,9 +319,12 @@ class Client(ClientOptions, ClientAdmin):
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         results = None if result is None else [self._encode_result(result)]
         attempts = None if attempt is None else [attempt]
-        if not self.store.ack([job_id], results, connection=connection, attempts=attempts):
+        with tracing.settling("ack", (job,)):
+            done = self.store.ack([job_id], results, connection=connection, attempts=attempts)
+        if not done:
             current = self._require(job_id)
             self._check_delivery("ack", current, attempt)
+        metrics.completed((job,), len(done))
 
     def ack_many(
         self,
@@ -325,9 +345,13 @@ class Client(ClientOptions, ClientAdmin):
             return 0
         encoded = self._encode_results(results, len(ids))
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        if attempts is None:  # by id: only the count is needed
-            return self.store.ack_count(ids, encoded, connection=connection)
-        done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        with tracing.settling("ack", jobs):
+            if attempts is None:  # by id: only the count is needed
+                count = self.store.ack_count(ids, encoded, connection=connection)
+                metrics.completed(jobs, count)
+                return count
+            done = self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        metrics.completed(jobs, len(done))
         if len(done) < len(ids):
             self._raise_lost("ack", ids, attempts, done)
         return len(done)
@@ -354,9 +378,15 @@ class Client(ClientOptions, ClientAdmin):
         ids = [_job_id(job) for job in jobs]
         encoded = self._encode_results(results, len(ids))
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        done, claimed = self.store.ack_and_claim(
-            ids, encoded, names, count, attempts=attempts, holder=self.holder
-        )
+        settling = tracing.settling("ack", jobs) if ids else contextlib.nullcontext()
+        with settling, tracing.receiving(names) as received:
+            done, claimed = self.store.ack_and_claim(
+                ids, encoded, names, count, attempts=attempts, holder=self.holder
+            )
+            received(claimed)
+        metrics.completed(jobs, len(done))
+        if claimed:
+            metrics.delivered(claimed, self.store.clock.now())
         if attempts is not None and len(done) < len(ids):
             try:
                 self._raise_lost("ack", ids, attempts, done)
@@ -374,9 +404,12 @@ class Client(ClientOptions, ClientAdmin):
         """
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         attempts = None if attempt is None else [attempt]
-        if not self.store.nack([job_id], attempts=attempts):
+        with tracing.settling("nack", (job,)):
+            nacked = self.store.nack([job_id], attempts=attempts)
+        if not nacked:
             current = self._require(job_id)
             self._check_delivery("nack", current, attempt)
+        metrics.nacked((job,), len(nacked))
 
     def nack_many(self, jobs: Sequence[JobRef]) -> int:
         """Give several leased jobs back in one transaction; return how many. Jobs whose
@@ -386,7 +419,9 @@ class Client(ClientOptions, ClientAdmin):
         if not ids:
             return 0
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        nacked = self.store.nack(ids, attempts=attempts)
+        with tracing.settling("nack", jobs):
+            nacked = self.store.nack(ids, attempts=attempts)
+        metrics.nacked(jobs, len(nacked))
         if attempts is not None and len(nacked) < len(ids):
             self._raise_lost("nack", ids, attempts, nacked)
         return len(nacked)
@@ -408,10 +443,15 @@ class Client(ClientOptions, ClientAdmin):
             now = self.store.clock.now()
             final = current.error_count + 1 >= current.max_attempts
             retry_at = None if final else now + self.backoff(current.error_count + 1)
-            if not self.store.fail(current.id, str(error), retry_at, attempt=attempt):
+            with tracing.settling("fail", (job,)):
+                recorded = self.store.fail(current.id, str(error), retry_at, attempt=attempt)
+            if not recorded:
                 # Refused: delivered again between the read above and the write?
                 self._check_delivery("fail", self._require(job_id), attempt)
-        return self._require(current.id)
+        after = self._require(current.id)
+        if after.state is JobState.FAILED and current.state is not JobState.FAILED:
+            metrics.failed(after)
+        return after
 
     def backoff(self, error_count: int) -> float:
         """Seconds before the next attempt of a job that has had ``error_count`` errors."""

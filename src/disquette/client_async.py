@@ -7,18 +7,21 @@ This file is the asyncio source; ``client.py`` beside it is generated from it by
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import time
 from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final
 
+from . import metrics, tracing
 from ._concurrency import AsyncSignal
 from .client_admin_async import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
 from .client_admin_async import AsyncClientAdmin, JobRef, _job_id
 from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
+    DisquetteError,
     InvalidOption,
     JobCancelled,
     JobFailed,
@@ -212,12 +215,18 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
-        existing = await self.store.add(
-            jobs,
-            self._options.max_len,
-            connection=connection,
-            replicate=self._options.replicate or 0,
-        )
+        try:
+            with tracing.adding(queue, jobs):
+                existing = await self.store.add(
+                    jobs,
+                    self._options.max_len,
+                    connection=connection,
+                    replicate=self._options.replicate or 0,
+                )
+        except DisquetteError as error:
+            metrics.add_rejected(queue, error)
+            raise
+        metrics.added(queue, jobs, existing)
         return jobs, existing
 
     # -- consuming -------------------------------------------------------------------------
@@ -229,7 +238,7 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         Raises :class:`~disquette.errors.Timeout` if no job came in time.
         """
         timeout = self._timeout(timeout)
-        jobs = await self._claim_waiting(check_queue_names(queues), 1, timeout)
+        jobs = await self._get(check_queue_names(queues), 1, timeout)
         if not jobs:
             raise Timeout("get", timeout or 0.0)
         return jobs[0]
@@ -243,12 +252,18 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         names = check_queue_names(queues)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
             raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
-        return await self._claim_waiting(names, count, self._timeout(timeout))
+        return await self._get(names, count, self._timeout(timeout))
 
-    async def _claim_waiting(
-        self, names: list[str], count: int, timeout: float | None
-    ) -> list[Job]:
+    async def _get(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
         """:meth:`get_many` on checked arguments (``get`` checks its own, once)."""
+        with tracing.receiving(names) as received:
+            jobs = await self._claim(names, count, timeout)
+            received(jobs)
+        if jobs:
+            metrics.delivered(jobs, self.store.clock.now())
+        return jobs
+
+    async def _claim(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
         jobs = await self.store.claim(names, count, holder=self.holder)
         if jobs or timeout == 0:
             return jobs
@@ -305,9 +320,12 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         results = None if result is None else [self._encode_result(result)]
         attempts = None if attempt is None else [attempt]
-        if not await self.store.ack([job_id], results, connection=connection, attempts=attempts):
+        with tracing.settling("ack", (job,)):
+            done = await self.store.ack([job_id], results, connection=connection, attempts=attempts)
+        if not done:
             current = await self._require(job_id)
             self._check_delivery("ack", current, attempt)
+        metrics.completed((job,), len(done))
 
     async def ack_many(
         self,
@@ -328,9 +346,13 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
             return 0
         encoded = self._encode_results(results, len(ids))
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        if attempts is None:  # by id: only the count is needed
-            return await self.store.ack_count(ids, encoded, connection=connection)
-        done = await self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        with tracing.settling("ack", jobs):
+            if attempts is None:  # by id: only the count is needed
+                count = await self.store.ack_count(ids, encoded, connection=connection)
+                metrics.completed(jobs, count)
+                return count
+            done = await self.store.ack(ids, encoded, connection=connection, attempts=attempts)
+        metrics.completed(jobs, len(done))
         if len(done) < len(ids):
             await self._raise_lost("ack", ids, attempts, done)
         return len(done)
@@ -357,9 +379,15 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         ids = [_job_id(job) for job in jobs]
         encoded = self._encode_results(results, len(ids))
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        done, claimed = await self.store.ack_and_claim(
-            ids, encoded, names, count, attempts=attempts, holder=self.holder
-        )
+        settling = tracing.settling("ack", jobs) if ids else contextlib.nullcontext()
+        with settling, tracing.receiving(names) as received:
+            done, claimed = await self.store.ack_and_claim(
+                ids, encoded, names, count, attempts=attempts, holder=self.holder
+            )
+            received(claimed)
+        metrics.completed(jobs, len(done))
+        if claimed:
+            metrics.delivered(claimed, self.store.clock.now())
         if attempts is not None and len(done) < len(ids):
             try:
                 await self._raise_lost("ack", ids, attempts, done)
@@ -377,9 +405,12 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         """
         job_id, attempt = _delivery(job, self.store.capabilities.tracks_deliveries)
         attempts = None if attempt is None else [attempt]
-        if not await self.store.nack([job_id], attempts=attempts):
+        with tracing.settling("nack", (job,)):
+            nacked = await self.store.nack([job_id], attempts=attempts)
+        if not nacked:
             current = await self._require(job_id)
             self._check_delivery("nack", current, attempt)
+        metrics.nacked((job,), len(nacked))
 
     async def nack_many(self, jobs: Sequence[JobRef]) -> int:
         """Give several leased jobs back in one transaction; return how many. Jobs whose
@@ -389,7 +420,9 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         if not ids:
             return 0
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
-        nacked = await self.store.nack(ids, attempts=attempts)
+        with tracing.settling("nack", jobs):
+            nacked = await self.store.nack(ids, attempts=attempts)
+        metrics.nacked(jobs, len(nacked))
         if attempts is not None and len(nacked) < len(ids):
             await self._raise_lost("nack", ids, attempts, nacked)
         return len(nacked)
@@ -411,10 +444,15 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
             now = self.store.clock.now()
             final = current.error_count + 1 >= current.max_attempts
             retry_at = None if final else now + self.backoff(current.error_count + 1)
-            if not await self.store.fail(current.id, str(error), retry_at, attempt=attempt):
+            with tracing.settling("fail", (job,)):
+                recorded = await self.store.fail(current.id, str(error), retry_at, attempt=attempt)
+            if not recorded:
                 # Refused: delivered again between the read above and the write?
                 self._check_delivery("fail", await self._require(job_id), attempt)
-        return await self._require(current.id)
+        after = await self._require(current.id)
+        if after.state is JobState.FAILED and current.state is not JobState.FAILED:
+            metrics.failed(after)
+        return after
 
     def backoff(self, error_count: int) -> float:
         """Seconds before the next attempt of a job that has had ``error_count`` errors."""

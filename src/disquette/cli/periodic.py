@@ -14,15 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import errors
-from ..client import Client, connect
+from ..client import Client
 from ..client_async import AsyncClient
 from ..periodic import Periodic
-from ..stores import resolve_url
 from ..worker import as_registry
 from ..worker.scheduler import Scheduler
 from ..worker.signals import stop_signals
 from .common import _connect, _errors_as_exit, _url_option
-from .run import _client_factory, _log_level_option, _setup_logging, load_app
+from .run import _client_factory, _log_level_option, _setup_logging, _sync_client, load_app
 
 
 def _schedules(app: str) -> tuple[object, list[Periodic]]:
@@ -66,9 +65,7 @@ def periodic(app: str, url: str | None) -> None:
     the store still holds, looking back 100 slots), their next one, and whether they are
     paused in the store."""
     target, schedules = _schedules(app)
-    connect_app = getattr(target, "connect", None)
-    client = connect_app(url) if callable(connect_app) else connect(resolve_url(url))
-    with client:
+    with _sync_client(target, url) as client:
         stored = client.schedules() if client.store.capabilities.schedules else []
         paused = {info.name for info in stored if info.paused}
         table = _table(client, schedules, paused)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -18,9 +20,11 @@ import click
 from rich.console import Console
 
 from .. import errors
+from ..client import Client, connect
 from ..client_async import AsyncClient, connect_async
 from ..defaults import RESULT_TTL
 from ..demo import show_demo
+from ..metrics import ENV_METRICS, MULTIPROC_DIR
 from ..stores import resolve_url
 from ..worker import (
     ENV_CONCURRENCY,
@@ -92,6 +96,32 @@ def _client_factory(target: Handlers, url: str | None) -> Callable[[], AsyncClie
     return lambda: connect_async(resolve_url(url))
 
 
+def _sync_client(target: object, url: str | None) -> Client:
+    """A sync client on the store the app (or ``url``) names."""
+    connect_app = getattr(target, "connect", None)
+    if callable(connect_app):
+        return cast(Client, connect_app(url))
+    return connect(resolve_url(url))
+
+
+def _serve_metrics(target: Handlers, url: str | None, port: int, processes: int) -> None:
+    """Serve ``/metrics`` from this process; with child processes, they count into a
+    ``PROMETHEUS_MULTIPROC_DIR`` (made now unless set) that this process adds up."""
+    if processes > 1 and not os.environ.get(MULTIPROC_DIR):
+        # Before prometheus_client is imported: it reads the variable at import.
+        directory = tempfile.mkdtemp(prefix="disquette-metrics-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ[MULTIPROC_DIR] = directory
+    os.environ[ENV_METRICS] = "1"  # the children count too
+    from .. import metrics
+
+    try:
+        bound = metrics.serve(port, _sync_client(target, url))
+    except OSError as exc:
+        raise errors.CannotListen(f"127.0.0.1:{port}", str(exc)) from exc
+    logging.getLogger("disquette.worker").info("metrics on http://127.0.0.1:%d/metrics", bound)
+
+
 async def _probe(factory: Callable[[], AsyncClient], queue: str) -> None:
     client = factory()
     try:
@@ -154,6 +184,11 @@ def _setup_logging(level: str) -> None:
     show_default=True,
     help="Also fire the app's periodic jobs (any number of workers may).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (extra `prometheus`).",
+)
 @_log_level_option
 @_url_option
 def worker(
@@ -166,6 +201,7 @@ def worker(
     exec_timeout: float | None,
     grace: float,
     schedules: bool,
+    metrics_port: int | None,
     log_level: str,
     url: str | None,
 ) -> None:
@@ -197,6 +233,12 @@ def worker(
     if supervisor_pid is None:
         # A bad URL or an unreachable store is one clear error here, not endless retries.
         asyncio.run(_probe(factory, runner.queues[0]))
+    if metrics_port is not None:
+        _serve_metrics(target, url, metrics_port, processes)
+    elif os.environ.get(ENV_METRICS):  # a child of a worker serving its metrics
+        from .. import metrics
+
+        metrics.enable()
     if processes > 1:
         arguments = ["--traceback"] if context.meta.get(_TRACEBACK_KEY) else []
         arguments += ["worker", app, "--processes", "1", "--grace", str(grace)]

@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
+from .. import metrics, tracing
 from .._concurrency import AsyncSignal
 from ..client_async import AsyncClient
 from ..errors import HandlerTimeout, UnknownJobType
@@ -206,7 +207,8 @@ class Engine:
         scope = asyncio.timeout(timeout)
         try:
             async with scope:
-                result = await spec.function(item.job)
+                with tracing.processing(item.job):
+                    result = await spec.function(item.job)
         except asyncio.CancelledError:
             self._finish(item, Outcome("cancelled"))
             return
@@ -230,6 +232,13 @@ class Engine:
         state.running.discard(item)
         job = item.job
         duration = time.monotonic() - item.started
+        raised: BaseException | None = None
+        if outcome.kind == "timeout":
+            raised = HandlerTimeout(job.type, outcome.value)
+        elif outcome.kind == "error":
+            raised = outcome.value
+        if item.spec is not None:  # a handler ran, not an unknown type
+            metrics.handled(job, outcome.kind, duration, raised)
         if job.cancel_requested:
             # However the handler ended (stopped at its check, CancelledError, timeout,
             # a result), the request wins: the job ends cancelled, not done or retried.
@@ -243,12 +252,9 @@ class Engine:
             self.acks.nack((job,))
         else:
             self.worker.errors += 1
-            if outcome.kind == "timeout":
-                error: BaseException = HandlerTimeout(job.type, outcome.value)
-                text = str(error)
-            else:
-                error = outcome.value
-                text = describe_exception(error)
+            assert raised is not None  # "error" and "timeout" outcomes carry one
+            error = raised
+            text = str(error) if outcome.kind == "timeout" else describe_exception(error)
             self.acks.fail(job, text)
             if not isinstance(error, UnknownJobType):
                 logger.warning(

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .. import tracing
 from ..job import Job
 from .config import MAX_ERROR_CHARS
 from .registry import HandlerSpec
@@ -67,13 +68,14 @@ def call_sync(item: InFlight) -> Outcome:
     """Run a sync handler on the calling thread; whatever it raises is the outcome."""
     assert item.spec is not None
     try:
-        result = item.spec.function(item.job)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError(
-                f"handler {item.spec.name!r} returned an awaitable: declare it `async def`"
-            )
+        with tracing.processing(item.job):
+            result = item.spec.function(item.job)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise TypeError(
+                    f"handler {item.spec.name!r} returned an awaitable: declare it `async def`"
+                )
         return Outcome("ok", result)
     except BaseException as exc:  # a thread cannot propagate; everything is the job's error
         return Outcome("error", exc)
