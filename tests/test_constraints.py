@@ -12,6 +12,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from packaging.markers import Marker
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,8 +25,9 @@ def _pins() -> dict[str, str]:
     pins: dict[str, str] = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
-            name, sep, version = line.partition("==")
+        requirement, _, marker = line.partition(";")
+        if requirement and (not marker or Marker(marker.strip()).evaluate()):
+            name, sep, version = requirement.strip().partition("==")
             assert sep, f"constraints.txt pins exact versions only: {line!r}"
             pins[_normalize(name)] = version
     return pins
@@ -50,6 +53,8 @@ def test_the_package_itself_keeps_open_ranges() -> None:
     requirements = list(project["dependencies"])
     for extra in project["optional-dependencies"].values():
         requirements.extend(extra)
+    for group in tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"].values():
+        requirements.extend(item for item in group if isinstance(item, str))
     assert requirements
     for requirement in requirements:
         specifier = requirement.split(";")[0]

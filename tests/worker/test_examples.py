@@ -1,26 +1,21 @@
-"""The example app works as its doc string says, and the README's code samples run."""
+"""The example app works as its doc string says, and so does the documented worker sample."""
 
 from __future__ import annotations
 
-import ast
-import asyncio
-import collections
 import importlib.util
-import inspect
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from disquette import Client, JobState, connect, connect_async
-from disquette.app import App
+from disquette import JobState, connect, connect_async
 from disquette.worker import Worker
 
+from ..docs.samples import sample
 from .conftest import wait_until
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "app.py"
@@ -69,72 +64,18 @@ def test_example_app_in_eager_mode(monkeypatch: pytest.MonkeyPatch) -> None:
         example.send_welcome_email.add({"to": "grace@example.com"})
 
 
-# -- the README's code samples ---------------------------------------------------------------
+# -- the documented worker sample (every README and docs sample runs in tests/docs) ---------
 
-README = EXAMPLE.parents[1] / "README.md"
-ROOT = README.parent
-
-#: README python blocks that cannot run in a test as they are, and why. Every other block
-#: runs in ``test_readme_python_blocks_run`` (each block at least compiles).
-NOT_RUN: dict[tuple[str, int], str] = {
-    ("Funnels", 0): "iterates until interrupted, and mixes the sync and asyncio flavors",
-    ("The Disque-protocol server", 0): "runs a worker for ever on a server",
-    ("Stores", 0): "needs a PostgreSQL DSN and tables of the reader's",
-}
-#: Names the README's samples leave to the reader, stubbed for the test.
-STUBS = {"send": lambda body: None, "deliver": lambda address: None}
-
-
-def readme_blocks() -> dict[tuple[str, int], str]:
-    """The README's python blocks by (section heading, index in the section), dedented."""
-    blocks: dict[tuple[str, int], str] = {}
-    section, counts = "", collections.Counter[str]()
-    lines = iter(README.read_text().splitlines())
-    for line in lines:
-        if line.startswith("## "):
-            section = line[3:].strip()
-        elif line.strip() == "```python":
-            body = []
-            for inner in lines:
-                if inner.strip() == "```":
-                    break
-                body.append(inner)
-            blocks[(section, counts[section])] = textwrap.dedent("\n".join(body)) + "\n"
-            counts[section] += 1
-    return blocks
-
-
-def test_readme_python_blocks_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Every README python block compiles; every one that can run, runs, in a fresh
-    directory (``./disquette.db``), as ``__main__``; the blocks of a section follow on
-    from each other, as a reader reads them."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("DISQUETTE_URL", raising=False)
-    blocks = readme_blocks()
-    assert ("Workers", 0) in blocks
-    assert set(NOT_RUN) <= set(blocks), "a skipped block is gone: update NOT_RUN"
-    sections: dict[str, dict[str, object]] = {}
-    for key, source in blocks.items():
-        code = compile(source, f"README.md {key}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-        if key in NOT_RUN:
-            continue
-        namespace = sections.setdefault(key[0], {"__name__": "__main__", **STUBS})
-        result = eval(code, namespace)  # a coroutine when the block awaits at top level
-        if inspect.iscoroutine(result):
-            asyncio.run(result)
-    for namespace in sections.values():
-        for value in namespace.values():
-            if isinstance(value, App | Client):
-                value.close()
+ROOT = EXAMPLE.parents[1]
 
 
 @pytest.mark.slow
-def test_readme_workers_sample_adds_its_job_once_with_worker_processes(
+def test_first_worker_sample_adds_its_job_once_with_worker_processes(
     tmp_path: Path,
 ) -> None:
-    """The Workers sample as app.py: ``python app.py`` adds the job; ``disquette worker app
-    -p 2`` imports the module in the supervisor and in each child, and adds nothing."""
-    source = readme_blocks()[("Workers", 0)]
+    """The first-worker tutorial's app.py: ``python app.py`` adds the job; ``disquette worker
+    app -p 2`` imports the module in the supervisor and in each child, and adds nothing."""
+    source = sample("docs/tutorials/first-worker.md", "Your first worker")
     (tmp_path / "deliveries.py").write_text(
         "def deliver(address):\n"
         "    with open('delivered.txt', 'a') as log:\n"

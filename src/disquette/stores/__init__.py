@@ -11,6 +11,12 @@
 ``disque://host:port``      a Disque server, ours or another (``disquette[server]``)
 ==========================  ==================================================
 
+Another package adds a scheme through the entry point group :data:`ENTRY_POINT_GROUP`: the
+entry point's name is the scheme, its object a :class:`StoreKind`::
+
+    [project.entry-points."disquette.stores"]
+    acme = "acme_store:KIND"        # KIND = StoreKind("acme_store.store")
+
 The interface is :class:`~disquette.stores.store_async.AsyncStore` (``store_async.py``) and its
 generated sync twin :class:`~disquette.stores.store.Store` (``store.py``); the types the
 two share are in ``types.py``. Each store is one module or package here; each opens from a URL
@@ -20,6 +26,7 @@ with its module's ``open_url(url, clock)``.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 from dataclasses import dataclass
 from typing import Any, Final
@@ -67,6 +74,11 @@ SCHEMES: Final[dict[str, StoreKind]] = {
 }
 
 
+#: The entry point group where other packages register URL schemes (name: the scheme;
+#: object: a :class:`StoreKind`). The built-in schemes of :data:`SCHEMES` win.
+ENTRY_POINT_GROUP: Final = "disquette.stores"
+
+
 def resolve_url(url: str | None) -> str:
     """The URL to open: the argument, else ``$DISQUETTE_URL``, else the SQLite default."""
     return url or os.environ.get("DISQUETTE_URL") or DEFAULT_URL
@@ -90,11 +102,22 @@ def open_async_store(url: str, clock: Clock) -> AsyncStore:
 
 def _kind(url: str) -> StoreKind:
     scheme, colon, _ = url.partition(":")
-    kind = SCHEMES.get(scheme) if colon else None
+    kind = (SCHEMES.get(scheme) or _plugin_kind(url, scheme)) if colon else None
     if kind is None:
-        known = ", ".join(dict.fromkeys(SCHEMES))
+        plugins = (point.name for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        known = ", ".join(dict.fromkeys([*SCHEMES, *plugins]))
         raise InvalidURL(url, f"unknown store scheme {scheme!r} (known: {known})")
     return kind
+
+
+def _plugin_kind(url: str, scheme: str) -> StoreKind | None:
+    """The :class:`StoreKind` an installed package registers for ``scheme``, if any."""
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=scheme):
+        kind = point.load()
+        if not isinstance(kind, StoreKind):
+            raise InvalidURL(url, f"entry point {point.value!r} is not a StoreKind")
+        return kind
+    return None
 
 
 def _module(url: str, name: str, extra: str | None = None) -> Any:
