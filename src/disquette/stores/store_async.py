@@ -135,6 +135,26 @@ class AsyncStore(abc.ABC):
         sends one command instead of one per id."""
         return len(await self.ack(job_ids, results, connection=connection))
 
+    async def ack_and_claim(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None,
+        queues: Sequence[str],
+        count: int,
+        *,
+        attempts: Sequence[int | None] | None = None,
+        holder: str | None = None,
+    ) -> tuple[list[str], list[Job]]:
+        """:meth:`ack` these jobs, then :meth:`claim` up to ``count`` more (a consumer that
+        finished jobs and wants the next ones); returns what each returns.
+
+        The default makes the two calls; a store may do both in one transaction (SQLite:
+        one commit instead of two). The acks take effect even when the claim finds
+        nothing; the claim sees the acks done.
+        """
+        done = await self.ack(job_ids, results, attempts=attempts)
+        return done, await self.claim(queues, count, holder=holder)
+
     @abc.abstractmethod
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
