@@ -21,6 +21,8 @@ from tests.servers.postgres import fresh_url
 #: Issue 13's migration (cancellation and progress, unique keys, headers), per store.
 SQLITE_VERSION = 4
 POSTGRES_VERSION = 5
+#: The latest PostgreSQL migration (the upgrade from before 5 applies every later one too).
+POSTGRES_LATEST = 6
 
 #: Ids of the jobs a previous version left, one per state.
 IDS = {
@@ -158,7 +160,7 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
             assert claim_as_before(conn) in ([IDS[JobState.QUEUED]], [])
         monkeypatch.undo()
         with connect(url) as jobs:
-            assert jobs.store.migrate() == [POSTGRES_VERSION]
+            assert jobs.store.migrate() == list(range(POSTGRES_VERSION, POSTGRES_LATEST + 1))
             for state, job_id in IDS.items():
                 job = jobs.show(job_id)
                 expected = JobState.ACTIVE if state is JobState.QUEUED else state
@@ -193,4 +195,4 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
             assert jobs.show(active.id).progress == {"step": 1}
             _schedules_work(jobs)
         versions = conn.execute(f"SELECT version FROM {schema}.schema_migrations").fetchall()
-    assert [version for (version,) in versions] == list(range(1, POSTGRES_VERSION + 1))
+    assert [version for (version,) in versions] == list(range(1, POSTGRES_LATEST + 1))

@@ -107,12 +107,12 @@ class AsyncPostgresStore(AsyncStore):
             reconnect_timeout=reconnect_timeout,
             application_name=application_name,
         )
-        self._listener = AsyncListener(conninfo, schema, application_name, enabled=listen)
+        self._listener = AsyncListener(conninfo, schema, application_name, self._q, enabled=listen)
         self.wakeups = self._listener.wakeups
         self.channel = self._listener.channel
         #: The channel of acks, failures for good and deletes (what ``wait`` waits for).
         self.done_channel = self._listener.done_channel
-        self._upkeep = AsyncUpkeep(self._db, self._q, vacuum_every)
+        self._upkeep = AsyncUpkeep(self._db, self._q, clock, vacuum_every)
         self._inserts = AsyncInserts(self._db, self._q, self.channel)
         self._admin = AsyncAdmin(self._db, self._q, clock, self.done_channel)
 
@@ -203,6 +203,7 @@ class AsyncPostgresStore(AsyncStore):
         if done:
             self.wakeups.notify([DONE_CHANNEL])
             await self._upkeep.churned(len(done))
+            await self._upkeep.acked(len(done))
         return done
 
     async def nack(
@@ -511,7 +512,7 @@ class AsyncPostgresStore(AsyncStore):
         params = {"before": now - (max_age or 0.0), "channel": self.channel}
 
         async def recover(conn: AsyncConnection[Any]) -> tuple[int, list[str]]:
-            recovered = await maintain(conn, self._q, now)
+            recovered = await maintain(conn, self._q, now, everything=True)
             if max_age is None:
                 return recovered, []
             cursor = await conn.execute(self._q["requeue_leased_before"], params)
