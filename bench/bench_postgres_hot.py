@@ -21,6 +21,7 @@ Workloads:
 - burst: ``--burst`` jobs scheduled to come due at one moment, ``--consumers`` processes
   claiming (10 at a time) and acking from before it until all are done; claim latency
   p50/p99/max over every claim from the moment they come due.
+- prune: ``--burst`` expired done rows pruned by this build's bounded batches: rows/s.
 
 The machine is shared and has 2 cores: ratios within a run are what to read.
 """
@@ -248,6 +249,39 @@ def burst_round(src: str, db_url: str, count: int, consumers: int, tag: str) -> 
     return latencies
 
 
+def bench_prune(args: argparse.Namespace, db_url: str) -> None:
+    """Done rows pruned by prune_done's bounded batches (this build): rows/s and the
+    longest call, for ``--burst`` expired rows (how far pruning outpaces the acks)."""
+    import psycopg
+
+    url = store_url(db_url, "prune")
+    prepare(str(SRC), url, "import sys, disquette\ndisquette.connect(sys.argv[1]).flush()")
+    base, _, _ = url.partition("?")
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO prune.done (id, queue, body, encoding, priority, created_at, run_at,"
+            " retry_after, expires_at, max_attempts, result_ttl, attempts, nacks,"
+            " additional_deliveries, error_count, result_encoding, finished_at, seq)"
+            " SELECT 'D-' || n, 'q', '', 0, 100, 0, 0, 300, n, 25, 3600, 1, 0, 0, 0, 0, 0, n"
+            " FROM generate_series(1, %s) AS n",
+            [args.burst],
+        )
+        conn.execute("VACUUM ANALYZE prune.done")
+        calls: list[float] = []
+        start = time.perf_counter()
+        while True:
+            began = time.perf_counter()
+            row = conn.execute("SELECT prune.prune_done(1e12, 10000)").fetchone()
+            calls.append(time.perf_counter() - began)
+            if row is None or row[0] == 0:
+                break
+        elapsed = time.perf_counter() - start
+    print(
+        f"\nprune of {args.burst:,} done rows, 10,000 per call: {args.burst / elapsed:,.0f} rows/s,"
+        f" longest call {ms(max(calls))}"
+    )
+
+
 def ms(value: float) -> str:
     return f"{value * 1000:.2f} ms"
 
@@ -309,7 +343,7 @@ def main() -> None:
     default_url = os.environ.get("DISQUETTE_BENCH_POSTGRES_URL", DEFAULT_URL)
     parser.add_argument("--url", default=default_url)
     parser.add_argument("--baseline-src", help="src folder of the build to compare with")
-    parser.add_argument("--only", choices=["acks", "wait", "burst"], action="append")
+    parser.add_argument("--only", choices=["acks", "wait", "burst", "prune"], action="append")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ackers", type=int, default=8)
     parser.add_argument("--per-process", type=int, default=2000)
@@ -325,13 +359,15 @@ def main() -> None:
     if args.baseline_src:
         builds["before"] = args.baseline_src
     dbs = {build: fresh_database(args.url, f"dq_hot_{build.replace('-', '_')}") for build in builds}
-    only = set(args.only or ["acks", "wait", "burst"])
+    only = set(args.only or ["acks", "wait", "burst", "prune"])
     if "acks" in only:
         bench_acks(args, builds, dbs)
     if "wait" in only:
         bench_wait(args, builds, dbs)
     if "burst" in only:
         bench_burst(args, builds, dbs)
+    if "prune" in only:
+        bench_prune(args, dbs["gated"])
 
 
 if __name__ == "__main__":
