@@ -300,8 +300,11 @@ def run_role(role: list[str]) -> None:
 
 def bench_acks(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, str]) -> None:
     rates: dict[str, list[float]] = {build: [] for build in builds}
+    names = list(builds)
     for index in range(args.rounds):
-        for build, src in builds.items():
+        # Each round starts with another build, so that no build always runs first.
+        for build in names[index % len(names) :] + names[: index % len(names)]:
+            src = builds[build]
             rate = acks_round(src, build, dbs[build], args.ackers, args.per_process, str(index))
             rates[build].append(rate)
             print(f"acks round {index} {build}: {rate:,.0f}/s", flush=True)
@@ -314,8 +317,9 @@ def bench_acks(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, 
 
 def bench_wait(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, str]) -> None:
     waits: dict[str, list[float]] = {build: [] for build in builds if build != "no-notify"}
+    names = list(waits)
     for index in range(args.rounds):
-        for build in waits:
+        for build in names[index % len(names) :] + names[: index % len(names)]:
             waits[build] += wait_round(builds[build], build, dbs[build], args.samples, str(index))
     print(f"\nwait() latency, ack in another client ({len(waits['gated'])} each):")
     for build, values in waits.items():
