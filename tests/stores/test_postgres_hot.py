@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from disquette import Client, Job, ManualClock, connect
-from disquette.stores.postgres.listener import channel_name
+from disquette.stores.postgres.statements import channel_name
 from tests.servers.postgres import fresh_url
 
 #: Rows a call of the bounded maintenance changes per step (maintain_due's batch).
@@ -238,3 +238,18 @@ def test_done_rows_are_pruned_on_a_count_of_acks_not_by_claims(url: str) -> None
         assert _done_rows(url) == 1000, "a claim pruned done rows"
         _claim_and_ack(jobs, 1000)  # the 2,000th ack prunes
         assert _done_rows(url) == 1000
+
+
+def test_jobs_coming_due_wake_a_registered_getter(url: str, listening: Listening) -> None:
+    """The maintenance NOTIFYs the queues it made jobs ready in, when a getter waits."""
+    clock = ManualClock(1e11)  # far ahead of the getter's clock: only this store promotes
+    with connect(f"{url}&poll_interval=60") as getter, connect(url, clock=clock) as jobs:
+        job_id = jobs.delay(10).add("later", "q")
+        blocked, got = _in_thread(lambda: getter.timeout(60).get("q"))
+        listening.until_registered(1, "q")
+        assert listening.sent() == []
+        clock.advance(11)
+        jobs.qlen("q")  # the maintenance before the count promotes the job
+        assert listening.sent() == [(listening.ready, "q")]
+        blocked.join(60)
+        assert [job.id for job in got] == [job_id]

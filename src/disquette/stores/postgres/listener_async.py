@@ -25,7 +25,6 @@ This file is the asyncio source; ``listener.py`` beside it is generated from it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from typing import Any, Final
 
@@ -34,6 +33,7 @@ from psycopg import AsyncConnection, sql
 
 from ..._concurrency import AsyncBackground, async_sleep
 from ..types import CANCEL_CHANNEL, DONE_CHANNEL, Wakeups
+from .statements import channel_name
 
 #: The kinds of a row of the waiters table: a queue's blocked gets, and waits for results.
 _QUEUE_WAITER: Final = 1
@@ -42,16 +42,6 @@ _DONE_WAITER: Final = 2
 #: How often the sync flavor's listener thread looks up from its socket to see if the store
 #: was closed (the asyncio flavor's listener task is cancelled instead).
 _LISTEN_TICK: Final = 0.2
-
-
-def channel_name(schema: str, suffix: str = "") -> str:
-    """The NOTIFY channel of a schema (at most 63 bytes, PostgreSQL's identifier limit):
-    jobs became ready in the queue named by the payload; with ``suffix=".done"``, the
-    channel of "a job is done or gone" (a schema name has no dot, so the two never meet)."""
-    name = f"disquette.{schema}{suffix}"
-    if len(name.encode()) > 63:
-        name = f"disquette.{hashlib.sha1(schema.encode()).hexdigest()}{suffix}"
-    return name
 
 
 class AsyncListener:

@@ -46,9 +46,11 @@ $$;
 -- schema's maintenance lock (pg_try_advisory_xact_lock, never waited for) does anything; the
 -- others go on at once, since the holder is applying the same changes. The probes come
 -- first and take no lock, so a call when nothing is due (the usual case) reads one index
--- page per step. Done rows are no longer pruned here but by prune_done, on a count of acks.
--- Returns how many leased jobs it requeued.
-CREATE FUNCTION {schema}.maintain_due(p_now float8, p_batch integer) RETURNS integer
+-- page per step. Queues where jobs became ready are woken on p_channel (for their
+-- registered waiters). Done rows are no longer pruned here but by prune_done, on a count of
+-- acks. Returns how many leased jobs it requeued.
+CREATE FUNCTION {schema}.maintain_due(p_now float8, p_batch integer, p_channel text)
+RETURNS integer
 LANGUAGE plpgsql
 SET enable_sort = off  -- see 001_init.sql
 SET enable_seqscan = off
@@ -58,6 +60,8 @@ DECLARE
     promote boolean;
     lapse boolean;
     requeued integer := 0;
+    promoted text[];
+    lapsed text[];
 BEGIN
     expire := (SELECT min(e.expires_at) FROM {schema}.jobs AS e WHERE e.expires_at IS NOT NULL)
         <= p_now;
@@ -76,23 +80,31 @@ BEGIN
             FOR UPDATE SKIP LOCKED));
     END IF;
     IF promote THEN
-        UPDATE {schema}.jobs SET state = 1
-        WHERE ctid = ANY(ARRAY(
-            SELECT s.ctid FROM {schema}.jobs AS s
-            WHERE s.state = 0 AND s.run_at <= p_now ORDER BY s.run_at LIMIT p_batch
-            FOR UPDATE SKIP LOCKED));
+        WITH ready AS (
+            UPDATE {schema}.jobs SET state = 1
+            WHERE ctid = ANY(ARRAY(
+                SELECT s.ctid FROM {schema}.jobs AS s
+                WHERE s.state = 0 AND s.run_at <= p_now ORDER BY s.run_at LIMIT p_batch
+                FOR UPDATE SKIP LOCKED))
+            RETURNING queue)
+        SELECT array_agg(DISTINCT ready.queue) INTO promoted FROM ready;
     END IF;
     IF lapse THEN
         -- leased_at stays: the delivery still holds the job until a claim takes it.
-        UPDATE {schema}.jobs
-        SET state = 1, lease_until = NULL, additional_deliveries = additional_deliveries + 1
-        WHERE ctid = ANY(ARRAY(
-            SELECT l.ctid FROM {schema}.jobs AS l
-            WHERE l.state = 2 AND l.lease_until <= p_now ORDER BY l.lease_until
-            LIMIT p_batch
-            FOR UPDATE SKIP LOCKED));
-        GET DIAGNOSTICS requeued = ROW_COUNT;
+        WITH ready AS (
+            UPDATE {schema}.jobs
+            SET state = 1, lease_until = NULL,
+                additional_deliveries = additional_deliveries + 1
+            WHERE ctid = ANY(ARRAY(
+                SELECT l.ctid FROM {schema}.jobs AS l
+                WHERE l.state = 2 AND l.lease_until <= p_now ORDER BY l.lease_until
+                LIMIT p_batch
+                FOR UPDATE SKIP LOCKED))
+            RETURNING queue)
+        SELECT count(*), array_agg(DISTINCT ready.queue) INTO requeued, lapsed FROM ready;
     END IF;
+    PERFORM {schema}.wake(p_channel, q)
+    FROM (SELECT DISTINCT u.q FROM unnest(promoted || lapsed) AS u (q)) AS woken;
     RETURN requeued;
 END
 $$;
@@ -124,10 +136,10 @@ END
 $$;
 
 -- The claim of migration 5 (claim_jobs, same result), with the bounded maintenance above
--- instead of a whole maintain() on every claim. claim_jobs stays as it was, for processes of
+-- instead of a whole maintain() on every claim (p_channel: the channel it wakes queues on). claim_jobs stays as it was, for processes of
 -- the previous version during an upgrade.
 CREATE FUNCTION {schema}.claim_ready(p_queues text[], p_count integer, p_now float8,
-                                     p_holder text)
+                                     p_holder text, p_channel text)
 RETURNS TABLE (
     id text, queue text, body bytea, encoding smallint, type text, priority integer,
     state smallint, created_at float8, run_at float8, retry_after float8,
@@ -145,7 +157,7 @@ DECLARE
     taken integer;
     q text;
 BEGIN
-    PERFORM {schema}.maintain_due(p_now, 1000);
+    PERFORM {schema}.maintain_due(p_now, 1000, p_channel);
     FOREACH q IN ARRAY p_queues LOOP
         CONTINUE WHEN EXISTS (
             SELECT 1 FROM {schema}.paused_queues AS p WHERE p.queue = q AND p.mode & 2 <> 0);

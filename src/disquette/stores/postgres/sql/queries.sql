@@ -1,6 +1,8 @@
 -- Statements of the PostgreSQL store, one named block each ("-- name: x"), loaded by
 -- disquette.stores.postgres.store_async. "{schema}" is the quoted schema, "{columns}" the columns
 -- of disquette.job.Job in field order, "{done_columns}" the same read from the done table.
+-- "{ready_channel}" is the schema's NOTIFY channel of ready jobs, as a literal (for the
+-- maintenance, which every statement that reads may run).
 -- Parameters are psycopg's %(name)s; times are the store clock's, never now().
 --
 -- Operations that change one job (ack, nack, fail) do not run the maintenance first, to stay
@@ -179,7 +181,7 @@ SELECT count(*) FROM (
 
 -- name: maintain
 -- What time made due, at most a batch per step, by one process at a time (the others skip).
-SELECT {schema}.maintain_due(%(now)s::float8, 1000);
+SELECT {schema}.maintain_due(%(now)s::float8, 1000, {ready_channel});
 
 -- name: maintain_all
 -- Everything time made due, however much (recover_stale: an operator's call).
@@ -190,7 +192,8 @@ SELECT {schema}.prune_done(%(now)s::float8, %(batch)s::int4);
 
 -- name: claim
 SELECT {columns} FROM {schema}.claim_ready(%(queues)b::text[], %(count)s::int4,
-                                           %(now)s::float8, %(holder)s::text);
+                                           %(now)s::float8, %(holder)s::text,
+                                           {ready_channel});
 
 -- name: ack
 -- The results, their encodings and the callers' deliveries come one per id (a NULL
