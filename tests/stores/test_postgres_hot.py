@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from disquette import Client, Job, ManualClock, connect
+from disquette.stores.postgres import listener as listener_module
 from disquette.stores.postgres.statements import channel_name
 from tests.servers.postgres import fresh_url
 
@@ -84,6 +85,14 @@ class Listening:
                     return pid
             time.sleep(0.02)
         raise AssertionError(f"no waiter ({kind}, {name!r}) was registered")
+
+    def until_unregistered(self, kind: int, name: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (kind, name) not in {(row[0], row[1]) for row in self.waiters()}:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the waiter ({kind}, {name!r}) stayed registered")
 
     def backend_gone(self, pid: int) -> None:
         deadline = time.monotonic() + 30
@@ -253,3 +262,28 @@ def test_jobs_coming_due_wake_a_registered_getter(url: str, listening: Listening
         assert listening.sent() == [(listening.ready, "q")]
         blocked.join(60)
         assert [job.id for job in got] == [job_id]
+
+
+def test_a_waiter_nothing_waits_for_any_more_is_unregistered_then_registered_again(
+    url: str, listening: Listening, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once no get waits on a queue here (for ``_FORGET_AFTER`` seconds, 0 in this test),
+    the process's row goes and adds to that queue send no NOTIFY; the next blocked get
+    registers the queue again and is woken by the next add."""
+    monkeypatch.setattr(listener_module, "_FORGET_AFTER", 0.0)
+    with connect(f"{url}&poll_interval=60") as getter, connect(url) as jobs:
+        blocked, got = _in_thread(lambda: getter.timeout(60).get("q"))
+        listening.until_registered(1, "q")
+        jobs.add("first", "q")
+        assert listening.sent() == [(listening.ready, "q")]
+        blocked.join(60)
+        assert [job.body for job in got] == ["first"]
+        listening.until_unregistered(1, "q")
+        jobs.add("unwatched", "q")
+        assert listening.sent() == []
+        assert getter.timeout(0).get("q").body == "unwatched"
+        blocked, got = _in_thread(lambda: getter.timeout(60).get("q"))
+        listening.until_registered(1, "q")
+        jobs.add("second", "q")
+        blocked.join(60)
+        assert [job.body for job in got] == ["second"]

@@ -16,7 +16,8 @@ cluster-wide lock at its commit, listened to or not. So the listener registers, 
 schema's unlogged ``waiters`` table and on its own connection, each queue a blocked get of
 its process waited on and whether a ``wait`` did; the statements NOTIFY only when such a row
 exists (``006_hot_paths.sql``). It registers again on each (re)connection, and then wakes
-every waiter here, since what changed before the registration sent no NOTIFY. A wait or get
+every waiter here, since what changed before the registration sent no NOTIFY. A waiter
+nothing here subscribed to for :data:`_FORGET_AFTER` seconds is unregistered. A wait or get
 that starts before the registration is in place (the first of its kind in a process) may
 thus miss a change made meanwhile by another process until the next poll, never longer.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any, Final
 
 import psycopg
@@ -39,6 +41,10 @@ from .statements import channel_name
 #: The kinds of a row of the waiters table: a queue's blocked gets, and waits for results.
 _QUEUE_WAITER: Final = 1
 _DONE_WAITER: Final = 2
+#: Seconds a registered waiter stays registered once nothing here waits for it any more: a
+#: process that called ``wait`` once, or stopped getting from a queue, stops costing every
+#: other process a NOTIFY per ack or add, and one that waits again often keeps its row.
+_FORGET_AFTER: Final = 60.0
 
 #: How often the sync flavor's listener thread looks up from its socket to see if the store
 #: was closed (the sync flavor's listener task is cancelled instead).
@@ -75,6 +81,8 @@ class Listener:
         self._wanted: frozenset[str] = frozenset()
         #: The waiters it should register: (kind, queue name or "").
         self._waiters: frozenset[tuple[int, str]] = frozenset()
+        #: When each waiter was last subscribed to (monotonic), see _forget_idle.
+        self._last_wanted: dict[tuple[int, str], float] = {}
 
     def _on_subscribe(self, channels: list[str]) -> None:
         # A blocked get needs the NOTIFYs of adds, a wait those of acks, failures, deletes.
@@ -87,13 +95,34 @@ class Listener:
             for name in channels
             if name != CANCEL_CHANNEL  # cancel requests are rare: always sent
         }
-        if self._task is not None and wanted <= self._wanted and waiters <= self._waiters:
-            return
-        with self._lock:
+        now = time.monotonic()
+        with self._lock:  # with _forget_idle's: a waiter is never dropped as it subscribes
+            for waiter in waiters:
+                self._last_wanted[waiter] = now
+            if self._task is not None and wanted <= self._wanted and waiters <= self._waiters:
+                return
             self._wanted = self._wanted | wanted
             self._waiters = self._waiters | waiters
             if self._task is None and not self._closed:
                 self._task = Background(self._listen, name="disquette-listen")
+
+    def _forget_idle(self) -> frozenset[tuple[int, str]]:
+        """Drop (and return) the waiters nothing here subscribed to for ``_FORGET_AFTER``
+        seconds; a later subscription registers them again."""
+        subscribed = self.wakeups.subscribed()
+        deadline = time.monotonic() - _FORGET_AFTER
+        with self._lock:
+            idle = frozenset(
+                waiter
+                for waiter in self._waiters
+                if self._last_wanted.get(waiter, 0.0) <= deadline
+                and (DONE_CHANNEL if waiter[0] == _DONE_WAITER else waiter[1]) not in subscribed
+            )
+            if idle:
+                self._waiters = self._waiters - idle
+                for waiter in idle:
+                    self._last_wanted.pop(waiter, None)
+        return idle
 
     def _listen(self) -> None:
         """Turn NOTIFYs into wake-ups; reconnect when the connection is lost."""
@@ -112,6 +141,10 @@ class Listener:
                 registered: frozenset[tuple[int, str]] = frozenset()
                 conn.execute(self._q["forget_dead_waiters"])
                 while not self._closed:
+                    idle = self._forget_idle() & registered
+                    if idle:
+                        self._unregister(conn, idle)
+                        registered = registered - idle
                     wanted, waiters = self._wanted, self._waiters
                     if wanted != listening or waiters != registered:
                         for name in sorted(wanted - listening):
@@ -144,9 +177,11 @@ class Listener:
     def _register(self, conn: Connection[Any], waiters: frozenset[tuple[int, str]]) -> None:
         """Register ``waiters`` as this connection's (its backend's rows go with it)."""
         if waiters:
-            kinds = [kind for kind, _ in sorted(waiters)]
-            names = [name for _, name in sorted(waiters)]
-            conn.execute(self._q["register_waiters"], {"kinds": kinds, "names": names})
+            conn.execute(self._q["register_waiters"], _waiter_params(waiters))
+
+    def _unregister(self, conn: Connection[Any], waiters: frozenset[tuple[int, str]]) -> None:
+        """Delete this connection's rows of ``waiters``."""
+        conn.execute(self._q["unregister_some_waiters"], _waiter_params(waiters))
 
     def close(self) -> None:
         """Stop listening (once); no listener starts after this."""
@@ -157,3 +192,8 @@ class Listener:
             task, self._task = self._task, None
         if task is not None:
             task.stop(timeout=5 * _LISTEN_TICK)
+
+
+def _waiter_params(waiters: frozenset[tuple[int, str]]) -> dict[str, list[Any]]:
+    ordered = sorted(waiters)
+    return {"kinds": [kind for kind, _ in ordered], "names": [name for _, name in ordered]}

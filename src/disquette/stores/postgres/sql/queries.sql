@@ -544,6 +544,11 @@ ON CONFLICT DO NOTHING;
 -- name: unregister_waiters
 DELETE FROM {schema}.waiters WHERE pid = pg_backend_pid();
 
+-- name: unregister_some_waiters
+DELETE FROM {schema}.waiters AS w
+USING unnest(%(kinds)s::int2[], %(names)s::text[]) AS u (kind, name)
+WHERE w.pid = pg_backend_pid() AND w.kind = u.kind AND w.name = u.name;
+
 -- name: forget_dead_waiters
 -- Rows of backends that are gone (a process that died): they only cost NOTIFYs.
 DELETE FROM {schema}.waiters AS w
