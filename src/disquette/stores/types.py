@@ -63,6 +63,11 @@ class Wakeups:
 
         return unsubscribe
 
+    def subscribed(self) -> frozenset[str]:
+        """The channels something is subscribed to right now."""
+        with self._lock:
+            return frozenset(self._subscribers)
+
     def notify_all(self) -> None:
         """Wake every subscriber (after a listener reconnects: changes may have been missed)."""
         with self._lock:
