@@ -47,7 +47,7 @@ from .job import (
 )
 from .stores import open_async_store, resolve_url
 from .stores.store_async import AsyncStore
-from .stores.types import DONE_CHANNEL
+from .stores.types import DONE_CHANNEL, job_done_channel
 
 #: First retry delay after an error; it doubles with each error, up to BACKOFF_CAP.
 BACKOFF_BASE: Final = 1.0
@@ -268,6 +268,17 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         if jobs or timeout == 0:
             return jobs
         deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # a store that waits itself (Redis's BZPOPMIN), in bounded rounds
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            jobs_or_none = await self.store.claim_blocking(
+                names, count, remaining, holder=self.holder
+            )
+            if jobs_or_none is None:
+                break
+            if jobs_or_none:
+                return jobs_or_none
         signal = AsyncSignal()
         # Subscribe before claiming again, so an add between the claim and the wait wakes us.
         unsubscribe = self.store.wakeups.subscribe(names, signal.set)
@@ -514,7 +525,9 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         timeout = self._timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         signal = AsyncSignal()
-        unsubscribe = self.store.wakeups.subscribe([DONE_CHANNEL], signal.set)
+        # The job's own channel: a store that knows who waits on which job wakes only us.
+        channels = [DONE_CHANNEL, job_done_channel(job_id)]
+        unsubscribe = self.store.wakeups.subscribe(channels, signal.set)
         try:
             while True:
                 current = await self._require(job_id)

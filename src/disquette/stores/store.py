@@ -90,6 +90,20 @@ class Store(abc.ABC):
         the job is active.
         """
 
+    def claim_blocking(
+        self,
+        queues: Sequence[str],
+        count: int,
+        timeout: float | None,
+        *,
+        holder: str | None = None,
+    ) -> list[Job] | None:
+        """Claim as :meth:`claim` does, but wait inside the store, up to ``timeout`` seconds
+        (None: a bounded while of the store's choosing), for a job to claim; an empty list
+        when none came. ``None`` (the default) when the store cannot wait for these
+        queues: the caller then waits on :attr:`wakeups` and claims again."""
+        return None
+
     @abc.abstractmethod
     def ack(
         self,

@@ -39,6 +39,10 @@ from .url import Settings
 
 #: How many id -> queue entries a Cluster store remembers locally.
 LOOKUP_CACHE_SIZE: Final = 100_000
+#: How much longer than its BZPOPMIN timeout a blocked get waits for the reply before it
+#: drops the connection (the watchdog: a connection left blocked on a server that lost it
+#: in a reconnect would otherwise never answer).
+BLOCK_MARGIN: Final = 2.0
 
 
 class AsyncScriptRunner:
@@ -62,6 +66,8 @@ class AsyncScriptRunner:
             self._conn = redis.asyncio.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
             self._conn = redis.asyncio.Redis.from_url(settings.redis_url, **kwargs)
+        #: Blocked gets' connections (one each while blocked), made on first use.
+        self._blocking: redis.asyncio.Redis | None = None
         # A Cluster's first call discovers the slots alone (see async_ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = AsyncLock()
@@ -137,6 +143,25 @@ class AsyncScriptRunner:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
         result: list[Any] = await pipe.execute()
         return result
+
+    async def blocking_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Commands written at once on a connection of their own (one server only), for a
+        blocking command followed by what must run the moment it returns. Not retried: a
+        reply missing ``BLOCK_MARGIN`` seconds past ``poll_interval`` (the longest block) drops the connection
+        and raises (the caller falls back to a call that is retried)."""
+        if self.closed:
+            raise ClientClosed("the Redis store is closed")
+        if self._blocking is None:
+            self._blocking = redis.asyncio.Redis.from_url(
+                self.settings.redis_url,
+                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+                socket_timeout=self.settings.poll_interval + BLOCK_MARGIN,
+            )
+        pipe = self._blocking.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     def script_argv(self, args: Sequence[Any]) -> list[Any]:
         """A script's ARGV: the calling convention of ``common.lua``, then ``args``."""
@@ -228,3 +253,5 @@ class AsyncScriptRunner:
         """Close the connections; later calls raise :class:`ClientClosed`."""
         self.closed = True
         await self._conn.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()

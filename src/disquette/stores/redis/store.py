@@ -55,11 +55,14 @@ restarts without persistence.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
-from ...clock import Clock
+from redis.exceptions import RedisError
+
+from ...clock import Clock, SystemClock
 from ...errors import (
     InvalidState,
     JobCancelled,
@@ -96,7 +99,7 @@ from .codec import (
     row_to_job,
     rows_to_jobs,
 )
-from .listener import RedisWakeups, WakeupListener, probe
+from .listener import MarkerWatcher, RedisWakeups, WaiterRegistry, WakeupListener, probe
 from .runner import ScriptRunner
 from .scripts import SCRIPTS
 from .timers import DueTimers
@@ -104,6 +107,12 @@ from .url import Settings, parse_url
 
 #: Jobs read by ``stats`` per script call: bounds how long one call holds Redis.
 STATS_CHUNK: Final = 2000
+#: How long a blocked get's stamp lives (ms; see claim.lua): longer than any block.
+STAMP_MS: Final = 600_000
+#: Seconds a claim receipt outlives the retry window (``retry_for``) it serves.
+RECEIPT_SLACK: Final = 5
+#: Sets of queues whose next due time a store remembers for its blocked gets.
+DUE_CACHE_SIZE: Final = 10_000
 
 
 class RedisStore(Store):
@@ -131,10 +140,27 @@ class RedisStore(Store):
         # holds a schedule's definition, "p:<name>" is present while it is paused.
         self._schedules_key = self.prefix + "schedules"
         self.runner = ScriptRunner(settings, clock, cluster=cluster)
+        self._waiters = WaiterRegistry(settings.redis_url, self.prefix, cluster=cluster)
         self.wakeups: RedisWakeups = RedisWakeups(
-            lambda: WakeupListener(settings.redis_url, self.prefix, self.wakeups)
+            lambda: WakeupListener(settings.redis_url, self.prefix, self.wakeups),
+            # A Cluster publishes wake-ups instead: markers of several slots cannot be
+            # waited on by one BZPOPMIN.
+            None
+            if cluster
+            else lambda: MarkerWatcher(
+                settings.redis_url, self.prefix, self.wakeups, self.poll_interval
+            ),
+            self._waiters,
         )
         self.timers = DueTimers(clock, self.wakeups.notify)
+        # A claim's receipt serves the retries of that call: it lives as long as they may.
+        self._receipt_ttl = math.ceil(settings.retry_for) + RECEIPT_SLACK
+        # A blocked claim runs when its BZPOPMIN returns: on the real clock, the time the
+        # block took is added to the now it was sent with (see claim.lua); a test's manual
+        # clock stands still instead.
+        self._stamped = isinstance(clock, SystemClock)
+        #: The next due time (store clock) of each set of queues a claim found empty.
+        self._next_due: dict[tuple[str, ...], float | None] = {}
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -215,21 +241,97 @@ class RedisStore(Store):
         """Lease ready jobs; see :meth:`Store.claim`."""
         claimed: list[Job] = []
         for names in self.runner.per_call(queues):
-            receipt = os.urandom(8).hex()
-            key = self.runner.queue_key(names[0], "r")
-            rows = self.runner.run("claim", [key], [receipt, count, holder or "", *names])
-            if len(rows) == 1:  # nothing leased: when the next job of these queues is due
-                self.timers.wake_when_due(names, float(rows[0]))
-                continue
-            jobs = claimed_jobs(rows, names)
-            if self.cluster:
-                for job in jobs:
-                    self.runner.remember(job.id, job.queue)
+            args = self._claim_args(names, count, holder, stamped=False)
+            rows = self.runner.run("claim", self._claim_keys(names, args[0]), args)
+            jobs = self._claimed(names, rows)
             claimed += jobs
             count -= len(jobs)
             if count <= 0:
                 break
         return claimed
+
+    def claim_blocking(
+        self,
+        queues: Sequence[str],
+        count: int,
+        timeout: float | None,
+        *,
+        holder: str | None = None,
+    ) -> list[Job] | None:
+        """Claim, blocking on the queues' markers for up to ``timeout`` seconds (at most
+        ``poll_interval``, and never past the next due time of the queues); see
+        :meth:`Store.claim_blocking`.
+
+        One write on a connection of its own: ``BZPOPMIN <markers> <block>`` then the claim
+        script, which Redis runs the moment the pop returns, so the job comes back in the
+        wake-up's round trip. One marker wakes one blocked get; the claim sets it again
+        while jobs remain. A marker is a hint: the claim runs after a timeout too (the
+        poll), so a lost marker delays a job by ``poll_interval`` at most. On a Cluster it
+        returns None: the client waits on the wake-ups scripts publish there (a get over
+        several queues could not block on keys of several slots).
+        """
+        if self.cluster:
+            return None
+        names = list(queues)
+        block = self.poll_interval if timeout is None else min(timeout, self.poll_interval)
+        due = self._next_due.get(tuple(names))
+        if due is not None:
+            block = min(block, due - self.clock.now())
+        if block < 0.001:  # BZPOPMIN 0 would block for ever: just claim
+            return self.claim(names, count, holder=holder)
+        args = self._claim_args(names, count, holder, stamped=self._stamped)
+        keys = self._claim_keys(names, args[0])
+        commands: list[tuple[Any, ...]] = []
+        if self._stamped:
+            commands.append(("SET", keys[1], "", "PX", STAMP_MS))
+        markers = [self.runner.queue_key(name, "w") for name in names]
+        commands.append(("BZPOPMIN", *markers, round(block, 3)))
+        commands.append(("EVALSHA", SCRIPTS["claim"].sha, 2, *keys, *self.runner.script_argv(args)))
+        try:
+            replies = self.runner.blocking_pipeline(commands)
+            reply = replies[-1]
+            if isinstance(reply, Exception):
+                raise reply
+        except (RedisError, OSError):
+            # The watchdog fired, the connection dropped, or the script was not loaded: the
+            # same call through the retrying path (its receipt returns what it leased).
+            args[4] = ""  # no stamp: the retry runs now
+            reply = self.runner.run("claim", keys, args)
+            return self._claimed(names, reply)
+        removed, rows = reply
+        if removed:
+            self.runner.forget(removed)
+        return self._claimed(names, rows)
+
+    def _claim_args(
+        self, names: Sequence[str], count: int, holder: str | None, *, stamped: bool
+    ) -> list[Any]:
+        """claim.lua's arguments (see its header); the receipt comes first."""
+        receipt = os.urandom(8).hex()
+        return [receipt, count, holder or "", self._receipt_ttl, "1" if stamped else "", *names]
+
+    def _claim_keys(self, names: Sequence[str], receipt: str) -> list[str]:
+        """claim.lua's keys: the first queue's ready set, and the blocked get's stamp."""
+        return [
+            self.runner.queue_key(names[0], "r"),
+            self.runner.queue_key(names[0], "t:" + receipt),
+        ]
+
+    def _claimed(self, names: Sequence[str], rows: list[Any]) -> list[Job]:
+        """The jobs a claim leased; when none, note when the queues' next job is due."""
+        if len(rows) <= 1:  # nothing leased: when the next job of these queues is due
+            due = float(rows[0]) if rows else None
+            if len(self._next_due) >= DUE_CACHE_SIZE:
+                self._next_due.clear()
+            self._next_due[tuple(names)] = due
+            if due is not None:
+                self.timers.wake_when_due(names, due)
+            return []
+        jobs = claimed_jobs(rows, names)
+        if self.cluster:
+            for job in jobs:
+                self.runner.remember(job.id, job.queue)
+        return jobs
 
     def ack(
         self,
@@ -578,6 +680,7 @@ class RedisStore(Store):
         self.runner.closed = True  # calls retrying now stop at once
         self.timers.close()
         self.wakeups.close()
+        self._waiters.close()
         self.runner.close()
 
 
