@@ -122,7 +122,7 @@ class WakeupListener:
             for channel in channels:
                 self._confirmed.pop(channel, None)
             with contextlib.suppress(RedisError):
-                self._pubsub.unsubscribe(*channels)
+                self._pubsub.unsubscribe(*channels)  # type: ignore[no-untyped-call]
 
     def _run(self) -> None:
         failures = 0
@@ -225,7 +225,9 @@ class MarkerWatcher:
             self._changed.set()
             if blocked is not None:  # block again, on the new list too
                 with contextlib.suppress(RedisError):
-                    self._control.execute_command("CLIENT", "UNBLOCK", blocked)
+                    self._control.execute_command(  # type: ignore[no-untyped-call]
+                        "CLIENT", "UNBLOCK", blocked
+                    )
 
     def unwatch(self, queues: Iterable[str]) -> None:
         """Undo one :meth:`watch` of ``queues``."""
@@ -261,9 +263,10 @@ class MarkerWatcher:
                 self._wakeups.notify(queues)
                 continue
             if popped:
-                self._woken(queues[keys.index(popped[0].decode())], popped[0])
+                key = bytes(popped[0]).decode()  # type: ignore[arg-type]
+                self._woken(queues[keys.index(key)], key)
 
-    def _woken(self, queue: str, key: bytes) -> None:
+    def _woken(self, queue: str, key: str) -> None:
         with self._lock:
             watched = queue in self._counts
         if watched:
@@ -281,7 +284,9 @@ class MarkerWatcher:
         self._changed.set()
         with contextlib.suppress(Exception):
             if blocked is not None:
-                self._control.execute_command("CLIENT", "UNBLOCK", blocked)
+                self._control.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "UNBLOCK", blocked
+                )
         if thread is not None and thread is not threading.current_thread():
             thread.join(2.0)
         with contextlib.suppress(Exception):

@@ -148,8 +148,8 @@ class ScriptRunner:
     def blocking_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Commands written at once on a connection of their own (one server only), for a
         blocking command followed by what must run the moment it returns. Not retried: a
-        reply missing ``BLOCK_MARGIN`` seconds past ``poll_interval`` (the longest block) drops the connection
-        and raises (the caller falls back to a call that is retried)."""
+        reply missing ``BLOCK_MARGIN`` seconds past ``poll_interval`` (the longest block)
+        drops the connection and raises (the caller falls back to a call that is retried)."""
         if self.closed:
             raise ClientClosed("the Redis store is closed")
         if self._blocking is None:
