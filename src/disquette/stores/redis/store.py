@@ -9,14 +9,30 @@ loaded by ``scripts.py``; ``common.lua`` documents the key layout), how jobs are
 (``codec.py``), how calls reach Redis (``runner_async.py``), and the wake-ups
 (``listener.py``, ``timers.py``).
 
-Wake-ups: a script publishes ``<prefix>w:<queue>`` when a queue's ready set goes from
-empty to not empty, and ``<prefix>done`` when jobs finish. One listener thread per store
-subscribes to the channels its blocked callers wait on and calls ``wakeups.notify``. A
-message only says "look again": the job stays in Redis until a claim takes it, so a client
-that dies between the wake-up and the claim loses nothing.
+Wake-ups: a queue that gains ready jobs gets a *marker* (``<prefix>{<queue>}:w``, a
+one-member sorted set; a hint, never the truth: the jobs stay in the queue's sets). A
+blocked ``get`` writes ``BZPOPMIN <its queues' markers> <timeout>`` and the claim script
+at once on a connection of its own (``claim_blocking``): one add wakes one blocked get, and
+Redis runs its queued claim the moment the pop returns, so the job comes back in the
+wake-up's round trip. The claim sets the marker again while the queue still holds ready
+jobs (the next blocked get wakes) and clears it when the queue is empty. The block lasts
+``poll_interval`` at most (then the claim runs anyway: the poll that covers a lost marker),
+and never past the next delay or lease of its queues to run out; a reply that does not
+come ``BLOCK_MARGIN`` seconds after that drops the connection, and the claim is sent again
+through the retrying path with the same receipt (a watchdog: a connection a reconnect left
+blocked would never answer). Callers that wait on :attr:`wakeups` instead (a worker's
+fetcher) are woken by one thread per store blocked on the markers of their queues
+(``listener.MarkerWatcher``): one process per add, not every one; they also look again
+when the next delay or lease of their queues runs out (``timers.py``). A ``wait()``
+registers in the job it waits on (field ``w``), and only the end of such a job is
+published, on ``<prefix>d:<id>``; ``<prefix>cancel`` announces cancel requests. A wake-up
+only says "look again": the job stays in Redis until a claim takes it, so a client that
+dies between the wake-up and the claim loses nothing.
 
-A blocked ``get`` also looks again when the next delay or lease of its queues runs out
-(a timer armed by the claim that found nothing), so ``poll_interval`` is only a safety net.
+Time-driven work is bounded: a script moves at most 1,000 expired, due or lapsed jobs of
+a queue per call (``TICK_LIMIT`` in ``common.lua``) and leaves the marker set, so a burst
+of a million due jobs is promoted over many short calls. A claim's receipt (which lets a
+retried claim return the jobs it leased) lives ``retry_for`` plus a few seconds.
 
 Redis Cluster: each queue's keys share the hash tag ``{<queue>}``, so every script runs
 on the one primary that owns the queue, and queues spread over the primaries. Job hashes
@@ -24,7 +40,9 @@ live beside their queue's keys; a job id is mapped to its queue by a string key
 ``<prefix>id:<id>`` (plus a local cache), which costs one extra round trip for an id the
 client has not seen, and about 90 bytes per job. A ``get`` over several queues is one
 script call per queue there (left to right), not one atomic call. ``replicate`` is
-refused on a Cluster.
+refused on a Cluster. A blocked ``get`` there waits on the wake-ups the scripts publish
+(``<prefix>w:<queue>`` when a queue's ready set goes from empty to not empty), as one
+BZPOPMIN cannot wait on markers of several slots; blocking per queue is left to do.
 
 Memory: a queued no-op job (16-byte body, default options) costs about 375 bytes of
 ``used_memory`` on one server (measured over 1M jobs with ``bench/bench_redis.py
