@@ -27,6 +27,11 @@ Workloads, each system alone on a private ``redis-server`` (flushed between syst
   ``INFO commandstats``) per add. For disquette a handled job costs its add, one claim,
   its ack and the next get's first claim: 4 scripts; more means idle workers woke for it.
 
+``--burst N`` (disquette only, with ``--baseline`` the old build too): N jobs come due at
+once (added by a producer whose clock is an hour behind), then ``--workers`` workers drain
+them; prints the longest Redis command meanwhile (``SLOWLOG``, commands over 10 ms) and
+how many took over 50 ms.
+
 ``--baseline SRC`` adds ``disquette@base``: the same workload with disquette imported
 from ``SRC`` (another checkout's ``src``, e.g. the main branch), and ``--rounds R`` runs
 the systems R times in alternation and prints the medians: before/after in one run.
@@ -582,6 +587,43 @@ def run_system(
     return result
 
 
+def run_burst(url: str, count: int, workers: int) -> dict[str, Any]:
+    global COUNT, LATENCIES
+    import redis
+
+    import disquette
+
+    COUNT = _fork.Value("q", 0)
+    LATENCIES = _fork.Array("d", 1, lock=False)
+    flush(url)
+    server = redis.Redis.from_url(url)
+    behind = disquette.ManualClock(time.time() - 3600)
+    with disquette.connect(f"{url}?prefix=bench", clock=behind) as client:
+        delayed = client.delay(1)
+        for start in range(0, count, 1000):
+            delayed.add_many([0.0] * min(1000, count - start), QUEUE)
+    server.config_set("slowlog-log-slower-than", 10_000)
+    server.config_set("slowlog-max-len", 10_000)
+    server.slowlog_reset()
+    started = time.perf_counter()
+    processes = start_workers(Disquette(url), workers)
+    drained = wait_count(count, timeout=1800)
+    elapsed = time.perf_counter() - started
+    stop_workers(processes)
+    slow = server.slowlog_get(10_000)
+    longest = max((entry["duration"] for entry in slow), default=0)
+    worst = max(slow, key=lambda entry: entry["duration"], default=None)
+    return {
+        "jobs": count,
+        "drained": bool(drained),
+        "drain_per_s": count / elapsed,
+        "longest_ms": longest / 1000,
+        "over_50ms": sum(1 for entry in slow if entry["duration"] > 50_000),
+        "over_10ms": len(slow),
+        "worst": repr(worst["command"][:60]) if worst else "",
+    }
+
+
 def run_memory(url: str, count: int) -> dict[str, Any]:
     import redis
 
@@ -642,12 +684,15 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=0, help="idle workers for the herd count")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the systems R times")
     parser.add_argument("--baseline", help="another checkout's src: adds disquette@base")
+    parser.add_argument("--burst", type=int, default=0, help="jobs coming due at once")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         if args.run == "memory":
             print(json.dumps(run_memory(args.url, args.memory)))
+        elif args.run == "burst":
+            print(json.dumps(run_burst(args.url, args.burst, args.workers)))
         else:
             report = run_system(
                 args.run, args.url, args.jobs, args.workers, args.samples, args.idle
@@ -664,6 +709,11 @@ def main() -> None:
                 f"{report['jobs']} queued no-op jobs: {report['bytes_per_job']:.0f} bytes each "
                 f"({report['used_memory_mb']:.0f} MiB used_memory)"
             )
+            return
+        if args.burst:
+            for name in ["disquette", BASE] if args.baseline else ["disquette"]:
+                report = _child(name, url, args, run="burst")
+                print(f"{name}: {report}")
             return
         names = args.only.split(",")
         if args.baseline:
@@ -691,12 +741,12 @@ def median_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _child(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
-    run = "disquette" if name == BASE else name
+def _child(name: str, url: str, args: argparse.Namespace, run: str | None = None) -> dict[str, Any]:
+    run = run or ("disquette" if name == BASE else name)
     command = [
         sys.executable, __file__, "--run", run, "--url", url, "--jobs", str(args.jobs),
         "--workers", str(args.workers), "--samples", str(args.samples),
-        "--memory", str(args.memory), "--idle", str(args.idle),
+        "--memory", str(args.memory), "--idle", str(args.idle), "--burst", str(args.burst),
     ]  # fmt: skip
     env = dict(os.environ)
     if name == BASE:
