@@ -311,6 +311,23 @@ def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) 
             assert len(holders) > 1
             assert jobs.stats().by_queue()["queue-3"].active == 1
             assert jobs.recover_stale(max_age=0) == len(queues)
+        # A get of one queue blocks on its marker, on the queue's primary (poll: 60 s).
+        with connect(with_prefix(cluster.url, prefix) + "&poll_interval=60") as jobs:
+            got: list[str] = []
+            getter = threading.Thread(target=lambda: got.append(jobs.timeout(60).get("b").body))
+            getter.start()
+
+            def blocked() -> int:
+                return sum(
+                    server.client().info("clients")["blocked_clients"] for server in cluster.servers
+                )
+
+            _wait_for(lambda: blocked() == 1, "the get to block")
+            jobs.add("x", "b")
+            getter.join(60)
+            assert got == ["x"]
+            assert isinstance(jobs.store, RedisStore)
+            assert jobs.store.can_block
     finally:
         cluster.stop()
 

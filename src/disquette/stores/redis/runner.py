@@ -68,7 +68,7 @@ class ScriptRunner:
         else:
             self._conn = redis.Redis.from_url(settings.redis_url, **kwargs)
         #: Blocked gets' connections (one each while blocked), made on first use.
-        self._blocking: redis.Redis | None = None
+        self._blocking: redis.Redis | redis.RedisCluster | None = None
         # A Cluster's first call discovers the slots alone (see ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = Lock()
@@ -146,23 +146,33 @@ class ScriptRunner:
         return result
 
     def blocking_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Commands written at once on a connection of their own (one server only), for a
-        blocking command followed by what must run the moment it returns. Not retried: a
-        reply missing ``BLOCK_MARGIN`` seconds past ``poll_interval`` (the longest block)
-        drops the connection and raises (the caller falls back to a call that is retried)."""
+        """Commands written at once on a connection of their own, for a blocking command
+        followed by what must run the moment it returns (on a Cluster, every key of them in
+        one slot: the commands go to its primary together). Not retried: a reply missing
+        ``BLOCK_MARGIN`` seconds past ``poll_interval`` (the longest block) drops the
+        connection and raises (the caller falls back to a call that is retried)."""
         if self.closed:
             raise ClientClosed("the Redis store is closed")
         if self._blocking is None:
-            self._blocking = redis.Redis.from_url(
-                self.settings.redis_url,
-                retry=redis.retry.Retry(NoBackoff(), 0),
-                socket_timeout=self.settings.poll_interval + BLOCK_MARGIN,
-            )
+            with self._discovering:
+                if self._blocking is None:
+                    self._blocking = self._blocking_client()
         pipe = self._blocking.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
         replies: list[Any] = pipe.execute(raise_on_error=False)
         return replies
+
+    def _blocking_client(self) -> redis.Redis | redis.RedisCluster:
+        kwargs: dict[str, Any] = {
+            "retry": redis.retry.Retry(NoBackoff(), 0),
+            "socket_timeout": self.settings.poll_interval + BLOCK_MARGIN,
+        }
+        if not self.cluster:
+            return redis.Redis.from_url(self.settings.redis_url, **kwargs)
+        client = redis.RedisCluster.from_url(self.settings.redis_url, **kwargs)
+        ensure_cluster_ready(client)
+        return client
 
     def script_argv(self, args: Sequence[Any]) -> list[Any]:
         """A script's ARGV: the calling convention of ``common.lua``, then ``args``."""

@@ -39,9 +39,10 @@ live beside their queue's keys; a job id is mapped to its queue by a string key
 ``<prefix>id:<id>`` (plus a local cache), which costs one extra round trip for an id the
 client has not seen, and about 90 bytes per job. A ``get`` over several queues is one
 script call per queue there (left to right), not one atomic call. ``replicate`` is
-refused on a Cluster. A blocked ``get`` there waits on the wake-ups the scripts publish
+refused on a Cluster. A blocked ``get`` of one queue there blocks on its marker on the
+queue's primary; a ``get`` of several queues waits on the wake-ups the scripts publish
 (``<prefix>w:<queue>`` when a queue's ready set goes from empty to not empty), as one
-BZPOPMIN cannot wait on markers of several slots; blocking per queue is left to do.
+BZPOPMIN cannot wait on markers of several slots.
 
 Memory: a queued no-op job (16-byte body, default options) costs about 375 bytes of
 ``used_memory`` on one server (measured over 1M jobs with ``bench/bench_redis.py
@@ -77,7 +78,9 @@ import os
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...clock import Clock, SystemClock
 from ...errors import (
@@ -176,6 +179,9 @@ class AsyncRedisStore(AsyncStore):
         # block took is added to the now it was sent with (see claim.lua); a test's manual
         # clock stands still instead.
         self._stamped = isinstance(clock, SystemClock)
+        #: False once the server refused the blocked get's commands (an ACL, a proxy):
+        #: blocked gets wait on :attr:`wakeups` instead.
+        self.can_block = True
         #: The next due time (store clock) of each set of queues a claim found empty.
         self._next_due: dict[tuple[str, ...], float | None] = {}
 
@@ -285,13 +291,14 @@ class AsyncRedisStore(AsyncStore):
         script, which Redis runs the moment the pop returns, so the job comes back in the
         wake-up's round trip. One marker wakes one blocked get; the claim sets it again
         while jobs remain. A marker is a hint: the claim runs after a timeout too (the
-        poll), so a lost marker delays a job by ``poll_interval`` at most. On a Cluster it
-        returns None: the client waits on the wake-ups scripts publish there (a get over
-        several queues could not block on keys of several slots).
+        poll), so a lost marker delays a job by ``poll_interval`` at most. On a Cluster a
+        get over one queue blocks on its primary; over several it returns None and the
+        client waits on the wake-ups scripts publish there (one BZPOPMIN cannot wait on
+        keys of several slots).
         """
-        if self.cluster:
-            return None
         names = list(queues)
+        if not self.can_block or (self.cluster and len(names) > 1):
+            return None
         block = self.poll_interval if timeout is None else min(timeout, self.poll_interval)
         due = self._next_due.get(tuple(names))
         if due is not None:
@@ -308,19 +315,28 @@ class AsyncRedisStore(AsyncStore):
         commands.append(("EVALSHA", SCRIPTS["claim"].sha, 2, *keys, *self.runner.script_argv(args)))
         try:
             replies = await self.runner.blocking_pipeline(commands)
-            reply = replies[-1]
-            if isinstance(reply, Exception):
-                raise reply
-        except (RedisError, OSError):
+            refused = [reply for reply in replies if isinstance(reply, Exception)]
+            if refused:
+                raise refused[-1]
+        except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
             # The watchdog fired, the connection dropped, or the script was not loaded: the
             # same call through the retrying path (its receipt returns what it leased).
-            args[4] = ""  # no stamp: the retry runs now
-            reply = await self.runner.run("claim", keys, args)
-            return self._claimed(names, reply)
-        removed, rows = reply
+            return await self._claim_again(names, keys, args)
+        except RedisError:
+            self.can_block = False  # refused for good: a loop of failing blocks would spin
+            return await self._claim_again(names, keys, args)
+        removed, rows = replies[-1]
         if removed:
             await self.runner.forget(removed)
         return self._claimed(names, rows)
+
+    async def _claim_again(
+        self, names: Sequence[str], keys: Sequence[str], args: list[Any]
+    ) -> list[Job]:
+        """A blocked claim whose reply did not come, sent again through the retrying path:
+        its receipt returns what it leased, if it ran."""
+        args[4] = ""  # no stamp: this claim runs now
+        return self._claimed(names, await self.runner.run("claim", keys, args))
 
     def _claim_args(
         self, names: Sequence[str], count: int, holder: str | None, *, stamped: bool
