@@ -718,8 +718,12 @@ def main() -> None:
         names = args.only.split(",")
         if args.baseline:
             names.insert(names.index("disquette") + 1 if "disquette" in names else 0, BASE)
-        rounds = [[_child(name, url, args) for name in names] for _ in range(args.rounds)]
-        results = [median_report([r[i] for r in rounds]) for i in range(len(names))]
+        rounds: list[dict[str, dict[str, Any]]] = []
+        for n in range(args.rounds):
+            # Every other round in reverse order: no system always runs first.
+            order = names if n % 2 == 0 else names[::-1]
+            rounds.append({name: _child(name, url, args) for name in order})
+        results = [median_report([r[name] for r in rounds]) for name in names]
     finally:
         server.terminate()
         server.wait()
