@@ -607,15 +607,22 @@ def run_burst(url: str, count: int, workers: int) -> dict[str, Any]:
     server.slowlog_reset()
     started = time.perf_counter()
     processes = start_workers(Disquette(url), workers)
-    drained = wait_count(count, timeout=1800)
+    deadline = time.monotonic() + 1800
+    drained = False
+    while not drained and time.monotonic() < deadline:
+        drained = wait_count(count, timeout=1)
+        if not any(process.is_alive() for process in processes):
+            break
     elapsed = time.perf_counter() - started
+    exits = [process.exitcode for process in processes]
     stop_workers(processes)
     slow = server.slowlog_get(10_000)
     longest = max((entry["duration"] for entry in slow), default=0)
     worst = max(slow, key=lambda entry: entry["duration"], default=None)
     return {
         "jobs": count,
-        "drained": bool(drained),
+        "drained": COUNT.value if not drained else True,
+        "worker_exits": exits,
         "drain_per_s": count / elapsed,
         "longest_ms": longest / 1000,
         "over_50ms": sum(1 for entry in slow if entry["duration"] > 50_000),
