@@ -20,6 +20,21 @@ Workloads, each system alone on a private ``redis-server`` (flushed between syst
 - add-to-start latency: one idle worker process, the producer adding one job at a time
   (5 ms apart) carrying the wall-clock time of the add; the handler notes when it starts.
   p50 / p99 over ``--samples`` jobs.
+- one-by-one add: ``--samples`` x 10 jobs, one producer call each (disquette ``add``,
+  Huey's task call...), no worker running;
+- herd (``--idle N``): N idle worker processes, ``--samples`` jobs added one at a time
+  (each waited for): Redis commands and script calls (``EVALSHA``/``EVAL``, from
+  ``INFO commandstats``) per add. For disquette a handled job costs its add, one claim,
+  its ack and the next get's first claim: 4 scripts; more means idle workers woke for it.
+
+``--burst N`` (disquette only, with ``--baseline`` the old build too): N jobs come due at
+once (added by a producer whose clock is an hour behind), then ``--workers`` workers drain
+them; prints the longest Redis command meanwhile (``SLOWLOG``, commands over 10 ms) and
+how many took over 50 ms.
+
+``--baseline SRC`` adds ``disquette@base``: the same workload with disquette imported
+from ``SRC`` (another checkout's ``src``, e.g. the main branch), and ``--rounds R`` runs
+the systems R times in alternation and prints the medians: before/after in one run.
 
 Handlers of every system do the same thing: count the job in shared memory and, when the
 job carries a send time, note the latency. disquette keeps done jobs for an hour (its
@@ -105,6 +120,11 @@ class System:
 
     def close(self) -> None:
         """Release the producer's connections."""
+
+    def add_one(self, n: int) -> None:
+        """N jobs, one producer call each."""
+        for _ in range(n):
+            self.send(0.0)
 
 
 class Disquette(System):
@@ -462,7 +482,54 @@ def stop_workers(processes: list[Any]) -> None:
         process.join(10)
 
 
-def run_system(name: str, url: str, jobs: int, workers: int, samples: int) -> dict[str, Any]:
+def measure_add_one(system: System, url: str, n: int) -> float:
+    flush(url)
+    started = time.perf_counter()
+    system.add_one(n)
+    return n / (time.perf_counter() - started)
+
+
+def command_counts(url: str) -> tuple[int, int]:
+    """Every command's calls, and the script calls, since the last CONFIG RESETSTAT."""
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    total = sum(int(entry["calls"]) for entry in stats.values())
+    scripts = sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+    return total, scripts
+
+
+def measure_herd(system: System, url: str, idle: int, samples: int) -> dict[str, float]:
+    """Commands and scripts per add with ``idle`` idle workers (see the module doc)."""
+    import redis
+
+    flush(url)
+    COUNT.value = 0
+    processes = start_workers(system, idle)
+    try:
+        warm = 0
+        while warm < idle * 2:
+            system.send(0.0)
+            warm += 1
+            wait_count(warm, timeout=10)
+        time.sleep(0.5)  # every worker back to waiting
+        done = COUNT.value
+        redis.Redis.from_url(url).config_resetstat()
+        for n in range(samples):
+            system.send(0.0)
+            wait_count(done + n + 1, timeout=10)
+            time.sleep(LATENCY_GAP)
+        total, scripts = command_counts(url)
+    finally:
+        stop_workers(processes)
+    return {"cmds_per_add": total / samples, "scripts_per_add": scripts / samples}
+
+
+def run_system(
+    name: str, url: str, jobs: int, workers: int, samples: int, idle: int = 0
+) -> dict[str, Any]:
     global COUNT, LATENCIES
     COUNT = _fork.Value("q", 0)
     LATENCIES = _fork.Array("d", max(samples, 1), lock=False)
@@ -510,7 +577,58 @@ def run_system(name: str, url: str, jobs: int, workers: int, samples: int) -> di
     if latencies:
         result["p50_ms"] = statistics.median(latencies) * 1000
         result["p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    system = SYSTEMS[name](url)
+    try:
+        result["add1_per_s"] = measure_add_one(system, url, samples * 10)
+        if idle:
+            result.update(measure_herd(system, url, idle, samples))
+    finally:
+        system.close()
     return result
+
+
+def run_burst(url: str, count: int, workers: int) -> dict[str, Any]:
+    global COUNT, LATENCIES
+    import redis
+
+    import disquette
+
+    COUNT = _fork.Value("q", 0)
+    LATENCIES = _fork.Array("d", 1, lock=False)
+    flush(url)
+    server = redis.Redis.from_url(url)
+    behind = disquette.ManualClock(time.time() - 3600)
+    with disquette.connect(f"{url}?prefix=bench", clock=behind) as client:
+        delayed = client.delay(1)
+        for start in range(0, count, 1000):
+            delayed.add_many([0.0] * min(1000, count - start), QUEUE)
+    server.config_set("slowlog-log-slower-than", 10_000)
+    server.config_set("slowlog-max-len", 10_000)
+    server.slowlog_reset()
+    started = time.perf_counter()
+    processes = start_workers(Disquette(url), workers)
+    deadline = time.monotonic() + 1800
+    drained = False
+    while not drained and time.monotonic() < deadline:
+        drained = wait_count(count, timeout=1)
+        if not any(process.is_alive() for process in processes):
+            break
+    elapsed = time.perf_counter() - started
+    exits = [process.exitcode for process in processes]
+    stop_workers(processes)
+    slow = server.slowlog_get(10_000)
+    longest = max((entry["duration"] for entry in slow), default=0)
+    worst = max(slow, key=lambda entry: entry["duration"], default=None)
+    return {
+        "jobs": count,
+        "drained": COUNT.value if not drained else True,
+        "worker_exits": exits,
+        "drain_per_s": count / elapsed,
+        "longest_ms": longest / 1000,
+        "over_50ms": sum(1 for entry in slow if entry["duration"] > 50_000),
+        "over_10ms": len(slow),
+        "worst": repr(worst["command"][:60]) if worst else "",
+    }
 
 
 def run_memory(url: str, count: int) -> dict[str, Any]:
@@ -570,14 +688,23 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--only", default=",".join(SYSTEMS))
     parser.add_argument("--memory", type=int, default=0, help="measure bytes per queued job")
+    parser.add_argument("--idle", type=int, default=0, help="idle workers for the herd count")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the systems R times")
+    parser.add_argument("--baseline", help="another checkout's src: adds disquette@base")
+    parser.add_argument("--burst", type=int, default=0, help="jobs coming due at once")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         if args.run == "memory":
             print(json.dumps(run_memory(args.url, args.memory)))
+        elif args.run == "burst":
+            print(json.dumps(run_burst(args.url, args.burst, args.workers)))
         else:
-            print(json.dumps(run_system(args.run, args.url, args.jobs, args.workers, args.samples)))
+            report = run_system(
+                args.run, args.url, args.jobs, args.workers, args.samples, args.idle
+            )
+            print(json.dumps(report))
         return
 
     directory = Path(tempfile.mkdtemp(prefix="bench-redis-"))
@@ -590,7 +717,20 @@ def main() -> None:
                 f"({report['used_memory_mb']:.0f} MiB used_memory)"
             )
             return
-        results = [_child(name, url, args) for name in args.only.split(",")]
+        if args.burst:
+            for name in ["disquette", BASE] if args.baseline else ["disquette"]:
+                report = _child(name, url, args, run="burst")
+                print(f"{name}: {report}")
+            return
+        names = args.only.split(",")
+        if args.baseline:
+            names.insert(names.index("disquette") + 1 if "disquette" in names else 0, BASE)
+        rounds: list[dict[str, dict[str, Any]]] = []
+        for n in range(args.rounds):
+            # Every other round in reverse order: no system always runs first.
+            order = names if n % 2 == 0 else names[::-1]
+            rounds.append({name: _child(name, url, args) for name in order})
+        results = [median_report([r[name] for r in rounds]) for name in names]
     finally:
         server.terminate()
         server.wait()
@@ -598,34 +738,57 @@ def main() -> None:
     print_table(results, args)
 
 
-def _child(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+#: The name of the baseline build's disquette in the table (``--baseline``).
+BASE = "disquette@base"
+
+
+def median_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's reports over the rounds: the median of each figure."""
+    good = [r for r in reports if "error" not in r] or reports[:1]
+    merged: dict[str, Any] = dict(good[0])
+    for key, value in good[0].items():
+        if isinstance(value, float) and all(key in r for r in good):
+            merged[key] = statistics.median(r[key] for r in good)
+    return merged
+
+
+def _child(name: str, url: str, args: argparse.Namespace, run: str | None = None) -> dict[str, Any]:
+    run = run or ("disquette" if name == BASE else name)
     command = [
-        sys.executable, __file__, "--run", name, "--url", url, "--jobs", str(args.jobs),
+        sys.executable, __file__, "--run", run, "--url", url, "--jobs", str(args.jobs),
         "--workers", str(args.workers), "--samples", str(args.samples),
-        "--memory", str(args.memory),
+        "--memory", str(args.memory), "--idle", str(args.idle), "--burst", str(args.burst),
     ]  # fmt: skip
+    env = dict(os.environ)
+    if name == BASE:
+        env["PYTHONPATH"] = args.baseline
     print(f"running {name}...", file=sys.stderr, flush=True)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         return {"system": name, "error": (done.stderr or done.stdout)[-400:]}
     report: dict[str, Any] = json.loads(lines[-1])
+    report["system"] = name
     return report
 
 
 def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     n = args.jobs
     ours = next((r for r in results if r["system"] == "disquette" and "error" not in r), None)
-    print(f"\n{n} no-op jobs, {args.workers} worker processes, {args.samples} latency samples")
+    print(
+        f"\n{n} no-op jobs, {args.workers} worker processes, {args.samples} latency samples"
+        f", medians of {args.rounds} round(s)"
+    )
     header = (
-        f"{'system':<10} {'enqueue/s':>10} {'drain/s':>9} {'e2e/s':>8} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'x e2e':>7} {'x drain':>8}"
+        f"{'system':<14} {'enqueue/s':>10} {'drain/s':>9} {'e2e/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'add1/s':>7} {'x e2e':>7} {'x drain':>8}"
+        + (f" {'cmd/add':>8} {'lua/add':>8}" if args.idle else "")
     )
     print(header)
     print("-" * len(header))
     for r in results:
         if "enqueue_s" not in r or "drain_s" not in r:
-            print(f"{r['system']:<10} error: {r.get('error', '?')!r}")
+            print(f"{r['system']:<14} error: {r.get('error', '?')!r}")
             continue
         e2e = n / (r["enqueue_s"] + r["drain_s"])
         drain = n / r["drain_s"]
@@ -635,12 +798,20 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
             ratio_drain = f"{n / ours['drain_s'] / drain:.1f}"
         p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else "-"
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else "-"
+        add1 = f"{r['add1_per_s']:.0f}" if "add1_per_s" in r else "-"
+        herd = ""
+        if args.idle:
+            herd = f" {r.get('cmds_per_add', 0):>8.1f} {r.get('scripts_per_add', 0):>8.1f}"
         print(
-            f"{r['system']:<10} {n / r['enqueue_s']:>10.0f} {drain:>9.0f} {e2e:>8.0f} "
-            f"{p50:>7} {p99:>7} {ratio_e2e:>7} {ratio_drain:>8}"
+            f"{r['system']:<14} {n / r['enqueue_s']:>10.0f} {drain:>9.0f} {e2e:>8.0f} "
+            f"{p50:>7} {p99:>7} {add1:>7} {ratio_e2e:>7} {ratio_drain:>8}{herd}"
             + (f"  ({r['error']})" if "error" in r else "")
         )
     print("x = disquette's rate / the peer's, same run")
+    if args.idle:
+        print(
+            f"cmd/add, lua/add: Redis commands and script calls per add, {args.idle} idle workers"
+        )
 
 
 if __name__ == "__main__":

@@ -1,45 +1,63 @@
-"""redis-benchmark against ``disquette server``, next to the local Redis, in one run.
+"""redis-benchmark and a get+ack load generator against ``disquette server``, next to a C
+Disque (or the local Redis), in one run.
 
-    python bench/bench_server.py [--requests 100000] [--clients 50] [--cycles 50000]
+    python bench/bench_server.py [--requests 100000] [--clients 50] [--cycles 100000]
+        [--generators 4] [--rounds 1] [--stores memory,sqlite,sqlite-full]
+        [--peer auto|disque|redis] [--getjob timeout|nohang] [--baseline ../main/src]
 
-Measures ``ADDJOB q body 0`` at pipeline 1 and 50 on the memory store and on SQLite (normal
-and ``synchronous=full``, i.e. an fsync per commit), against Redis' ``LPUSH`` on a private
-``redis-server``, with redis-benchmark.
+The peer: a C ``disque-server`` when one is on PATH or ``DISQUE_SERVER`` names the binary
+(Disque is not packaged anywhere: build it yourself, outside this repository); every
+figure of ours is then quoted as a ratio of Disque's same measurement. Without one the
+bench says so and compares with a private ``redis-server``: ``LPUSH`` for ADDJOB, and the
+reliable-queue move ``BLMOVE c processing RIGHT LEFT 1`` (``RPOPLPUSH`` with ``--getjob
+nohang``) then ``LREM processing 1 body`` for the get+ack cycle. ``--peer redis`` forces
+Redis.
 
-Then GETJOB+ACKJOB cycles, which redis-benchmark cannot do (the ACKJOB needs the id the
-GETJOB returned): a small asyncio load generator (:func:`cycles`) opens ``--clients``
-connections; each sends ``pipeline`` ``GETJOB TIMEOUT 1000 FROM c`` (what a worker sends;
-``--getjob nohang`` measures ``GETJOB NOHANG`` instead), reads the replies, then sends
-one ``ACKJOB id`` per job it got and reads those replies; a cycle is one job got and acked.
-The same generator runs against Redis with its reliable-queue equivalent, ``BLMOVE c
-processing RIGHT LEFT 1`` (``RPOPLPUSH`` with ``--getjob nohang``) then ``LREM processing 1
-body``, so both sides pay the same client costs (the
-generator is Python and shares the machine's cores with the server it measures: its rates
-are lower than redis-benchmark's, compare them with the Redis cycle, not with LPUSH).
+ADDJOB: ``ADDJOB q body 0`` at pipeline 1 and 50 with redis-benchmark, on the memory store
+and on SQLite (normal and ``synchronous=full``, i.e. an fsync per commit).
+
+GETJOB+ACKJOB cycles, which redis-benchmark cannot do (the ACKJOB needs the id the GETJOB
+returned): a load generator (:func:`cycles`) in ``--generators`` processes opens
+``--clients`` connections in all; each sends ``pipeline`` ``GETJOB TIMEOUT 1000 FROM c``
+(what workers send, blocking even when jobs wait; ``--getjob nohang`` measures ``GETJOB
+NOHANG`` instead), reads the replies, then sends one ``ACKJOB id`` per job it got and reads
+those replies; a cycle is one job got and acked. The generator is Python (asyncio, hiredis)
+and shares the machine's cores with the server it measures: it limits a C Disque, hence
+several processes (on 2 shared cores, C Disque's P50 cycle measured 32k, 56k and 74k/s
+with 1, 2 and 4 of them, about half busy at 4; ours was flat at 36k-44k). The server CPU
+ratio below does not depend on it. The peer pays the same client costs.
+
+``--rounds`` runs everything that many times, the servers taking turns, and prints the
+median of each figure (the machine is shared: figures are indicative). Beside each rate,
+the server's CPU time per operation (``/proc``, every thread) and its ratio to the
+peer's: what each server would do with a core to itself, steadier than the rates when
+neighbours load the machine. ``--baseline DIR`` adds another build of ours (``DIR`` is its
+``src``, e.g. a worktree of the main branch), measured in the same rounds.
 
 SQLite's durable rate comes from group commit: the server gathers the ADDJOBs of every
 connection that arrive while a commit runs into the next ``store.add`` batch (one
-transaction, one fsync), see ``disquette.server.server.Server.add_jobs``; GETJOB
-NOHANG and ACKJOB are gathered the same way (``disquette.server.batching.Gathered``: one
+transaction, one fsync), see ``disquette.server.server.Server.add_jobs``; GETJOBs (blocking
+or not) and ACKJOBs are gathered the same way (``disquette.server.batching.Gathered``: one
 claim and one ack statement per loop iteration for all connections).
-
-``--stores memory,sqlite`` runs a subset of the stores.
-Figures are indicative: the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -56,13 +74,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int) -> None:
-    """Until something accepts on the port."""
+def free_disque_port() -> int:
+    """A free loopback port whose cluster bus port (Disque's, the port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until something accepts on the port (or ``process``, meant to, exits)."""
     for _ in range(600):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the server exited ({process.returncode})") from None
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
 
@@ -194,8 +228,11 @@ def redis_cycle(get: str) -> Cycle:
     )
 
 
-async def cycles(port: int, total: int, clients: int, pipeline: int, cycle: Cycle) -> float:
-    """Get-and-ack cycles per second: ``clients`` connections, ``pipeline`` gets at once."""
+async def cycles(
+    port: int, total: int, clients: int, pipeline: int, cycle: Cycle, ready: Callable[[], object]
+) -> tuple[int, float, float]:
+    """Get-and-ack cycles: ``clients`` connections, ``pipeline`` gets at once, started once
+    ``ready`` returns (every generator connected). Cycles done, start and end times."""
     get, ack = cycle
     connections = [await connect(port) for _ in range(clients)]
     remaining = total
@@ -212,24 +249,59 @@ async def cycles(port: int, total: int, clients: int, pipeline: int, cycle: Cycl
             await connection.call(b"".join(acks), len(acks))
             done += len(acks)
 
-    started = time.perf_counter()
+    ready()
+    started = time.monotonic()
     await asyncio.gather(*(work(connection) for connection in connections))
-    elapsed = time.perf_counter() - started
+    ended = time.monotonic()
     for connection in connections:
         assert connection.transport is not None
         connection.transport.close()
-    return done / elapsed
+    return done, started, ended
 
 
-def measure_cycles(
-    port: int, total: int, clients: int, fill_request: bytes, cycle: Cycle
-) -> dict[int, float]:
-    """Cycles per second at pipeline 1 and 50, the queue filled first."""
-    rates = {}
-    for pipeline in (1, 50):
-        run(fill(port, total, fill_request))
-        rates[pipeline] = run(cycles(port, total, clients, pipeline, cycle))
-    return rates
+def _generate(
+    port: int,
+    total: int,
+    clients: int,
+    pipeline: int,
+    cycle: Cycle,
+    barrier: Any,
+    results: Any,
+) -> None:
+    results.put(run(cycles(port, total, clients, pipeline, cycle, barrier.wait)))
+
+
+def cycle_rate(
+    port: int, total: int, clients: int, pipeline: int, cycle: Cycle, generators: int
+) -> float:
+    """Cycles per second of ``generators`` processes sharing ``clients`` connections and
+    ``total`` cycles, from the first start to the last end."""
+    generators = max(1, min(generators, clients))
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(generators)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_generate,
+            args=(
+                port,
+                total // generators + (i < total % generators),
+                clients // generators + (i < clients % generators),
+                pipeline,
+                cycle,
+                barrier,
+                results,
+            ),
+        )
+        for i in range(generators)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=900) for _ in processes]
+    for process in processes:
+        process.join()
+    done = sum(count for count, _, _ in outcomes)
+    return float(done) / (max(end for *_, end in outcomes) - min(start for _, start, _ in outcomes))
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -241,14 +313,130 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coroutine)
 
 
+@dataclass
+class Target:
+    """A server measured: its name, its command line for a port and a data directory, and
+    whether it speaks Disque (else Redis, with the reliable-queue equivalents)."""
+
+    name: str
+    argv: Callable[[int, str], list[str]]
+    disque: bool
+    #: The ``src`` directory our server runs from (``--baseline``: another build).
+    source: Path = ROOT / "src"
+
+
+def ours(url: Callable[[str], str]) -> Callable[[int, str], list[str]]:
+    """``disquette server`` over the store ``url(directory)`` names."""
+
+    def argv(port: int, directory: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "disquette",
+            "server",
+            "--port",
+            str(port),
+            "--url",
+            url(directory),
+            "--result-ttl",
+            "0",
+        ]
+
+    return argv
+
+
+def disque_server() -> str | None:
+    """The C Disque to compare with: ``DISQUE_SERVER``, else ``disque-server`` on PATH."""
+    named = os.environ.get("DISQUE_SERVER")
+    if named:
+        return shutil.which(named) or (named if os.access(named, os.X_OK) else None)
+    return shutil.which("disque-server")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user and system, every thread) a process used so far; ``None`` off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: A measurement: operations per second, and the server's CPU microseconds per operation.
+Figure = tuple[float, float | None]
+
+
+def measure(target: Target, args: argparse.Namespace, directory: str) -> dict[str, Figure]:
+    """One round of a target: ADDJOB (LPUSH) at P1 and P50, then get+ack cycles at P1 and
+    P50 (the queue filled first), on a fresh server."""
+    # A C Disque also listens on its port + 10000 (the cluster bus).
+    port = free_disque_port() if target.name == "disque" else free_port()
+    server = subprocess.Popen(
+        target.argv(port, directory),
+        env={**os.environ, "PYTHONPATH": str(target.source)},
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    figures: dict[str, Figure] = {}
+    add = ("ADDJOB", "q", "body", "0") if target.disque else ("LPUSH", "q", "body")
+    fill_request = (
+        encode("ADDJOB", "c", "body", "0") if target.disque else encode("LPUSH", "c", "body")
+    )
+    cycle = disque_cycle(args.getjob) if target.disque else redis_cycle(args.getjob)
+
+    def timed(what: str, operations: int, rate: Callable[[], float]) -> None:
+        before = cpu_seconds(server.pid)
+        measured = rate()
+        after = cpu_seconds(server.pid)
+        used = None if before is None or after is None else (after - before) / operations * 1e6
+        figures[what] = (measured, used)
+
+    try:
+        wait_port(port, server)
+        for pipeline in (1, 50):
+            timed(
+                f"add P{pipeline}",
+                args.requests,
+                partial(benchmark, port, args.requests, args.clients, pipeline, *add),
+            )
+        for pipeline in (1, 50):
+            run(fill(port, args.cycles, fill_request))
+            timed(
+                f"get+ack P{pipeline}",
+                args.cycles,
+                partial(
+                    cycle_rate, port, args.cycles, args.clients, pipeline, cycle, args.generators
+                ),
+            )
+    finally:
+        server.terminate()
+        server.wait()
+    return figures
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median, ``None`` when a value is missing."""
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known and len(known) == len(values) else None
+
+
 def main() -> int:
-    """Run everything and print one table."""
+    """Run every round and print one table of medians, with ratios to the peer."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--cycles", type=int, default=50_000)
+    parser.add_argument("--cycles", type=int, default=100_000)
+    parser.add_argument("--generators", type=int, default=4, help="load generator processes")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument(
         "--stores", default="memory,sqlite,sqlite-full", help="comma-separated, of the default"
+    )
+    parser.add_argument("--peer", choices=("auto", "disque", "redis"), default="auto")
+    parser.add_argument(
+        "--baseline",
+        help="the src directory of another build (a git worktree's), measured in the same rounds",
     )
     parser.add_argument(
         "--getjob",
@@ -257,92 +445,89 @@ def main() -> int:
         help="GETJOB TIMEOUT 1000 (a worker's blocking get, the default) or GETJOB NOHANG",
     )
     args = parser.parse_args()
-    if shutil.which("redis-benchmark") is None or shutil.which("redis-server") is None:
-        print("needs redis-benchmark and redis-server (apt-get install redis-tools redis-server)")
+    if shutil.which("redis-benchmark") is None:
+        print("needs redis-benchmark (apt-get install redis-tools)")
         return 2
-    n, c = args.requests, args.clients
-    redis_name = "BLMOVE" if args.getjob == "timeout" else "RPOPLPUSH"
-    #: (what, rate, what it is compared with)
-    rows: list[tuple[str, float, str]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        redis_port = free_port()
-        redis = subprocess.Popen(
-            [
+    disque = None if args.peer == "redis" else disque_server()
+    if disque is None and args.peer == "disque":
+        print("no C Disque: put disque-server on PATH or name it with DISQUE_SERVER")
+        return 2
+    if disque is not None:
+        print(f"peer: C Disque {disque}")
+        peer = Target("disque", lambda port, d: [disque, "--port", str(port), "--dir", d], True)
+        names = {"add": "ADDJOB", "get+ack": "GETJOB+ACKJOB"}
+    else:
+        if shutil.which("redis-server") is None:
+            print("no C Disque and no redis-server to compare with")
+            return 2
+        print("no C Disque on PATH (DISQUE_SERVER names one): comparing with Redis instead")
+        peer = Target(
+            "redis",
+            lambda port, d: [
                 "redis-server",
                 "--port",
-                str(redis_port),
+                str(port),
                 "--save",
                 "",
                 "--appendonly",
                 "no",
                 "--dir",
-                tmp,
+                d,
             ],
-            stdout=subprocess.DEVNULL,
+            False,
         )
-        try:
-            wait_port(redis_port)
-            for pipeline in (1, 50):
-                rate = benchmark(redis_port, n, c, pipeline, "LPUSH", "q", "body")
-                rows.append((f"redis LPUSH P{pipeline}", rate, f"redis LPUSH P{pipeline}"))
-            fill_request = encode("LPUSH", "c", "body")
-            for pipeline, rate in measure_cycles(
-                redis_port, args.cycles, c, fill_request, redis_cycle(args.getjob)
-            ).items():
-                label = f"redis {redis_name}+LREM P{pipeline}"
-                rows.append((label, rate, label))
-        finally:
-            redis.terminate()
-            redis.wait()
-        stores = {
-            "memory": "memory://",
-            "sqlite": f"sqlite:///{tmp}/bench.db",
-            "sqlite-full": f"sqlite:///{tmp}/bench-full.db?synchronous=full",
-        }
-        for name, url in stores.items():
-            if name not in args.stores.split(","):
-                continue
-            port = free_port()
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "disquette",
-                    "server",
-                    "--port",
-                    str(port),
-                    "--url",
-                    url,
-                    "--result-ttl",
-                    "0",
-                ],
-                env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        move = "BLMOVE" if args.getjob == "timeout" else "RPOPLPUSH"
+        names = {"add": "LPUSH", "get+ack": f"{move}+LREM"}
+    stores = {
+        "memory": lambda d: "memory://",
+        "sqlite": lambda d: f"sqlite:///{d}/bench.db",
+        "sqlite-full": lambda d: f"sqlite:///{d}/bench-full.db?synchronous=full",
+    }
+    targets = [peer] + [
+        Target(name, ours(url), True)
+        for name, url in stores.items()
+        if name in args.stores.split(",")
+    ]
+    if args.baseline is not None:  # another build of ours, measured in the same rounds
+        baseline = Path(args.baseline).resolve()
+        targets += [
+            Target(f"{target.name}@baseline", target.argv, True, baseline) for target in targets[1:]
+        ]
+    print(
+        f"{args.clients} connections, {args.generators} generator processes, GETJOB "
+        f"{'TIMEOUT 1000' if args.getjob == 'timeout' else 'NOHANG'}, {args.rounds} round(s)"
+    )
+    figures: dict[str, dict[str, list[Figure]]] = {t.name: {} for t in targets}
+    for round_ in range(args.rounds):
+        for target in targets:
+            with tempfile.TemporaryDirectory() as directory:
+                for what, (rate, cpu) in measure(target, args, directory).items():
+                    figures[target.name].setdefault(what, []).append((rate, cpu))
+                    used = "" if cpu is None else f", server CPU {cpu:.1f} us/op"
+                    print(f"  round {round_ + 1} {target.name} {what}: {rate:,.0f}/s{used}")
+    # The CPU ratio (the peer's CPU per operation over ours) says what each server could do
+    # with a core to itself: on a shared machine the rates swing with the neighbours' load.
+    base = {
+        what: (statistics.median(r for r, _ in runs), median([c for _, c in runs]))
+        for what, runs in figures[peer.name].items()
+    }
+    print(
+        f"{'what':32} {'ops/s':>10} {'ratio':>6} {'CPU us/op':>10} {'CPU ratio':>9}  "
+        "compared with (medians)"
+    )
+    ours_names = {"add": "ADDJOB", "get+ack": "GETJOB+ACKJOB"}
+    for target in targets:
+        for what, runs in figures[target.name].items():
+            kind, pipeline = what.split()
+            rate, cpu = statistics.median(r for r, _ in runs), median([c for _, c in runs])
+            base_rate, base_cpu = base[what]
+            label = f"{target.name} {(names if target is peer else ours_names)[kind]} {pipeline}"
+            cpu_text = "" if cpu is None else f"{cpu:10.1f}"
+            ratio_text = "" if cpu is None or base_cpu is None else f"{base_cpu / cpu:9.2f}"
+            print(
+                f"{label:32} {rate:10,.0f} {rate / base_rate:6.2f} {cpu_text:>10} "
+                f"{ratio_text:>9}  {peer.name} {names[kind]} {pipeline}"
             )
-            try:
-                wait_port(port)
-                for pipeline in (1, 50):
-                    rate = benchmark(port, n, c, pipeline, "ADDJOB", "q", "body", "0")
-                    rows.append((f"{name} ADDJOB P{pipeline}", rate, f"redis LPUSH P{pipeline}"))
-                fill_request = encode("ADDJOB", "c", "body", "0")
-                for pipeline, rate in measure_cycles(
-                    port, args.cycles, c, fill_request, disque_cycle(args.getjob)
-                ).items():
-                    rows.append(
-                        (
-                            f"{name} GETJOB+ACKJOB P{pipeline}",
-                            rate,
-                            f"redis {redis_name}+LREM P{pipeline}",
-                        )
-                    )
-            finally:
-                server.terminate()
-                server.wait()
-    base = {label: rate for label, rate, _ in rows}
-    print(f"{'what':32} {'ops/s':>10} {'ratio':>6}  compared with")
-    for label, rate, against in rows:
-        print(f"{label:32} {rate:10,.0f} {rate / base[against]:6.2f}  {against}")
     return 0
 
 

@@ -8,6 +8,7 @@ This file is the asyncio source; ``client.py`` beside it is generated from it by
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -47,7 +48,7 @@ from .job import (
 )
 from .stores import open_store, resolve_url
 from .stores.store import Store
-from .stores.types import DONE_CHANNEL
+from .stores.types import DONE_CHANNEL, job_done_channel
 
 #: First retry delay after an error; it doubles with each error, up to BACKOFF_CAP.
 BACKOFF_BASE: Final = 1.0
@@ -238,7 +239,7 @@ class Client(ClientOptions, ClientAdmin):
         Raises :class:`~disquette.errors.Timeout` if no job came in time.
         """
         timeout = self._timeout(timeout)
-        jobs = self.get_many(*queues, count=1, timeout=timeout)
+        jobs = self._get(check_queue_names(queues), 1, timeout)
         if not jobs:
             raise Timeout("get", timeout or 0.0)
         return jobs[0]
@@ -250,7 +251,10 @@ class Client(ClientOptions, ClientAdmin):
         names = check_queue_names(queues)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
             raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
-        timeout = self._timeout(timeout)
+        return self._get(names, count, self._timeout(timeout))
+
+    def _get(self, names: list[str], count: int, timeout: float | None) -> list[Job]:
+        """:meth:`get_many` on checked arguments (``get`` checks its own, once)."""
         with tracing.receiving(names) as received:
             jobs = self._claim(names, count, timeout)
             received(jobs)
@@ -263,6 +267,15 @@ class Client(ClientOptions, ClientAdmin):
         if jobs or timeout == 0:
             return jobs
         deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # a store that waits itself (Redis's BZPOPMIN), in bounded rounds
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            jobs_or_none = self.store.claim_blocking(names, count, remaining, holder=self.holder)
+            if jobs_or_none is None:
+                break
+            if jobs_or_none:
+                return jobs_or_none
         signal = Signal()
         # Subscribe before claiming again, so an add between the claim and the wait wakes us.
         unsubscribe = self.store.wakeups.subscribe(names, signal.set)
@@ -339,12 +352,7 @@ class Client(ClientOptions, ClientAdmin):
         ids = [_job_id(job) for job in jobs]
         if not ids:
             return 0
-        encoded = None
-        if results is not None:
-            if len(results) != len(ids):
-                raise InvalidOption("results", len(results), f"one per job ({len(ids)})")
-            if any(result is not None for result in results):
-                encoded = [self._encode_result(result) for result in results]
+        encoded = self._encode_results(results, len(ids))
         attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
         with tracing.settling("ack", jobs):
             if attempts is None:  # by id: only the count is needed
@@ -356,6 +364,44 @@ class Client(ClientOptions, ClientAdmin):
         if len(done) < len(ids):
             self._raise_lost("ack", ids, attempts, done)
         return len(done)
+
+    def ack_many_and_get(
+        self,
+        jobs: Sequence[JobRef],
+        results: Sequence[object] | None,
+        *queues: str,
+        count: int = 100,
+    ) -> tuple[list[Job], LeaseLost | None]:
+        """Acknowledge jobs as :meth:`ack_many` does, and lease up to ``count`` more from
+        ``queues`` as :meth:`get_many` does without waiting, in one store call: for a
+        consumer that finished jobs and wants the next ones. On SQLite both happen in one
+        transaction (one commit instead of two).
+
+        Returns the jobs leased, and the :class:`~disquette.errors.LeaseLost` that
+        :meth:`ack_many` would raise for jobs whose delivery lost its lease (returned, not
+        raised: the jobs leased are the caller's to run), or None.
+        """
+        names = check_queue_names(queues)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BATCH:
+            raise InvalidOption("count", count, f"must be an int between 1 and {MAX_BATCH}")
+        ids = [_job_id(job) for job in jobs]
+        encoded = self._encode_results(results, len(ids))
+        attempts = _deliveries(jobs, self.store.capabilities.tracks_deliveries)
+        settling = tracing.settling("ack", jobs) if ids else contextlib.nullcontext()
+        with settling, tracing.receiving(names) as received:
+            done, claimed = self.store.ack_and_claim(
+                ids, encoded, names, count, attempts=attempts, holder=self.holder
+            )
+            received(claimed)
+        metrics.completed(jobs, len(done))
+        if claimed:
+            metrics.delivered(claimed, self.store.clock.now())
+        if attempts is not None and len(done) < len(ids):
+            try:
+                self._raise_lost("ack", ids, attempts, done)
+            except LeaseLost as exc:
+                return claimed, exc
+        return claimed, None
 
     def nack(self, job: JobRef) -> None:
         """Give a leased job back: it is delivered again at once, ``nacks`` + 1.
@@ -476,7 +522,9 @@ class Client(ClientOptions, ClientAdmin):
         timeout = self._timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         signal = Signal()
-        unsubscribe = self.store.wakeups.subscribe([DONE_CHANNEL], signal.set)
+        # The job's own channel: a store that knows who waits on which job wakes only us.
+        channels = [DONE_CHANNEL, job_done_channel(job_id)]
+        unsubscribe = self.store.wakeups.subscribe(channels, signal.set)
         try:
             while True:
                 current = self._require(job_id)
@@ -525,6 +573,18 @@ class Client(ClientOptions, ClientAdmin):
         if result is None:
             return None, Encoding.BYTES
         return encode_value(result, self._max_body_bytes)
+
+    def _encode_results(
+        self, results: Sequence[object] | None, count: int
+    ) -> list[tuple[bytes | None, Encoding]] | None:
+        """A batch's results as the store takes them: one per job, or None for none."""
+        if results is None:
+            return None
+        if len(results) != count:
+            raise InvalidOption("results", len(results), f"one per job ({count})")
+        if all(result is None for result in results):
+            return None
+        return [self._encode_result(result) for result in results]
 
     @staticmethod
     def _check_delivery(operation: str, current: Job, attempt: int | None) -> None:

@@ -182,6 +182,7 @@ class _IdSource:
 _IDS: Final = _IdSource()
 
 
+@functools.lru_cache(maxsize=1024)  # one per add: a process uses few settings
 def job_id_factory(
     ttl: float | None, retry_after: float, node_prefix: str = _NODE_PREFIX
 ) -> Callable[[], str]:

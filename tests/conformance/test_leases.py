@@ -17,6 +17,8 @@ from disquette.errors import (
 )
 from disquette.stores.types import HOLDER_GONE
 
+from .conftest import UNKNOWN_ID
+
 
 @pytest.mark.requires("follows_clock")
 def test_lease_expiry_redelivers_and_counts(store_url: str, clock: ManualClock) -> None:
@@ -322,3 +324,51 @@ def test_release_leases_gives_a_dead_holders_jobs_back_at_once(
             jobs.ack(dead[0])  # should the dead one come back to life
         with pytest.raises(InvalidOption):
             jobs.release_leases("")
+
+
+# -- ack_many_and_get: acks what a consumer finished and leases the next jobs --------------
+
+
+@pytest.mark.requires("results")
+def test_ack_many_and_get_acks_then_leases_the_next_jobs(
+    store_url: str, clock: ManualClock
+) -> None:
+    with connect(store_url, clock=clock) as jobs:
+        ids = [jobs.add(n, "q") for n in range(4)]
+        first = jobs.timeout(0).get("q")
+        claimed, lost = jobs.ack_many_and_get([first], ["r0"], "q", count=2)
+        assert lost is None
+        assert [job.id for job in claimed] == ids[1:3]
+        assert all(job.state is JobState.ACTIVE and job.attempts == 1 for job in claimed)
+        assert jobs.wait(first, timeout=0) == "r0"
+        # Nothing to ack: only a claim; nothing left to claim: only the acks.
+        claimed, lost = jobs.ack_many_and_get([], None, "q", count=5)
+        assert ([job.id for job in claimed], lost) == (ids[3:], None)
+        claimed, lost = jobs.ack_many_and_get(claimed, None, "empty", "q")
+        assert (claimed, lost) == ([], None)
+        assert (jobs.show(ids[3])).state is JobState.DONE
+
+
+def test_ack_many_and_get_checks_its_arguments(store_url: str, clock: ManualClock) -> None:
+    with connect(store_url, clock=clock) as jobs:
+        with pytest.raises(InvalidOption):
+            jobs.ack_many_and_get([], None, "q", count=0)
+        with pytest.raises(InvalidOption):
+            jobs.ack_many_and_get([UNKNOWN_ID], ["r0", "r1"], "q")
+
+
+@pytest.mark.requires("tracks_deliveries", "follows_clock")
+def test_ack_many_and_get_returns_lost_deliveries_and_keeps_what_it_claimed(
+    store_url: str, clock: ManualClock
+) -> None:
+    with connect(store_url, clock=clock) as jobs:
+        jobs.retry_after(10).add("lapsing", "q")
+        first = jobs.timeout(0).get("q")
+        clock.advance(10)
+        second = jobs.timeout(0).get("q")  # the lease ran out: delivered again
+        other = jobs.add("other", "q")
+        claimed, lost = jobs.ack_many_and_get([first], None, "q")
+        assert [job.id for job in claimed] == [other]
+        assert lost is not None
+        assert [(e.job_id, e.attempt, e.current_attempt) for e in lost.lost] == [(first.id, 1, 2)]
+        assert (jobs.show(second.id)).state is JobState.ACTIVE

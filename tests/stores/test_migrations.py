@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from disquette import Client, JobState, connect
+from disquette import Client, JobState, ManualClock, connect
 from disquette.periodic import periodic
 from disquette.stores._sql import STATE_CODES
 from disquette.stores.sqlite import store as sqlite_module
@@ -21,6 +21,8 @@ from tests.servers.postgres import fresh_url
 #: Issue 13's migration (cancellation and progress, unique keys, headers), per store.
 SQLITE_VERSION = 4
 POSTGRES_VERSION = 5
+#: The latest PostgreSQL migration (the upgrade from before 5 applies every later one too).
+POSTGRES_LATEST = 6
 
 #: Ids of the jobs a previous version left, one per state.
 IDS = {
@@ -158,7 +160,7 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
             assert claim_as_before(conn) in ([IDS[JobState.QUEUED]], [])
         monkeypatch.undo()
         with connect(url) as jobs:
-            assert jobs.store.migrate() == [POSTGRES_VERSION]
+            assert jobs.store.migrate() == list(range(POSTGRES_VERSION, POSTGRES_LATEST + 1))
             for state, job_id in IDS.items():
                 job = jobs.show(job_id)
                 expected = JobState.ACTIVE if state is JobState.QUEUED else state
@@ -193,4 +195,73 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
             assert jobs.show(active.id).progress == {"step": 1}
             _schedules_work(jobs)
         versions = conn.execute(f"SELECT version FROM {schema}.schema_migrations").fetchall()
-    assert [version for (version,) in versions] == list(range(1, POSTGRES_VERSION + 1))
+    assert [version for (version,) in versions] == list(range(1, POSTGRES_LATEST + 1))
+
+
+#: The previous version's claim (migration 5's claim_jobs), as its store ran it.
+_CLAIM_JOBS = (
+    "SELECT id FROM {schema}.claim_jobs(%(queues)b::text[], %(count)s::int4, %(now)s::float8,"
+    " %(holder)s::text);"
+)
+
+
+def test_postgres_upgrade_to_6_keeps_jobs_and_the_previous_versions_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Migration 6 (issue 12: waiters, bounded maintenance) on a schema the previous version
+    filled: its jobs stay, its prepared claim goes on working during the upgrade, and this
+    version claims, promotes and gates its NOTIFYs on the upgraded schema."""
+    from disquette.stores.postgres import statements as module
+
+    url = fresh_url(migrate="false")
+    base, schema = _split(url)
+    previous = module.migrations()[:5]
+    monkeypatch.setattr(module, "migrations", lambda: previous)
+    old_claim = _CLAIM_JOBS.format(schema=schema)
+
+    def claim_as_before(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+        params = {"queues": ["q"], "count": 1, "now": 1e11, "holder": None}
+        cursor = conn.execute(old_claim, params, binary=True, prepare=True)
+        return [str(row[0]) for row in cursor.fetchall()]
+
+    columns = (
+        "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after,"
+        " max_attempts, result_ttl"
+    )
+    queued, scheduled = (f"D-00000000-{letter * 24}-0001" for letter in "AB")
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(module.migration_script(schema))  # the previous version's schema
+        for job_id, state in ((queued, 1), (scheduled, 0)):
+            conn.execute(
+                f"INSERT INTO {schema}.jobs ({columns}) VALUES"
+                " (%s, 'q', 'x', 0, NULL, 100, %s, 1, %s, 300, 25, 3600)",
+                (job_id, state, 2e11 if state == 0 else 1.0),
+            )
+        # Prepared by now (psycopg prepares a statement on its fifth run).
+        assert [claim_as_before(conn) for _ in range(6)] == [[queued]] + [[]] * 5
+        monkeypatch.undo()
+        with connect(url) as jobs:
+            assert jobs.store.migrate() == [6]
+            persistence = conn.execute(
+                "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+                [f"{schema}.waiters"],
+            ).fetchone()
+            assert persistence == ("u",), "the waiters table is unlogged"
+            # The previous version's process goes on claiming with its prepared statement.
+            later = "D-00000000-FFFFFFFFFFFFFFFFFFFFFFFF-0001"
+            conn.execute(
+                f"INSERT INTO {schema}.jobs ({columns}) VALUES"
+                " (%s, 'q', 'x', 0, NULL, 100, 1, 1, 1, 300, 25, 3600)",
+                (later,),
+            )
+            assert claim_as_before(conn) == [later]
+            # This version adds, claims, acks and waits on the upgraded schema.
+            new = jobs.add("new", "q")
+            assert jobs.timeout(0).get("q").id == new
+            jobs.ack(new, "r")
+            assert jobs.wait(new) == "r"
+            assert jobs.show(scheduled).state is JobState.SCHEDULED
+        with connect(url, clock=ManualClock(2e11 + 1)) as due:
+            # Promoted when due; the old claims' leases (until 1e11 + 300) have run out.
+            again = {job.id for job in due.timeout(0).get_many("q", count=10)}
+            assert again == {queued, later, scheduled}

@@ -52,6 +52,7 @@ MIGRATIONS = [
     (3, "holders"),
     (4, "lapsed"),
     (5, "cancel_unique_headers"),
+    (6, "hot_paths"),
 ]
 
 
@@ -215,15 +216,18 @@ WAITER = """
 """
 
 
-def _listener_up(base: str, application_name: str, timeout: float = 20.0) -> int:
-    """The pid of the waiter's LISTEN backend, once it is listening."""
+def _listener_up(url: str, application_name: str, kind: int = 1, timeout: float = 20.0) -> int:
+    """The pid of the waiter's LISTEN backend, once it registered its waiters of ``kind``
+    (1: blocked gets, 2: waits): from then on, the other processes NOTIFY it."""
+    base, schema = _split(url)
     deadline = time.monotonic() + timeout
     with psycopg.connect(base, autocommit=True) as conn:
         while time.monotonic() < deadline:
             row = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-                "AND query ILIKE 'LISTEN%%'",
-                [f"{application_name} listener"],
+                f"SELECT a.pid FROM pg_stat_activity AS a JOIN {schema}.waiters AS w"
+                " ON w.pid = a.pid AND w.started = a.backend_start"
+                " WHERE a.application_name = %s AND w.kind = %s",
+                [f"{application_name} listener", kind],
             ).fetchone()
             if row is not None:
                 return int(row[0])
@@ -233,7 +237,6 @@ def _listener_up(base: str, application_name: str, timeout: float = 20.0) -> int
 
 def test_a_blocked_get_is_woken_by_an_add_from_another_process(url: str) -> None:
     """With a 60 s poll interval, only the NOTIFY can deliver within the 30 s timeout."""
-    base, _ = _split(url)
     name = f"waiter-{uuid.uuid4().hex[:8]}"
     waiter_url = f"{url}&poll_interval=60&application_name={name}"
     with connect(url) as jobs:
@@ -243,7 +246,7 @@ def test_a_blocked_get_is_woken_by_an_add_from_another_process(url: str) -> None
         )
         assert waiter.stdout is not None
         assert waiter.stdout.readline().strip() == "ready"
-        _listener_up(base, name)
+        _listener_up(url, name)
         jobs.add("first", "q")
         assert waiter.stdout.readline().strip() == "first"
         jobs.add("second", "q")
@@ -262,7 +265,7 @@ def test_the_listener_reconnects_and_catches_up(url: str) -> None:
         )
         assert waiter.stdout is not None
         assert waiter.stdout.readline().strip() == "ready"
-        pid = _listener_up(base, name)
+        pid = _listener_up(url, name)
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         # Added while the listener is down: its NOTIFY reaches no one. The reconnected
@@ -314,22 +317,23 @@ WAIT_WAITER = """
 """
 
 
-def _blocked_in_wait(base: str, application_name: str, timeout: float = 10.0) -> None:
+def _blocked_in_wait(url: str, application_name: str, timeout: float = 10.0) -> None:
     """Return once the waiter listens for finished jobs and has read the job (still active):
     from then on, with a 60 s poll interval, only a wake-up can end its wait within the 10 s
     it allows."""
+    base, _ = _split(url)
+    _listener_up(url, application_name, kind=2, timeout=timeout)
     deadline = time.monotonic() + timeout
     with psycopg.connect(base, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            # The listener's last statement is its LISTEN on the done channel; the read of
-            # one job (show) is the only statement with a UNION ALL the waiter sends.
+            # The read of one job (show) is the only statement with a UNION ALL the waiter
+            # sends.
             ready = conn.execute(
-                "SELECT bool_or(application_name = %s AND query ILIKE 'LISTEN %%.done\"'), "
-                "bool_or(application_name = %s AND query ILIKE '%%UNION ALL%%') "
+                "SELECT bool_or(application_name = %s AND query ILIKE '%%UNION ALL%%') "
                 "FROM pg_stat_activity",
-                [f"{application_name} listener", application_name],
+                [application_name],
             ).fetchone()
-            if ready == (True, True):
+            if ready == (True,):
                 return
             time.sleep(0.02)
     raise AssertionError("the waiter never listened for finished jobs, or never read the job")
@@ -360,10 +364,10 @@ def test_a_wait_is_woken_when_another_process_finishes_the_job(url: str, finish:
             assert waiter.stdout is not None
             assert waiter.stdout.readline().strip() == "ready"
             if get_first:
-                _listener_up(base, name)
+                _listener_up(url, name)
                 jobs.add("warm", "warm")
                 assert waiter.stdout.readline().strip() == "warm"
-            _blocked_in_wait(base, name)
+            _blocked_in_wait(url, name)
             if finish in ("ack", "ack, the waiter got jobs first"):
                 jobs.ack(job, "forty-two")
                 expected = "forty-two"
@@ -673,7 +677,7 @@ def test_migration_5_keeps_every_job_and_the_previous_versions_claim(
         conn.execute(f"UPDATE {schema}.jobs SET state = 1 WHERE id = ANY(%s)", (ids[2:],))
         monkeypatch.undo()
         with connect(url, clock=ManualClock(1e9)) as jobs:
-            assert jobs.store.migrate() == [5]
+            assert jobs.store.migrate() == [version for version, _ in MIGRATIONS[4:]]
             active = jobs.show(ids[0])
             assert (active.state, active.cancel_requested, active.progress) == (
                 JobState.ACTIVE, False, None,

@@ -104,17 +104,22 @@ WAITER = """
 """
 
 
-def _subscribers(url: str, channel: str) -> int:
-    return int(dict(_raw(url).pubsub_numsub(channel))[channel.encode()])
+def _blocked(server: RedisServer) -> int:
+    """How many clients the (private) server holds in a blocking command."""
+    return int(server.client().info("clients")["blocked_clients"])
 
 
-def test_blocked_get_in_another_process_wakes_on_add(tmp_path: Path) -> None:
-    prefix = fresh_prefix()
-    # A poll longer than the get's timeout: only a wake-up can deliver the job in time.
-    url = with_prefix(session_url(), prefix) + "&poll_interval=60"
+def _evalsha_calls(server: RedisServer) -> int:
+    stats = server.client().info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_blocked_get_in_another_process_wakes_on_add(private: RedisServer) -> None:
+    # A poll longer than the get's timeout: only the marker can deliver the job in time.
+    url = with_prefix(private.url, fresh_prefix()) + "&poll_interval=60"
     waiter = subprocess.Popen(_python(WAITER, url), stdout=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: _subscribers(url, f"{prefix}:w:q") == 1, "the waiter to subscribe")
+        _wait_for(lambda: _blocked(private) == 1, "the waiter to block")
         with connect(url) as jobs:
             jobs.add("wake up", "q")
         out, _ = waiter.communicate(timeout=60)
@@ -124,27 +129,146 @@ def test_blocked_get_in_another_process_wakes_on_add(tmp_path: Path) -> None:
         waiter.kill()
 
 
-def test_a_woken_client_that_dies_before_claiming_loses_no_job(tmp_path: Path) -> None:
+def test_a_woken_client_that_dies_before_claiming_loses_no_job(private: RedisServer) -> None:
     prefix = fresh_prefix()
-    url = with_prefix(session_url(), prefix) + "&poll_interval=60"
-    channel = f"{prefix}:w:q"
-    # One client is woken and dies without claiming; the other waiter still gets the job.
-    doomed = _raw(url).pubsub()
-    doomed.subscribe(channel)
+    url = with_prefix(private.url, prefix) + "&poll_interval=0.3"
+    marker = queue_base(prefix + ":", "q") + "w"
+    # Another client blocks on the marker first (Redis serves the longest blocked first),
+    # takes the wake-up and dies without claiming: the waiter's poll still finds the job.
+    doomed = private.client()
+    popped: list[Any] = []
+    thief = threading.Thread(target=lambda: popped.append(doomed.bzpopmin([marker], 60)))
+    thief.start()
+    _wait_for(lambda: _blocked(private) == 1, "the thief to block")
     waiter = subprocess.Popen(_python(WAITER, url), stdout=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: _subscribers(url, channel) == 2, "both clients to subscribe")
         with connect(url) as jobs:
+            # The waiter claims (finds nothing) and blocks: only then the add.
+            _wait_for(lambda: "bzpopmin" in str(private.client().client_list()), "the waiter")
+            _wait_for(lambda: _blocked(private) == 2, "the waiter to block")
             job_id = jobs.add("survives", "q")
-            message = None
-            while message is None or message["type"] != "message":
-                message = doomed.get_message(timeout=10)
-            doomed.close()  # woken, then gone
+            thief.join(60)
+            assert popped
+            assert popped[0] is not None  # the wake-up went to the thief
+            doomed.close()
             out, _ = waiter.communicate(timeout=60)
             assert out.strip() == "survives"
             assert jobs.show(job_id).state is JobState.ACTIVE
     finally:
         waiter.kill()
+
+
+def test_one_add_runs_one_claim_with_eight_idle_getters(private: RedisServer) -> None:
+    # No herd: one add sets one marker, one blocked get pops it and runs the one claim
+    # queued behind its BZPOPMIN; the other seven stay blocked (their poll is 60 s).
+    url = with_prefix(private.url, fresh_prefix()) + "&poll_interval=60"
+    got: list[str] = []
+    with connect(url) as jobs:
+        jobs.add("warm up", "q")  # registers the queue, loads the scripts
+        assert jobs.timeout(0).get("q").body == "warm up"
+        getters = [
+            threading.Thread(target=lambda: got.append(jobs.timeout(120).get("q").body))
+            for _ in range(8)
+        ]
+        for getter in getters:
+            getter.start()
+        _wait_for(lambda: _blocked(private) == 8, "eight getters to block")
+        private.client().config_resetstat()
+        jobs.add("one", "q")
+        _wait_for(lambda: len(got) == 1, "one getter to get the job")
+        _wait_for(lambda: _blocked(private) == 7, "the woken getter to return")
+        assert _evalsha_calls(private) == 2  # the add, and one claim
+        jobs.add_many([str(n) for n in range(7)], "q")  # releases the others
+        for getter in getters:
+            getter.join(60)
+    assert sorted(got) == sorted(["one", *map(str, range(7))])
+
+
+def test_a_subscriber_is_woken_by_a_marker_another_process_set(private: RedisServer) -> None:
+    # What a worker's fetcher waits on: one thread per process blocked on the markers.
+    url = with_prefix(private.url, fresh_prefix()) + "&poll_interval=60"
+    woken = threading.Event()
+    with connect(url) as waiting, connect(url) as adding:
+        unsubscribe = waiting.store.wakeups.subscribe(["q"], woken.set)
+        try:
+            _wait_for(lambda: _blocked(private) == 1, "the marker watcher to block")
+            adding.add("x", "q")
+            assert woken.wait(60)
+            assert waiting.timeout(0).get("q").body == "x"
+        finally:
+            unsubscribe()
+
+
+def test_a_blocked_get_survives_its_connection_being_killed(private: RedisServer) -> None:
+    url = with_prefix(private.url, fresh_prefix()) + "&poll_interval=60"
+    got: list[str] = []
+    with connect(url) as jobs:
+        getter = threading.Thread(target=lambda: got.append(jobs.timeout(120).get("q").body))
+        getter.start()
+        _wait_for(lambda: _blocked(private) == 1, "the getter to block")
+        raw = private.client()
+        (blocked,) = [c for c in raw.client_list() if c["cmd"] == "bzpopmin"]
+        raw.client_kill_filter(_id=blocked["id"])
+        _wait_for(lambda: _blocked(private) == 1, "the getter to block again")
+        jobs.add("after", "q")
+        getter.join(60)
+    assert got == ["after"]
+
+
+def test_wait_is_signalled_for_its_own_job_only(private: RedisServer) -> None:
+    prefix = fresh_prefix()
+    url = with_prefix(private.url, prefix) + "&poll_interval=60"
+    listener = private.client().pubsub()
+    listener.psubscribe(f"{prefix}:d:*", f"{prefix}:done")
+    with connect(url) as jobs:
+        waited, other = jobs.add("waited", "q"), jobs.add("other", "q")
+        results: list[Any] = []
+        waiter = threading.Thread(target=lambda: results.append(jobs.timeout(60).wait(waited)))
+        waiter.start()
+        job_key = f"{prefix}:j:{waited}"
+        _wait_for(lambda: private.client().hexists(job_key, "w"), "the waiter to register")
+        for job in jobs.timeout(0).get_many("q", count=2):
+            jobs.ack(job, result=job.body.upper())  # "other" first: nobody waits on it
+        waiter.join(60)
+        assert results == ["WAITED"]
+    channels = []
+    while (message := listener.get_message(timeout=1)) is not None:
+        if message["type"] == "pmessage":
+            channels.append(message["channel"].decode())
+    assert channels == [f"{prefix}:d:{waited}"], other
+
+
+def test_tick_promotes_a_burst_of_due_jobs_in_bounded_steps(tmp_path: Path) -> None:
+    clock = ManualClock()
+    url = conformance_url(tmp_path)
+    with connect(url, clock=clock) as jobs:
+        jobs.delay(10).add_many(["x"] * 2500, "q")
+        clock.advance(20)
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        raw = _raw(url)
+        scheduled = store.runner.queue_key("q", "s")
+        assert jobs.timeout(0).get("q").body == "x"
+        assert raw.zcard(scheduled) == 1500  # one call promoted 1,000
+        assert raw.exists(store.runner.queue_key("q", "w"))  # a blocked get comes back
+        taken = 1 + len(jobs.timeout(0).get_many("q", count=1000))
+        while batch := jobs.timeout(0).get_many("q", count=1000):
+            taken += len(batch)
+        assert taken == 2500
+        assert raw.zcard(scheduled) == 0
+
+
+def test_a_claim_receipt_lives_for_the_retry_window(tmp_path: Path) -> None:
+    url = conformance_url(tmp_path) + "&retry_for=3"
+    with connect(url) as jobs:
+        jobs.add("x", "q")
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        key = store.runner.queue_key("q", "r")
+        args = ["receipt", 1, "", store._receipt_ttl, "", "q"]
+        assert len(claimed_jobs(store.runner.run("claim", [key], args), ["q"])) == 1
+        ttl = _raw(url).ttl(store.runner.queue_key("q", "c:receipt"))
+        assert 0 < ttl <= 3 + 5
 
 
 def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) -> None:
@@ -187,6 +311,23 @@ def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) 
             assert len(holders) > 1
             assert jobs.stats().by_queue()["queue-3"].active == 1
             assert jobs.recover_stale(max_age=0) == len(queues)
+        # A get of one queue blocks on its marker, on the queue's primary (poll: 60 s).
+        with connect(with_prefix(cluster.url, prefix) + "&poll_interval=60") as jobs:
+            got: list[str] = []
+            getter = threading.Thread(target=lambda: got.append(jobs.timeout(60).get("b").body))
+            getter.start()
+
+            def blocked() -> int:
+                return sum(
+                    server.client().info("clients")["blocked_clients"] for server in cluster.servers
+                )
+
+            _wait_for(lambda: blocked() == 1, "the get to block")
+            jobs.add("x", "b")
+            getter.join(60)
+            assert got == ["x"]
+            assert isinstance(jobs.store, RedisStore)
+            assert jobs.store.can_block
     finally:
         cluster.stop()
 
@@ -387,8 +528,9 @@ def test_a_retried_claim_returns_the_jobs_it_leased(tmp_path: Path) -> None:
         store = jobs.store
         assert isinstance(store, RedisStore)
         key = store.runner.queue_key("q", "r")
-        first = claimed_jobs(store.runner.run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
-        again = claimed_jobs(store.runner.run("claim", [key], ["receipt", 2, "", "q"]), ["q"])
+        args = ["receipt", 2, "", 60, "", "q"]
+        first = claimed_jobs(store.runner.run("claim", [key], args), ["q"])
+        again = claimed_jobs(store.runner.run("claim", [key], args), ["q"])
         assert [job.body for job in again] == [job.body for job in first] == ["a", "b"]
         assert [job.attempts for job in again] == [1, 1]
         assert jobs.qlen("q") == 1

@@ -563,3 +563,36 @@ def test_registry_rejects_duplicates_and_bad_names() -> None:
     assert registry.queues == ["mail"]
     assert registry.resolve("missing") is None
     assert Options(type="a").type == "a"
+
+
+async def test_acks_ride_with_the_next_claim(store_url: str) -> None:
+    sent: list[int] = []
+
+    async def double(job: Job) -> int:
+        return int(job.body) * 2
+
+    async with fast_retries(store_url) as client:
+        store = client.store
+        original = store.ack_and_claim
+
+        async def spy(*args: Any, **kwargs: Any) -> tuple[list[str], list[Job]]:
+            sent.append(len(args[0]))
+            return await original(*args, **kwargs)
+
+        store.ack_and_claim = spy  # type: ignore[method-assign]
+        ids = await client.type("double").add_many(range(30), "q")
+        odd = await client.type("odd").max_attempts(1).add("x", "q")
+        handlers = {"double": double, "odd": lambda job: {1, 2}}
+        worker = Worker(client, handlers, queues=["q"], concurrency=1, prefetch=0)
+        await worker.start_async()
+        try:
+            results = [await client.wait(job_id, timeout=20) for job_id in ids]
+            # A result that cannot be stored still fails its own job only.
+            with pytest.raises(JobFailed) as failure:
+                await client.wait(odd, timeout=20)
+        finally:
+            await worker.stop_async()
+    assert results == [n * 2 for n in range(30)]
+    assert "cannot be stored" in str(failure.value.last_error)
+    # One job at a time: the fetcher sends the finished job's ack with its next claim.
+    assert sum(sent) >= 1

@@ -1,7 +1,7 @@
 """Requests gathered from every connection into one store call per loop iteration.
 
 A SQLite commit or a database round trip costs far more than the Python around it, so
-plain ADDJOBs, GETJOB NOHANGs and ACKJOBs of every connection that arrive while one store
+plain ADDJOBs, GETJOBs and ACKJOBs of every connection that arrive while one store
 call runs share the next one (:class:`Gathered`); their replies come back to the sessions
 as :class:`Pending` replies, each request's share of the batch's outcome.
 """
@@ -65,10 +65,12 @@ class Gathered(Generic[R]):
     outcome and never raises.
     """
 
-    def __init__(self, run: Callable[[list[R]], Awaitable[None]], *, gather: bool) -> None:
+    def __init__(
+        self, run: Callable[[list[R]], Awaitable[None]], after: Callable[[], object]
+    ) -> None:
         self._run = run
-        #: False: each request runs at once (the store's calls cost no I/O to share).
-        self._gather = gather
+        #: Called after each batch (the server writes the replies it settled at once).
+        self._after = after
         self._queue: list[R] = []
         self._running = False
         self._task: asyncio.Task[None] | None = None
@@ -79,10 +81,7 @@ class Gathered(Generic[R]):
         if self._running:
             return
         self._running = True
-        if self._gather:
-            asyncio.get_running_loop().call_soon(self._start)
-        else:
-            self._start()
+        asyncio.get_running_loop().call_soon(self._start)
 
     def _start(self) -> None:
         task = start(self._drain())
@@ -94,6 +93,7 @@ class Gathered(Generic[R]):
             while self._queue:
                 batch, self._queue = self._queue, []
                 await self._run(batch)
+                self._after()
         finally:
             self._running = False
             self._task = None
@@ -114,21 +114,6 @@ AckRequest = tuple[list[str], Then[int]]
 
 #: Plain ADDJOBs of one connection: their jobs, and where their replies go.
 AddRequest = tuple[list[Job], Pending]
-
-
-def to_future(future: asyncio.Future[T]) -> Then[T]:
-    """A :data:`Then` that settles ``future`` with the outcome (unless it was cancelled)."""
-
-    def then(outcome: T | Exception) -> bool:
-        if future.done():  # cancelled: the client is gone
-            return False
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-        return True
-
-    return then
 
 
 def to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:
@@ -173,7 +158,7 @@ async def run_adds(server: Server, requests: list[AddRequest]) -> None:
 
 
 async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
-    """Lease the jobs of a batch of GETJOB NOHANGs (and blocked GETJOBs' first tries)."""
+    """Lease the jobs of a batch of GETJOBs (a blocking one that gets none then blocks)."""
     # A run of consecutive GETJOBs on the same queues shares one claim per queue; each
     # gets the jobs it would have got had they run one after the other.
     for queues, run in runs(requests):
@@ -198,11 +183,16 @@ async def run_acks(server: Server, requests: list[AckRequest]) -> None:
     """Ack the ids of a batch of ACKJOBs in one store call; each gets its own count."""
     ids = [job_id for job_ids, _ in requests for job_id in job_ids]
     try:
-        done = Counter(await server.store.ack(ids))
+        done_ids = await server.store.ack(ids)
     except Exception as exc:
         for _, then in requests:
             then(exc)
         return
+    if len(done_ids) == len(ids):  # the usual batch: every id acked, none twice
+        for job_ids, then in requests:
+            then(len(job_ids))
+        return
+    done = Counter(done_ids)
     for job_ids, then in requests:
         acked = 0
         for job_id in job_ids:  # an id acked twice in one batch counts for the first

@@ -66,7 +66,14 @@ def refusal(exc: BaseException) -> bytes:
 
 def integer(value: int) -> bytes:
     """An integer reply."""
+    if 0 <= value < _SMALL:
+        return _INTEGERS[value]
     return b":%d\r\n" % value
+
+
+#: The integer replies most sent (ACKJOB's counts), made once.
+_SMALL: Final = 64
+_INTEGERS: Final = [b":%d\r\n" % value for value in range(_SMALL)]
 
 
 def bulk(data: bytes | str | None) -> bytes:

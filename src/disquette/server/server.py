@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Final
 
@@ -29,7 +29,6 @@ from .batching import (
     run_acks,
     run_adds,
     run_claims,
-    to_future,
 )
 from .node import Node
 from .protocol import refusal
@@ -133,16 +132,17 @@ class Server:
         self.multiplexing_api = "asyncio"
         self._factories: dict[tuple[int, int], Callable[[], str]] = {}
         self._writers: list[Callable[[], None]] = []
+        self._resumes: list[Callable[[], None]] = []
         #: Queue names already checked, by their bytes (ADDJOB's fast path).
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
         self.max_batch = max_batch
-        # Even the memory store, which commits nothing, adds faster so: one store call per
-        # loop iteration, not per request.
-        self._adds = Gathered[AddRequest](partial(run_adds, self), gather=True)
-        gather = self.store.blocking
-        self._claims = Gathered[ClaimRequest](partial(run_claims, self), gather=gather)
-        self._acks = Gathered[AckRequest](partial(run_acks, self), gather=gather)
+        # One store call per loop iteration for all connections, not one per request, even
+        # on the memory store, which commits nothing (bench/bench_server.py). After each
+        # batch the sessions it answered go on, and its replies leave, at once.
+        self._adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
+        self._claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
+        self._acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024
@@ -199,6 +199,24 @@ class Server:
         for write in writers:
             write()
 
+    def resume_soon(self, resume: Callable[[], None]) -> None:
+        """Call ``resume`` (a session whose reply was settled) once the batch running now
+        is over, or in the next loop iteration outside a batch.
+
+        A batch settles many replies of one session: going on once, after all of them,
+        costs one pass over its requests and replies instead of one per reply.
+        """
+        self._resumes.append(resume)
+        if len(self._resumes) == 1:
+            asyncio.get_running_loop().call_soon(self._after_batch)
+
+    def _after_batch(self) -> None:
+        while self._resumes:
+            resumes, self._resumes = self._resumes, []
+            for resume in resumes:
+                resume()
+        self._write_all()
+
     async def add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
         """Add one job on its own (MAXLEN, REPLICATE): its reply, an error for a refusal."""
         try:
@@ -254,15 +272,9 @@ class Server:
             self.touch(arrived)
         return len(requeued)
 
-    def claim_then(self, queues: Sequence[str], count: int, then: Then[list[Job]]) -> None:
+    def claim_then(self, queues: tuple[str, ...], count: int, then: Then[list[Job]]) -> None:
         """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
-        self._claims.push((tuple(queues), count, then))
-
-    def claim(self, queues: Sequence[str], count: int) -> asyncio.Future[list[Job]]:
-        """:meth:`claim_then`, as a future."""
-        future: asyncio.Future[list[Job]] = asyncio.get_running_loop().create_future()
-        self.claim_then(queues, count, to_future(future))
-        return future
+        self._claims.push((queues, count, then))
 
     def ack_then(self, job_ids: list[str], then: Then[int]) -> None:
         """Ack jobs with the next batched ack; ``then`` gets how many became done."""

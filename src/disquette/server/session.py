@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
 from ..job import Job
 from . import protocol
 from .batching import Gather, Pending
-from .commands import TABLE, Command, CommandError, Started, check_arity
+from .commands import LOOKUP, TABLE, Command, CommandError, Started, check_arity
 from .eager import start
 from .protocol import ProtocolError, RequestParser, refusal
 from .server import Server
@@ -61,6 +61,8 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         #: The command running as a task: nothing else runs until it is done.
         self._task: asyncio.Task[bytes] | None = None
+        #: Blocked GETJOBs (see :meth:`block`), oldest first: each waits for the one before.
+        self._blocked: list[asyncio.Task[None]] = []
         #: The gathered kind of the last request run (see ``Command.gathered``).
         self._last_kind: Gather | None = None
         #: A command parsed and ready, waiting for the replies before it to settle.
@@ -107,6 +109,8 @@ class Session(asyncio.Protocol):
             self._linger = None
         if self._task is not None:
             self._task.cancel()
+        for blocked in self._blocked:
+            blocked.cancel()
         if self._deferred is not None:
             self._deferred.close()
             self._deferred = None
@@ -173,19 +177,20 @@ class Session(asyncio.Protocol):
             if not pending:
                 return
             request = pending[0]
-            if isinstance(request, ProtocolError):
-                name, command, kind = None, None, None
+            if type(request) is list:
+                # Clients send names in one case: most hit LOOKUP without a lower().
+                command = LOOKUP.get(request[0]) or TABLE.get(request[0].lower())
+                kind = None if command is None else command.gathered
+                args = request
+                closing = command is None and request[0].lower() == _QUIT
             else:
-                name = request[0].lower()
-                command = TABLE.get(name)
-                gathered = None if command is None else command.gathered
-                kind = None if gathered is None else gathered(request)
+                command, kind, args, closing = None, None, [], True
             if kind is not self._last_kind:
                 self._end_group()
                 if not self._settled():
                     return  # another kind is in flight; _batch_done pumps again
                 self._last_kind = kind
-            if name is None or name == _QUIT:
+            if closing:
                 self._end_group()
                 if not self._settled():
                     return
@@ -200,13 +205,14 @@ class Session(asyncio.Protocol):
             if not self._reading and len(pending) < _MAX_PENDING // 2:
                 self._transport.resume_reading()
                 self._reading = True
-            reply = self._dispatch(command, cast(list[bytes], request))
+            reply = self._dispatch(command, args)
             if type(reply) is Job:
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
                     self._end_group()
             elif type(reply) is bytes or type(reply) is Pending:
-                self._end_group()
+                if self._group:
+                    self._end_group()
                 replies.append(reply)
             else:
                 self._end_group()
@@ -214,6 +220,24 @@ class Session(asyncio.Protocol):
                     self._start(cast(Coroutine[Any, Any, bytes], reply))
                 else:
                     self._deferred = cast(Coroutine[Any, Any, bytes], reply)
+
+    def block(self, wait: Callable[[], Coroutine[Any, Any, bytes]], pending: Pending) -> None:
+        """Run ``wait`` (a blocking GETJOB that found no job in its gathered claim) once the
+        blocked GETJOBs before it on this connection are done; its reply settles ``pending``.
+
+        As in Disque, a connection's blocking GETJOBs take turns: a pipelined one waits
+        for the one before it to get its job (or time out), then tries again, and blocks
+        only if it finds none, with its TIMEOUT counted from then.
+        """
+        before = self._blocked[-1] if self._blocked else None
+        task = asyncio.get_running_loop().create_task(_blocked_reply(before, wait, pending))
+        self._blocked.append(task)
+        task.add_done_callback(self._block_done)
+
+    def _block_done(self, task: asyncio.Task[None]) -> None:
+        self._blocked.remove(task)
+        if task.cancelled() and not self._closing:  # the server is stopping
+            self._write_and_close(b"")
 
     def _end_group(self) -> None:
         """Hand the plain ADDJOBs gathered so far to the server's next batch."""
@@ -246,7 +270,12 @@ class Session(asyncio.Protocol):
         return True
 
     def _batch_done(self) -> None:
+        # Called as the batch settles this reply, before it settles the ones after it: the
+        # session goes on once the batch is over, to run and write all it settled at once.
         self._waiting = None
+        self.server.resume_soon(self._resume)
+
+    def _resume(self) -> None:
         if self._pending or self._deferred is not None:
             self._pump()
         elif self._transport is not None:
@@ -337,6 +366,16 @@ class Session(asyncio.Protocol):
             transport.resume_reading()
             self._reading = True
         self._linger = asyncio.get_running_loop().call_later(_LINGER_SECONDS, transport.close)
+
+
+async def _blocked_reply(
+    before: asyncio.Task[None] | None,
+    wait: Callable[[], Coroutine[Any, Any, bytes]],
+    pending: Pending,
+) -> None:
+    if before is not None and not before.done():
+        await asyncio.wait([before])
+    pending.settle(await _reply(wait()))
 
 
 async def _reply(command: Coroutine[Any, Any, bytes]) -> bytes:

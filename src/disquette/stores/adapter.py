@@ -95,6 +95,20 @@ class SyncStoreAdapter(AsyncStore):
         ack = functools.partial(self.inner.ack, connection=connection, attempts=attempts)
         return await self._call(ack, job_ids, results)
 
+    async def ack_and_claim(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None,
+        queues: Sequence[str],
+        count: int,
+        *,
+        attempts: Sequence[int | None] | None = None,
+        holder: str | None = None,
+    ) -> tuple[list[str], list[Job]]:
+        """See :meth:`AsyncStore.ack_and_claim`."""
+        both = functools.partial(self.inner.ack_and_claim, attempts=attempts, holder=holder)
+        return await self._call(both, job_ids, results, queues, count)
+
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
     ) -> dict[str, str]:

@@ -90,6 +90,20 @@ class Store(abc.ABC):
         the job is active.
         """
 
+    def claim_blocking(
+        self,
+        queues: Sequence[str],
+        count: int,
+        timeout: float | None,
+        *,
+        holder: str | None = None,
+    ) -> list[Job] | None:
+        """Claim as :meth:`claim` does, but wait inside the store, up to ``timeout`` seconds
+        (None: a bounded while of the store's choosing), for a job to claim; an empty list
+        when none came. ``None`` (the default) when the store cannot wait for these
+        queues: the caller then waits on :attr:`wakeups` and claims again."""
+        return None
+
     @abc.abstractmethod
     def ack(
         self,
@@ -133,6 +147,26 @@ class Store(abc.ABC):
         became done: a store whose protocol answers a count for a batch (Disque's ACKJOB)
         sends one command instead of one per id."""
         return len(self.ack(job_ids, results, connection=connection))
+
+    def ack_and_claim(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None,
+        queues: Sequence[str],
+        count: int,
+        *,
+        attempts: Sequence[int | None] | None = None,
+        holder: str | None = None,
+    ) -> tuple[list[str], list[Job]]:
+        """:meth:`ack` these jobs, then :meth:`claim` up to ``count`` more (a consumer that
+        finished jobs and wants the next ones); returns what each returns.
+
+        The default makes the two calls; a store may do both in one transaction (SQLite:
+        one commit instead of two). The acks take effect even when the claim finds
+        nothing; the claim sees the acks done.
+        """
+        done = self.ack(job_ids, results, attempts=attempts)
+        return done, self.claim(queues, count, holder=holder)
 
     @abc.abstractmethod
     def nack(

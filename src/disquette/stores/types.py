@@ -14,6 +14,17 @@ from ..job import Encoding
 
 #: The wake-up channel for "some job finished", used by ``wait``.
 DONE_CHANNEL: Final = "\x00done"
+#: The wake-up channel of one job's end (done, failed, cancelled, deleted): ``wait``
+#: subscribes it beside ``DONE_CHANNEL``, so a store that knows who waits on which job
+#: (Redis) signals only that waiter; see :func:`job_done_channel`.
+JOB_DONE_PREFIX: Final = DONE_CHANNEL + ":"
+
+
+def job_done_channel(job_id: str) -> str:
+    """The wake-up channel a ``wait`` on ``job_id`` subscribes beside ``DONE_CHANNEL``."""
+    return JOB_DONE_PREFIX + job_id
+
+
 #: The wake-up channel for "a cancel was requested for an active job", used by workers.
 CANCEL_CHANNEL: Final = "\x00cancel"
 #: The ``last_error`` of an at-most-once job failed by ``release_leases``: its holder died
@@ -62,6 +73,11 @@ class Wakeups:
                             del self._subscribers[name]
 
         return unsubscribe
+
+    def subscribed(self) -> frozenset[str]:
+        """The channels something is subscribed to right now."""
+        with self._lock:
+            return frozenset(self._subscribers)
 
     def notify_all(self) -> None:
         """Wake every subscriber (after a listener reconnects: changes may have been missed)."""

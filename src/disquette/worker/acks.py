@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ..errors import (
@@ -87,6 +87,9 @@ class AckBatcher:
             if state.running and not self.closing and len(self.to_ack) < ACK_BATCH:
                 # More jobs are about to finish: one store call for many acks is cheaper.
                 await asyncio.sleep(ACK_DELAY)
+            elif self.to_ack and not self.closing and state.claim_room() > 0:
+                # The fetcher is about to claim: it takes these acks along (take_acks).
+                await asyncio.sleep(0)
             try:
                 await self.flush()
             except StoreUnavailable as exc:
@@ -140,6 +143,38 @@ class AckBatcher:
             else:
                 self._log_failure(current)
             self.to_fail.popleft()
+
+    def take_acks(self) -> list[tuple[Job, Any]]:
+        """Hand the acks waiting to be sent to the fetcher, which sends them with its claim
+        (:meth:`send_with_claim`); those of deliveries known lost are dropped."""
+        done, self.to_ack = self.to_ack, []
+        if self.lost:
+            done = [item for item in done if self._held(item[0])]
+        return done
+
+    async def send_with_claim(
+        self, done: list[tuple[Job, Any]], queues: Sequence[str], count: int
+    ) -> list[Job] | None:
+        """Ack ``done`` and claim up to ``count`` jobs in one store call; return the jobs
+        claimed. None, claiming nothing, when a result cannot be stored: the acks go back
+        to the queue, where :meth:`flush` fails that job alone. On a store error they go
+        back too, and the error is raised."""
+        jobs = [job for job, _ in done]
+        try:
+            claimed, lost = await self.state.client.ack_many_and_get(
+                jobs, [result for _, result in done], *queues, count=count
+            )
+        except (BodyNotSerializable, BodyTooLarge):
+            self.to_ack[:0] = done
+            self.state.flush_flag.set_in_loop()
+            return None
+        except BaseException:
+            self.to_ack[:0] = done  # acking again a job already acked does nothing
+            self.state.flush_flag.set_in_loop()
+            raise
+        if lost is not None:
+            self.lease_lost(lost)
+        return claimed
 
     async def _send_cancels(self) -> None:
         """End the jobs stopped on a cancel request as cancelled, one store call each."""

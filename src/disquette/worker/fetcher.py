@@ -52,14 +52,13 @@ class Fetcher:
         failures = 0
         try:
             while not state.stopping:
-                target = state.buffer_target
-                room = state.concurrency + target - len(state.buffer) - len(state.running)
                 # Claim once the buffer is half empty: claims come in batches.
-                if room <= 0 or len(state.buffer) > target // 2:
+                room = state.claim_room()
+                if room <= 0:
                     await state.fetch_flag.wait(None)
                     continue
                 try:
-                    jobs = await self.claimer.get_many(*self.queues, count=room)
+                    jobs = await self.claim(room)
                 except StoreUnavailable as exc:
                     failures += 1
                     pause = min(0.1 * 2**failures, 5.0)
@@ -73,6 +72,16 @@ class Fetcher:
                     await state.fetch_flag.wait(self.poll_interval)
         finally:
             unsubscribe()
+
+    async def claim(self, room: int) -> list[Job]:
+        """Claim up to ``room`` jobs, sending the acks waiting in the batcher with the
+        claim (one store call; one transaction on SQLite) when there are some."""
+        done = self.acks.take_acks()
+        if done:
+            jobs = await self.acks.send_with_claim(done, self.queues, room)
+            if jobs is not None:
+                return jobs
+        return await self.claimer.get_many(*self.queues, count=room)
 
     def accept(self, jobs: list[Job]) -> None:
         """Start claimed jobs while there is room, buffer the rest."""

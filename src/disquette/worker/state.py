@@ -77,3 +77,11 @@ class EngineState:
         #: Stop claiming; and (``force``) give running jobs back now.
         self.stopping = False
         self.force = False
+
+    def claim_room(self) -> int:
+        """How many jobs the fetcher claims now: 0 while the buffer is more than half full
+        (claims come in batches) or nothing has room."""
+        target = self.buffer_target
+        buffered = len(self.buffer)
+        room = self.concurrency + target - buffered - len(self.running)
+        return 0 if room <= 0 or buffered > target // 2 else room

@@ -42,7 +42,7 @@ from .admin import (
 )
 from .args import CommandError
 from .info import cmd_info
-from .jobs import cmd_jscan, cmd_show, cmd_working, getjob_gathered, start_addjob, start_getjob
+from .jobs import cmd_jscan, cmd_show, cmd_working, start_addjob, start_getjob
 from .queues import cmd_pause, cmd_qlen, cmd_qpeek, cmd_qscan, cmd_qstat
 
 if TYPE_CHECKING:
@@ -65,12 +65,8 @@ class Command:
     name: str
     arity: int
     start: Callable[[Session, list[bytes]], Started]
-    #: The kind a request is gathered with (``None``: not gathered).
-    gathered: Callable[[list[bytes]], Gather | None] | None = None
-
-
-def _always_ack(args: list[bytes]) -> Gather:
-    return Gather.ACK
+    #: The kind its requests are gathered with (``None``: not gathered).
+    gathered: Gather | None = None
 
 
 def _table() -> dict[bytes, Command]:
@@ -110,7 +106,7 @@ def _table() -> dict[bytes, Command]:
         # Ours, not Disque's (Disque clients never send it): see acks.cmd_cancel.
         ("cancel", -2, cmd_cancel),
     ]
-    gathered = {"getjob": getjob_gathered, "ackjob": _always_ack}
+    gathered = {"getjob": Gather.CLAIM, "ackjob": Gather.ACK}
     return {
         name.encode(): Command(name, arity, start, gathered.get(name))
         for name, arity, start in entries
@@ -122,6 +118,8 @@ def _table() -> dict[bytes, Command]:
 #: queued, ``requested`` when its worker is told to stop; ``-NOJOB`` for an unknown id,
 #: ``-ERR`` for a finished job), so COMMAND COUNT is 33.
 TABLE: Final = _table()
+#: The table by the names' lower and upper case forms (a lookup without ``lower()``).
+LOOKUP: Final = {**TABLE, **{name.upper(): command for name, command in TABLE.items()}}
 
 
 def check_arity(command: Command, argc: int) -> bytes | None:
@@ -132,4 +130,4 @@ def check_arity(command: Command, argc: int) -> bytes | None:
     return None
 
 
-__all__ = ["TABLE", "Command", "CommandError", "Started", "check_arity"]
+__all__ = ["LOOKUP", "TABLE", "Command", "CommandError", "Started", "check_arity"]

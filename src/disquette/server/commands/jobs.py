@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from ...disque import (
@@ -19,7 +19,7 @@ from ...disque import (
 from ...errors import DisquetteError, InvalidQueueName, JobCancelled, JobNotFound, WorkingTooLate
 from ...job import Job, JobState
 from .. import protocol
-from ..batching import Gather, Pending, to_pending
+from ..batching import Pending
 from ..planner import MAX_PAGE
 from ..protocol import EMPTY_ARRAY, NULL_ARRAY, NULL_BULK, SYNTAX_ERROR, ZERO, refusal
 from ..server import Server
@@ -143,17 +143,40 @@ def parse_addjob_options(args: list[bytes]) -> AddJobOptions:
 class GetJob:
     """A parsed GETJOB."""
 
-    queues: list[str]
+    queues: tuple[str, ...]
     count: int = 1
     nohang: bool = False
     timeout_ms: int = 0
     counters: bool = False
 
 
+#: GETJOBs parsed, by their arguments: a worker sends the same one again and again.
+_PARSED: Final[dict[tuple[bytes, ...], GetJob]] = {}
+_MAX_PARSED: Final = 4096
+#: Only short GETJOBs are kept (a request may hold up to 1M arguments of 64 MiB).
+_MAX_PARSED_ARGS: Final = 16
+_MAX_PARSED_BYTES: Final = 1024
+
+
 def parse_getjob(args: list[bytes]) -> GetJob:
     """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..., as Disque
     parses it (invalid queue names are left out); raises :class:`CommandError`."""
-    request = GetJob([])
+    if len(args) > _MAX_PARSED_ARGS:
+        return _parse_getjob(args)
+    key = tuple(args)
+    request = _PARSED.get(key)
+    if request is not None:
+        return request
+    request = _parse_getjob(args)
+    if sum(map(len, args)) <= _MAX_PARSED_BYTES:
+        if len(_PARSED) >= _MAX_PARSED:
+            _PARSED.clear()
+        _PARSED[key] = request
+    return request
+
+
+def _parse_getjob(args: list[bytes]) -> GetJob:
+    request = GetJob(())
     j = 1
     while True:
         if j >= len(args):
@@ -180,94 +203,97 @@ def parse_getjob(args: list[bytes]) -> GetJob:
     raw_queues = args[j + 1 :]
     if not raw_queues:
         raise CommandError(SYNTAX_ERROR)
-    request.queues = [name for name in map(parse_queue, raw_queues) if name is not None]
+    request.queues = tuple([name for name in map(parse_queue, raw_queues) if name is not None])
     return request
 
 
-def getjob_reply(server: Server, jobs: list[Job], counters: bool) -> bytes:
-    """GETJOB's reply for the jobs it leased (counted as delivered)."""
+def getjob_reply(
+    server: Server, jobs: list[Job], counters: bool, *, touched: bool = False
+) -> bytes:
+    """GETJOB's reply for the jobs it leased (counted as delivered; ``touched``: their
+    queues were just noted as used, see ``Server.touch``)."""
     if not jobs:
         return NULL_ARRAY
-    server.touch({job.queue for job in jobs})
-    items = []
-    for job in jobs:
-        server.jobs_out[job.queue] += 1
-        fields = [protocol.bulk(job.queue), protocol.bulk(job.id), protocol.bulk(job.raw_body)]
-        if counters:
-            fields += [
+    if not touched:
+        server.touch({job.queue for job in jobs})
+    delivered = server.jobs_out
+    if counters:
+        items = []
+        for job in jobs:
+            delivered[job.queue] += 1
+            fields = [
+                protocol.bulk(job.queue),
+                protocol.bulk(job.id),
+                protocol.bulk(job.raw_body),
                 b"$5\r\nnacks\r\n",
                 protocol.integer(job.nacks),
                 b"$21\r\nadditional-deliveries\r\n",
                 protocol.integer(job.additional_deliveries),
             ]
-        items.append(protocol.array(fields))
-    return protocol.array(items)
+            items.append(protocol.array(fields))
+        return protocol.array(items)
+    # The hot path (a worker's GETJOB): one format per job, no intermediate replies.
+    parts = [b"*%d\r\n" % len(jobs)]
+    for job in jobs:
+        delivered[job.queue] += 1
+        queue, job_id, body = job.queue.encode(), job.id.encode(), job.raw_body
+        parts.append(
+            b"*3\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+            % (len(queue), queue, len(job_id), job_id, len(body), body)
+        )
+    return b"".join(parts)
 
 
-def getjob_nohang(server: Server, args: list[bytes]) -> bytes | Pending:
-    """GETJOB NOHANG, gathered with the other connections' claims: its reply, or the
-    :class:`Pending` that gets it (see ``Session``: no task per request)."""
+def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
+    """GETJOB, gathered with the other connections' claims (one store call for all): its
+    reply, or the :class:`Pending` that gets it. A blocking GETJOB that finds no job then
+    blocks (:func:`wait_for_job`, run by ``Session.block`` after the connection's blocked
+    requests before it), so jobs already waiting cost no task and no wait."""
+    server = session.server
     try:
         request = parse_getjob(args)
     except CommandError as exc:
         return exc.reply
-    if not request.queues:
+    queues = request.queues
+    if not queues:
         return NULL_ARRAY
+    blocking = not request.nohang
+    if blocking:
+        server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
     pending = Pending()
-    counters = request.counters
 
-    def reply(jobs: list[Job]) -> bytes:
-        return getjob_reply(server, jobs, counters)
+    def then(outcome: list[Job] | Exception) -> bool:
+        if pending.abandoned:
+            return False
+        if isinstance(outcome, Exception):
+            pending.settle(refusal(outcome))
+        elif outcome or not blocking:
+            # A blocking GETJOB's queues, the jobs' among them, were noted as used already.
+            pending.settle(getjob_reply(server, outcome, request.counters, touched=blocking))
+        else:
+            session.block(partial(wait_for_job, server, request), pending)
+        return True
 
-    server.claim_then(request.queues, request.count, to_pending(pending, reply))
+    server.claim_then(queues, request.count, then)
     return pending
 
 
-def getjob_gathered(args: list[bytes]) -> Gather | None:
-    """GETJOB NOHANG is gathered with the other connections' claims (it never blocks)."""
-    for arg in args[1:]:
-        lowered = arg.lower()
-        if lowered == b"nohang":
-            return Gather.CLAIM
-        if lowered == b"from":
-            return None
-    return None
-
-
-def start_getjob(
-    session: Session, args: list[bytes]
-) -> bytes | Pending | Coroutine[Any, Any, bytes]:
-    """GETJOB: gathered when NOHANG, else a command that may block."""
-    if getjob_gathered(args) is Gather.CLAIM:
-        return getjob_nohang(session.server, args)
-    return cmd_getjob(session, args)
-
-
-async def cmd_getjob(session: Session, args: list[bytes]) -> bytes:
-    """GETJOB [NOHANG] [TIMEOUT ms] [COUNT n] [WITHCOUNTERS] FROM q1 q2 ..."""
-    server = session.server
-    request = parse_getjob(args)
-    queues = request.queues
-    if not request.nohang:
-        server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
-    jobs = await server.claim(queues, request.count) if queues else []
-    if not jobs and not request.nohang and queues:
-        timeout = request.timeout_ms
-        client = server.client.timeout(None if timeout == 0 else timeout / 1000)
-        server.blocked += 1
+async def wait_for_job(server: Server, request: GetJob) -> bytes:
+    """A blocking GETJOB that found no job: its reply once a job comes (Disque hands a
+    blocked client the one job that woke it, whatever its COUNT) or its TIMEOUT ends."""
+    timeout_ms, queues = request.timeout_ms, request.queues
+    client = server.client.timeout(None if timeout_ms == 0 else timeout_ms / 1000)
+    server.blocked += 1
+    for queue in queues:
+        server.blocked_on[queue] += 1
+    try:
+        jobs = await client.get_many(*queues, count=1)
+    finally:
+        server.blocked -= 1
         for queue in queues:
-            server.blocked_on[queue] += 1
-        try:
-            # A task of its own: the command may have been started eagerly (no current
-            # task), and the wait may need one. Disque hands a blocked client the one job
-            # that woke it, whatever its COUNT.
-            jobs = await asyncio.ensure_future(client.get_many(*queues, count=1))
-        finally:
-            server.blocked -= 1
-            for queue in queues:
-                server.blocked_on[queue] -= 1
-                if not server.blocked_on[queue]:
-                    del server.blocked_on[queue]
+            server.blocked_on[queue] -= 1
+            if not server.blocked_on[queue]:
+                del server.blocked_on[queue]
     return getjob_reply(server, jobs, request.counters)
 
 

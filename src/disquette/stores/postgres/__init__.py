@@ -9,10 +9,12 @@ twin; the other modules serve both flavours.
   every call runs in, and the caller's own transaction;
 - ``errors.py``: psycopg's errors read as transient, refused, or the store's errors;
 - ``statements.py``: the SQL of ``sql/`` (numbered migrations and named queries) for a schema;
-- ``upkeep_async.py``: what time made due, applied before reads; VACUUM and prunes;
+- ``upkeep_async.py``: what time made due, bounded and by one process at a time, applied
+  before reads; VACUUM and prunes (done rows on a count of acks);
 - ``inserts_async.py``: adds, with ``max_len``, the caller's transaction, or replication;
 - ``admin_async.py``: the operator's calls (scan, queues, stats, flush, the node registry);
-- ``listener_async.py``: the ``LISTEN`` connection that turns NOTIFYs into wake-ups.
+- ``listener_async.py``: the ``LISTEN`` connection that turns NOTIFYs into wake-ups, and
+  registers the waiters the NOTIFYs are sent for.
 
 Importing this package imports no driver: :func:`disquette.stores.open_store` loads the
 flavour a URL needs.

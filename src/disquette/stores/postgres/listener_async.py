@@ -10,42 +10,59 @@ is only the fallback for delays, leases and TTLs running out. It listens on each
 only once something waits for it: a worker that never calls ``wait`` receives no NOTIFY per
 ack.
 
+The NOTIFYs are sent only to registered waiters: a transaction that issues one takes a
+cluster-wide lock at its commit, listened to or not. So the listener registers, in the
+schema's unlogged ``waiters`` table and on its own connection, each queue a blocked get of
+its process waited on and whether a ``wait`` did; the statements NOTIFY only when such a row
+exists (``006_hot_paths.sql``). It registers again on each (re)connection, and then wakes
+every waiter here, since what changed before the registration sent no NOTIFY. A waiter
+nothing here subscribed to for :data:`_FORGET_AFTER` seconds is unregistered. A wait or get
+that starts before the registration is in place (the first of its kind in a process) may
+thus miss a change made meanwhile by another process until the next poll, never longer.
+
 This file is the asyncio source; ``listener.py`` beside it is generated from it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
-from typing import Final
+import time
+from typing import Any, Final
 
 import psycopg
 from psycopg import AsyncConnection, sql
 
 from ..._concurrency import AsyncBackground, async_sleep
-from ..types import CANCEL_CHANNEL, DONE_CHANNEL, Wakeups
+from ..types import CANCEL_CHANNEL, DONE_CHANNEL, JOB_DONE_PREFIX, Wakeups
+from .statements import channel_name
+
+#: The kinds of a row of the waiters table: a queue's blocked gets, and waits for results.
+_QUEUE_WAITER: Final = 1
+_DONE_WAITER: Final = 2
+#: Seconds a registered waiter stays registered once nothing here waits for it any more: a
+#: process that called ``wait`` once, or stopped getting from a queue, stops costing every
+#: other process a NOTIFY per ack or add, and one that waits again often keeps its row.
+_FORGET_AFTER: Final = 60.0
 
 #: How often the sync flavor's listener thread looks up from its socket to see if the store
 #: was closed (the asyncio flavor's listener task is cancelled instead).
 _LISTEN_TICK: Final = 0.2
 
 
-def channel_name(schema: str, suffix: str = "") -> str:
-    """The NOTIFY channel of a schema (at most 63 bytes, PostgreSQL's identifier limit):
-    jobs became ready in the queue named by the payload; with ``suffix=".done"``, the
-    channel of "a job is done or gone" (a schema name has no dot, so the two never meet)."""
-    name = f"disquette.{schema}{suffix}"
-    if len(name.encode()) > 63:
-        name = f"disquette.{hashlib.sha1(schema.encode()).hexdigest()}{suffix}"
-    return name
-
-
 class AsyncListener:
     """The wake-ups of one store, fed by NOTIFYs on its schema's two channels once
     something waits (unless ``enabled`` is false: then only the store's own calls wake)."""
 
-    def __init__(self, conninfo: str, schema: str, application_name: str, *, enabled: bool) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        schema: str,
+        application_name: str,
+        q: dict[str, str],
+        *,
+        enabled: bool,
+    ) -> None:
         #: The channel of jobs made ready (the payload names the queue).
         self.channel = channel_name(schema)
         #: The channel of acks, failures for good and deletes (what ``wait`` waits for).
@@ -58,21 +75,56 @@ class AsyncListener:
         self._lock = threading.Lock()
         self._closed = False
         self._task: AsyncBackground | None = None
+        self._q = q
         #: The channels the listener should LISTEN on: each once something waits for it.
         self._wanted: frozenset[str] = frozenset()
+        #: The waiters it should register: (kind, queue name or "").
+        self._waiters: frozenset[tuple[int, str]] = frozenset()
+        #: When each waiter was last subscribed to (monotonic), see _forget_idle.
+        self._last_wanted: dict[tuple[int, str], float] = {}
 
     def _on_subscribe(self, channels: list[str]) -> None:
         # A blocked get needs the NOTIFYs of adds, a wait those of acks, failures, deletes.
         # Each channel is listened to only once needed: a process that only gets (a worker)
         # is not sent a NOTIFY per ack, which costs it ~0.1 ms of CPU each.
         special = {DONE_CHANNEL: self.done_channel, CANCEL_CHANNEL: self.cancel_channel}
+        # A wait's own job channel rides on the done channel it subscribes beside (the done
+        # NOTIFY carries no job id here); a name with a NUL is no queue to register.
+        channels = [name for name in channels if not name.startswith(JOB_DONE_PREFIX)]
         wanted = {special.get(name, self.channel) for name in channels}
-        if self._task is not None and wanted <= self._wanted:
-            return
-        with self._lock:
+        waiters = {
+            (_DONE_WAITER, "") if name == DONE_CHANNEL else (_QUEUE_WAITER, name)
+            for name in channels
+            if name != CANCEL_CHANNEL  # cancel requests are rare: always sent
+        }
+        now = time.monotonic()
+        with self._lock:  # with _forget_idle's: a waiter is never dropped as it subscribes
+            for waiter in waiters:
+                self._last_wanted[waiter] = now
+            if self._task is not None and wanted <= self._wanted and waiters <= self._waiters:
+                return
             self._wanted = self._wanted | wanted
+            self._waiters = self._waiters | waiters
             if self._task is None and not self._closed:
                 self._task = AsyncBackground(self._listen, name="disquette-listen")
+
+    def _forget_idle(self) -> frozenset[tuple[int, str]]:
+        """Drop (and return) the waiters nothing here subscribed to for ``_FORGET_AFTER``
+        seconds; a later subscription registers them again."""
+        subscribed = self.wakeups.subscribed()
+        deadline = time.monotonic() - _FORGET_AFTER
+        with self._lock:
+            idle = frozenset(
+                waiter
+                for waiter in self._waiters
+                if self._last_wanted.get(waiter, 0.0) <= deadline
+                and (DONE_CHANNEL if waiter[0] == _DONE_WAITER else waiter[1]) not in subscribed
+            )
+            if idle:
+                self._waiters = self._waiters - idle
+                for waiter in idle:
+                    self._last_wanted.pop(waiter, None)
+        return idle
 
     async def _listen(self) -> None:
         """Turn NOTIFYs into wake-ups; reconnect when the connection is lost."""
@@ -88,16 +140,24 @@ class AsyncListener:
                 continue
             try:
                 listening: frozenset[str] = frozenset()
+                registered: frozenset[tuple[int, str]] = frozenset()
+                await conn.execute(self._q["forget_dead_waiters"])
                 while not self._closed:
-                    wanted = self._wanted
-                    if wanted != listening:
+                    idle = self._forget_idle() & registered
+                    if idle:
+                        await self._unregister(conn, idle)
+                        registered = registered - idle
+                    wanted, waiters = self._wanted, self._waiters
+                    if wanted != listening or waiters != registered:
                         for name in sorted(wanted - listening):
                             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
-                        listening = wanted
+                        await self._register(conn, waiters - registered)
+                        listening, registered = wanted, waiters
                         delay = 0.02
-                        # What changed while no LISTEN was active sent its NOTIFY to nobody:
-                        # every waiter claims, or reads its job, once more now. (A channel
-                        # wanted while listening on another is listened to within a tick.)
+                        # What changed while no LISTEN was active, or before its waiter was
+                        # registered, sent its NOTIFY to nobody: every waiter claims, or
+                        # reads its job, once more now. (A channel or queue wanted while
+                        # listening already is taken up within a tick.)
                         self.wakeups.notify_all()
                     # Returns after _LISTEN_TICK even while NOTIFYs keep coming.
                     async for notify in conn.notifies(timeout=_LISTEN_TICK):
@@ -112,7 +172,22 @@ class AsyncListener:
                 delay = min(delay * 2, 1.0)
             finally:
                 with contextlib.suppress(psycopg.Error):
+                    if not conn.closed:
+                        await conn.execute(self._q["unregister_waiters"])
                     await conn.close()
+
+    async def _register(
+        self, conn: AsyncConnection[Any], waiters: frozenset[tuple[int, str]]
+    ) -> None:
+        """Register ``waiters`` as this connection's (its backend's rows go with it)."""
+        if waiters:
+            await conn.execute(self._q["register_waiters"], _waiter_params(waiters))
+
+    async def _unregister(
+        self, conn: AsyncConnection[Any], waiters: frozenset[tuple[int, str]]
+    ) -> None:
+        """Delete this connection's rows of ``waiters``."""
+        await conn.execute(self._q["unregister_some_waiters"], _waiter_params(waiters))
 
     async def close(self) -> None:
         """Stop listening (once); no listener starts after this."""
@@ -123,3 +198,8 @@ class AsyncListener:
             task, self._task = self._task, None
         if task is not None:
             await task.stop(timeout=5 * _LISTEN_TICK)
+
+
+def _waiter_params(waiters: frozenset[tuple[int, str]]) -> dict[str, list[Any]]:
+    ordered = sorted(waiters)
+    return {"kinds": [kind for kind, _ in ordered], "names": [name for _, name in ordered]}

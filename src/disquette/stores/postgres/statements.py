@@ -13,6 +13,7 @@ at best, so the store also runs ``VACUUM`` on ``jobs`` every ``vacuum_every`` jo
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Final
@@ -38,6 +39,16 @@ def quote(schema: str) -> str:
     return '"' + schema.replace('"', '""') + '"'
 
 
+def channel_name(schema: str, suffix: str = "") -> str:
+    """The NOTIFY channel of a schema (at most 63 bytes, PostgreSQL's identifier limit):
+    jobs became ready in the queue named by the payload; with ``suffix=".done"``, the
+    channel of "a job is done or gone" (a schema name has no dot, so the two never meet)."""
+    name = f"disquette.{schema}{suffix}"
+    if len(name.encode()) > 63:
+        name = f"disquette.{hashlib.sha1(schema.encode()).hexdigest()}{suffix}"
+    return name
+
+
 @functools.cache
 def migrations() -> tuple[tuple[int, str, str], ...]:
     """(version, name, text) of every migration file, in order."""
@@ -53,6 +64,7 @@ def queries(schema: str) -> dict[str, str]:
         columns=COLUMNS,
         done_columns=_DONE_COLUMNS,
         schema=quote(schema),
+        ready_channel="'" + channel_name(schema).replace("'", "''") + "'",
     )
 
 

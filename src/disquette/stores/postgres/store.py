@@ -2,10 +2,11 @@
 """The PostgreSQL store: ``postgresql://user@host/db?schema=disquette``.
 
 psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side function that first
-applies what time made due (expiry, scheduled jobs, lapsed leases) and then leases jobs
-``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait on each other. Adds (and the
-other calls that make jobs ready) send a ``NOTIFY`` naming the queue, which a ``LISTEN``
-connection turns into wake-ups (see ``listener_async.py``).
+applies what time made due (expiry, scheduled jobs, lapsed leases: a bounded batch of each,
+by one process at a time, see ``upkeep_async.py``) and then leases jobs ``FOR UPDATE SKIP
+LOCKED``, so concurrent workers never wait on each other. Adds (and the other calls that
+make jobs ready) send a ``NOTIFY`` naming the queue when some process registered a blocked
+get on it, which its ``LISTEN`` connection turns into wake-ups (see ``listener_async.py``).
 
 Store-specific powers, beyond the common interface:
 
@@ -108,12 +109,12 @@ class PostgresStore(Store):
             reconnect_timeout=reconnect_timeout,
             application_name=application_name,
         )
-        self._listener = Listener(conninfo, schema, application_name, enabled=listen)
+        self._listener = Listener(conninfo, schema, application_name, self._q, enabled=listen)
         self.wakeups = self._listener.wakeups
         self.channel = self._listener.channel
         #: The channel of acks, failures for good and deletes (what ``wait`` waits for).
         self.done_channel = self._listener.done_channel
-        self._upkeep = Upkeep(self._db, self._q, vacuum_every)
+        self._upkeep = Upkeep(self._db, self._q, clock, vacuum_every)
         self._inserts = Inserts(self._db, self._q, self.channel)
         self._admin = Admin(self._db, self._q, clock, self.done_channel)
 
@@ -202,6 +203,7 @@ class PostgresStore(Store):
         if done:
             self.wakeups.notify([DONE_CHANNEL])
             self._upkeep.churned(len(done))
+            self._upkeep.acked(len(done))
         return done
 
     def nack(
@@ -508,7 +510,7 @@ class PostgresStore(Store):
         params = {"before": now - (max_age or 0.0), "channel": self.channel}
 
         def recover(conn: Connection[Any]) -> tuple[int, list[str]]:
-            recovered = maintain(conn, self._q, now)
+            recovered = maintain(conn, self._q, now, everything=True)
             if max_age is None:
                 return recovered, []
             cursor = conn.execute(self._q["requeue_leased_before"], params)

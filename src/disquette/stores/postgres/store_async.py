@@ -1,10 +1,11 @@
 """The PostgreSQL store: ``postgresql://user@host/db?schema=disquette``.
 
 psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side function that first
-applies what time made due (expiry, scheduled jobs, lapsed leases) and then leases jobs
-``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait on each other. Adds (and the
-other calls that make jobs ready) send a ``NOTIFY`` naming the queue, which a ``LISTEN``
-connection turns into wake-ups (see ``listener_async.py``).
+applies what time made due (expiry, scheduled jobs, lapsed leases: a bounded batch of each,
+by one process at a time, see ``upkeep_async.py``) and then leases jobs ``FOR UPDATE SKIP
+LOCKED``, so concurrent workers never wait on each other. Adds (and the other calls that
+make jobs ready) send a ``NOTIFY`` naming the queue when some process registered a blocked
+get on it, which its ``LISTEN`` connection turns into wake-ups (see ``listener_async.py``).
 
 Store-specific powers, beyond the common interface:
 
@@ -107,12 +108,12 @@ class AsyncPostgresStore(AsyncStore):
             reconnect_timeout=reconnect_timeout,
             application_name=application_name,
         )
-        self._listener = AsyncListener(conninfo, schema, application_name, enabled=listen)
+        self._listener = AsyncListener(conninfo, schema, application_name, self._q, enabled=listen)
         self.wakeups = self._listener.wakeups
         self.channel = self._listener.channel
         #: The channel of acks, failures for good and deletes (what ``wait`` waits for).
         self.done_channel = self._listener.done_channel
-        self._upkeep = AsyncUpkeep(self._db, self._q, vacuum_every)
+        self._upkeep = AsyncUpkeep(self._db, self._q, clock, vacuum_every)
         self._inserts = AsyncInserts(self._db, self._q, self.channel)
         self._admin = AsyncAdmin(self._db, self._q, clock, self.done_channel)
 
@@ -203,6 +204,7 @@ class AsyncPostgresStore(AsyncStore):
         if done:
             self.wakeups.notify([DONE_CHANNEL])
             await self._upkeep.churned(len(done))
+            await self._upkeep.acked(len(done))
         return done
 
     async def nack(
@@ -511,7 +513,7 @@ class AsyncPostgresStore(AsyncStore):
         params = {"before": now - (max_age or 0.0), "channel": self.channel}
 
         async def recover(conn: AsyncConnection[Any]) -> tuple[int, list[str]]:
-            recovered = await maintain(conn, self._q, now)
+            recovered = await maintain(conn, self._q, now, everything=True)
             if max_age is None:
                 return recovered, []
             cursor = await conn.execute(self._q["requeue_leased_before"], params)

@@ -1,6 +1,14 @@
 """The PostgreSQL store's upkeep: what time made due, applied before the calls that read,
 and the housekeeping that keeps its two hot tables small.
 
+What time made due is applied by ``maintain_due`` (``006_hot_paths.sql``), inside claims and
+reads: a probe of each step's partial index (one page when nothing is due), then, only for
+the caller that gets the schema's maintenance lock without waiting, at most a batch of 1,000
+rows per step. A burst of a million jobs coming due is thus promoted a thousand per call by
+whichever process gets there first, while the other claims go on with the ready jobs; no
+call holds locks on the whole backlog. Done rows past their ``result_ttl`` are pruned on a
+count of acks (``AsyncUpkeep.acked``), never in a claim.
+
 This file is the asyncio source; ``upkeep.py`` beside it is generated from it.
 """
 
@@ -13,18 +21,30 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
+from ...clock import Clock
 from ...errors import StoreUnavailable
 from .database_async import AsyncDatabase
 
 #: Claims naming a holder between two prunes of the holders table (see ``held``).
 _PRUNE_HOLDERS_EVERY: Final = 10_000
+#: Acks between two prunes of the done table, and the most rows one prune deletes: five
+#: times the acks in between, so the pruning outpaces any ack rate once results expire.
+_PRUNE_DONE_EVERY: Final = 2_000
+_PRUNE_DONE_BATCH: Final = 10_000
 
 
-async def maintain(conn: AsyncConnection[Any], q: dict[str, str], now: float) -> int:
+async def maintain(
+    conn: AsyncConnection[Any], q: dict[str, str], now: float, *, everything: bool = False
+) -> int:
     """Apply what time made due (expiry, scheduled jobs, lapsed leases); return how many
-    leased jobs it requeued."""
+    leased jobs it requeued.
+
+    By default a bounded batch per step, and only if no other call is applying them (see
+    ``maintain_due`` in ``006_hot_paths.sql``); with ``everything``, all of it, waiting for
+    nobody (an operator's ``recover_stale``).
+    """
     cursor = conn.cursor(row_factory=tuple_row)
-    await cursor.execute(q["maintain"], {"now": now})
+    await cursor.execute(q["maintain_all" if everything else "maintain"], {"now": now})
     row = await cursor.fetchone()
     return int(row[0]) if row is not None else 0
 
@@ -47,15 +67,42 @@ async def after_maintenance(
 
 class AsyncUpkeep:
     """Counts what the store's calls leave behind and cleans up on a count: ``VACUUM`` on
-    the jobs table every ``vacuum_every`` jobs moved (0: never), and a prune of the holders
-    table every :data:`_PRUNE_HOLDERS_EVERY` claims naming a holder."""
+    the jobs table every ``vacuum_every`` jobs moved (0: never), a prune of the holders
+    table every :data:`_PRUNE_HOLDERS_EVERY` claims naming a holder, and one of the done
+    table (and of the waiters of dead processes) every :data:`_PRUNE_DONE_EVERY` acks."""
 
-    def __init__(self, db: AsyncDatabase, q: dict[str, str], vacuum_every: int) -> None:
+    def __init__(
+        self, db: AsyncDatabase, q: dict[str, str], clock: Clock, vacuum_every: int
+    ) -> None:
         self._db = db
         self._q = q
+        self._clock = clock
         self._vacuum_every = vacuum_every
         self._holder_rows = 0
         self._churn = 0
+        self._acked = 0
+
+    async def acked(self, jobs: int) -> None:
+        """Count acked jobs; every :data:`_PRUNE_DONE_EVERY`, prune a bounded batch of done
+        rows past their ``result_ttl`` (readers already treat them as gone).
+
+        Claims no longer prune (each prune was up to 5,000 rows on every worker's claim):
+        the processes that ack, which make the rows, prune them, one at a time (the
+        function takes a lock of its own and skips when another process holds it).
+        """
+        self._acked += jobs
+        if self._acked < _PRUNE_DONE_EVERY:
+            return
+        self._acked = 0
+        params = {"now": self._clock.now(), "batch": _PRUNE_DONE_BATCH}
+
+        async def prune(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(self._q["prune_done"], params)
+            await conn.execute(self._q["forget_dead_waiters"])
+
+        # Housekeeping must never fail the call that happened to trigger it.
+        with contextlib.suppress(psycopg.Error, StoreUnavailable):
+            await self._db.run(prune)
 
     async def churned(self, jobs: int) -> None:
         """Count row versions left behind; VACUUM the jobs table every ``vacuum_every``.

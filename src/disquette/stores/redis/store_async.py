@@ -8,14 +8,30 @@ loaded by ``scripts.py``; ``common.lua`` documents the key layout), how jobs are
 (``codec.py``), how calls reach Redis (``runner_async.py``), and the wake-ups
 (``listener.py``, ``timers.py``).
 
-Wake-ups: a script publishes ``<prefix>w:<queue>`` when a queue's ready set goes from
-empty to not empty, and ``<prefix>done`` when jobs finish. One listener thread per store
-subscribes to the channels its blocked callers wait on and calls ``wakeups.notify``. A
-message only says "look again": the job stays in Redis until a claim takes it, so a client
-that dies between the wake-up and the claim loses nothing.
+Wake-ups: a queue that gains ready jobs gets a *marker* (``<prefix>{<queue>}:w``, a
+one-member sorted set; a hint, never the truth: the jobs stay in the queue's sets). A
+blocked ``get`` writes ``BZPOPMIN <its queues' markers> <timeout>`` and the claim script
+at once on a connection of its own (``claim_blocking``): one add wakes one blocked get, and
+Redis runs its queued claim the moment the pop returns, so the job comes back in the
+wake-up's round trip. The claim sets the marker again while the queue still holds ready
+jobs (the next blocked get wakes) and clears it when the queue is empty. The block lasts
+``poll_interval`` at most (then the claim runs anyway: the poll that covers a lost marker),
+and never past the next delay or lease of its queues to run out; a reply that does not
+come ``BLOCK_MARGIN`` seconds after that drops the connection, and the claim is sent again
+through the retrying path with the same receipt (a watchdog: a connection a reconnect left
+blocked would never answer). Callers that wait on :attr:`wakeups` instead (a worker's
+fetcher) are woken by one thread per store blocked on the markers of their queues
+(``listener.MarkerWatcher``): one process per add, not every one; they also look again
+when the next delay or lease of their queues runs out (``timers.py``). A ``wait()``
+registers in the job it waits on (field ``w``), and only the end of such a job is
+published, on ``<prefix>d:<id>``; ``<prefix>cancel`` announces cancel requests. A wake-up
+only says "look again": the job stays in Redis until a claim takes it, so a client that
+dies between the wake-up and the claim loses nothing.
 
-A blocked ``get`` also looks again when the next delay or lease of its queues runs out
-(a timer armed by the claim that found nothing), so ``poll_interval`` is only a safety net.
+Time-driven work is bounded: a script moves at most 1,000 expired, due or lapsed jobs of
+a queue per call (``TICK_LIMIT`` in ``common.lua``) and leaves the marker set, so a burst
+of a million due jobs is promoted over many short calls. A claim's receipt (which lets a
+retried claim return the jobs it leased) lives ``retry_for`` plus a few seconds.
 
 Redis Cluster: each queue's keys share the hash tag ``{<queue>}``, so every script runs
 on the one primary that owns the queue, and queues spread over the primaries. Job hashes
@@ -23,7 +39,10 @@ live beside their queue's keys; a job id is mapped to its queue by a string key
 ``<prefix>id:<id>`` (plus a local cache), which costs one extra round trip for an id the
 client has not seen, and about 90 bytes per job. A ``get`` over several queues is one
 script call per queue there (left to right), not one atomic call. ``replicate`` is
-refused on a Cluster.
+refused on a Cluster. A blocked ``get`` of one queue there blocks on its marker on the
+queue's primary; a ``get`` of several queues waits on the wake-ups the scripts publish
+(``<prefix>w:<queue>`` when a queue's ready set goes from empty to not empty), as one
+BZPOPMIN cannot wait on markers of several slots.
 
 Memory: a queued no-op job (16-byte body, default options) costs about 375 bytes of
 ``used_memory`` on one server (measured over 1M jobs with ``bench/bench_redis.py
@@ -54,11 +73,16 @@ restarts without persistence.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
-from ...clock import Clock
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...clock import Clock, SystemClock
 from ...errors import (
     InvalidState,
     JobCancelled,
@@ -95,7 +119,7 @@ from .codec import (
     row_to_job,
     rows_to_jobs,
 )
-from .listener import RedisWakeups, WakeupListener, probe
+from .listener import MarkerWatcher, RedisWakeups, WaiterRegistry, WakeupListener, probe
 from .runner_async import AsyncScriptRunner
 from .scripts import SCRIPTS
 from .timers import DueTimers
@@ -103,6 +127,12 @@ from .url import Settings, parse_url
 
 #: Jobs read by ``stats`` per script call: bounds how long one call holds Redis.
 STATS_CHUNK: Final = 2000
+#: How long a blocked get's stamp lives (ms; see claim.lua): longer than any block.
+STAMP_MS: Final = 600_000
+#: Seconds a claim receipt outlives the retry window (``retry_for``) it serves.
+RECEIPT_SLACK: Final = 5
+#: Sets of queues whose next due time a store remembers for its blocked gets.
+DUE_CACHE_SIZE: Final = 10_000
 
 
 class AsyncRedisStore(AsyncStore):
@@ -130,10 +160,30 @@ class AsyncRedisStore(AsyncStore):
         # holds a schedule's definition, "p:<name>" is present while it is paused.
         self._schedules_key = self.prefix + "schedules"
         self.runner = AsyncScriptRunner(settings, clock, cluster=cluster)
+        self._waiters = WaiterRegistry(settings.redis_url, self.prefix, cluster=cluster)
         self.wakeups: RedisWakeups = RedisWakeups(
-            lambda: WakeupListener(settings.redis_url, self.prefix, self.wakeups)
+            lambda: WakeupListener(settings.redis_url, self.prefix, self.wakeups),
+            # A Cluster publishes wake-ups instead: markers of several slots cannot be
+            # waited on by one BZPOPMIN.
+            None
+            if cluster
+            else lambda: MarkerWatcher(
+                settings.redis_url, self.prefix, self.wakeups, self.poll_interval
+            ),
+            self._waiters,
         )
         self.timers = DueTimers(clock, self.wakeups.notify)
+        # A claim's receipt serves the retries of that call: it lives as long as they may.
+        self._receipt_ttl = math.ceil(settings.retry_for) + RECEIPT_SLACK
+        # A blocked claim runs when its BZPOPMIN returns: on the real clock, the time the
+        # block took is added to the now it was sent with (see claim.lua); a test's manual
+        # clock stands still instead.
+        self._stamped = isinstance(clock, SystemClock)
+        #: False once the server refused the blocked get's commands (an ACL, a proxy):
+        #: blocked gets wait on :attr:`wakeups` instead.
+        self.can_block = True
+        #: The next due time (store clock) of each set of queues a claim found empty.
+        self._next_due: dict[tuple[str, ...], float | None] = {}
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -227,21 +277,107 @@ class AsyncRedisStore(AsyncStore):
         """Lease ready jobs; see :meth:`AsyncStore.claim`."""
         claimed: list[Job] = []
         for names in self.runner.per_call(queues):
-            receipt = os.urandom(8).hex()
-            key = self.runner.queue_key(names[0], "r")
-            rows = await self.runner.run("claim", [key], [receipt, count, holder or "", *names])
-            if len(rows) == 1:  # nothing leased: when the next job of these queues is due
-                self.timers.wake_when_due(names, float(rows[0]))
-                continue
-            jobs = claimed_jobs(rows, names)
-            if self.cluster:
-                for job in jobs:
-                    self.runner.remember(job.id, job.queue)
+            args = self._claim_args(names, count, holder, stamped=False)
+            rows = await self.runner.run("claim", self._claim_keys(names, args[0]), args)
+            jobs = self._claimed(names, rows)
             claimed += jobs
             count -= len(jobs)
             if count <= 0:
                 break
         return claimed
+
+    async def claim_blocking(
+        self,
+        queues: Sequence[str],
+        count: int,
+        timeout: float | None,
+        *,
+        holder: str | None = None,
+    ) -> list[Job] | None:
+        """Claim, blocking on the queues' markers for up to ``timeout`` seconds (at most
+        ``poll_interval``, and never past the next due time of the queues); see
+        :meth:`AsyncStore.claim_blocking`.
+
+        One write on a connection of its own: ``BZPOPMIN <markers> <block>`` then the claim
+        script, which Redis runs the moment the pop returns, so the job comes back in the
+        wake-up's round trip. One marker wakes one blocked get; the claim sets it again
+        while jobs remain. A marker is a hint: the claim runs after a timeout too (the
+        poll), so a lost marker delays a job by ``poll_interval`` at most. On a Cluster a
+        get over one queue blocks on its primary; over several it returns None and the
+        client waits on the wake-ups scripts publish there (one BZPOPMIN cannot wait on
+        keys of several slots).
+        """
+        names = list(queues)
+        if not self.can_block or (self.cluster and len(names) > 1):
+            return None
+        block = self.poll_interval if timeout is None else min(timeout, self.poll_interval)
+        due = self._next_due.get(tuple(names))
+        if due is not None:
+            block = min(block, due - self.clock.now())
+        if block < 0.001:  # BZPOPMIN 0 would block for ever: just claim
+            return await self.claim(names, count, holder=holder)
+        args = self._claim_args(names, count, holder, stamped=self._stamped)
+        keys = self._claim_keys(names, args[0])
+        commands: list[tuple[Any, ...]] = []
+        if self._stamped:
+            commands.append(("SET", keys[1], "", "PX", STAMP_MS))
+        markers = [self.runner.queue_key(name, "w") for name in names]
+        commands.append(("BZPOPMIN", *markers, round(block, 3)))
+        commands.append(("EVALSHA", SCRIPTS["claim"].sha, 2, *keys, *self.runner.script_argv(args)))
+        try:
+            replies = await self.runner.blocking_pipeline(commands)
+            refused = [reply for reply in replies if isinstance(reply, Exception)]
+            if refused:
+                raise refused[-1]
+        except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
+            # The watchdog fired, the connection dropped, or the script was not loaded: the
+            # same call through the retrying path (its receipt returns what it leased).
+            return await self._claim_again(names, keys, args)
+        except RedisError:
+            self.can_block = False  # refused for good: a loop of failing blocks would spin
+            return await self._claim_again(names, keys, args)
+        removed, rows = replies[-1]
+        if removed:
+            await self.runner.forget(removed)
+        return self._claimed(names, rows)
+
+    async def _claim_again(
+        self, names: Sequence[str], keys: Sequence[str], args: list[Any]
+    ) -> list[Job]:
+        """A blocked claim whose reply did not come, sent again through the retrying path:
+        its receipt returns what it leased, if it ran."""
+        args[4] = ""  # no stamp: this claim runs now
+        return self._claimed(names, await self.runner.run("claim", keys, args))
+
+    def _claim_args(
+        self, names: Sequence[str], count: int, holder: str | None, *, stamped: bool
+    ) -> list[Any]:
+        """claim.lua's arguments (see its header); the receipt comes first."""
+        receipt = os.urandom(8).hex()
+        return [receipt, count, holder or "", self._receipt_ttl, "1" if stamped else "", *names]
+
+    def _claim_keys(self, names: Sequence[str], receipt: str) -> list[str]:
+        """claim.lua's keys: the first queue's ready set, and the blocked get's stamp."""
+        return [
+            self.runner.queue_key(names[0], "r"),
+            self.runner.queue_key(names[0], "t:" + receipt),
+        ]
+
+    def _claimed(self, names: Sequence[str], rows: list[Any]) -> list[Job]:
+        """The jobs a claim leased; when none, note when the queues' next job is due."""
+        if len(rows) <= 1:  # nothing leased: when the next job of these queues is due
+            due = float(rows[0]) if rows else None
+            if len(self._next_due) >= DUE_CACHE_SIZE:
+                self._next_due.clear()
+            self._next_due[tuple(names)] = due
+            if due is not None:
+                self.timers.wake_when_due(names, due)
+            return []
+        jobs = claimed_jobs(rows, names)
+        if self.cluster:
+            for job in jobs:
+                self.runner.remember(job.id, job.queue)
+        return jobs
 
     async def ack(
         self,
@@ -598,6 +734,7 @@ class AsyncRedisStore(AsyncStore):
         self.runner.closed = True  # calls retrying now stop at once
         self.timers.close()
         self.wakeups.close()
+        self._waiters.close()
         await self.runner.aclose()
 
 

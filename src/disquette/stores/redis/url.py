@@ -156,8 +156,13 @@ def open_client(settings: Settings | str, driver: ModuleType, **kwargs: Any) -> 
     found = settings.sentinels
     if found is None:
         return driver.Redis.from_url(settings.redis_url, **kwargs)
+    # A pool from Sentinel: one dedicated connection is asked of the client, not the pool.
+    single = kwargs.pop("single_connection_client", False)
     sentinel = importlib.import_module(driver.__name__ + ".sentinel")
     # Asking a Sentinel is one quick call: it must not hang on one that is cut off.
     asking = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0} | found.sentinel
     sentinels = sentinel.Sentinel(list(found.hosts), sentinel_kwargs=asking)
-    return sentinels.master_for(found.service, db=found.db, **(found.connection | kwargs))
+    client = sentinels.master_for(found.service, db=found.db, **(found.connection | kwargs))
+    if single:
+        return driver.Redis(connection_pool=client.connection_pool, single_connection_client=True)
+    return client

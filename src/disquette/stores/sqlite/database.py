@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
+from types import TracebackType
 from typing import Any, Final, Literal
 
 from ...clock import Clock
@@ -39,6 +41,12 @@ _MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: How long a read waits for the write lock to apply due changes before reading as is.
 _READER_WAIT_MS: Final = 1000
+#: At most this many jobs per time-driven change (expire, promote, requeue) and transaction.
+DUE_BATCH: Final = 1000
+#: How often a busy claim looks for other connections' commits (see ``_catch_up``).
+LAZY_VERSION_SECONDS: Final = 0.005
+#: "Something may be due now": the next claim reads when time next changes something.
+_UNKNOWN: Final = float("-inf")
 Synchronous = Literal["normal", "full"]
 
 
@@ -59,6 +67,40 @@ def _open_error(path: str, exc: sqlite3.Error) -> StoreUnavailable:
     return StoreRefused(f"cannot open SQLite file {path!r}: {exc}")
 
 
+class _Held:
+    """``with db._connection() as conn``: the connection under the lock (re-entrant, so one
+    instance serves every use)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        db._lock.acquire()
+        conn = db._conn
+        if conn is None:
+            db._lock.release()
+            raise ClientClosed("the SQLite store is closed")
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        db = self._db
+        db._lock.release()
+        if isinstance(exc, sqlite3.OperationalError):
+            if db._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
+                raise WouldBlock from exc
+            raise StoreUnavailable(f"SQLite {db.path!r}: {exc}") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError("SQLite", f"{db.path!r}: {exc}") from exc
+
+
 class SqliteDatabase:
     """One SQLite file, opened and brought to the current schema, behind one connection
     shared by threads under a lock."""
@@ -76,14 +118,23 @@ class SqliteDatabase:
         self.path = path
         self.clock = clock
         self._peers = PeerWakeups(path, self._delivered)
-        self.wakeups = Wakeups(on_subscribe=lambda _channels: self._peers.listen())
+        self.wakeups = Wakeups(on_subscribe=self._peers.listen)
         self.poll_interval = poll_interval
         # Re-entrant: ``nonblocking`` holds it around calls that take it again.
         self._lock = threading.RLock()
+        self._held = _Held(self)
         self._busy_timeout_ms = int(busy_timeout * 1000)
         self._fail_fast = False
-        # (queues) -> (data_version, next time-driven change) after a claim found nothing.
-        self._idle: dict[tuple[str, ...], tuple[int, float]] = {}
+        # What this connection knows while no other connection commits (``PRAGMA
+        # data_version`` unchanged): the next time a time-driven change is due (a lower
+        # bound: our own writes lower it, any write it cannot follow resets it), the claims
+        # (by queues) that found nothing since our last write, and the queues whose last
+        # claim took all it asked for (likely to hold more: claimed without a read first).
+        self._version = -1
+        self._version_checked = float("-inf")  # time.monotonic() of the last read
+        self._due_at = _UNKNOWN
+        self._idle: set[tuple[str, ...]] = set()
+        self._busy: set[str] = set()
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -123,7 +174,8 @@ class SqliteDatabase:
             self._peers.announce(names)
 
     def _delivered(self, channels: list[str]) -> None:
-        # Another process changed these queues: our idle snapshot no longer holds.
+        # Another process changed these queues: the next claim looks again (it reads
+        # data_version anyway; this only makes the wake-up's claim look at once).
         self._idle.clear()
         self.wakeups.notify(channels)
 
@@ -151,28 +203,20 @@ class SqliteDatabase:
         finally:
             self._lock.release()
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise ClientClosed("the SQLite store is closed")
-            try:
-                yield self._conn
-            except sqlite3.OperationalError as exc:
-                if self._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
-                    raise WouldBlock from exc
-                raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StoreError("SQLite", f"{self.path!r}: {exc}") from exc
+    def _connection(self) -> _Held:
+        """The connection, held under the store's lock; SQLite errors become store errors
+        (a class, not a generator: entered three times per job on the hot path)."""
+        return self._held
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; ``BEGIN IMMEDIATE`` so it never fails half-way on a lock."""
-        with self._connection() as conn, self._committed(conn):
+    def _transaction(self, *, tracked: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``BEGIN IMMEDIATE`` so it never fails half-way on a lock.
+        ``tracked``: as for :meth:`_write_returning`."""
+        with self._connection() as conn, self._committed(conn, tracked=tracked):
             yield conn
 
     @contextmanager
-    def _committed(self, conn: sqlite3.Connection) -> Iterator[None]:
+    def _committed(self, conn: sqlite3.Connection, *, tracked: bool = False) -> Iterator[None]:
         """A write transaction on a connection already held: committed, or rolled back."""
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -182,22 +226,76 @@ class SqliteDatabase:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._wrote(tracked)
+
+    def _wrote(self, tracked: bool) -> None:
+        """After a write of ours: claims that found nothing may find something now, and,
+        unless the caller lowers the next due time itself (``tracked``), it is unknown."""
         self._idle.clear()
+        if not tracked:
+            self._due_at = _UNKNOWN
 
-    def _apply_due(self, conn: sqlite3.Connection, now: float) -> int:
-        """In one transaction: expire, promote due jobs, requeue lapsed leases.
+    def _lower_due(self, at: float | None) -> None:
+        """A write of ours made something due at ``at`` (None: nothing)."""
+        if at is not None and at < self._due_at:
+            self._due_at = at
 
-        Returns how many leases were requeued.
+    def _catch_up(
+        self, conn: sqlite3.Connection, now: float, *, whole: bool = False, lazy: bool = False
+    ) -> None:
+        """Before a call: apply what time made due, if anything is; one ``PRAGMA
+        data_version`` read when nothing is (and no other connection committed).
+
+        Applies one batch of each change (``whole``: all of them, batch after batch), so a
+        backlog is worked off a batch per claim while claims go on. ``lazy``: see
+        :meth:`_next_due`.
         """
-        params = {"now": now}
+        due_at = self._next_due(conn, now, lazy)
+        while due_at <= now:
+            more = self._apply_due(conn, now)[1]
+            due_at = conn.execute(QUERIES["next_due"]).fetchone()[0]
+            if not (whole and more):
+                break
+        self._due_at = due_at
+
+    def _next_due(self, conn: sqlite3.Connection, now: float, lazy: bool = False) -> float:
+        """When time next changes something (at most ``now`` when something is due now):
+        what this connection knows, unless another one committed since, then a read.
+
+        ``lazy``: a claim about to take jobs (not one that found nothing last time) reads
+        ``data_version`` at most every :data:`LAZY_VERSION_SECONDS`: what another process
+        made due (its delays, leases) is then applied that much later at most, while what
+        this process made due is known at once.
+        """
+        checked = time.monotonic()
+        if not lazy or checked - self._version_checked >= LAZY_VERSION_SECONDS:
+            self._version_checked = checked
+            # Read first: a commit by another connection after this read changes the
+            # version, so remembering it can never hide that commit.
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._version = version
+                self._idle.clear()
+                self._due_at = _UNKNOWN
+        if now < self._due_at:
+            return self._due_at
+        self._due_at = due_at = float(conn.execute(QUERIES["next_due"]).fetchone()[0])
+        return due_at
+
+    def _apply_due(self, conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
+        """In one transaction: expire, promote due jobs, requeue lapsed leases, at most
+        :data:`DUE_BATCH` jobs of each. Returns how many leases were requeued, and whether
+        a batch was full (more may be due)."""
+        params = {"now": now, "batch": DUE_BATCH}
         with self._committed(conn):
-            conn.execute(QUERIES["expire"], params)
-            conn.execute(QUERIES["promote"], params)
+            expired = conn.execute(QUERIES["expire"], params).rowcount
+            promoted = conn.execute(QUERIES["promote"], params).rowcount
             requeued = conn.execute(QUERIES["requeue_expired_leases"], params).rowcount
-        return int(requeued)
+        return int(requeued), max(expired, promoted, requeued) >= DUE_BATCH
 
     def _refresh(self, *, reading: bool = False) -> float:
-        """Before a call: apply time-driven changes if any are due (a read when none are).
+        """Before a call: apply every time-driven change that is due (batch after batch,
+        each its own transaction); a read when none is.
 
         ``reading``: the call only reads. If other connections keep the write lock busy
         for over a second, it reads the last committed state instead: SQLite's busy wait
@@ -206,36 +304,39 @@ class SqliteDatabase:
         """
         now = self.clock.now()
         with self._connection() as conn:
-            if conn.execute(QUERIES["due"], {"now": now}).fetchone()[0]:
-                if not reading or self._fail_fast:
-                    self._apply_due(conn, now)
-                    return now
-                conn.execute(f"PRAGMA busy_timeout = {_READER_WAIT_MS}")
-                try:
-                    self._apply_due(conn, now)
-                except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode not in _BUSY_CODES:
-                        raise
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            if self._next_due(conn, now) > now:
+                return now  # nothing is due: a read at most
+            if not reading or self._fail_fast:
+                self._catch_up(conn, now, whole=True)
+                return now
+            conn.execute(f"PRAGMA busy_timeout = {_READER_WAIT_MS}")
+            try:
+                self._catch_up(conn, now, whole=True)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode not in _BUSY_CODES:
+                    raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         return now
 
-    def _write_returning(self, sql: str, params: Any) -> list[Any]:
-        """One ``... RETURNING`` statement in its own transaction: its rows.
+    def _write_returning(self, sql: str, params: Any, *, tracked: bool = False) -> list[Any]:
+        """One ``... RETURNING`` statement in its own transaction: its rows. ``tracked``:
+        the caller lowers the next due time itself (see :meth:`_wrote`).
 
         Fetched under the lock: the statement (and its write transaction) only ends once
         every row is read, and no other thread may use the connection meanwhile.
         """
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
-            self._idle.clear()
+            self._wrote(tracked)
             return rows
 
-    def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
-        """One statement in its own (autocommit) transaction."""
+    def _write(self, sql: str, params: Any, *, tracked: bool = False) -> sqlite3.Cursor:
+        """One statement in its own (autocommit) transaction (``tracked``: as for
+        :meth:`_write_returning`)."""
         with self._connection() as conn:
             cursor = conn.execute(sql, params)
-            self._idle.clear()
+            self._wrote(tracked)
             return cursor
 
     def close(self) -> None:

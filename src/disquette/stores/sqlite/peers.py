@@ -5,6 +5,13 @@ derived from the database path; a process that commits a change sends the change
 names to every socket there. Waiters then wake within a millisecond instead of at their
 next poll, and an idle waiter costs nothing. Best effort by design: a lost datagram (full
 buffer, process gone) only means the waiter finds the job at its next poll.
+
+Cheap for the sender at thousands of commits a second: the socket directory is listed again
+only when its mtime changed, and its mtime is looked at most every :data:`RELIST_SECONDS`;
+each channel is sent at most once per :data:`THROTTLE_SECONDS`: a change announced within
+that window after the last message on its channel goes out at the window's end, in one
+datagram with the other channels held back meanwhile (so a waiter that went back to sleep
+after the first message still hears of it, a window later at most).
 """
 
 from __future__ import annotations
@@ -15,10 +22,16 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Final
 
 _SUFFIX = ".sock"
+#: How often the sender looks whether processes started or stopped listening.
+RELIST_SECONDS: Final = 0.002
+#: At most one datagram per channel in this window; later changes go at its end.
+THROTTLE_SECONDS: Final = 0.001
 
 
 def wake_directory(database_path: str) -> Path:
@@ -41,10 +54,20 @@ class PeerWakeups:
         self._sender.setblocking(False)
         self._peers: tuple[str, ...] = ()
         self._listed_at = -1  # the directory's mtime when self._peers was read
+        self._looked_at = float("-inf")  # monotonic time of the last look at that mtime
+        # Throttling: when each channel was last sent, and the channels held back (sent
+        # by the flusher thread at their window's end).
+        self._sent: dict[str, float] = {}
+        self._held: set[str] = set()
+        self._flush = threading.Condition(threading.Lock())
+        self._flusher: threading.Thread | None = None
         self._closed = False
 
-    def listen(self) -> None:
-        """Start receiving (once): a daemon thread hands each datagram to ``deliver``."""
+    def listen(self, channels: Iterable[str] = ()) -> None:
+        """Start receiving (once): a daemon thread hands each datagram to ``deliver``.
+
+        ``channels``: what the caller waits for (every channel is received).
+        """
         if self._listener is not None or self._closed:
             return
         with self._lock:
@@ -71,15 +94,41 @@ class PeerWakeups:
             self._deliver(message.decode(errors="replace").split("\n"))
 
     def announce(self, channels: Iterable[str]) -> None:
-        """Tell every other listening process that these channels changed."""
+        """Tell every other listening process that these channels changed (a channel
+        announced again within :data:`THROTTLE_SECONDS` goes at the window's end)."""
+        now = time.monotonic()
+        if now - self._looked_at >= RELIST_SECONDS:
+            self._look(now)
+        if not self._peers:
+            return
+        sent = self._sent
+        due: list[str] = []
+        held: list[str] = []
+        for channel in channels:
+            last = sent.get(channel)
+            if last is None or now - last >= THROTTLE_SECONDS:
+                sent[channel] = now
+                due.append(channel)
+            else:
+                held.append(channel)
+        if due:
+            self._send(due)
+        if held:
+            self._hold(held)
+
+    def _look(self, now: float) -> None:
+        """Read the peer list again if the directory changed since it was read."""
+        self._looked_at = now
         try:
             listed_at = os.stat(self._directory).st_mtime_ns
         except OSError:
-            return  # nobody ever listened
+            self._peers = ()
+            self._listed_at = -1
+            return  # nobody listens
         if listed_at != self._listed_at:
             self._refresh(listed_at)
-        if not self._peers:
-            return
+
+    def _send(self, channels: list[str]) -> None:
         payload = "\n".join(channels).encode()
         for peer in self._peers:
             try:
@@ -89,6 +138,38 @@ class PeerWakeups:
                     os.unlink(peer)  # its process is gone
             except OSError:
                 pass  # a full buffer: that peer is awake and busy anyway
+
+    def _hold(self, channels: list[str]) -> None:
+        """Hold channels back for the flusher thread (started on first use)."""
+        with self._flush:
+            idle = not self._held  # else the flusher waits for its window's end already
+            self._held.update(channels)
+            if self._closed:
+                return
+            if self._flusher is None or not self._flusher.is_alive():  # none yet, or forked
+                self._flusher = threading.Thread(
+                    target=self._flush_held, name="disquette-peers", daemon=True
+                )
+                self._flusher.start()
+            elif idle:
+                self._flush.notify()
+
+    def _flush_held(self) -> None:
+        """Send the held-back channels at the end of their window, until closed."""
+        while True:
+            with self._flush:
+                while not self._held and not self._closed:
+                    self._flush.wait()
+                if not self._closed:
+                    self._flush.wait(THROTTLE_SECONDS)  # the window's end (or close)
+                if self._closed:
+                    return
+                channels, self._held = list(self._held), set()
+            now = time.monotonic()
+            for channel in channels:
+                self._sent[channel] = now
+            with contextlib.suppress(OSError):  # the sender closed meanwhile
+                self._send(channels)
 
     def _refresh(self, listed_at: int) -> None:
         try:
@@ -105,8 +186,10 @@ class PeerWakeups:
 
     def close(self) -> None:
         """Stop listening and remove our socket."""
-        with self._lock:
+        with self._flush:
             self._closed = True
+            self._flush.notify()
+        with self._lock:
             listener, self._listener = self._listener, None
             if listener is not None:
                 with contextlib.suppress(OSError):

@@ -126,29 +126,39 @@ WHERE mode & 1 AND queue IN (SELECT value FROM json_each(?)) LIMIT 1;
 -- name: count_queued_up_to
 SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = ? AND state = 1 LIMIT ?);
 
--- name: due
-SELECT EXISTS (SELECT 1 FROM jobs WHERE expires_at <= :now)
-    OR EXISTS (SELECT 1 FROM jobs WHERE state = 0 AND run_at <= :now)
-    OR EXISTS (SELECT 1 FROM jobs WHERE state = 2 AND lease_until <= :now);
-
 -- name: next_due
+-- When time next changes something (an expiry, a scheduled job, a lapsed lease): the
+-- store skips applying due changes until then, unless another connection committed.
 SELECT min(
     coalesce((SELECT min(expires_at) FROM jobs WHERE expires_at IS NOT NULL), 1e300),
     coalesce((SELECT min(run_at) FROM jobs WHERE state = 0), 1e300),
     coalesce((SELECT min(lease_until) FROM jobs WHERE state = 2), 1e300));
 
+-- name: ready_queues
+-- Which of these queues (a JSON array) hold a ready job: a read, so that a claim over
+-- empty queues never waits for (nor takes) the write lock.
+SELECT value FROM json_each(:queues)
+WHERE EXISTS (SELECT 1 FROM jobs WHERE queue = value AND state = 1);
+
 -- name: expire
-DELETE FROM jobs WHERE expires_at <= :now;
+-- The three time-driven changes (expire, promote, requeue_expired_leases) go in batches of
+-- :batch, earliest first, each batch in its own transaction: the write lock is never held
+-- through a whole backlog.
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs WHERE expires_at <= :now ORDER BY expires_at LIMIT :batch);
 
 -- name: promote
-UPDATE jobs SET state = 1 WHERE state = 0 AND run_at <= :now;
+UPDATE jobs SET state = 1 WHERE seq IN (
+    SELECT seq FROM jobs WHERE state = 0 AND run_at <= :now ORDER BY run_at LIMIT :batch);
 
 -- name: requeue_expired_leases
 -- leased_at (and holder) stay: a queued job with a leased_at is one whose lease ran out
 -- and that no claim took since, so its delivery still holds it (see ack below).
 UPDATE jobs
 SET state = 1, lease_until = NULL, additional_deliveries = additional_deliveries + 1
-WHERE state = 2 AND lease_until <= :now;
+WHERE seq IN (
+    SELECT seq FROM jobs WHERE state = 2 AND lease_until <= :now
+    ORDER BY lease_until LIMIT :batch);
 
 -- name: requeue_leased_before
 UPDATE jobs
@@ -194,7 +204,7 @@ SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id = :id AND state NOT IN (3, 5) AND (:attempts IS NULL OR attempts = :attempts)
-RETURNING id;
+RETURNING id, expires_at;
 
 -- name: ack_many
 -- The jobs of one delivery number (:attempts; NULL: by id). A worker's batch is usually
@@ -205,7 +215,7 @@ SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state NOT IN (3, 5)
   AND (:attempts IS NULL OR attempts = :attempts)
-RETURNING id;
+RETURNING id, expires_at;
 
 -- name: nack
 -- A lapsed job (see ack) is in its old place already.

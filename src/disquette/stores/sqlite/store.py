@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ...errors import (
     InvalidState,
@@ -101,9 +101,12 @@ class SqliteStore(SqliteDatabase, Store):
             for job in jobs
         ]
         unique = any(job.unique_key is not None for job in jobs)
+        due_at = _next_due_of(rows)
         if max_len is None and len(rows) == 1 and not unique:
             queue = rows[0][1]
-            if not self._write(QUERIES["insert"], rows[0]).rowcount:
+            inserted = self._write(QUERIES["insert"], rows[0], tracked=True).rowcount
+            self._lower_due(due_at)
+            if not inserted:
                 # Nothing inserted: the queue is paused for input, or the id is held.
                 with self._connection() as conn:
                     if conn.execute(QUERIES["paused_in"], (json.dumps([queue]),)).fetchone():
@@ -114,14 +117,16 @@ class SqliteStore(SqliteDatabase, Store):
         if max_len is None and len(rows) == 1:
             job = jobs[0]
             row = (*rows[0], job.unique_key, job.unique_states)
-            if self._write(QUERIES["insert_unique_one"], row).rowcount:
+            inserted = self._write(QUERIES["insert_unique_one"], row, tracked=True).rowcount
+            self._lower_due(due_at)
+            if inserted:
                 self._announce([job.queue])
                 return {}
             # Nothing inserted: the transaction below finds out why.
         if max_len is not None:
             self._refresh()
         existing: dict[str, str] = {}
-        with self._transaction() as conn:
+        with self._transaction(tracked=True) as conn:
             queues = json.dumps(sorted({row[1] for row in rows}))
             paused = conn.execute(QUERIES["paused_in"], (queues,)).fetchone()
             if paused is not None:
@@ -140,41 +145,69 @@ class SqliteStore(SqliteDatabase, Store):
                     if held[0] + extra > max_len:
                         raise QueueFull(queue, max_len)
             conn.executemany(QUERIES["insert_unique" if unique else "insert"], rows)
+        self._lower_due(due_at)
         self._announce({row[1] for row in rows})
         return existing
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
-        """Lease ready jobs; see :meth:`Store.claim`."""
+        """Lease ready jobs; see :meth:`Store.claim`.
+
+        While nothing is due: one statement per queue that holds jobs (and a ``PRAGMA
+        data_version`` read every few milliseconds, or a read of which queues hold jobs when
+        they may not); a claim that finds nothing takes no write lock.
+        """
         now = self.clock.now()
         key = tuple(queues)
-        claimed: list[Job] = []
         with self._connection() as conn:
-            # Read first: a commit by another process after this read changes the version,
-            # so remembering it below can never hide that commit.
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            idle = self._idle.get(key)
-            if idle is not None and version == idle[0] and now < idle[1]:
-                return []
-            if conn.execute(QUERIES["due"], {"now": now}).fetchone()[0]:
-                self._apply_due(conn, now)
-            for queue in queues:
-                params = {
-                    "now": now,
-                    "queue": queue,
-                    "count": count - len(claimed),
-                    "holder": holder,
-                }
-                # One autocommit statement: the claim is atomic without BEGIN/COMMIT calls.
-                rows = conn.execute(QUERIES["claim"], params).fetchall()
-                if rows:
-                    self._idle.clear()
-                    rows.sort(key=lambda row: (row[5], row[8], row[22]))
-                    claimed.extend(row_to_job(row) for row in rows)
-                    if len(claimed) >= count:
-                        break
-            if not claimed:
-                self._idle[key] = (version, conn.execute(QUERIES["next_due"]).fetchone()[0])
+            self._catch_up(conn, now, lazy=key not in self._idle)
+            return self._claim_in(conn, key, count, holder, now)
+
+    def _claim_in(
+        self,
+        conn: sqlite3.Connection,
+        queues: tuple[str, ...],
+        count: int,
+        holder: str | None,
+        now: float,
+    ) -> list[Job]:
+        """Claim on a connection held (in autocommit mode, or in the caller's transaction),
+        due changes applied. Queues not known to hold jobs are looked at with a read first,
+        so that polling empty queues never waits for another process's write lock."""
+        if queues in self._idle:
+            return []
+        busy = self._busy
+        candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
+        claimed: list[Job] = []
+        claim = QUERIES["claim"]
+        for queue in candidates:
+            wanted = count - len(claimed)
+            params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
+            # One statement (autocommit, unless ack_and_claim's transaction holds): atomic
+            # without BEGIN/COMMIT calls.
+            rows = conn.execute(claim, params).fetchall()
+            if len(rows) < wanted:
+                busy.discard(queue)  # emptied (or paused): read before claiming from it again
+            else:
+                busy.add(queue)
+            if not rows:
+                continue
+            if len(rows) > 1:
+                rows.sort(key=_delivery_order)
+            for row in rows:  # the leases taken: when they run out is our next due change
+                lease = row[_LEASE_UNTIL]
+                if lease is not None and lease < self._due_at:
+                    self._due_at = lease
+            claimed.extend(map(row_to_job, rows))
+            if len(claimed) >= count:
+                break
+        if not claimed:
+            self._idle.add(queues)
         return claimed
+
+    def _holding(self, conn: sqlite3.Connection, queues: tuple[str, ...]) -> list[str]:
+        """Those of ``queues`` that hold a ready job (a read: no write lock), in order."""
+        ready = {row[0] for row in conn.execute(QUERIES["ready_queues"], (json.dumps(queues),))}
+        return [queue for queue in queues if queue in ready]
 
     def ack(
         self,
@@ -186,48 +219,44 @@ class SqliteStore(SqliteDatabase, Store):
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("sqlite", connection, 0)
-        now = self.clock.now()
-        deliveries = attempts or [None] * len(job_ids)
-        if results is None and len(job_ids) > 1:
-            # The batch case: one statement per delivery number, no per-row round trips.
-            if deliveries.count(deliveries[0]) == len(deliveries):
-                groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
-            else:
-                groups = {}
-                for job_id, attempt in zip(job_ids, deliveries, strict=True):
-                    groups.setdefault(attempt, []).append(job_id)
-            batches = [
-                {"ids": json.dumps(ids), "attempts": attempt, "now": now}
-                for attempt, ids in groups.items()
-            ]
-            if len(batches) == 1:
-                done = [row[0] for row in self._write_returning(QUERIES["ack_many"], batches[0])]
-            else:
-                with self._transaction() as conn:
-                    done = [
-                        row[0] for one in batches for row in conn.execute(QUERIES["ack_many"], one)
-                    ]
+        statements = _ack_statements(job_ids, results, attempts, self.clock.now())
+        if len(statements) == 1:
+            rows = self._write_returning(*statements[0], tracked=True)
         else:
-            params = [
-                {
-                    "id": job_id,
-                    "result": raw,
-                    "encoding": int(encoding),
-                    "now": now,
-                    "attempts": attempt,
-                }
-                for job_id, (raw, encoding), attempt in zip(
-                    job_ids, results or [NO_RESULT] * len(job_ids), deliveries, strict=True
-                )
-            ]
-            if len(params) == 1:
-                done = [row[0] for row in self._write_returning(QUERIES["ack"], params[0])]
-            else:
-                with self._transaction() as conn:
-                    done = [row[0] for one in params for row in conn.execute(QUERIES["ack"], one)]
-        if done:
-            self._announce([DONE_CHANNEL])
-        return done
+            with self._transaction(tracked=True) as conn:
+                rows = [row for one in statements for row in conn.execute(*one)]
+        return self._acked(rows)
+
+    def ack_and_claim(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None,
+        queues: Sequence[str],
+        count: int,
+        *,
+        attempts: Sequence[int | None] | None = None,
+        holder: str | None = None,
+    ) -> tuple[list[str], list[Job]]:
+        """Ack, then claim, in one transaction (one commit); see :meth:`Store.ack_and_claim`."""
+        now = self.clock.now()
+        statements = _ack_statements(job_ids, results, attempts, now)
+        key = tuple(queues)
+        with self._connection() as conn:
+            self._catch_up(conn, now, lazy=key not in self._idle)
+            with self._committed(conn, tracked=True):
+                rows = [row for one in statements for row in conn.execute(*one)]
+                claimed = self._claim_in(conn, key, count, holder, now)
+        return self._acked(rows), claimed
+
+    def _acked(self, rows: list[Any]) -> list[str]:
+        """After acks: the ids done (rows of id and new expiry), their waiters told."""
+        if not rows:
+            return []
+        for row in rows:  # each done job's result is kept until then
+            if row[1] < self._due_at:
+                self._due_at = row[1]
+        self._announce(_DONE)
+        return [row[0] for row in rows]
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
@@ -507,8 +536,11 @@ class SqliteStore(SqliteDatabase, Store):
     def recover_stale(self, max_age: float | None) -> int:
         """Requeue jobs whose worker is gone; see :meth:`Store.recover_stale`."""
         now = self.clock.now()
+        recovered, more = 0, True
         with self._connection() as conn:
-            recovered = self._apply_due(conn, now)
+            while more:  # every lapsed lease, a batch per transaction
+                requeued, more = self._apply_due(conn, now)
+                recovered += requeued
         if max_age is not None:
             before = {"before": now - max_age}
             recovered += self._write(QUERIES["requeue_leased_before"], before).rowcount
@@ -521,3 +553,57 @@ class SqliteStore(SqliteDatabase, Store):
         # Requeued jobs wake their queue's getters; failed ones (at-most-once) waiters.
         self._announce({queue if state == 1 else DONE_CHANNEL for queue, state in rows})
         return len(rows)
+
+
+#: The channel an ack announces (waiters of ``wait``).
+_DONE: Final = (DONE_CHANNEL,)
+#: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end.
+_LEASE_UNTIL: Final = 18
+
+
+def _delivery_order(row: Sequence[Any]) -> tuple[Any, ...]:
+    """Priority, run_at, enqueue order: how a claim's rows are handed out."""
+    return (row[5], row[8], row[SEQ])
+
+
+def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
+    """The earliest time-driven change new job rows bring (a delay or a TTL running out),
+    None for none: rows as the insert takes them (ready flag 2, run_at 4, expires_at 10)."""
+    times = [row[4] for row in rows if not row[2]]
+    times.extend(row[10] for row in rows if row[10] is not None)
+    return min(times, default=None)
+
+
+def _ack_statements(
+    job_ids: Sequence[str],
+    results: Sequence[EncodedResult] | None,
+    attempts: Sequence[int | None] | None,
+    now: float,
+) -> list[tuple[str, Any]]:
+    """The statements (with parameters) that ack these jobs: for a batch without results,
+    one per delivery number, no per-row round trips; else one per job."""
+    if len(job_ids) == 1:  # one call per job: the usual ack
+        raw, code = results[0] if results else NO_RESULT
+        attempt = attempts[0] if attempts else None
+        params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
+        params["attempts"] = attempt
+        return [(QUERIES["ack"], params)]
+    deliveries = attempts or [None] * len(job_ids)
+    if results is None and len(job_ids) > 1:
+        if deliveries.count(deliveries[0]) == len(deliveries):
+            groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
+        else:
+            groups = {}
+            for job_id, attempt in zip(job_ids, deliveries, strict=True):
+                groups.setdefault(attempt, []).append(job_id)
+        return [
+            (QUERIES["ack_many"], {"ids": json.dumps(ids), "attempts": attempt, "now": now})
+            for attempt, ids in groups.items()
+        ]
+    ack = QUERIES["ack"]
+    return [
+        (ack, {"id": i, "result": raw, "encoding": int(code), "now": now, "attempts": attempt})
+        for i, (raw, code), attempt in zip(
+            job_ids, results or [NO_RESULT] * len(job_ids), deliveries, strict=True
+        )
+    ]

@@ -1,6 +1,8 @@
 -- Statements of the PostgreSQL store, one named block each ("-- name: x"), loaded by
 -- disquette.stores.postgres.store_async. "{schema}" is the quoted schema, "{columns}" the columns
 -- of disquette.job.Job in field order, "{done_columns}" the same read from the done table.
+-- "{ready_channel}" is the schema's NOTIFY channel of ready jobs, as a literal (for the
+-- maintenance, which every statement that reads may run).
 -- Parameters are psycopg's %(name)s; times are the store clock's, never now().
 --
 -- Operations that change one job (ack, nack, fail) do not run the maintenance first, to stay
@@ -10,8 +12,10 @@
 --
 -- NOTIFYs: on %(channel)s, the name of a queue where jobs became ready (for a blocked get);
 -- on %(done_channel)s, with an empty payload, "jobs are done or gone" (for wait), at most
--- one per statement and only when rows changed. Inside a caller's transaction they go out
--- at its commit, and never on a rollback.
+-- one per statement and only when rows changed. Each is sent only when a process
+-- registered a waiter for it ({schema}.wake and wake_done, see 006_hot_paths.sql): a
+-- NOTIFY serializes commits cluster-wide even when nobody listens. Inside a caller's
+-- transaction they go out at its commit, and never on a rollback.
 
 -- name: insert
 WITH added AS (
@@ -34,7 +38,7 @@ WITH added AS (
       AND NOT EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = u.id)
     ON CONFLICT (id) DO NOTHING
     RETURNING queue, state)
-SELECT pg_notify(%(channel)s, ready.queue)
+SELECT {schema}.wake(%(channel)s, ready.queue)
 FROM (SELECT DISTINCT queue FROM added WHERE state = 1) AS ready;
 
 -- name: insert_unique
@@ -67,7 +71,7 @@ WITH added AS (
     ON CONFLICT DO NOTHING
     RETURNING id, queue, state),
 sent AS (
-    SELECT pg_notify(%(channel)s, ready.queue)
+    SELECT {schema}.wake(%(channel)s, ready.queue)
     FROM (SELECT DISTINCT queue FROM added WHERE state = 1) AS ready)
 SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
 
@@ -90,7 +94,7 @@ WITH added AS (
             AND d.unique_key IS NOT NULL AND d.expires_at > %(now)s::float8)
     ON CONFLICT DO NOTHING
     RETURNING id, queue, state),
-sent AS (SELECT pg_notify(%(channel)s, queue) FROM added WHERE state = 1)
+sent AS (SELECT {schema}.wake(%(channel)s, queue) FROM added WHERE state = 1)
 SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
 
 -- name: unique_holders
@@ -141,7 +145,7 @@ WITH added AS (
       AND NOT EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = b.id)
     ON CONFLICT (id) DO NOTHING
     RETURNING 1)
-SELECT pg_notify(%(channel)s, %(queue)s::text)
+SELECT {schema}.wake(%(channel)s, %(queue)s::text)
 WHERE %(state)s::int2 = 1 AND EXISTS (SELECT FROM added);
 
 -- name: insert_one
@@ -157,7 +161,7 @@ WITH added AS (
       AND NOT EXISTS (SELECT FROM {schema}.done WHERE id = %(id)s::text)
     ON CONFLICT (id) DO NOTHING
     RETURNING queue, state)
-SELECT pg_notify(%(channel)s, queue) FROM added WHERE state = 1;
+SELECT {schema}.wake(%(channel)s, queue) FROM added WHERE state = 1;
 
 -- name: take_back_finished
 -- After an add that ran again (its first reply lost), in its transaction: the jobs it put
@@ -176,11 +180,20 @@ SELECT count(*) FROM (
     SELECT 1 FROM {schema}.jobs WHERE queue = %(queue)s AND state = 1 LIMIT %(limit)s) AS held;
 
 -- name: maintain
+-- What time made due, at most a batch per step, by one process at a time (the others skip).
+SELECT {schema}.maintain_due(%(now)s::float8, 1000, {ready_channel});
+
+-- name: maintain_all
+-- Everything time made due, however much (recover_stale: an operator's call).
 SELECT {schema}.maintain(%(now)s::float8);
 
+-- name: prune_done
+SELECT {schema}.prune_done(%(now)s::float8, %(batch)s::int4);
+
 -- name: claim
-SELECT {columns} FROM {schema}.claim_jobs(%(queues)b::text[], %(count)s::int4,
-                                          %(now)s::float8, %(holder)s::text);
+SELECT {columns} FROM {schema}.claim_ready(%(queues)b::text[], %(count)s::int4,
+                                           %(now)s::float8, %(holder)s::text,
+                                           {ready_channel});
 
 -- name: ack
 -- The results, their encodings and the callers' deliveries come one per id (a NULL
@@ -219,7 +232,7 @@ kept AS (
            CASE WHEN unique_states & 8 <> 0 THEN unique_key END, headers
     FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
-sent AS (SELECT pg_notify(%(done_channel)s, '') WHERE EXISTS (SELECT FROM gone))
+sent AS (SELECT {schema}.wake_done(%(done_channel)s) WHERE EXISTS (SELECT FROM gone))
 SELECT gone.id FROM gone LEFT JOIN sent ON true;
 
 -- name: nack
@@ -235,7 +248,7 @@ WITH back AS (
       AND (j.expires_at IS NULL OR j.expires_at > %(now)s::float8)
     RETURNING j.id, j.queue)
 SELECT back.id, back.queue
-FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
+FROM back, LATERAL (SELECT {schema}.wake(%(channel)s, back.queue)) AS sent;
 
 -- name: fail
 WITH failed AS (
@@ -256,8 +269,8 @@ WITH failed AS (
 -- One job at most: ready again wakes its queue's getters, failed for good its waiters.
 SELECT failed.queue, failed.state FROM failed
 LEFT JOIN LATERAL (
-    SELECT CASE WHEN failed.state = 1 THEN pg_notify(%(channel)s, failed.queue)
-                WHEN failed.state = 4 THEN pg_notify(%(done_channel)s, '') END) AS sent
+    SELECT CASE WHEN failed.state = 1 THEN {schema}.wake(%(channel)s, failed.queue)
+                WHEN failed.state = 4 THEN {schema}.wake_done(%(done_channel)s) END) AS sent
     ON true;
 
 -- name: working
@@ -290,7 +303,7 @@ WITH cancelled AS (
     WHERE id = %(id)s AND state IN (0, 1)
     RETURNING id)
 SELECT cancelled.id FROM cancelled
-LEFT JOIN LATERAL (SELECT pg_notify(%(done_channel)s, '')) AS sent ON true;
+LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true;
 
 -- name: request_cancel
 WITH requested AS (
@@ -311,7 +324,7 @@ WITH cancelled AS (
       AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
     RETURNING id)
 SELECT cancelled.id FROM cancelled
-LEFT JOIN LATERAL (SELECT pg_notify(%(done_channel)s, '')) AS sent ON true;
+LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true;
 
 -- name: show
 SELECT {columns} FROM {schema}.jobs WHERE id = %(id)s
@@ -326,7 +339,7 @@ finished AS (
     WHERE id = ANY(%(ids)b::text[]) AND expires_at > %(now)s::float8 RETURNING 1),
 counted AS (SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM finished) AS n)
 SELECT counted.n FROM counted
-LEFT JOIN LATERAL (SELECT pg_notify(%(done_channel)s, '') WHERE counted.n > 0) AS sent ON true;
+LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s) WHERE counted.n > 0) AS sent ON true;
 
 -- name: qlen
 SELECT count(*) FROM {schema}.jobs WHERE queue = %(queue)s AND state = 1;
@@ -347,7 +360,7 @@ WITH again AS (
     UPDATE {schema}.jobs SET state = 1, run_at = %(now)s::float8, finished_at = NULL
     WHERE id = %(id)s AND state = 4
     RETURNING queue)
-SELECT again.queue FROM again, LATERAL (SELECT pg_notify(%(channel)s, again.queue)) AS sent;
+SELECT again.queue FROM again, LATERAL (SELECT {schema}.wake(%(channel)s, again.queue)) AS sent;
 
 -- name: state_of
 SELECT state FROM {schema}.jobs WHERE id = %(id)s
@@ -362,14 +375,14 @@ ON CONFLICT (queue) DO UPDATE SET mode = p.mode | 2;
 WITH resumed AS (
     UPDATE {schema}.paused_queues SET mode = mode & ~2
     WHERE queue = %(queue)s AND mode & 2 <> 0 RETURNING queue)
-SELECT pg_notify(%(channel)s, %(queue)s) FROM resumed;
+SELECT {schema}.wake(%(channel)s, %(queue)s) FROM resumed;
 
 -- name: set_pause
 WITH changed AS (
     INSERT INTO {schema}.paused_queues (queue, mode) VALUES (%(queue)s, %(mode)s::int2)
     ON CONFLICT (queue) DO UPDATE SET mode = excluded.mode
     RETURNING mode)
-SELECT pg_notify(%(channel)s, %(queue)s) FROM changed WHERE changed.mode & 2 = 0;
+SELECT {schema}.wake(%(channel)s, %(queue)s) FROM changed WHERE changed.mode & 2 = 0;
 
 -- name: pause_mode
 SELECT mode FROM {schema}.paused_queues WHERE queue = %(queue)s;
@@ -389,7 +402,7 @@ WITH back AS (
       AND NOT (attempts > 0 AND retry_after <= 0)
     RETURNING id, queue)
 SELECT back.id, back.queue
-FROM back, LATERAL (SELECT pg_notify(%(channel)s, back.queue)) AS sent;
+FROM back, LATERAL (SELECT {schema}.wake(%(channel)s, back.queue)) AS sent;
 
 -- name: dequeue
 -- Leased to nobody, and attempts stay: no earlier delivery's holder may release the job.
@@ -429,7 +442,7 @@ TRUNCATE {schema}.jobs, {schema}.done;
 DELETE FROM {schema}.paused_queues;
 
 -- name: notify_done
-SELECT pg_notify(%(done_channel)s, '');
+SELECT {schema}.wake_done(%(done_channel)s);
 
 -- name: register_node
 INSERT INTO {schema}.nodes (id, address, expires_at)
@@ -472,7 +485,7 @@ WITH stale AS (
         additional_deliveries = additional_deliveries + 1
     WHERE state = 2 AND leased_at <= %(before)s::float8
     RETURNING queue)
-SELECT stale.queue FROM stale, LATERAL (SELECT pg_notify(%(channel)s, stale.queue)) AS sent;
+SELECT stale.queue FROM stale, LATERAL (SELECT {schema}.wake(%(channel)s, stale.queue)) AS sent;
 
 -- name: release_holder
 -- What a lapsed lease does, now, to every active job of a dead holder (after the
@@ -497,8 +510,8 @@ released AS (
     RETURNING j.queue, j.state)
 SELECT released.queue, released.state FROM released
 LEFT JOIN LATERAL (
-    SELECT CASE WHEN released.state = 1 THEN pg_notify(%(channel)s, released.queue)
-                ELSE pg_notify(%(done_channel)s, '') END) AS sent
+    SELECT CASE WHEN released.state = 1 THEN {schema}.wake(%(channel)s, released.queue)
+                ELSE {schema}.wake_done(%(done_channel)s) END) AS sent
     ON true;
 
 -- name: prune_holders
@@ -519,3 +532,25 @@ WHERE state = 'streaming' AND replay_lsn >= %(lsn)s::pg_lsn;
 
 -- name: vacuum
 VACUUM (SKIP_LOCKED, TRUNCATE false) {schema}.jobs;
+
+-- name: register_waiters
+-- On a listener's own connection: what its process waits for (kinds: 1 a queue, 2 done).
+INSERT INTO {schema}.waiters (kind, name, pid, started)
+SELECT w.kind, w.name, a.pid, a.backend_start
+FROM unnest(%(kinds)s::int2[], %(names)s::text[]) AS w (kind, name)
+JOIN pg_stat_activity AS a ON a.pid = pg_backend_pid()
+ON CONFLICT DO NOTHING;
+
+-- name: unregister_waiters
+DELETE FROM {schema}.waiters WHERE pid = pg_backend_pid();
+
+-- name: unregister_some_waiters
+DELETE FROM {schema}.waiters AS w
+USING unnest(%(kinds)s::int2[], %(names)s::text[]) AS u (kind, name)
+WHERE w.pid = pg_backend_pid() AND w.kind = u.kind AND w.name = u.name;
+
+-- name: forget_dead_waiters
+-- Rows of backends that are gone (a process that died): they only cost NOTIFYs.
+DELETE FROM {schema}.waiters AS w
+WHERE NOT EXISTS (
+    SELECT FROM pg_stat_activity AS a WHERE a.pid = w.pid AND a.backend_start = w.started);

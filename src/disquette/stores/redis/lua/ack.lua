@@ -11,7 +11,7 @@ local with_attempts = ARGV[5] == '1'
 local width = (with_attempts and 1 or 0) + (with_results and 3 or 0)
 for i, key in ipairs(KEYS) do
     local at = 6 + (i - 1) * width
-    local q, v = locate(key, 'st', 'rt', 'n', 'h', 'lp', 'uk', 'us')
+    local q, v = locate(key, 'st', 'rt', 'n', 'h', 'lp', 'uk', 'us', 'w')
     local delivery = with_attempts and ARGV[at] or ''
     if q and v[2] ~= 'd' and v[2] ~= 'c' and same_delivery(delivery, v[4]) then
         local id = key_id(q, key)
@@ -21,6 +21,7 @@ for i, key in ipairs(KEYS) do
         if result_ttl <= 0 then
             drop(q, key, id)
         else
+            if v[9] then waited[#waited + 1] = id end
             free_key(q, id, v[7], v[8], 'd')
             redis.call('HSET', key, 'st', 'd', 'fa', NOW_S)
             if v[5] then redis.call('HDEL', key, 'h') end  -- kept for result_ttl: no dead weight
@@ -34,5 +35,4 @@ for i, key in ipairs(KEYS) do
         end
     end
 end
-done_changed = #done > 0
 return finish(done)

@@ -129,6 +129,7 @@ for _, g in ipairs(groups) do
                     redis.call('ZADD', q.s, '+inf', id)
                 elseif ready then
                     redis.call('ZADD', q.r, priority, order(run_at, seq) .. id)
+                    q.readied = true
                 else
                     redis.call('ZADD', q.s, run_at, id)
                 end

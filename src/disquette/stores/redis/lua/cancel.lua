@@ -23,11 +23,11 @@ local id = key_id(q, key)
 leave(q, key, id, state)
 if v[5] then take_back_lapse(key) end
 local result_ttl = tonumber(v[3] or DEFAULTS.rt)
-done_changed = true
 if result_ttl <= 0 then
     drop(q, key, id)
     return finish({'cancelled'})
 end
+ended(key, id)
 redis.call('HSET', key, 'st', 'c', 'fa', NOW_S)
 redis.call('HDEL', key, 'h')
 redis.call('ZADD', q.e, fmt(NOW + result_ttl), id)

@@ -1,20 +1,36 @@
--- claim: lease up to ARGV[5] ready jobs from the queues ARGV[7..], leftmost first,
+-- claim: lease up to ARGV[5] ready jobs from the queues ARGV[9..], leftmost first,
 -- skipping paused queues, to the holder ARGV[6] ("" for none; kept in the job's "h" with
--- the delivery's attempts while it is active). Returns per job: the index of its queue in ARGV[7..], its id,
--- and the CLAIMED fields after the lease, with lease_until in place of ra. When it leases
--- nothing, it returns instead the time the next scheduled job or lease of these queues
--- comes due (or nothing), so that a waiting caller can look again then.
+-- the delivery's attempts while it is active). Returns per job: the index of its queue in
+-- ARGV[9..], its id, and the CLAIMED fields after the lease, with lease_until in place of
+-- ra. When it leases nothing, it returns instead the time the next scheduled job or lease
+-- of these queues comes due (or nothing), so that a waiting caller can look again then.
+-- Every queue's marker is left set while it holds ready jobs, cleared when it holds none.
 --
--- ARGV[4] is a token naming this call: the ids it leased are kept for a while under it,
--- so that a retry of a call whose reply was lost (a dropped connection, a restart)
--- returns the same jobs instead of leasing others and stranding these.
+-- ARGV[4] is a token naming this call: the ids it leased are kept for ARGV[7] seconds
+-- (the caller's retry window) under it, so that a retry of a call whose reply was lost (a
+-- dropped connection, a restart) returns the same jobs instead of leasing others and
+-- stranding these.
+--
+-- A blocked get queues this script behind its BZPOPMIN, so it runs when the pop returns,
+-- with the caller's now of when it was sent: with ARGV[8] "1", KEYS[2] is a stamp the
+-- caller set just before (SET PX STAMP_MS), and the time it has lived is added to now.
 local CLAIMED = {'m', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'nx', 'cr', 'pg', 'hd'}
-local FIRST_QUEUE = 7
+local FIRST_QUEUE = 9
+local STAMP_MS = 600000
 local want = tonumber(ARGV[5])
 local HOLDER = ARGV[6]
 local out = {}
 local got = 0
 local leased = {}
+
+if ARGV[8] == '1' then
+    local left = redis.call('PTTL', KEYS[2])
+    if left > 0 then
+        NOW = NOW + (STAMP_MS - left) / 1000
+        NOW_S = fmt(NOW)
+        redis.call('DEL', KEYS[2])
+    end
+end
 
 local function emit(index, id, v)
     out[#out + 1] = index
@@ -68,6 +84,7 @@ end
 
 for i = FIRST_QUEUE, #ARGV do
     local q = queue(ARGV[i])
+    q.readied = true  -- finish sets or clears its marker
     tick(q)
     -- Pop again only when a popped entry had no job, so that count is still honoured.
     local again = got < want and pause_bits(q) < 2
@@ -88,7 +105,7 @@ if got > 0 then
         redis.call('RPUSH', receipt, unpack(leased, j, math.min(j + 999, #leased)))
     end
     -- Wall-clock expiry is fine here: the receipt only has to outlive a retry.
-    redis.call('EXPIRE', receipt, 120)
+    redis.call('EXPIRE', receipt, ARGV[7])
     return finish(out)
 end
 local next_due = nil

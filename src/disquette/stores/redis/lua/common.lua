@@ -15,6 +15,9 @@
 --   <prefix>{Q}:f   failed        zset  score finished_at, member seq .. id
 --   <prefix>{Q}:p   pause mode    string: bits, 1 refuses adds ("in"), 2 stops delivery
 --                                       ("out"); absent when 0
+--   <prefix>{Q}:w   wake marker   zset  one member "0" while the queue may hold ready jobs
+--                                       for a blocked get to claim (a hint, never the truth:
+--                                       a blocked get pops it with BZPOPMIN, see finish)
 -- A job is a hash. Field "m" holds what never changes, packed by the Python side (created
 -- at, options, body: the scripts never read it); the others are what the scripts need:
 --   q queue, st state (s, q, a, d done, f failed, c cancelled), r run_at, sq enqueue sequence,
@@ -24,6 +27,7 @@
 --   if it said, then "#" and the attempts of that delivery: a process of the previous
 --   version claims without clearing h, and attempts tell its delivery apart; see
 --   release_holder.lua; la, lu and h mean something only while active),
+--   w set when a wait() registered interest (its end is published, see finish),
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
 --   failed for good: its TTL no longer applies), lp "lapsed" (set while the job is ready
 --   because its lease ran out and no claim took it since: its delivery still holds it,
@@ -35,9 +39,13 @@
 -- Unique jobs: "<prefix>{Q}:u:<key>" (a string) names the last job that took the key; a
 -- job given one keeps it in field uk, and in us the bits of the states it holds it in
 -- (s 1, q 2, a 4, d 8, f 16, c 32; see key_holder).
--- Wake-ups: "<prefix>w:<Q>" is published when a queue's ready set goes from empty to not
--- empty, "<prefix>done" when jobs become done, failed, cancelled or deleted, and
--- "<prefix>cancel" when an active job gets a cancel request.
+-- Wake-ups: a queue that gained ready jobs gets its marker (one BZPOPMIN wakes one
+-- blocked get; the claim re-arms the marker while ready jobs remain). On a Cluster,
+-- "<prefix>w:<Q>" is also published when a queue's ready set goes from empty to not empty
+-- (a get over several queues cannot block on keys of several slots). "<prefix>d:<id>" is
+-- published when a job someone waits on (field w) becomes done, failed, cancelled or
+-- deleted, "<prefix>done" after a flush, and "<prefix>cancel" when an active job gets a
+-- cancel request.
 
 local PREFIX = ARGV[1]
 local IN_QUEUE_SLOT = ARGV[2] == '1'
@@ -53,7 +61,11 @@ local DEFAULTS = {p = '@PRIORITY@', ra = '@RETRY_AFTER@', rt = '@RESULT_TTL@'}
 local queues = {}        -- name -> key table, for each queue this call touched
 local touched = {}       -- the same tables, in first-touch order
 local removed = {}       -- ids of deleted jobs (on a Cluster their id lookups go too)
-local done_changed = false
+local done_changed = false  -- a flush: every wait() looks again
+local waited = {}        -- ids of ended jobs a wait() registered for (field w)
+-- Most jobs one tick moves from each of its sets: a burst of due jobs is promoted over
+-- several calls (the marker brings a blocked get back at once), never in one long call.
+local TICK_LIMIT = 1000
 
 local function fmt(x)
     return string.format('%.17g', x)
@@ -66,8 +78,8 @@ local function queue(name)
     escaped = string.gsub(escaped, '}', '%%7D')
     local base = PREFIX .. '{' .. escaped .. '}:'
     q = {name = name, base = base, r = base .. 'r', s = base .. 's', a = base .. 'a',
-         e = base .. 'e', f = base .. 'f', p = base .. 'p'}
-    q.was_empty = redis.call('ZCARD', q.r) == 0
+         e = base .. 'e', f = base .. 'f', p = base .. 'p', w = base .. 'w'}
+    if IN_QUEUE_SLOT then q.was_empty = redis.call('ZCARD', q.r) == 0 end
     queues[name] = q
     touched[#touched + 1] = q
     return q
@@ -101,6 +113,7 @@ local function failed_member(seq, id)
 end
 
 local function make_ready(q, key, id, priority, run_at, seq)
+    q.readied = true
     redis.call('HSET', key, 'st', 'q')
     redis.call('ZADD', q.r, priority or DEFAULTS.p, order(run_at, seq) .. id)
 end
@@ -157,8 +170,14 @@ local function free_key(q, id, ukey, mask, state)
     if redis.call('GET', lock) == id then redis.call('DEL', lock) end
 end
 
+-- A job ended (done, failed, cancelled, deleted): tell its waiters, if it has any.
+local function ended(key, id)
+    if redis.call('HEXISTS', key, 'w') == 1 then waited[#waited + 1] = id end
+end
+
 -- Delete a job that already left its state's set.
 local function drop(q, key, id)
+    ended(key, id)
     local u = redis.call('HMGET', key, 'uk', 'us')
     free_key(q, id, u[1], u[2], nil)
     redis.call('ZREM', q.e, id)
@@ -207,7 +226,7 @@ local function record_error(q, key, id, error, retry_at, priority, seq)
         redis.call('HDEL', key, 'h')  -- kept until deleted: no dead weight
         redis.call('ZREM', q.e, id)
         redis.call('ZADD', q.f, NOW_S, failed_member(seq, id))
-        done_changed = true
+        ended(key, id)
     elseif tonumber(retry_at) <= NOW then
         redis.call('HSET', key, 'r', retry_at)
         make_ready(q, key, id, priority, retry_at, seq)
@@ -226,27 +245,32 @@ local function requeue_stale(q, key, id)
 end
 
 -- What time made due, in the order of the other stores: expire, promote, requeue lapsed
--- leases. Once per queue and call. Returns how many leases were requeued, and whether
--- any job changed.
+-- leases. Once per queue and call, at most TICK_LIMIT jobs of each set (a longer backlog
+-- leaves the marker set, so a blocked get calls again at once). Returns how many leases
+-- were requeued, and whether any job changed.
 local function tick(q)
     if q.ticked then return 0, false end
     q.ticked = true
-    local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S)
+    local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
     for _, id in ipairs(expired) do
         remove(q, job_key(q, id), id)
     end
-    local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S)
+    local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
     for _, id in ipairs(due) do
         local key = job_key(q, id)
         local v = redis.call('HMGET', key, 'p', 'r', 'sq')
         redis.call('ZREM', q.s, id)
         make_ready(q, key, id, v[1], v[2], v[3])
     end
-    local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S)
+    local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
     for _, id in ipairs(stale) do
         local key = job_key(q, id)
         requeue_stale(q, key, id)
         redis.call('HSET', key, 'lp', '1')  -- still its delivery's until a claim takes it
+    end
+    if #expired == TICK_LIMIT or #due == TICK_LIMIT or #stale == TICK_LIMIT then
+        q.readied = true  -- more is due: the marker brings a caller back for the rest
+        q.backlog = true
     end
     return #stale, #expired + #due + #stale > 0
 end
@@ -276,13 +300,25 @@ local function add_row(out, key, id, h)
     for i = 1, #FIELDS do out[#out + 1] = h[FIELDS[i]] or false end
 end
 
+-- Set or clear a queue's marker: set while it holds ready jobs it delivers (or time still
+-- has due work for it), so that one blocked get wakes and claims.
+local function mark(q)
+    if (q.backlog or redis.call('ZCARD', q.r) > 0) and pause_bits(q) < 2 then
+        redis.call('ZADD', q.w, 0, '0')
+    else
+        redis.call('DEL', q.w)
+    end
+end
+
 -- Every script ends with finish(result): wake-ups, then {removed ids, result}.
 local function finish(result)
     for _, q in ipairs(touched) do
-        if q.was_empty and redis.call('ZCARD', q.r) > 0 then
+        if q.readied then mark(q) end
+        if IN_QUEUE_SLOT and q.was_empty and redis.call('ZCARD', q.r) > 0 then
             redis.call('PUBLISH', PREFIX .. 'w:' .. q.name, '')
         end
     end
+    for _, id in ipairs(waited) do redis.call('PUBLISH', PREFIX .. 'd:' .. id, '') end
     if done_changed then redis.call('PUBLISH', PREFIX .. 'done', '') end
     if not IN_QUEUE_SLOT then removed = {} end
     return {removed, result}

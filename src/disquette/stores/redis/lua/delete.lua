@@ -4,5 +4,4 @@ for _, key in ipairs(KEYS) do
     local q = locate(key)
     if q and remove(q, key, key_id(q, key)) then deleted = deleted + 1 end
 end
-done_changed = deleted > 0
 return finish(deleted)

@@ -24,6 +24,6 @@ take(q.f, 6)
 take(q.e, 0)
 local left = 0
 for _, set in ipairs({q.r, q.s, q.a, q.f, q.e}) do left = left + redis.call('ZCARD', set) end
-if left == 0 then redis.call('DEL', q.p) end
+if left == 0 then redis.call('DEL', q.p, q.w) end
 done_changed = true
 return finish(left)

@@ -1,0 +1,198 @@
+"""SQLite hot paths (issue 12): claims that skip what is not due, empty queues polled without
+the write lock, time-driven changes in batches, ack and claim in one commit, throttled
+wake-ups between processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from disquette import JobState, ManualClock, connect
+from disquette.errors import StoreError, StoreUnavailable
+from disquette.stores.sqlite import database, peers
+from disquette.stores.sqlite.peers import PeerWakeups
+from disquette.stores.sqlite.store import SqliteStore
+
+
+def _store(client: object) -> SqliteStore:
+    store = getattr(client, "store", None)
+    assert isinstance(store, SqliteStore)
+    return store
+
+
+def test_a_claim_over_empty_queues_takes_no_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with connect(f"sqlite:///{path}?busy_timeout=0") as jobs:
+        jobs.add("x", "full")
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+        try:
+            # A claim over queues holding nothing reads, finds nothing, and takes no lock;
+            # one that finds a job needs the lock, and says it is busy.
+            assert jobs.timeout(0).get_many("a", "b", "c") == []
+            assert jobs.timeout(0).get_many("a") == []
+            with pytest.raises(StoreUnavailable, match="locked"):
+                jobs.timeout(0).get_many("a", "full")
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert [job.body for job in jobs.timeout(0).get_many("a", "full")] == ["x"]
+
+
+def test_a_claim_sees_what_another_connection_made_due(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    clock = ManualClock()
+    with connect(url, clock=clock) as consumer, connect(url, clock=clock) as producer:
+        assert consumer.timeout(0).get_many("q") == []  # knows nothing is due, ever
+        job_id = producer.delay(5).add("later", "q")
+        clock.advance(5)
+        assert consumer.timeout(0).get("q").id == job_id
+        # A lease another connection took runs out, and this one sees it lapse. (A claim
+        # that found nothing last time looks at once; a busy one within 5 ms.)
+        producer.retry_after(3).add("leased", "q")
+        leased = producer.timeout(0).get("q")
+        assert consumer.timeout(0).get_many("q") == []
+        clock.advance(3)
+        again = consumer.timeout(0).get("q")
+        assert (again.id, again.attempts) == (leased.id, 2)
+
+
+def test_a_claim_knows_its_own_next_due_change(tmp_path: Path) -> None:
+    clock = ManualClock()
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as jobs:
+        store = _store(jobs)
+        jobs.retry_after(7).add("a", "q")
+        jobs.ttl(100).add("b", "q")
+        jobs.delay(50).add("c", "q")
+        first = jobs.timeout(0).get("q")
+        # Nothing is due before the first lease runs out: no reads to find that out.
+        assert store._due_at == pytest.approx(first.lease_until)
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        jobs.timeout(0).get("q")
+        assert not any("jobs WHERE expires_at" in text for text in statements)
+        clock.advance(7)
+        redelivered = jobs.timeout(0).get("q")
+        assert (redelivered.id, redelivered.attempts) == (first.id, 2)
+
+
+def test_time_driven_changes_go_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(database, "DUE_BATCH", 3)
+    path = tmp_path / "jobs.db"
+    clock = ManualClock()
+    with connect(f"sqlite:///{path}", clock=clock) as jobs:
+        jobs.delay(10).add_many(list(range(10)), "q")
+        clock.advance(10)
+        raw = sqlite3.connect(path)
+
+        def scheduled() -> int:
+            return int(raw.execute("SELECT count(*) FROM jobs WHERE state = 0").fetchone()[0])
+
+        # A claim promotes one batch (the earliest due), then claims from it.
+        assert jobs.timeout(0).get("q").body == 0
+        assert scheduled() == 7
+        assert jobs.timeout(0).get("q").body == 1
+        assert scheduled() == 4
+        # A read applies every batch (each in its own transaction) before it counts.
+        assert jobs.qlen("q") == 8
+        assert scheduled() == 0
+        raw.close()
+
+
+def test_ack_and_claim_is_one_transaction(tmp_path: Path) -> None:
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.add_many(["a", "b", "c"], "q")
+        first = jobs.timeout(0).get("q")
+        store = _store(jobs)
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        claimed, lost = jobs.ack_many_and_get([first], ["done"], "q", count=2)
+        store._conn.set_trace_callback(None)
+        assert ([job.body for job in claimed], lost) == (["b", "c"], None)
+        verbs = [_verb(text) for text in statements]
+        assert [verb for verb in verbs if verb not in ("PRAGMA", "SELECT")] == [
+            "BEGIN",
+            "UPDATE",  # the ack
+            "UPDATE",  # the claim
+            "COMMIT",
+        ]
+        assert jobs.show(first).state is JobState.DONE
+        assert jobs.wait(first, timeout=0) == "done"
+
+
+def test_ack_and_claim_rolls_back_both_on_an_error(tmp_path: Path) -> None:
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.add_many(["a", "b"], "q")
+        first = jobs.timeout(0).get("q")
+        store = _store(jobs)
+        result: object = (object(), 0)  # a result the driver cannot bind: nothing happens
+        with pytest.raises(StoreError):
+            store.ack_and_claim([first.id], [result], ["q"], 1)  # type: ignore[list-item]
+        assert jobs.show(first).state is JobState.ACTIVE
+        assert jobs.qlen("q") == 1
+
+
+def _verb(statement: str) -> str:
+    """A statement's first word, after its comments."""
+    lines = (line.strip() for line in statement.splitlines())
+    return next(line for line in lines if line and not line.startswith("--")).split()[0]
+
+
+def _listening(path: Path) -> tuple[PeerWakeups, list[list[str]]]:
+    got: list[list[str]] = []
+    listener = PeerWakeups(str(path), got.append)
+    listener.listen(["q"])
+    return listener, got
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait for a datagram's effect (30 s at most: a lost one fails the test)."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def test_a_channel_announced_again_within_its_window_is_held_then_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "jobs.db"
+    listener, got = _listening(path)
+    sender = PeerWakeups(str(path), lambda _: None)
+    try:
+        monkeypatch.setattr(peers, "THROTTLE_SECONDS", 3600.0)
+        sender.announce(["q", "done"])
+        _until(lambda: len(got) == 1)
+        sender.announce(["q"])
+        sender.announce(["q", "other"])  # "other" was never sent: it goes at once
+        _until(lambda: len(got) == 2)
+        assert sender._held == {"q"}
+        monkeypatch.setattr(peers, "THROTTLE_SECONDS", 0.001)
+        with sender._flush:
+            sender._flush.notify()  # end the (one-hour) window now
+        _until(lambda: len(got) == 3)
+        assert got == [["q", "done"], ["other"], ["q"]]
+    finally:
+        sender.close()
+        listener.close()
+
+
+def test_held_channels_reach_a_waiter_that_went_back_to_sleep(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    listener, got = _listening(path)
+    sender = PeerWakeups(str(path), lambda _: None)
+    try:
+        sender.announce(["q"])
+        _until(lambda: len(got) == 1)
+        sender.announce(["q"])  # within the window, or just after: either way it arrives
+        _until(lambda: len(got) == 2)
+        assert got == [["q"], ["q"]]
+    finally:
+        sender.close()
+        listener.close()
