@@ -125,6 +125,9 @@ from .scripts import SCRIPTS
 from .timers import DueTimers
 from .url import Settings, parse_url
 
+#: Seconds beyond two replicate timeouts a replicated add's jobs stay held at most.
+HOLD_MARGIN: Final = 10.0
+
 #: Jobs read by ``stats`` per script call: bounds how long one call holds Redis.
 STATS_CHUNK: Final = 2000
 #: How long a blocked get's stamp lives (ms; see claim.lua): longer than any block.
@@ -206,7 +209,11 @@ class AsyncRedisStore(AsyncStore):
         await self.runner.register(groups)
         head = ["" if max_len is None else max_len]
         if not self.cluster:
-            argv: list[Any] = [*head, "", "1" if replicate else ""]
+            # Held jobs wait for their release until this deadline at most: a release lost
+            # in a failover (the replica got the add, not the release) then only delays
+            # them, where a hold without end kept an acknowledged job forever.
+            hold_until = self.clock.now() + 2 * self.settings.replicate_timeout + HOLD_MARGIN
+            argv: list[Any] = [*head, "", hold_until if replicate else ""]
             for queue, members in groups.items():
                 argv += [queue, len(members)]
                 for job in members:

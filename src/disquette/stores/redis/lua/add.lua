@@ -1,7 +1,8 @@
 -- add: insert jobs, all or none. ARGV[4] max_len ("" for none), ARGV[5] the sequence
--- number before the first job's ("" to take them from <prefix>seq), ARGV[6] "1" to hold
--- the jobs (scheduled at +inf, real run_at kept: release.lua makes them deliverable once
--- replicas have them), then per queue: name,
+-- number before the first job's ("" to take them from <prefix>seq), ARGV[6] a time to hold
+-- the jobs until ("" for none: scheduled at that time and marked held, real run_at kept:
+-- release.lua makes them deliverable once replicas have them; if a failover loses the
+-- release, they come due at that time instead of never), then per queue: name,
 -- job count, and per job: id, m, run_at, options. Options is "" when the job has no type,
 -- no TTL, no headers and default priority, retry_after and result_ttl; else a byte of
 -- flags (1 priority, 2 expires_at, 4 retry_after, 8 result_ttl, 16 unique, 32 headers),
@@ -17,7 +18,7 @@ local max_len = tonumber(ARGV[4])
 local groups = {}
 local incoming = {}
 local total = 0
-local hold = ARGV[6] == '1'
+local hold_until = ARGV[6] ~= '' and ARGV[6] or nil
 local i = 7
 while i <= #ARGV do
     local q = queue(ARGV[i])
@@ -124,9 +125,9 @@ for _, g in ipairs(groups) do
                 end
                 redis.call('HSET', key, unpack(fields))
                 if expires_at then redis.call('ZADD', q.e, fmt(expires_at), id) end
-                if hold then
-                    redis.call('HSET', key, 'st', 's')
-                    redis.call('ZADD', q.s, '+inf', id)
+                if hold_until then
+                    redis.call('HSET', key, 'st', 's', 'hl', '1')
+                    redis.call('ZADD', q.s, hold_until, id)
                 elseif ready then
                     redis.call('ZADD', q.r, priority, order(run_at, seq) .. id)
                     q.readied = true

@@ -5,7 +5,8 @@ for _, key in ipairs(KEYS) do
     local q, v = locate(key, 'st', 'r', 'p', 'sq')
     if q and v[2] == 's' then
         local id = key_id(q, key)
-        if redis.call('ZSCORE', q.s, id) == 'inf' then
+        if redis.call('HGET', key, 'hl') then
+            redis.call('HDEL', key, 'hl')
             redis.call('ZREM', q.s, id)
             if tonumber(v[3]) <= NOW then
                 make_ready(q, key, id, v[4], v[3], v[5])
