@@ -412,7 +412,7 @@ async def scenario(target: Target, args: argparse.Namespace) -> None:
         )
         # The burst is added before the consumers start (at about the fill's pace), due
         # after the steady window: scheduled jobs sit in the store while it is measured.
-        adding = args.lead or args.due / rate * 1.5 + 2.0
+        adding = args.lead or args.due / rate * 3.0 + 2.0
         due_at = time.time() + adding + args.warmup + args.steady + 2.0
         burst_rate, spare = await add_due(client, args, due_at)
         print(f"  burst: {args.due:,} added at {burst_rate:,.0f} adds/s, due in {spare:.1f} s")
