@@ -88,6 +88,9 @@ async def consume(
             continue
         claims.append((time.time(), took))
         await jobs.ack(found[0])
+        # The memory store's calls never suspend: without this, one consumer would hold the
+        # event loop until its queues are empty.
+        await asyncio.sleep(0)
 
 
 async def run_consumers(
