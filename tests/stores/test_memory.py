@@ -19,3 +19,24 @@ def test_release_leases_holds_only_the_delivery_its_claim_made() -> None:
     job = store.show(claimed.id)
     assert job is not None
     assert (job.state, job.additional_deliveries) == (JobState.ACTIVE, 0)
+
+
+def test_a_claim_makes_a_due_burst_ready_a_batch_at_a_time() -> None:
+    from disquette import connect
+    from disquette.stores.memory.store import TICK_BATCH
+
+    clock = ManualClock()
+    with connect("memory://", clock=clock) as client:
+        client.delay(10).add_many(list(range(TICK_BATCH * 2 + 500)), "q")
+        clock.advance(11)
+        store = client.store
+        assert isinstance(store, MemoryStore)
+        left = []
+        for _ in range(3):
+            client.timeout(0).get("q")
+            left.append(len(store._scheduled))
+        assert left == [TICK_BATCH + 500, 500, 0]
+        # A read applies the whole backlog: counts are never behind.
+        client.delay(10).add_many(list(range(TICK_BATCH + 1)), "r")
+        clock.advance(11)
+        assert client.qlen("r") == TICK_BATCH + 1

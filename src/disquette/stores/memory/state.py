@@ -102,23 +102,29 @@ class MemoryState:
             created.append(job)
         return created, existing
 
-    def _tick(self, now: float) -> tuple[set[str], int]:
-        """Apply what time made due; return the queues that got ready jobs, and how many
-        leases ran out."""
+    def _tick(self, now: float, limit: int | None = None) -> tuple[set[str], int]:
+        """Apply what time made due (at most ``limit`` jobs of each kind: a claim does not
+        stop the store for a whole backlog; the next call goes on); return the queues that
+        got ready jobs, and how many leases ran out."""
         woken: set[str] = set()
         stale = 0
-        while self._expiries and self._expiries[0][0] <= now:
+        left = limit
+        while self._expiries and self._expiries[0][0] <= now and left != 0:
             expires_at, job_id = heapq.heappop(self._expiries)
             job = self._jobs.get(job_id)
             if job is not None and job.expires_at == expires_at:
                 self._remove(job)
-        while self._scheduled and self._scheduled[0][0] <= now:
+            left = None if left is None else left - 1
+        left = limit
+        while self._scheduled and self._scheduled[0][0] <= now and left != 0:
             run_at, job_id = heapq.heappop(self._scheduled)
             job = self._jobs.get(job_id)
             if job is not None and job.state is JobState.SCHEDULED and job.run_at == run_at:
                 self._make_ready(job)
                 woken.add(job.queue)
-        while self._leases and self._leases[0][0] <= now:
+            left = None if left is None else left - 1
+        left = limit
+        while self._leases and self._leases[0][0] <= now and left != 0:
             lease_until, job_id = heapq.heappop(self._leases)
             job = self._jobs.get(job_id)
             if job is not None and job.state is JobState.ACTIVE and job.lease_until == lease_until:
@@ -127,6 +133,7 @@ class MemoryState:
                 self._lapsed[job_id] = delivery
                 woken.add(job.queue)
                 stale += 1
+            left = None if left is None else left - 1
         return woken, stale
 
     def _requeue_stale(self, job: Job) -> None:

@@ -37,6 +37,9 @@ from ..types import (
 from .admin import MemoryAdmin
 from .state import _FINISHED, _PENDING
 
+#: Jobs of each kind a claim makes due at most (a burst is spread over the next claims).
+TICK_BATCH = 1000
+
 
 class MemoryStore(MemoryAdmin, Store):
     """Jobs in dictionaries and heaps, guarded by one lock. Thread-safe, not persistent.
@@ -103,7 +106,7 @@ class MemoryStore(MemoryAdmin, Store):
         claimed: list[Job] = []
         with self._lock:
             now = self.clock.now()
-            self._tick(now)
+            self._tick(now, TICK_BATCH)
             for queue in queues:
                 heap = self._ready.get(queue)
                 if not heap or self._pause.get(queue, 0) & PAUSE_OUT:
