@@ -73,7 +73,13 @@ class PostgresStore(Store):
 
     #: Every capability: transactions (``connection=``), synchronous standbys, migrations.
     capabilities = Store.capabilities.replace(
-        transactions=True, replication=True, node_registry=True, migrations=True
+        transactions=True,
+        replication=True,
+        node_registry=True,
+        migrations=True,
+        workers=False,
+        job_filter=False,
+        rollups=False,  # issue 14: not yet
     )
 
     def __init__(

@@ -72,7 +72,13 @@ class AsyncPostgresStore(AsyncStore):
 
     #: Every capability: transactions (``connection=``), synchronous standbys, migrations.
     capabilities = AsyncStore.capabilities.replace(
-        transactions=True, replication=True, node_registry=True, migrations=True
+        transactions=True,
+        replication=True,
+        node_registry=True,
+        migrations=True,
+        workers=False,
+        job_filter=False,
+        rollups=False,  # issue 14: not yet
     )
 
     def __init__(

@@ -141,7 +141,13 @@ class RedisStore(Store):
 
     #: No transactions to join; WAIT for replicas (``max_replicas`` is 0 on a Cluster).
     capabilities = Store.capabilities.replace(
-        transactions=False, replication=True, node_registry=True, migrations=False
+        transactions=False,
+        replication=True,
+        node_registry=True,
+        migrations=False,
+        workers=False,
+        job_filter=False,
+        rollups=False,  # issue 14: not yet
     )
 
     def __init__(

@@ -140,7 +140,13 @@ class AsyncRedisStore(AsyncStore):
 
     #: No transactions to join; WAIT for replicas (``max_replicas`` is 0 on a Cluster).
     capabilities = AsyncStore.capabilities.replace(
-        transactions=False, replication=True, node_registry=True, migrations=False
+        transactions=False,
+        replication=True,
+        node_registry=True,
+        migrations=False,
+        workers=False,
+        job_filter=False,
+        rollups=False,  # issue 14: not yet
     )
 
     def __init__(
