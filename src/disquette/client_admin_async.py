@@ -9,19 +9,41 @@ This file is the asyncio source; ``client_admin.py`` beside it is generated from
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Final
+import functools
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from typing import Final, Literal
 
-from .errors import InvalidOption, JobNotFound, ScheduleNotFound
-from .job import Job, JobState, Options, Stats, check_job_id, check_queue_name
+from ._concurrency import AsyncSignal, async_sleep
+from .errors import InvalidOption, InvalidState, JobNotFound, ScheduleNotFound
+from .job import Job, JobState, Options, Stats, check_job_id, check_queue_name, check_queue_names
 from .periodic import fire_now_job
 from .stores.store_async import AsyncStore
-from .stores.types import PAUSE_MODES, PauseMode, QueueInfo, ScheduleInfo
+from .stores.types import (
+    COUNT_CAP,
+    MAX_PAGE,
+    PAUSE_MODES,
+    JobCount,
+    JobFilter,
+    JobPage,
+    PauseMode,
+    QueueEvent,
+    QueueInfo,
+    Resolution,
+    RollupRow,
+    ScheduleInfo,
+    WorkerInfo,
+    check_rollup_query,
+)
 
 #: How many jobs ``get_many`` may claim in one call.
 MAX_BATCH: Final = 10_000
 
 JobRef = Job | str
+#: What ``bulk`` can do to jobs: ``enqueue`` is "run now".
+BulkAction = Literal["retry", "delete", "cancel", "enqueue"]
+BULK_ACTIONS: Final[tuple[BulkAction, ...]] = ("retry", "delete", "cancel", "enqueue")
+#: How many jobs one store call of ``bulk`` takes.
+BULK_BATCH: Final = 500
 
 
 def _job_id(job: JobRef) -> str:
@@ -167,8 +189,173 @@ class AsyncClientAdmin:
                 return job.id
         raise ScheduleNotFound(name)
 
+    # -- operations (issue 14): workers, filters, bulk actions, watch, rollups ------------
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The worker processes registered in the store whose heartbeats go on, by id."""
+        return await self.store.workers()
+
+    async def count(self, filter: JobFilter | None = None, cap: int = COUNT_CAP) -> JobCount:
+        """How many jobs match ``filter`` (None: every job): exact up to ``cap``, beyond
+        that ``JobCount(cap, capped=True)`` (shown "10,000+"); never an unbounded count."""
+        _check_int("cap", cap, 1, 1_000_000)
+        return await self.store.count_jobs(filter or JobFilter(), cap)
+
+    async def scan_jobs(
+        self,
+        filter: JobFilter | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """One page of the jobs matching ``filter``, newest first; pass the page's
+        ``cursor`` to get the next one (None when there is none). Keyset paging: a page
+        costs the same however deep it is, and a walk neither repeats nor skips a job."""
+        _check_int("limit", limit, 1, MAX_PAGE)
+        if cursor is not None and (not isinstance(cursor, str) or not cursor.isdigit()):
+            raise InvalidOption("cursor", cursor, "a cursor returned by scan_jobs")
+        return await self.store.scan_jobs(filter or JobFilter(), cursor, limit)
+
+    async def bulk(
+        self,
+        action: BulkAction,
+        *,
+        ids: Sequence[JobRef] | None = None,
+        filter: JobFilter | None = None,
+        limit: int = 1000,
+    ) -> int:
+        """Apply ``action`` to the jobs given by ``ids`` or matched by ``filter`` (one of
+        the two), at most ``limit`` of them, in batches; return how many it changed.
+
+        ``retry`` makes failed jobs ready, ``delete`` deletes, ``cancel`` cancels pending
+        jobs (and asks active ones' holders to stop), ``enqueue`` makes scheduled or active
+        jobs ready now ("run now"). Jobs the action does not apply to (a retry of a queued
+        job) are passed over, not counted.
+        """
+        if action not in BULK_ACTIONS:
+            raise InvalidOption("action", action, f"one of {', '.join(BULK_ACTIONS)}")
+        _check_int("limit", limit, 1, 1_000_000)
+        if (ids is None) == (filter is None):
+            raise InvalidOption("ids", ids, "give either ids or filter")
+        if ids is not None:
+            chosen = [_job_id(job) for job in ids][:limit]
+            return sum(
+                [
+                    await self._bulk_batch(action, chosen[i : i + BULK_BATCH])
+                    for i in range(0, len(chosen), BULK_BATCH)
+                ]
+            )
+        assert filter is not None
+        done = 0
+        cursor: str | None = None
+        while done < limit:
+            page = await self.store.scan_jobs(filter, cursor, min(BULK_BATCH, limit - done))
+            done += await self._bulk_batch(action, [job.id for job in page.jobs])
+            cursor = page.cursor
+            if cursor is None:
+                break
+        return done
+
+    async def _bulk_batch(self, action: BulkAction, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        if action == "delete":
+            return await self.store.delete(ids)
+        if action == "enqueue":
+            return len(await self.store.enqueue(ids))
+        changed = 0
+        for job_id in ids:  # the seam retries and cancels one job at a time
+            try:
+                if action == "retry":
+                    await self.store.retry(job_id)
+                else:
+                    await self.store.cancel(job_id)
+                changed += 1
+            except (JobNotFound, InvalidState):
+                continue
+        return changed
+
+    async def watch(
+        self, queues: Sequence[str] | None = None, *, debounce: float = 0.2, refresh: float = 2.0
+    ) -> AsyncIterator[QueueEvent]:
+        """Events saying a queue changed, forever (break out of the loop to stop).
+
+        Built on the store's wake-ups (a job became ready, from this process or, on stores
+        that hear them, from others), plus a look at :meth:`queues` every ``refresh``
+        seconds for what no wake-up announces (another process's failures, new queues
+        when ``queues`` is None: every queue). Changes within ``debounce`` seconds of the
+        first come as one event per queue.
+        """
+        for option, value, low in (("debounce", debounce, 0.0), ("refresh", refresh, 0.01)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not low <= value <= 3600
+            ):
+                raise InvalidOption(option, value, f"seconds between {low} and 3600")
+        watched = None if queues is None else set(check_queue_names(queues))
+        pending: set[str] = set()
+        signal = AsyncSignal()
+        unsubscribers: dict[str, Callable[[], None]] = {}
+
+        def follow(names: Iterable[str]) -> None:
+            for name in names:
+                if name not in unsubscribers:
+                    unsubscribers[name] = self.store.wakeups.subscribe(
+                        [name], functools.partial(_changed, pending, signal, name)
+                    )
+
+        snapshot = {info.name: info for info in await self.store.queues()}
+        follow(watched if watched is not None else snapshot)
+        try:
+            while True:
+                await signal.wait(refresh)
+                await async_sleep(debounce)
+                now = {info.name: info for info in await self.store.queues()}
+                changed = {
+                    name
+                    for name in now.keys() | snapshot.keys()
+                    if now.get(name) != snapshot.get(name)
+                }
+                snapshot = now
+                if watched is None:
+                    follow(now)
+                while pending:  # pop by pop: a wake-up from another thread is never lost
+                    changed.add(pending.pop())
+                for name in sorted(changed):
+                    if watched is None or name in watched:
+                        yield QueueEvent(name)
+        finally:
+            for unsubscribe in unsubscribers.values():
+                unsubscribe()
+
+    async def rollups(
+        self,
+        resolution: Resolution = "minute",
+        since: float | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+    ) -> list[RollupRow]:
+        """Per-minute (kept 8 hours) or per-hour (kept 3 days) throughput, errors and
+        duration histograms per queue and type, flushed by the workers every 10 seconds;
+        ``since`` (default: all kept) bounds the periods' start."""
+        check_rollup_query(resolution, since)
+        if queue is not None:
+            check_queue_name(queue)
+        start = 0.0 if since is None else since
+        return await self.store.rollups(resolution, start, queue, type)
+
     async def _require(self, job_id: str) -> Job:
         job = await self.store.show(job_id)
         if job is None:
             raise JobNotFound(job_id)
         return job
+
+
+def _changed(pending: set[str], signal: AsyncSignal, queue: str) -> None:
+    pending.add(queue)
+    signal.set()
+
+
+def _check_int(option: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidOption(option, value, f"must be an int between {low} and {high}")

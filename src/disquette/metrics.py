@@ -15,7 +15,8 @@ creation). Counted by workers: ``disquette_job_errors_total{error_type}``,
 
 Read from the store at each scrape, by :class:`StoreCollector` only:
 ``disquette_queue_jobs{queue,state}``, ``disquette_queue_latency_seconds{queue}`` (age of
-the oldest ready job), ``disquette_queue_paused{queue}`` and ``disquette_store_up``.
+the oldest ready job), ``disquette_queue_paused{queue}``, ``disquette_workers`` (worker
+processes registered, on stores with a worker registry) and ``disquette_store_up``.
 
 Labels never carry a job id, and each label keeps at most :data:`MAX_LABEL_VALUES`
 values per process: later ones are counted under ``_other``. Worker processes started by
@@ -275,7 +276,17 @@ class StoreCollector:
             oldest = self.client.peek(name) if info and info.queued else []
             age = now - max(oldest[0].run_at, oldest[0].created_at) if oldest else 0.0
             latency.add_metric([name], max(0.0, age))
-        return [jobs, latency, paused]
+        return [jobs, latency, paused, *self._workers()]
+
+    def _workers(self) -> list[Metric]:
+        """The workers registered in the store (none on a store without the registry)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        if not self.client.store.capabilities.workers:
+            return []
+        workers = GaugeMetricFamily("disquette_workers", "Worker processes registered.")
+        workers.add_metric([], len(self.client.workers()))
+        return [workers]
 
 
 def registry(client: Client | None = None) -> CollectorRegistry:

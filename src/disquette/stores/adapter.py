@@ -19,7 +19,20 @@ from typing import Protocol, TypeVar, runtime_checkable
 from ..job import Job, JobState, Stats
 from .store import Store
 from .store_async import AsyncStore
-from .types import EncodedResult, NodeInfo, PauseMode, QueueInfo, ScheduleInfo, WouldBlock
+from .types import (
+    EncodedResult,
+    JobCount,
+    JobFilter,
+    JobPage,
+    NodeInfo,
+    PauseMode,
+    QueueInfo,
+    Resolution,
+    RollupRow,
+    ScheduleInfo,
+    WorkerInfo,
+    WouldBlock,
+)
 
 T = TypeVar("T")
 
@@ -239,6 +252,36 @@ class SyncStoreAdapter(AsyncStore):
     async def pause_schedule(self, name: str, paused: bool) -> bool:
         """See :meth:`AsyncStore.pause_schedule`."""
         return await self._call(self.inner.pause_schedule, name, paused)
+
+    async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """See :meth:`AsyncStore.register_worker`."""
+        await self._call(self.inner.register_worker, info, ttl)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """See :meth:`AsyncStore.unregister_worker`."""
+        await self._call(self.inner.unregister_worker, worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """See :meth:`AsyncStore.workers`."""
+        return await self._call(self.inner.workers)
+
+    async def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
+        """See :meth:`AsyncStore.count_jobs`."""
+        return await self._call(self.inner.count_jobs, where, cap)
+
+    async def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """See :meth:`AsyncStore.scan_jobs`."""
+        return await self._call(self.inner.scan_jobs, where, cursor, limit)
+
+    async def record_rollups(self, rows: Sequence[RollupRow]) -> None:
+        """See :meth:`AsyncStore.record_rollups`."""
+        await self._call(self.inner.record_rollups, rows)
+
+    async def rollups(
+        self, resolution: Resolution, since: float, queue: str | None, type: str | None
+    ) -> list[RollupRow]:
+        """See :meth:`AsyncStore.rollups`."""
+        return await self._call(self.inner.rollups, resolution, since, queue, type)
 
     async def migrate(self) -> list[int]:
         """See :meth:`AsyncStore.migrate`."""

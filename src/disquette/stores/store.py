@@ -17,11 +17,17 @@ from ..job import Job, JobState, Stats
 from .types import (
     Capabilities,
     EncodedResult,
+    JobCount,
+    JobFilter,
+    JobPage,
     NodeInfo,
     PauseMode,
     QueueInfo,
+    Resolution,
+    RollupRow,
     ScheduleInfo,
     Wakeups,
+    WorkerInfo,
 )
 
 
@@ -356,6 +362,49 @@ class Store(abc.ABC):
     def pause_schedule(self, name: str, paused: bool) -> bool:
         """Pause (a scheduler then fires none of its slots) or resume a registered
         schedule; return False, changing nothing, when no schedule has this name."""
+
+    # -- operations (issue 14): capabilities.workers, job_filter, rollups ----------------
+    # Not abstract: a store without the capability inherits the NotSupported refusals.
+
+    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """Register (or renew: a heartbeat) a worker process until now + ``ttl``."""
+        raise self._lacks("register_worker", "workers")
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker's registration (a clean stop)."""
+        raise self._lacks("unregister_worker", "workers")
+
+    def workers(self) -> list[WorkerInfo]:
+        """Registered workers whose registration has not lapsed, by id; lapsed ones are
+        forgotten."""
+        raise self._lacks("list workers", "workers")
+
+    def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
+        """How many live jobs match ``where``: exact up to ``cap``, else ``cap`` and
+        ``capped``. Reads at most ``cap`` + 1 rows (never an unbounded count)."""
+        raise self._lacks("count jobs", "job_filter")
+
+    def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """One page of the live jobs matching ``where``, newest first (by enqueue order,
+        keyset paging on it: a page costs its own rows, however deep). ``cursor`` is
+        None for the first page, else the previous page's; jobs added meanwhile come
+        before the first page, so a walk never repeats nor skips a job that stays."""
+        raise self._lacks("scan jobs", "job_filter")
+
+    def record_rollups(self, rows: Sequence[RollupRow]) -> None:
+        """Add ``rows`` into the stored rollups (summing rows of the same key), and drop
+        the rows older than their resolution keeps (:data:`~.types.ROLLUP_PERIODS`)."""
+        raise self._lacks("record rollups", "rollups")
+
+    def rollups(
+        self, resolution: Resolution, since: float, queue: str | None, type: str | None
+    ) -> list[RollupRow]:
+        """Stored rollups of ``resolution`` starting at or after ``since``, in one queue
+        and type or all, by (start, queue, type)."""
+        raise self._lacks("read rollups", "rollups")
+
+    def _lacks(self, operation: str, capability: str) -> NotSupported:
+        return NotSupported(self.url.partition(":")[0], operation, Capabilities.reason(capability))
 
     def migrate(self) -> list[int]:
         """Create or upgrade the store's schema; return the versions applied (none when it

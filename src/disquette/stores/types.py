@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
 import json
+import math
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
 from ..errors import InvalidOption, NotReplicated
-from ..job import Encoding
+from ..job import Encoding, Job, JobState, check_queue_name
 
 #: The wake-up channel for "some job finished", used by ``wait``.
 DONE_CHANNEL: Final = "\x00done"
@@ -278,6 +281,19 @@ class Capabilities:
     schedules: bool = _capability(
         "keeps no schedule registry: register_schedules() and the others raise NotSupported"
     )
+    #: ``register_worker``, ``unregister_worker`` and ``workers`` keep a registry of the
+    #: worker processes, forgotten when their heartbeats stop.
+    workers: bool = _capability(
+        "keeps no worker registry: register_worker() and workers() raise NotSupported"
+    )
+    #: ``count_jobs`` and ``scan_jobs`` select jobs by a ``JobFilter`` (and so ``bulk``).
+    job_filter: bool = _capability(
+        "the protocol cannot select jobs by a filter: count() and scan_jobs() raise NotSupported"
+    )
+    #: ``record_rollups`` and ``rollups`` keep per-minute and per-hour throughput.
+    rollups: bool = _capability(
+        "keeps no rollups: record_rollups() and rollups() raise NotSupported"
+    )
 
     def replace(self, **changes: bool) -> Capabilities:
         """These capabilities with some flags changed (a store states how it differs)."""
@@ -304,3 +320,273 @@ class Capabilities:
         if unknown:
             raise KeyError(f"no capability {unknown} (known: {', '.join(self.names())})")
         return [name for name in wanted if not getattr(self, name)]
+
+
+# -- operations: the worker registry, job filters, rollups, watch (issue 14) ---------------
+
+#: How long a worker registration lives without a heartbeat before ``workers()`` forgets it.
+WORKER_TTL: Final = 30.0
+#: The most a ``count`` is exact up to by default (then "10,000+").
+COUNT_CAP: Final = 10_000
+#: The most jobs ``scan_jobs`` returns in one page.
+MAX_PAGE: Final = 1_000
+#: The bounds of a filter's ``body_path`` segments: object keys only (no array indexes), so
+#: that every store reads the same path the same way.
+_PATH_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_MAX_PATH_SEGMENTS = 8
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process as the worker registry keeps it (``register_worker``)."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    #: Jobs the worker was running at its last heartbeat.
+    in_flight: int
+    #: Store-clock seconds.
+    started_at: float
+    heartbeat_at: float
+    #: disquette's version in the worker.
+    version: str
+
+    def to_json(self) -> str:
+        """The registration as JSON text (what stores keep)."""
+        fields = dataclasses.asdict(self)
+        fields["queues"] = list(self.queues)
+        return json.dumps(fields, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WorkerInfo:
+        """The inverse of :meth:`to_json`."""
+        fields = json.loads(text)
+        fields["queues"] = tuple(fields["queues"])
+        return cls(**fields)
+
+
+def _check_text(option: str, value: object, max_len: int = 1000) -> None:
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= max_len):
+        raise InvalidOption(option, value, f"a non-empty str of at most {max_len} characters")
+
+
+def _check_time(option: str, value: object) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
+        raise InvalidOption(option, value, "a finite number of epoch seconds")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs ``count``, ``scan_jobs`` and ``bulk`` act on: every given field must
+    match (None matches anything). Invalid values raise ``InvalidOption`` at construction.
+
+    - ``queue``: the job's queue; ``states``: its state is one of these;
+      ``type``: its type (exactly).
+    - ``error``: a substring of its ``last_error`` (case-sensitive).
+    - ``id_prefix``: its id starts with this.
+    - ``since``/``until``: its ``created_at`` (store-clock epoch seconds) is ``>= since``
+      and ``< until``.
+    - ``body_path`` with ``body_value``: the JSON body (encoding ``json`` only) holds, at
+      this dotted path of object keys (``"user.id"``; no array indexes), a string equal
+      to ``body_value``, or a number or boolean whose JSON text is ``body_value``
+      (``"42"``, ``"true"``). ``body_path`` alone matches bodies where the path exists
+      with a non-null value.
+    """
+
+    queue: str | None = None
+    states: frozenset[JobState] | None = None
+    type: str | None = None
+    error: str | None = None
+    id_prefix: str | None = None
+    since: float | None = None
+    until: float | None = None
+    body_path: str | None = None
+    body_value: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.queue is not None:
+            check_queue_name(self.queue)
+        if self.states is not None:
+            if not isinstance(self.states, frozenset) or not self.states:
+                raise InvalidOption("states", self.states, "a non-empty frozenset of JobState")
+            object.__setattr__(self, "states", frozenset(JobState(s) for s in self.states))
+        for option in ("type", "error", "id_prefix", "body_value"):
+            _check_text(option, getattr(self, option))
+        _check_time("since", self.since)
+        _check_time("until", self.until)
+        if self.body_path is not None:
+            segments = self.body_path.split(".") if isinstance(self.body_path, str) else []
+            if not 0 < len(segments) <= _MAX_PATH_SEGMENTS or not all(
+                _PATH_SEGMENT.fullmatch(segment) for segment in segments
+            ):
+                raise InvalidOption(
+                    "body_path",
+                    self.body_path,
+                    f"up to {_MAX_PATH_SEGMENTS} dot-separated object keys "
+                    "([A-Za-z_][A-Za-z0-9_]*), such as user.id",
+                )
+        elif self.body_value is not None:
+            raise InvalidOption("body_value", self.body_value, "needs a body_path")
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """``body_path`` split into its keys (empty without one)."""
+        return () if self.body_path is None else tuple(self.body_path.split("."))
+
+    def matches(self, job: Job) -> bool:
+        """Whether ``job`` matches (the memory store's filter, and Redis's bounded scan)."""
+        return (
+            (self.queue is None or job.queue == self.queue)
+            and (self.states is None or job.state in self.states)
+            and (self.type is None or job.type == self.type)
+            and (self.error is None or self.error in (job.last_error or ""))
+            and (self.id_prefix is None or job.id.startswith(self.id_prefix))
+            and (self.since is None or job.created_at >= self.since)
+            and (self.until is None or job.created_at < self.until)
+            and (self.body_path is None or self._body_matches(job))
+        )
+
+    def _body_matches(self, job: Job) -> bool:
+        if job.encoding is not Encoding.JSON:
+            return False
+        try:
+            value: object = json.loads(job.raw_body)
+        except ValueError:
+            return False
+        for key in self.path:
+            if not isinstance(value, dict) or key not in value:
+                return False
+            value = value[key]
+        if value is None or isinstance(value, dict | list):
+            return False
+        return self.body_value is None or json_text(value) == self.body_value
+
+
+def json_text(value: object) -> str:
+    """A JSON scalar as a filter's ``body_value`` compares it: a string as itself, a number
+    or boolean as its JSON text."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobCount:
+    """A capped count: exact when ``capped`` is False, else "at least ``value``"."""
+
+    value: int
+    capped: bool
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of ``scan_jobs``: the jobs, and the cursor of the next page (None: the
+    walk is over)."""
+
+    jobs: list[Job]
+    cursor: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueEvent:
+    """``watch()``: something changed in this queue (jobs added, ready, finished...)."""
+
+    queue: str
+
+
+#: The upper bounds (seconds) of the duration histogram's buckets; the last is unbounded.
+DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, math.inf,
+)  # fmt: skip
+#: The rollup resolutions, each with its period and how long its rows are kept (as Sidekiq).
+ROLLUP_PERIODS: Final[dict[str, tuple[float, float]]] = {
+    "minute": (60.0, 8 * 3600.0),
+    "hour": (3600.0, 3 * 86400.0),
+}
+Resolution = Literal["minute", "hour"]
+
+
+def duration_bucket(seconds: float) -> int:
+    """The histogram bucket of a duration."""
+    return bisect.bisect_left(DURATION_BUCKETS, seconds)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RollupRow:
+    """Throughput, errors and durations of one (queue, type) over one minute or hour.
+    ``record_rollups`` adds rows into the stored ones (several workers flush the same
+    period)."""
+
+    resolution: Resolution
+    #: The period's start, store-clock epoch seconds (a multiple of its length).
+    start: float
+    queue: str
+    #: The job type ("" for jobs without one).
+    type: str
+    completed: int
+    errors: int
+    #: Runs per duration bucket (:data:`DURATION_BUCKETS`), completed and failed runs both.
+    histogram: tuple[int, ...]
+
+    def percentile(self, q: float) -> float | None:
+        """The duration (a bucket's upper bound) under which a fraction ``q`` of the runs
+        ended; None without runs, ``inf`` in the last bucket."""
+        total = sum(self.histogram)
+        if not total:
+            return None
+        rank = math.ceil(q * total)
+        seen = 0
+        for bound, n in zip(DURATION_BUCKETS, self.histogram, strict=True):
+            seen += n
+            if seen >= max(rank, 1):
+                return bound
+        return math.inf  # pragma: no cover - the loop always reaches the total
+
+    @property
+    def p50(self) -> float | None:
+        """The median duration (bucket bound)."""
+        return self.percentile(0.5)
+
+    @property
+    def p95(self) -> float | None:
+        """The 95th percentile duration (bucket bound)."""
+        return self.percentile(0.95)
+
+    @property
+    def p99(self) -> float | None:
+        """The 99th percentile duration (bucket bound)."""
+        return self.percentile(0.99)
+
+
+def check_rollup_query(resolution: object, since: object) -> None:
+    """Refuse a bad ``rollups`` query with ``InvalidOption``."""
+    if resolution not in ROLLUP_PERIODS:
+        raise InvalidOption("resolution", resolution, "minute or hour")
+    _check_time("since", since)
+
+
+def merge_rollups(rows: Iterable[RollupRow]) -> list[RollupRow]:
+    """Rows with the same (resolution, start, queue, type) added together, sorted by
+    those (what a store that keeps them in a dictionary returns)."""
+    merged: dict[tuple[str, float, str, str], RollupRow] = {}
+    for row in rows:
+        key = (row.resolution, row.start, row.queue, row.type)
+        old = merged.get(key)
+        merged[key] = row if old is None else add_rollups(old, row)
+    return [merged[key] for key in sorted(merged)]
+
+
+def add_rollups(a: RollupRow, b: RollupRow) -> RollupRow:
+    """Two rows of the same key added together."""
+    return dataclasses.replace(
+        a,
+        completed=a.completed + b.completed,
+        errors=a.errors + b.errors,
+        histogram=tuple(x + y for x, y in zip(a.histogram, b.histogram, strict=True)),
+    )

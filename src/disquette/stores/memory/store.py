@@ -35,13 +35,14 @@ from ..types import (
     refuse_store_powers,
 )
 from .admin import MemoryAdmin
+from .observe import MemoryObserve
 from .state import _FINISHED, _PENDING
 
 #: Jobs of each kind a claim makes due at most (a burst is spread over the next claims).
 TICK_BATCH = 1000
 
 
-class MemoryStore(MemoryAdmin, Store):
+class MemoryStore(MemoryObserve, MemoryAdmin, Store):
     """Jobs in dictionaries and heaps, guarded by one lock. Thread-safe, not persistent.
 
     Its state and transitions are :class:`~.state.MemoryState`'s, its inspecting and

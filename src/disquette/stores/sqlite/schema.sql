@@ -86,6 +86,46 @@ CREATE TABLE IF NOT EXISTS schedules (
     paused INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
+-- name: migrate_5
+-- Version 5 (issue 14): what dashboards read. The worker registry (each worker process
+-- heartbeats its row; a row whose expires_at passed is forgotten by the next read); the
+-- rollups (one row per resolution, period start, queue and type, summed into by every
+-- worker's flush; h0..h15 count runs per duration bucket, see DURATION_BUCKETS); and an
+-- index on (queue, seq) so that a filtered jobs page walks one queue's jobs in enqueue
+-- order (newest first) rather than the whole table. Its columns never change after the
+-- insert, so a claim or an ack never writes it.
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    info TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollups (
+    resolution TEXT NOT NULL,
+    start REAL NOT NULL,
+    queue TEXT NOT NULL,
+    type TEXT NOT NULL,
+    completed INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    h0 INTEGER NOT NULL DEFAULT 0,
+    h1 INTEGER NOT NULL DEFAULT 0,
+    h2 INTEGER NOT NULL DEFAULT 0,
+    h3 INTEGER NOT NULL DEFAULT 0,
+    h4 INTEGER NOT NULL DEFAULT 0,
+    h5 INTEGER NOT NULL DEFAULT 0,
+    h6 INTEGER NOT NULL DEFAULT 0,
+    h7 INTEGER NOT NULL DEFAULT 0,
+    h8 INTEGER NOT NULL DEFAULT 0,
+    h9 INTEGER NOT NULL DEFAULT 0,
+    h10 INTEGER NOT NULL DEFAULT 0,
+    h11 INTEGER NOT NULL DEFAULT 0,
+    h12 INTEGER NOT NULL DEFAULT 0,
+    h13 INTEGER NOT NULL DEFAULT 0,
+    h14 INTEGER NOT NULL DEFAULT 0,
+    h15 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (resolution, start, queue, type)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_queue_seq ON jobs(queue, seq);
+
 -- name: insert
 -- Nothing is inserted into a queue paused for input (the store then raises QueuePaused),
 -- nor for an id the file holds in any state (done jobs stay in this table until pruned).
@@ -381,3 +421,48 @@ SELECT queue, type, state, count(*),
        max(CASE WHEN state != 3 THEN error_count ELSE 0 END),
        min(CASE WHEN state IN (0, 1, 2) THEN run_at END)
 FROM jobs GROUP BY queue, type, state ORDER BY queue, coalesce(type, '');
+
+-- name: register_worker
+INSERT INTO workers (id, info, expires_at) VALUES (:id, :info, :expires_at)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at;
+
+-- name: unregister_worker
+DELETE FROM workers WHERE id = :id;
+
+-- name: forget_workers
+DELETE FROM workers WHERE expires_at <= :now;
+
+-- name: workers
+SELECT info FROM workers WHERE expires_at > :now ORDER BY id;
+
+-- name: record_rollup
+INSERT INTO rollups (resolution, start, queue, type, completed, errors, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15)
+VALUES (:resolution, :start, :queue, :type, :completed, :errors, :h0, :h1, :h2, :h3, :h4, :h5, :h6, :h7, :h8, :h9, :h10, :h11, :h12, :h13, :h14, :h15)
+ON CONFLICT (resolution, start, queue, type) DO UPDATE SET
+    completed = completed + excluded.completed,
+    errors = errors + excluded.errors,
+    h0 = h0 + excluded.h0,
+    h1 = h1 + excluded.h1,
+    h2 = h2 + excluded.h2,
+    h3 = h3 + excluded.h3,
+    h4 = h4 + excluded.h4,
+    h5 = h5 + excluded.h5,
+    h6 = h6 + excluded.h6,
+    h7 = h7 + excluded.h7,
+    h8 = h8 + excluded.h8,
+    h9 = h9 + excluded.h9,
+    h10 = h10 + excluded.h10,
+    h11 = h11 + excluded.h11,
+    h12 = h12 + excluded.h12,
+    h13 = h13 + excluded.h13,
+    h14 = h14 + excluded.h14,
+    h15 = h15 + excluded.h15;
+
+-- name: prune_rollups
+DELETE FROM rollups WHERE resolution = :resolution AND start < :before;
+
+-- name: rollups
+SELECT resolution, start, queue, type, completed, errors, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15 FROM rollups
+WHERE resolution = :resolution AND start >= :since
+  AND (:queue IS NULL OR queue = :queue) AND (:type IS NULL OR type = :type)
+ORDER BY start, queue, type;

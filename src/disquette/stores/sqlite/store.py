@@ -51,10 +51,11 @@ from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration t
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
 from .database import QUERIES as QUERIES
 from .database import SqliteDatabase
+from .observe import SqliteObserve
 from .unique import unique_holders
 
 
-class SqliteStore(SqliteDatabase, Store):
+class SqliteStore(SqliteObserve, SqliteDatabase, Store):
     """Jobs in one SQLite file. One connection per store, shared by threads under a lock.
 
     Opening the file, the connection, transactions and wake-ups are
