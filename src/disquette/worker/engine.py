@@ -19,6 +19,7 @@ from .acks import AckBatcher
 from .fetcher import Fetcher
 from .handlers import HandlerThreads, InFlight, Outcome, describe_exception, log_extras
 from .heartbeat import Heartbeat
+from .presence import Presence
 from .registry import HandlerSpec
 from .scheduler import Scheduler
 from .state import EngineState
@@ -51,6 +52,8 @@ class Engine:
             finish=self._finish,
             request_stop=self.request_stop,
         )
+        #: The worker registry and rollups (issue 14).
+        self.presence = Presence(state)
         schedules = state.registry.schedules if worker.schedules else []
         #: Fires the app's periodic jobs (every worker does: the store keeps one per slot).
         self.scheduler = Scheduler(client, schedules) if schedules else None
@@ -83,6 +86,7 @@ class Engine:
             asyncio.create_task(self.acks.run(), name="disquette-flush"),
             asyncio.create_task(self.watchdog.run(), name="disquette-watch"),
             asyncio.create_task(self.heartbeat.watch_cancels(), name="disquette-cancels"),
+            asyncio.create_task(self.presence.run(), name="disquette-presence"),
         ]
         fetcher, flusher = tasks[0], tasks[1]
         scheduler = self.scheduler
@@ -102,6 +106,7 @@ class Engine:
             await self._drain_running()
             self.acks.close()
             await asyncio.wait([flusher])
+            await self.presence.stop()
         finally:
             stop.cancel()
             for task in tasks:
@@ -131,6 +136,7 @@ class Engine:
             await asyncio.gather(*watchers, return_exceptions=True)
             self.threads.close()
         await self.acks.flush()
+        await self.presence.flush()
 
     async def _drain_running(self) -> None:
         """Stop: NACK the buffer, wait for running jobs (up to grace), then give them back."""
@@ -239,6 +245,7 @@ class Engine:
             raised = outcome.value
         if item.spec is not None:  # a handler ran, not an unknown type
             metrics.handled(job, outcome.kind, duration, raised)
+            self.presence.record(job, outcome.kind, duration)
         if job.cancel_requested:
             # However the handler ended (stopped at its check, CancelledError, timeout,
             # a result), the request wins: the job ends cancelled, not done or retried.

@@ -116,6 +116,10 @@ class DisqueStore(Store):
 
     #: Disque's semantics where they differ from disquette's (see the module documentation).
     capabilities = Store.capabilities.replace(
+        # Disque's commands cannot express these: no worker registry, filters or rollups.
+        workers=False,
+        job_filter=False,
+        rollups=False,
         unique=False,
         transactions=False,
         replication=True,

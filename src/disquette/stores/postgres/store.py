@@ -53,17 +53,24 @@ from ..types import (
     PAUSE_MODES,
     PAUSE_OUT,
     EncodedResult,
+    JobCount,
+    JobFilter,
+    JobPage,
     NodeInfo,
     PauseMode,
     QueueInfo,
+    Resolution,
+    RollupRow,
     ScheduleInfo,
+    WorkerInfo,
     pause_bits,
 )
 from .admin import Admin
 from .database import Database
 from .inserts import Inserts
 from .listener import Listener
-from .statements import queries
+from .observe import Observe
+from .statements import queries, quote
 from .upkeep import Upkeep, after_maintenance, maintain
 from .url import SCHEMA_NAME, parse_url
 
@@ -73,7 +80,10 @@ class PostgresStore(Store):
 
     #: Every capability: transactions (``connection=``), synchronous standbys, migrations.
     capabilities = Store.capabilities.replace(
-        transactions=True, replication=True, node_registry=True, migrations=True
+        transactions=True,
+        replication=True,
+        node_registry=True,
+        migrations=True,
     )
 
     def __init__(
@@ -117,12 +127,45 @@ class PostgresStore(Store):
         self._upkeep = Upkeep(self._db, self._q, clock, vacuum_every)
         self._inserts = Inserts(self._db, self._q, self.channel)
         self._admin = Admin(self._db, self._q, clock, self.done_channel)
+        self._observe = Observe(self._db, self._q, clock, quote(schema))
 
     # -- store-specific ------------------------------------------------------------------
 
     def migrate(self) -> list[int]:
         """Apply the migrations this schema lacks; return the versions applied."""
         return self._db.migrate()
+
+    # -- operations (issue 14) -----------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """See :meth:`Store.register_worker`."""
+        self._observe.register_worker(info, ttl)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """See :meth:`Store.unregister_worker`."""
+        self._observe.unregister_worker(worker_id)
+
+    def workers(self) -> list[WorkerInfo]:
+        """See :meth:`Store.workers`."""
+        return self._observe.workers()
+
+    def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
+        """See :meth:`Store.count_jobs`."""
+        return self._observe.count_jobs(where, cap)
+
+    def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """See :meth:`Store.scan_jobs`."""
+        return self._observe.scan_jobs(where, cursor, limit)
+
+    def record_rollups(self, rows: Sequence[RollupRow]) -> None:
+        """See :meth:`Store.record_rollups`."""
+        self._observe.record_rollups(rows)
+
+    def rollups(
+        self, resolution: Resolution, since: float, queue: str | None, type: str | None
+    ) -> list[RollupRow]:
+        """See :meth:`Store.rollups`."""
+        return self._observe.rollups(resolution, since, queue, type)
 
     # -- the interface -------------------------------------------------------------------
 

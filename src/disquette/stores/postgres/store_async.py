@@ -52,17 +52,24 @@ from ..types import (
     PAUSE_MODES,
     PAUSE_OUT,
     EncodedResult,
+    JobCount,
+    JobFilter,
+    JobPage,
     NodeInfo,
     PauseMode,
     QueueInfo,
+    Resolution,
+    RollupRow,
     ScheduleInfo,
+    WorkerInfo,
     pause_bits,
 )
 from .admin_async import AsyncAdmin
 from .database_async import AsyncDatabase
 from .inserts_async import AsyncInserts
 from .listener_async import AsyncListener
-from .statements import queries
+from .observe_async import AsyncObserve
+from .statements import queries, quote
 from .upkeep_async import AsyncUpkeep, after_maintenance, maintain
 from .url import SCHEMA_NAME, parse_url
 
@@ -72,7 +79,10 @@ class AsyncPostgresStore(AsyncStore):
 
     #: Every capability: transactions (``connection=``), synchronous standbys, migrations.
     capabilities = AsyncStore.capabilities.replace(
-        transactions=True, replication=True, node_registry=True, migrations=True
+        transactions=True,
+        replication=True,
+        node_registry=True,
+        migrations=True,
     )
 
     def __init__(
@@ -116,12 +126,45 @@ class AsyncPostgresStore(AsyncStore):
         self._upkeep = AsyncUpkeep(self._db, self._q, clock, vacuum_every)
         self._inserts = AsyncInserts(self._db, self._q, self.channel)
         self._admin = AsyncAdmin(self._db, self._q, clock, self.done_channel)
+        self._observe = AsyncObserve(self._db, self._q, clock, quote(schema))
 
     # -- store-specific ------------------------------------------------------------------
 
     async def migrate(self) -> list[int]:
         """Apply the migrations this schema lacks; return the versions applied."""
         return await self._db.migrate()
+
+    # -- operations (issue 14) -----------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """See :meth:`AsyncStore.register_worker`."""
+        await self._observe.register_worker(info, ttl)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """See :meth:`AsyncStore.unregister_worker`."""
+        await self._observe.unregister_worker(worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """See :meth:`AsyncStore.workers`."""
+        return await self._observe.workers()
+
+    async def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
+        """See :meth:`AsyncStore.count_jobs`."""
+        return await self._observe.count_jobs(where, cap)
+
+    async def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """See :meth:`AsyncStore.scan_jobs`."""
+        return await self._observe.scan_jobs(where, cursor, limit)
+
+    async def record_rollups(self, rows: Sequence[RollupRow]) -> None:
+        """See :meth:`AsyncStore.record_rollups`."""
+        await self._observe.record_rollups(rows)
+
+    async def rollups(
+        self, resolution: Resolution, since: float, queue: str | None, type: str | None
+    ) -> list[RollupRow]:
+        """See :meth:`AsyncStore.rollups`."""
+        return await self._observe.rollups(resolution, since, queue, type)
 
     # -- the interface -------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from ... import defaults
 
 SCRIPT_NAMES: Final = (
     "add",
+    "scan_desc",  # issue 14: filtered jobs pages
     "claim",
     "ack",
     "nack",

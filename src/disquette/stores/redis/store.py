@@ -99,10 +99,16 @@ from ..types import (
     PAUSE_MODES,
     PAUSE_OUT,
     EncodedResult,
+    JobCount,
+    JobFilter,
+    JobPage,
     NodeInfo,
     PauseMode,
     QueueInfo,
+    Resolution,
+    RollupRow,
     ScheduleInfo,
+    WorkerInfo,
     pause_bits,
     refuse_store_powers,
 )
@@ -121,6 +127,7 @@ from .codec import (
     rows_to_jobs,
 )
 from .listener import MarkerWatcher, RedisWakeups, WaiterRegistry, WakeupListener, probe
+from .observe import Observe
 from .runner import ScriptRunner
 from .scripts import SCRIPTS
 from .timers import DueTimers
@@ -141,7 +148,10 @@ class RedisStore(Store):
 
     #: No transactions to join; WAIT for replicas (``max_replicas`` is 0 on a Cluster).
     capabilities = Store.capabilities.replace(
-        transactions=False, replication=True, node_registry=True, migrations=False
+        transactions=False,
+        replication=True,
+        node_registry=True,
+        migrations=False,
     )
 
     def __init__(
@@ -161,6 +171,7 @@ class RedisStore(Store):
         # holds a schedule's definition, "p:<name>" is present while it is paused.
         self._schedules_key = self.prefix + "schedules"
         self.runner = ScriptRunner(settings, clock, cluster=cluster)
+        self._observe = Observe(self.runner, self.prefix, clock)
         self._waiters = WaiterRegistry(settings.redis_url, self.prefix, cluster=cluster)
         self.wakeups: RedisWakeups = RedisWakeups(
             lambda: WakeupListener(settings.redis_url, self.prefix, self.wakeups),
@@ -602,6 +613,38 @@ class RedisStore(Store):
         if lapsed:
             self.runner.command("HDEL", self._nodes_key, *lapsed)
         return sorted(live, key=lambda node: node.id)
+
+    # -- operations (issue 14) -----------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """See :meth:`Store.register_worker`."""
+        self._observe.register_worker(info, ttl)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """See :meth:`Store.unregister_worker`."""
+        self._observe.unregister_worker(worker_id)
+
+    def workers(self) -> list[WorkerInfo]:
+        """See :meth:`Store.workers`."""
+        return self._observe.workers()
+
+    def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
+        """See :meth:`Store.count_jobs` (a bounded scan: slow, see ``observe_async``)."""
+        return self._observe.count_jobs(where, cap)
+
+    def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """See :meth:`Store.scan_jobs` (a bounded scan: slow, see ``observe_async``)."""
+        return self._observe.scan_jobs(where, cursor, limit)
+
+    def record_rollups(self, rows: Sequence[RollupRow]) -> None:
+        """See :meth:`Store.record_rollups`."""
+        self._observe.record_rollups(rows)
+
+    def rollups(
+        self, resolution: Resolution, since: float, queue: str | None, type: str | None
+    ) -> list[RollupRow]:
+        """See :meth:`Store.rollups`."""
+        return self._observe.rollups(resolution, since, queue, type)
 
     def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
         """Record definitions, keeping paused flags; see :meth:`Store.register_schedules`."""

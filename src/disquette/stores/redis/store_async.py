@@ -98,10 +98,16 @@ from ..types import (
     PAUSE_MODES,
     PAUSE_OUT,
     EncodedResult,
+    JobCount,
+    JobFilter,
+    JobPage,
     NodeInfo,
     PauseMode,
     QueueInfo,
+    Resolution,
+    RollupRow,
     ScheduleInfo,
+    WorkerInfo,
     pause_bits,
     refuse_store_powers,
 )
@@ -120,6 +126,7 @@ from .codec import (
     rows_to_jobs,
 )
 from .listener import MarkerWatcher, RedisWakeups, WaiterRegistry, WakeupListener, probe
+from .observe_async import AsyncObserve
 from .runner_async import AsyncScriptRunner
 from .scripts import SCRIPTS
 from .timers import DueTimers
@@ -140,7 +147,10 @@ class AsyncRedisStore(AsyncStore):
 
     #: No transactions to join; WAIT for replicas (``max_replicas`` is 0 on a Cluster).
     capabilities = AsyncStore.capabilities.replace(
-        transactions=False, replication=True, node_registry=True, migrations=False
+        transactions=False,
+        replication=True,
+        node_registry=True,
+        migrations=False,
     )
 
     def __init__(
@@ -160,6 +170,7 @@ class AsyncRedisStore(AsyncStore):
         # holds a schedule's definition, "p:<name>" is present while it is paused.
         self._schedules_key = self.prefix + "schedules"
         self.runner = AsyncScriptRunner(settings, clock, cluster=cluster)
+        self._observe = AsyncObserve(self.runner, self.prefix, clock)
         self._waiters = WaiterRegistry(settings.redis_url, self.prefix, cluster=cluster)
         self.wakeups: RedisWakeups = RedisWakeups(
             lambda: WakeupListener(settings.redis_url, self.prefix, self.wakeups),
@@ -611,6 +622,38 @@ class AsyncRedisStore(AsyncStore):
         if lapsed:
             await self.runner.command("HDEL", self._nodes_key, *lapsed)
         return sorted(live, key=lambda node: node.id)
+
+    # -- operations (issue 14) -----------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """See :meth:`AsyncStore.register_worker`."""
+        await self._observe.register_worker(info, ttl)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """See :meth:`AsyncStore.unregister_worker`."""
+        await self._observe.unregister_worker(worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """See :meth:`AsyncStore.workers`."""
+        return await self._observe.workers()
+
+    async def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
+        """See :meth:`AsyncStore.count_jobs` (a bounded scan: slow, see ``observe_async``)."""
+        return await self._observe.count_jobs(where, cap)
+
+    async def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
+        """See :meth:`AsyncStore.scan_jobs` (a bounded scan: slow, see ``observe_async``)."""
+        return await self._observe.scan_jobs(where, cursor, limit)
+
+    async def record_rollups(self, rows: Sequence[RollupRow]) -> None:
+        """See :meth:`AsyncStore.record_rollups`."""
+        await self._observe.record_rollups(rows)
+
+    async def rollups(
+        self, resolution: Resolution, since: float, queue: str | None, type: str | None
+    ) -> list[RollupRow]:
+        """See :meth:`AsyncStore.rollups`."""
+        return await self._observe.rollups(resolution, since, queue, type)
 
     async def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
         """Record definitions, keeping paused flags; see :meth:`AsyncStore.register_schedules`."""

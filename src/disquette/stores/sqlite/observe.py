@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from .._filter_sql import filter_sql
+from .._observe_sql import filter_sql, rollup_from_row, rollup_params
 from .._sql import COLUMNS, SEQ, row_to_job
 from ..types import (
-    DURATION_BUCKETS,
     ROLLUP_PERIODS,
     JobCount,
     JobFilter,
@@ -90,7 +89,7 @@ class SqliteObserve(SqliteDatabase):
         now = self.clock.now()
         with self._transaction() as conn:
             for row in rows:
-                conn.execute(QUERIES["record_rollup"], _rollup_params(row))
+                conn.execute(QUERIES["record_rollup"], rollup_params(row))
             for resolution, (_, keep) in ROLLUP_PERIODS.items():
                 params = {"resolution": resolution, "before": now - keep}
                 conn.execute(QUERIES["prune_rollups"], params)
@@ -103,31 +102,3 @@ class SqliteObserve(SqliteDatabase):
         with self._connection() as conn:
             rows = conn.execute(QUERIES["rollups"], params).fetchall()
         return [rollup_from_row(row) for row in rows]
-
-
-def _rollup_params(row: RollupRow) -> dict[str, object]:
-    params: dict[str, object] = {
-        "resolution": row.resolution,
-        "start": row.start,
-        "queue": row.queue,
-        "type": row.type,
-        "completed": row.completed,
-        "errors": row.errors,
-    }
-    params.update({f"h{i}": n for i, n in enumerate(row.histogram)})
-    return params
-
-
-def rollup_from_row(row: Sequence[object]) -> RollupRow:
-    """A rollup from a row of (resolution, start, queue, type, completed, errors, h0..h15)."""
-    resolution, start, queue, job_type, completed, errors, *histogram = row
-    assert len(histogram) == len(DURATION_BUCKETS)
-    return RollupRow(
-        resolution,  # type: ignore[arg-type]
-        float(start),  # type: ignore[arg-type]
-        str(queue),
-        str(job_type),
-        int(completed),  # type: ignore[call-overload]
-        int(errors),  # type: ignore[call-overload]
-        tuple(int(n) for n in histogram),  # type: ignore[call-overload]
-    )

@@ -554,3 +554,58 @@ WHERE w.pid = pg_backend_pid() AND w.kind = u.kind AND w.name = u.name;
 DELETE FROM {schema}.waiters AS w
 WHERE NOT EXISTS (
     SELECT FROM pg_stat_activity AS a WHERE a.pid = w.pid AND a.backend_start = w.started);
+
+-- name: register_worker
+INSERT INTO {schema}.workers (id, info, expires_at)
+VALUES (%(id)s, %(info)s, %(expires_at)s::float8)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at;
+
+-- name: unregister_worker
+DELETE FROM {schema}.workers WHERE id = %(id)s;
+
+-- name: forget_workers
+DELETE FROM {schema}.workers WHERE expires_at <= %(now)s::float8;
+
+-- name: workers
+SELECT info FROM {schema}.workers WHERE expires_at > %(now)s::float8 ORDER BY id;
+
+-- name: record_rollup
+INSERT INTO {schema}.rollups AS r (resolution, start, queue, type, completed, errors, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15)
+VALUES (%(resolution)s, %(start)s::float8, %(queue)s, %(type)s, %(completed)s, %(errors)s, %(h0)s, %(h1)s, %(h2)s, %(h3)s, %(h4)s, %(h5)s, %(h6)s, %(h7)s, %(h8)s, %(h9)s, %(h10)s, %(h11)s, %(h12)s, %(h13)s, %(h14)s, %(h15)s)
+ON CONFLICT (resolution, start, queue, type) DO UPDATE SET
+    completed = r.completed + excluded.completed,
+    errors = r.errors + excluded.errors,
+    h0 = r.h0 + excluded.h0,
+    h1 = r.h1 + excluded.h1,
+    h2 = r.h2 + excluded.h2,
+    h3 = r.h3 + excluded.h3,
+    h4 = r.h4 + excluded.h4,
+    h5 = r.h5 + excluded.h5,
+    h6 = r.h6 + excluded.h6,
+    h7 = r.h7 + excluded.h7,
+    h8 = r.h8 + excluded.h8,
+    h9 = r.h9 + excluded.h9,
+    h10 = r.h10 + excluded.h10,
+    h11 = r.h11 + excluded.h11,
+    h12 = r.h12 + excluded.h12,
+    h13 = r.h13 + excluded.h13,
+    h14 = r.h14 + excluded.h14,
+    h15 = r.h15 + excluded.h15;
+
+-- name: prune_rollups
+DELETE FROM {schema}.rollups WHERE resolution = %(resolution)s AND start < %(before)s::float8;
+
+-- name: rollups
+SELECT resolution, start, queue, type, completed, errors, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15 FROM {schema}.rollups
+WHERE resolution = %(resolution)s AND start >= %(since)s::float8
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+ORDER BY start, queue, type;
+
+-- name: filtered_jobs
+-- The jobs and the done rows not yet pruned, as one relation; the filter's terms are
+-- pushed into both arms (done rows have state 3), so each arm uses its own indexes.
+SELECT * FROM (
+    SELECT {columns} FROM {schema}.jobs
+    UNION ALL
+    SELECT {done_columns} FROM {schema}.done WHERE expires_at > %(now)s::float8) AS j

@@ -1,5 +1,6 @@
-"""A :class:`~disquette.stores.types.JobFilter` as SQL, for SQLite and PostgreSQL: one
-builder, the two dialects differing only in placeholders and the JSON body test.
+"""What the SQL stores share for operations views (issue 14): a
+:class:`~disquette.stores.types.JobFilter` as SQL (one builder, the two dialects differing
+only in placeholders and the JSON body test), and rollups as rows.
 
 Every term is a plain comparison on a column, so the planner can use an index for it: the
 queue (``jobs_queue_seq``, added for these scans), the id prefix as a range on the unique
@@ -9,12 +10,12 @@ on the rows the other terms leave (documented as the slower filters).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ..job import Encoding
 from ._sql import STATE_CODES
-from .types import JobFilter
+from .types import DURATION_BUCKETS, JobFilter, RollupRow
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -79,3 +80,31 @@ def filter_sql(where: JobFilter, dialect: Dialect, schema: str = "") -> tuple[st
     if where.body_path is not None:
         terms.append(_body_term(where, dialect, schema, param))
     return " AND ".join(terms) or "TRUE", params
+
+
+def rollup_params(row: RollupRow) -> dict[str, object]:
+    params: dict[str, object] = {
+        "resolution": row.resolution,
+        "start": row.start,
+        "queue": row.queue,
+        "type": row.type,
+        "completed": row.completed,
+        "errors": row.errors,
+    }
+    params.update({f"h{i}": n for i, n in enumerate(row.histogram)})
+    return params
+
+
+def rollup_from_row(row: Sequence[object]) -> RollupRow:
+    """A rollup from a row of (resolution, start, queue, type, completed, errors, h0..h15)."""
+    resolution, start, queue, job_type, completed, errors, *histogram = row
+    assert len(histogram) == len(DURATION_BUCKETS)
+    return RollupRow(
+        resolution,  # type: ignore[arg-type]
+        float(start),  # type: ignore[arg-type]
+        str(queue),
+        str(job_type),
+        int(completed),  # type: ignore[call-overload]
+        int(errors),  # type: ignore[call-overload]
+        tuple(int(n) for n in histogram),  # type: ignore[call-overload]
+    )

@@ -1,0 +1,34 @@
+-- scan_desc: one chunk of a walk, newest first, over the jobs of the queues ARGV[7..] (the
+-- filtered jobs pages of issue 14): the rows of up to ARGV[4] jobs whose sequence number is
+-- below ARGV[5], in the states ARGV[6] (letters, "" for all), highest sequence first, each
+-- row followed by its sequence number. As scan, it reads every job of these queues: the
+-- caller filters the rows (type, error, body...) and bounds how many chunks a page reads.
+local count, before = tonumber(ARGV[4]), tonumber(ARGV[5])
+local states = ARGV[6]
+local found = {}
+for i = 7, #ARGV do
+    local q = queue(ARGV[i])
+    tick(q)
+    local seen = {}
+    for _, set in ipairs({{q.r, ORDER_BYTES}, {q.s, 0}, {q.a, 0}, {q.f, 6}, {q.e, 0}}) do
+        for _, member in ipairs(redis.call('ZRANGE', set[1], 0, -1)) do
+            local id = string.sub(member, set[2] + 1)
+            if not seen[id] then
+                seen[id] = true
+                local key = job_key(q, id)
+                local v = redis.call('HMGET', key, 'sq', 'st')
+                local seq = tonumber(v[1])
+                if seq and seq < before and (states == '' or string.find(states, v[2], 1, true)) then
+                    found[#found + 1] = {seq, key, id}
+                end
+            end
+        end
+    end
+end
+table.sort(found, function(a, b) return a[1] > b[1] end)
+local out = {}
+for j = 1, math.min(count, #found) do
+    add_row(out, found[j][2], found[j][3])
+    out[#out + 1] = found[j][1]
+end
+return finish(out)
