@@ -53,7 +53,7 @@ def csrf(http: TestClient) -> str:
     """The CSRF token the dashboard set in the client's cookie."""
     token = http.cookies.get("disquette_csrf")
     assert token
-    return token
+    return str(token)
 
 
 def fail_for_good(client: Client, body: object, queue: str = "q", job_type: str = "sms") -> str:

@@ -83,6 +83,7 @@ class Settings:
     formatter: BodyFormatter | None
     credentials: tuple[str, str] | None
     title: str
+    poll: float
     templates: jinja2.Environment = field(init=False)
 
     def allowed(self, request: Request, action: str) -> bool:
@@ -101,6 +102,7 @@ def create_app(
     credentials: tuple[str, str] | None = None,
     metrics_client: Client | None = None,
     title: str = "disquette",
+    poll: float = 10.0,
 ) -> Starlette:
     """The dashboard as an ASGI app over ``client_or_url`` (an :class:`AsyncClient`, a
     store URL, or None for ``$DISQUETTE_URL``); mount it anywhere, under any prefix.
@@ -110,6 +112,8 @@ def create_app(
     there). ``credentials`` (user, password) require HTTP basic auth on every path but
     ``/healthz`` and ``/readyz``. ``/metrics`` needs ``prometheus-client`` and a
     synchronous client: ``metrics_client``, or one opened on the URL when given one.
+    Live parts of the pages follow the server-sent events, and reload every ``poll``
+    seconds should the stream be cut.
     """
     if isinstance(client_or_url, AsyncClient):
         client = client_or_url
@@ -119,7 +123,9 @@ def create_app(
             metrics_client = connect(client_or_url)
     if credentials is not None and (len(credentials) != 2 or not all(credentials)):
         raise InvalidOption("credentials", "(…)", "a (user, password) pair of non-empty str")
-    settings = Settings(client, metrics_client, read_only, can, formatter, credentials, title)
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 1 <= poll <= 3600:
+        raise InvalidOption("poll", poll, "seconds between 1 and 3600")
+    settings = Settings(client, metrics_client, read_only, can, formatter, credentials, title, poll)
     settings.templates = _templates()
     pages = _Pages(settings)
     routes = [
@@ -354,6 +360,7 @@ class _Pages:
             p=prefix,
             csrf=request.state.csrf,
             title=self.s.title,
+            poll=f"{self.s.poll:g}s",
             read_only=self.s.read_only,
             allowed=lambda action: self.s.allowed(request, action),
             caps=self.client.store.capabilities,
