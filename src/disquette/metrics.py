@@ -275,7 +275,17 @@ class StoreCollector:
             oldest = self.client.peek(name) if info and info.queued else []
             age = now - max(oldest[0].run_at, oldest[0].created_at) if oldest else 0.0
             latency.add_metric([name], max(0.0, age))
-        return [jobs, latency, paused]
+        return [jobs, latency, paused, *self._workers()]
+
+    def _workers(self) -> list[Metric]:
+        """The workers registered in the store (none on a store without the registry)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        if not self.client.store.capabilities.workers:
+            return []
+        workers = GaugeMetricFamily("disquette_workers", "Worker processes registered.")
+        workers.add_metric([], len(self.client.workers()))
+        return [workers]
 
 
 def registry(client: Client | None = None) -> CollectorRegistry:

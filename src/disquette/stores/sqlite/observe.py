@@ -77,8 +77,8 @@ class SqliteObserve(SqliteDatabase):
         )
         before = _TOP if cursor is None else int(cursor)
         with self._connection() as conn:
-            rows = conn.execute(sql, {**params, "f_before": before, "f_limit": limit + 1})
-            rows = rows.fetchall()
+            bounds = {"f_before": before, "f_limit": limit + 1}
+            rows = conn.execute(sql, {**params, **bounds}).fetchall()
         more = len(rows) > limit
         return JobPage(
             [row_to_job(row) for row in rows[:limit]], str(rows[limit - 1][SEQ]) if more else None
