@@ -119,6 +119,12 @@ def page(browser: Browser) -> Iterator[_Watched]:
     context.close()
 
 
+EVERY_STORE = pytest.mark.parametrize(
+    "url", ["memory", "sqlite", "postgres", "redis"], indirect=True
+)
+
+
+@EVERY_STORE
 def test_every_page_loads_without_errors_and_is_captured(
     url: str, jobs: Client, page: _Watched
 ) -> None:
@@ -144,6 +150,7 @@ def test_every_page_loads_without_errors_and_is_captured(
     assert page.errors == []
 
 
+@EVERY_STORE
 def test_a_failing_job_appears_through_sse_and_retry_gets_it_processed(
     url: str, jobs: Client, page: _Watched
 ) -> None:

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from disquette import Client, JobState, connect, connect_async
 from disquette.errors import UnsafeBind
+from disquette.stores.types import DURATION_BUCKETS, RollupRow, WorkerInfo
 from disquette.web import check_bind, create_app, error_class
 
 from .conftest import csrf, fail_for_good, store_url
@@ -95,6 +96,33 @@ def test_failed_jobs_are_grouped_by_queue_type_and_error_class(
         r"<td>(\w+)</td><td>(\w+)</td><td class=\"error\">(\w+)</td><td class=\"num\">(\d+)", html
     )
     assert groups == [("mail", "welcome", "ValueError", "3"), ("sms", "otp", "ValueError", "1")]
+
+
+def test_the_overview_draws_throughput_from_the_rollups(web: TestClient, jobs: Client) -> None:
+    jobs.add(1, "mail")
+    now = jobs.store.clock.now()
+    minute = now // 60 * 60
+    buckets = [0] * len(DURATION_BUCKETS)
+    rows = [
+        RollupRow("minute", minute - 60 * back, "mail", "", completed, 0, tuple(buckets))
+        for back, completed in ((2, 5), (1, 9), (0, 4))
+    ]
+    jobs.store.record_rollups(rows)
+    html = web.get("/").text
+    row = re.search(r'<a href="/queues/mail">mail</a>(.*?)</tr>', html, re.S)
+    assert row is not None
+    assert "<polyline" in row.group(1)
+    assert '<span class="muted">18</span>' in row.group(1)
+
+
+def test_the_workers_page_lists_registered_workers(web: TestClient, jobs: Client) -> None:
+    now = jobs.store.clock.now()
+    info = WorkerInfo("w1", "host-a", 4242, ("mail", "sms"), 8, 3, now - 60, now, "9.9.9")
+    jobs.store.register_worker(info, 30.0)
+    html = web.get("/workers").text
+    assert "host-a" in html
+    assert "mail, sms" in html
+    assert ">4242<" in html
 
 
 def test_error_class_reads_the_last_line_of_a_traceback() -> None:
