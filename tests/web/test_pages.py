@@ -179,6 +179,19 @@ def test_pause_modes_and_resume(web: TestClient, jobs: Client) -> None:
     assert jobs.pause_mode("q") == "none"
 
 
+def test_the_overview_toggles_a_pause_and_comes_back(web: TestClient, jobs: Client) -> None:
+    jobs.add(1, "mail")
+    token = csrf(web)
+    assert ">Pause</button>" in web.get("/").text
+    paused = web.post("/queues/mail/pause", data={"csrf": token, "next": "/"})
+    assert paused.url.path == "/"
+    assert jobs.pause_mode("mail") == "all"
+    assert ">Resume</button>" in paused.text
+    resumed = web.post("/queues/mail/resume", data={"csrf": token, "next": "//evil.example/"})
+    assert resumed.url.path == "/queues/mail"  # never redirected off the dashboard
+    assert jobs.pause_mode("mail") == "none"
+
+
 def test_bulk_retry_over_a_filter_counts_then_acts(web: TestClient, jobs: Client) -> None:
     ids = [fail_for_good(jobs, n) for n in range(30)]
     other = fail_for_good(jobs, 99, queue="keep")

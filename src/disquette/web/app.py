@@ -629,12 +629,12 @@ class _Pages:
         return await self.guarded(request, act)
 
     async def resume(self, request: Request) -> Response:
-        """Resume a paused queue."""
+        """Resume a paused queue: adds and deliveries both (``resume`` alone keeps ``in``)."""
         name = request.path_params["name"]
 
         async def act() -> Response:
             form = await self._checked(request, "resume")
-            await self.client.resume(name)
+            await self.client.set_pause(name, "none")
             return self.back(request, form, "/queues/" + urllib.parse.quote(name))
 
         return await self.guarded(request, act)
