@@ -307,3 +307,13 @@ def test_pages_on_server_stores(kind: str, tmp_path: Path) -> None:
             assert "ValueError" in http.get("/failed").text
     finally:
         client.close()
+
+
+def test_the_command_refuses_a_wide_bind_without_a_password() -> None:
+    from click.testing import CliRunner
+
+    from disquette.cli import EXIT_USAGE, main
+
+    refused = CliRunner().invoke(main, ["web", "--host", "0.0.0.0", "--url", "memory://cli"])
+    assert refused.exit_code == EXIT_USAGE
+    assert "without credentials" in refused.output

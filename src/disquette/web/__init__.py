@@ -49,4 +49,5 @@ def run(
     import uvicorn
 
     app = create_app(url, credentials=credentials, read_only=read_only)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Live streams never end by themselves: give them 2 s at a stop, then close them.
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=2)
