@@ -145,6 +145,8 @@ def test_every_page_loads_without_errors_and_is_captured(
             expect(page.page.locator("main h1")).to_be_visible()
             page.page.screenshot(path=str(SHOTS / f"{kind}-{name}.png"), full_page=True)
         assert page.page.evaluate("typeof htmx") == "object"  # the vendored scripts ran
+        page.page.goto(base + "/jobs?queue=mail")
+        expect(page.page.locator("#count")).to_have_text("(6)")  # loaded by htmx
         page.page.goto(base + pages["job"])
         expect(page.page.locator("#body")).to_contain_text("<script>alert(1)</script>")
     assert page.errors == []

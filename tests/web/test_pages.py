@@ -143,6 +143,7 @@ def test_the_jobs_filter_by_body_and_cursor_paging(web: TestClient, jobs: Client
         url = nxt.group(1).replace("&amp;", "&") if nxt else ""
     expected = {job.id for job in jobs.peek("q", 200) if job.body["user"]["id"] == 1}
     assert len(seen) == len(set(seen)) == 40
+    assert web.get("/count?path=user.id&value=1").text == "(40)"
     assert set(seen) == expected
 
 

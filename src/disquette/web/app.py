@@ -47,6 +47,8 @@ from .svg import sparkline
 HERE = Path(__file__).parent
 #: Bodies, results and errors longer than this are cut on the job page.
 BODY_CAP = 64 * 1024
+#: Failed jobs the failed page groups at most.
+FAILED_GROUPED = 1000
 #: Jobs a bulk action over a filter touches at most in one request.
 BULK_LIMIT = 100_000
 PAUSE_MODES = ("in", "out", "all")
@@ -134,6 +136,7 @@ def create_app(
         Route("/queues/{name:path}/resume", pages.resume, methods=["POST"]),
         Route("/queues/{name:path}", pages.queue),
         Route("/jobs", pages.jobs),
+        Route("/count", pages.count),
         Route("/jobs/{id:path}", pages.job),
         Route("/jobs/{id:path}/{action}", pages.job_action, methods=["POST"]),
         Route("/bulk", pages.bulk, methods=["POST"]),
@@ -479,29 +482,24 @@ class _Pages:
             if self.client.store.capabilities.job_filter:
                 result = await self.client.scan_jobs(job_filter, cursor, 50)
                 jobs, next_cursor = result.jobs, result.cursor
-                count = str(await self.client.count(job_filter))
             else:  # the Disque protocol selects by queue and state only
-                if not job_filter.path and not any(
+                if job_filter.path or any(
                     (job_filter.type, job_filter.error, job_filter.id_prefix, job_filter.since)
                 ):
-                    start = int(cursor) if cursor and cursor.isdigit() else 0
-                    raw, found = await self.client.scan(
-                        start, 50, queue=job_filter.queue, states=job_filter.states
-                    )
-                    jobs, next_cursor, count = found, (str(raw) if raw else None), "?"
-                else:
                     raise NotSupported(
-                        type(self.client.store).__name__,
-                        "filter",
-                        "it selects by queue and state only",
+                        type(self.client.store).__name__, "filter", "by queue and state only"
                     )
+                start = int(cursor) if cursor and cursor.isdigit() else 0
+                raw, jobs = await self.client.scan(
+                    start, 50, queue=job_filter.queue, states=job_filter.states
+                )
+                next_cursor = str(raw) if raw else None
             query = {k: params[k] for k in FILTER_FIELDS if params.get(k)}
             return self.render(
                 request,
                 "jobs.html",
                 jobs=jobs,
                 next_cursor=next_cursor,
-                count=count,
                 query=query,
                 query_string=urllib.parse.urlencode(query),
                 states=list(JobState),
@@ -510,6 +508,18 @@ class _Pages:
             )
 
         return await self.guarded(request, page)
+
+    async def count(self, request: Request) -> Response:
+        """The capped count of the jobs page's filter, loaded after the page (a count may
+        read more rows than a page does)."""
+
+        async def fragment() -> Response:
+            if not self.client.store.capabilities.job_filter:
+                return HTMLResponse("")
+            found = await self.client.count(_filter_from(dict(request.query_params)))
+            return HTMLResponse(f"({found})")
+
+        return await self.guarded(request, fragment)
 
     async def job(self, request: Request) -> Response:
         """Every field of one job, its body, result, error, timeline and headers."""
@@ -549,13 +559,9 @@ class _Pages:
 
         async def page() -> Response:
             groups: Counter[tuple[str, str, str]] = Counter()
-            if self.client.store.capabilities.job_filter:
-                found = await self.client.scan_jobs(
-                    JobFilter(states=frozenset({JobState.FAILED})), None, 1000
-                )
-                jobs, more = found.jobs, found.cursor is not None
-            else:
-                jobs, more = await self.client.failed(limit=1000), False
+            # failed() reads the failed jobs' own index: no scan of the other states.
+            jobs = await self.client.failed(limit=FAILED_GROUPED)
+            more = len(jobs) == FAILED_GROUPED
             for job in jobs:
                 groups[(job.queue, job.type or "", error_class(job.last_error))] += 1
             ordered = sorted(groups.items(), key=lambda item: (-item[1], item[0]))
