@@ -15,9 +15,9 @@ Phases, on a fresh store (a private SQLite file, a fresh PostgreSQL database on
    processes; the memory store keeps them in this process) each claim one job at a time
    from 10 random queues of their own and ack it. Claim latency is one claim call (``get``
    with timeout 0); an empty answer is counted and followed by a 10 ms pause.
-3. **burst**: ``--due`` jobs are added with delays that make all of them due at one
-   instant, while the consumers go on; claim latency is reported for ``--window`` seconds
-   from that instant, with how many of the burst were claimed by then.
+3. **burst**: ``--due`` jobs, added before the consumers start with delays that make all
+   of them due at one instant after the steady window; claim latency is reported for
+   ``--window`` seconds from that instant, with how many are left afterwards.
 
 The longest store stall in each window is what a probe beside the consumers saw: SQLite,
 the longest wait for the write lock (``BEGIN IMMEDIATE`` every 10 ms from its own
@@ -380,7 +380,7 @@ async def add_due(
     for queue, size in batches(args.due, args.queues, args.chunk):
         spare = due_at - time.time()
         if spare <= 0.05:
-            sys.exit("the burst could not be added before its due time: raise --lead")
+            raise SystemExit("the burst could not be added before its due time: raise --lead")
         await client.delay(spare).add_many([body] * size, queue)
     return args.due / (time.perf_counter() - start), spare
 
@@ -410,37 +410,47 @@ async def scenario(target: Target, args: argparse.Namespace) -> None:
             f"  fill: {args.jobs:,} jobs over {args.queues:,} queues at {rate:,.0f} adds/s; "
             f"store {size / 2**20:,.1f} MiB, {size / max(args.jobs, 1):,.0f} B/job"
         )
-        in_process = client if args.store == "memory" else None
-        consumers = Consumers(target.url, args.consumers, args.processes, args.queues)
-        prober = Prober(target.probe, 0.01 if args.store != "postgres" else 0.02)
-        consumers.start(in_process)
+        # The burst is added before the consumers start (at about the fill's pace), due
+        # after the steady window: scheduled jobs sit in the store while it is measured.
+        adding = args.lead or args.due / rate * 1.5 + 2.0
+        due_at = time.time() + adding + args.warmup + args.steady + 2.0
+        burst_rate, spare = await add_due(client, args, due_at)
+        print(f"  burst: {args.due:,} added at {burst_rate:,.0f} adds/s, due in {spare:.1f} s")
+        await measure(client, target, args, due_at)
+    finally:
+        await client.close()
+
+
+async def measure(
+    client: disquette.AsyncClient, target: Target, args: argparse.Namespace, due_at: float
+) -> None:
+    """Run the consumers through the steady window, then the burst's; report both."""
+    consumers = Consumers(target.url, args.consumers, args.processes, args.queues)
+    prober = Prober(target.probe, 0.01 if args.store != "postgres" else 0.02)
+    consumers.start(client if args.store == "memory" else None)
+    try:
         await asyncio.sleep(args.warmup)
         target.slowest_command()
         steady_start = time.time()
-        await asyncio.sleep(args.steady)
+        await asyncio.sleep(max(0.1, min(args.steady, due_at - time.time() - 0.5)))
         steady_end = time.time()
         slowest_steady = target.slowest_command()
-        # Consumers slow the adds down: lead with 2.5 times the fill's pace.
-        due_at = time.time() + (args.lead or args.due / rate * 2.5 + 2.0)
-        burst_rate, spare = await add_due(client, args, due_at)
-        print(f"  burst added at {burst_rate:,.0f} adds/s, {spare:.1f} s before it came due")
         await asyncio.sleep(max(0.0, due_at - time.time()) + args.window)
+    finally:
         await consumers.stop()
         prober.stop()
-        slowest_burst = target.slowest_command()
-        report_window("steady", consumers, prober, steady_start, steady_end)
-        report_window("burst ", consumers, prober, due_at, due_at + args.window)
-        if args.store == "redis":
-            print(
-                f"  slowest Redis command: steady {slowest_steady * 1e3:.1f} ms, "
-                f"burst {slowest_burst * 1e3:.1f} ms"
-            )
-        rows = (await client.stats()).rows
-        queued = sum(row.queued for row in rows)
-        scheduled = sum(row.scheduled for row in rows)
-        print(f"  after: {queued:,} queued, {scheduled:,} still scheduled")
-    finally:
-        await client.close()
+    slowest_burst = target.slowest_command()
+    report_window("steady", consumers, prober, steady_start, steady_end)
+    report_window("burst ", consumers, prober, due_at, due_at + args.window)
+    if args.store == "redis":
+        print(
+            f"  slowest Redis command: steady {slowest_steady * 1e3:.1f} ms, "
+            f"burst {slowest_burst * 1e3:.1f} ms"
+        )
+    rows = (await client.stats()).rows
+    queued = sum(row.queued for row in rows)
+    scheduled = sum(row.scheduled for row in rows)
+    print(f"  after: {queued:,} queued, {scheduled:,} still scheduled")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from disquette.errors import ClientClosed, InvalidURL, StoreError, StoreRefused,
 from disquette.stores.sqlite.store import QUERIES
 
 #: The schema version this code brings a file to (the one place a new migration changes).
-LATEST_VERSION = 4
+LATEST_VERSION = 5
 
 
 #: The insert of version 3 (before issue 13's columns), to fill a version-3 file.

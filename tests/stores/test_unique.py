@@ -109,4 +109,4 @@ def test_a_version_3_sqlite_file_upgrades_and_keeps_its_jobs(tmp_path: Path) -> 
         assert jobs.unique("k").add("again", "q") == first.id
         jobs.retry(ids[3])  # old jobs have no key: nothing to collide with
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5

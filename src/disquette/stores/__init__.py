@@ -8,6 +8,7 @@
 ``memory://name``           an in-memory store shared by the clients of one process
 ``postgresql://...``        PostgreSQL (``disquette[postgres]``)
 ``redis://...``             Redis (``disquette[redis]``)
+``redis+sentinel://...``    Redis behind Sentinels: ``host:port[,host:port...]/service[/db]``
 ``disque://host:port``      a Disque server, ours or another (``disquette[server]``)
 ==========================  ==================================================
 
@@ -68,6 +69,7 @@ SCHEMES: Final[dict[str, StoreKind]] = {
     "postgres": _POSTGRES,
     "redis": _REDIS,
     "rediss": _REDIS,
+    "redis+sentinel": _REDIS,
     "disque": StoreKind(
         "disquette.stores.disque.store", "disquette.stores.disque.store_async", "server"
     ),

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 
 from ..._concurrency import AsyncBackground, async_sleep
-from ..types import CANCEL_CHANNEL, DONE_CHANNEL, Wakeups
+from ..types import CANCEL_CHANNEL, DONE_CHANNEL, JOB_DONE_PREFIX, Wakeups
 from .statements import channel_name
 
 #: The kinds of a row of the waiters table: a queue's blocked gets, and waits for results.
@@ -88,6 +88,9 @@ class AsyncListener:
         # Each channel is listened to only once needed: a process that only gets (a worker)
         # is not sent a NOTIFY per ack, which costs it ~0.1 ms of CPU each.
         special = {DONE_CHANNEL: self.done_channel, CANCEL_CHANNEL: self.cancel_channel}
+        # A wait's own job channel rides on the done channel it subscribes beside (the done
+        # NOTIFY carries no job id here); a name with a NUL is no queue to register.
+        channels = [name for name in channels if not name.startswith(JOB_DONE_PREFIX)]
         wanted = {special.get(name, self.channel) for name in channels}
         waiters = {
             (_DONE_WAITER, "") if name == DONE_CHANNEL else (_QUEUE_WAITER, name)

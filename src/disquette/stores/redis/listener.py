@@ -33,7 +33,7 @@ from redis.exceptions import (
 from ...errors import StoreRefused, StoreUnavailable
 from ..types import CANCEL_CHANNEL, DONE_CHANNEL, JOB_DONE_PREFIX, Wakeups, job_done_channel
 from .codec import queue_base
-from .url import Settings
+from .url import Settings, open_client
 
 #: How much longer than its BZPOPMIN timeout the marker watcher waits for the reply before
 #: it drops the connection (a connection a reconnect left blocked would never answer).
@@ -72,7 +72,9 @@ class WakeupListener:
         self._queue_prefix = (prefix + "w:").encode()
         self._job_prefix = (prefix + "d:").encode()
         self._wakeups = wakeups
-        self._client = redis.Redis.from_url(redis_url, retry=redis.retry.Retry(NoBackoff(), 0))
+        self._client: redis.Redis = open_client(
+            redis_url, redis, retry=redis.retry.Retry(NoBackoff(), 0)
+        )
         self._pubsub = self._client.pubsub()
         self._lock = threading.Lock()
         self._confirmed: dict[bytes, threading.Event] = {}
@@ -122,7 +124,7 @@ class WakeupListener:
             for channel in channels:
                 self._confirmed.pop(channel, None)
             with contextlib.suppress(RedisError):
-                self._pubsub.unsubscribe(*channels)  # type: ignore[no-untyped-call]
+                self._pubsub.unsubscribe(*channels)  # type: ignore[no-untyped-call,unused-ignore]
 
     def _run(self) -> None:
         failures = 0
@@ -190,11 +192,11 @@ class MarkerWatcher:
         self._wakeups = wakeups
         self._block = block
         retry = redis.retry.Retry(NoBackoff(), 0)
-        self._client = redis.Redis.from_url(
-            redis_url, retry=retry, socket_timeout=block + WATCH_MARGIN,
+        self._client: redis.Redis = open_client(
+            redis_url, redis, retry=retry, socket_timeout=block + WATCH_MARGIN,
             single_connection_client=True,
         )  # fmt: skip
-        self._control = redis.Redis.from_url(redis_url, retry=retry, socket_timeout=5.0)
+        self._control: redis.Redis = open_client(redis_url, redis, retry=retry, socket_timeout=5.0)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._changed = threading.Event()
@@ -394,8 +396,12 @@ class WaiterRegistry:
         with self._lock:
             if self._client is None:
                 retry = redis.retry.Retry(NoBackoff(), 0)
-                kind = redis.RedisCluster if self._cluster else redis.Redis
-                self._client = kind.from_url(self._url, retry=retry, socket_timeout=5.0)
+                if self._cluster:
+                    self._client = redis.RedisCluster.from_url(
+                        self._url, retry=retry, socket_timeout=5.0
+                    )
+                else:
+                    self._client = open_client(self._url, redis, retry=retry, socket_timeout=5.0)
                 self._script = self._client.register_script(_REGISTER_WAITER)
             client, script = self._client, self._script
         if self._cluster:
@@ -428,8 +434,9 @@ def probe(settings: Settings) -> tuple[bool, int]:
     call is (a worker may start before its Redis does); a server that refuses us (failed
     authentication, a database index it does not have) raises :class:`StoreRefused` at once.
     """
-    client = redis.Redis.from_url(
-        settings.redis_url,
+    client = open_client(
+        settings,
+        redis,
         retry=redis.retry.Retry(NoBackoff(), 0),
         socket_connect_timeout=min(10.0, max(1.0, settings.retry_for)),
     )

@@ -36,7 +36,7 @@ from ...errors import ClientClosed, StoreError, StoreRefused, StoreUnavailable
 from .codec import queue_base
 from .listener import is_transient, retried
 from .scripts import SCRIPTS
-from .url import Settings
+from .url import Settings, open_client
 
 #: How many id -> queue entries a Cluster store remembers locally.
 LOOKUP_CACHE_SIZE: Final = 100_000
@@ -66,7 +66,7 @@ class ScriptRunner:
         if cluster:
             self._conn = redis.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
-            self._conn = redis.Redis.from_url(settings.redis_url, **kwargs)
+            self._conn = open_client(settings, redis, **kwargs)
         #: Blocked gets' connections (one each while blocked), made on first use.
         self._blocking: redis.Redis | redis.RedisCluster | None = None
         # A Cluster's first call discovers the slots alone (see ensure_cluster_ready).
@@ -169,7 +169,8 @@ class ScriptRunner:
             "socket_timeout": self.settings.poll_interval + BLOCK_MARGIN,
         }
         if not self.cluster:
-            return redis.Redis.from_url(self.settings.redis_url, **kwargs)
+            plain: redis.Redis = open_client(self.settings, redis, **kwargs)
+            return plain
         client = redis.RedisCluster.from_url(self.settings.redis_url, **kwargs)
         ensure_cluster_ready(client)
         return client

@@ -35,7 +35,7 @@ from ...errors import ClientClosed, StoreError, StoreRefused, StoreUnavailable
 from .codec import queue_base
 from .listener import is_transient, retried
 from .scripts import SCRIPTS
-from .url import Settings
+from .url import Settings, open_client
 
 #: How many id -> queue entries a Cluster store remembers locally.
 LOOKUP_CACHE_SIZE: Final = 100_000
@@ -65,7 +65,7 @@ class AsyncScriptRunner:
         if cluster:
             self._conn = redis.asyncio.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
-            self._conn = redis.asyncio.Redis.from_url(settings.redis_url, **kwargs)
+            self._conn = open_client(settings, redis.asyncio, **kwargs)
         #: Blocked gets' connections (one each while blocked), made on first use.
         self._blocking: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
         # A Cluster's first call discovers the slots alone (see async_ensure_cluster_ready).
@@ -168,7 +168,8 @@ class AsyncScriptRunner:
             "socket_timeout": self.settings.poll_interval + BLOCK_MARGIN,
         }
         if not self.cluster:
-            return redis.asyncio.Redis.from_url(self.settings.redis_url, **kwargs)
+            plain: redis.asyncio.Redis = open_client(self.settings, redis.asyncio, **kwargs)
+            return plain
         client = redis.asyncio.RedisCluster.from_url(self.settings.redis_url, **kwargs)
         await async_ensure_cluster_ready(client)
         return client

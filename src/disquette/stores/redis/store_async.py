@@ -268,7 +268,18 @@ class AsyncRedisStore(AsyncStore):
         if int(acknowledged) < replicate:
             await self.runner.run_by_id("delete", ids, [])
             raise NotReplicated(replicate, int(acknowledged), "redis")
-        await self.runner.run_by_id("release", ids, [])
+        if ids:
+            # The release waits for the replicas too: a failover right after add returned
+            # would otherwise leave the jobs held (never delivered) on the promoted replica.
+            # Retried on a new primary, the release frees them there, whatever WAIT says.
+            keys = [self.runner.job_key(job_id, None) for job_id in ids]
+            release = self.runner.script_argv([])
+            await self.runner.pipeline(
+                [
+                    ("EVAL", SCRIPTS["release"].text, len(keys), *keys, *release),
+                    ("WAIT", replicate, timeout_ms),
+                ]
+            )
         return existing
 
     async def claim(
