@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from disquette import Client, JobState, connect, connect_async
-from disquette.errors import UnsafeBind
+from disquette.errors import InvalidOption, UnsafeBind
 from disquette.stores.types import DURATION_BUCKETS, RollupRow, WorkerInfo
 from disquette.web import check_bind, create_app, error_class
 
@@ -318,3 +318,19 @@ def test_the_command_refuses_a_wide_bind_without_a_password() -> None:
     refused = CliRunner().invoke(main, ["web", "--host", "0.0.0.0", "--url", "memory://cli"])
     assert refused.exit_code == EXIT_USAGE
     assert "without credentials" in refused.output
+
+
+def test_a_formatter_redacts_bodies(url: str, jobs: Client) -> None:
+    job_id = jobs.add({"card": "4111 1111 1111 1111", "user": 7}, "q")
+    app = create_app(url, formatter=lambda job: f"user {job.body['user']}, card redacted")
+    with TestClient(app) as http:
+        page = http.get(f"/jobs/{quote(job_id)}").text
+    assert "4111" not in page
+    assert "user 7, card redacted" in page
+
+
+def test_bad_options_are_typed_errors(url: str) -> None:
+    with pytest.raises(InvalidOption):
+        create_app(url, poll=0)
+    with pytest.raises(InvalidOption):
+        create_app(url, credentials=("admin", ""))

@@ -117,16 +117,16 @@ def create_app(
     Live parts of the pages follow the server-sent events, and reload every ``poll``
     seconds should the stream be cut.
     """
+    if credentials is not None and (len(credentials) != 2 or not all(credentials)):
+        raise InvalidOption("credentials", "(…)", "a (user, password) pair of non-empty str")
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 1 <= poll <= 3600:
+        raise InvalidOption("poll", poll, "seconds between 1 and 3600")
     if isinstance(client_or_url, AsyncClient):
         client = client_or_url
     else:
         client = connect_async(client_or_url)
         if metrics_client is None:
             metrics_client = connect(client_or_url)
-    if credentials is not None and (len(credentials) != 2 or not all(credentials)):
-        raise InvalidOption("credentials", "(…)", "a (user, password) pair of non-empty str")
-    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 1 <= poll <= 3600:
-        raise InvalidOption("poll", poll, "seconds between 1 and 3600")
     settings = Settings(client, metrics_client, read_only, can, formatter, credentials, title, poll)
     settings.templates = _templates()
     pages = _Pages(settings)
