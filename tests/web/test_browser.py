@@ -37,6 +37,8 @@ from .conftest import fail_for_good
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "screenshots"
+# Waits, not timings: generous, for a loaded machine (each wait ends as soon as it is met).
+expect.set_options(timeout=30_000)
 MAIN_PAGES = {"overview": "/", "jobs": "/jobs", "failed": "/failed", "queue": "/queues/mail"}
 
 
@@ -114,6 +116,7 @@ class _Watched:
 def page(browser: Browser) -> Iterator[_Watched]:
     """A fresh browser page that records errors."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(60_000)
     watched = _Watched(context.new_page())
     yield watched
     context.close()
