@@ -504,7 +504,7 @@ class _Pages:
                 query_string=urllib.parse.urlencode(query),
                 states=list(JobState),
                 fields=FILTER_FIELDS,
-                heading="Jobs",
+                heading=f"{params['state'].capitalize()} jobs" if params.get("state") else "Jobs",
             )
 
         return await self.guarded(request, page)
