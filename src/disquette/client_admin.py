@@ -286,6 +286,13 @@ class ClientAdmin:
         when ``queues`` is None: every queue). Changes within ``debounce`` seconds of the
         first come as one event per queue.
         """
+        for option, value, low in (("debounce", debounce, 0.0), ("refresh", refresh, 0.01)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not low <= value <= 3600
+            ):
+                raise InvalidOption(option, value, f"seconds between {low} and 3600")
         watched = None if queues is None else set(check_queue_names(queues))
         pending: set[str] = set()
         signal = Signal()

@@ -15,7 +15,8 @@ creation). Counted by workers: ``disquette_job_errors_total{error_type}``,
 
 Read from the store at each scrape, by :class:`StoreCollector` only:
 ``disquette_queue_jobs{queue,state}``, ``disquette_queue_latency_seconds{queue}`` (age of
-the oldest ready job), ``disquette_queue_paused{queue}`` and ``disquette_store_up``.
+the oldest ready job), ``disquette_queue_paused{queue}``, ``disquette_workers`` (worker
+processes registered, on stores with a worker registry) and ``disquette_store_up``.
 
 Labels never carry a job id, and each label keeps at most :data:`MAX_LABEL_VALUES`
 values per process: later ones are counted under ``_other``. Worker processes started by

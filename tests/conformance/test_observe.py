@@ -4,6 +4,8 @@ selected by a filter (counted with a cap, paged by keyset, acted on in bulk) and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from disquette import JobState, ManualClock, connect
@@ -13,6 +15,7 @@ from disquette.stores.types import (
     DURATION_BUCKETS,
     JobCount,
     JobFilter,
+    QueueEvent,
     RollupRow,
     WorkerInfo,
 )
@@ -211,6 +214,14 @@ def test_bad_filters_and_arguments(store_url: str, clock: ManualClock) -> None:
             jobs.bulk("delete")
         with pytest.raises(InvalidOption):
             jobs.rollups("day")  # type: ignore[arg-type]
+        with pytest.raises(InvalidOption):
+            _first(jobs.watch(refresh=0))
+
+
+def _first(events: Iterator[QueueEvent]) -> QueueEvent:
+    for event in events:
+        return event
+    raise AssertionError("watch() ended")
 
 
 def _row(resolution: str, start: float, queue: str, job_type: str, done: int) -> RollupRow:

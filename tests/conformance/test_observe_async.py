@@ -3,6 +3,8 @@ selected by a filter (counted with a cap, paged by keyset, acted on in bulk) and
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from disquette import JobState, ManualClock, connect_async
@@ -12,6 +14,7 @@ from disquette.stores.types import (
     DURATION_BUCKETS,
     JobCount,
     JobFilter,
+    QueueEvent,
     RollupRow,
     WorkerInfo,
 )
@@ -210,6 +213,14 @@ async def test_bad_filters_and_arguments(store_url: str, clock: ManualClock) -> 
             await jobs.bulk("delete")
         with pytest.raises(InvalidOption):
             await jobs.rollups("day")  # type: ignore[arg-type]
+        with pytest.raises(InvalidOption):
+            await _first(jobs.watch(refresh=0))
+
+
+async def _first(events: AsyncIterator[QueueEvent]) -> QueueEvent:
+    async for event in events:
+        return event
+    raise AssertionError("watch() ended")
 
 
 def _row(resolution: str, start: float, queue: str, job_type: str, done: int) -> RollupRow:
