@@ -368,8 +368,6 @@ class _Pages:
             allowed=lambda action: self.s.allowed(request, action),
             caps=self.client.store.capabilities,
             now=self.client.store.clock.now(),
-            partial=request.headers.get("hx-request") == "true"
-            and request.headers.get("hx-target") is not None,
             **context,
         )
         return HTMLResponse(html, status)
