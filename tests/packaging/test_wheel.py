@@ -11,7 +11,7 @@ from .conftest import ROOT, Dist, Venv
 
 #: Modules of optional dependencies (the extras): ``import disquette`` must import none.
 OPTIONAL = ["psycopg", "psycopg_pool", "redis", "hiredis", "uvloop", "django", "flask"]
-OPTIONAL += ["starlette", "prometheus_client", "opentelemetry"]
+OPTIONAL += ["starlette", "prometheus_client", "opentelemetry", "jinja2", "uvicorn"]
 
 
 def package_data() -> set[str]:
@@ -29,6 +29,8 @@ def test_the_wheel_carries_the_package_data(dist: Dist) -> None:
     data = package_data()
     assert {"disquette/py.typed", "disquette/stores/sqlite/schema.sql"} <= data
     assert any(name.endswith(".lua") for name in data)
+    dashboard = {"disquette/web/templates/base.html", "disquette/web/static/htmx.min.js"}
+    assert dashboard <= data
     assert data <= names, sorted(data - names)
     assert "disquette/testing/pytest_plugin.py" in names
 

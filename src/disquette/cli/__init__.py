@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from . import admin, jobs, periodic, run
+from . import admin, jobs, periodic, run, web
 from .common import (
     _TRACEBACK_KEY,
     ENV_TRACEBACK,
@@ -99,5 +99,6 @@ for _command in (
     periodic.scheduler,
     periodic.periodic,
     periodic.schedules,
+    web.web,
 ):
     main.add_command(_command)
