@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar, runtime_checkable
 
 from ..job import Job, JobState, Stats
+from .limits import QueueLimits
 from .store import Store
 from .store_async import AsyncStore
 from .types import EncodedResult, NodeInfo, PauseMode, QueueInfo, ScheduleInfo, WouldBlock
@@ -239,6 +240,14 @@ class SyncStoreAdapter(AsyncStore):
     async def pause_schedule(self, name: str, paused: bool) -> bool:
         """See :meth:`AsyncStore.pause_schedule`."""
         return await self._call(self.inner.pause_schedule, name, paused)
+
+    async def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """See :meth:`AsyncStore.set_limits`."""
+        await self._call(self.inner.set_limits, queue, limits)
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """See :meth:`AsyncStore.limits`."""
+        return await self._call(self.inner.limits)
 
     async def migrate(self) -> list[int]:
         """See :meth:`AsyncStore.migrate`."""

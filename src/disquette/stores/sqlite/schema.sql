@@ -381,3 +381,43 @@ SELECT queue, type, state, count(*),
        max(CASE WHEN state != 3 THEN error_count ELSE 0 END),
        min(CASE WHEN state IN (0, 1, 2) THEN run_at END)
 FROM jobs GROUP BY queue, type, state ORDER BY queue, coalesce(type, '');
+
+-- name: migrate_limits
+-- Flow limits (issue 16): each limited queue's concurrency and rate (count per rate_per
+-- seconds), and its rate's token bucket (level, when last filled). A claim from a queue
+-- with a row reads it, counts the queue's unexpired leases and spends tokens, all in one
+-- transaction; a queue without a row pays one read of this (small) table per claim.
+CREATE TABLE IF NOT EXISTS queue_limits (
+    queue TEXT PRIMARY KEY,
+    concurrency INTEGER,
+    rate_count INTEGER,
+    rate_per REAL,
+    tokens REAL,
+    filled_at REAL
+) WITHOUT ROWID;
+
+-- name: limited_queues
+SELECT queue FROM queue_limits WHERE queue IN (SELECT value FROM json_each(?1));
+
+-- name: queue_limits
+SELECT concurrency, rate_count, rate_per, tokens, filled_at FROM queue_limits WHERE queue = ?1;
+
+-- name: all_limits
+SELECT queue, concurrency, rate_count, rate_per FROM queue_limits ORDER BY queue;
+
+-- name: count_unexpired_leases
+-- Walks the index of active jobs (every queue's), not the table.
+SELECT count(*) FROM jobs INDEXED BY jobs_leases
+WHERE state = 2 AND queue = ?1 AND (lease_until IS NULL OR lease_until > ?2);
+
+-- name: spend_tokens
+UPDATE queue_limits SET tokens = ?2, filled_at = ?3 WHERE queue = ?1;
+
+-- name: set_limits
+INSERT INTO queue_limits (queue, concurrency, rate_count, rate_per, tokens, filled_at)
+VALUES (?1, ?2, ?3, ?4, ?3, ?5)
+ON CONFLICT (queue) DO UPDATE SET concurrency = ?2, rate_count = ?3, rate_per = ?4,
+    tokens = ?3, filled_at = ?5;
+
+-- name: clear_limits
+DELETE FROM queue_limits WHERE queue = ?1;

@@ -31,6 +31,7 @@ from .._sql import (
     headers_column,
     row_to_job,
 )
+from ..limits import QueueLimits
 from ..store import Store
 from ..types import (
     CANCEL_CHANNEL,
@@ -51,6 +52,8 @@ from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration t
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
 from .database import QUERIES as QUERIES
 from .database import SqliteDatabase
+from .limits import all_limits, claim_limited, limited_queues
+from .limits import set_limits as _set_limits
 from .unique import unique_holders
 
 
@@ -64,7 +67,7 @@ class SqliteStore(SqliteDatabase, Store):
     #: Disquette's semantics in full; no transactions to join (the store's connection is
     #: its own), no replicas, and the schema is created when opened.
     capabilities = Store.capabilities.replace(
-        transactions=False, replication=False, node_registry=True, migrations=False
+        transactions=False, replication=False, node_registry=True, migrations=False, limits=True
     )
 
     # -- the interface -------------------------------------------------------------------
@@ -179,12 +182,18 @@ class SqliteStore(SqliteDatabase, Store):
         candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
         claimed: list[Job] = []
         claim = QUERIES["claim"]
+        limited = limited_queues(conn, candidates) if candidates else set()
+        held_back = False
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
-            # One statement (autocommit, unless ack_and_claim's transaction holds): atomic
-            # without BEGIN/COMMIT calls.
-            rows = conn.execute(claim, params).fetchall()
+            if queue in limited:
+                rows, held = claim_limited(conn, lambda: self._committed(conn), params)
+                held_back |= held
+            else:
+                # One statement (autocommit, unless ack_and_claim's transaction holds):
+                # atomic without BEGIN/COMMIT calls.
+                rows = conn.execute(claim, params).fetchall()
             if len(rows) < wanted:
                 busy.discard(queue)  # emptied (or paused): read before claiming from it again
             else:
@@ -200,7 +209,7 @@ class SqliteStore(SqliteDatabase, Store):
             claimed.extend(map(row_to_job, rows))
             if len(claimed) >= count:
                 break
-        if not claimed:
+        if not claimed and not held_back:  # a limit may let jobs out as time passes
             self._idle.add(queues)
         return claimed
 
@@ -420,6 +429,17 @@ class SqliteStore(SqliteDatabase, Store):
             conn.execute(QUERIES["drop_unpaused"])
         if not bits & PAUSE_OUT:
             self._announce([queue])
+
+    def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """Set or clear a queue's limits; see :meth:`Store.set_limits`."""
+        with self._transaction() as conn:
+            _set_limits(conn, queue, limits, self.clock.now())
+        self.wakeups.notify([queue])
+
+    def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's limits; see :meth:`Store.limits`."""
+        with self._connection() as conn:
+            return all_limits(conn)
 
     def pause_mode(self, queue: str) -> PauseMode:
         """A queue's pause mode; see :meth:`Store.pause_mode`."""
