@@ -77,7 +77,7 @@ def test_limits_are_checked(store_url: str) -> None:
     with connect(store_url) as jobs:
         for bad in ({"concurrency": 0}, {"concurrency": True}, {"rate": (0, 1)}):
             with pytest.raises(InvalidOption):
-                jobs.set_limits("q", **bad)  # type: ignore[arg-type]
+                jobs.set_limits("q", **bad)
         with pytest.raises(InvalidOption):
             jobs.set_limits("q", rate=(1, 0))
         with pytest.raises(InvalidOption):

@@ -78,7 +78,7 @@ async def test_limits_are_checked(store_url: str) -> None:
     async with connect_async(store_url) as jobs:
         for bad in ({"concurrency": 0}, {"concurrency": True}, {"rate": (0, 1)}):
             with pytest.raises(InvalidOption):
-                await jobs.set_limits("q", **bad)  # type: ignore[arg-type]
+                await jobs.set_limits("q", **bad)
         with pytest.raises(InvalidOption):
             await jobs.set_limits("q", rate=(1, 0))
         with pytest.raises(InvalidOption):
