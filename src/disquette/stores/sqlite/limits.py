@@ -1,48 +1,22 @@
-"""Flow limits of the SQLite store (issue 16): the claim from a limited queue, and
-setting and listing limits. See :mod:`disquette.stores.limits` for the arithmetic."""
+"""Flow limits of the SQLite store (issue 16): setting and listing limits, and whether
+some queues have any. The claim obeys them in its own statement (``claim_limited`` in
+``schema.sql``, with the ``queue_limits_spend`` trigger)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from collections.abc import Sequence
 
-from ..limits import QueueLimits, allowance, refill
+from ..limits import QueueLimits
 from .database import QUERIES
 
 
-def limited_queues(conn: sqlite3.Connection, queues: Sequence[str]) -> set[str]:
-    """Those of ``queues`` that have limits (one read of the small limits table)."""
-    return {row[0] for row in conn.execute(QUERIES["limited_queues"], (json.dumps(queues),))}
-
-
-def claim_limited(
-    conn: sqlite3.Connection,
-    begin: Callable[[], AbstractContextManager[None]],
-    params: dict[str, Any],
-) -> tuple[list[Any], bool]:
-    """Claim from a limited queue (``params`` as the claim statement's) within its limits,
-    in one transaction (``begin``'s, or the caller's when one is open). Returns the rows,
-    and whether the limits held back jobs the claim wanted."""
-    queue, now, wanted = params["queue"], params["now"], params["count"]
-    with nullcontext() if conn.in_transaction else begin():
-        row = conn.execute(QUERIES["queue_limits"], (queue,)).fetchone()
-        if row is None:  # cleared meanwhile
-            return conn.execute(QUERIES["claim"], params).fetchall(), False
-        concurrency, rate_count, rate_per, tokens, filled_at = row
-        limits = QueueLimits(concurrency, None if rate_count is None else (rate_count, rate_per))
-        active = 0
-        if concurrency is not None:
-            active = conn.execute(QUERIES["count_unexpired_leases"], (queue, now)).fetchone()[0]
-        if limits.rate is not None:
-            tokens = refill(limits.rate, tokens, filled_at, now)
-        allowed = allowance(limits, active, tokens, wanted)
-        rows = conn.execute(QUERIES["claim"], {**params, "count": allowed}).fetchall()
-        if limits.rate is not None:
-            conn.execute(QUERIES["spend_tokens"], (queue, tokens - len(rows), now))
-    return rows, allowed < wanted
+def any_limited(conn: sqlite3.Connection, queues: Sequence[str]) -> bool:
+    """Whether one of ``queues`` has limits (a claim held back may find jobs later)."""
+    return (
+        conn.execute(QUERIES["limited_queue_among"], (json.dumps(queues),)).fetchone() is not None
+    )
 
 
 def set_limits(

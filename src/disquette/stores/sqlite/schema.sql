@@ -383,10 +383,12 @@ SELECT queue, type, state, count(*),
 FROM jobs GROUP BY queue, type, state ORDER BY queue, coalesce(type, '');
 
 -- name: migrate_limits
--- Flow limits (issue 16): each limited queue's concurrency and rate (count per rate_per
--- seconds), and its rate's token bucket (level, when last filled). A claim from a queue
--- with a row reads it, counts the queue's unexpired leases and spends tokens, all in one
--- transaction; a queue without a row pays one read of this (small) table per claim.
+-- Flow limits (issue 16): each limited queue's concurrency and rate (rate_count claims
+-- per rate_per seconds), and its rate's token bucket (its level, tokens, at filled_at).
+-- Every claim reads its queue's row in its LIMIT (claim_limited: one statement, so
+-- atomic), and the trigger spends a token per job claimed from a rated queue, in the same
+-- statement. A queue without limits pays two lookups in this small table per claim.
+-- The arithmetic is disquette.stores.limits' refill and allowance, in SQL.
 CREATE TABLE IF NOT EXISTS queue_limits (
     queue TEXT PRIMARY KEY,
     concurrency INTEGER,
@@ -395,23 +397,45 @@ CREATE TABLE IF NOT EXISTS queue_limits (
     tokens REAL,
     filled_at REAL
 ) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS queue_limits_spend AFTER UPDATE OF state ON jobs
+WHEN new.state = 2 AND old.state = 1 AND new.attempts = old.attempts + 1
+BEGIN
+    UPDATE queue_limits
+    SET tokens = min(rate_count,
+                     tokens + max(0, new.leased_at - filled_at) * rate_count / rate_per) - 1,
+        filled_at = max(filled_at, new.leased_at)
+    WHERE queue = new.queue AND rate_count IS NOT NULL; END;  -- one line: see _script
 
--- name: limited_queues
-SELECT queue FROM queue_limits WHERE queue IN (SELECT value FROM json_each(?1));
+-- name: claim_limited
+-- As claim, taking no more than the queue's limits allow (none: as many as asked): its
+-- unexpired leases counted (walking the index of active jobs, every queue's), and the
+-- tokens its bucket holds now (at least one, else none; a hair of slack for float steps).
+UPDATE jobs
+SET state = 2, attempts = attempts + 1, leased_at = :now, holder = :holder,
+    holder_attempts = attempts + 1,
+    lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END
+WHERE seq IN (
+    SELECT seq FROM jobs
+    WHERE queue = :queue AND state = 1
+      AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = :queue AND mode & 2)
+    ORDER BY priority, run_at, seq
+    LIMIT coalesce((
+        SELECT max(0, min(:count,
+            CASE WHEN concurrency IS NULL THEN :count
+                 ELSE concurrency - (SELECT count(*) FROM jobs INDEXED BY jobs_leases
+                                     WHERE state = 2 AND queue = :queue
+                                       AND (lease_until IS NULL OR lease_until > :now)) END,
+            CASE WHEN rate_count IS NULL THEN :count
+                 ELSE CAST(min(rate_count, tokens + max(0, :now - filled_at)
+                               * rate_count / rate_per) + 1e-9 AS INTEGER) END))
+        FROM queue_limits WHERE queue = :queue), :count))
+RETURNING {columns};
 
--- name: queue_limits
-SELECT concurrency, rate_count, rate_per, tokens, filled_at FROM queue_limits WHERE queue = ?1;
+-- name: limited_queue_among
+SELECT 1 FROM queue_limits WHERE queue IN (SELECT value FROM json_each(?1)) LIMIT 1;
 
 -- name: all_limits
 SELECT queue, concurrency, rate_count, rate_per FROM queue_limits ORDER BY queue;
-
--- name: count_unexpired_leases
--- Walks the index of active jobs (every queue's), not the table.
-SELECT count(*) FROM jobs INDEXED BY jobs_leases
-WHERE state = 2 AND queue = ?1 AND (lease_until IS NULL OR lease_until > ?2);
-
--- name: spend_tokens
-UPDATE queue_limits SET tokens = ?2, filled_at = ?3 WHERE queue = ?1;
 
 -- name: set_limits
 INSERT INTO queue_limits (queue, concurrency, rate_count, rate_per, tokens, filled_at)

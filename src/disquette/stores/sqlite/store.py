@@ -52,7 +52,7 @@ from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration t
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
 from .database import QUERIES as QUERIES
 from .database import SqliteDatabase
-from .limits import all_limits, claim_limited, limited_queues
+from .limits import all_limits, any_limited
 from .limits import set_limits as _set_limits
 from .unique import unique_holders
 
@@ -181,19 +181,14 @@ class SqliteStore(SqliteDatabase, Store):
         busy = self._busy
         candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
         claimed: list[Job] = []
-        claim = QUERIES["claim"]
-        limited = limited_queues(conn, candidates) if candidates else set()
-        held_back = False
+        # The claim statement that obeys the queue's limits (issue 16), if it has some.
+        claim = QUERIES["claim_limited"]
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
-            if queue in limited:
-                rows, held = claim_limited(conn, lambda: self._committed(conn), params)
-                held_back |= held
-            else:
-                # One statement (autocommit, unless ack_and_claim's transaction holds):
-                # atomic without BEGIN/COMMIT calls.
-                rows = conn.execute(claim, params).fetchall()
+            # One statement (autocommit, unless ack_and_claim's transaction holds): atomic
+            # without BEGIN/COMMIT calls.
+            rows = conn.execute(claim, params).fetchall()
             if len(rows) < wanted:
                 busy.discard(queue)  # emptied (or paused): read before claiming from it again
             else:
@@ -209,7 +204,8 @@ class SqliteStore(SqliteDatabase, Store):
             claimed.extend(map(row_to_job, rows))
             if len(claimed) >= count:
                 break
-        if not claimed and not held_back:  # a limit may let jobs out as time passes
+        # Unless a limit held jobs back: those come out as time passes, no write says so.
+        if not claimed and not (candidates and any_limited(conn, candidates)):
             self._idle.add(queues)
         return claimed
 
