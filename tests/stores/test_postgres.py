@@ -53,6 +53,7 @@ MIGRATIONS = [
     (4, "lapsed"),
     (5, "cancel_unique_headers"),
     (6, "hot_paths"),
+    (8, "flow_limits"),  # 7 is issue 14's (another branch): renumbered when both land
 ]
 
 
