@@ -7,7 +7,7 @@ job back: the cost of checking them), on each store,
 alternated in rounds, each in a fresh process; medians, as ratios in one run.
 The bar: a limited claim at most 1.5x an unlimited one; unlimited no slower than before.
 
-    python bench/bench_limits.py [--jobs 3000] [--rounds 5] [--stores memory,sqlite]
+    python bench/bench_limits.py [--jobs 3000] [--rounds 5] [--stores memory,sqlite,postgres]
         [--baseline-src /work/main/src]
 
 Each job is claimed alone and acked at once (as a busy worker does, with few jobs active);
@@ -64,11 +64,24 @@ def run_one(src: Path, url: str, n: int, limits: str) -> float:
     return float(out.stdout.strip())
 
 
-def url_for(store: str, directory: Path, index: int) -> str:
-    """A fresh store of each kind."""
+def url_for(store: str, directory: Path, index: int, postgres: str) -> str:
+    """A fresh store of each kind (PostgreSQL: a schema of its own, dropped after)."""
     if store == "memory":
         return "memory://"
+    if store == "postgres":
+        tag = f"bench_limits_{os.getpid()}_{index}"
+        return postgres + ("&" if "?" in postgres else "?") + f"schema={tag}"
     return f"sqlite:///{directory / f'bench-{index}.db'}"
+
+
+def drop_schema(url: str) -> None:
+    """Drop a PostgreSQL bench schema."""
+    import psycopg
+
+    base, _, query = url.partition("?")
+    schema = dict(pair.split("=", 1) for pair in query.split("&"))["schema"]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def main() -> None:
@@ -77,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stores", default="memory,sqlite")
     parser.add_argument("--baseline-src", type=Path, default=Path("/work/main/src"))
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     builds = {
         "before": (args.baseline_src, "none"),
@@ -96,8 +110,10 @@ def main() -> None:
             for _ in range(args.rounds):  # alternated: drift hits every build alike
                 for name, (src, limits) in builds.items():
                     index += 1
-                    url = url_for(store, Path(directory), index)
+                    url = url_for(store, Path(directory), index, args.postgres)
                     rates[name].append(run_one(src, url, args.jobs, limits))
+                    if store == "postgres":
+                        drop_schema(url)
             m = {name: statistics.median(values) for name, values in rates.items()}
             print(
                 f"{store:<8}{m['before']:>9.0f}{m['unlimited']:>9.0f}{m['concurrency']:>9.0f}"
