@@ -435,18 +435,15 @@ class PostgresStore(Store):
 
     def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
         """Set or clear a queue's limits; see :meth:`Store.set_limits`."""
+        params: dict[str, object] = {"queue": queue}
         if limits is None or limits.empty:
-            query, params = self._q["clear_limits"], {"queue": queue}
+            query = self._q["clear_limits"]
         else:
             count, per = limits.rate if limits.rate is not None else (None, None)
             query = self._q["set_limits"]
-            params = {
-                "queue": queue,
-                "concurrency": limits.concurrency,
-                "rate_count": count,
-                "rate_per": per,
-                "now": self.clock.now(),
-            }
+            params.update(
+                concurrency=limits.concurrency, rate_count=count, rate_per=per, now=self.clock.now()
+            )
 
         def set_limits(conn: Connection[Any]) -> None:
             conn.execute(query, params)
