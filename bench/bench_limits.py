@@ -7,7 +7,7 @@ job back: the cost of checking them), on each store,
 alternated in rounds, each in a fresh process; medians, as ratios in one run.
 The bar: a limited claim at most 1.5x an unlimited one; unlimited no slower than before.
 
-    python bench/bench_limits.py [--jobs 3000] [--rounds 5] [--stores memory,sqlite,postgres]
+    python bench/bench_limits.py [--jobs 3000] [--rounds 5] [--stores memory,sqlite,postgres,redis]
         [--baseline-src /work/main/src]
 
 Each job is claimed alone and acked at once (as a busy worker does, with few jobs active);
@@ -46,6 +46,7 @@ def claims_per_second(url: str, n: int, limits: str) -> float:
             job = claimer.get("q")
             spent += time.perf_counter() - start
             client.ack(job)
+        client.flush()  # leave nothing behind (Redis keys)
     return n / spent
 
 
@@ -68,6 +69,8 @@ def url_for(store: str, directory: Path, index: int, postgres: str) -> str:
     """A fresh store of each kind (PostgreSQL: a schema of its own, dropped after)."""
     if store == "memory":
         return "memory://"
+    if store == "redis":
+        return f"redis://127.0.0.1:6379?prefix=bench-limits-{os.getpid()}-{index}:"
     if store == "postgres":
         tag = f"bench_limits_{os.getpid()}_{index}"
         return postgres + ("&" if "?" in postgres else "?") + f"schema={tag}"
