@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from disquette import JobState, connect
+from tests.servers import postgres, redis
 
 from .conftest import wait_until
 from .test_processes import APP, ROOT, processes
@@ -48,15 +49,26 @@ def _most_at_once(records: list[tuple[float, float]]) -> int:
     return most
 
 
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store that several processes share."""
+    if request.param == "postgres":
+        return postgres.conformance_url(tmp_path)
+    if request.param == "redis":
+        return redis.conformance_url(tmp_path)
+    return f"sqlite:///{tmp_path / 'jobs.db'}"
+
+
 def test_eight_processes_of_sixteen_slots_never_run_more_than_the_limit(
-    tmp_path: Path, sqlite_url: str, processes: list[subprocess.Popen[bytes]]
+    tmp_path: Path, shared_url: str, processes: list[subprocess.Popen[bytes]]
 ) -> None:
+
     log = tmp_path / "log"
     log.mkdir()
-    with connect(sqlite_url) as client:
+    with connect(shared_url) as client:
         client.set_limits("limited", concurrency=3)
         ids = client.type("timed").add_many([{"sleep": 0.02, "log": str(log)}] * 60, "limited")
-        supervisor = start_worker(sqlite_url, "-q", "limited", "-c", "16", "-p", "8")
+        supervisor = start_worker(shared_url, "-q", "limited", "-c", "16", "-p", "8")
         processes.append(supervisor)
         wait_until(
             lambda: all(client.show(i).state is JobState.DONE for i in ids),
