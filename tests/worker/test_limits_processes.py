@@ -62,7 +62,6 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_eight_processes_of_sixteen_slots_never_run_more_than_the_limit(
     tmp_path: Path, shared_url: str, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-
     log = tmp_path / "log"
     log.mkdir()
     with connect(shared_url) as client:
