@@ -397,8 +397,12 @@ CREATE TABLE IF NOT EXISTS queue_limits (
     tokens REAL,
     filled_at REAL
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS queue_limits_spend AFTER UPDATE OF state ON jobs
-WHEN new.state = 2 AND old.state = 1 AND new.attempts = old.attempts + 1
+-- Only claims set attempts; the WHEN probe keeps the trigger's program from running for a
+-- queue without a rate.
+CREATE TRIGGER IF NOT EXISTS queue_limits_spend AFTER UPDATE OF attempts ON jobs
+WHEN new.state = 2 AND old.state = 1
+     AND EXISTS (SELECT 1 FROM queue_limits AS l WHERE l.queue = new.queue
+                 AND l.rate_count IS NOT NULL)
 BEGIN
     UPDATE queue_limits
     SET tokens = min(rate_count,
