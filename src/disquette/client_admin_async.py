@@ -17,6 +17,7 @@ from ._concurrency import AsyncSignal, async_sleep
 from .errors import InvalidOption, InvalidState, JobNotFound, ScheduleNotFound
 from .job import Job, JobState, Options, Stats, check_job_id, check_queue_name, check_queue_names
 from .periodic import fire_now_job
+from .stores.limits import QueueLimits
 from .stores.store_async import AsyncStore
 from .stores.types import (
     COUNT_CAP,
@@ -110,6 +111,23 @@ class AsyncClientAdmin:
     async def pause_mode(self, queue: str) -> PauseMode:
         """``queue``'s pause mode: ``none``, ``in``, ``out`` or ``all``."""
         return await self.store.pause_mode(check_queue_name(queue))
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, float] | None = None,
+    ) -> None:
+        """Limit ``queue``: at most ``concurrency`` jobs active at once, at most ``rate``
+        = ``(count, per_seconds)`` claims (a token bucket); with neither, clear its
+        limits. Stored in the store: every consumer obeys them, in any process."""
+        limits = QueueLimits(concurrency, rate)
+        await self.store.set_limits(check_queue_name(queue), None if limits.empty else limits)
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """Every limited queue's limits, by queue name."""
+        return await self.store.limits()
 
     async def enqueue(self, jobs: Sequence[JobRef]) -> int:
         """Make scheduled or leased jobs ready now (Disque ENQUEUE); return how many.

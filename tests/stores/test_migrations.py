@@ -14,6 +14,7 @@ import pytest
 from disquette import Client, JobState, ManualClock, connect
 from disquette.periodic import periodic
 from disquette.stores._sql import STATE_CODES
+from disquette.stores.postgres.statements import migrations as postgres_migrations
 from disquette.stores.sqlite import store as sqlite_module
 from disquette.stores.sqlite.store import QUERIES
 from tests.servers.postgres import fresh_url
@@ -21,8 +22,8 @@ from tests.servers.postgres import fresh_url
 #: Issue 13's migration (cancellation and progress, unique keys, headers), per store.
 SQLITE_VERSION = 4
 POSTGRES_VERSION = 5
-#: The latest PostgreSQL migration (the upgrade from before 5 applies every later one too).
-POSTGRES_LATEST = 7
+#: Every PostgreSQL migration (the upgrade from before 5 applies every later one too).
+POSTGRES_VERSIONS = [version for version, _, _ in postgres_migrations()]
 
 #: Ids of the jobs a previous version left, one per state.
 IDS = {
@@ -160,7 +161,9 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
             assert claim_as_before(conn) in ([IDS[JobState.QUEUED]], [])
         monkeypatch.undo()
         with connect(url) as jobs:
-            assert jobs.store.migrate() == list(range(POSTGRES_VERSION, POSTGRES_LATEST + 1))
+            assert jobs.store.migrate() == [
+                version for version in POSTGRES_VERSIONS if version >= POSTGRES_VERSION
+            ]
             for state, job_id in IDS.items():
                 job = jobs.show(job_id)
                 expected = JobState.ACTIVE if state is JobState.QUEUED else state
@@ -195,7 +198,7 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
             assert jobs.show(active.id).progress == {"step": 1}
             _schedules_work(jobs)
         versions = conn.execute(f"SELECT version FROM {schema}.schema_migrations").fetchall()
-    assert [version for (version,) in versions] == list(range(1, POSTGRES_LATEST + 1))
+    assert [version for (version,) in versions] == POSTGRES_VERSIONS
 
 
 #: The previous version's claim (migration 5's claim_jobs), as its store ran it.
@@ -241,7 +244,7 @@ def test_postgres_upgrade_to_6_keeps_jobs_and_the_previous_versions_claim(
         assert [claim_as_before(conn) for _ in range(6)] == [[queued]] + [[]] * 5
         monkeypatch.undo()
         with connect(url) as jobs:
-            assert jobs.store.migrate() == list(range(6, POSTGRES_LATEST + 1))
+            assert jobs.store.migrate() == [v for v in POSTGRES_VERSIONS if v >= 6]
             persistence = conn.execute(
                 "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
                 [f"{schema}.waiters"],

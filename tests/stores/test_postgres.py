@@ -54,6 +54,7 @@ MIGRATIONS = [
     (5, "cancel_unique_headers"),
     (6, "hot_paths"),
     (7, "operations"),
+    (8, "flow_limits"),
 ]
 
 

@@ -15,10 +15,10 @@ import pytest
 
 from disquette import JobState, ManualClock, connect
 from disquette.errors import ClientClosed, InvalidURL, StoreError, StoreRefused, StoreUnavailable
-from disquette.stores.sqlite.store import QUERIES
+from disquette.stores.sqlite.store import _SCHEMA_VERSION, QUERIES
 
 #: The schema version this code brings a file to (the one place a new migration changes).
-LATEST_VERSION = 5
+LATEST_VERSION = _SCHEMA_VERSION
 
 
 #: The insert of version 3 (before issue 13's columns), to fill a version-3 file.

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from disquette import JobState, connect
+from disquette.stores.sqlite import store as sqlite_store
 from disquette.stores.sqlite.store import QUERIES
 from tests.servers.postgres import conformance_url as postgres_url
 from tests.servers.redis import conformance_url as redis_url
@@ -109,4 +110,4 @@ def test_a_version_3_sqlite_file_upgrades_and_keeps_its_jobs(tmp_path: Path) -> 
         assert jobs.unique("k").add("again", "q") == first.id
         jobs.retry(ids[3])  # old jobs have no key: nothing to collide with
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == sqlite_store._SCHEMA_VERSION

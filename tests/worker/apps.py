@@ -51,7 +51,23 @@ def quick(job: Job) -> object:
     return job.body
 
 
-handlers = {"blocking": blocking, "scripted": scripted, "stuck": stuck, "quick": quick}
+def timed(job: Job) -> None:
+    """Append ``start end`` (wall-clock seconds) to ``<log>/<pid>.log``, having slept the
+    body's ``sleep`` seconds in between (for the flow-limit tests)."""
+    start = time.time()
+    time.sleep(float(job.body["sleep"]))
+    end = time.time()
+    with open(Path(job.body["log"]) / f"{os.getpid()}.log", "a") as log:
+        log.write(f"{start!r} {end!r}\n")
+
+
+handlers = {
+    "timed": timed,
+    "blocking": blocking,
+    "scripted": scripted,
+    "stuck": stuck,
+    "quick": quick,
+}
 
 
 #: An App whose one handler declares its queue (for the unknown-queue warning).

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from . import admin, jobs, periodic, run, web
+from . import admin, jobs, limits, periodic, run, web
 from .common import (
     _TRACEBACK_KEY,
     ENV_TRACEBACK,
@@ -93,6 +93,7 @@ for _command in (
     admin.resume,
     admin.recover_stale,
     admin.migrate,
+    limits.limits,
     run.worker,
     run.server,
     run.demo,

@@ -37,6 +37,7 @@ from ..worker import (
     as_registry,
     worker_command,
 )
+from ..worker.fairness import check_order, parse_queue_spec
 from .common import (
     _TRACEBACK_KEY,
     EXIT_FAILED,
@@ -148,7 +149,17 @@ def _setup_logging(level: str) -> None:
 
 @click.command()
 @click.argument("app")
-@click.option("--queues", "-q", envvar=ENV_QUEUES, help="Comma-separated, leftmost first.")
+@click.option(
+    "--queues",
+    "-q",
+    envvar=ENV_QUEUES,
+    help="Comma-separated, leftmost first; NAME:WEIGHT weighs a queue (mail:3,images:1).",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["strict", "weighted", "round-robin"]),
+    help="Which queue each claim serves first (default: weighted with weights, else strict).",
+)
 @click.option(
     "--concurrency",
     "-c",
@@ -194,6 +205,7 @@ def _setup_logging(level: str) -> None:
 def worker(
     app: str,
     queues: str | None,
+    order: str | None,
     concurrency: int | None,
     processes: int,
     prefetch: int | None,
@@ -214,13 +226,14 @@ def worker(
     _setup_logging(log_level)
     context = click.get_current_context()
     target = load_app(app)
-    queue_list = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
+    queue_weights = parse_queue_spec(queues) if queues else None
     supervisor_pid = os.environ.get(ENV_SUPERVISOR_PID)
     factory = _client_factory(target, url)
     runner = Worker(
         factory,
         target,
-        queues=queue_list,
+        queues=queue_weights,
+        order=None if order is None else check_order(order),
         concurrency=concurrency,
         prefetch=prefetch,
         poll_interval=poll_interval,
@@ -247,6 +260,7 @@ def worker(
         for flag, value in (
             ("--url", url),
             ("--queues", queues),
+            ("--order", order),
             ("--concurrency", concurrency),
             ("--prefetch", prefetch),
             ("--poll-interval", poll_interval),

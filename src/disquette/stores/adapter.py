@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar, runtime_checkable
 
 from ..job import Job, JobState, Stats
+from .limits import QueueLimits
 from .store import Store
 from .store_async import AsyncStore
 from .types import (
@@ -282,6 +283,14 @@ class SyncStoreAdapter(AsyncStore):
     ) -> list[RollupRow]:
         """See :meth:`AsyncStore.rollups`."""
         return await self._call(self.inner.rollups, resolution, since, queue, type)
+
+    async def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """See :meth:`AsyncStore.set_limits`."""
+        await self._call(self.inner.set_limits, queue, limits)
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """See :meth:`AsyncStore.limits`."""
+        return await self._call(self.inner.limits)
 
     async def migrate(self) -> list[int]:
         """See :meth:`AsyncStore.migrate`."""

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from ..clock import Clock
 from ..errors import NotSupported
 from ..job import Job, JobState, Stats
+from .limits import QueueLimits
 from .types import (
     Capabilities,
     EncodedResult,
@@ -405,6 +406,18 @@ class Store(abc.ABC):
 
     def _lacks(self, operation: str, capability: str) -> NotSupported:
         return NotSupported(self.url.partition(":")[0], operation, Capabilities.reason(capability))
+
+    # -- flow limits (issue 16) --------------------------------------------------------
+
+    def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """Set ``queue``'s limits (``None`` or empty limits clear them); every claim, in
+        any process, obeys them atomically (``capabilities.limits``). Setting a rate
+        fills its bucket."""
+        raise NotSupported(self.url.partition(":")[0], "set_limits", "it keeps no limits")
+
+    def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's limits, by queue name."""
+        raise NotSupported(self.url.partition(":")[0], "limits", "it keeps no limits")
 
     def migrate(self) -> list[int]:
         """Create or upgrade the store's schema; return the versions applied (none when it

@@ -294,6 +294,12 @@ class Capabilities:
     rollups: bool = _capability(
         "keeps no rollups: record_rollups() and rollups() raise NotSupported"
     )
+    #: ``set_limits`` keeps per-queue concurrency and rate limits that every claim obeys
+    #: (see :mod:`disquette.stores.limits`).
+    limits: bool = _capability(
+        "keeps no queue limits its claims would obey: set_limits() raises NotSupported",
+        default=False,
+    )
 
     def replace(self, **changes: bool) -> Capabilities:
         """These capabilities with some flags changed (a store states how it differs)."""

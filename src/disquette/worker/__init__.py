@@ -75,6 +75,8 @@ from .config import async_twin as async_twin
 from .config import concurrency_from_env as concurrency_from_env
 from .config import open_client as open_client
 from .config import queues_from_env as queues_from_env
+from .fairness import FairOrder as FairOrder
+from .fairness import QueueOrder as QueueOrder
 from .fetcher import BUFFER_SECONDS as BUFFER_SECONDS
 from .fetcher import DEFAULT_MAX_PREFETCH as DEFAULT_MAX_PREFETCH
 from .handlers import describe_exception

@@ -11,8 +11,8 @@ from typing import Final, TypeAlias
 from ..client import Client
 from ..client_async import AsyncClient, connect_async
 from ..errors import InvalidOption
-from ..job import check_queue_names
 from ..stores.adapter import SyncStoreAdapter
+from .fairness import parse_queue_spec
 
 ENV_URL: Final = "DISQUETTE_URL"
 ENV_QUEUES: Final = "DISQUETTE_QUEUES"
@@ -33,12 +33,13 @@ MAX_ERROR_CHARS: Final = 16_384
 # -- settings from the environment ---------------------------------------------------------
 
 
-def queues_from_env() -> list[str] | None:
-    """``$DISQUETTE_QUEUES`` as a list (comma-separated), or ``None`` when unset."""
+def queues_from_env() -> dict[str, int] | None:
+    """``$DISQUETTE_QUEUES`` (comma-separated, ``NAME:WEIGHT`` weighs one) as
+    ``{name: weight}``, or ``None`` when unset."""
     value = os.environ.get(ENV_QUEUES, "").strip()
     if not value:
         return None
-    return check_queue_names(name.strip() for name in value.split(",") if name.strip())
+    return parse_queue_spec(value)
 
 
 def concurrency_from_env() -> int | None:

@@ -11,6 +11,7 @@ from typing import Final
 from ..errors import StoreUnavailable
 from ..job import Job
 from .acks import AckBatcher
+from .fairness import FairOrder
 from .handlers import InFlight
 from .state import TICK, EngineState
 
@@ -33,6 +34,7 @@ class Fetcher:
         self._start = start
         worker = state.worker
         self.queues = worker.queues
+        self.fair = FairOrder(worker.weights, worker.order)
         self.claimer = state.client.timeout(0)
         self.poll_interval = worker.poll_interval or state.client.store.poll_interval
         # How many jobs to keep buffered: fixed, or adapted to the pace (see adapt).
@@ -76,12 +78,13 @@ class Fetcher:
     async def claim(self, room: int) -> list[Job]:
         """Claim up to ``room`` jobs, sending the acks waiting in the batcher with the
         claim (one store call; one transaction on SQLite) when there are some."""
+        queues = self.fair.next()
         done = self.acks.take_acks()
         if done:
-            jobs = await self.acks.send_with_claim(done, self.queues, room)
+            jobs = await self.acks.send_with_claim(done, queues, room)
             if jobs is not None:
                 return jobs
-        return await self.claimer.get_many(*self.queues, count=room)
+        return await self.claimer.get_many(*queues, count=room)
 
     def accept(self, jobs: list[Job]) -> None:
         """Start claimed jobs while there is room, buffer the rest."""

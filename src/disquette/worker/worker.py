@@ -7,12 +7,11 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Final, Literal
 
 from ..client_async import AsyncClient
 from ..errors import AlreadyRunning, InvalidOption, NoHandlers, NotRunning
-from ..job import check_queue_names
 from .config import (
     CATCH_ALL,
     DEFAULT_CONCURRENCY,
@@ -26,6 +25,7 @@ from .config import (
     queues_from_env,
 )
 from .engine import Engine
+from .fairness import QueueOrder, QueueSpec, check_order, queue_weights
 from .registry import Handlers, as_registry
 from .signals import stop_signals
 
@@ -45,6 +45,10 @@ class Worker:
     ``["default"]``; ``concurrency`` (jobs running at once) to ``$DISQUETTE_CONCURRENCY``,
     else 10. ``prefetch`` jobs are claimed ahead and buffered (default: about 0.1 s of
     work at the pace jobs finish, at most 100).
+    ``queues`` may also be ``{name: weight}``; ``order`` says which queue each claim
+    serves first: ``"strict"`` (leftmost first, as ``get``; the default without weights),
+    ``"weighted"`` (the default with weights) or ``"round_robin"`` (see
+    :class:`~disquette.worker.fairness.FairOrder`).
     ``poll_interval`` overrides how often the store is polled when it cannot wake us.
     ``exec_timeout`` is the default per-job limit (handlers may set their own); ``grace``
     is how long a graceful stop waits for running jobs. ``schedules`` (default on): also
@@ -56,7 +60,8 @@ class Worker:
         client: ClientSource,
         handlers: Handlers,
         *,
-        queues: Sequence[str] | None = None,
+        queues: QueueSpec | None = None,
+        order: QueueOrder | None = None,
         concurrency: int | None = None,
         prefetch: int | None = None,
         poll_interval: float | None = None,
@@ -71,9 +76,15 @@ class Worker:
             raise NoHandlers()
         if isinstance(queues, str):
             queues = [queues]
-        self.queues = check_queue_names(
+        #: Each queue's weight (1 unless given), in the given order.
+        self.weights = queue_weights(
             queues or queues_from_env() or self.registry.queues or [DEFAULT_QUEUE]
         )
+        self.queues = list(self.weights)
+        if order is None:
+            order = "weighted" if any(w != 1 for w in self.weights.values()) else "strict"
+        #: How each claim orders the queues (see :class:`FairOrder`).
+        self.order = check_order(order)
         if concurrency is None:
             concurrency = concurrency_from_env() or DEFAULT_CONCURRENCY
         self.concurrency = check_count("concurrency", concurrency, 1)

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 
 from ...job import Job, JobState, Stats, StatsRow
+from ..limits import QueueLimits
 from ..types import (
     DONE_CHANNEL,
     PAUSE_MODES,
@@ -80,6 +81,23 @@ class MemoryAdmin(MemoryState):
         """A queue's pause mode; see :meth:`Store.pause_mode`."""
         with self._lock:
             return PAUSE_MODES[self._pause.get(queue, 0)]
+
+    def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """Set or clear a queue's limits; see :meth:`Store.set_limits`."""
+        with self._lock:
+            self._buckets.pop(queue, None)
+            if limits is None or limits.empty:
+                self._limits.pop(queue, None)
+            else:
+                self._limits[queue] = limits
+                if limits.rate is not None:
+                    self._buckets[queue] = (float(limits.rate[0]), self.clock.now())
+        self.wakeups.notify([queue])
+
+    def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's limits; see :meth:`Store.limits`."""
+        with self._lock:
+            return dict(self._limits)
 
     def scan(
         self,

@@ -12,6 +12,7 @@ from collections import Counter
 
 from ...clock import Clock
 from ...job import Job, JobState, state_bit
+from ..limits import QueueLimits, allowance, refill
 from ..types import NodeInfo, ScheduleInfo, Wakeups
 
 _PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
@@ -51,6 +52,11 @@ class MemoryState:
         #: it lives in one of its unique_states (checked at each add, see _key_holder), so
         #: no transition needs to free a key; _remove drops the entry to bound the memory.
         self._unique: dict[tuple[str, str], str] = {}
+        #: Flow limits (issue 16): each limited queue's limits, its rate bucket (level,
+        #: when filled), and how many jobs of each queue are active (leased).
+        self._limits: dict[str, QueueLimits] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._active_count: Counter[str] = Counter()
 
     def _make_ready(self, job: Job) -> None:
         job.state = JobState.QUEUED
@@ -62,7 +68,8 @@ class MemoryState:
     def _leave_state(self, job: Job) -> None:
         if job.state is JobState.QUEUED:
             self._queued_count[job.queue] -= 1
-        self._leased_at.pop(job.id, None)
+        if self._leased_at.pop(job.id, None) is not None:
+            self._active_count[job.queue] -= 1
         self._holders.pop(job.id, None)
         self._lapsed.pop(job.id, None)
 
@@ -157,6 +164,26 @@ class MemoryState:
         if delivery is not None:
             job.additional_deliveries -= 1
         return delivery
+
+    def _lease(self, job: Job, leased_at: float) -> None:
+        """Make a job active (its previous state left), leased at ``leased_at``."""
+        job.state = JobState.ACTIVE
+        self._leased_at[job.id] = leased_at
+        self._active_count[job.queue] += 1
+
+    def _limited(self, queue: str, limits: QueueLimits, wanted: int, now: float) -> int:
+        """How many of ``wanted`` jobs a claim may take from a limited queue now; the
+        bucket is refilled (the caller spends what it takes with :meth:`_spend`)."""
+        tokens = 0.0
+        if limits.rate is not None:
+            tokens = refill(limits.rate, *self._buckets[queue], now)
+            self._buckets[queue] = (tokens, now)
+        return allowance(limits, self._active_count[queue], tokens, wanted)
+
+    def _spend(self, queue: str, taken: int) -> None:
+        if taken and queue in self._buckets:
+            tokens, filled_at = self._buckets[queue]
+            self._buckets[queue] = (tokens - taken, filled_at)
 
     def _live(self, job_id: str) -> Job | None:
         self._tick(self.clock.now())

@@ -53,7 +53,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
     blocking = False  # calls never wait on I/O: the asyncio client runs them inline
     #: Disquette's semantics in full; no transactions, replicas or schema to migrate.
     capabilities = Store.capabilities.replace(
-        transactions=False, replication=False, node_registry=True, migrations=False
+        transactions=False, replication=False, node_registry=True, migrations=False, limits=True
     )
 
     def __init__(self, clock: Clock, url: str = "memory://") -> None:
@@ -112,7 +112,12 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                 heap = self._ready.get(queue)
                 if not heap or self._pause.get(queue, 0) & PAUSE_OUT:
                     continue
-                while heap and len(claimed) < count:
+                end = count
+                limits = self._limits.get(queue)
+                if limits is not None:
+                    end = len(claimed) + self._limited(queue, limits, count - len(claimed), now)
+                    before = len(claimed)
+                while heap and len(claimed) < end:
                     priority, run_at, seq, job_id = heapq.heappop(heap)
                     job = self._jobs.get(job_id)
                     if (
@@ -123,15 +128,16 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                     ):
                         continue
                     self._leave_state(job)
-                    job.state = JobState.ACTIVE
+                    self._lease(job, now)
                     job.attempts += 1
-                    self._leased_at[job.id] = now
                     if holder is not None:
                         self._holders[job.id] = (holder, job.attempts)
                     if job.retry_after > 0:
                         job.lease_until = now + job.retry_after
                         heapq.heappush(self._leases, (job.lease_until, job.id))
                     claimed.append(job.copy())
+                if limits is not None:
+                    self._spend(queue, len(claimed) - before)
                 if len(claimed) >= count:
                     break
         return claimed
@@ -261,8 +267,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         lapsed = self._take_back_lapse(job)
         if lapsed is not None:  # ready since its lease ran out: leased again instead
             self._leave_state(job)
-            job.state = JobState.ACTIVE
-            self._leased_at[job.id] = lapsed[0]
+            self._lease(job, lapsed[0])
             if lapsed[1] is not None:
                 self._holders[job.id] = lapsed[1]
         job.lease_until = self.clock.now() + job.retry_after
@@ -368,8 +373,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                 if job is None or job.state is not JobState.QUEUED:
                     continue
                 self._leave_state(job)
-                job.state = JobState.ACTIVE
-                self._leased_at[job.id] = now
+                self._lease(job, now)
                 if job.retry_after > 0:
                     job.lease_until = now + job.retry_after
                     heapq.heappush(self._leases, (job.lease_until, job.id))

@@ -45,6 +45,7 @@ from ...errors import (
 )
 from ...job import Job, JobState, Stats
 from .._sql import row_to_job
+from ..limits import QueueLimits
 from ..store import Store
 from ..types import (
     DONE_CHANNEL,
@@ -84,6 +85,7 @@ class PostgresStore(Store):
         replication=True,
         node_registry=True,
         migrations=True,
+        limits=True,
     )
 
     def __init__(
@@ -474,6 +476,36 @@ class PostgresStore(Store):
             return int(row[0]) if row is not None else 0
 
         return PAUSE_MODES[self._db.run(pause_mode)]
+
+    def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """Set or clear a queue's limits; see :meth:`Store.set_limits`."""
+        params: dict[str, object] = {"queue": queue}
+        if limits is None or limits.empty:
+            query = self._q["clear_limits"]
+        else:
+            count, per = limits.rate if limits.rate is not None else (None, None)
+            query = self._q["set_limits"]
+            params.update(
+                concurrency=limits.concurrency, rate_count=count, rate_per=per, now=self.clock.now()
+            )
+
+        def set_limits(conn: Connection[Any]) -> None:
+            conn.execute(query, params)
+
+        self._db.run(set_limits)
+        self.wakeups.notify([queue])
+
+    def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's limits; see :meth:`Store.limits`."""
+
+        def limits(conn: Connection[Any]) -> list[Any]:
+            cursor = conn.execute(self._q["all_limits"])
+            return cursor.fetchall()
+
+        return {
+            queue: QueueLimits(concurrency, None if count is None else (count, per))
+            for queue, concurrency, count, per in self._db.run(limits)
+        }
 
     def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""

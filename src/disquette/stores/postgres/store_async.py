@@ -44,6 +44,7 @@ from ...errors import (
 )
 from ...job import Job, JobState, Stats
 from .._sql import row_to_job
+from ..limits import QueueLimits
 from ..store_async import AsyncStore
 from ..types import (
     DONE_CHANNEL,
@@ -83,6 +84,7 @@ class AsyncPostgresStore(AsyncStore):
         replication=True,
         node_registry=True,
         migrations=True,
+        limits=True,
     )
 
     def __init__(
@@ -477,6 +479,36 @@ class AsyncPostgresStore(AsyncStore):
             return int(row[0]) if row is not None else 0
 
         return PAUSE_MODES[await self._db.run(pause_mode)]
+
+    async def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """Set or clear a queue's limits; see :meth:`AsyncStore.set_limits`."""
+        params: dict[str, object] = {"queue": queue}
+        if limits is None or limits.empty:
+            query = self._q["clear_limits"]
+        else:
+            count, per = limits.rate if limits.rate is not None else (None, None)
+            query = self._q["set_limits"]
+            params.update(
+                concurrency=limits.concurrency, rate_count=count, rate_per=per, now=self.clock.now()
+            )
+
+        async def set_limits(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(query, params)
+
+        await self._db.run(set_limits)
+        self.wakeups.notify([queue])
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's limits; see :meth:`AsyncStore.limits`."""
+
+        async def limits(conn: AsyncConnection[Any]) -> list[Any]:
+            cursor = await conn.execute(self._q["all_limits"])
+            return await cursor.fetchall()
+
+        return {
+            queue: QueueLimits(concurrency, None if count is None else (count, per))
+            for queue, concurrency, count, per in await self._db.run(limits)
+        }
 
     async def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`AsyncStore.enqueue`."""

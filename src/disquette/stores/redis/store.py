@@ -93,6 +93,7 @@ from ...errors import (
     UniqueKeyTaken,
 )
 from ...job import Job, JobState, Stats, StatsRow
+from ..limits import QueueLimits
 from ..store import Store
 from ..types import (
     HOLDER_GONE,
@@ -155,6 +156,7 @@ class RedisStore(Store):
         replication=True,
         node_registry=True,
         migrations=False,
+        limits=True,
     )
 
     def __init__(
@@ -544,6 +546,41 @@ class RedisStore(Store):
         """A queue's pause mode; see :meth:`Store.pause_mode`."""
         bits = self.runner.command("GET", self.runner.queue_key(queue, "p"))
         return PAUSE_MODES[int(bits or 0)]
+
+    def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """Set or clear a queue's limits; see :meth:`Store.set_limits`.
+
+        One hash per queue (``<prefix>{<queue>}:lim``, in the queue's slot, read by the
+        claim script; one HSET, so a claim sees all of it or none), and the set
+        ``<prefix>limits`` of limited queues for :meth:`limits` to list.
+        """
+        key = self.runner.queue_key(queue, "lim")
+        if limits is None or limits.empty:
+            self.runner.command("DEL", key)
+            self.runner.command("SREM", self.prefix + "limits", queue)
+        else:
+            count, per = limits.rate if limits.rate is not None else ("", "")
+            concurrency = "" if limits.concurrency is None else limits.concurrency
+            self.runner.command("SADD", self.prefix + "limits", queue)
+            self.runner.command(
+                "HSET", key, "c", concurrency, "rc", count, "rp", per,
+                "tk", count, "fa", repr(self.clock.now()),
+            )  # fmt: skip
+        self.wakeups.notify([queue])
+
+    def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's limits; see :meth:`Store.limits`."""
+        found: dict[str, QueueLimits] = {}
+        for raw in sorted(self.runner.command("SMEMBERS", self.prefix + "limits")):
+            queue = raw.decode() if isinstance(raw, bytes) else str(raw)
+            values = self.runner.command(
+                "HMGET", self.runner.queue_key(queue, "lim"), "c", "rc", "rp"
+            )
+            c, rc, rp = (v.decode() if isinstance(v, bytes) else v for v in values)
+            if c is None and rc is None:
+                continue  # cleared meanwhile
+            found[queue] = QueueLimits(int(c) if c else None, (int(rc), float(rp)) if rc else None)
+        return found
 
     def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""

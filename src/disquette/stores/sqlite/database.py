@@ -35,9 +35,16 @@ from ..types import (
 )
 from .peers import PeerWakeups
 
-_SCHEMA_VERSION: Final = 5
 #: The named blocks that bring a file from the version before to each version.
-_MIGRATIONS: Final = {1: "schema", 2: "migrate_2", 3: "migrate_3", 4: "migrate_4", 5: "migrate_5"}
+_MIGRATIONS: Final = {
+    1: "schema",
+    2: "migrate_2",
+    3: "migrate_3",
+    4: "migrate_4",
+    5: "migrate_5",
+    6: "migrate_limits",
+}
+_SCHEMA_VERSION: Final = max(_MIGRATIONS)
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 #: How long a read waits for the write lock to apply due changes before reading as is.
 _READER_WAIT_MS: Final = 1000

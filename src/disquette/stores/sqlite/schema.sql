@@ -466,3 +466,70 @@ SELECT resolution, start, queue, type, completed, errors, h0, h1, h2, h3, h4, h5
 WHERE resolution = :resolution AND start >= :since
   AND (:queue IS NULL OR queue = :queue) AND (:type IS NULL OR type = :type)
 ORDER BY start, queue, type;
+-- name: migrate_limits
+-- Flow limits (issue 16): each limited queue's concurrency and rate (rate_count claims
+-- per rate_per seconds), and its rate's token bucket (its level, tokens, at filled_at).
+-- Every claim reads its queue's row in its LIMIT (claim_limited: one statement, so
+-- atomic), and the trigger spends a token per job claimed from a rated queue, in the same
+-- statement. A queue without limits pays two lookups in this small table per claim.
+-- The arithmetic is disquette.stores.limits' refill and allowance, in SQL.
+CREATE TABLE IF NOT EXISTS queue_limits (
+    queue TEXT PRIMARY KEY,
+    concurrency INTEGER,
+    rate_count INTEGER,
+    rate_per REAL,
+    tokens REAL,
+    filled_at REAL
+) WITHOUT ROWID;
+-- Only claims set attempts; the WHEN probe keeps the trigger's program from running for a
+-- queue without a rate.
+CREATE TRIGGER IF NOT EXISTS queue_limits_spend AFTER UPDATE OF attempts ON jobs
+WHEN new.state = 2 AND old.state = 1
+     AND EXISTS (SELECT 1 FROM queue_limits AS l WHERE l.queue = new.queue
+                 AND l.rate_count IS NOT NULL)
+BEGIN
+    UPDATE queue_limits
+    SET tokens = min(rate_count,
+                     tokens + max(0, new.leased_at - filled_at) * rate_count / rate_per) - 1,
+        filled_at = max(filled_at, new.leased_at)
+    WHERE queue = new.queue AND rate_count IS NOT NULL; END;  -- one line: see _script
+
+-- name: claim_limited
+-- As claim, taking no more than the queue's limits allow (none: as many as asked): its
+-- unexpired leases counted (walking the index of active jobs, every queue's), and the
+-- tokens its bucket holds now (at least one, else none; a hair of slack for float steps).
+UPDATE jobs
+SET state = 2, attempts = attempts + 1, leased_at = :now, holder = :holder,
+    holder_attempts = attempts + 1,
+    lease_until = CASE WHEN retry_after > 0 THEN :now + retry_after END
+WHERE seq IN (
+    SELECT seq FROM jobs
+    WHERE queue = :queue AND state = 1
+      AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = :queue AND mode & 2)
+    ORDER BY priority, run_at, seq
+    LIMIT coalesce((
+        SELECT max(0, min(:count,
+            CASE WHEN concurrency IS NULL THEN :count
+                 ELSE concurrency - (SELECT count(*) FROM jobs INDEXED BY jobs_leases
+                                     WHERE state = 2 AND queue = :queue
+                                       AND (lease_until IS NULL OR lease_until > :now)) END,
+            CASE WHEN rate_count IS NULL THEN :count
+                 ELSE CAST(min(rate_count, tokens + max(0, :now - filled_at)
+                               * rate_count / rate_per) + 1e-9 AS INTEGER) END))
+        FROM queue_limits WHERE queue = :queue), :count))
+RETURNING {columns};
+
+-- name: limited_queue_among
+SELECT 1 FROM queue_limits WHERE queue IN (SELECT value FROM json_each(?1)) LIMIT 1;
+
+-- name: all_limits
+SELECT queue, concurrency, rate_count, rate_per FROM queue_limits ORDER BY queue;
+
+-- name: set_limits
+INSERT INTO queue_limits (queue, concurrency, rate_count, rate_per, tokens, filled_at)
+VALUES (?1, ?2, ?3, ?4, ?3, ?5)
+ON CONFLICT (queue) DO UPDATE SET concurrency = ?2, rate_count = ?3, rate_per = ?4,
+    tokens = ?3, filled_at = ?5;
+
+-- name: clear_limits
+DELETE FROM queue_limits WHERE queue = ?1;

@@ -31,6 +31,7 @@ from .._sql import (
     headers_column,
     row_to_job,
 )
+from ..limits import QueueLimits
 from ..store import Store
 from ..types import (
     CANCEL_CHANNEL,
@@ -51,6 +52,8 @@ from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration t
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
 from .database import QUERIES as QUERIES
 from .database import SqliteDatabase
+from .limits import all_limits, any_limited
+from .limits import set_limits as _set_limits
 from .observe import SqliteObserve
 from .unique import unique_holders
 
@@ -65,7 +68,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
     #: Disquette's semantics in full; no transactions to join (the store's connection is
     #: its own), no replicas, and the schema is created when opened.
     capabilities = Store.capabilities.replace(
-        transactions=False, replication=False, node_registry=True, migrations=False
+        transactions=False, replication=False, node_registry=True, migrations=False, limits=True
     )
 
     # -- the interface -------------------------------------------------------------------
@@ -179,7 +182,8 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         busy = self._busy
         candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
         claimed: list[Job] = []
-        claim = QUERIES["claim"]
+        # The claim statement that obeys the queue's limits (issue 16), if it has some.
+        claim = QUERIES["claim_limited"]
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
@@ -201,7 +205,8 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             claimed.extend(map(row_to_job, rows))
             if len(claimed) >= count:
                 break
-        if not claimed:
+        # Unless a limit held jobs back: those come out as time passes, no write says so.
+        if not claimed and not (candidates and any_limited(conn, candidates)):
             self._idle.add(queues)
         return claimed
 
@@ -421,6 +426,17 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             conn.execute(QUERIES["drop_unpaused"])
         if not bits & PAUSE_OUT:
             self._announce([queue])
+
+    def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
+        """Set or clear a queue's limits; see :meth:`Store.set_limits`."""
+        with self._transaction() as conn:
+            _set_limits(conn, queue, limits, self.clock.now())
+        self.wakeups.notify([queue])
+
+    def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's limits; see :meth:`Store.limits`."""
+        with self._connection() as conn:
+            return all_limits(conn)
 
     def pause_mode(self, queue: str) -> PauseMode:
         """A queue's pause mode; see :meth:`Store.pause_mode`."""

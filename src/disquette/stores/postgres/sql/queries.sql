@@ -191,9 +191,10 @@ SELECT {schema}.maintain(%(now)s::float8);
 SELECT {schema}.prune_done(%(now)s::float8, %(batch)s::int4);
 
 -- name: claim
-SELECT {columns} FROM {schema}.claim_ready(%(queues)b::text[], %(count)s::int4,
-                                           %(now)s::float8, %(holder)s::text,
-                                           {ready_channel});
+-- claim_limited: claim_ready obeying the queues' flow limits (issue 16, migration 8).
+SELECT {columns} FROM {schema}.claim_limited(%(queues)b::text[], %(count)s::int4,
+                                             %(now)s::float8, %(holder)s::text,
+                                             {ready_channel});
 
 -- name: ack
 -- The results, their encodings and the callers' deliveries come one per id (a NULL
@@ -609,3 +610,17 @@ SELECT * FROM (
     SELECT {columns} FROM {schema}.jobs
     UNION ALL
     SELECT {done_columns} FROM {schema}.done WHERE expires_at > %(now)s::float8) AS j
+-- name: set_limits
+-- Flow limits (issue 16): set (a rate's bucket full) or replace a queue's limits.
+INSERT INTO {schema}.queue_limits (queue, concurrency, rate_count, rate_per, tokens, filled_at)
+VALUES (%(queue)s, %(concurrency)s::int4, %(rate_count)s::int4, %(rate_per)s::float8,
+        %(rate_count)s::float8, %(now)s::float8)
+ON CONFLICT (queue) DO UPDATE SET concurrency = excluded.concurrency,
+    rate_count = excluded.rate_count, rate_per = excluded.rate_per, tokens = excluded.tokens,
+    filled_at = excluded.filled_at;
+
+-- name: clear_limits
+DELETE FROM {schema}.queue_limits WHERE queue = %(queue)s;
+
+-- name: all_limits
+SELECT queue, concurrency, rate_count, rate_per FROM {schema}.queue_limits ORDER BY queue;

@@ -82,23 +82,46 @@ local function lease(q, index, id)
     return true
 end
 
+-- How many of room jobs the queue's flow limits (issue 16) let a claim take now: its
+-- hash q.lim holds c (concurrency: unexpired leases at most), rc and rp (rate: rc claims
+-- per rp seconds), tk and fa (the token bucket's level, when last filled); "" for none.
+-- A queue without the hash pays one HMGET. The arithmetic is disquette.stores.limits'.
+local function limited_room(q, room)
+    local lim = redis.call('HMGET', q.lim, 'c', 'rc', 'rp', 'tk', 'fa')
+    if lim[1] and lim[1] ~= '' then
+        room = math.min(room, tonumber(lim[1]) - redis.call('ZCOUNT', q.a, '(' .. NOW_S, '+inf'))
+    end
+    if lim[2] and lim[2] ~= '' then
+        local count, per = tonumber(lim[2]), tonumber(lim[3])
+        q.level = math.min(count, tonumber(lim[4]) + math.max(0, NOW - tonumber(lim[5])) * count / per)
+        room = math.min(room, math.floor(q.level + 1e-9))
+    end
+    return math.max(room, 0)
+end
+
 for i = FIRST_QUEUE, #ARGV do
     local q = queue(ARGV[i])
     q.readied = true  -- finish sets or clears its marker
     tick(q)
+    local room = 0
+    if got < want and pause_bits(q) < 2 then room = limited_room(q, want - got) end
+    local taken = 0
     -- Pop again only when a popped entry had no job, so that count is still honoured.
-    local again = got < want and pause_bits(q) < 2
+    local again = room > 0
     while again do
-        local popped = redis.call('ZPOPMIN', q.r, want - got)
+        local popped = redis.call('ZPOPMIN', q.r, room - taken)
         again = false
         for j = 1, #popped, 2 do
             if lease(q, i - FIRST_QUEUE + 1, string.sub(popped[j], ORDER_BYTES + 1)) then
                 got = got + 1
+                taken = taken + 1
             else
-                again = got < want
+                again = taken < room
             end
         end
     end
+    if q.level then redis.call('HSET', q.lim, 'tk', fmt(q.level - taken), 'fa', NOW_S) end
+    q.held = room < want - got + taken and redis.call('EXISTS', q.lim) == 1
 end
 if got > 0 then
     for j = 1, #leased, 1000 do

@@ -78,7 +78,8 @@ local function queue(name)
     escaped = string.gsub(escaped, '}', '%%7D')
     local base = PREFIX .. '{' .. escaped .. '}:'
     q = {name = name, base = base, r = base .. 'r', s = base .. 's', a = base .. 'a',
-         e = base .. 'e', f = base .. 'f', p = base .. 'p', w = base .. 'w'}
+         e = base .. 'e', f = base .. 'f', p = base .. 'p', w = base .. 'w',
+         lim = base .. 'lim'}  -- flow limits (issue 16), a hash: see claim.lua
     if IN_QUEUE_SLOT then q.was_empty = redis.call('ZCARD', q.r) == 0 end
     queues[name] = q
     touched[#touched + 1] = q
@@ -127,6 +128,8 @@ local function leave(q, key, id, state)
         redis.call('ZREM', q.s, id)
     elseif state == 'a' then
         redis.call('ZREM', q.a, id)
+        -- A slot of a limited queue freed: its marker brings back a consumer held back.
+        if redis.call('EXISTS', q.lim) == 1 then q.readied = true end
     elseif state == 'f' then
         redis.call('ZREM', q.f, failed_member(redis.call('HGET', key, 'sq'), id))
     end
@@ -303,7 +306,9 @@ end
 -- Set or clear a queue's marker: set while it holds ready jobs it delivers (or time still
 -- has due work for it), so that one blocked get wakes and claims.
 local function mark(q)
-    if (q.backlog or redis.call('ZCARD', q.r) > 0) and pause_bits(q) < 2 then
+    -- Not while its limits hold jobs back (q.held, see claim.lua): blocked consumers would
+    -- spin; the queue is marked again when a slot frees, and polled for its rate.
+    if not q.held and (q.backlog or redis.call('ZCARD', q.r) > 0) and pause_bits(q) < 2 then
         redis.call('ZADD', q.w, 0, '0')
     else
         redis.call('DEL', q.w)
