@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""SQLite hot paths (issue 12): this build against another one (by default the main
-checkout), alternated in rounds on a shared machine; medians reported, with the load.
+"""SQLite hot paths (issue 12): this build against another one (``--old``: its
+``src``), alternated in rounds on a shared machine; medians reported, with the load.
 
-    .venv/bin/python bench/bench_sqlite_hot.py [--old /work/main/src] [--new src]
+    .venv/bin/python bench/bench_sqlite_hot.py --old OLD/src [--new src]
         [--rounds 5] [--jobs 20000]
 
 Each measurement runs in a fresh process with ``PYTHONPATH`` set to the build:
@@ -184,7 +184,10 @@ def measure(build: Path, code: str, args: list[str]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--old", type=Path, default=Path("/work/main/src"))
+    parser.add_argument(
+        "--old", type=Path, required=True, help="src of the build to compare with "
+        "(e.g. `git archive <rev> src | tar -x -C /tmp/old`, then /tmp/old/src)",
+    )  # fmt: skip
     parser.add_argument("--new", type=Path, default=HERE.parent / "src")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=20_000)
