@@ -31,8 +31,9 @@ from disquette.errors import (
     StoreUnavailable,
 )
 from disquette.job import new_job_id
+from disquette.stores.redis.admin import STATS_CHUNK
 from disquette.stores.redis.codec import claimed_jobs, queue_base
-from disquette.stores.redis.store import STATS_CHUNK, RedisStore
+from disquette.stores.redis.store import RedisStore
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 from tests.servers.redis import (
     RedisCluster,

@@ -92,13 +92,12 @@ from ...errors import (
     NotReplicated,
     UniqueKeyTaken,
 )
-from ...job import Job, JobState, Stats, StatsRow
+from ...job import Job, JobState, Stats
 from ..limits import QueueLimits
 from ..store import Store
 from ..types import (
     HOLDER_GONE,
     PAUSE_MODES,
-    PAUSE_OUT,
     EncodedResult,
     JobCount,
     JobFilter,
@@ -113,6 +112,7 @@ from ..types import (
     pause_bits,
     refuse_store_powers,
 )
+from .admin import STATS_CHUNK, Admin
 from .codec import (
     ROW_WIDTH,
     SEQ_AT,
@@ -120,7 +120,6 @@ from .codec import (
     STATES,
     check_add,
     claimed_jobs,
-    decode_text,
     deliveries_of,
     id_queue_pairs,
     job_args,
@@ -137,8 +136,6 @@ from .url import Settings, parse_url
 #: Seconds beyond two replicate timeouts a replicated add's jobs stay held at most.
 HOLD_MARGIN: Final = 10.0
 
-#: Jobs read by ``stats`` per script call: bounds how long one call holds Redis.
-STATS_CHUNK: Final = 2000
 #: How long a blocked get's stamp lives (ms; see claim.lua): longer than any block.
 STAMP_MS: Final = 600_000
 #: Seconds a claim receipt outlives the retry window (``retry_for``) it serves.
@@ -171,11 +168,8 @@ class RedisStore(Store):
         # the write's node is only known to redis-py's router, so replication is refused.
         self.max_replicas = 0 if cluster else replicas
         self.prefix = settings.prefix
-        self._nodes_key = self.prefix + "nodes"
-        # One hash outside the queues' hash tags (as the node registry): field "d:<name>"
-        # holds a schedule's definition, "p:<name>" is present while it is paused.
-        self._schedules_key = self.prefix + "schedules"
         self.runner = ScriptRunner(settings, clock, cluster=cluster)
+        self._admin = Admin(self.runner, self.prefix, clock)
         self._observe = Observe(self.runner, self.prefix, clock)
         self._waiters = WaiterRegistry(settings.redis_url, self.prefix, cluster=cluster)
         self.wakeups: RedisWakeups = RedisWakeups(
@@ -548,39 +542,13 @@ class RedisStore(Store):
         return PAUSE_MODES[int(bits or 0)]
 
     def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
-        """Set or clear a queue's limits; see :meth:`Store.set_limits`.
-
-        One hash per queue (``<prefix>{<queue>}:lim``, in the queue's slot, read by the
-        claim script; one HSET, so a claim sees all of it or none), and the set
-        ``<prefix>limits`` of limited queues for :meth:`limits` to list.
-        """
-        key = self.runner.queue_key(queue, "lim")
-        if limits is None or limits.empty:
-            self.runner.command("DEL", key)
-            self.runner.command("SREM", self.prefix + "limits", queue)
-        else:
-            count, per = limits.rate if limits.rate is not None else ("", "")
-            concurrency = "" if limits.concurrency is None else limits.concurrency
-            self.runner.command("SADD", self.prefix + "limits", queue)
-            self.runner.command(
-                "HSET", key, "c", concurrency, "rc", count, "rp", per,
-                "tk", count, "fa", repr(self.clock.now()),
-            )  # fmt: skip
+        """Set or clear a queue's limits; see :meth:`Store.set_limits`."""
+        self._admin.set_limits(queue, limits)
         self.wakeups.notify([queue])
 
     def limits(self) -> dict[str, QueueLimits]:
         """Every queue's limits; see :meth:`Store.limits`."""
-        found: dict[str, QueueLimits] = {}
-        for raw in sorted(self.runner.command("SMEMBERS", self.prefix + "limits")):
-            queue = raw.decode() if isinstance(raw, bytes) else str(raw)
-            values = self.runner.command(
-                "HMGET", self.runner.queue_key(queue, "lim"), "c", "rc", "rp"
-            )
-            c, rc, rp = (v.decode() if isinstance(v, bytes) else v for v in values)
-            if c is None and rc is None:
-                continue  # cleared meanwhile
-            found[queue] = QueueLimits(int(c) if c else None, (int(rc), float(rp)) if rc else None)
-        return found
+        return self._admin.limits()
 
     def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
@@ -647,27 +615,15 @@ class RedisStore(Store):
 
     def register_node(self, node_id: str, address: str, ttl: float) -> None:
         """Register or renew a node; see :meth:`Store.register_node`."""
-        expires_at = repr(self.clock.now() + ttl)
-        self.runner.command("HSET", self._nodes_key, node_id, f"{expires_at} {address}")
+        self._admin.register_node(node_id, address, ttl)
 
     def unregister_node(self, node_id: str) -> None:
         """Remove a node; see :meth:`Store.unregister_node`."""
-        self.runner.command("HDEL", self._nodes_key, node_id)
+        self._admin.unregister_node(node_id)
 
     def nodes(self) -> list[NodeInfo]:
         """Live nodes; see :meth:`Store.nodes`."""
-        now = self.clock.now()
-        registered = self.runner.command("HGETALL", self._nodes_key)
-        live, lapsed = [], []
-        for node_id, value in registered.items():
-            expires_at, _, address = value.decode().partition(" ")
-            if float(expires_at) > now:
-                live.append(NodeInfo(node_id.decode(), address, float(expires_at)))
-            else:
-                lapsed.append(node_id)
-        if lapsed:
-            self.runner.command("HDEL", self._nodes_key, *lapsed)
-        return sorted(live, key=lambda node: node.id)
+        return self._admin.nodes()
 
     # -- operations (issue 14) -----------------------------------------------------------
 
@@ -703,81 +659,19 @@ class RedisStore(Store):
 
     def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
         """Record definitions, keeping paused flags; see :meth:`Store.register_schedules`."""
-        if schedules:
-            fields = [part for i in schedules for part in ("d:" + i.name, i.definition())]
-            self.runner.command("HSET", self._schedules_key, *fields)
+        self._admin.register_schedules(schedules)
 
     def schedules(self) -> list[ScheduleInfo]:
         """Registered schedules; see :meth:`Store.schedules`."""
-        fields = {
-            key.decode(): value
-            for key, value in (self.runner.command("HGETALL", self._schedules_key)).items()
-        }
-        return [
-            ScheduleInfo.from_definition(key[2:], value, "p:" + key[2:] in fields)
-            for key, value in sorted(fields.items())
-            if key.startswith("d:")
-        ]
+        return self._admin.schedules()
 
     def pause_schedule(self, name: str, paused: bool) -> bool:
-        """Pause or resume a schedule; see :meth:`Store.pause_schedule`.
-
-        Two commands, safe because no call removes a definition once registered."""
-        if not self.runner.command("HEXISTS", self._schedules_key, "d:" + name):
-            return False
-        if paused:
-            self.runner.command("HSET", self._schedules_key, "p:" + name, 1)
-        else:
-            self.runner.command("HDEL", self._schedules_key, "p:" + name)
-        return True
+        """Pause or resume a schedule; see :meth:`Store.pause_schedule`."""
+        return self._admin.pause_schedule(name, paused)
 
     def stats(self) -> Stats:
-        """Counts per queue and type; see :meth:`Store.stats`.
-
-        A queue is read in chunks of ``STATS_CHUNK`` jobs, one script call each, so the
-        figures of a big queue are not one atomic snapshot.
-        """
-        rows: list[StatsRow] = []
-        paused: set[str] = set()
-        for queue in self.runner.all_queues():
-            merged: dict[str | None, list[Any]] = {}
-            position = [1, 0]
-            while position[0]:
-                reply = self.runner.run(
-                    "stats", [self.runner.queue_key(queue, "r")], [queue, *position, STATS_CHUNK]
-                )
-                if int(reply[0]) & PAUSE_OUT:
-                    paused.add(queue)
-                position = [int(reply[1]), int(reply[2])]
-                for at in range(3, len(reply), 9):
-                    type_, *counts, max_errors, oldest, cancelled = reply[at : at + 9]
-                    name = decode_text(type_)
-                    row = merged.setdefault(name, [0, 0, 0, 0, 0, 0, None, 0])
-                    for column, value in enumerate(counts):
-                        row[column] += int(value)
-                    row[5] = max(row[5], int(max_errors))
-                    if oldest is not None and (row[6] is None or float(oldest) < row[6]):
-                        row[6] = float(oldest)
-                    row[7] += int(cancelled)
-            for name in sorted(merged, key=lambda name: name or ""):
-                scheduled, queued, active, done, failed, max_errors, oldest, cancelled = merged[
-                    name
-                ]
-                rows.append(
-                    StatsRow(
-                        queue=queue,
-                        type=name,
-                        scheduled=scheduled,
-                        queued=queued,
-                        active=active,
-                        done=done,
-                        failed=failed,
-                        cancelled=cancelled,
-                        max_error_count=max_errors,
-                        oldest_run_at=oldest,
-                    )
-                )
-        return Stats(rows=tuple(rows), paused=frozenset(paused))
+        """Counts per queue and type; see :meth:`Store.stats`."""
+        return self._admin.stats()
 
     def recover_stale(self, max_age: float | None) -> int:
         """Requeue jobs whose worker is gone; see :meth:`Store.recover_stale`."""
