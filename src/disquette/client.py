@@ -19,6 +19,7 @@ from . import metrics, tracing
 from ._concurrency import Signal
 from .client_admin import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
 from .client_admin import ClientAdmin, JobRef, _job_id
+from .client_flows import ClientFlows
 from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
@@ -29,15 +30,18 @@ from .errors import (
     LeaseLost,
     Timeout,
 )
+from .flows import Step
 from .funnel import FETCH_COUNT, FETCH_TIMEOUT, Funnel
 from .job import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULTS,
     AddResult,
+    DependencyPolicy,
     Encoding,
     Job,
     JobState,
     Options,
+    check_dependencies,
     check_headers,
     check_job_id,
     check_queue_name,
@@ -83,7 +87,7 @@ def _check_holder(holder: object) -> str | None:
     return holder
 
 
-class Client(ClientOptions, ClientAdmin):
+class Client(ClientOptions, ClientAdmin, ClientFlows):
     """A connection to a store, with options. Derived clients share the store.
 
     Options come from three layers, each overriding the one before: the defaults,
@@ -92,7 +96,8 @@ class Client(ClientOptions, ClientAdmin):
 
     The option layers live in :class:`~disquette.client_options.ClientOptions`, the
     inspecting and managing operations (``show``, ``peek``, ``stats``, ``scan``, ...) in
-    :class:`~disquette.client_admin_async.ClientAdmin`.
+    :class:`~disquette.client_admin_async.ClientAdmin`, chains and groups of
+    dependent jobs in :class:`~disquette.client_flows_async.ClientFlows`.
     """
 
     def __init__(
@@ -142,6 +147,8 @@ class Client(ClientOptions, ClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> str:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.
 
@@ -156,8 +163,25 @@ class Client(ClientOptions, ClientAdmin):
         With the ``replicate`` option, returns once that many replicas hold the job, or
         raises :class:`~disquette.errors.NotReplicated`. With a ``unique_key`` another job
         of the queue holds, adds nothing and returns that job's id.
+
+        ``depends_on``: ids of jobs this one waits for (state ``waiting``): it becomes ready
+        once every one of them is done. ``on_dependency_failure``: when a parent fails for
+        good, is cancelled, deleted or expires, ``"fail"`` (the default) ends this job too
+        (``failed``, or ``cancelled`` after a parent that did not fail), ``"run"`` runs it
+        anyway once no parent is pending. Each parent must exist (a done one counts as
+        finished), else :class:`~disquette.errors.JobNotFound`; see also
+        :meth:`add_chain` and :meth:`add_group`. Stores without dependencies (``disque://``)
+        raise :class:`~disquette.errors.NotSupported`.
         """
-        return (self.add_many([body], queue, headers=headers, connection=connection))[0]
+        ids = self.add_many(
+            [body],
+            queue,
+            headers=headers,
+            connection=connection,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+        )
+        return ids[0]
 
     def add_many(
         self,
@@ -166,11 +190,15 @@ class Client(ClientOptions, ClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> list[str]:
         """Add several jobs to ``queue`` in one transaction; all are added or none (but for
         those whose unique key is held: each answers the holder's id). Each job gets the
-        same ``headers`` (see :meth:`add`)."""
-        jobs, existing = self._add(bodies, queue, connection, headers)
+        same ``headers`` and parents (see :meth:`add`)."""
+        jobs, existing = self._add(
+            bodies, queue, connection, headers, depends_on, on_dependency_failure
+        )
         if not existing:
             return [job.id for job in jobs]
         return [existing.get(job.id, job.id) for job in jobs]
@@ -182,10 +210,19 @@ class Client(ClientOptions, ClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> AddResult:
         """As :meth:`add`, also telling whether the job was created (``created`` is False
         when its unique key was held: ``id`` is then the holder's)."""
-        results = self.add_many_results([body], queue, headers=headers, connection=connection)
+        results = self.add_many_results(
+            [body],
+            queue,
+            headers=headers,
+            connection=connection,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+        )
         return results[0]
 
     def add_many_results(
@@ -195,9 +232,13 @@ class Client(ClientOptions, ClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> list[AddResult]:
         """As :meth:`add_many`, with an :class:`~disquette.job.AddResult` per body."""
-        jobs, existing = self._add(bodies, queue, connection, headers)
+        jobs, existing = self._add(
+            bodies, queue, connection, headers, depends_on, on_dependency_failure
+        )
         return [AddResult(existing.get(job.id, job.id), job.id not in existing) for job in jobs]
 
     def _add(
@@ -206,6 +247,8 @@ class Client(ClientOptions, ClientAdmin):
         queue: str,
         connection: object,
         headers: dict[str, str] | None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> tuple[list[Job], dict[str, str]]:
         """Make and add the jobs; return them and the store's answer for those not created
         (their id -> the holder of their unique key)."""
@@ -216,6 +259,20 @@ class Client(ClientOptions, ClientAdmin):
         jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
+        if depends_on is not None:
+            parents = check_dependencies(depends_on, on_dependency_failure)
+            for job in jobs:
+                job.depends_on = parents
+                job.on_dependency_failure = on_dependency_failure
+        return jobs, self._add_jobs(queue, jobs, connection)
+
+    def _step_job(self, step: Step, now: float) -> Job:
+        options = self._options.merge(step.options)
+        body = [step.body]
+        return new_jobs(options, body, step.queue, now, self._max_body_bytes, step.headers)[0]
+
+    def _add_jobs(self, queue: str, jobs: list[Job], connection: object) -> dict[str, str]:
+        """Hand made jobs to the store (traced and counted as ``queue``'s adds)."""
         try:
             with tracing.adding(queue, jobs):
                 existing = self.store.add(
@@ -228,7 +285,7 @@ class Client(ClientOptions, ClientAdmin):
             metrics.add_rejected(queue, error)
             raise
         metrics.added(queue, jobs, existing)
-        return jobs, existing
+        return existing
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from . import metrics, tracing
 from ._concurrency import AsyncSignal
 from .client_admin_async import MAX_BATCH as MAX_BATCH  # re-exported (enqueue imports it)
 from .client_admin_async import AsyncClientAdmin, JobRef, _job_id
+from .client_flows_async import AsyncClientFlows
 from .client_options import ClientOptions
 from .clock import Clock, SystemClock
 from .errors import (
@@ -28,15 +29,18 @@ from .errors import (
     LeaseLost,
     Timeout,
 )
+from .flows import Step
 from .funnel_async import FETCH_COUNT, FETCH_TIMEOUT, AsyncFunnel
 from .job import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULTS,
     AddResult,
+    DependencyPolicy,
     Encoding,
     Job,
     JobState,
     Options,
+    check_dependencies,
     check_headers,
     check_job_id,
     check_queue_name,
@@ -82,7 +86,7 @@ def _check_holder(holder: object) -> str | None:
     return holder
 
 
-class AsyncClient(ClientOptions, AsyncClientAdmin):
+class AsyncClient(ClientOptions, AsyncClientAdmin, AsyncClientFlows):
     """A connection to a store, with options. Derived clients share the store.
 
     Options come from three layers, each overriding the one before: the defaults,
@@ -91,7 +95,8 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
 
     The option layers live in :class:`~disquette.client_options.ClientOptions`, the
     inspecting and managing operations (``show``, ``peek``, ``stats``, ``scan``, ...) in
-    :class:`~disquette.client_admin_async.AsyncClientAdmin`.
+    :class:`~disquette.client_admin_async.AsyncClientAdmin`, chains and groups of
+    dependent jobs in :class:`~disquette.client_flows_async.AsyncClientFlows`.
     """
 
     def __init__(
@@ -141,6 +146,8 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> str:
         """Add a job (bytes, str, or a JSON-serializable value) to ``queue``; return its id.
 
@@ -155,8 +162,25 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         With the ``replicate`` option, returns once that many replicas hold the job, or
         raises :class:`~disquette.errors.NotReplicated`. With a ``unique_key`` another job
         of the queue holds, adds nothing and returns that job's id.
+
+        ``depends_on``: ids of jobs this one waits for (state ``waiting``): it becomes ready
+        once every one of them is done. ``on_dependency_failure``: when a parent fails for
+        good, is cancelled, deleted or expires, ``"fail"`` (the default) ends this job too
+        (``failed``, or ``cancelled`` after a parent that did not fail), ``"run"`` runs it
+        anyway once no parent is pending. Each parent must exist (a done one counts as
+        finished), else :class:`~disquette.errors.JobNotFound`; see also
+        :meth:`add_chain` and :meth:`add_group`. Stores without dependencies (``disque://``)
+        raise :class:`~disquette.errors.NotSupported`.
         """
-        return (await self.add_many([body], queue, headers=headers, connection=connection))[0]
+        ids = await self.add_many(
+            [body],
+            queue,
+            headers=headers,
+            connection=connection,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+        )
+        return ids[0]
 
     async def add_many(
         self,
@@ -165,11 +189,15 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> list[str]:
         """Add several jobs to ``queue`` in one transaction; all are added or none (but for
         those whose unique key is held: each answers the holder's id). Each job gets the
-        same ``headers`` (see :meth:`add`)."""
-        jobs, existing = await self._add(bodies, queue, connection, headers)
+        same ``headers`` and parents (see :meth:`add`)."""
+        jobs, existing = await self._add(
+            bodies, queue, connection, headers, depends_on, on_dependency_failure
+        )
         if not existing:
             return [job.id for job in jobs]
         return [existing.get(job.id, job.id) for job in jobs]
@@ -181,10 +209,19 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> AddResult:
         """As :meth:`add`, also telling whether the job was created (``created`` is False
         when its unique key was held: ``id`` is then the holder's)."""
-        results = await self.add_many_results([body], queue, headers=headers, connection=connection)
+        results = await self.add_many_results(
+            [body],
+            queue,
+            headers=headers,
+            connection=connection,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+        )
         return results[0]
 
     async def add_many_results(
@@ -194,9 +231,13 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         *,
         headers: dict[str, str] | None = None,
         connection: object = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> list[AddResult]:
         """As :meth:`add_many`, with an :class:`~disquette.job.AddResult` per body."""
-        jobs, existing = await self._add(bodies, queue, connection, headers)
+        jobs, existing = await self._add(
+            bodies, queue, connection, headers, depends_on, on_dependency_failure
+        )
         return [AddResult(existing.get(job.id, job.id), job.id not in existing) for job in jobs]
 
     async def _add(
@@ -205,6 +246,8 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         queue: str,
         connection: object,
         headers: dict[str, str] | None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> tuple[list[Job], dict[str, str]]:
         """Make and add the jobs; return them and the store's answer for those not created
         (their id -> the holder of their unique key)."""
@@ -215,6 +258,20 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
         jobs = new_jobs(self._options, bodies, queue, now, self._max_body_bytes, checked)
         if not jobs:
             return jobs, {}
+        if depends_on is not None:
+            parents = check_dependencies(depends_on, on_dependency_failure)
+            for job in jobs:
+                job.depends_on = parents
+                job.on_dependency_failure = on_dependency_failure
+        return jobs, await self._add_jobs(queue, jobs, connection)
+
+    def _step_job(self, step: Step, now: float) -> Job:
+        options = self._options.merge(step.options)
+        body = [step.body]
+        return new_jobs(options, body, step.queue, now, self._max_body_bytes, step.headers)[0]
+
+    async def _add_jobs(self, queue: str, jobs: list[Job], connection: object) -> dict[str, str]:
+        """Hand made jobs to the store (traced and counted as ``queue``'s adds)."""
         try:
             with tracing.adding(queue, jobs):
                 existing = await self.store.add(
@@ -227,7 +284,7 @@ class AsyncClient(ClientOptions, AsyncClientAdmin):
             metrics.add_rejected(queue, error)
             raise
         metrics.added(queue, jobs, existing)
-        return jobs, existing
+        return existing
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ def default_retry(ttl: int) -> int:
 #: "acked", and gone: both are final).
 DISQUE_STATES: Final[dict[str, frozenset[JobState]]] = {
     "wait-repl": frozenset(),
-    "active": frozenset({JobState.SCHEDULED, JobState.ACTIVE, JobState.FAILED}),
+    "active": frozenset({JobState.SCHEDULED, JobState.ACTIVE, JobState.FAILED, JobState.WAITING}),
     "queued": frozenset({JobState.QUEUED}),
     "acked": frozenset({JobState.DONE, JobState.CANCELLED}),
 }

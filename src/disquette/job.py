@@ -14,7 +14,7 @@ import random
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from .defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL, RETRY_AFTER
 from .errors import (
@@ -51,13 +51,25 @@ class JobState(enum.StrEnum):
     DONE = "done"  #: acknowledged; kept for ``result_ttl`` so ``wait`` can see it
     FAILED = "failed"  #: attempts exhausted; kept until retried or deleted by hand
     CANCELLED = "cancelled"  #: cancelled (``cancel``); kept for ``result_ttl``, never delivered
+    WAITING = "waiting"  #: added with ``depends_on``: waits for its parents to be done
 
 
 #: Each state's bit in a job's ``unique_states``: 1 << its position here (the SQL stores'
 #: state codes, so that their unique indexes test ``(unique_states >> state) & 1``).
-_STATE_ORDER: Final = ("scheduled", "queued", "active", "done", "failed", "cancelled")
+_STATE_ORDER: Final = (
+    "scheduled", "queued", "active", "done", "failed", "cancelled", "waiting"
+)  # fmt: skip
 #: The states a unique key always counts in (a job moving between them keeps its key).
-PENDING_STATES: Final = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE})
+PENDING_STATES: Final = frozenset(
+    {JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE, JobState.WAITING}
+)
+#: What becomes of a waiting job when one of its parents ends without being done (failed
+#: for good, cancelled, deleted or expired): ``fail`` ends it too (``failed`` after a failed
+#: parent, ``cancelled`` after the others), ``run`` counts that parent as finished.
+DependencyPolicy = Literal["fail", "run"]
+DEPENDENCY_POLICIES: Final[tuple[DependencyPolicy, ...]] = ("fail", "run")
+#: The most parents one job may wait for.
+MAX_DEPENDENCIES: Final = 1000
 
 
 def state_bit(state: JobState) -> int:
@@ -221,6 +233,20 @@ def check_job_id(job_id: object) -> str:
     return job_id
 
 
+def check_dependencies(depends_on: object, policy: object) -> tuple[str, ...]:
+    """The parents of an ``add(..., depends_on=...)`` as a job keeps them (ids checked,
+    repeats dropped, order kept); ``InvalidOption`` for anything else, or for a policy
+    other than ``"fail"`` or ``"run"`` (:data:`DependencyPolicy`)."""
+    if policy not in DEPENDENCY_POLICIES:
+        raise InvalidOption("on_dependency_failure", policy, '"fail" or "run"')
+    if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Iterable):
+        raise InvalidOption("depends_on", depends_on, "a list of job ids")
+    parents = tuple(dict.fromkeys(check_job_id(job_id) for job_id in depends_on))
+    if len(parents) > MAX_DEPENDENCIES:
+        raise InvalidOption("depends_on", len(parents), f"at most {MAX_DEPENDENCIES} parents")
+    return parents
+
+
 def check_queue_name(queue: object) -> str:
     """Return ``queue`` if it is a usable queue name, else raise :class:`InvalidQueueName`.
 
@@ -335,6 +361,12 @@ class Job:
     unique_states: int = 0
     #: Metadata carried unchanged with the job (tracing context, ...); see ``add``.
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: The jobs this one waits for (``add(..., depends_on=...)``): it stays ``waiting``
+    #: until each is done (or has ended, under ``on_dependency_failure="run"``).
+    depends_on: tuple[str, ...] = ()
+    #: What a parent ending without being done does to this job (see
+    #: :data:`DependencyPolicy`); meaningful only with ``depends_on``.
+    on_dependency_failure: DependencyPolicy = "fail"
 
     def copy(self) -> Job:
         """A shallow copy (faster than ``dataclasses.replace``, which stores call often),
@@ -467,6 +499,8 @@ class StatsRow:
     done: int = 0
     failed: int = 0
     cancelled: int = 0
+    #: Jobs waiting for their parents (``depends_on``).
+    waiting: int = 0
     #: Highest ``error_count`` among pending and failed jobs.
     max_error_count: int = 0
     #: Earliest ``run_at`` among pending (scheduled, queued or active) jobs.
@@ -508,6 +542,7 @@ def _merge_rows(left: StatsRow | None, right: StatsRow, queue: str, type_: str |
         done=left.done + right.done,
         failed=left.failed + right.failed,
         cancelled=left.cancelled + right.cancelled,
+        waiting=left.waiting + right.waiting,
         max_error_count=max(left.max_error_count, right.max_error_count),
         oldest_run_at=min(oldest) if oldest else None,
     )

@@ -15,7 +15,7 @@ from importlib.resources.abc import Traversable
 from typing import Any, Final
 
 from ..errors import StoreError
-from ..job import Encoding, Job, JobState, decode_progress
+from ..job import DEPENDENCY_POLICIES, Encoding, Job, JobState, decode_progress
 
 #: Job states by the code a row holds (the SQL files name them by these numbers).
 STATES: Final = (
@@ -25,6 +25,7 @@ STATES: Final = (
     JobState.DONE,
     JobState.FAILED,
     JobState.CANCELLED,
+    JobState.WAITING,
 )
 #: The code of each job state in a row.
 STATE_CODES: Final = {state: code for code, state in enumerate(STATES)}
@@ -40,6 +41,13 @@ COLUMNS: Final = (
 )
 #: Where ``seq`` is in a row of :data:`COLUMNS` (a scan's cursor).
 SEQ: Final = 22
+#: The columns of a job's dependencies (issue 16), selected after :data:`COLUMNS` where a
+#: read needs them (``show``, a claim): the parents (JSON text on SQLite, ``text[]`` on
+#: PostgreSQL; NULL for none) and the policy code (:data:`POLICIES`). A row without them
+#: reads as a job without parents.
+DEPENDENCY_COLUMNS: Final = "depends_on, on_dependency_failure"
+#: ``on_dependency_failure`` by the code a row holds.
+POLICIES: Final = DEPENDENCY_POLICIES
 
 _BLOCK: Final = re.compile(r"^-- name: (\w+)\n", re.MULTILINE)
 _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
@@ -67,6 +75,10 @@ def row_to_job(row: Sequence[Any]) -> Job:
     if headers is not None:  # most jobs have none: no call for them
         # SQLite's text; psycopg decodes PostgreSQL's json itself.
         job.headers = json.loads(headers) if isinstance(headers, str) else headers
+    if len(row) > SEQ + 4 and row[SEQ + 4] is not None:
+        parents = row[SEQ + 4]
+        job.depends_on = tuple(json.loads(parents) if isinstance(parents, str) else parents)
+        job.on_dependency_failure = POLICIES[row[SEQ + 5] or 0]
     return job
 
 

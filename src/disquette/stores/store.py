@@ -82,6 +82,30 @@ class Store(abc.ABC):
         (checked atomically with the insert; an earlier job of the same batch counts), and
         is answered with the holder's id. Stores without the capability raise
         ``NotSupported`` for a job with a key.
+
+        Dependencies (``capabilities.dependencies``; stores without it raise
+        ``NotSupported`` for a job with ``depends_on``): each parent must be a job the store
+        holds (in any state) or an earlier job of the same batch, else the whole batch is
+        refused with ``JobNotFound`` naming the parent (on Redis Cluster a parent must also
+        share the job's hash slot, else ``InvalidOption``). A job whose parents are all
+        ``done`` is added as usual; one with a parent still pending (waiting, scheduled,
+        queued or active) is added ``waiting`` and is never delivered, enqueued or counted
+        by ``qlen`` while it waits. A parent that has ended without being done (failed,
+        cancelled) applies the job's ``on_dependency_failure`` at once (see below).
+
+        A parent's :meth:`ack` releases its waiting children in the same transaction or
+        script: a child whose last pending parent became done becomes ready (``queued``, or
+        ``scheduled`` until its ``run_at``), its ``run_at`` raised to now so it takes its
+        place behind the jobs already queued. A parent that ends without being done (failed
+        for good by :meth:`fail` or :meth:`release_leases`, cancelled, deleted, or dropped by
+        its TTL) resolves each waiting child by the child's policy, atomically with that
+        end: ``run`` counts the parent as finished (the child is released once no parent is
+        pending); ``fail`` ends the child at once, ``failed`` (kept as failed jobs are) when
+        the parent failed, else ``cancelled`` (kept for its ``result_ttl``), with
+        ``last_error`` :func:`~.types.dependency_error`; such an end resolves the child's own
+        children in turn. A parent whose lease runs out, a nack or a retry (``fail`` with a
+        ``retry_at``) release nothing. ``retry`` of a failed child makes it ready without
+        waiting for anything. Waiting jobs keep their TTL and their unique key.
         """
 
     @abc.abstractmethod

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
-from ..errors import InvalidOption, NotReplicated
+from ..errors import InvalidOption, NotReplicated, NotSupported
 from ..job import Encoding, Job, JobState, check_queue_name
 
 #: The wake-up channel for "some job finished", used by ``wait``.
@@ -33,6 +33,13 @@ CANCEL_CHANNEL: Final = "\x00cancel"
 #: The ``last_error`` of an at-most-once job failed by ``release_leases``: its holder died
 #: while it ran, and running it again could run it twice.
 HOLDER_GONE: Final = "its worker process died holding it (at-most-once: not delivered again)"
+
+
+def dependency_error(parent_id: str, parent_state: str) -> str:
+    """The ``last_error`` of a waiting job ended by a parent that ended without being done
+    (under ``on_dependency_failure="fail"``); ``parent_state`` is ``failed``,
+    ``cancelled``, ``deleted`` or ``expired``. Every store writes this same text."""
+    return f"dependency {parent_id} {parent_state}"
 
 
 class WouldBlock(Exception):
@@ -102,6 +109,13 @@ def held_elsewhere(holder: str | None, job_id: str) -> bool:
     """Whether a unique key's ``holder`` (None: nobody) is another job than ``job_id`` (an
     add run again meets its own job: that is no duplicate)."""
     return holder is not None and holder != job_id
+
+
+def refuse_dependencies(store: str, jobs: Iterable[Job]) -> None:
+    """For stores without ``capabilities.dependencies``: refuse jobs with parents
+    (``NotSupported``) instead of adding them as if they had none."""
+    if any(job.depends_on for job in jobs):
+        raise NotSupported(store, "add a dependent job", "this store keeps no dependencies")
 
 
 def refuse_store_powers(store: str, connection: object, replicate: int) -> None:
@@ -298,6 +312,13 @@ class Capabilities:
     #: (see :mod:`disquette.stores.limits`).
     limits: bool = _capability(
         "keeps no queue limits its claims would obey: set_limits() raises NotSupported",
+        default=False,
+    )
+
+    #: ``add`` keeps ``depends_on``: a job waits (``waiting``) until its parents are done,
+    #: released by their acks atomically (see :meth:`~.store_async.AsyncStore.add`).
+    dependencies: bool = _capability(
+        "keeps no job dependencies: an add with depends_on raises NotSupported",
         default=False,
     )
 

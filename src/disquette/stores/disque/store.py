@@ -206,6 +206,8 @@ class DisqueStore(Store):
             raise InvalidOption("connection", connection, "the disque store has no transactions")
         if any(job.unique_key is not None for job in jobs):
             raise NotSupported("disque", "add a unique job", "ADDJOB cannot carry a unique key")
+        if any(job.depends_on for job in jobs):
+            raise NotSupported("disque", "add a dependent job", "ADDJOB cannot carry parents")
         timeout_ms = int(self.replicate_timeout * 1000)
         requests = [
             addjob_request(job, encode_body(job), timeout_ms, max_len=max_len, replicate=replicate)

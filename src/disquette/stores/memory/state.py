@@ -11,9 +11,10 @@ import threading
 from collections import Counter
 
 from ...clock import Clock
+from ...errors import JobNotFound
 from ...job import Job, JobState, state_bit
 from ..limits import QueueLimits, allowance, refill
-from ..types import NodeInfo, ScheduleInfo, Wakeups
+from ..types import DONE_CHANNEL, NodeInfo, ScheduleInfo, Wakeups, dependency_error
 
 _PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
 #: States an ack leaves alone: done, and cancelled (final: no ack makes it done).
@@ -57,6 +58,10 @@ class MemoryState:
         self._limits: dict[str, QueueLimits] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
         self._active_count: Counter[str] = Counter()
+        #: Dependencies (issue 16): each parent's waiting children (an entry whose child
+        #: is no longer waiting is skipped), and each waiting job's parents not yet ended.
+        self._children: dict[str, list[str]] = {}
+        self._pending_parents: dict[str, int] = {}
 
     def _make_ready(self, job: Job) -> None:
         job.state = JobState.QUEUED
@@ -68,6 +73,8 @@ class MemoryState:
     def _leave_state(self, job: Job) -> None:
         if job.state is JobState.QUEUED:
             self._queued_count[job.queue] -= 1
+        elif job.state is JobState.WAITING:
+            del self._pending_parents[job.id]
         if self._leased_at.pop(job.id, None) is not None:
             self._active_count[job.queue] -= 1
         self._holders.pop(job.id, None)
@@ -121,6 +128,8 @@ class MemoryState:
             job = self._jobs.get(job_id)
             if job is not None and job.expires_at == expires_at:
                 self._remove(job)
+                if job_id in self._children:
+                    woken.update(self._resolve(job_id, "expired", now))
             left = None if left is None else left - 1
         left = limit
         while self._scheduled and self._scheduled[0][0] <= now and left != 0:
@@ -184,6 +193,96 @@ class MemoryState:
         if taken and queue in self._buckets:
             tokens, filled_at = self._buckets[queue]
             self._buckets[queue] = (tokens - taken, filled_at)
+
+    # -- dependencies ------------------------------------------------------------------
+
+    def _check_parents(self, jobs: list[Job]) -> None:
+        """Refuse a batch with ``JobNotFound`` if a job's parent is neither stored nor an
+        earlier job of the batch (before anything changes)."""
+        batch: set[str] = set()
+        for job in jobs:
+            for parent in job.depends_on:
+                if parent not in batch and parent not in self._jobs:
+                    raise JobNotFound(parent)
+            batch.add(job.id)
+
+    def _admit_dependant(self, job: Job, now: float) -> list[str]:
+        """A stored new job with parents: wait for those still pending, end at once after
+        one that ended without being done (policy ``fail``), else start. Returns the
+        channels to notify."""
+        pending = 0
+        for parent_id in job.depends_on:
+            parent = self._jobs[parent_id]
+            if parent.state in (JobState.FAILED, JobState.CANCELLED):
+                if job.on_dependency_failure == "fail":
+                    self._end_dependant(
+                        job, parent.state, dependency_error(parent_id, parent.state.value), now
+                    )
+                    return [DONE_CHANNEL]
+            elif parent.state is not JobState.DONE:
+                pending += 1
+        if not pending:
+            return self._start(job, now)
+        for parent_id in job.depends_on:
+            if self._jobs[parent_id].state not in (
+                JobState.DONE,
+                JobState.FAILED,
+                JobState.CANCELLED,
+            ):
+                self._children.setdefault(parent_id, []).append(job.id)
+        job.state = JobState.WAITING
+        self._pending_parents[job.id] = pending
+        return []
+
+    def _resolve(self, parent_id: str, end: str, now: float) -> set[str]:
+        """A parent ended (``done``, ``failed``, ``cancelled``, ``deleted``, ``expired``):
+        apply it to its waiting children, and a child's end to its own children in turn.
+        Returns the channels to notify."""
+        notify: set[str] = set()
+        work = [(parent_id, end)]
+        while work:
+            parent_id, end = work.pop()
+            for child_id in self._children.pop(parent_id, ()):
+                child = self._jobs.get(child_id)
+                if child is None or child.state is not JobState.WAITING:
+                    continue
+                if end == "done" or child.on_dependency_failure == "run":
+                    left = self._pending_parents[child_id] - 1
+                    self._pending_parents[child_id] = left
+                    if not left:
+                        self._leave_state(child)
+                        child.run_at = max(child.run_at, now)
+                        notify.update(self._start(child, now))
+                    continue
+                state = JobState.FAILED if end == "failed" else JobState.CANCELLED
+                self._end_dependant(child, state, dependency_error(parent_id, end), now)
+                notify.add(DONE_CHANNEL)
+                work.append((child_id, state.value))
+        return notify
+
+    def _start(self, job: Job, now: float) -> list[str]:
+        """Make a job ready, or scheduled until its ``run_at``; the channels to notify."""
+        if job.run_at <= now:
+            self._make_ready(job)
+            return [job.queue]
+        job.state = JobState.SCHEDULED
+        heapq.heappush(self._scheduled, (job.run_at, job.id))
+        return []
+
+    def _end_dependant(self, job: Job, state: JobState, error: str, now: float) -> None:
+        """End a job that may no longer run because of a parent: ``failed`` (kept) or
+        ``cancelled`` (kept for its ``result_ttl``)."""
+        if job.state is JobState.WAITING:
+            self._leave_state(job)
+        job.state = state
+        job.last_error = error
+        job.finished_at = now
+        if state is JobState.FAILED:
+            self._set_expiry(job, None)
+        elif job.result_ttl <= 0:
+            self._remove(job)
+        else:
+            self._set_expiry(job, now + job.result_ttl)
 
     def _live(self, job_id: str) -> Job | None:
         self._tick(self.clock.now())

@@ -53,7 +53,12 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
     blocking = False  # calls never wait on I/O: the asyncio client runs them inline
     #: Disquette's semantics in full; no transactions, replicas or schema to migrate.
     capabilities = Store.capabilities.replace(
-        transactions=False, replication=False, node_registry=True, migrations=False, limits=True
+        transactions=False,
+        replication=False,
+        node_registry=True,
+        migrations=False,
+        limits=True,
+        dependencies=True,
     )
 
     def __init__(self, clock: Clock, url: str = "memory://") -> None:
@@ -88,18 +93,21 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                 for queue, extra in incoming.items():
                     if self._queued_count[queue] + extra > max_len:
                         raise QueueFull(queue, max_len)
+            dependants = any(job.depends_on for job in jobs)
+            if dependants:
+                self._check_parents(jobs)
+            notify = {job.queue for job in jobs}
             for job in jobs:
                 self._jobs[job.id] = job
                 self._seq[job.id] = next(self._counter)
                 self._set_expiry(job, job.expires_at)
                 if job.unique_key is not None:
                     self._unique[job.queue, job.unique_key] = job.id
-                if job.run_at <= now:
-                    self._make_ready(job)
+                if dependants and job.depends_on:
+                    notify.update(self._admit_dependant(job, now))
                 else:
-                    job.state = JobState.SCHEDULED
-                    heapq.heappush(self._scheduled, (job.run_at, job.id))
-        self.wakeups.notify({job.queue for job in jobs})
+                    self._start(job, now)
+        self.wakeups.notify(notify)
         return existing
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
@@ -153,6 +161,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("memory", connection, 0)
         done: list[str] = []
+        released: set[str] = set()
         with self._lock:
             now = self.clock.now()
             self._tick(now)
@@ -165,6 +174,8 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                     continue  # delivered again since: another delivery holds it
                 self._take_back_lapse(job)
                 done.append(job_id)
+                if job_id in self._children:
+                    released.update(self._resolve(job_id, "done", now))
                 if job.result_ttl <= 0:
                     self._remove(job)
                     continue
@@ -177,7 +188,8 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                 )
                 self._set_expiry(job, now + job.result_ttl)
         if done:
-            self.wakeups.notify([DONE_CHANNEL])
+            released.add(DONE_CHANNEL)
+            self.wakeups.notify(released)
         return done
 
     def nack(
@@ -226,6 +238,8 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
             job.state = JobState.FAILED
             job.finished_at = now
             self._set_expiry(job, None)
+            if job.id in self._children:
+                return [DONE_CHANNEL, *self._resolve(job.id, "failed", now)]
             return [DONE_CHANNEL]
         job.run_at = retry_at
         if retry_at <= now:
@@ -286,12 +300,15 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                     raise LeaseLost(job_id, "cancel", attempt, job.attempts, job.state)
                 if not self._holds(job, attempt):
                     raise InvalidState(job_id, job.state, "end as cancelled")
-            elif job.state not in _PENDING:
+            elif job.state not in _PENDING and job.state is not JobState.WAITING:
                 raise InvalidState(job_id, job.state, "cancel")
             requested = attempt is None and job.state is JobState.ACTIVE
+            notify = [CANCEL_CHANNEL if requested else DONE_CHANNEL]
             if requested:
                 job.cancel_requested = True
             else:
+                if job_id in self._children:
+                    notify.extend(self._resolve(job_id, "cancelled", now))
                 self._take_back_lapse(job)
                 self._leave_state(job)
                 job.state = JobState.CANCELLED
@@ -301,7 +318,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                     self._remove(job)
                 else:
                     self._set_expiry(job, now + job.result_ttl)
-        self.wakeups.notify([CANCEL_CHANNEL if requested else DONE_CHANNEL])
+        self.wakeups.notify(notify)
         return JobState.ACTIVE if requested else JobState.CANCELLED
 
     def show(self, job_id: str) -> Job | None:
@@ -313,15 +330,19 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
     def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`Store.delete`."""
         deleted = 0
+        notify = {DONE_CHANNEL}
         with self._lock:
-            self._tick(self.clock.now())
+            now = self.clock.now()
+            self._tick(now)
             for job_id in job_ids:
                 job = self._jobs.get(job_id)
                 if job is not None:
                     self._remove(job)
                     deleted += 1
+                    if job_id in self._children:
+                        notify.update(self._resolve(job_id, "deleted", now))
         if deleted:
-            self.wakeups.notify([DONE_CHANNEL])
+            self.wakeups.notify(notify)
         return deleted
 
     def retry(self, job_id: str) -> None:

@@ -65,6 +65,7 @@ from ..types import (
     ScheduleInfo,
     WorkerInfo,
     pause_bits,
+    refuse_dependencies,
 )
 from .admin import Admin
 from .database import Database
@@ -185,6 +186,7 @@ class PostgresStore(Store):
         commit waits for synchronous standbys to apply it (``remote_apply``), and
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
+        refuse_dependencies("postgres", jobs)
         now = self.clock.now()
         ready, existing = self._inserts.add(
             jobs, max_len, now, connection=connection, replicate=replicate

@@ -64,6 +64,7 @@ from ..types import (
     ScheduleInfo,
     WorkerInfo,
     pause_bits,
+    refuse_dependencies,
 )
 from .admin_async import AsyncAdmin
 from .database_async import AsyncDatabase
@@ -184,6 +185,7 @@ class AsyncPostgresStore(AsyncStore):
         commit waits for synchronous standbys to apply it (``remote_apply``), and
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
+        refuse_dependencies("postgres", jobs)
         now = self.clock.now()
         ready, existing = await self._inserts.add(
             jobs, max_len, now, connection=connection, replicate=replicate

@@ -110,6 +110,7 @@ from ..types import (
     ScheduleInfo,
     WorkerInfo,
     pause_bits,
+    refuse_dependencies,
     refuse_store_powers,
 )
 from .admin import STATS_CHUNK, Admin
@@ -209,6 +210,7 @@ class RedisStore(Store):
         """Insert jobs; see :meth:`Store.add`. With ``replicate``, also wait until that
         many replicas received them (``WAIT``), else raise :class:`NotReplicated`."""
         refuse_store_powers("redis", connection, 0)
+        refuse_dependencies("redis", jobs)
         if replicate and self.cluster:
             raise NotReplicated(replicate, 0, "redis cluster")
         groups: dict[str, list[Job]] = {}

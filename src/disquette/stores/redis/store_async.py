@@ -109,6 +109,7 @@ from ..types import (
     ScheduleInfo,
     WorkerInfo,
     pause_bits,
+    refuse_dependencies,
     refuse_store_powers,
 )
 from .admin_async import STATS_CHUNK, AsyncAdmin
@@ -208,6 +209,7 @@ class AsyncRedisStore(AsyncStore):
         """Insert jobs; see :meth:`AsyncStore.add`. With ``replicate``, also wait until that
         many replicas received them (``WAIT``), else raise :class:`NotReplicated`."""
         refuse_store_powers("redis", connection, 0)
+        refuse_dependencies("redis", jobs)
         if replicate and self.cluster:
             raise NotReplicated(replicate, 0, "redis cluster")
         groups: dict[str, list[Job]] = {}

@@ -46,6 +46,7 @@ from ..types import (
     QueueInfo,
     ScheduleInfo,
     pause_bits,
+    refuse_dependencies,
     refuse_store_powers,
 )
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
@@ -83,6 +84,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
     ) -> dict[str, str]:
         """Insert jobs in one transaction; see :meth:`Store.add`."""
         refuse_store_powers("sqlite", connection, replicate)
+        refuse_dependencies("sqlite", jobs)
         now = self.clock.now()
         # Typed loosely: a unique add appends its key and states mask to each row.
         rows: list[tuple[Any, ...]] = [
