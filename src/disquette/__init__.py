@@ -15,6 +15,7 @@ from .client import Client, connect
 from .client_async import AsyncClient, connect_async
 from .clock import Clock, ManualClock, SystemClock
 from .errors import DisquetteError
+from .flows import Group, Step, step
 from .funnel import Funnel
 from .funnel_async import AsyncFunnel
 from .job import AddResult, Encoding, Job, JobState, Options, Stats, StatsRow
@@ -33,6 +34,7 @@ __all__ = [
     "DisquetteError",
     "Encoding",
     "Funnel",
+    "Group",
     "Job",
     "JobFunction",
     "JobState",
@@ -41,6 +43,7 @@ __all__ = [
     "Registry",
     "Stats",
     "StatsRow",
+    "Step",
     "Store",
     "Supervisor",
     "SystemClock",
@@ -49,5 +52,6 @@ __all__ = [
     "connect",
     "connect_async",
     "errors",
+    "step",
 ]
 __version__ = "0.1.0"

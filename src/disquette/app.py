@@ -35,7 +35,8 @@ from .client import Client, connect
 from .client_async import BACKOFF_BASE, BACKOFF_CAP, AsyncClient, connect_async
 from .clock import Clock
 from .errors import EagerError, InvalidOption
-from .job import DEFAULT_MAX_BODY_BYTES, Job, Options, check_queue_name
+from .flows import Step
+from .job import DEFAULT_MAX_BODY_BYTES, DependencyPolicy, Job, Options, check_queue_name
 from .periodic import CatchUp, Periodic, Schedule, periodic
 from .stores import resolve_url
 from .worker import (
@@ -104,13 +105,17 @@ class JobFunction(Generic[R]):
         replicate: int | None = None,
         unique_key: str | None = None,
         headers: dict[str, str] | None = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> str:
         """Enqueue a job for this handler (``body``: bytes, str, or JSON); return its id.
 
         ``unique_key``: add nothing while a job of the queue holds that key, and return the
         holder's id (see :meth:`~disquette.AsyncClient.unique`); ``headers``: metadata the
-        job carries (see :meth:`~disquette.AsyncClient.add`). In eager mode the handler runs
-        before ``add`` returns (unless the key was held).
+        job carries (see :meth:`~disquette.AsyncClient.add`); ``depends_on`` and
+        ``on_dependency_failure``: the jobs it waits for, and what their failure does (see
+        :meth:`~disquette.AsyncClient.add`). In eager mode the handler runs before ``add``
+        returns (unless the key was held).
         """
         options = self._call_options(
             Options(
@@ -126,7 +131,16 @@ class JobFunction(Generic[R]):
             )
         )
         app, target = self.app, self._target(queue)
-        return enqueue.add_job(app.client, app.eager_registry, options, body, target, headers)
+        return enqueue.add_job(
+            app.client,
+            app.eager_registry,
+            options,
+            body,
+            target,
+            headers,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+        )
 
     async def add_async(
         self,
@@ -143,6 +157,8 @@ class JobFunction(Generic[R]):
         replicate: int | None = None,
         unique_key: str | None = None,
         headers: dict[str, str] | None = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyPolicy = "fail",
     ) -> str:
         """The asyncio flavor of :meth:`add`."""
         options = self._call_options(
@@ -160,8 +176,29 @@ class JobFunction(Generic[R]):
         )
         app, target = self.app, self._target(queue)
         return await enqueue_async.add_job(
-            app.async_client, app.eager_registry, options, body, target, headers
+            app.async_client,
+            app.eager_registry,
+            options,
+            body,
+            target,
+            headers,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
         )
+
+    def step(
+        self,
+        body: object = None,
+        *,
+        queue: str | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Step:
+        """A job for this handler as a step of a flow (``client.add_chain(a.step(x),
+        b.step(y))``, ``add_group``): its type, queue and options are this handler's."""
+        options = self._call_options(Options(delay=delay, priority=priority))
+        return Step(body, self._target(queue), options, headers)
 
     def add_many(self, bodies: Iterable[object], *, queue: str | None = None) -> list[str]:
         """Enqueue several jobs in one transaction; return their ids."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from ._concurrency import settle
 from .client import MAX_BATCH, Client
 from .errors import EagerError
-from .job import Job, Options
+from .job import DependencyPolicy, Job, Options
 from .worker import Registry, describe_exception
 
 #: How long eager mode tries to claim the job it just added (a paused queue never yields it).
@@ -29,10 +29,19 @@ def add_job(
     body: object,
     queue: str,
     headers: dict[str, str] | None = None,
+    *,
+    depends_on: Iterable[str] | None = None,
+    on_dependency_failure: DependencyPolicy = "fail",
 ) -> str:
     """Add one job; with a ``registry`` (eager mode), run its handler before returning
     (not when its unique key was held: the holder's id is returned, as by ``add``)."""
-    added = client.with_options(options).add_result(body, queue, headers=headers)
+    added = client.with_options(options).add_result(
+        body,
+        queue,
+        headers=headers,
+        depends_on=depends_on,
+        on_dependency_failure=on_dependency_failure,
+    )
     if registry is not None and added.created:
         run_eagerly(client, registry, added.id, queue)
     return added.id

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from ._concurrency import async_settle
 from .client_async import MAX_BATCH, AsyncClient
 from .errors import EagerError
-from .job import Job, Options
+from .job import DependencyPolicy, Job, Options
 from .worker import Registry, describe_exception
 
 #: How long eager mode tries to claim the job it just added (a paused queue never yields it).
@@ -28,10 +28,19 @@ async def add_job(
     body: object,
     queue: str,
     headers: dict[str, str] | None = None,
+    *,
+    depends_on: Iterable[str] | None = None,
+    on_dependency_failure: DependencyPolicy = "fail",
 ) -> str:
     """Add one job; with a ``registry`` (eager mode), run its handler before returning
     (not when its unique key was held: the holder's id is returned, as by ``add``)."""
-    added = await client.with_options(options).add_result(body, queue, headers=headers)
+    added = await client.with_options(options).add_result(
+        body,
+        queue,
+        headers=headers,
+        depends_on=depends_on,
+        on_dependency_failure=on_dependency_failure,
+    )
     if registry is not None and added.created:
         await run_eagerly(client, registry, added.id, queue)
     return added.id

@@ -492,3 +492,15 @@ def test_an_error_in_the_app_module_shows_its_traceback_on_request(
         assert "<frozen importlib" not in shown.stderr
         last = shown.stderr.strip().splitlines()[-1]
         assert last == "Error: error importing 'failing_app': RuntimeError: at import"
+
+
+def test_add_after_makes_a_job_wait_for_its_parents() -> None:
+    url = "memory://cli-dependencies"
+    parent = run("add", "jobs", "first", "--url", url).stdout.strip()
+    child = run("add", "jobs", "second", "--after", parent, "--url", url).stdout.strip()
+    assert json.loads(run("show", child, "--json", "--url", url).stdout)["state"] == "waiting"
+    assert run("get", "jobs", "--url", url).stdout.startswith(parent)
+    assert run("ack", parent, "--url", url).exit_code == EXIT_OK
+    assert run("get", "jobs", "--url", url).stdout.startswith(child)
+    refused = CliRunner().invoke(main, ["add", "jobs", "x", "--after", "nope", "--url", url])
+    assert refused.exit_code != EXIT_OK

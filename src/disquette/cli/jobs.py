@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from typing import Literal
 
 import click
 from rich.console import Console
@@ -91,6 +92,20 @@ def _seconds(name: str) -> Callable[[F], F]:
     metavar="NAME=VALUE",
     help="A header the job carries (repeatable).",
 )
+@click.option(
+    "--after",
+    "depends_on",
+    multiple=True,
+    metavar="JOB_ID",
+    help="A job this one waits for (repeatable): it runs once each is done.",
+)
+@click.option(
+    "--on-dependency-failure",
+    type=click.Choice(["fail", "run"]),
+    default="fail",
+    show_default=True,
+    help="When a job it waits for fails for good: end this one too, or run it anyway.",
+)
 @_url_option
 def add(
     queue: str,
@@ -107,12 +122,15 @@ def add(
     max_attempts: int | None,
     replicate: int | None,
     headers: tuple[str, ...],
+    depends_on: tuple[str, ...],
+    on_dependency_failure: Literal["fail", "run"],
     url: str | None,
 ) -> None:
     """Add a job with BODY to QUEUE and print its id (BODY "-" reads standard input).
 
     BODY is text if it is UTF-8, else bytes (kept exactly); --json parses it, --base64
     decodes it into bytes. Each --header NAME=VALUE goes with the job (job.headers).
+    Each --after JOB_ID is a job it waits for (state "waiting" until each is done).
     """
     value = body_value(body, as_json, as_base64)
     given = header_pairs(headers)
@@ -128,7 +146,14 @@ def add(
         replicate=replicate,
     )
     with _connect(url) as client:
-        click.echo(client.with_options(options).add(value, queue, headers=given))
+        added = client.with_options(options).add(
+            value,
+            queue,
+            headers=given,
+            depends_on=depends_on or None,
+            on_dependency_failure=on_dependency_failure,
+        )
+        click.echo(added)
 
 
 @click.command()
