@@ -682,7 +682,9 @@ def unique_states_of(states: object) -> frozenset[JobState]:
             )
         found.add(JobState(name))
     # Stores keep one unique index per queue and key: a job going back and forth between
-    # the pending states must never find its own key taken.
+    # the pending states must never find its own key taken. ``waiting`` (dependencies) came
+    # later than the others: it always counts, unnamed.
+    found.add(JobState.WAITING)
     if not found >= PENDING_STATES:
         raise InvalidOption(
             "unique_states", sorted(found), "scheduled, queued and active always count"
