@@ -98,10 +98,23 @@ def test_a_job_survives_the_row_codec() -> None:
     fields = [getattr(job, name) for name in names]
     # After seq, the columns added since; the unique fields are given at add and kept by
     # the stores, not read back into jobs.
-    assert names[SEQ:] == ["cancel_requested", "progress", "unique_key", "unique_states", "headers"]
+    assert names[SEQ:] == [
+        "cancel_requested",
+        "progress",
+        "unique_key",
+        "unique_states",
+        "headers",
+        "depends_on",
+        "on_dependency_failure",
+    ]
     row = [*fields[:SEQ], 41, 1, '{"done":[1,2]}', None]  # no headers
     row[3], row[6], row[20] = int(job.encoding), STATE_CODES[job.state], int(job.result_encoding)
     assert row_to_job(row) == job
-    assert len(COLUMNS.split(", ")) == SEQ + 4 == len(fields) - 1
+    assert len(COLUMNS.split(", ")) == SEQ + 4 == len(fields) - 3
+    # The dependency columns, when a read selects them: JSON text (SQLite) or a list
+    # (PostgreSQL's text[]), and the policy's code; NULL parents read as none.
+    assert row_to_job([*row, '["p-1","p-2"]', 1]).depends_on == ("p-1", "p-2")
+    assert row_to_job([*row, ["p-1"], 1]).on_dependency_failure == "run"
+    assert row_to_job([*row, None, None]) == job
     assert all(ENCODINGS[int(encoding)] is encoding for encoding in Encoding)
     assert all(STATES[STATE_CODES[state]] is state for state in JobState)
