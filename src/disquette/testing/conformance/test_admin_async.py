@@ -13,7 +13,8 @@ from disquette.errors import (
 )
 from disquette.stores.types import QueueInfo
 
-from .conftest import UNKNOWN_ID
+from . import UNKNOWN_ID
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
 
 
 @pytest.mark.requires("results", "failures", "follows_clock")

@@ -12,6 +12,8 @@ import pytest
 from disquette import Client, connect, connect_async
 from disquette.errors import Timeout
 
+from ._fixtures import store_url_fixture  # noqa: F401  # this module's fixture
+
 
 def test_sync_get_wakes_when_another_thread_adds(store_url: str) -> None:
     with connect(store_url) as jobs:

@@ -18,7 +18,8 @@ from disquette.errors import (
 from disquette.job import MAX_PROGRESS_BYTES
 from disquette.stores.types import CANCEL_CHANNEL
 
-from .conftest import UNKNOWN_ID
+from . import UNKNOWN_ID
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
 
 
 @pytest.mark.requires("cancellation")

@@ -19,7 +19,8 @@ from disquette.errors import (
 )
 from disquette.job import DEFAULT_MAX_BODY_BYTES
 
-from .conftest import UNKNOWN_ID
+from . import UNKNOWN_ID
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
 
 
 @pytest.mark.requires("failures", "follows_clock")

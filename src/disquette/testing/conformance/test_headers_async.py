@@ -10,6 +10,8 @@ from disquette.errors import InvalidOption
 from disquette.funnel_async import AsyncFunnel
 from disquette.job import MAX_HEADERS_BYTES
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 #: Tracing context as it will travel, plus text no store may change: non-ASCII, quotes,
 #: backslashes, JSON-looking values, an empty value, control characters but NUL.
 HEADERS = {

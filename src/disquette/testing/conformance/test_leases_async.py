@@ -16,7 +16,8 @@ from disquette.errors import (
 )
 from disquette.stores.types import HOLDER_GONE
 
-from .conftest import UNKNOWN_ID
+from . import UNKNOWN_ID
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
 
 
 @pytest.mark.requires("follows_clock")

@@ -9,6 +9,8 @@ from disquette import ManualClock, connect_async
 from disquette.errors import InvalidOption, NotSupported
 from disquette.stores.limits import QueueLimits
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 
 @pytest.mark.requires("limits")
 async def test_a_concurrency_limit_is_never_exceeded(store_url: str, clock: ManualClock) -> None:

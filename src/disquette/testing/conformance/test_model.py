@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from disquette import Client, JobState, ManualClock, connect
 from disquette.errors import InvalidState, JobNotFound
 
-from .conftest import STORES
+from . import ConformanceStore
 
 QUEUES = ["a", "b", "c"]
 RESULT_TTL = 100.0
@@ -138,13 +138,13 @@ class Model:
 
 
 class StoreAgreesWithModel(RuleBasedStateMachine):
-    store_kind = "memory"
+    store: ConformanceStore
 
     def __init__(self) -> None:
         super().__init__()
         self.tmp = TemporaryDirectory()
         self.clock = ManualClock(start=0.0)
-        url = STORES[self.store_kind](Path(self.tmp.name))
+        url = self.store.url(Path(self.tmp.name))
         self.client: Client = connect(url, clock=self.clock, options=None).timeout(0)
         self.model = Model()
         self.ids: list[str] = []
@@ -268,9 +268,9 @@ class StoreAgreesWithModel(RuleBasedStateMachine):
 
 
 @pytest.mark.requires("results", "failures", "follows_clock")
-@pytest.mark.parametrize("store_kind", sorted(STORES))
-def test_store_agrees_with_reference_model(store_kind: str) -> None:
-    machine = type(f"{store_kind}Model", (StoreAgreesWithModel,), {"store_kind": store_kind})
+def test_store_agrees_with_reference_model(conformance_store: ConformanceStore) -> None:
+    name = f"{conformance_store.name}Model"
+    machine = type(name, (StoreAgreesWithModel,), {"store": conformance_store})
     run = settings(
         max_examples=60,
         stateful_step_count=40,

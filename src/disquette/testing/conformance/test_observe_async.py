@@ -19,6 +19,8 @@ from disquette.stores.types import (
     WorkerInfo,
 )
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 
 def _worker(worker_id: str, now: float, in_flight: int = 0) -> WorkerInfo:
     return WorkerInfo(

@@ -13,6 +13,8 @@ from disquette.errors import (
 )
 from disquette.job import new_job_id
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 
 async def test_leftmost_queue_with_a_ready_job_wins(store_url: str, clock: ManualClock) -> None:
     async with connect_async(store_url, clock=clock) as jobs:

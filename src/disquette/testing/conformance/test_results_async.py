@@ -12,7 +12,8 @@ from disquette.errors import (
     Timeout,
 )
 
-from .conftest import UNKNOWN_ID
+from . import UNKNOWN_ID
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
 
 
 @pytest.mark.requires("results")

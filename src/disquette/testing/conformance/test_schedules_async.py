@@ -13,6 +13,8 @@ from disquette.errors import ScheduleNotFound
 from disquette.periodic import Periodic, periodic
 from disquette.stores.types import ScheduleInfo
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 pytestmark = pytest.mark.requires("schedules")
 
 

@@ -9,6 +9,8 @@ from disquette import Encoding, ManualClock, Options, connect_async
 from disquette.errors import InvalidOption, NotSupported, UniqueKeyTaken
 from disquette.job import AddResult, new_job
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 
 @pytest.mark.requires("unique")
 async def test_a_taken_key_adds_nothing_and_answers_the_holder(

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from disquette import ManualClock, connect
 from disquette.stores.types import QueueEvent
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 
 def _add_until(url: str, queue: str, stop: threading.Event) -> threading.Thread:
     def add() -> None:

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from disquette import ManualClock, connect_async
 from disquette.stores.types import QueueEvent
 
+from ._fixtures import clock_fixture, store_url_fixture  # noqa: F401  # this module's fixtures
+
 
 async def _add_forever(url: str, queue: str) -> None:
     async with connect_async(url) as other:
