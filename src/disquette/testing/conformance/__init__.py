@@ -12,7 +12,7 @@ returns the URL of a fresh, empty store from the test's ``tmp_path``, and the st
 
 
     def fresh_acme_url(tmp_path):
-        return f"acme://{tmp_path}"
+        return f"acme:///{tmp_path / 'jobs.acme'}"  # a fresh, empty store
 
 
     def pytest_disquette_conformance_stores(config):
