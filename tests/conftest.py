@@ -1,4 +1,6 @@
-"""Test plumbing shared by every suite: coroutine tests run on a fresh event loop."""
+"""Test plumbing shared by every suite: coroutine tests run on a fresh event loop, and the
+conformance suite's plugin is loaded (it acts on that suite's tests only, see
+``tests/conformance/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import inspect
 from typing import Any
 
 import pytest
+
+pytest_plugins = ["disquette.testing.conformance.plugin"]
 
 
 @pytest.hookimpl(tryfirst=True)

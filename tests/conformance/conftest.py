@@ -1,12 +1,12 @@
-"""The stores every conformance test runs against, and what each can do.
+"""Our five stores, on which ``pytest tests`` runs the packaged conformance suite.
 
-Each store is a URL factory; a test opens its clients with ``connect(url, clock=clock)``.
-Stores that need a server (PostgreSQL, Redis, Disque) register here as they are added.
+The suite's tests live in :mod:`disquette.testing.conformance` (where the packages of other
+stores find them); each ``test_*.py`` here imports one of its modules, so that its tests run
+here under their usual ids. The suite's plugin (loaded by ``tests/conftest.py``) runs each on
+every store :func:`pytest_disquette_conformance_stores` declares, and makes a test needing a
+capability a store lacks (``@pytest.mark.requires``) a strict xfail there.
 
-A test that needs a capability a store may lack (:class:`~disquette.stores.types.Capabilities`)
-says so with ``@pytest.mark.requires("results", ...)``: on a store that states it lacks one,
-the test still runs, as ``xfail(strict=True)`` with the capability's reason, so a test that
-starts passing (or a store that understates itself) is noticed. Nothing is skipped.
+:data:`STORES` is also what other suites (funnel, worker) use to run on every store.
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from disquette import ManualClock
 from disquette.stores.disque.store import DisqueStore
 from disquette.stores.memory import MemoryStore
 from disquette.stores.postgres.store import PostgresStore
 from disquette.stores.redis.store import RedisStore
 from disquette.stores.sqlite.store import SqliteStore
 from disquette.stores.types import Capabilities
-
-#: A well-formed job id no store holds.
-UNKNOWN_ID = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
+from disquette.testing.conformance import ConformanceStore
 
 _names = itertools.count()
 
@@ -58,38 +55,6 @@ CAPABILITIES: dict[str, Capabilities] = {
 assert set(CAPABILITIES) == set(STORES), "every conformance store states its capabilities"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``requires`` marker."""
-    config.addinivalue_line(
-        "markers",
-        "requires(*capabilities): the store capabilities a conformance test needs; "
-        "a strict xfail on a store that lacks one",
-    )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests needing a capability a store lacks as strict xfails, with the reason."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        marker = item.get_closest_marker("requires")
-        if callspec is None or marker is None:
-            continue
-        store = callspec.params.get("store_url", callspec.params.get("store_kind"))
-        if store is None:
-            continue
-        lacking = CAPABILITIES[store].lacking(marker.args)
-        if lacking:
-            reasons = "; ".join(f"{name}: {Capabilities.reason(name)}" for name in lacking)
-            item.add_marker(pytest.mark.xfail(strict=True, reason=f"{store} lacks {reasons}"))
-
-
-@pytest.fixture(params=sorted(STORES))
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of a fresh, empty store of each kind."""
-    return STORES[request.param](tmp_path)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    """A clock the test moves by hand."""
-    return ManualClock()
+def pytest_disquette_conformance_stores(config: pytest.Config) -> list[ConformanceStore]:
+    """Our five stores, by name (the order of the test ids)."""
+    return [ConformanceStore(name, STORES[name], CAPABILITIES[name]) for name in sorted(STORES)]

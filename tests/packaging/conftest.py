@@ -3,8 +3,9 @@
 The virtualenv uses the newest CPython 3.11 to 3.14 this machine has (the suite itself runs
 on the development virtualenv's, so two versions are covered where two are installed; with
 ``DISQUETTE_TEST_ALL_PYTHONS=1``, every version found gets one), installs
-``disquette[all]`` from the wheel with every package pinned by ``constraints.txt``, and is
-made once per session: the wheel tests and the Django 6 project share it.
+``disquette[all,conformance]`` from the wheel with every package pinned by
+``constraints.txt``, and is made once per session: the wheel tests and the Django 6 project
+share it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Dist:
 
 @dataclass(frozen=True)
 class Venv:
-    """A clean virtualenv with the wheel installed (extras ``all``)."""
+    """A clean virtualenv with the wheel installed (extras ``all`` and ``conformance``)."""
 
     path: Path
     version: tuple[int, int]
@@ -114,7 +115,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def make_venv(dist: Dist, version: tuple[int, int], where: Path) -> Venv:
-    """A virtualenv of that Python with the wheel (extras ``all``) and pytest installed."""
+    """A virtualenv of that Python with the wheel installed (extras ``all`` and
+    ``conformance``: pytest and hypothesis)."""
     path = where / "venv"
     subprocess.run([pythons()[version], "-m", "venv", str(path)], check=True, capture_output=True)
     made = Venv(path, version)
@@ -128,8 +130,9 @@ def make_venv(dist: Dist, version: tuple[int, int], where: Path) -> Venv:
         "--no-compile",  # byte-compiling Django alone takes longer than the install
         "-c",
         ROOT / "constraints.txt",
-        f"disquette[all] @ {dist.wheel.as_uri()}",
-        "pytest",  # to check the plugin loads through its entry point
+        # conformance: pytest (to check the plugin loads through its entry point) and
+        # hypothesis, to run the conformance suite from the wheel.
+        f"disquette[all,conformance] @ {dist.wheel.as_uri()}",
         timeout=300,
     )
     assert installed.returncode == 0, installed.stderr

@@ -12,6 +12,7 @@ from .conftest import ROOT, Dist, Venv
 #: Modules of optional dependencies (the extras): ``import disquette`` must import none.
 OPTIONAL = ["psycopg", "psycopg_pool", "redis", "hiredis", "uvloop", "django", "flask"]
 OPTIONAL += ["starlette", "prometheus_client", "opentelemetry", "jinja2", "uvicorn"]
+OPTIONAL += ["pytest", "hypothesis"]  # the conformance suite's (extra conformance)
 
 
 def package_data() -> set[str]:
@@ -33,6 +34,13 @@ def test_the_wheel_carries_the_package_data(dist: Dist) -> None:
     assert dashboard <= data
     assert data <= names, sorted(data - names)
     assert "disquette/testing/pytest_plugin.py" in names
+    suite = {name for name in names if name.startswith("disquette/testing/conformance/")}
+    source = ROOT / "src" / "disquette" / "testing" / "conformance"
+    assert {f"disquette/testing/conformance/{path.name}" for path in source.glob("*.py")} == suite
+    assert {
+        "disquette/testing/conformance/plugin.py",
+        "disquette/testing/conformance/test_leases_async.py",
+    } <= suite
 
 
 def test_the_wheel_declares_the_command_and_the_plugins(dist: Dist) -> None:
@@ -42,6 +50,7 @@ def test_the_wheel_declares_the_command_and_the_plugins(dist: Dist) -> None:
     assert "disquette = disquette.cli:main" in entry_points
     assert "disquette = disquette.testing.pytest_plugin" in entry_points
     extras = ["postgres", "redis", "server", "django", "flask", "starlette", "prometheus", "otel"]
+    extras.append("conformance")
     for extra in [*extras, "all"]:
         assert f"Provides-Extra: {extra}" in metadata
     assert "<" not in "".join(line for line in metadata.splitlines() if "Requires-Dist" in line)
@@ -91,3 +100,35 @@ def test_the_pytest_plugin_loads_through_its_entry_point(venv: Venv, tmp_path: P
     run = venv.run(venv.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
+
+
+CONFORMANCE_CONFTEST = """
+import itertools
+
+from disquette.stores.memory import MemoryStore
+from disquette.testing.conformance import ConformanceStore
+
+pytest_plugins = ["disquette.testing.conformance.plugin"]
+
+names = itertools.count()
+
+
+def fresh_url(tmp_path):
+    return f"memory://wheel-conformance-{next(names)}"
+
+
+def pytest_disquette_conformance_stores(config):
+    return [ConformanceStore("mem", fresh_url, MemoryStore.capabilities)]
+"""
+
+
+def test_the_conformance_suite_runs_from_the_installed_wheel(venv: Venv, tmp_path: Path) -> None:
+    # As the author of another store runs it: from site-packages (the clean environment has
+    # no other disquette), with --pyargs, its store declared in the project's conftest.
+    (tmp_path / "conftest.py").write_text(CONFORMANCE_CONFTEST)
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    args = ["--pyargs", "disquette.testing.conformance", "-v", "-p", "no:cacheprovider"]
+    run = venv.run(venv.python, "-m", "pytest", *args, "-k", "test_leases", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "test_leases_async.py::test_lease_expiry_redelivers_and_counts[mem] PASSED" in run.stdout
+    assert " failed" not in run.stdout
