@@ -144,6 +144,7 @@ class MemoryAdmin(MemoryState):
             self._queued_count.clear()
             self._pause.clear()
             self._unique.clear()
+            self._children.clear()
         self.wakeups.notify([DONE_CHANNEL])
 
     def register_node(self, node_id: str, address: str, ttl: float) -> None:
