@@ -43,16 +43,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--db", type=Path, default=None, help="keep the SQLite file here (reused if it exists)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'jobs.db'}"
+        path = args.db or Path(tmp) / "jobs.db"
+        url = f"sqlite:///{path}"
+        fill = not path.exists()
         client = disquette.connect(url)
-        started = time.perf_counter()
-        _fill(client, args.jobs)
-        print(f"filled {args.jobs:,} jobs in {time.perf_counter() - started:.0f} s")
+        if fill:
+            started = time.perf_counter()
+            _fill(client, args.jobs)
+            print(f"filled {args.jobs:,} jobs in {time.perf_counter() - started:.0f} s")
         some = client.scan_jobs(JobFilter(queue="q1"), None, 1).jobs[0].id
         pages = {
             "/healthz": "baseline",
@@ -69,6 +75,7 @@ def main() -> None:
             "/failed": "failed",
             "/scheduled": "scheduled",
             "/workers": "workers",
+            "/schedules": "schedules",
         }
         times: dict[str, list[float]] = {path: [] for path in pages}
         with TestClient(create_app(url)) as http:

@@ -28,6 +28,7 @@ from .stores.types import (
     JobFilter,
     JobPage,
     PauseMode,
+    QueueCounts,
     QueueEvent,
     QueueInfo,
     Resolution,
@@ -219,6 +220,18 @@ class ClientAdmin:
         that ``JobCount(cap, capped=True)`` (shown "10,000+"); never an unbounded count."""
         _check_int("cap", cap, 1, 1_000_000)
         return self.store.count_jobs(filter or JobFilter(), cap)
+
+    def queue_counts(self, queue: str | None = None, cap: int = COUNT_CAP) -> list[QueueCounts]:
+        """Every queue's jobs by state (or only ``queue``'s), its pause mode and when its
+        next ready job became ready, in one bounded read whatever the store holds: each
+        count is exact up to ``cap``, else capped ("10,000+"; see
+        :class:`~disquette.stores.types.QueueCounts`). Stores lacking
+        ``capabilities.queue_counts`` (``disque://``) raise ``NotSupported``: use
+        :meth:`stats` there."""
+        _check_int("cap", cap, 1, 1_000_000)
+        if queue is not None:
+            check_queue_name(queue)
+        return self.store.queue_counts(queue, cap)
 
     def scan_jobs(
         self,

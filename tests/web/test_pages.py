@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -64,7 +65,7 @@ def test_a_job_body_and_a_queue_name_are_escaped(web: TestClient, jobs: Client) 
     queue_page = web.get("/queues/q%3Cb%3E%26%22%27%20%C3%A9%2Fx%3F%23")
     assert queue_page.status_code == 200
     assert "q&lt;b&gt;&amp;&#34;&#39; é/x?#" in queue_page.text
-    assert ">1</td>" in queue_page.text  # its one queued job, found by that name
+    assert "state=queued\">1</a></td>" in queue_page.text  # its one queued job, by that name
 
 
 def test_the_job_page_shows_every_part(web: TestClient, jobs: Client) -> None:
@@ -290,7 +291,34 @@ def test_readyz_says_when_the_store_cannot_answer(tmp_path: Path) -> None:
         assert gone.status_code == 503
         assert gone.json()["ready"] is False
         assert http.get("/healthz").status_code == 200
-        assert http.get("/metrics").status_code == 404  # no synchronous client was given
+        scrape = http.get("/metrics")  # read through the (closed) AsyncClient
+        assert scrape.status_code == 200
+        assert "disquette_store_up 0.0" in scrape.text
+
+
+@pytest.mark.parametrize("given", ["url", "async client", "metrics client"])
+def test_metrics_work_however_the_app_is_created(url: str, jobs: Client, given: str) -> None:
+    jobs.add(1, "mail")
+    jobs.delay(60).add(2, "mail")
+    if given == "url":
+        app = create_app(url)
+    elif given == "async client":
+        app = create_app(connect_async(url))
+    else:
+        app = create_app(connect_async(url), metrics_client=jobs)
+    with TestClient(app) as http:
+        scrape = http.get("/metrics")
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(scrape.text)}
+    assert families["disquette_store_up"].samples[0].value == 1
+    jobs_by = {
+        (s.labels["queue"], s.labels["state"]): s.value
+        for s in families["disquette_queue_jobs"].samples
+    }
+    assert jobs_by[("mail", "queued")] == 1
+    assert jobs_by[("mail", "scheduled")] == 1
+    assert {state for _, state in jobs_by} == {state.value for state in JobState}
 
 
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
