@@ -312,9 +312,11 @@ class ClientAdmin:
         """Events saying a queue changed, forever (break out of the loop to stop).
 
         Built on the store's wake-ups (a job became ready, from this process or, on stores
-        that hear them, from others), plus a look at :meth:`queues` every ``refresh``
-        seconds for what no wake-up announces (another process's failures, new queues
-        when ``queues`` is None: every queue). Changes within ``debounce`` seconds of the
+        that hear them, from others), plus a look at the queues every ``refresh`` seconds
+        for what no wake-up announces (another process's failures, new queues when
+        ``queues`` is None: every queue): their capped counts by state
+        (:meth:`queue_counts`, a bounded read) where the store has them, else
+        :meth:`queues`. Changes within ``debounce`` seconds of the
         first come as one event per queue.
         """
         for option, value, low in (("debounce", debounce, 0.0), ("refresh", refresh, 0.01)):
@@ -336,13 +338,13 @@ class ClientAdmin:
                         [name], functools.partial(_changed, pending, signal, name)
                     )
 
-        snapshot = {info.name: info for info in self.store.queues()}
+        snapshot = self._queue_snapshot()
         follow(watched if watched is not None else snapshot)
         try:
             while True:
                 signal.wait(refresh)
                 sleep(debounce)
-                now = {info.name: info for info in self.store.queues()}
+                now = self._queue_snapshot()
                 changed = {
                     name
                     for name in now.keys() | snapshot.keys()
@@ -359,6 +361,12 @@ class ClientAdmin:
         finally:
             for unsubscribe in unsubscribers.values():
                 unsubscribe()
+
+    def _queue_snapshot(self) -> dict[str, object]:
+        """What ``watch`` compares every ``refresh``: each queue's counts, by name."""
+        if self.store.capabilities.queue_counts:
+            return {counts.name: counts for counts in self.store.queue_counts(None, COUNT_CAP)}
+        return {info.name: info for info in self.store.queues()}
 
     def rollups(
         self,

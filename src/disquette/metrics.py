@@ -368,9 +368,7 @@ class ReadingCollector:
 _UNREADABLE = (StoreError, DisquetteError, OSError)
 
 
-def registry(
-    client: Client | None = None, extra: Iterable[Collector] = ()
-) -> CollectorRegistry:
+def registry(client: Client | None = None, extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """A registry for exposition: this process's counts (or, under
     ``PROMETHEUS_MULTIPROC_DIR``, every process's), plus the store's gauges read through
     ``client``, plus ``extra`` collectors (:class:`ReadingCollector`,

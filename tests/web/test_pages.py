@@ -65,7 +65,7 @@ def test_a_job_body_and_a_queue_name_are_escaped(web: TestClient, jobs: Client) 
     queue_page = web.get("/queues/q%3Cb%3E%26%22%27%20%C3%A9%2Fx%3F%23")
     assert queue_page.status_code == 200
     assert "q&lt;b&gt;&amp;&#34;&#39; é/x?#" in queue_page.text
-    assert "state=queued\">1</a></td>" in queue_page.text  # its one queued job, by that name
+    assert 'state=queued">1</a></td>' in queue_page.text  # its one queued job, by that name
 
 
 def test_the_job_page_shows_every_part(web: TestClient, jobs: Client) -> None:

@@ -530,7 +530,9 @@ def queue_counts_of(
     """A :class:`QueueCounts` from counts by state (missing states: 0); a count above
     ``cap`` is capped, and so is every count of a state in ``lower_bounds``."""
     counts = {
-        state: JobCount(min(exact.get(state, 0), cap), exact.get(state, 0) > cap or state in lower_bounds)
+        state: JobCount(
+            min(exact.get(state, 0), cap), exact.get(state, 0) > cap or state in lower_bounds
+        )
         for state in JobState
     }
     return QueueCounts(name, counts, pause, ready_since)

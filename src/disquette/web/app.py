@@ -153,7 +153,9 @@ def create_app(
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [Middleware(Guard, credentials=settings.credentials)]
-    return Starlette(routes=routes, middleware=middleware, exception_handlers={})
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={})
+    app.state.live = settings.live  # the shared watch (its subscribers, watches started)
+    return app
 
 
 def _templates() -> jinja2.Environment:

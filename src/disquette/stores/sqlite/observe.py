@@ -151,9 +151,7 @@ class SqliteObserve(SqliteDatabase):
             if read > cap:
                 lower |= {JobState.DONE, JobState.CANCELLED}
             pause = PAUSE_MODES[mode or 0]
-            result.append(
-                queue_counts_of(name, exact, cap, pause, ready_since, frozenset(lower))
-            )
+            result.append(queue_counts_of(name, exact, cap, pause, ready_since, frozenset(lower)))
         return result
 
     def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
