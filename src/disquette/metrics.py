@@ -16,7 +16,10 @@ creation). Counted by workers: ``disquette_job_errors_total{error_type}``,
 Read from the store at each scrape, by :class:`StoreCollector` only:
 ``disquette_queue_jobs{queue,state}``, ``disquette_queue_latency_seconds{queue}`` (age of
 the oldest ready job), ``disquette_queue_paused{queue}``, ``disquette_workers`` (worker
-processes registered, on stores with a worker registry) and ``disquette_store_up``.
+processes registered, on stores with a worker registry) and ``disquette_store_up``
+(:func:`store_families`, the one place they are made, from a :class:`StoreReading`).
+``disquette server --metrics-port`` adds the server's connections and commands
+(:class:`ServerCollector`).
 
 Labels never carry a job id, and each label keeps at most :data:`MAX_LABEL_VALUES`
 values per process: later ones are counted under ``_other``. Worker processes started by
@@ -30,8 +33,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import DisquetteError, StoreError
 from .job import Job, JobState, StatsRow
@@ -230,10 +233,10 @@ class StoreReading:
     """What the store gauges show, read from the store at one scrape."""
 
     #: Jobs by state, per queue (every :class:`~disquette.JobState`).
-    jobs: dict[str, dict[str, int]]
+    jobs: Mapping[str, Mapping[str, int]]
     #: Per queue: its pause mode and, when a job is ready, when the next one became ready.
-    pause: dict[str, str]
-    ready_since: dict[str, float]
+    pause: Mapping[str, str]
+    ready_since: Mapping[str, float]
     now: float
     #: Workers registered (None: the store keeps no worker registry).
     workers: int | None
@@ -385,16 +388,96 @@ def registry(client: Client | None = None, extra: Iterable[Collector] = ()) -> C
             exposed.register(collector)
     if client is not None:
         exposed.register(StoreCollector(client))
-    for collector in extra:
-        exposed.register(collector)
+    for added in extra:
+        exposed.register(added)
     return exposed
+
+
+class ServerCounters(Protocol):
+    """What :class:`ServerCollector` reads of a Disque-protocol server (its INFO)."""
+
+    connected: int
+    blocked: int
+    total_connections: int
+    rejected_connections: int
+    commands_processed: int
+    net_input_bytes: int
+    net_output_bytes: int
+
+
+class ServerCollector:
+    """A ``disquette server``'s connections and commands, read at each scrape (what its
+    INFO says): ``disquette_server_connections`` (clients connected now),
+    ``disquette_server_blocked_clients``, and the counters
+    ``disquette_server_connections_accepted_total``,
+    ``disquette_server_connections_rejected_total``, ``disquette_server_commands_total``,
+    ``disquette_server_net_input_bytes_total`` and ``disquette_server_net_output_bytes_total``.
+    """
+
+    def __init__(self, server: ServerCounters) -> None:
+        self.server = server
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: the values are read at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The server's gauges and counters now."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        server = self.server
+        gauges = (
+            ("disquette_server_connections", "Clients connected now.", server.connected),
+            ("disquette_server_blocked_clients", "Clients blocked in GETJOB.", server.blocked),
+        )
+        for name, help_text, value in gauges:
+            yield GaugeMetricFamily(name, help_text, value=value)
+        counters = (
+            ("connections_accepted", "Connections accepted.", server.total_connections),
+            ("connections_rejected", "Connections refused.", server.rejected_connections),
+            ("commands", "Commands processed.", server.commands_processed),
+            ("net_input_bytes", "Bytes read from clients.", server.net_input_bytes),
+            ("net_output_bytes", "Bytes written to clients.", server.net_output_bytes),
+        )
+        for name, help_text, value in counters:
+            yield CounterMetricFamily(f"disquette_server_{name}", help_text, value=value)
+
+
+class Exporter:
+    """A ``/metrics`` HTTP endpoint served from a daemon thread (:func:`start`)."""
+
+    def __init__(self, port: int, close: Callable[[], None]) -> None:
+        #: The port bound.
+        self.port = port
+        self._close = close
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._close()
+
+
+def start(
+    port: int,
+    client: Client | None = None,
+    host: str = "127.0.0.1",
+    extra: Iterable[Collector] = (),
+) -> Exporter:
+    """Serve ``/metrics`` on ``host:port`` (0: a free port) from a daemon thread: this
+    process's counts, the store's gauges through ``client``, and ``extra`` collectors."""
+    from prometheus_client import start_http_server
+
+    enable()
+    server, thread = start_http_server(port, host, registry(client, extra))
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return Exporter(int(server.server_port), close)
 
 
 def serve(port: int, client: Client | None = None, host: str = "127.0.0.1") -> int:
     """Serve ``/metrics`` on ``host:port`` from a daemon thread; return the port bound
     (``port`` 0 picks a free one)."""
-    from prometheus_client import start_http_server
-
-    enable()
-    server, _ = start_http_server(port, host, registry(client))
-    return int(server.server_port)
+    return start(port, client, host).port

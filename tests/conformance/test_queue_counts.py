@@ -64,7 +64,8 @@ def test_counts_past_the_cap_are_at_least(store_url: str) -> None:
         (a,) = jobs.queue_counts(cap=3)
         assert a.count(JobState.QUEUED) == JobCount(3, True)
         scheduled = a.count(JobState.SCHEDULED)
-        assert scheduled.value <= 3 and scheduled.capped  # never more than there are
+        assert scheduled.value <= 3  # never more than there are
+        assert scheduled.capped
         for state in (JobState.ACTIVE, JobState.DONE, JobState.FAILED, JobState.CANCELLED):
             assert a.count(state).value == 0  # a lower bound, capped or not
         (exact,) = jobs.queue_counts(cap=10)

@@ -13,8 +13,8 @@ from typing import Any, Final
 from psycopg import AsyncConnection
 
 from ...clock import Clock
-from .._observe_sql import filter_sql, rollup_from_row, rollup_params
 from ...job import JobState
+from .._observe_sql import filter_sql, rollup_from_row, rollup_params
 from .._sql import SEQ, row_to_job
 from ..types import (
     PAUSE_MODES,

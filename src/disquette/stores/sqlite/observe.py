@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from .._observe_sql import filter_sql, rollup_from_row, rollup_params
 from ...job import JobState
+from .._observe_sql import filter_sql, rollup_from_row, rollup_params
 from .._sql import COLUMNS, SEQ, STATES, row_to_job
 from ..types import (
     PAUSE_MODES,
