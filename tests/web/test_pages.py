@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -362,3 +363,53 @@ def test_bad_options_are_typed_errors(url: str) -> None:
         create_app(url, poll=0)
     with pytest.raises(InvalidOption):
         create_app(url, credentials=("admin", ""))
+
+
+def test_overview_and_queue_show_limits_fill_and_capped_counts(url: str, jobs: Client) -> None:
+    jobs.add_many(list(range(3)), "mail")
+    jobs.set_limits("mail", concurrency=2, rate=(5, 1))
+    jobs.set_limits("idle", concurrency=1)  # limited, no job: listed with its limits
+    with TestClient(create_app(url, max_len={"mail": 4})) as http:
+        overview = http.get("/").text
+        queue_page = http.get("/queues/mail").text
+        with pytest.raises(InvalidOption):
+            create_app(url, max_len={"mail": 0})
+    row = re.search(r'<a href="/queues/mail">mail</a>(.*?)</tr>', overview, re.S)
+    assert row is not None
+    assert "2 at once, 5 per 1 s" in row.group(1)
+    assert "75%" in row.group(1)  # 3 queued of max_len 4
+    assert '<a href="/queues/idle">idle</a>' in overview
+    assert "2 at once, 5 per 1 s" in queue_page
+    assert "75% of max_len 4" in queue_page
+
+
+def test_counts_past_the_cap_show_a_plus(url: str, jobs: Client) -> None:
+    from disquette.stores import types
+
+    jobs.add_many(list(range(12)), "mail")
+    default = types.COUNT_CAP
+    with TestClient(create_app(url)) as http:
+        assert 'state=queued">12</a>' in http.get("/").text
+    client = connect_async(url)
+    real = client.queue_counts
+
+    async def small_cap(queue: str | None = None, cap: int = default) -> Any:
+        return await real(queue, cap=10)
+
+    client.queue_counts = small_cap  # type: ignore[method-assign]
+    with TestClient(create_app(client)) as http:
+        html = http.get("/").text
+    assert 'state=queued">10+</a>' in html
+    assert "at least 10: counted up to a cap" in html
+
+
+def test_the_command_reads_max_len_bounds() -> None:
+    from click.testing import CliRunner
+
+    from disquette.cli import EXIT_USAGE, main
+    from disquette.cli.web import _bounds
+
+    assert _bounds(("mail=100", "a=b=2")) == {"mail": 100, "a=b": 2}
+    refused = CliRunner().invoke(main, ["web", "--max-len", "mail", "--url", "memory://cli"])
+    assert refused.exit_code == EXIT_USAGE
+    assert "QUEUE=N" in refused.output
