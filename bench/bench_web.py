@@ -3,7 +3,10 @@
 HTTP (the ASGI app in process, through starlette's TestClient), against ``/healthz`` (the
 app's own cost, the same-run baseline) and the 300 ms budget; pages alternated in rounds.
 
-    PYTHONPATH=src .venv/bin/python bench/bench_web.py [--jobs 1000000] [--rounds 5]
+    PYTHONPATH=src .venv/bin/python bench/bench_web.py [--jobs 1000000] [--rounds 5] [--db F]
+
+``--db F`` keeps the SQLite file at ``F`` and, when it exists already, times the pages on
+it without filling it again (the fill prints how long it took).
 
 The store holds ``--jobs`` jobs in 4 queues (JSON bodies ``{"user": {"id": n % 4}}``),
 0.1 % of them failed for good.
