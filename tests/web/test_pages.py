@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -413,3 +414,31 @@ def test_the_command_reads_max_len_bounds() -> None:
     refused = CliRunner().invoke(main, ["web", "--max-len", "mail", "--url", "memory://cli"])
     assert refused.exit_code == EXIT_USAGE
     assert "QUEUE=N" in refused.output
+
+
+def test_every_page_makes_at_most_three_store_calls(url: str, jobs: Client) -> None:
+    job_id = fail_for_good(jobs, {"user": {"id": 1}}, queue="q")
+    jobs.add({"user": {"id": 2}}, "q")
+    jobs.set_limits("q", concurrency=3)
+    client = connect_async(url)
+    calls: list[str] = []
+    store = client.store
+    for name in dir(type(store)):
+        method = getattr(store, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(method) or name == "close":
+            continue
+
+        def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            calls.append(_name)
+            return _method(*args, **kw)
+
+        setattr(store, name, counted)
+    seen: dict[str, list[str]] = {}
+    with TestClient(create_app(client)) as http:
+        for path in [*PAGES, "/count?queue=q", f"/jobs/{quote(job_id)}", "/?fragment=1"]:
+            calls.clear()
+            assert http.get(path).status_code == 200, path
+            seen[path] = list(calls)
+    assert seen["/"] == ["queue_counts", "rollups", "limits"]
+    assert seen["/queues/q"] == ["queue_counts", "peek", "limits"]
+    assert all(len(made) <= 3 for made in seen.values()), seen
