@@ -29,7 +29,7 @@ from ..types import (
     queue_counts_of,
 )
 from .database_async import AsyncDatabase
-from .upkeep_async import after_maintenance
+from .upkeep_async import after_maintenance, maintain
 
 #: Above every seq: the first page's keyset bound.
 _TOP: Final = 2**63 - 1
@@ -86,6 +86,14 @@ CROSS JOIN LATERAL (
 ) AS newest
 WHERE %(queue)s::text IS NULL OR l.queue = %(queue)s::text
 ORDER BY l.queue
+"""
+# For _QUEUE_COUNTS only, in its transaction: the walks it makes stop after a bounded
+# number of index entries (LIMIT), which the planner underrates on a table whose
+# statistics lag (it then reads a whole queue through a bitmap and sorts it), and JIT
+# compiling its plan costs more than running it.
+_PLAN_SETTINGS: Final = """
+SELECT set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_seqscan', 'off', true)
 """
 
 
@@ -150,7 +158,8 @@ class AsyncObserve:
     async def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
         """Every queue's jobs by state, capped; see :meth:`AsyncStore.queue_counts`.
 
-        One statement (after the maintenance), whatever the tables hold: queued, failed and
+        One statement (after the maintenance; its plan settings are set for its
+        transaction only, see ``_PLAN_SETTINGS``), whatever the tables hold: queued, failed and
         done jobs are counted exactly up to ``cap`` in their indexes; scheduled and active
         ones in the first ``cap`` + 1 entries of theirs (exact while the store holds at
         most ``cap`` of that state, else capped); cancelled ones among the queue's newest
@@ -162,7 +171,10 @@ class AsyncObserve:
         params = {"cap1": cap + 1, "queue": queue, "now": now}
 
         async def read(conn: AsyncConnection[Any]) -> list[Any]:
-            return await after_maintenance(conn, self._q, now, sql, params)
+            await maintain(conn, self._q, now)
+            async with conn.transaction():
+                await conn.execute(_PLAN_SETTINGS)
+                return await (await conn.execute(sql, params)).fetchall()
 
         result = []
         for row in await self._db.run(read):

@@ -49,6 +49,9 @@ CHUNK: Final = 1000
 MAX_EXAMINED: Final = 100_000
 _COUNTERS: Final = ("completed", "errors", *(f"h{i}" for i in range(len(DURATION_BUCKETS))))
 _SEP: Final = "\x00"
+#: How many members of a queue's expiry set ``queue_counts`` reads at most to tell its done
+#: and cancelled jobs apart (one job hash each, inside one script: Redis waits meanwhile).
+COUNT_WINDOW: Final = 1000
 #: The head of a job's "m" field: flags, encoding, created_at (``codec.pack_record``).
 _M_HEAD: Final = struct.Struct(">BBd")
 
@@ -131,15 +134,17 @@ class Observe:
         One script call per queue group (``counts.lua``): ready, scheduled, active and
         failed jobs are the sizes of their sets (exact); done and cancelled ones share the
         expiry set with the pending jobs that have a TTL, so they are told apart among its
-        first ``cap`` + 1 members only (exact while it holds at most ``cap``, else capped).
+        first ``min(cap, COUNT_WINDOW)`` + 1 members only (exact while it holds no more,
+        else capped): a script reads at most that many job hashes per queue.
         """
+        window = min(cap, COUNT_WINDOW)
         names = [queue] if queue is not None else self.runner.all_queues()
         result = []
         for group in self.runner.per_call(names) if names else []:
             key = self.runner.queue_key(group[0], "r")
-            reply = self.runner.run("counts", [key], [cap + 1, *group])
+            reply = self.runner.run("counts", [key], [window + 1, *group])
             for at in range(0, len(reply), 11):
-                counted = _queue_counts(reply[at : at + 11], cap)
+                counted = _queue_counts(reply[at : at + 11], cap, window)
                 if counted is not None:
                     result.append(counted)
         return sorted(result, key=lambda counts: counts.name)
@@ -211,7 +216,7 @@ class Observe:
         return sorted(rows, key=lambda r: (r.start, r.queue, r.type))
 
 
-def _queue_counts(row: Sequence[Any], cap: int) -> QueueCounts | None:
+def _queue_counts(row: Sequence[Any], cap: int, window: int) -> QueueCounts | None:
     """One queue of ``counts.lua``'s reply (None: it holds no job and no pause mode)."""
     name, bits, ready, scheduled, active, failed, done, cancelled, expiring, run_at, head = row
     exact = {
@@ -229,5 +234,6 @@ def _queue_counts(row: Sequence[Any], cap: int) -> QueueCounts | None:
         since = float(run_at)
         if head and len(head) == _M_HEAD.size:
             since = max(since, _M_HEAD.unpack(head)[2])
-    lower = frozenset({JobState.DONE, JobState.CANCELLED}) if int(expiring) > cap else frozenset()
+    past = int(expiring) > window
+    lower = frozenset({JobState.DONE, JobState.CANCELLED}) if past else frozenset()
     return queue_counts_of(name.decode(), exact, cap, PAUSE_MODES[int(bits)], since, lower)
