@@ -3,7 +3,10 @@
 HTTP (the ASGI app in process, through starlette's TestClient), against ``/healthz`` (the
 app's own cost, the same-run baseline) and the 300 ms budget; pages alternated in rounds.
 
-    PYTHONPATH=src .venv/bin/python bench/bench_web.py [--jobs 1000000] [--rounds 5]
+    PYTHONPATH=src .venv/bin/python bench/bench_web.py [--jobs 1000000] [--rounds 5] [--db F]
+
+``--db F`` keeps the SQLite file at ``F`` and, when it exists already, times the pages on
+it without filling it again (the fill prints how long it took).
 
 The store holds ``--jobs`` jobs in 4 queues (JSON bodies ``{"user": {"id": n % 4}}``),
 0.1 % of them failed for good.
@@ -43,16 +46,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--db", type=Path, default=None, help="keep the SQLite file here (reused if it exists)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'jobs.db'}"
+        path = args.db or Path(tmp) / "jobs.db"
+        url = f"sqlite:///{path}"
+        fill = not path.exists()
         client = disquette.connect(url)
-        started = time.perf_counter()
-        _fill(client, args.jobs)
-        print(f"filled {args.jobs:,} jobs in {time.perf_counter() - started:.0f} s")
+        if fill:
+            started = time.perf_counter()
+            _fill(client, args.jobs)
+            print(f"filled {args.jobs:,} jobs in {time.perf_counter() - started:.0f} s")
         some = client.scan_jobs(JobFilter(queue="q1"), None, 1).jobs[0].id
         pages = {
             "/healthz": "baseline",
@@ -69,6 +78,7 @@ def main() -> None:
             "/failed": "failed",
             "/scheduled": "scheduled",
             "/workers": "workers",
+            "/schedules": "schedules",
         }
         times: dict[str, list[float]] = {path: [] for path in pages}
         with TestClient(create_app(url)) as http:

@@ -28,6 +28,7 @@ from .stores.types import (
     JobFilter,
     JobPage,
     PauseMode,
+    QueueCounts,
     QueueEvent,
     QueueInfo,
     Resolution,
@@ -220,6 +221,18 @@ class ClientAdmin:
         _check_int("cap", cap, 1, 1_000_000)
         return self.store.count_jobs(filter or JobFilter(), cap)
 
+    def queue_counts(self, queue: str | None = None, cap: int = COUNT_CAP) -> list[QueueCounts]:
+        """Every queue's jobs by state (or only ``queue``'s), its pause mode and when its
+        next ready job became ready, in one bounded read whatever the store holds: each
+        count is exact up to ``cap``, else capped ("10,000+"; see
+        :class:`~disquette.stores.types.QueueCounts`). Stores lacking
+        ``capabilities.queue_counts`` (``disque://``) raise ``NotSupported``: use
+        :meth:`stats` there."""
+        _check_int("cap", cap, 1, 1_000_000)
+        if queue is not None:
+            check_queue_name(queue)
+        return self.store.queue_counts(queue, cap)
+
     def scan_jobs(
         self,
         filter: JobFilter | None = None,
@@ -299,9 +312,11 @@ class ClientAdmin:
         """Events saying a queue changed, forever (break out of the loop to stop).
 
         Built on the store's wake-ups (a job became ready, from this process or, on stores
-        that hear them, from others), plus a look at :meth:`queues` every ``refresh``
-        seconds for what no wake-up announces (another process's failures, new queues
-        when ``queues`` is None: every queue). Changes within ``debounce`` seconds of the
+        that hear them, from others), plus a look at the queues every ``refresh`` seconds
+        for what no wake-up announces (another process's failures, new queues when
+        ``queues`` is None: every queue): their capped counts by state
+        (:meth:`queue_counts`, a bounded read) where the store has them, else
+        :meth:`queues`. Changes within ``debounce`` seconds of the
         first come as one event per queue.
         """
         for option, value, low in (("debounce", debounce, 0.0), ("refresh", refresh, 0.01)):
@@ -323,13 +338,13 @@ class ClientAdmin:
                         [name], functools.partial(_changed, pending, signal, name)
                     )
 
-        snapshot = {info.name: info for info in self.store.queues()}
+        snapshot = self._queue_snapshot()
         follow(watched if watched is not None else snapshot)
         try:
             while True:
                 signal.wait(refresh)
                 sleep(debounce)
-                now = {info.name: info for info in self.store.queues()}
+                now = self._queue_snapshot()
                 changed = {
                     name
                     for name in now.keys() | snapshot.keys()
@@ -346,6 +361,12 @@ class ClientAdmin:
         finally:
             for unsubscribe in unsubscribers.values():
                 unsubscribe()
+
+    def _queue_snapshot(self) -> dict[str, object]:
+        """What ``watch`` compares every ``refresh``: each queue's counts, by name."""
+        if self.store.capabilities.queue_counts:
+            return {counts.name: counts for counts in self.store.queue_counts(None, COUNT_CAP)}
+        return {info.name: info for info in self.store.queues()}
 
     def rollups(
         self,

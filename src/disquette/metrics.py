@@ -16,7 +16,10 @@ creation). Counted by workers: ``disquette_job_errors_total{error_type}``,
 Read from the store at each scrape, by :class:`StoreCollector` only:
 ``disquette_queue_jobs{queue,state}``, ``disquette_queue_latency_seconds{queue}`` (age of
 the oldest ready job), ``disquette_queue_paused{queue}``, ``disquette_workers`` (worker
-processes registered, on stores with a worker registry) and ``disquette_store_up``.
+processes registered, on stores with a worker registry) and ``disquette_store_up``
+(:func:`store_families`, the one place they are made, from a :class:`StoreReading`).
+``disquette server --metrics-port`` adds the server's connections and commands
+(:class:`ServerCollector`).
 
 Labels never carry a job id, and each label keeps at most :data:`MAX_LABEL_VALUES`
 values per process: later ones are counted under ``_other``. Worker processes started by
@@ -27,19 +30,23 @@ nothing is imported from ``prometheus_client`` and every hook returns at once.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import DisquetteError, StoreError
-from .job import Job
+from .job import Job, JobState, StatsRow
+from .stores.types import QueueInfo
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
     from .client import Client
+    from .client_async import AsyncClient
 
 #: Distinct values one label keeps per process before the rest count as ``_other``.
 MAX_LABEL_VALUES = 100
@@ -221,8 +228,107 @@ def _settled(counter: str, jobs: Iterable[object], count: int) -> None:
 # -- exposition ------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreReading:
+    """What the store gauges show, read from the store at one scrape."""
+
+    #: Jobs by state, per queue (every :class:`~disquette.JobState`).
+    jobs: Mapping[str, Mapping[str, int]]
+    #: Per queue: its pause mode and, when a job is ready, when the next one became ready.
+    pause: Mapping[str, str]
+    ready_since: Mapping[str, float]
+    now: float
+    #: Workers registered (None: the store keeps no worker registry).
+    workers: int | None
+
+
+def read_store(client: Client) -> StoreReading:
+    """Read the store gauges through a synchronous client."""
+    by_queue = client.stats().by_queue()
+    infos = {info.name: info for info in client.queues()}
+    names = sorted(set(by_queue) | set(infos))[:MAX_LABEL_VALUES]
+    since = {}
+    for name in names:
+        info = infos.get(name)
+        oldest = client.peek(name) if info and info.queued else []
+        if oldest:
+            since[name] = max(oldest[0].run_at, oldest[0].created_at)
+    workers = len(client.workers()) if client.store.capabilities.workers else None
+    return _reading(by_queue, infos, names, since, client.store.clock.now(), workers)
+
+
+async def read_store_async(client: AsyncClient) -> StoreReading:
+    """Read the store gauges through an asyncio client (what the dashboard's ``/metrics``
+    does when it has no synchronous client)."""
+    by_queue = (await client.stats()).by_queue()
+    infos = {info.name: info for info in await client.queues()}
+    names = sorted(set(by_queue) | set(infos))[:MAX_LABEL_VALUES]
+    since = {}
+    for name in names:
+        info = infos.get(name)
+        oldest = await client.peek(name) if info and info.queued else []
+        if oldest:
+            since[name] = max(oldest[0].run_at, oldest[0].created_at)
+    workers = len(await client.workers()) if client.store.capabilities.workers else None
+    return _reading(by_queue, infos, names, since, client.store.clock.now(), workers)
+
+
+def _reading(
+    by_queue: dict[str, StatsRow],
+    infos: dict[str, QueueInfo],
+    names: list[str],
+    since: dict[str, float],
+    now: float,
+    workers: int | None,
+) -> StoreReading:
+    jobs = {
+        name: {state.value: getattr(by_queue.get(name), state.value, 0) for state in JobState}
+        for name in names
+    }
+    pause = {name: infos[name].pause if name in infos else "none" for name in names}
+    return StoreReading(jobs, pause, since, now, workers)
+
+
+def store_families(reading: StoreReading) -> list[Metric]:
+    """The store gauges of one reading: queue jobs by state, latency, pause, workers."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    jobs = GaugeMetricFamily(
+        "disquette_queue_jobs", "Jobs in the store.", labels=("queue", "state")
+    )
+    latency = GaugeMetricFamily(
+        "disquette_queue_latency_seconds",
+        "Age of the oldest ready job.",
+        labels=("queue",),
+    )
+    paused = GaugeMetricFamily(
+        "disquette_queue_paused", "1 if the queue is paused.", labels=("queue",)
+    )
+    for name, counts in reading.jobs.items():
+        for state, count in counts.items():
+            jobs.add_metric([name, state], count)
+        paused.add_metric([name], 1 if reading.pause[name] != "none" else 0)
+        since = reading.ready_since.get(name)
+        latency.add_metric([name], 0.0 if since is None else max(0.0, reading.now - since))
+    families: list[Metric] = [jobs, latency, paused]
+    if reading.workers is not None:
+        workers = GaugeMetricFamily("disquette_workers", "Worker processes registered.")
+        workers.add_metric([], reading.workers)
+        families.append(workers)
+    return families
+
+
+def _up(value: int) -> Metric:
+    from prometheus_client.core import GaugeMetricFamily
+
+    up = GaugeMetricFamily("disquette_store_up", "Whether the store answered the scrape.")
+    up.add_metric([], value)
+    return up
+
+
 class StoreCollector:
-    """The store's gauges, read at each scrape through ``client`` (one place only)."""
+    """The store's gauges, read at each scrape through ``client`` (one place only:
+    :func:`store_families`)."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -234,65 +340,42 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Queue counts by state, latency, pause, and whether the store answered."""
-        from prometheus_client.core import GaugeMetricFamily
-
-        up = GaugeMetricFamily("disquette_store_up", "Whether the store answered the scrape.")
         try:
             with self._lock:
-                families = self._read()
-        except (StoreError, DisquetteError, OSError):
-            up.add_metric([], 0)
-            yield up
+                reading = read_store(self.client)
+        except _UNREADABLE:
+            yield _up(0)
             return
-        up.add_metric([], 1)
-        yield up
-        yield from families
-
-    def _read(self) -> list[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        jobs = GaugeMetricFamily(
-            "disquette_queue_jobs", "Jobs in the store.", labels=("queue", "state")
-        )
-        latency = GaugeMetricFamily(
-            "disquette_queue_latency_seconds",
-            "Age of the oldest ready job.",
-            labels=("queue",),
-        )
-        paused = GaugeMetricFamily(
-            "disquette_queue_paused", "1 if the queue is paused.", labels=("queue",)
-        )
-        states = ("scheduled", "queued", "active", "done", "failed", "cancelled")
-        by_queue = self.client.stats().by_queue()
-        infos = {info.name: info for info in self.client.queues()}
-        names = sorted(set(by_queue) | set(infos))[:MAX_LABEL_VALUES]
-        now = self.client.store.clock.now()
-        for name in names:
-            row = by_queue.get(name)
-            for state in states:
-                jobs.add_metric([name, state], getattr(row, state) if row else 0)
-            info = infos.get(name)
-            paused.add_metric([name], 1 if info and info.pause != "none" else 0)
-            oldest = self.client.peek(name) if info and info.queued else []
-            age = now - max(oldest[0].run_at, oldest[0].created_at) if oldest else 0.0
-            latency.add_metric([name], max(0.0, age))
-        return [jobs, latency, paused, *self._workers()]
-
-    def _workers(self) -> list[Metric]:
-        """The workers registered in the store (none on a store without the registry)."""
-        from prometheus_client.core import GaugeMetricFamily
-
-        if not self.client.store.capabilities.workers:
-            return []
-        workers = GaugeMetricFamily("disquette_workers", "Worker processes registered.")
-        workers.add_metric([], len(self.client.workers()))
-        return [workers]
+        yield _up(1)
+        yield from store_families(reading)
 
 
-def registry(client: Client | None = None) -> CollectorRegistry:
+class ReadingCollector:
+    """The store's gauges of a reading made beforehand (by :func:`read_store_async`;
+    None: the store did not answer)."""
+
+    def __init__(self, reading: StoreReading | None) -> None:
+        self.reading = reading
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front, as :class:`StoreCollector`."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The reading's families, and whether the store answered."""
+        yield _up(0 if self.reading is None else 1)
+        if self.reading is not None:
+            yield from store_families(self.reading)
+
+
+_UNREADABLE = (StoreError, DisquetteError, OSError)
+
+
+def registry(client: Client | None = None, extra: Iterable[Collector] = ()) -> CollectorRegistry:
     """A registry for exposition: this process's counts (or, under
     ``PROMETHEUS_MULTIPROC_DIR``, every process's), plus the store's gauges read through
-    ``client``."""
+    ``client``, plus ``extra`` collectors (:class:`ReadingCollector`,
+    :class:`ServerCollector`)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -305,14 +388,96 @@ def registry(client: Client | None = None) -> CollectorRegistry:
             exposed.register(collector)
     if client is not None:
         exposed.register(StoreCollector(client))
+    for added in extra:
+        exposed.register(added)
     return exposed
+
+
+class ServerCounters(Protocol):
+    """What :class:`ServerCollector` reads of a Disque-protocol server (its INFO)."""
+
+    connected: int
+    blocked: int
+    total_connections: int
+    rejected_connections: int
+    commands_processed: int
+    net_input_bytes: int
+    net_output_bytes: int
+
+
+class ServerCollector:
+    """A ``disquette server``'s connections and commands, read at each scrape (what its
+    INFO says): ``disquette_server_connections`` (clients connected now),
+    ``disquette_server_blocked_clients``, and the counters
+    ``disquette_server_connections_accepted_total``,
+    ``disquette_server_connections_rejected_total``, ``disquette_server_commands_total``,
+    ``disquette_server_net_input_bytes_total`` and ``disquette_server_net_output_bytes_total``.
+    """
+
+    def __init__(self, server: ServerCounters) -> None:
+        self.server = server
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: the values are read at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The server's gauges and counters now."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        server = self.server
+        gauges = (
+            ("disquette_server_connections", "Clients connected now.", server.connected),
+            ("disquette_server_blocked_clients", "Clients blocked in GETJOB.", server.blocked),
+        )
+        for name, help_text, value in gauges:
+            yield GaugeMetricFamily(name, help_text, value=value)
+        counters = (
+            ("connections_accepted", "Connections accepted.", server.total_connections),
+            ("connections_rejected", "Connections refused.", server.rejected_connections),
+            ("commands", "Commands processed.", server.commands_processed),
+            ("net_input_bytes", "Bytes read from clients.", server.net_input_bytes),
+            ("net_output_bytes", "Bytes written to clients.", server.net_output_bytes),
+        )
+        for name, help_text, value in counters:
+            yield CounterMetricFamily(f"disquette_server_{name}", help_text, value=value)
+
+
+class Exporter:
+    """A ``/metrics`` HTTP endpoint served from a daemon thread (:func:`start`)."""
+
+    def __init__(self, port: int, close: Callable[[], None]) -> None:
+        #: The port bound.
+        self.port = port
+        self._close = close
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._close()
+
+
+def start(
+    port: int,
+    client: Client | None = None,
+    host: str = "127.0.0.1",
+    extra: Iterable[Collector] = (),
+) -> Exporter:
+    """Serve ``/metrics`` on ``host:port`` (0: a free port) from a daemon thread: this
+    process's counts, the store's gauges through ``client``, and ``extra`` collectors."""
+    from prometheus_client import start_http_server
+
+    enable()
+    server, thread = start_http_server(port, host, registry(client, extra))
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return Exporter(int(server.server_port), close)
 
 
 def serve(port: int, client: Client | None = None, host: str = "127.0.0.1") -> int:
     """Serve ``/metrics`` on ``host:port`` from a daemon thread; return the port bound
     (``port`` 0 picks a free one)."""
-    from prometheus_client import start_http_server
-
-    enable()
-    server, _ = start_http_server(port, host, registry(client))
-    return int(server.server_port)
+    return start(port, client, host).port

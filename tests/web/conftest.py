@@ -4,11 +4,15 @@ Redis through tests/servers), a seeding client on it, and the app over it."""
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from disquette import Client, connect
 from disquette.web import create_app
@@ -63,3 +67,27 @@ def fail_for_good(client: Client, body: object, queue: str = "q", job_type: str 
     assert job.id == job_id
     client.fail(job, "Traceback (most recent call last):\n  ...\nValueError: boom")
     return str(job_id)
+
+
+class Served:
+    """An ASGI app served by uvicorn on a free loopback port, from a thread."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            self.thread.join(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

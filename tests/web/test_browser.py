@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import uvicorn
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -28,12 +25,11 @@ from playwright.sync_api import (
 )
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import ASGIApp
 
 from disquette import Client, JobState
 from disquette.web import create_app
 
-from .conftest import fail_for_good
+from .conftest import Served, fail_for_good
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "screenshots"
@@ -64,30 +60,6 @@ def browser() -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=executable, headless=True)
         yield launched
         launched.close()
-
-
-class _Served:
-    """An ASGI app served by uvicorn on a free loopback port, from a thread."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            self.thread.join(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 class _Watched:
@@ -140,7 +112,7 @@ def test_every_page_loads_without_errors_and_is_captured(
     pages |= {"scheduled": "/scheduled", "schedules": "/schedules", "workers": "/workers"}
     kind = url.split(":", 1)[0]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with _Served(create_app(url)) as base:
+    with Served(create_app(url)) as base:
         for name, path in pages.items():
             response = page.page.goto(base + path)
             assert response is not None, path
@@ -159,7 +131,7 @@ def test_every_page_loads_without_errors_and_is_captured(
 def test_a_failing_job_appears_through_sse_and_retry_gets_it_processed(
     url: str, jobs: Client, page: _Watched
 ) -> None:
-    with _Served(create_app(url, poll=3600)) as base:  # no polling: only SSE can update
+    with Served(create_app(url, poll=3600)) as base:  # no polling: only SSE can update
         page.page.goto(base + "/failed")
         expect(page.page.locator("#failed")).to_contain_text("No failed job")
         job_id = fail_for_good(jobs, {"n": 1}, queue="live", job_type="report")
@@ -182,7 +154,7 @@ def test_bulk_retry_by_filter_over_1500_failed_jobs(url: str, jobs: Client, page
         for job in batch:
             jobs.fail(job, "ConnectionError: refused")
     assert jobs.stats().by_queue()["bulk"].failed == 1500
-    with _Served(create_app(url)) as base:
+    with Served(create_app(url)) as base:
         page.page.goto(base + "/jobs?queue=bulk&state=failed")
         page.page.locator("select[name=action]").select_option("retry")
         page.page.get_by_role("button", name="Count and confirm…").click()
@@ -196,7 +168,7 @@ def test_bulk_retry_by_filter_over_1500_failed_jobs(url: str, jobs: Client, page
 
 def test_read_only_shows_no_button(url: str, jobs: Client, page: _Watched) -> None:
     job_id = fail_for_good(jobs, 1)
-    with _Served(create_app(url, read_only=True)) as base:
+    with Served(create_app(url, read_only=True)) as base:
         for path in ("/", f"/jobs/{quote(job_id, safe='')}", "/queues/q", "/jobs"):
             page.page.goto(base + path)
             expect(page.page.locator("main button")).to_have_count(1 if path == "/jobs" else 0)
@@ -206,7 +178,7 @@ def test_read_only_shows_no_button(url: str, jobs: Client, page: _Watched) -> No
 def test_under_a_prefix_every_link_keeps_it(url: str, jobs: Client, page: _Watched) -> None:
     job_id = fail_for_good(jobs, 1, queue="mail")
     outer = Starlette(routes=[Mount("/admin/jobs", app=create_app(url))])
-    with _Served(outer) as base:
+    with Served(outer) as base:
         page.page.goto(base + "/admin/jobs/")
         page.page.get_by_role("link", name="Failed").click()
         page.page.get_by_role("link", name="see them").click()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -64,7 +67,7 @@ def test_a_job_body_and_a_queue_name_are_escaped(web: TestClient, jobs: Client) 
     queue_page = web.get("/queues/q%3Cb%3E%26%22%27%20%C3%A9%2Fx%3F%23")
     assert queue_page.status_code == 200
     assert "q&lt;b&gt;&amp;&#34;&#39; é/x?#" in queue_page.text
-    assert ">1</td>" in queue_page.text  # its one queued job, found by that name
+    assert 'state=queued">1</a></td>' in queue_page.text  # its one queued job, by that name
 
 
 def test_the_job_page_shows_every_part(web: TestClient, jobs: Client) -> None:
@@ -290,7 +293,34 @@ def test_readyz_says_when_the_store_cannot_answer(tmp_path: Path) -> None:
         assert gone.status_code == 503
         assert gone.json()["ready"] is False
         assert http.get("/healthz").status_code == 200
-        assert http.get("/metrics").status_code == 404  # no synchronous client was given
+        scrape = http.get("/metrics")  # read through the (closed) AsyncClient
+        assert scrape.status_code == 200
+        assert "disquette_store_up 0.0" in scrape.text
+
+
+@pytest.mark.parametrize("given", ["url", "async client", "metrics client"])
+def test_metrics_work_however_the_app_is_created(url: str, jobs: Client, given: str) -> None:
+    jobs.add(1, "mail")
+    jobs.delay(60).add(2, "mail")
+    if given == "url":
+        app = create_app(url)
+    elif given == "async client":
+        app = create_app(connect_async(url))
+    else:
+        app = create_app(connect_async(url), metrics_client=jobs)
+    with TestClient(app) as http:
+        scrape = http.get("/metrics")
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(scrape.text)}
+    assert families["disquette_store_up"].samples[0].value == 1
+    jobs_by = {
+        (s.labels["queue"], s.labels["state"]): s.value
+        for s in families["disquette_queue_jobs"].samples
+    }
+    assert jobs_by[("mail", "queued")] == 1
+    assert jobs_by[("mail", "scheduled")] == 1
+    assert {state for _, state in jobs_by} == {state.value for state in JobState}
 
 
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
@@ -334,3 +364,81 @@ def test_bad_options_are_typed_errors(url: str) -> None:
         create_app(url, poll=0)
     with pytest.raises(InvalidOption):
         create_app(url, credentials=("admin", ""))
+
+
+def test_overview_and_queue_show_limits_fill_and_capped_counts(url: str, jobs: Client) -> None:
+    jobs.add_many(list(range(3)), "mail")
+    jobs.set_limits("mail", concurrency=2, rate=(5, 1))
+    jobs.set_limits("idle", concurrency=1)  # limited, no job: listed with its limits
+    with TestClient(create_app(url, max_len={"mail": 4})) as http:
+        overview = http.get("/").text
+        queue_page = http.get("/queues/mail").text
+        with pytest.raises(InvalidOption):
+            create_app(url, max_len={"mail": 0})
+    row = re.search(r'<a href="/queues/mail">mail</a>(.*?)</tr>', overview, re.S)
+    assert row is not None
+    assert "2 at once, 5 per 1 s" in row.group(1)
+    assert "75%" in row.group(1)  # 3 queued of max_len 4
+    assert '<a href="/queues/idle">idle</a>' in overview
+    assert "2 at once, 5 per 1 s" in queue_page
+    assert "75% of max_len 4" in queue_page
+
+
+def test_counts_past_the_cap_show_a_plus(url: str, jobs: Client) -> None:
+    from disquette.stores import types
+
+    jobs.add_many(list(range(12)), "mail")
+    default = types.COUNT_CAP
+    with TestClient(create_app(url)) as http:
+        assert 'state=queued">12</a>' in http.get("/").text
+    client = connect_async(url)
+    real = client.queue_counts
+
+    async def small_cap(queue: str | None = None, cap: int = default) -> Any:
+        return await real(queue, cap=10)
+
+    client.queue_counts = small_cap  # type: ignore[method-assign]
+    with TestClient(create_app(client)) as http:
+        html = http.get("/").text
+    assert 'state=queued">10+</a>' in html
+    assert "at least 10: counted up to a cap" in html
+
+
+def test_the_command_reads_max_len_bounds() -> None:
+    from click.testing import CliRunner
+
+    from disquette.cli import EXIT_USAGE, main
+    from disquette.cli.web import _bounds
+
+    assert _bounds(("mail=100", "a=b=2")) == {"mail": 100, "a=b": 2}
+    refused = CliRunner().invoke(main, ["web", "--max-len", "mail", "--url", "memory://cli"])
+    assert refused.exit_code == EXIT_USAGE
+    assert "QUEUE=N" in refused.output
+
+
+def test_every_page_makes_at_most_three_store_calls(url: str, jobs: Client) -> None:
+    job_id = fail_for_good(jobs, {"user": {"id": 1}}, queue="q")
+    jobs.add({"user": {"id": 2}}, "q")
+    jobs.set_limits("q", concurrency=3)
+    client = connect_async(url)
+    calls: list[str] = []
+    store = client.store
+    for name in dir(type(store)):
+        method = getattr(store, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(method) or name == "close":
+            continue
+
+        def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            calls.append(_name)
+            return _method(*args, **kw)
+
+        setattr(store, name, counted)
+    seen: dict[str, list[str]] = {}
+    with TestClient(create_app(client)) as http:
+        for path in [*PAGES, "/count?queue=q", f"/jobs/{quote(job_id)}", "/?fragment=1"]:
+            calls.clear()
+            assert http.get(path).status_code == 200, path
+            seen[path] = list(calls)
+    assert seen["/"] == ["queue_counts", "rollups", "limits"]
+    assert seen["/queues/q"] == ["queue_counts", "peek", "limits"]
+    assert all(len(made) <= 3 for made in seen.values()), seen

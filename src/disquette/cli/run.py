@@ -396,6 +396,13 @@ def demo(
     help="Accept ADDJOB REPLICATE n when the pool has n live nodes. The nodes share one "
     "store: the job is one copy (or what the store replicates), reachable through n nodes.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics (connections, commands) on 127.0.0.1:PORT/metrics "
+    "(extra `prometheus`).",
+)
 @_url_option
 def server(
     bind: str,
@@ -408,6 +415,7 @@ def server(
     unixsocket: str | None,
     unixsocketperm: int | None,
     pool_nodes_as_replicas: bool,
+    metrics_port: int | None,
     url: str | None,
 ) -> None:
     """Serve the Disque protocol (port 7711) over the store, for any Disque client.
@@ -437,6 +445,7 @@ def server(
             unixsocket=unixsocket,
             unixsocketperm=unixsocketperm,
             pool_nodes_as_replicas=pool_nodes_as_replicas,
+            metrics_port=metrics_port,
         )
 
 

@@ -29,6 +29,15 @@ ENV_PASSWORD = "DISQUETTE_WEB_PASSWORD"
     help="Listen beyond loopback without a password (a trusted network only).",
 )
 @click.option("--read-only", is_flag=True, help="Show everything, change nothing.")
+@click.option(
+    "--max-len",
+    "max_len",
+    multiple=True,
+    metavar="QUEUE=N",
+    callback=lambda ctx, param, value: _bounds(value),
+    help="The max_len your adds pass to QUEUE, for the overview's fill (repeatable; the "
+    "store keeps no such bound).",
+)
 @_url_option
 def web(
     host: str,
@@ -37,6 +46,7 @@ def web(
     password: str | None,
     unprotected: bool,
     read_only: bool,
+    max_len: dict[str, int],
     url: str | None,
 ) -> None:
     """Serve the web dashboard (http://127.0.0.1:8700 by default)."""
@@ -56,4 +66,16 @@ def web(
             credentials=credentials,
             unprotected=unprotected,
             read_only=read_only,
+            max_len=max_len,
         )
+
+
+def _bounds(values: tuple[str, ...]) -> dict[str, int]:
+    """``--max-len QUEUE=N`` options, by queue."""
+    bounds = {}
+    for value in values:
+        queue, _, number = value.rpartition("=")
+        if not queue or not number.isdigit() or int(number) < 1:
+            raise click.BadParameter(f"{value!r} is not QUEUE=N with N a positive int")
+        bounds[queue] = int(number)
+    return bounds

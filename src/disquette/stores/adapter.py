@@ -27,6 +27,7 @@ from .types import (
     JobPage,
     NodeInfo,
     PauseMode,
+    QueueCounts,
     QueueInfo,
     Resolution,
     RollupRow,
@@ -269,6 +270,10 @@ class SyncStoreAdapter(AsyncStore):
     async def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
         """See :meth:`AsyncStore.count_jobs`."""
         return await self._call(self.inner.count_jobs, where, cap)
+
+    async def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
+        """See :meth:`AsyncStore.queue_counts`."""
+        return await self._call(self.inner.queue_counts, queue, cap)
 
     async def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
         """See :meth:`AsyncStore.scan_jobs`."""

@@ -22,6 +22,7 @@ from .types import (
     JobPage,
     NodeInfo,
     PauseMode,
+    QueueCounts,
     QueueInfo,
     Resolution,
     RollupRow,
@@ -418,6 +419,14 @@ class AsyncStore(abc.ABC):
         None for the first page, else the previous page's; jobs added meanwhile come
         before the first page, so a walk never repeats nor skips a job that stays."""
         raise self._lacks("scan jobs", "job_filter")
+
+    async def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
+        """Every queue the store knows (with jobs or a pause mode), or only ``queue``, by
+        name: its jobs by state, each count exact up to ``cap`` at most and ``capped``
+        past what the store can count in a bounded read (see :class:`~.types.QueueCounts`),
+        its pause mode, and when its next ready job became ready. One bounded read of the
+        store's indexes per call, whatever the store holds (``capabilities.queue_counts``)."""
+        raise self._lacks("count queues", "queue_counts")
 
     async def record_rollups(self, rows: Sequence[RollupRow]) -> None:
         """Add ``rows`` into the stored rollups (summing rows of the same key), and drop

@@ -304,6 +304,12 @@ class Capabilities:
     job_filter: bool = _capability(
         "the protocol cannot select jobs by a filter: count() and scan_jobs() raise NotSupported"
     )
+    #: ``queue_counts`` gives every queue's jobs by state, each count capped, in one
+    #: bounded read (what a dashboard's overview shows).
+    queue_counts: bool = _capability(
+        "the protocol cannot count a queue's jobs by state: queue_counts() raises "
+        "NotSupported (stats() counts them, reading every job)"
+    )
     #: ``record_rollups`` and ``rollups`` keep per-minute and per-hour throughput.
     rollups: bool = _capability(
         "keeps no rollups: record_rollups() and rollups() raise NotSupported"
@@ -508,6 +514,49 @@ class JobCount:
 
     def __str__(self) -> str:
         return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """One queue's jobs by state (``queue_counts``), each a :class:`JobCount`: exact when
+    not ``capped``, else "at least ``value``" (never more than the jobs there are).
+
+    How far a count is exact depends on the store's indexes, never on the table's size:
+    every store counts queued and failed jobs exactly up to the cap; SQL stores count the
+    other states within bounded windows of their indexes (see each store's
+    ``queue_counts``), and say ``capped`` past them.
+    """
+
+    name: str
+    #: Every state the store knows, in :class:`JobState` order.
+    counts: dict[JobState, JobCount]
+    pause: PauseMode = "none"
+    #: When the job a claim would take next became ready (the later of its ``run_at``
+    #: and its creation, store-clock seconds); None when no job is ready.
+    ready_since: float | None = None
+
+    def count(self, state: JobState | str) -> JobCount:
+        """The count of ``state`` (zero for a state the store did not report)."""
+        return self.counts.get(JobState(state), JobCount(0, False))
+
+
+def queue_counts_of(
+    name: str,
+    exact: dict[JobState, int],
+    cap: int,
+    pause: PauseMode = "none",
+    ready_since: float | None = None,
+    lower_bounds: frozenset[JobState] = frozenset(),
+) -> QueueCounts:
+    """A :class:`QueueCounts` from counts by state (missing states: 0); a count above
+    ``cap`` is capped, and so is every count of a state in ``lower_bounds``."""
+    counts = {
+        state: JobCount(
+            min(exact.get(state, 0), cap), exact.get(state, 0) > cap or state in lower_bounds
+        )
+        for state in JobState
+    }
+    return QueueCounts(name, counts, pause, ready_since)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

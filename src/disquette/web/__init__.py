@@ -43,11 +43,12 @@ def run(
     credentials: tuple[str, str] | None = None,
     unprotected: bool = False,
     read_only: bool = False,
+    max_len: dict[str, int] | None = None,
 ) -> None:
     """Serve the dashboard with uvicorn until interrupted (what ``disquette web`` runs)."""
     check_bind(host, credentials, unprotected)
     import uvicorn
 
-    app = create_app(url, credentials=credentials, read_only=read_only)
+    app = create_app(url, credentials=credentials, read_only=read_only, max_len=max_len)
     # Live streams never end by themselves: give them 2 s at a stop, then close them.
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=2)

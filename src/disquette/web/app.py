@@ -33,14 +33,15 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..client import Client, connect
+from ..client import Client
 from ..client_admin_async import BULK_ACTIONS
 from ..client_async import AsyncClient, connect_async
 from ..errors import DisquetteError, InvalidInput, InvalidOption, JobNotFound, NotSupported
-from ..job import Encoding, Job, JobState
+from ..job import Encoding, Job, JobState, check_queue_name
 from ..stores.types import JobFilter
+from . import queues
 from .guard import CSRF_COOKIE, Guard
-from .svg import sparkline
+from .live import Broadcast
 
 HERE = Path(__file__).parent
 #: Bodies, results and errors longer than this are cut on the job page.
@@ -72,7 +73,11 @@ class Settings:
     credentials: tuple[str, str] | None
     title: str
     poll: float
+    #: The ``max_len`` the app's adds use, by queue (the store keeps none: it is an add's
+    #: option), for the overview's fill.
+    max_len: Mapping[str, int]
     templates: jinja2.Environment = field(init=False)
+    live: Broadcast = field(init=False)
 
     def allowed(self, request: Request, action: str) -> bool:
         """Whether the page shows, and the app does, ``action`` for this request."""
@@ -91,6 +96,7 @@ def create_app(
     metrics_client: Client | None = None,
     title: str = "disquette",
     poll: float = 10.0,
+    max_len: Mapping[str, int] | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app over ``client_or_url`` (an :class:`AsyncClient`, a
     store URL, or None for ``$DISQUETTE_URL``); mount it anywhere, under any prefix.
@@ -98,23 +104,31 @@ def create_app(
     ``read_only`` hides every button and refuses every action; ``can(request, action)``
     decides action by action. ``formatter(job)`` gives the text shown for a body (redact
     there). ``credentials`` (user, password) require HTTP basic auth on every path but
-    ``/healthz`` and ``/readyz``. ``/metrics`` needs ``prometheus-client`` and a
-    synchronous client: ``metrics_client``, or one opened on the URL when given one.
-    Live parts of the pages follow the server-sent events, and reload every ``poll``
-    seconds should the stream be cut.
+    ``/healthz`` and ``/readyz``. ``/metrics`` needs ``prometheus-client``; it reads the
+    store's gauges through ``metrics_client`` when given, else through the app's client.
+    Live parts of the pages follow the server-sent events (one store watch for all the
+    browser tabs), and reload every ``poll`` seconds should the stream be cut.
+    ``max_len`` maps queue names to the ``max_len`` your adds pass (the store keeps no
+    such bound: it is an option of each add); the overview shows those queues' fill.
     """
     if credentials is not None and (len(credentials) != 2 or not all(credentials)):
         raise InvalidOption("credentials", "(…)", "a (user, password) pair of non-empty str")
     if isinstance(poll, bool) or not isinstance(poll, int | float) or not 1 <= poll <= 3600:
         raise InvalidOption("poll", poll, "seconds between 1 and 3600")
+    bounds = dict(max_len or {})
+    for queue, bound in bounds.items():
+        check_queue_name(queue)
+        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+            raise InvalidOption("max_len", bound, f"a positive int for queue {queue!r}")
     if isinstance(client_or_url, AsyncClient):
         client = client_or_url
     else:
         client = connect_async(client_or_url)
-        if metrics_client is None:
-            metrics_client = connect(client_or_url)
-    settings = Settings(client, metrics_client, read_only, can, formatter, credentials, title, poll)
+    settings = Settings(
+        client, metrics_client, read_only, can, formatter, credentials, title, poll, bounds
+    )
     settings.templates = _templates()
+    settings.live = Broadcast(client)
     pages = _Pages(settings)
     routes = [
         Route("/", pages.overview),
@@ -139,7 +153,9 @@ def create_app(
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [Middleware(Guard, credentials=settings.credentials)]
-    return Starlette(routes=routes, middleware=middleware, exception_handlers={})
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={})
+    app.state.live = settings.live  # the shared watch (its subscribers, watches started)
+    return app
 
 
 def _templates() -> jinja2.Environment:
@@ -312,61 +328,48 @@ class _Pages:
     # -- read-only pages -----------------------------------------------------------
 
     async def overview(self, request: Request) -> Response:
-        """Every queue: counts by state, pause mode, latency, a throughput sparkline."""
+        """Every queue: counts by state, pause mode, limits, max_len fill, latency, a
+        throughput sparkline; three store calls (see :mod:`disquette.web.queues`)."""
 
         async def page() -> Response:
-            stats = await self.client.stats()
-            infos = {info.name: info for info in await self.client.queues()}
-            by_queue = stats.by_queue()
             now = self.client.store.clock.now()
-            sparks = await self._sparklines(now)
-            rows = []
-            for name in sorted(set(by_queue) | set(infos)):
-                row = by_queue.get(name)
-                info = infos.get(name)
-                rows.append(
-                    {
-                        "name": name,
-                        "row": row,
-                        "pause": info.pause if info else "none",
-                        "latency": await self._latency(name, now) if info and info.queued else None,
-                        "spark": sparkline(sparks.get(name, []), label=f"{name}: jobs per minute"),
-                        "throughput": sum(sparks.get(name, [])),
-                    }
-                )
+            counts = await queues.read_counts(self.client, None)
+            sparks = await queues.sparklines(self.client, now, None)
+            limits = await queues.read_limits(self.client)
+            rows = queues.rows(counts, sparks, limits, self.s.max_len, now)
             template = "_queues.html" if request.query_params.get("fragment") else "overview.html"
-            return self.render(request, template, rows=rows)
+            return self.render(request, template, rows=rows, **self._queue_context())
 
         return await self.guarded(request, page)
 
-    async def _sparklines(self, now: float) -> dict[str, list[float]]:
-        """Jobs finished per minute over the last hour, per queue (empty without rollups)."""
-        if not self.client.store.capabilities.rollups:
-            return {}
-        start = (now // 60 - 59) * 60
-        series: dict[str, list[float]] = {}
-        for row in await self.client.rollups("minute", since=start):
-            slot = int((row.start - start) // 60)
-            if 0 <= slot < 60:
-                series.setdefault(row.queue, [0.0] * 60)[slot] += row.completed + row.errors
-        return series
-
-    async def _latency(self, queue: str, now: float) -> float | None:
-        oldest = await self.client.peek(queue)
-        if not oldest:
-            return None
-        return max(0.0, now - max(oldest[0].run_at, oldest[0].created_at))
+    def _queue_context(self) -> dict[str, Any]:
+        return {"states": [state.value for state in JobState], "limits_text": queues.limits_text}
 
     async def queue(self, request: Request) -> Response:
-        """One queue: counts by state and type, pause mode, the next ready jobs."""
+        """One queue: counts by state, pause mode, limits, the next ready jobs; three store
+        calls."""
         name = request.path_params["name"]
 
         async def page() -> Response:
-            stats = await self.client.stats()
-            rows = [row for row in stats.rows if row.queue == name]
-            mode = await self.client.pause_mode(name)
+            now = self.client.store.clock.now()
+            counts = await queues.read_counts(self.client, name)
             ready = await self.client.peek(name, 20)
-            return self.render(request, "queue.html", name=name, rows=rows, mode=mode, ready=ready)
+            limits = await queues.read_limits(self.client)
+            found = [
+                row
+                for row in queues.rows(counts, {}, limits, self.s.max_len, now)
+                if row.name == name
+            ]
+            row = found[0] if found else None
+            return self.render(
+                request,
+                "queue.html",
+                name=name,
+                row=row,
+                mode=row.pause if row else "none",
+                ready=ready,
+                **self._queue_context(),
+            )
 
         return await self.guarded(request, page)
 
@@ -605,10 +608,12 @@ class _Pages:
 
         async def stream() -> AsyncIterator[str]:
             yield ": connected\n\n"
-            async for event in self.client.watch(debounce=0.5):
-                if await request.is_disconnected():
-                    break
-                yield f"event: changed\ndata: {json.dumps(event.queue)}\n\n"
+            async with self.s.live.subscribe(debounce=0.5) as subscriber:
+                async for changed in subscriber.changes():
+                    if await request.is_disconnected():
+                        break
+                    for queue in changed:
+                        yield f"event: changed\ndata: {json.dumps(queue)}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -625,9 +630,8 @@ class _Pages:
         return JSONResponse({"ready": True})
 
     async def metrics(self, request: Request) -> Response:
-        """Prometheus exposition: this process's counts and the store's gauges."""
-        if self.s.metrics_client is None:
-            return PlainTextResponse("no metrics: create_app(metrics_client=...)", 404)
+        """Prometheus exposition: this process's counts and the store's gauges, read
+        through ``metrics_client`` when given, else through the app's own client."""
         try:
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         except ImportError:
@@ -636,9 +640,16 @@ class _Pages:
 
         from .. import metrics as metrics_module
 
-        body = await run_in_threadpool(
-            lambda: generate_latest(metrics_module.registry(self.s.metrics_client))
-        )
+        sync_client = self.s.metrics_client
+        if sync_client is not None:
+            exposed = await run_in_threadpool(metrics_module.registry, sync_client)
+        else:
+            try:
+                reading = await metrics_module.read_store_async(self.client)
+            except (DisquetteError, OSError):
+                reading = None
+            exposed = metrics_module.registry(extra=[metrics_module.ReadingCollector(reading)])
+        body = await run_in_threadpool(generate_latest, exposed)
         return Response(body, headers={"content-type": CONTENT_TYPE_LATEST})
 
 

@@ -119,6 +119,7 @@ class DisqueStore(Store):
         # Disque's commands cannot express these: no worker registry, filters or rollups.
         workers=False,
         job_filter=False,
+        queue_counts=False,
         rollups=False,
         unique=False,
         transactions=False,

@@ -118,6 +118,7 @@ class AsyncDisqueStore(AsyncStore):
         # Disque's commands cannot express these: no worker registry, filters or rollups.
         workers=False,
         job_filter=False,
+        queue_counts=False,
         rollups=False,
         unique=False,
         transactions=False,

@@ -8,15 +8,19 @@ import heapq
 from collections.abc import Sequence
 
 from ...clock import Clock
+from ...job import JobState
 from ..types import (
+    PAUSE_MODES,
     ROLLUP_PERIODS,
     JobCount,
     JobFilter,
     JobPage,
+    QueueCounts,
     Resolution,
     RollupRow,
     WorkerInfo,
     merge_rollups,
+    queue_counts_of,
 )
 from .state import MemoryState
 
@@ -63,6 +67,35 @@ class MemoryObserve(MemoryState):
         with self._lock:
             n = len(self._matching(where, None))
         return JobCount(min(n, cap), n > cap)
+
+    def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
+        """Every queue's jobs by state, exact up to ``cap``; see :meth:`Store.queue_counts`.
+        The jobs are in this process: they are all counted."""
+        with self._lock:
+            self._tick(self.clock.now())
+            counts: dict[str, dict[JobState, int]] = {}
+            next_ready: dict[str, tuple[int, float, int, float]] = {}
+            for job_id, job in self._jobs.items():
+                if queue is not None and job.queue != queue:
+                    continue
+                by_state = counts.setdefault(job.queue, {})
+                by_state[job.state] = by_state.get(job.state, 0) + 1
+                if job.state is JobState.QUEUED:
+                    key = (job.priority, job.run_at, self._seq[job_id], job.created_at)
+                    if job.queue not in next_ready or key < next_ready[job.queue]:
+                        next_ready[job.queue] = key
+            names = set(counts) | {name for name in self._pause if queue in (None, name)}
+            modes = {name: PAUSE_MODES[self._pause.get(name, 0)] for name in names}
+        return [
+            queue_counts_of(
+                name,
+                counts.get(name, {}),
+                cap,
+                modes[name],
+                max(next_ready[name][1], next_ready[name][3]) if name in next_ready else None,
+            )
+            for name in sorted(names)
+        ]
 
     def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
         """A page of matching jobs, newest first; see :meth:`Store.scan_jobs`. The cursor is

@@ -58,6 +58,7 @@ from ..types import (
     JobPage,
     NodeInfo,
     PauseMode,
+    QueueCounts,
     QueueInfo,
     Resolution,
     RollupRow,
@@ -154,6 +155,10 @@ class AsyncPostgresStore(AsyncStore):
     async def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
         """See :meth:`AsyncStore.count_jobs`."""
         return await self._observe.count_jobs(where, cap)
+
+    async def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
+        """See :meth:`AsyncStore.queue_counts` (``observe_async``)."""
+        return await self._observe.queue_counts(queue, cap)
 
     async def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
         """See :meth:`AsyncStore.scan_jobs`."""

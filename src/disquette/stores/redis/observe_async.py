@@ -20,20 +20,24 @@ This file is the asyncio source; ``observe.py`` beside it is generated from it.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from ...clock import Clock
-from ...job import Job
+from ...job import Job, JobState
 from ..types import (
     DURATION_BUCKETS,
+    PAUSE_MODES,
     ROLLUP_PERIODS,
     JobCount,
     JobFilter,
     JobPage,
+    QueueCounts,
     Resolution,
     RollupRow,
     WorkerInfo,
+    queue_counts_of,
 )
 from .codec import ROW_WIDTH, STATE_LETTERS, row_to_job
 from .runner_async import AsyncScriptRunner
@@ -44,6 +48,11 @@ CHUNK: Final = 1000
 MAX_EXAMINED: Final = 100_000
 _COUNTERS: Final = ("completed", "errors", *(f"h{i}" for i in range(len(DURATION_BUCKETS))))
 _SEP: Final = "\x00"
+#: How many members of a queue's expiry set ``queue_counts`` reads at most to tell its done
+#: and cancelled jobs apart (one job hash each, inside one script: Redis waits meanwhile).
+COUNT_WINDOW: Final = 1000
+#: The head of a job's "m" field: flags, encoding, created_at (``codec.pack_record``).
+_M_HEAD: Final = struct.Struct(">BBd")
 
 
 class AsyncObserve:
@@ -118,6 +127,27 @@ class AsyncObserve:
             if examined >= MAX_EXAMINED:
                 return matched, before
 
+    async def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
+        """Every queue's jobs by state, capped; see :meth:`AsyncStore.queue_counts`.
+
+        One script call per queue group (``counts.lua``): ready, scheduled, active and
+        failed jobs are the sizes of their sets (exact); done and cancelled ones share the
+        expiry set with the pending jobs that have a TTL, so they are told apart among its
+        first ``min(cap, COUNT_WINDOW)`` + 1 members only (exact while it holds no more,
+        else capped): a script reads at most that many job hashes per queue.
+        """
+        window = min(cap, COUNT_WINDOW)
+        names = [queue] if queue is not None else await self.runner.all_queues()
+        result = []
+        for group in self.runner.per_call(names) if names else []:
+            key = self.runner.queue_key(group[0], "r")
+            reply = await self.runner.run("counts", [key], [window + 1, *group])
+            for at in range(0, len(reply), 11):
+                counted = _queue_counts(reply[at : at + 11], cap, window)
+                if counted is not None:
+                    result.append(counted)
+        return sorted(result, key=lambda counts: counts.name)
+
     async def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
         """Count matching jobs, capped; see :meth:`AsyncStore.count_jobs`. Reads at most
         :data:`MAX_EXAMINED` jobs: past that, the count is "at least" (``capped``)."""
@@ -183,3 +213,26 @@ class AsyncObserve:
                 )
             )
         return sorted(rows, key=lambda r: (r.start, r.queue, r.type))
+
+
+def _queue_counts(row: Sequence[Any], cap: int, window: int) -> QueueCounts | None:
+    """One queue of ``counts.lua``'s reply (None: it holds no job and no pause mode)."""
+    name, bits, ready, scheduled, active, failed, done, cancelled, expiring, run_at, head = row
+    exact = {
+        JobState.SCHEDULED: int(scheduled),
+        JobState.QUEUED: int(ready),
+        JobState.ACTIVE: int(active),
+        JobState.DONE: int(done),
+        JobState.FAILED: int(failed),
+        JobState.CANCELLED: int(cancelled),
+    }
+    if not int(bits) and not any(exact.values()) and not int(expiring):
+        return None
+    since = None
+    if run_at:
+        since = float(run_at)
+        if head and len(head) == _M_HEAD.size:
+            since = max(since, _M_HEAD.unpack(head)[2])
+    past = int(expiring) > window
+    lower = frozenset({JobState.DONE, JobState.CANCELLED}) if past else frozenset()
+    return queue_counts_of(name.decode(), exact, cap, PAUSE_MODES[int(bits)], since, lower)

@@ -20,6 +20,7 @@ from ... import defaults
 SCRIPT_NAMES: Final = (
     "add",
     "scan_desc",  # issue 14: filtered jobs pages
+    "counts",  # issue 14: queue_counts
     "claim",
     "ack",
     "nack",

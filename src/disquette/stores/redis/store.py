@@ -104,6 +104,7 @@ from ..types import (
     JobPage,
     NodeInfo,
     PauseMode,
+    QueueCounts,
     QueueInfo,
     Resolution,
     RollupRow,
@@ -644,6 +645,10 @@ class RedisStore(Store):
     def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
         """See :meth:`Store.count_jobs` (a bounded scan: slow, see ``observe_async``)."""
         return self._observe.count_jobs(where, cap)
+
+    def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
+        """See :meth:`Store.queue_counts` (``observe_async``)."""
+        return self._observe.queue_counts(queue, cap)
 
     def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
         """See :meth:`Store.scan_jobs` (a bounded scan: slow, see ``observe_async``)."""

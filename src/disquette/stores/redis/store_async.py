@@ -103,6 +103,7 @@ from ..types import (
     JobPage,
     NodeInfo,
     PauseMode,
+    QueueCounts,
     QueueInfo,
     Resolution,
     RollupRow,
@@ -653,6 +654,10 @@ class AsyncRedisStore(AsyncStore):
     async def count_jobs(self, where: JobFilter, cap: int) -> JobCount:
         """See :meth:`AsyncStore.count_jobs` (a bounded scan: slow, see ``observe_async``)."""
         return await self._observe.count_jobs(where, cap)
+
+    async def queue_counts(self, queue: str | None, cap: int) -> list[QueueCounts]:
+        """See :meth:`AsyncStore.queue_counts` (``observe_async``)."""
+        return await self._observe.queue_counts(queue, cap)
 
     async def scan_jobs(self, where: JobFilter, cursor: str | None, limit: int) -> JobPage:
         """See :meth:`AsyncStore.scan_jobs` (a bounded scan: slow, see ``observe_async``)."""
