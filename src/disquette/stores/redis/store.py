@@ -40,10 +40,11 @@ live beside their queue's keys; a job id is mapped to its queue by a string key
 ``<prefix>id:<id>`` (plus a local cache), which costs one extra round trip for an id the
 client has not seen, and about 90 bytes per job. A ``get`` over several queues is one
 script call per queue there (left to right), not one atomic call. ``replicate`` is
-refused on a Cluster. A blocked ``get`` of one queue there blocks on its marker on the
-queue's primary; a ``get`` of several queues waits on the wake-ups the scripts publish
-(``<prefix>w:<queue>`` when a queue's ready set goes from empty to not empty), as one
-BZPOPMIN cannot wait on markers of several slots.
+refused on a Cluster, and so is a parent (``depends_on``) in another hash slot than its
+child's queue (``InvalidOption``; see ``deps_async.py``). A blocked ``get`` of one queue
+there blocks on its marker on the queue's primary; a ``get`` of several queues waits on
+the wake-ups the scripts publish (``<prefix>w:<queue>`` when a queue's ready set goes
+from empty to not empty), as one BZPOPMIN cannot wait on markers of several slots.
 
 Memory: a queued no-op job (16-byte body, default options) costs about 375 bytes of
 ``used_memory`` on one server (measured over 1M jobs with ``bench/bench_redis.py
