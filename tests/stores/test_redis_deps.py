@@ -67,6 +67,21 @@ def test_resolved_dependencies_leave_no_lists_or_flags(tmp_path: Path) -> None:
         assert [key for key in _keys(url, store) if ":j:" in key or key.endswith(":c")] == []
 
 
+def test_a_released_child_marks_its_queue_for_blocked_gets(tmp_path: Path) -> None:
+    url = conformance_url(tmp_path)
+    with connect(url) as jobs:
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        parent = jobs.add("parent", "par")
+        child = jobs.add("child", "kid", depends_on=[parent])
+        marker = store.runner.queue_key("kid", "w")
+        raw = _raw(url)
+        assert raw.exists(marker) == 0  # a waiting job wakes nobody
+        jobs.ack(jobs.timeout(0).get("par"))
+        assert raw.exists(marker) == 1  # as an add of a ready job does
+        assert jobs.timeout(0).get("kid").id == child
+
+
 def _job(body: str, queue: str, now: float, parents: tuple[str, ...] = ()) -> Job:
     return Job(
         new_job_id(None, 300.0), queue, body.encode(), created_at=now, run_at=now,

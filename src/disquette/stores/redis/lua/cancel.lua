@@ -4,8 +4,8 @@
 -- attempts count (the holder), the job that delivery holds (see held) ends cancelled.
 -- A waiting job (dependencies) ends cancelled too; a job's waiting children are resolved
 -- (see resolve in deps.lua). A cancelled job is kept for its result_ttl, as a done one.
--- Returns {"cancelled"},
--- {"requested"}, {"missing"}, {"lost", attempts, st} or {"state", st}.
+-- Returns {"cancelled"}, {"requested"}, {"missing"}, {"lost", attempts, st} or
+-- {"state", st}.
 local key = KEYS[1]
 local q, v = locate(key, 'st', 'rt', 'n', 'lp', 'ch')
 if not q then return finish({'missing'}) end

@@ -22,13 +22,13 @@
 --                                       parents not yet done: see deps.lua)
 -- A job is a hash. Field "m" holds what never changes, packed by the Python side (created
 -- at, options, body: the scripts never read it); the others are what the scripts need:
---   q queue, st state (s, q, a, d done, f failed, c cancelled, w waiting), r run_at, sq enqueue sequence,
---   t type, p priority, ra retry_after, rt result_ttl (the last three only when not
---   DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error count, le last
---   error, la leased_at, lu lease_until, h holder (the process a claim leased the job to,
---   if it said, then "#" and the attempts of that delivery: a process of the previous
---   version claims without clearing h, and attempts tell its delivery apart; see
---   release_holder.lua; la, lu and h mean something only while active),
+--   q queue, st state (s, q, a, d done, f failed, c cancelled, w waiting), r run_at, sq
+--   enqueue sequence, t type, p priority, ra retry_after, rt result_ttl (the last three
+--   only when not DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error
+--   count, le last error, la leased_at, lu lease_until, h holder (the process a claim
+--   leased the job to, if it said, then "#" and the attempts of that delivery: a process
+--   of the previous version claims without clearing h, and attempts tell its delivery
+--   apart; see release_holder.lua; la, lu and h mean something only while active),
 --   w set when a wait() registered interest (its end is published, see finish),
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
 --   failed for good: its TTL no longer applies), lp "lapsed" (set while the job is ready
@@ -49,8 +49,8 @@
 -- "<prefix>w:<Q>" is also published when a queue's ready set goes from empty to not empty
 -- (a get over several queues cannot block on keys of several slots). "<prefix>d:<id>" is
 -- published when a job someone waits on (field w) becomes done, failed, cancelled or
--- deleted (a waiting child's end included), "<prefix>done" after a flush, and "<prefix>cancel" when an active job gets a
--- cancel request.
+-- deleted (a waiting child's end included), "<prefix>done" after a flush, and
+-- "<prefix>cancel" when an active job gets a cancel request.
 
 local PREFIX = ARGV[1]
 local IN_QUEUE_SLOT = ARGV[2] == '1'

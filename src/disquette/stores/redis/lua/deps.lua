@@ -147,7 +147,8 @@ resolve = function(key, id, why)
                     leave(q, child, child_id, 'w')
                     end_dependant(q, child, child_id, state, dependency_error(item[2], item[3]))
                     if v[8] then
-                        work[#work + 1] = {child, child_id, state == 'f' and 'failed' or 'cancelled'}
+                        local child_end = state == 'f' and 'failed' or 'cancelled'
+                        work[#work + 1] = {child, child_id, child_end}
                     end
                 end
             end

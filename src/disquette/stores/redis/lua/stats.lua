@@ -1,7 +1,7 @@
 -- stats: aggregate one chunk of queue ARGV[4]'s jobs per type, starting at rank ARGV[6]
 -- of set number ARGV[5] (1 ready, 2 scheduled, 3 active, 4 failed, 5 expiries, where
--- only done and cancelled jobs count, 6 waiting), at most ARGV[7] jobs. A big queue is read in several calls so
--- that Redis is never blocked for long.
+-- only done and cancelled jobs count, 6 waiting), at most ARGV[7] jobs. A big queue is
+-- read in several calls so that Redis is never blocked for long.
 -- Returns {pause bits, next set (0 at the end), next rank, rows...}, each row being
 -- type (false for none), scheduled, queued, active, done, failed, max error count,
 -- oldest pending run_at (false for none), cancelled, waiting.
