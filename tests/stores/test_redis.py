@@ -45,6 +45,7 @@ from tests.servers.redis import (
     session_url,
     with_prefix,
 )
+from tests.stores.test_redis_deps import check_cluster_dependencies
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Documented bound (docs and bench/bench_redis.py): bytes of Redis memory per queued
@@ -52,8 +53,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 BYTES_PER_QUEUED_JOB = 400
 
 
-# The reference-model test is left out on the Cluster: it adds time, not operations.
-PYTEST_ARGS = ("-q", "-x", "-k", "redis and not model", "-p", "no:cacheprovider")
+# The reference-model test is left out on the Cluster: it adds time, not operations. So are
+# the dependency tests, whose parents are in other queues (other hash slots, refused there):
+# check_cluster_dependencies covers dependencies on the Cluster.
+PYTEST_ARGS = (
+    "-q", "-x", "-k", "redis and not model and not test_dependencies", "-p", "no:cacheprovider"
+)  # fmt: skip
 
 
 def _python(code: str, *args: str) -> list[str]:
@@ -312,6 +317,7 @@ def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) 
             assert len(holders) > 1
             assert jobs.stats().by_queue()["queue-3"].active == 1
             assert jobs.recover_stale(max_age=0) == len(queues)
+        check_cluster_dependencies(cluster.url)
         # A get of one queue blocks on its marker, on the queue's primary (poll: 60 s).
         with connect(with_prefix(cluster.url, prefix) + "&poll_interval=60") as jobs:
             got: list[str] = []

@@ -39,9 +39,16 @@ JOB = Job(
     cancel_requested=True,
     progress={"done": 3},
     headers={"k": "v", "é": "日本"},
+    depends_on=(
+        "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001",
+        "D-00000000-BBBBBBBBBBBBBBBBBBBBBBBB-0002",
+    ),
+    on_dependency_failure="run",
 )
 #: JOB's headers as the "hd" field holds them.
 HEADERS_FIELD = '{"k":"v","é":"日本"}'.encode()
+#: JOB's parents as the "do" field holds them: the policy's letter, then the ids.
+PARENTS_FIELD = b"r" + "".join(JOB.depends_on).encode()
 
 
 def test_a_packed_record_unpacks_to_the_same_values() -> None:
@@ -53,7 +60,7 @@ def test_a_packed_record_unpacks_to_the_same_values() -> None:
 def test_a_claimed_row_fills_every_field_by_name() -> None:
     row = [
         2, b"id-1", pack_record(JOB), b"kind", b"12", b"17", b"18", b"19", b"20", b"oops",
-        b"21", None, b"1", b'{"done":3}', HEADERS_FIELD,
+        b"21", None, b"1", b'{"done":3}', HEADERS_FIELD, PARENTS_FIELD,
     ]  # fmt: skip
     assert len(row) == CLAIM_ROW_WIDTH
     assert claimed_jobs(row, ["q1", "q2"]) == [JOB]
@@ -63,6 +70,7 @@ def test_a_read_row_fills_every_field_by_name() -> None:
     row = [
         b"id-1", b"q2", pack_record(JOB), b"kind", b"a", b"12", b"17", b"18", b"19", b"20",
         b"oops", b"21", None, None, None, b"5", None, b"1", b'{"done":3}', HEADERS_FIELD,
+        PARENTS_FIELD,
     ]  # fmt: skip
     assert len(row) == ROW_WIDTH
     assert row_to_job(row) == JOB
@@ -75,3 +83,19 @@ def test_job_args_carry_headers_in_the_options_only_when_there_are_some() -> Non
     carrying = Job(id="id-3", queue="q", raw_body=b"x", headers=JOB.headers)
     options = job_args(carrying)[3]
     assert options == bytes((32,)) + len(HEADERS_FIELD).to_bytes(4, "big") + HEADERS_FIELD
+
+
+def test_job_args_carry_parents_first_in_the_options_only_when_there_are_some() -> None:
+    (first, second) = JOB.depends_on
+    child = Job(id="id-4", queue="q", raw_body=b"x", depends_on=(first,))
+    block = bytes((0,)) + (1).to_bytes(2, "big") + (0).to_bytes(2, "big") + first.encode()
+    assert job_args(child)[3] == bytes((64,)) + block
+    # On a Cluster, a parent outside the child's queue is named with its queue.
+    both = Job(id="id-5", queue="q", raw_body=b"x", depends_on=(first, second))
+    options = job_args(both, {first: "q", second: "other"})[3]
+    assert options == (
+        bytes((64, 0)) + (2).to_bytes(2, "big")
+        + (0).to_bytes(2, "big") + first.encode()
+        + (5).to_bytes(2, "big") + b"other" + second.encode()
+    )  # fmt: skip
+    assert job_args(Job(id="id-6", queue="q", raw_body=b"x"))[3] == b""

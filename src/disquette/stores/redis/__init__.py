@@ -11,6 +11,9 @@ Modules (importing this package imports no driver):
   documents the key layout), ``@NAME@`` filled from :mod:`disquette.defaults`.
 - ``codec.py``: how jobs are spelled: the packed ``m`` field, the scripts' rows and
   arguments.
+- ``deps_async.py``: job dependencies (issue 16): how an add with parents is laid out in
+  script calls, and a Cluster's slot rule; the work is ``lua/deps.lua``'s (``deps.py``
+  is generated).
 - ``listener.py``: the wake-up listener and the connection probe; ``timers.py``: wake-ups
   when a delay or a lease runs out. These and the three above are written once for both
   flavours.

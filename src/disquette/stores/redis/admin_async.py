@@ -141,20 +141,21 @@ class AsyncAdmin:
                 if int(reply[0]) & PAUSE_OUT:
                     paused.add(queue)
                 position = [int(reply[1]), int(reply[2])]
-                for at in range(3, len(reply), 9):
-                    type_, *counts, max_errors, oldest, cancelled = reply[at : at + 9]
+                for at in range(3, len(reply), 10):
+                    type_, *counts, max_errors, oldest, cancelled, waiting = reply[at : at + 10]
                     name = decode_text(type_)
-                    row = merged.setdefault(name, [0, 0, 0, 0, 0, 0, None, 0])
+                    row = merged.setdefault(name, [0, 0, 0, 0, 0, 0, None, 0, 0])
                     for column, value in enumerate(counts):
                         row[column] += int(value)
                     row[5] = max(row[5], int(max_errors))
                     if oldest is not None and (row[6] is None or float(oldest) < row[6]):
                         row[6] = float(oldest)
                     row[7] += int(cancelled)
+                    row[8] += int(waiting)
             for name in sorted(merged, key=lambda name: name or ""):
-                scheduled, queued, active, done, failed, max_errors, oldest, cancelled = merged[
-                    name
-                ]
+                scheduled, queued, active, done, failed, max_errors, oldest, cancelled, waiting = (
+                    merged[name]
+                )
                 rows.append(
                     StatsRow(
                         queue=queue,
@@ -165,6 +166,7 @@ class AsyncAdmin:
                         done=done,
                         failed=failed,
                         cancelled=cancelled,
+                        waiting=waiting,
                         max_error_count=max_errors,
                         oldest_run_at=oldest,
                     )

@@ -15,19 +15,19 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ... import defaults
-from ...errors import QueueFull, QueuePaused
-from ...job import Encoding, Job, JobState, decode_progress
+from ...errors import JobNotFound, QueueFull, QueuePaused
+from ...job import DEPENDENCY_POLICIES, DependencyPolicy, Encoding, Job, JobState, decode_progress
 
 #: Fields of a job hash, in the order the reading scripts return them after the id.
 FIELDS: Final = (
     "q", "m", "t", "st", "r", "n", "k", "ad", "ec", "le", "lu", "res", "re", "fa", "sq", "nx",
-    "cr", "pg", "hd",
+    "cr", "pg", "hd", "do",
 )  # fmt: skip
 #: Where a row (id, then FIELDS) holds the job's enqueue sequence.
 SEQ_AT: Final = 1 + FIELDS.index("sq")
 ROW_WIDTH: Final = len(FIELDS) + 1
-#: A claimed job: queue index, id, m t r n k ad ec le lu nx cr pg hd (see claim.lua).
-CLAIM_ROW_WIDTH: Final = 15
+#: A claimed job: queue index, id, m t r n k ad ec le lu nx cr pg hd do (see claim.lua).
+CLAIM_ROW_WIDTH: Final = 16
 #: Values a job hash leaves out (``DEFAULTS`` in ``common.lua``, filled from the same
 #: module when the scripts load), so that a job with the usual options costs fewer bytes.
 DEFAULT_PRIORITY: Final = defaults.PRIORITY
@@ -42,6 +42,7 @@ STATE_LETTERS: Final = {
     JobState.DONE: "d",
     JobState.FAILED: "f",
     JobState.CANCELLED: "c",
+    JobState.WAITING: "w",
 }
 STATES: Final = {
     b"s": JobState.SCHEDULED,
@@ -50,6 +51,7 @@ STATES: Final = {
     b"d": JobState.DONE,
     b"f": JobState.FAILED,
     b"c": JobState.CANCELLED,
+    b"w": JobState.WAITING,
 }
 
 
@@ -65,6 +67,14 @@ _FLOAT: Final = struct.Struct(">d")
 #: A unique job's states mask and key length, before the key (see add.lua).
 _UNIQUE: Final = struct.Struct(">BH")
 _SIZE: Final = struct.Struct(">I")
+#: A job's parents block (see ``parse_parents`` in deps.lua): policy, count; then per
+#: parent its queue's name length (0: the child's queue) before the name and the id.
+_PARENTS: Final = struct.Struct(">BH")
+_NAME: Final = struct.Struct(">H")
+#: The ``do`` field's first byte: the policy's letter.
+_POLICY_LETTERS: Final = {b"f"[0]: DEPENDENCY_POLICIES[0], b"r"[0]: DEPENDENCY_POLICIES[1]}
+#: The length of a job id (``check_job_id``): the ``do`` field packs them without separator.
+ID_LENGTH: Final = 40
 # Which optional values follow the head of a packed record (in this order).
 _HAS_PRIORITY, _HAS_RETRY_AFTER, _HAS_EXPIRES_AT, _HAS_MAX_ATTEMPTS, _HAS_RESULT_TTL = (
     1, 2, 4, 8, 16,
@@ -151,7 +161,7 @@ def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
     (
         job_id, queue, packed, type_, state, run_at, attempts, nacks, additional_deliveries,
         error_count, last_error, lease_until, result, result_encoding, finished_at, _seq,
-        no_expiry, cancel_requested, progress, headers,
+        no_expiry, cancel_requested, progress, headers, parents,
     ) = row[at : at + ROW_WIDTH]  # fmt: skip
     if queue is None:
         return None
@@ -165,7 +175,7 @@ def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
         expires_at = None
     else:
         expires_at = ttl_expiry
-    return Job(
+    job = Job(
         id=job_id.decode(),
         queue=queue.decode(),
         raw_body=body,
@@ -197,6 +207,9 @@ def row_to_job(row: Sequence[Any], at: int = 0) -> Job | None:
         progress=decode_progress(progress),
         headers=decode_headers(headers),
     )
+    if parents is not None:
+        job.depends_on, job.on_dependency_failure = decode_parents(parents)
+    return job
 
 
 def rows_to_jobs(rows: Sequence[Any]) -> list[Job]:
@@ -222,6 +235,7 @@ def claimed_jobs(rows: Sequence[Any], queues: Sequence[str]) -> list[Job]:
         (
             index, job_id, packed, type_, run_at, attempts, nacks, additional_deliveries,
             error_count, last_error, lease_until, no_expiry, cancel_requested, progress, headers,
+            parents,
         ) = rows[at : at + CLAIM_ROW_WIDTH]  # fmt: skip
         encoding, created_at, priority, retry_after, expires_at, max_attempts, result_ttl, body = (
             unpack_record(packed)
@@ -254,14 +268,41 @@ def claimed_jobs(rows: Sequence[Any], queues: Sequence[str]) -> list[Job]:
         )
         if headers is not None:  # most jobs have none: no call for them
             job.headers = json.loads(headers)
+        if parents is not None:
+            job.depends_on, job.on_dependency_failure = decode_parents(parents)
         jobs.append(job)
     return jobs
 
 
-def job_args(job: Job) -> tuple[Any, ...]:
-    """A job's values in the order ``add.lua`` reads them: id, m, run_at, options."""
+def decode_parents(value: bytes) -> tuple[tuple[str, ...], DependencyPolicy]:
+    """A job's ``do`` field as its ``depends_on`` and ``on_dependency_failure``."""
+    text = value.decode()
+    parents = tuple(text[at : at + ID_LENGTH] for at in range(1, len(text), ID_LENGTH))
+    return parents, _POLICY_LETTERS[value[0]]
+
+
+def parents_block(job: Job, queues: dict[str, str] | None) -> bytes:
+    """A job's parents as ``add.lua`` reads them (options flag 64); ``queues`` names the
+    queue of each parent outside the job's own (a Cluster's; None on one server)."""
+    block = [
+        _PARENTS.pack(DEPENDENCY_POLICIES.index(job.on_dependency_failure), len(job.depends_on))
+    ]
+    for parent in job.depends_on:
+        name = b""
+        if queues is not None and queues.get(parent, job.queue) != job.queue:
+            name = queues[parent].encode()
+        block += [_NAME.pack(len(name)), name, parent.encode()]
+    return b"".join(block)
+
+
+def job_args(job: Job, queues: dict[str, str] | None = None) -> tuple[Any, ...]:
+    """A job's values in the order ``add.lua`` reads them: id, m, run_at, options
+    (``queues``: see :func:`parents_block`)."""
     flags = 0
     options = []
+    if job.depends_on:
+        flags |= 64
+        options.append(parents_block(job, queues))
     if job.priority != DEFAULT_PRIORITY:
         flags |= 1
         options.append(_INT.pack(job.priority))
@@ -318,5 +359,7 @@ def check_add(reply: Sequence[Any], max_len: int | None) -> dict[str, str]:
         raise QueueFull(reply[1].decode(), max_len or 0)
     if reply[0] == b"paused":
         raise QueuePaused(reply[1].decode())
+    if reply[0] == b"missing":
+        raise JobNotFound(reply[1].decode())
     pairs = reply[2:]
     return {pairs[i].decode(): pairs[i + 1].decode() for i in range(0, len(pairs), 2)}

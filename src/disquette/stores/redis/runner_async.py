@@ -238,6 +238,15 @@ class AsyncScriptRunner:
                 groups.setdefault(queue, []).append(job_id)
         return groups
 
+    async def queues_of(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The queue of each of these jobs a Cluster holds (its id lookup)."""
+        return {
+            job_id: queue
+            for queue, ids in (await self._locate(job_ids)).items()
+            if queue is not None
+            for job_id in ids
+        }
+
     async def run_by_id(
         self,
         name: str,

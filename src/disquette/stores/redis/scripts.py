@@ -1,7 +1,8 @@
 """The Redis store's Lua scripts, read once from ``lua/`` (both flavours share them).
 
 Each script is ``common.lua`` (the calling convention, the key layout and shared
-functions) followed by the operation's own file. ``@NAME@`` in a script is filled with
+functions) and ``deps.lua`` (job dependencies, which any script's expiry may resolve)
+followed by the operation's own file. ``@NAME@`` in a script is filled with
 :mod:`disquette.defaults`' ``NAME`` when it is loaded, so the values a job hash leaves out
 have one home; a placeholder that names no default, or one left unfilled, stops the load.
 """
@@ -98,6 +99,7 @@ def load_scripts() -> dict[str, Script]:
     folder = resources.files(__package__).joinpath("lua")
     values = default_values()
     common = fill(folder.joinpath("common.lua").read_text(), values, "common.lua")
+    common += "\n" + fill(folder.joinpath("deps.lua").read_text(), values, "deps.lua")
     scripts = {}
     for name in SCRIPT_NAMES:
         own = fill(folder.joinpath(f"{name}.lua").read_text(), values, f"{name}.lua")

@@ -39,10 +39,11 @@ live beside their queue's keys; a job id is mapped to its queue by a string key
 ``<prefix>id:<id>`` (plus a local cache), which costs one extra round trip for an id the
 client has not seen, and about 90 bytes per job. A ``get`` over several queues is one
 script call per queue there (left to right), not one atomic call. ``replicate`` is
-refused on a Cluster. A blocked ``get`` of one queue there blocks on its marker on the
-queue's primary; a ``get`` of several queues waits on the wake-ups the scripts publish
-(``<prefix>w:<queue>`` when a queue's ready set goes from empty to not empty), as one
-BZPOPMIN cannot wait on markers of several slots.
+refused on a Cluster, and so is a parent (``depends_on``) in another hash slot than its
+child's queue (``InvalidOption``; see ``deps_async.py``). A blocked ``get`` of one queue
+there blocks on its marker on the queue's primary; a ``get`` of several queues waits on
+the wake-ups the scripts publish (``<prefix>w:<queue>`` when a queue's ready set goes
+from empty to not empty), as one BZPOPMIN cannot wait on markers of several slots.
 
 Memory: a queued no-op job (16-byte body, default options) costs about 375 bytes of
 ``used_memory`` on one server (measured over 1M jobs with ``bench/bench_redis.py
@@ -110,7 +111,6 @@ from ..types import (
     ScheduleInfo,
     WorkerInfo,
     pause_bits,
-    refuse_dependencies,
     refuse_store_powers,
 )
 from .admin_async import STATS_CHUNK, AsyncAdmin
@@ -127,6 +127,7 @@ from .codec import (
     row_to_job,
     rows_to_jobs,
 )
+from .deps_async import add_groups, cluster_parents, slot_calls
 from .listener import MarkerWatcher, RedisWakeups, WaiterRegistry, WakeupListener, probe
 from .observe_async import AsyncObserve
 from .runner_async import AsyncScriptRunner
@@ -155,6 +156,7 @@ class AsyncRedisStore(AsyncStore):
         node_registry=True,
         migrations=False,
         limits=True,
+        dependencies=True,
     )
 
     def __init__(
@@ -210,13 +212,11 @@ class AsyncRedisStore(AsyncStore):
         """Insert jobs; see :meth:`AsyncStore.add`. With ``replicate``, also wait until that
         many replicas received them (``WAIT``), else raise :class:`NotReplicated`."""
         refuse_store_powers("redis", connection, 0)
-        refuse_dependencies("redis", jobs)
         if replicate and self.cluster:
             raise NotReplicated(replicate, 0, "redis cluster")
-        groups: dict[str, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(job.queue, []).append(job)
-        await self.runner.register(groups)
+        dependants = any(job.depends_on for job in jobs)
+        groups = add_groups(jobs, dependants)
+        await self.runner.register(queue for queue, _ in groups)
         head = ["" if max_len is None else max_len]
         if not self.cluster:
             # Held jobs wait for their release until this deadline at most: a release lost
@@ -224,26 +224,30 @@ class AsyncRedisStore(AsyncStore):
             # them, where a hold without end kept an acknowledged job forever.
             hold_until = self.clock.now() + 2 * self.settings.replicate_timeout + HOLD_MARGIN
             argv: list[Any] = [*head, "", hold_until if replicate else ""]
-            for queue, members in groups.items():
+            for queue, members in groups:
                 argv += [queue, len(members)]
                 for job in members:
                     argv += job_args(job)
-            first = self.runner.queue_key(next(iter(groups)), "r")
+            first = self.runner.queue_key(groups[0][0], "r")
             if replicate:
                 return await self._add_replicated(first, argv, jobs, replicate, max_len)
             return check_add(await self.runner.run("add", [first], argv), max_len)
         existing: dict[str, str] = {}
+        parents = await cluster_parents(self.runner, jobs) if dependants else None
         seq = int(await self.runner.command("INCRBY", self.prefix + "seq", len(jobs))) - len(jobs)
-        for queue, members in groups.items():
-            lookups = [("SET", self.prefix + "id:" + job.id, queue) for job in members]
+        for call in slot_calls(self.runner, groups) if dependants else [[g] for g in groups]:
+            members = [job for _, group in call for job in group]
+            lookups = [("SET", self.prefix + "id:" + job.id, job.queue) for job in members]
             await self.runner.pipeline(lookups)
             for job in members:
-                self.runner.remember(job.id, queue)
-            argv = [*head, seq, "", queue, len(members)]
-            for job in members:
-                argv += job_args(job)
+                self.runner.remember(job.id, job.queue)
+            argv = [*head, seq, ""]
+            for queue, group in call:
+                argv += [queue, len(group)]
+                for job in group:
+                    argv += job_args(job, parents)
             seq += len(members)
-            reply = await self.runner.run("add", [self.runner.queue_key(queue, "r")], argv)
+            reply = await self.runner.run("add", [self.runner.queue_key(call[0][0], "r")], argv)
             if reply[0] != b"ok":
                 await self.runner.forget([job.id.encode() for job in members])
             found = check_add(reply, max_len)

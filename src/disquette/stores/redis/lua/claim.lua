@@ -14,7 +14,7 @@
 -- A blocked get queues this script behind its BZPOPMIN, so it runs when the pop returns,
 -- with the caller's now of when it was sent: with ARGV[8] "1", KEYS[2] is a stamp the
 -- caller set just before (SET PX STAMP_MS), and the time it has lived is added to now.
-local CLAIMED = {'m', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'nx', 'cr', 'pg', 'hd'}
+local CLAIMED = {'m', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'nx', 'cr', 'pg', 'hd', 'do'}
 local FIRST_QUEUE = 9
 local STAMP_MS = 600000
 local want = tonumber(ARGV[5])
@@ -58,7 +58,7 @@ end
 local function lease(q, index, id)
     local key = job_key(q, id)
     local v = redis.call('HMGET', key, 'm', 't', 'r', 'n', 'k', 'ad', 'ec', 'le', 'ra', 'nx', 'cr',
-                         'pg', 'hd', 'h', 'lp')
+                         'pg', 'hd', 'do', 'h', 'lp')
     if not v[1] then return false end
     local attempts = tonumber(v[4] or 0) + 1
     local retry_after = tonumber(v[9] or DEFAULTS.ra)
@@ -70,9 +70,9 @@ local function lease(q, index, id)
     else
         redis.call('HSET', key, 'st', 'a', 'n', attempts, 'la', NOW_S, 'lu', lease_until)
         -- An earlier delivery's holder must not be able to release this one.
-        if v[14] then redis.call('HDEL', key, 'h') end
+        if v[15] then redis.call('HDEL', key, 'h') end
     end
-    if v[15] then redis.call('HDEL', key, 'lp') end  -- the lapsed delivery lost the job
+    if v[16] then redis.call('HDEL', key, 'lp') end  -- the lapsed delivery lost the job
     redis.call('ZADD', q.a, lease_until, id)
     v[4] = attempts
     v[9] = lease_until

@@ -18,15 +18,17 @@
 --   <prefix>{Q}:w   wake marker   zset  one member "0" while the queue may hold ready jobs
 --                                       for a blocked get to claim (a hint, never the truth:
 --                                       a blocked get pops it with BZPOPMIN, see finish)
+--   <prefix>{Q}:b   waiting jobs  zset  score enqueue sequence, member id (jobs added with
+--                                       parents not yet done: see deps.lua)
 -- A job is a hash. Field "m" holds what never changes, packed by the Python side (created
 -- at, options, body: the scripts never read it); the others are what the scripts need:
---   q queue, st state (s, q, a, d done, f failed, c cancelled), r run_at, sq enqueue sequence,
---   t type, p priority, ra retry_after, rt result_ttl (the last three only when not
---   DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error count, le last
---   error, la leased_at, lu lease_until, h holder (the process a claim leased the job to,
---   if it said, then "#" and the attempts of that delivery: a process of the previous
---   version claims without clearing h, and attempts tell its delivery apart; see
---   release_holder.lua; la, lu and h mean something only while active),
+--   q queue, st state (s, q, a, d done, f failed, c cancelled, w waiting), r run_at, sq
+--   enqueue sequence, t type, p priority, ra retry_after, rt result_ttl (the last three
+--   only when not DEFAULTS), n attempts, k nacks, ad additional deliveries, ec error
+--   count, le last error, la leased_at, lu lease_until, h holder (the process a claim
+--   leased the job to, if it said, then "#" and the attempts of that delivery: a process
+--   of the previous version claims without clearing h, and attempts tell its delivery
+--   apart; see release_holder.lua; la, lu and h mean something only while active),
 --   w set when a wait() registered interest (its end is published, see finish),
 --   fa finished_at, res result, re result encoding, nx "no expiry" (set when the job
 --   failed for good: its TTL no longer applies), lp "lapsed" (set while the job is ready
@@ -35,17 +37,20 @@
 --   on an active job someone asked to cancel: working and progress refuse it; its holder
 --   ends it in state c, cancelled, kept like a done job for rt), pg the progress its
 --   holder last reported (JSON text), hd headers (JSON text, set by add only for a job
---   that has some).
+--   that has some); a job added with parents (issue 16, see deps.lua) keeps do (its
+--   policy letter, f or r, then its parents' 40-byte ids), and dc (how many of them are
+--   still pending) while waiting; a parent with waiting children has ch set and their
+--   job keys in the list "<its job key>:c".
 -- Unique jobs: "<prefix>{Q}:u:<key>" (a string) names the last job that took the key; a
 -- job given one keeps it in field uk, and in us the bits of the states it holds it in
--- (s 1, q 2, a 4, d 8, f 16, c 32; see key_holder).
+-- (s 1, q 2, a 4, d 8, f 16, c 32, w 64; see key_holder).
 -- Wake-ups: a queue that gained ready jobs gets its marker (one BZPOPMIN wakes one
 -- blocked get; the claim re-arms the marker while ready jobs remain). On a Cluster,
 -- "<prefix>w:<Q>" is also published when a queue's ready set goes from empty to not empty
 -- (a get over several queues cannot block on keys of several slots). "<prefix>d:<id>" is
 -- published when a job someone waits on (field w) becomes done, failed, cancelled or
--- deleted, "<prefix>done" after a flush, and "<prefix>cancel" when an active job gets a
--- cancel request.
+-- deleted (a waiting child's end included), "<prefix>done" after a flush, and
+-- "<prefix>cancel" when an active job gets a cancel request.
 
 local PREFIX = ARGV[1]
 local IN_QUEUE_SLOT = ARGV[2] == '1'
@@ -54,7 +59,7 @@ local NOW = tonumber(NOW_S)
 
 -- The row every reading script returns after the id (claim.lua returns its own, shorter).
 local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
-                'sq', 'nx', 'cr', 'pg', 'hd'}
+                'sq', 'nx', 'cr', 'pg', 'hd', 'do'}
 -- Values a job hash leaves out: the job defaults, filled in from defaults.py at load time.
 local DEFAULTS = {p = '@PRIORITY@', ra = '@RETRY_AFTER@', rt = '@RESULT_TTL@'}
 
@@ -79,6 +84,7 @@ local function queue(name)
     local base = PREFIX .. '{' .. escaped .. '}:'
     q = {name = name, base = base, r = base .. 'r', s = base .. 's', a = base .. 'a',
          e = base .. 'e', f = base .. 'f', p = base .. 'p', w = base .. 'w',
+         b = base .. 'b',  -- waiting jobs (dependencies): see deps.lua
          lim = base .. 'lim'}  -- flow limits (issue 16), a hash: see claim.lua
     if IN_QUEUE_SLOT then q.was_empty = redis.call('ZCARD', q.r) == 0 end
     queues[name] = q
@@ -109,6 +115,12 @@ local function order(run_at, seq)
 end
 local ORDER_BYTES = 14
 
+-- Every set that holds jobs of q, with the bytes before the id in its members: ready,
+-- scheduled, active, failed, expiries (TTL, done and cancelled jobs), waiting.
+local function job_sets(q)
+    return {{q.r, ORDER_BYTES}, {q.s, 0}, {q.a, 0}, {q.f, 6}, {q.e, 0}, {q.b, 0}}
+end
+
 local function failed_member(seq, id)
     return struct.pack('>I6', tonumber(seq)) .. id
 end
@@ -132,6 +144,9 @@ local function leave(q, key, id, state)
         if redis.call('EXISTS', q.lim) == 1 then q.readied = true end
     elseif state == 'f' then
         redis.call('ZREM', q.f, failed_member(redis.call('HGET', key, 'sq'), id))
+    elseif state == 'w' then
+        redis.call('ZREM', q.b, id)
+        redis.call('HDEL', key, 'dc')
     end
 end
 
@@ -144,7 +159,7 @@ end
 -- Unique keys. A job holds its key while it lives, unexpired, in a state whose bit is set in
 -- its us field: so whatever a transition forgets, an add never sees a stale holder. The
 -- transitions that end a hold still delete the key (free_key), to bound the memory.
-local STATE_BITS = {s = 1, q = 2, a = 4, d = 8, f = 16, c = 32}
+local STATE_BITS = {s = 1, q = 2, a = 4, d = 8, f = 16, c = 32, w = 64}
 
 local function has_bit(mask, state)
     return math.floor(tonumber(mask or 0) / STATE_BITS[state]) % 2 == 1
@@ -188,10 +203,16 @@ local function drop(q, key, id)
     removed[#removed + 1] = id
 end
 
-local function remove(q, key, id)
-    local state = redis.call('HGET', key, 'st')
-    if not state then return false end
-    leave(q, key, id, state)
+-- resolve(key, id, end): a job that had waiting children (field ch) ended: "done",
+-- "failed", "cancelled", "deleted" or "expired" (defined in deps.lua).
+local resolve
+
+-- Delete a job, for the reason why ("deleted" or "expired", given to its children).
+local function remove(q, key, id, why)
+    local v = redis.call('HMGET', key, 'st', 'ch')
+    if not v[1] then return false end
+    leave(q, key, id, v[1])
+    if v[2] then resolve(key, id, why) end
     drop(q, key, id)
     return true
 end
@@ -230,6 +251,7 @@ local function record_error(q, key, id, error, retry_at, priority, seq)
         redis.call('ZREM', q.e, id)
         redis.call('ZADD', q.f, NOW_S, failed_member(seq, id))
         ended(key, id)
+        if redis.call('HEXISTS', key, 'ch') == 1 then resolve(key, id, 'failed') end
     elseif tonumber(retry_at) <= NOW then
         redis.call('HSET', key, 'r', retry_at)
         make_ready(q, key, id, priority, retry_at, seq)
@@ -256,7 +278,7 @@ local function tick(q)
     q.ticked = true
     local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
     for _, id in ipairs(expired) do
-        remove(q, job_key(q, id), id)
+        remove(q, job_key(q, id), id, 'expired')
     end
     local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
     for _, id in ipairs(due) do

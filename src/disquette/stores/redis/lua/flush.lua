@@ -10,20 +10,18 @@ local function take(set, skip)
             local id = string.sub(member, skip + 1)
             redis.call('ZREM', set, member)
             local key = job_key(q, id)
-            local u = redis.call('HMGET', key, 'uk', 'us')
+            local u = redis.call('HMGET', key, 'uk', 'us', 'ch')
             free_key(q, id, u[1], u[2], nil)
+            if u[3] then redis.call('DEL', key .. ':c') end
             if redis.call('DEL', key) == 1 then removed[#removed + 1] = id end
             budget = budget - 1
         end
     end
 end
-take(q.r, ORDER_BYTES)
-take(q.s, 0)
-take(q.a, 0)
-take(q.f, 6)
-take(q.e, 0)
+local sets = job_sets(q)
+for _, set in ipairs(sets) do take(set[1], set[2]) end
 local left = 0
-for _, set in ipairs({q.r, q.s, q.a, q.f, q.e}) do left = left + redis.call('ZCARD', set) end
+for _, set in ipairs(sets) do left = left + redis.call('ZCARD', set[1]) end
 if left == 0 then redis.call('DEL', q.p, q.w) end
 done_changed = true
 return finish(left)

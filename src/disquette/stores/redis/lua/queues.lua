@@ -6,8 +6,8 @@ for i = 4, #ARGV do
     local q = queue(ARGV[i])
     tick(q)
     local live = 0
-    for _, set in ipairs({q.r, q.s, q.a, q.f, q.e}) do
-        live = live + redis.call('ZCARD', set)
+    for _, set in ipairs(job_sets(q)) do
+        live = live + redis.call('ZCARD', set[1])
     end
     out[#out + 1] = q.name
     out[#out + 1] = redis.call('ZCARD', q.r)

@@ -9,7 +9,7 @@ for i = 7, #ARGV do
     local q = queue(ARGV[i])
     tick(q)
     local seen = {}
-    for _, set in ipairs({{q.r, ORDER_BYTES}, {q.s, 0}, {q.a, 0}, {q.f, 6}, {q.e, 0}}) do
+    for _, set in ipairs(job_sets(q)) do
         for _, member in ipairs(redis.call('ZRANGE', set[1], 0, -1)) do
             local id = string.sub(member, set[2] + 1)
             if not seen[id] then
