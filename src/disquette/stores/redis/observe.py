@@ -52,6 +52,8 @@ _SEP: Final = "\x00"
 #: How many members of a queue's expiry set ``queue_counts`` reads at most to tell its done
 #: and cancelled jobs apart (one job hash each, inside one script: Redis waits meanwhile).
 COUNT_WINDOW: Final = 1000
+#: The values ``counts.lua`` answers per queue.
+_COUNTS_WIDTH: Final = 12
 #: The head of a job's "m" field: flags, encoding, created_at (``codec.pack_record``).
 _M_HEAD: Final = struct.Struct(">BBd")
 
@@ -143,8 +145,8 @@ class Observe:
         for group in self.runner.per_call(names) if names else []:
             key = self.runner.queue_key(group[0], "r")
             reply = self.runner.run("counts", [key], [window + 1, *group])
-            for at in range(0, len(reply), 11):
-                counted = _queue_counts(reply[at : at + 11], cap, window)
+            for at in range(0, len(reply), _COUNTS_WIDTH):
+                counted = _queue_counts(reply[at : at + _COUNTS_WIDTH], cap, window)
                 if counted is not None:
                     result.append(counted)
         return sorted(result, key=lambda counts: counts.name)
@@ -218,8 +220,9 @@ class Observe:
 
 def _queue_counts(row: Sequence[Any], cap: int, window: int) -> QueueCounts | None:
     """One queue of ``counts.lua``'s reply (None: it holds no job and no pause mode)."""
-    name, bits, ready, scheduled, active, failed, done, cancelled, expiring, run_at, head = row
+    name, bits, ready, scheduled, active, failed, done, cancelled, expiring, run_at, head = row[:11]
     exact = {
+        JobState.WAITING: int(row[11]),
         JobState.SCHEDULED: int(scheduled),
         JobState.QUEUED: int(ready),
         JobState.ACTIVE: int(active),

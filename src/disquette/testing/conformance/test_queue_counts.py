@@ -84,3 +84,15 @@ def test_bad_arguments_are_refused(store_url: str) -> None:
                 jobs.queue_counts(cap=cap)  # type: ignore[arg-type]
         with pytest.raises(InvalidQueueName):
             jobs.queue_counts("")
+
+
+@pytest.mark.requires("queue_counts", "dependencies")
+def test_waiting_jobs_are_counted(store_url: str) -> None:
+    with connect(store_url) as jobs:
+        parent = jobs.add("parent", "p")
+        jobs.add_many(["a", "b"], "w", depends_on=[parent])
+        (waiting,) = jobs.queue_counts("w")
+        assert _values(waiting) == {**dict.fromkeys(_values(waiting), 0), "waiting": 2}
+        jobs.ack(jobs.get("p", timeout=0))
+        (released,) = jobs.queue_counts("w")
+        assert (_values(released)["waiting"], _values(released)["queued"]) == (0, 2)

@@ -82,3 +82,15 @@ async def test_bad_arguments_are_refused(store_url: str) -> None:
                 await jobs.queue_counts(cap=cap)  # type: ignore[arg-type]
         with pytest.raises(InvalidQueueName):
             await jobs.queue_counts("")
+
+
+@pytest.mark.requires("queue_counts", "dependencies")
+async def test_waiting_jobs_are_counted(store_url: str) -> None:
+    async with connect_async(store_url) as jobs:
+        parent = await jobs.add("parent", "p")
+        await jobs.add_many(["a", "b"], "w", depends_on=[parent])
+        (waiting,) = await jobs.queue_counts("w")
+        assert _values(waiting) == {**dict.fromkeys(_values(waiting), 0), "waiting": 2}
+        await jobs.ack(await jobs.get("p", timeout=0))
+        (released,) = await jobs.queue_counts("w")
+        assert (_values(released)["waiting"], _values(released)["queued"]) == (0, 2)

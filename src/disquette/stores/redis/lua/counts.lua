@@ -2,8 +2,8 @@
 -- ready, scheduled, active and failed jobs (the cardinality of their sets: exact), its done
 -- and cancelled jobs among the first ARGV[4] members of its expiry set (which holds them
 -- and the pending jobs with a TTL), the size of that set (at most ARGV[4]: those two counts
--- are exact), and the run_at and head of "m" (flags, encoding, created_at) of the job a
--- claim would take next (false, false: none is ready). Reads at most ARGV[4] + 1 job
+-- are exact), the run_at and head of "m" (flags, encoding, created_at) of the job a
+-- claim would take next (false, false: none is ready), and its waiting jobs (exact). Reads at most ARGV[4] + 1 job
 -- hashes per queue, whatever the queue holds.
 local out = {}
 local window = tonumber(ARGV[4])
@@ -36,5 +36,6 @@ for i = 5, #ARGV do
     out[#out + 1] = redis.call('ZCARD', q.e)
     out[#out + 1] = run_at
     out[#out + 1] = head
+    out[#out + 1] = redis.call('ZCARD', q.b)
 end
 return finish(out)
