@@ -18,16 +18,19 @@ This file is the asyncio source; ``inserts.py`` beside it is generated from it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import tuple_row
 
 from ..._concurrency import sleep
-from ...errors import InvalidOption, NotReplicated, QueueFull
+from ...errors import InvalidOption, JobNotFound, NotReplicated, QueueFull
 from ...job import Job
+from ..types import DONE_CHANNEL
 from .database import Database
+from .dependencies import Admission, admit, orphaned, outside_parents
 from .statements import insert_statement
 from .unique import insert_at_once, insert_unique, one_statement
 from .upkeep import maintain
@@ -59,6 +62,7 @@ class Inserts:
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
         unique = any(job.unique_key is not None for job in jobs)
+        dependants = any(job.depends_on for job in jobs)
         statement, params = insert_statement(self._q, jobs, now, self._channel)
         ready = {job.queue for job in jobs if job.run_at <= now}
         existing: dict[str, str] = {}
@@ -72,7 +76,7 @@ class Inserts:
             # runs is not in its snapshot. A second statement, with a later snapshot, takes
             # back what it added for such ids (all in one transaction).
             again = runs > 1
-            alone = max_len is None and not replicate and not again
+            alone = max_len is None and not replicate and not again and not dependants
             if alone and not unique:
                 conn.execute(statement, params)
                 return
@@ -83,13 +87,12 @@ class Inserts:
             with conn.transaction():
                 if replicate:
                     self._require_standbys(conn, replicate)
-                if max_len is not None:
-                    self._check_room(conn, jobs, ready, max_len, now)
-                if unique:
-                    existing.clear()
-                    existing.update(insert_unique(conn, self._q, jobs, now, self._channel))
-                else:
-                    conn.execute(statement, params)
+                woken, held = self._insert_checked(conn, jobs, max_len, now, (statement, params))
+                existing.clear()
+                existing.update(held)
+                if woken is not None:
+                    ready.clear()
+                    ready.update(woken)
                 if again:
                     ids = [job.id for job in jobs]
                     conn.execute(self._q["take_back_finished"], {"ids": ids})
@@ -110,20 +113,60 @@ class Inserts:
             self._db.run(insert)
         return ready, existing
 
-    def _check_room(
+    def _insert_checked(
         self,
         conn: Connection[Any],
         jobs: Sequence[Job],
-        ready: set[str],
-        max_len: int,
+        max_len: int | None,
         now: float,
+        insert: tuple[str, dict[str, Any]],
+    ) -> tuple[set[str] | None, dict[str, str]]:
+        """In the add's transaction: the parents locked and each job's state given (a batch
+        with dependencies), the room checked, the rows inserted (``insert``: the statement
+        for jobs without keys or parents). Returns the wake-ups of a batch with
+        dependencies (None: those of its ``run_at``), and id -> holder for the jobs whose
+        unique key was held."""
+        admissions = None
+        woken = None
+        if any(job.depends_on for job in jobs):
+            admissions = self._admit(conn, jobs, now)
+            woken = _woken(jobs, admissions)
+        if max_len is not None:
+            self._check_room(conn, _incoming(jobs, now, admissions), max_len, now)
+        if admissions is None and all(job.unique_key is None for job in jobs):
+            conn.execute(*insert)
+            return woken, {}
+        existing = insert_unique(conn, self._q, jobs, now, self._channel, admissions=admissions)
+        parent = orphaned(jobs, existing) if admissions is not None else None
+        if parent is not None:
+            raise JobNotFound(parent)
+        return woken, existing
+
+    def _admit(
+        self, conn: Connection[Any], jobs: Sequence[Job], now: float
+    ) -> dict[str, Admission]:
+        """Lock the parents of a batch with dependencies and give each job its state (see
+        ``dependencies.py``); ``JobNotFound`` for a parent the store does not hold."""
+        found: dict[str, int] = {}
+        wanted = outside_parents(jobs)
+        if wanted:
+            params = {"ids": wanted, "now": now}
+            cursor = conn.cursor(row_factory=tuple_row)
+            cursor.execute(self._q["lock_parents"], params)
+            found.update((job_id, int(state)) for job_id, state in cursor.fetchall())
+            missing = [job_id for job_id in wanted if job_id not in found]
+            if missing:
+                # A statement of its own: its snapshot sees an ack the lock waited for.
+                cursor.execute(self._q["done_parents"], {"ids": missing, "now": now})
+                found.update((job_id, 3) for (job_id,) in cursor.fetchall())
+        return admit(jobs, found, now)
+
+    def _check_room(
+        self, conn: Connection[Any], incoming: Counter[str], max_len: int, now: float
     ) -> None:
         maintain(conn, self._q, now)
-        incoming = {queue: 0 for queue in sorted(ready)}  # sorted: locks in one order
-        for job in jobs:
-            if job.queue in incoming and job.run_at <= now:
-                incoming[job.queue] += 1
-        for queue, extra in incoming.items():
+        for queue in sorted(incoming):  # sorted: locks in one order
+            extra = incoming[queue]
             cursor = conn.cursor(row_factory=tuple_row)
             cursor.execute(self._q["lock_queue"], {"key": f"{self._db.schema}\x1f{queue}"})
             cursor.execute(self._q["count_queued_up_to"], {"queue": queue, "limit": max_len})
@@ -152,3 +195,21 @@ class Inserts:
             if time.monotonic() >= deadline:
                 raise NotReplicated(wanted, applied, "postgresql")
             sleep(0.005)
+
+
+def _incoming(
+    jobs: Sequence[Job], now: float, admissions: Mapping[str, Admission] | None
+) -> Counter[str]:
+    """How many jobs the add makes ready, per queue (what ``max_len`` counts)."""
+    if admissions is None:
+        return Counter(job.queue for job in jobs if job.run_at <= now)
+    return Counter(job.queue for job in jobs if admissions[job.id].state == 1)
+
+
+def _woken(jobs: Sequence[Job], admissions: Mapping[str, Admission]) -> set[str]:
+    """The wake-ups an add of dependants sends: the queues it made jobs ready in, and
+    result waiters when a job ended at once (a parent had failed or was cancelled)."""
+    woken = {job.queue for job in jobs if admissions[job.id].state == 1}
+    if any(admission.finished_at is not None for admission in admissions.values()):
+        woken.add(DONE_CHANNEL)
+    return woken

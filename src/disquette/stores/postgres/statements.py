@@ -19,7 +19,13 @@ from importlib import resources
 from typing import Any, Final
 
 from ...job import Job
-from .._sql import COLUMNS, headers_column, load_named_blocks, numbered_migrations
+from .._sql import (
+    COLUMNS,
+    DEPENDENCY_COLUMNS,
+    headers_column,
+    load_named_blocks,
+    numbered_migrations,
+)
 
 #: The columns of a job read from the done table, in the order of ``COLUMNS``.
 _DONE_COLUMNS: Final = (
@@ -55,6 +61,10 @@ def migrations() -> tuple[tuple[int, str, str], ...]:
     return numbered_migrations(_sql_dir())
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 @functools.cache
 def queries(schema: str) -> dict[str, str]:
     """The named statements of ``queries.sql`` for one schema."""
@@ -63,8 +73,10 @@ def queries(schema: str) -> dict[str, str]:
         "postgres/queries.sql",
         columns=COLUMNS,
         done_columns=_DONE_COLUMNS,
+        dependency_columns=DEPENDENCY_COLUMNS,
         schema=quote(schema),
-        ready_channel="'" + channel_name(schema).replace("'", "''") + "'",
+        ready_channel=_literal(channel_name(schema)),
+        done_channel=_literal(channel_name(schema, ".done")),
     )
 
 

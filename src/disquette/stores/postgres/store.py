@@ -66,7 +66,6 @@ from ..types import (
     ScheduleInfo,
     WorkerInfo,
     pause_bits,
-    refuse_dependencies,
 )
 from .admin import Admin
 from .database import Database
@@ -88,6 +87,7 @@ class PostgresStore(Store):
         node_registry=True,
         migrations=True,
         limits=True,
+        dependencies=True,
     )
 
     def __init__(
@@ -191,7 +191,6 @@ class PostgresStore(Store):
         commit waits for synchronous standbys to apply it (``remote_apply``), and
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
-        refuse_dependencies("postgres", jobs)
         now = self.clock.now()
         ready, existing = self._inserts.add(
             jobs, max_len, now, connection=connection, replicate=replicate
@@ -243,17 +242,19 @@ class PostgresStore(Store):
             "done_channel": self.done_channel,
         }
 
-        def ack(conn: Connection[Any]) -> list[str]:
+        def ack(conn: Connection[Any]) -> list[Any]:
             cursor = conn.cursor(row_factory=tuple_row)
             cursor.execute(self._q["ack"], params)
-            return [row[0] for row in cursor.fetchall()]
+            return cursor.fetchall()
 
         if connection is not None:
-            done = self._db.on_caller_connection(connection, ack)
+            rows = self._db.on_caller_connection(connection, ack)
         else:
-            done = self._db.run(ack)
+            rows = self._db.run(ack)
+        done = [row[0] for row in rows]
         if done:
-            self.wakeups.notify([DONE_CHANNEL])
+            # The second column: the queues the ack released children in (rarely any).
+            self.wakeups.notify({DONE_CHANNEL, *released(rows[0][1])})
             self._upkeep.churned(len(done))
             self._upkeep.acked(len(done))
         return done
@@ -291,16 +292,19 @@ class PostgresStore(Store):
             "done_channel": self.done_channel,
         }
 
-        def fail(conn: Connection[Any]) -> tuple[str, int] | None:
+        def fail(conn: Connection[Any]) -> tuple[str, int, list[str] | None] | None:
             cursor = conn.execute(self._q["fail"], params)
             row = cursor.fetchone()
-            return None if row is None else (row[0], row[1])
+            return None if row is None else (row[0], row[1], row[2])
 
         found = self._db.run(fail)
         if found is None:
             return False
-        queue, state = found
-        self.wakeups.notify([DONE_CHANNEL] if state == 4 else [queue] if state == 1 else [])
+        queue, state, children = found
+        if state == 4:
+            self.wakeups.notify({DONE_CHANNEL, *released(children)})
+        elif state == 1:
+            self.wakeups.notify([queue])
         return True
 
     def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
@@ -354,12 +358,18 @@ class PostgresStore(Store):
             steps = ["cancel_pending", "request_cancel"] if attempt is None else ["cancel_held"]
             for step in steps:
                 cursor = conn.execute(self._q[step], params)
-                if cursor.fetchone() is not None:
-                    return JobState.ACTIVE if step == "request_cancel" else JobState.CANCELLED, None
+                row = cursor.fetchone()
+                if row is not None:
+                    if step == "request_cancel":
+                        return JobState.ACTIVE, None
+                    children.update(released(row[1]))
+                    return JobState.CANCELLED, None
             return None, self._show(conn, job_id, now)
 
+        children: set[str] = set()
         state, job = self._db.run(cancel)
         if state is not None:
+            self.wakeups.notify(children)
             return state
         if job is None:
             raise JobNotFound(job_id)
@@ -387,14 +397,14 @@ class PostgresStore(Store):
         """Delete jobs; see :meth:`Store.delete`."""
         now = self.clock.now()
 
-        def delete(conn: Connection[Any]) -> int:
+        def delete(conn: Connection[Any]) -> tuple[int, list[str] | None]:
             params = {"ids": list(job_ids), "now": now, "done_channel": self.done_channel}
             rows = after_maintenance(conn, self._q, now, self._q["delete"], params)
-            return int(rows[0][0])
+            return int(rows[0][0]), rows[0][1]
 
-        deleted = self._db.run(delete)
+        deleted, children = self._db.run(delete)
         if deleted:
-            self.wakeups.notify([DONE_CHANNEL])
+            self.wakeups.notify({DONE_CHANNEL, *released(children)})
         return deleted
 
     def qlen(self, queue: str) -> int:
@@ -618,13 +628,20 @@ class PostgresStore(Store):
             return after_maintenance(conn, self._q, now, self._q["release_holder"], params)
 
         rows = self._db.run(release)
-        self.wakeups.notify({queue if state == 1 else DONE_CHANNEL for queue, state in rows})
+        woken = {queue if state == 1 else DONE_CHANNEL for queue, state, _ in rows}
+        self.wakeups.notify(woken | released(rows[0][2] if rows else None))
         return len(rows)
 
     def close(self) -> None:
         """Close the pool and stop the listener."""
         self._db.close()
         self._listener.close()
+
+
+def released(queues: list[str] | None) -> set[str]:
+    """The queues a statement that ended jobs made their children ready in (its
+    ``resolve_children`` column: NULL when no ended job had any)."""
+    return set(queues) if queues else set()
 
 
 def open_url(url: str, clock: Clock) -> PostgresStore:

@@ -65,7 +65,6 @@ from ..types import (
     ScheduleInfo,
     WorkerInfo,
     pause_bits,
-    refuse_dependencies,
 )
 from .admin_async import AsyncAdmin
 from .database_async import AsyncDatabase
@@ -87,6 +86,7 @@ class AsyncPostgresStore(AsyncStore):
         node_registry=True,
         migrations=True,
         limits=True,
+        dependencies=True,
     )
 
     def __init__(
@@ -190,7 +190,6 @@ class AsyncPostgresStore(AsyncStore):
         commit waits for synchronous standbys to apply it (``remote_apply``), and
         ``NotReplicated`` is raised first if fewer than ``replicate`` are connected.
         """
-        refuse_dependencies("postgres", jobs)
         now = self.clock.now()
         ready, existing = await self._inserts.add(
             jobs, max_len, now, connection=connection, replicate=replicate
@@ -244,17 +243,19 @@ class AsyncPostgresStore(AsyncStore):
             "done_channel": self.done_channel,
         }
 
-        async def ack(conn: AsyncConnection[Any]) -> list[str]:
+        async def ack(conn: AsyncConnection[Any]) -> list[Any]:
             cursor = conn.cursor(row_factory=tuple_row)
             await cursor.execute(self._q["ack"], params)
-            return [row[0] for row in await cursor.fetchall()]
+            return await cursor.fetchall()
 
         if connection is not None:
-            done = await self._db.on_caller_connection(connection, ack)
+            rows = await self._db.on_caller_connection(connection, ack)
         else:
-            done = await self._db.run(ack)
+            rows = await self._db.run(ack)
+        done = [row[0] for row in rows]
         if done:
-            self.wakeups.notify([DONE_CHANNEL])
+            # The second column: the queues the ack released children in (rarely any).
+            self.wakeups.notify({DONE_CHANNEL, *released(rows[0][1])})
             await self._upkeep.churned(len(done))
             await self._upkeep.acked(len(done))
         return done
@@ -292,16 +293,19 @@ class AsyncPostgresStore(AsyncStore):
             "done_channel": self.done_channel,
         }
 
-        async def fail(conn: AsyncConnection[Any]) -> tuple[str, int] | None:
+        async def fail(conn: AsyncConnection[Any]) -> tuple[str, int, list[str] | None] | None:
             cursor = await conn.execute(self._q["fail"], params)
             row = await cursor.fetchone()
-            return None if row is None else (row[0], row[1])
+            return None if row is None else (row[0], row[1], row[2])
 
         found = await self._db.run(fail)
         if found is None:
             return False
-        queue, state = found
-        self.wakeups.notify([DONE_CHANNEL] if state == 4 else [queue] if state == 1 else [])
+        queue, state, children = found
+        if state == 4:
+            self.wakeups.notify({DONE_CHANNEL, *released(children)})
+        elif state == 1:
+            self.wakeups.notify([queue])
         return True
 
     async def working(self, job_id: str, *, attempt: int | None = None) -> float | None:
@@ -357,12 +361,18 @@ class AsyncPostgresStore(AsyncStore):
             steps = ["cancel_pending", "request_cancel"] if attempt is None else ["cancel_held"]
             for step in steps:
                 cursor = await conn.execute(self._q[step], params)
-                if await cursor.fetchone() is not None:
-                    return JobState.ACTIVE if step == "request_cancel" else JobState.CANCELLED, None
+                row = await cursor.fetchone()
+                if row is not None:
+                    if step == "request_cancel":
+                        return JobState.ACTIVE, None
+                    children.update(released(row[1]))
+                    return JobState.CANCELLED, None
             return None, await self._show(conn, job_id, now)
 
+        children: set[str] = set()
         state, job = await self._db.run(cancel)
         if state is not None:
+            self.wakeups.notify(children)
             return state
         if job is None:
             raise JobNotFound(job_id)
@@ -390,14 +400,14 @@ class AsyncPostgresStore(AsyncStore):
         """Delete jobs; see :meth:`AsyncStore.delete`."""
         now = self.clock.now()
 
-        async def delete(conn: AsyncConnection[Any]) -> int:
+        async def delete(conn: AsyncConnection[Any]) -> tuple[int, list[str] | None]:
             params = {"ids": list(job_ids), "now": now, "done_channel": self.done_channel}
             rows = await after_maintenance(conn, self._q, now, self._q["delete"], params)
-            return int(rows[0][0])
+            return int(rows[0][0]), rows[0][1]
 
-        deleted = await self._db.run(delete)
+        deleted, children = await self._db.run(delete)
         if deleted:
-            self.wakeups.notify([DONE_CHANNEL])
+            self.wakeups.notify({DONE_CHANNEL, *released(children)})
         return deleted
 
     async def qlen(self, queue: str) -> int:
@@ -621,13 +631,20 @@ class AsyncPostgresStore(AsyncStore):
             return await after_maintenance(conn, self._q, now, self._q["release_holder"], params)
 
         rows = await self._db.run(release)
-        self.wakeups.notify({queue if state == 1 else DONE_CHANNEL for queue, state in rows})
+        woken = {queue if state == 1 else DONE_CHANNEL for queue, state, _ in rows}
+        self.wakeups.notify(woken | released(rows[0][2] if rows else None))
         return len(rows)
 
     async def close(self) -> None:
         """Close the pool and stop the listener."""
         await self._db.close()
         await self._listener.close()
+
+
+def released(queues: list[str] | None) -> set[str]:
+    """The queues a statement that ended jobs made their children ready in (its
+    ``resolve_children`` column: NULL when no ended job had any)."""
+    return set(queues) if queues else set()
 
 
 def open_url(url: str, clock: Clock) -> AsyncPostgresStore:

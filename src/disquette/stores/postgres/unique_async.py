@@ -13,7 +13,7 @@ This file is the asyncio source; ``unique.py`` beside it is generated from it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from psycopg import AsyncConnection
@@ -21,6 +21,7 @@ from psycopg import AsyncConnection
 from ...errors import StoreError
 from ...job import Job, JobState, state_bit
 from ..types import held_elsewhere
+from .dependencies import Admission, dependant_params
 from .statements import unique_insert_params, unique_one_params
 
 _DONE: Final = state_bit(JobState.DONE)
@@ -58,10 +59,17 @@ async def insert_at_once(
 
 
 async def insert_unique(
-    conn: AsyncConnection[Any], q: dict[str, str], jobs: Sequence[Job], now: float, channel: str
+    conn: AsyncConnection[Any],
+    q: dict[str, str],
+    jobs: Sequence[Job],
+    now: float,
+    channel: str,
+    *,
+    admissions: Mapping[str, Admission] | None = None,
 ) -> dict[str, str]:
     """Insert ``jobs`` (inside the caller's transaction) but those whose unique key is
-    held; return their id -> the holder's id.
+    held; return their id -> the holder's id. With ``admissions`` (a batch with
+    dependencies, see ``dependencies.py``), each job in the state given there.
 
     A job whose states count ``done`` is looked for in ``done`` by the insert, and again
     with a later snapshot (``take_back_done_held``): an ack moving its holder there may
@@ -71,7 +79,12 @@ async def insert_unique(
     existing: dict[str, str] = {}
     pending = list(jobs)
     for _ in range(_ROUNDS):
-        cursor = await conn.execute(q["insert_unique"], unique_insert_params(pending, now, channel))
+        if admissions is None:
+            statement, params = q["insert_unique"], unique_insert_params(pending, now, channel)
+        else:
+            statement = q["insert_dependants"]
+            params = dependant_params(pending, now, channel, admissions)
+        cursor = await conn.execute(statement, params)
         inserted = {row[0] for row in await cursor.fetchall()}
         done_held = [job.id for job in pending if job.id in inserted and job.unique_states & _DONE]
         if done_held:

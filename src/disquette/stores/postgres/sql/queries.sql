@@ -1,8 +1,14 @@
 -- Statements of the PostgreSQL store, one named block each ("-- name: x"), loaded by
 -- disquette.stores.postgres.store_async. "{schema}" is the quoted schema, "{columns}" the columns
 -- of disquette.job.Job in field order, "{done_columns}" the same read from the done table.
--- "{ready_channel}" is the schema's NOTIFY channel of ready jobs, as a literal (for the
--- maintenance, which every statement that reads may run).
+-- "{ready_channel}" is the schema's NOTIFY channel of ready jobs, "{done_channel}" that of
+-- result waiters, as literals (for the maintenance, which every statement that reads may
+-- run, and for resolve_children). "{dependency_columns}" are a job's parents and policy.
+--
+-- Dependencies (009_dependencies.sql): every statement that ends a job that was pending
+-- (ack, fail for good, cancel, delete, expiry) calls resolve_children for the jobs it ended
+-- whose has_children is set, in the same statement, and returns the queues it made jobs
+-- ready in (NULL when there were none: the usual case costs a filter over its own rows).
 -- Parameters are psycopg's %(name)s; times are the store clock's, never now().
 --
 -- Operations that change one job (ack, nack, fail) do not run the maintenance first, to stay
@@ -126,8 +132,73 @@ WHERE j.id = ANY(%(ids)b::text[]) AND d.queue = j.queue AND d.unique_key = j.uni
 RETURNING j.id, d.id;
 
 -- name: delete_expired
--- A holder past its TTL is gone for every reader; the maintenance would delete it.
-DELETE FROM {schema}.jobs WHERE id = ANY(%(ids)b::text[]) AND expires_at <= %(now)s::float8;
+-- A holder past its TTL is gone for every reader; the maintenance would delete it (and
+-- resolve its children).
+WITH gone AS (
+    DELETE FROM {schema}.jobs WHERE id = ANY(%(ids)b::text[]) AND expires_at <= %(now)s::float8
+    RETURNING id, state, has_children)
+SELECT {schema}.resolve_children(array_agg(gone.id), 'expired', %(now)s::float8,
+                                 {ready_channel}, {done_channel})
+FROM gone WHERE gone.has_children AND gone.state IN (0, 1, 2, 6) HAVING count(*) > 0;
+
+-- name: lock_parents
+-- An add's parents that the jobs table holds (not past their TTL: gone for every reader),
+-- with their states; the pending ones get has_children. The UPDATE locks them until the
+-- add commits, so that a parent's end waits for the add's children and then resolves them
+-- (009_dependencies.sql says how).
+UPDATE {schema}.jobs SET has_children = has_children OR state IN (0, 1, 2, 6)
+WHERE id = ANY(%(ids)b::text[]) AND (expires_at IS NULL OR expires_at > %(now)s::float8)
+RETURNING id, state;
+
+-- name: done_parents
+-- After lock_parents, with a later snapshot: the parents it did not find that are done
+-- (an ack that it waited for committed after its snapshot).
+SELECT id FROM {schema}.done WHERE id = ANY(%(ids)b::text[]) AND expires_at > %(now)s::float8;
+
+-- name: insert_dependants
+-- As insert_unique, for a batch with dependencies (any of its jobs may have no parents, or
+-- no key): each job comes with the state the store gave it after lock_parents (waiting,
+-- ended at once by a parent that failed or was cancelled, or as usual) and its dependency
+-- columns (depends_on as JSON text). Wakes the queues of ready jobs, and result waiters
+-- when a job ended at once.
+WITH added AS (
+    INSERT INTO {schema}.jobs (id, queue, body, encoding, type, priority, state, created_at,
+                               run_at, retry_after, expires_at, max_attempts, result_ttl,
+                               unique_key, unique_states, headers, depends_on,
+                               on_dependency_failure, pending_parents, has_children,
+                               last_error, finished_at)
+    SELECT u.id, u.queue, u.body, u.encoding, u.type, u.priority, u.state, u.created_at,
+           u.run_at, u.retry_after, u.expires_at, u.max_attempts, u.result_ttl,
+           u.unique_key, u.unique_states, u.headers::json,
+           CASE WHEN u.depends_on IS NOT NULL
+                THEN ARRAY(SELECT json_array_elements_text(u.depends_on::json)) END,
+           u.policy, u.pending, u.has_children, u.last_error, u.finished_at
+    FROM unnest(%(ids)b::text[], %(queues)b::text[], %(bodies)b::bytea[],
+                %(encodings)b::int2[], %(types)b::text[], %(priorities)b::int4[],
+                %(states)b::int2[], %(created_at)b::float8[], %(run_at)b::float8[],
+                %(retry_after)b::float8[], %(expires_at)b::float8[],
+                %(max_attempts)b::int4[], %(result_ttl)b::float8[],
+                %(unique_keys)b::text[], %(unique_states)b::int2[], %(headers)b::text[],
+                %(depends_on)b::text[], %(policies)b::int2[], %(pending)b::int4[],
+                %(has_children)b::bool[], %(last_errors)b::text[], %(finished_at)b::float8[])
+        AS u (id, queue, body, encoding, type, priority, state, created_at, run_at,
+              retry_after, expires_at, max_attempts, result_ttl, unique_key, unique_states,
+              headers, depends_on, policy, pending, has_children, last_error, finished_at)
+    WHERE {schema}.accepts(u.queue)
+      AND NOT EXISTS (SELECT FROM {schema}.done AS d WHERE d.id = u.id)
+      AND NOT EXISTS (
+          SELECT FROM {schema}.done AS d
+          WHERE d.queue = u.queue AND d.unique_key = u.unique_key AND d.unique_key IS NOT NULL
+            AND d.expires_at > %(now)s::float8)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, state),
+sent AS (
+    SELECT {schema}.wake(%(channel)s, ready.queue)
+    FROM (SELECT DISTINCT queue FROM added WHERE state = 1) AS ready
+    UNION ALL
+    SELECT {schema}.wake_done({done_channel})
+    WHERE EXISTS (SELECT FROM added WHERE state IN (4, 5)))
+SELECT added.id FROM added WHERE (SELECT count(*) FROM sent) >= 0;
 
 -- name: insert_uniform
 -- add_many's jobs share every setting: only ids and bodies travel as arrays.
@@ -181,20 +252,20 @@ SELECT count(*) FROM (
 
 -- name: maintain
 -- What time made due, at most a batch per step, by one process at a time (the others skip).
-SELECT {schema}.maintain_due(%(now)s::float8, 1000, {ready_channel});
+SELECT {schema}.maintain_due(%(now)s::float8, 1000, {ready_channel}, {done_channel});
 
 -- name: maintain_all
 -- Everything time made due, however much (recover_stale: an operator's call).
-SELECT {schema}.maintain(%(now)s::float8);
+SELECT {schema}.maintain(%(now)s::float8, {ready_channel}, {done_channel});
 
 -- name: prune_done
 SELECT {schema}.prune_done(%(now)s::float8, %(batch)s::int4);
 
 -- name: claim
--- claim_limited: claim_ready obeying the queues' flow limits (issue 16, migration 8).
-SELECT {columns} FROM {schema}.claim_limited(%(queues)b::text[], %(count)s::int4,
-                                             %(now)s::float8, %(holder)s::text,
-                                             {ready_channel});
+-- lease_limited: lease_ready obeying the queues' flow limits (migrations 8 and 9).
+SELECT {columns}, {dependency_columns}
+FROM {schema}.lease_limited(%(queues)b::text[], %(count)s::int4, %(now)s::float8,
+                            %(holder)s::text, {ready_channel}, {done_channel});
 
 -- name: ack
 -- The results, their encodings and the callers' deliveries come one per id (a NULL
@@ -224,17 +295,24 @@ kept AS (
     INSERT INTO {schema}.done (id, queue, body, encoding, type, priority, created_at, run_at,
                                retry_after, expires_at, max_attempts, result_ttl, attempts,
                                nacks, additional_deliveries, error_count, last_error, result,
-                               result_encoding, finished_at, seq, unique_key, headers)
+                               result_encoding, finished_at, seq, unique_key, headers,
+                               depends_on, on_dependency_failure)
     SELECT id, queue, body, encoding, type, priority, created_at, run_at,
            retry_after, %(now)s::float8 + result_ttl, max_attempts, result_ttl, attempts,
            nacks, additional_deliveries - (state = 1 AND leased_at IS NOT NULL)::int,
            error_count, last_error, new_result, new_encoding, %(now)s::float8, seq,
            -- Done keeps the key only when done counts (bit 8): see 005_cancel_unique_headers.sql.
-           CASE WHEN unique_states & 8 <> 0 THEN unique_key END, headers
+           CASE WHEN unique_states & 8 <> 0 THEN unique_key END, headers, depends_on,
+           on_dependency_failure
     FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
-sent AS (SELECT {schema}.wake_done(%(done_channel)s) WHERE EXISTS (SELECT FROM gone))
-SELECT gone.id FROM gone LEFT JOIN sent ON true;
+sent AS (SELECT {schema}.wake_done(%(done_channel)s) WHERE EXISTS (SELECT FROM gone)),
+-- Releases the waiting children of the acked jobs that have some (see the header).
+released AS (
+    SELECT {schema}.resolve_children(array_agg(gone.id), 'done', %(now)s::float8,
+                                     {ready_channel}, {done_channel}) AS queues
+    FROM gone WHERE gone.has_children AND gone.state IN (0, 1, 2, 6) HAVING count(*) > 0)
+SELECT gone.id, released.queues FROM gone LEFT JOIN sent ON true LEFT JOIN released ON true;
 
 -- name: nack
 WITH back AS (
@@ -266,13 +344,19 @@ WITH failed AS (
     WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
       AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
       AND (expires_at IS NULL OR expires_at > %(now)s::float8)
-    RETURNING queue, state)
+    RETURNING id, queue, state, has_children),
+-- Failed for good: its waiting children are resolved (see the header).
+resolved AS (
+    SELECT {schema}.resolve_children(ARRAY[failed.id], 'failed', %(now)s::float8,
+                                     {ready_channel}, {done_channel}) AS queues
+    FROM failed WHERE failed.state = 4 AND failed.has_children)
 -- One job at most: ready again wakes its queue's getters, failed for good its waiters.
-SELECT failed.queue, failed.state FROM failed
+SELECT failed.queue, failed.state, resolved.queues FROM failed
 LEFT JOIN LATERAL (
     SELECT CASE WHEN failed.state = 1 THEN {schema}.wake(%(channel)s, failed.queue)
                 WHEN failed.state = 4 THEN {schema}.wake_done(%(done_channel)s) END) AS sent
-    ON true;
+    ON true
+LEFT JOIN resolved ON true;
 
 -- name: working
 -- A lapsed job (see ack) is leased again, to its delivery.
@@ -294,17 +378,23 @@ WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
 RETURNING lease_until;
 
 -- name: cancel_pending
--- A scheduled or queued job (a lapsed one too: its requeue is taken back) ends cancelled,
--- kept for its result_ttl (the maintenance's expiry prunes it).
+-- A scheduled, queued or waiting job (a lapsed one too: its requeue is taken back) ends
+-- cancelled, kept for its result_ttl (the maintenance's expiry prunes it); its waiting
+-- children are resolved (see the header).
 WITH cancelled AS (
     UPDATE {schema}.jobs
     SET state = 5, finished_at = %(now)s::float8, expires_at = %(now)s::float8 + result_ttl,
         additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL)::int,
         lease_until = NULL, leased_at = NULL
-    WHERE id = %(id)s AND state IN (0, 1)
-    RETURNING id)
-SELECT cancelled.id FROM cancelled
-LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true;
+    WHERE id = %(id)s AND state IN (0, 1, 6)
+    RETURNING id, has_children),
+resolved AS (
+    SELECT {schema}.resolve_children(ARRAY[cancelled.id], 'cancelled', %(now)s::float8,
+                                     {ready_channel}, {done_channel}) AS queues
+    FROM cancelled WHERE cancelled.has_children)
+SELECT cancelled.id, resolved.queues FROM cancelled
+LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true
+LEFT JOIN resolved ON true;
 
 -- name: request_cancel
 WITH requested AS (
@@ -323,24 +413,37 @@ WITH cancelled AS (
         lease_until = NULL, leased_at = NULL
     WHERE id = %(id)s AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
       AND (%(attempts)s::int4 IS NULL OR attempts = %(attempts)s::int4)
-    RETURNING id)
-SELECT cancelled.id FROM cancelled
-LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true;
+    RETURNING id, has_children),
+resolved AS (
+    SELECT {schema}.resolve_children(ARRAY[cancelled.id], 'cancelled', %(now)s::float8,
+                                     {ready_channel}, {done_channel}) AS queues
+    FROM cancelled WHERE cancelled.has_children)
+SELECT cancelled.id, resolved.queues FROM cancelled
+LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true
+LEFT JOIN resolved ON true;
 
 -- name: show
-SELECT {columns} FROM {schema}.jobs WHERE id = %(id)s
+SELECT {columns}, {dependency_columns} FROM {schema}.jobs WHERE id = %(id)s
 UNION ALL
-SELECT {done_columns} FROM {schema}.done WHERE id = %(id)s AND expires_at > %(now)s::float8;
+SELECT {done_columns}, {dependency_columns} FROM {schema}.done
+WHERE id = %(id)s AND expires_at > %(now)s::float8;
 
 -- name: delete
 WITH pending AS (
-    DELETE FROM {schema}.jobs WHERE id = ANY(%(ids)b::text[]) RETURNING 1),
+    DELETE FROM {schema}.jobs WHERE id = ANY(%(ids)b::text[])
+    RETURNING id, state, has_children),
 finished AS (
     DELETE FROM {schema}.done
     WHERE id = ANY(%(ids)b::text[]) AND expires_at > %(now)s::float8 RETURNING 1),
-counted AS (SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM finished) AS n)
-SELECT counted.n FROM counted
-LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s) WHERE counted.n > 0) AS sent ON true;
+counted AS (SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM finished) AS n),
+resolved AS (
+    SELECT {schema}.resolve_children(array_agg(pending.id), 'deleted', %(now)s::float8,
+                                     {ready_channel}, {done_channel}) AS queues
+    FROM pending WHERE pending.has_children AND pending.state IN (0, 1, 2, 6)
+    HAVING count(*) > 0)
+SELECT counted.n, resolved.queues FROM counted
+LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s) WHERE counted.n > 0) AS sent ON true
+LEFT JOIN resolved ON true;
 
 -- name: qlen
 SELECT count(*) FROM {schema}.jobs WHERE queue = %(queue)s AND state = 1;
@@ -357,8 +460,11 @@ ORDER BY finished_at, seq LIMIT %(limit)s;
 SELECT {columns} FROM {schema}.jobs WHERE state = 4 ORDER BY finished_at, seq LIMIT %(limit)s;
 
 -- name: retry
+-- A failed job resolved its children when it failed: has_children is cleared, so that its
+-- next end does not count it for them again.
 WITH again AS (
-    UPDATE {schema}.jobs SET state = 1, run_at = %(now)s::float8, finished_at = NULL
+    UPDATE {schema}.jobs
+    SET state = 1, run_at = %(now)s::float8, finished_at = NULL, has_children = false
     WHERE id = %(id)s AND state = 4
     RETURNING queue)
 SELECT again.queue FROM again, LATERAL (SELECT {schema}.wake(%(channel)s, again.queue)) AS sent;
@@ -508,12 +614,18 @@ released AS (
     FROM mine
     WHERE j.id = ANY(ARRAY(SELECT m.id FROM mine AS m)) AND j.id = mine.id
       AND j.state = 2 AND j.attempts = mine.attempts
-    RETURNING j.queue, j.state)
-SELECT released.queue, released.state FROM released
+    RETURNING j.id, j.queue, j.state, j.has_children),
+-- The at-most-once jobs failed for good: their waiting children are resolved.
+resolved AS (
+    SELECT {schema}.resolve_children(array_agg(released.id), 'failed', %(now)s::float8,
+                                     {ready_channel}, {done_channel}) AS queues
+    FROM released WHERE released.state = 4 AND released.has_children HAVING count(*) > 0)
+SELECT released.queue, released.state, resolved.queues FROM released
 LEFT JOIN LATERAL (
     SELECT CASE WHEN released.state = 1 THEN {schema}.wake(%(channel)s, released.queue)
                 ELSE {schema}.wake_done(%(done_channel)s) END) AS sent
-    ON true;
+    ON true
+LEFT JOIN resolved ON true;
 
 -- name: prune_holders
 -- Holder rows of deliveries that are over (the job was finished, deleted, expired or
