@@ -55,6 +55,7 @@ MIGRATIONS = [
     (6, "hot_paths"),
     (7, "operations"),
     (8, "flow_limits"),
+    (9, "dependencies"),
 ]
 
 

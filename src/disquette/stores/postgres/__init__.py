@@ -12,6 +12,8 @@ twin; the other modules serve both flavours.
 - ``upkeep_async.py``: what time made due, bounded and by one process at a time, applied
   before reads; VACUUM and prunes (done rows on a count of acks);
 - ``inserts_async.py``: adds, with ``max_len``, the caller's transaction, or replication;
+- ``dependencies.py``: what an add with ``depends_on`` makes of each job once its parents
+  are locked (the release on a parent's end is ``resolve_children``, in SQL);
 - ``admin_async.py``: the operator's calls (scan, queues, stats, flush, the node registry);
 - ``listener_async.py``: the ``LISTEN`` connection that turns NOTIFYs into wake-ups, and
   registers the waiters the NOTIFYs are sent for.

@@ -20,7 +20,11 @@
 -- The claim functions of migrations 6 and 8 return named columns, so processes of the
 -- previous version keep claiming through them during an upgrade; this version claims
 -- through lease_ready and lease_limited, which also return depends_on and
--- on_dependency_failure (a function's result type cannot change in place).
+-- on_dependency_failure (a function's result type cannot change in place). Their
+-- maintenance is this version's (maintain_due and maintain are replaced below, same
+-- signatures), so a parent expired by any process resolves its children; but a parent
+-- acked, failed, cancelled or deleted by a process of the previous version does not:
+-- finish the upgrade before adding jobs with depends_on.
 ALTER TABLE {schema}.jobs
     ADD COLUMN depends_on text[],
     ADD COLUMN on_dependency_failure smallint,
