@@ -255,7 +255,7 @@ class AsyncPostgresStore(AsyncStore):
         done = [row[0] for row in rows]
         if done:
             # The second column: the queues the ack released children in (rarely any).
-            self.wakeups.notify({DONE_CHANNEL, *released(rows[0][1])})
+            self.wakeups.notify({DONE_CHANNEL}.union(*(released(row[1]) for row in rows)))
             await self._upkeep.churned(len(done))
             await self._upkeep.acked(len(done))
         return done

@@ -306,13 +306,15 @@ kept AS (
            on_dependency_failure
     FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
-sent AS (SELECT {schema}.wake_done(%(done_channel)s) WHERE EXISTS (SELECT FROM gone)),
--- Releases the waiting children of the acked jobs that have some (see the header).
-released AS (
-    SELECT {schema}.resolve_children(array_agg(gone.id), 'done', %(now)s::float8,
-                                     {ready_channel}, {done_channel}) AS queues
-    FROM gone WHERE gone.has_children AND gone.state IN (0, 1, 2, 6) HAVING count(*) > 0)
-SELECT gone.id, released.queues FROM gone LEFT JOIN sent ON true LEFT JOIN released ON true;
+sent AS (SELECT {schema}.wake_done(%(done_channel)s) WHERE EXISTS (SELECT FROM gone))
+-- The second column releases the waiting children of an acked job that has some (see the
+-- header), one job at a time: a CASE in the select list, which costs the planner next to
+-- nothing (this statement is planned on every call: its plans are custom).
+SELECT gone.id,
+       CASE WHEN gone.has_children AND gone.state IN (0, 1, 2, 6)
+            THEN {schema}.resolve_children(ARRAY[gone.id], 'done', %(now)s::float8,
+                                           {ready_channel}, {done_channel}) END
+FROM gone LEFT JOIN sent ON true;
 
 -- name: nack
 WITH back AS (
