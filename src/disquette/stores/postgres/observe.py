@@ -39,10 +39,11 @@ _TOP: Final = 2**63 - 1
 # queues: skip scans of jobs_queue_seq and done_queue_seq (one index seek per queue, never
 # a DISTINCT over a table) and the paused ones. Per queue: queued, failed and done jobs
 # counted up to %(cap1)s in jobs_ready, jobs_failed and done_queue_seq; its next ready job;
-# its cancelled jobs among its newest %(cap1)s in jobs (jobs_queue_seq backwards; "read"
-# under %(cap1)s: the queue holds no more, so that count is exact). Scheduled and active
-# jobs from the first %(cap1)s entries of jobs_scheduled and jobs_leases (whose keys are no
-# queue): exact while the store holds at most the cap of that state.
+# its cancelled and waiting jobs among its newest %(cap1)s in jobs (jobs_queue_seq
+# backwards; "read" under %(cap1)s: the queue holds no more, so those counts are exact).
+# Scheduled and active jobs from the first %(cap1)s entries of jobs_scheduled and
+# jobs_leases (whose keys are no queue): exact while the store holds at most the cap of
+# that state.
 _QUEUE_COUNTS: Final = """
 WITH RECURSIVE jq(queue) AS (
     (SELECT queue FROM {schema}.jobs ORDER BY queue LIMIT 1)
@@ -78,10 +79,11 @@ SELECT l.queue,
     newest.cancelled, newest.read,
     (SELECT count(*) FROM sched WHERE sched.queue = l.queue),
     (SELECT count(*) FROM act WHERE act.queue = l.queue),
-    (SELECT count(*) FROM sched), (SELECT count(*) FROM act)
+    (SELECT count(*) FROM sched), (SELECT count(*) FROM act), newest.waiting
 FROM listed AS l
 CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE w.state = 5) AS cancelled, count(*) AS read
+    SELECT count(*) FILTER (WHERE w.state = 5) AS cancelled,
+           count(*) FILTER (WHERE w.state = 6) AS waiting, count(*) AS read
     FROM (SELECT j.state FROM {schema}.jobs AS j WHERE j.queue = l.queue
           ORDER BY j.seq DESC LIMIT %(cap1)s::int8) AS w
 ) AS newest
@@ -163,9 +165,10 @@ class Observe:
         transaction only, see ``_PLAN_SETTINGS``), whatever the tables hold: queued, failed and
         done jobs are counted exactly up to ``cap`` in their indexes; scheduled and active
         ones in the first ``cap`` + 1 entries of theirs (exact while the store holds at
-        most ``cap`` of that state, else capped); cancelled ones among the queue's newest
-        ``cap`` + 1 jobs (exact while it holds at most ``cap`` pending or kept jobs: no
-        index has that state, and adding one would slow every state change).
+        most ``cap`` of that state, else capped); cancelled and waiting ones among the
+        queue's newest ``cap`` + 1 jobs (exact while it holds at most ``cap`` pending or
+        kept jobs: no index has these states by queue, and adding one would slow every
+        state change).
         """
         now = self._clock.now()
         sql = _QUEUE_COUNTS.format(schema=self._schema)
@@ -180,7 +183,7 @@ class Observe:
         result = []
         for row in self._db.run(read):
             name, queued, failed, done, since, mode, cancelled, read_, sched, act = row[:10]
-            sched_all, act_all = row[10:]
+            sched_all, act_all, waiting = row[10:]
             exact = {
                 JobState.SCHEDULED: int(sched),
                 JobState.QUEUED: int(queued),
@@ -188,6 +191,7 @@ class Observe:
                 JobState.DONE: int(done),
                 JobState.FAILED: int(failed),
                 JobState.CANCELLED: int(cancelled),
+                JobState.WAITING: int(waiting),
             }
             lower = {
                 state
@@ -195,6 +199,7 @@ class Observe:
                     (JobState.SCHEDULED, sched_all > cap),
                     (JobState.ACTIVE, act_all > cap),
                     (JobState.CANCELLED, read_ > cap),
+                    (JobState.WAITING, read_ > cap),
                 )
                 if past
             }
