@@ -271,7 +271,7 @@ def test_a_claim_receipt_lives_for_the_retry_window(tmp_path: Path) -> None:
         store = jobs.store
         assert isinstance(store, RedisStore)
         key = store.runner.queue_key("q", "r")
-        args = ["receipt", 1, "", store._receipt_ttl, "", "q"]
+        args = ["receipt", 1, "", store.claims.receipt_ttl, "", "q"]
         assert len(claimed_jobs(store.runner.run("claim", [key], args), ["q"])) == 1
         ttl = _raw(url).ttl(store.runner.queue_key("q", "c:receipt"))
         assert 0 < ttl <= 3 + 5
@@ -334,7 +334,7 @@ def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) 
             getter.join(60)
             assert got == ["x"]
             assert isinstance(jobs.store, RedisStore)
-            assert jobs.store.can_block
+            assert jobs.store.claims.can_block
     finally:
         cluster.stop()
 
