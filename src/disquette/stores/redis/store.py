@@ -122,7 +122,7 @@ from .codec import (
     row_to_job,
     rows_to_jobs,
 )
-from .deps import add_groups, cluster_parents, slot_calls
+from .deps import Group, add_groups, cluster_parents, has_parents, slot_calls
 from .listener import MarkerWatcher, RedisWakeups, WaiterRegistry, WakeupListener, probe
 from .observe import Observe
 from .runner import ScriptRunner
@@ -193,24 +193,31 @@ class RedisStore(Store):
         refuse_store_powers("redis", connection, 0)
         if replicate and self.cluster:
             raise NotReplicated(replicate, 0, "redis cluster")
-        dependants = any(job.depends_on for job in jobs)
+        dependants = has_parents(jobs)
         groups = add_groups(jobs, dependants)
-        self.runner.register(queue for queue, _ in groups)
-        head = ["" if max_len is None else max_len]
-        if not self.cluster:
+        self.runner.register([queue for queue, _ in groups])
+        if self.cluster:
+            return self._add_cluster(jobs, groups, dependants, max_len)
+        argv: list[Any] = ["" if max_len is None else max_len, "", ""]
+        if replicate:
             # Held jobs wait for their release until this deadline at most: a release lost
             # in a failover (the replica got the add, not the release) then only delays
             # them, where a hold without end kept an acknowledged job forever.
-            hold_until = self.clock.now() + 2 * self.settings.replicate_timeout + HOLD_MARGIN
-            argv: list[Any] = [*head, "", hold_until if replicate else ""]
-            for queue, members in groups:
-                argv += [queue, len(members)]
-                for job in members:
-                    argv += job_args(job)
-            first = self.runner.queue_key(groups[0][0], "r")
-            if replicate:
-                return self._add_replicated(first, argv, jobs, replicate, max_len)
-            return check_add(self.runner.run("add", [first], argv), max_len)
+            argv[2] = self.clock.now() + 2 * self.settings.replicate_timeout + HOLD_MARGIN
+        for queue, members in groups:
+            argv += [queue, len(members)]
+            for job in members:
+                argv += job_args(job)
+        first = self.runner.queue_key(groups[0][0], "r")
+        if replicate:
+            return self._add_replicated(first, argv, jobs, replicate, max_len)
+        return check_add(self.runner.run("add", [first], argv), max_len)
+
+    def _add_cluster(
+        self, jobs: Sequence[Job], groups: list[Group], dependants: bool, max_len: int | None
+    ) -> dict[str, str]:
+        """A Cluster's add: the sequence numbers and id lookups first, then one script call
+        per hash slot (see ``deps_async.slot_calls``)."""
         existing: dict[str, str] = {}
         parents = cluster_parents(self.runner, jobs) if dependants else None
         seq = int(self.runner.command("INCRBY", self.prefix + "seq", len(jobs))) - len(jobs)
@@ -220,7 +227,7 @@ class RedisStore(Store):
             self.runner.pipeline(lookups)
             for job in members:
                 self.runner.remember(job.id, job.queue)
-            argv = [*head, seq, ""]
+            argv: list[Any] = ["" if max_len is None else max_len, seq, ""]
             for queue, group in call:
                 argv += [queue, len(group)]
                 for job in group:

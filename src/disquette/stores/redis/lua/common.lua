@@ -92,8 +92,10 @@ local function queue(name)
     return q
 end
 
+-- A queue's pause bits, read once per call (pause.lua and flush.lua keep q.bits current).
 local function pause_bits(q)
-    return tonumber(redis.call('GET', q.p) or 0)
+    if not q.bits then q.bits = tonumber(redis.call('GET', q.p) or 0) end
+    return q.bits
 end
 
 local function job_key(q, id)
@@ -330,7 +332,9 @@ end
 local function mark(q)
     -- Not while its limits hold jobs back (q.held, see claim.lua): blocked consumers would
     -- spin; the queue is marked again when a slot frees, and polled for its rate.
-    if not q.held and (q.backlog or redis.call('ZCARD', q.r) > 0) and pause_bits(q) < 2 then
+    -- q.filled: this call added ready jobs and removed none after (add.lua), no need to look.
+    if not q.held and (q.backlog or q.filled or redis.call('ZCARD', q.r) > 0)
+        and pause_bits(q) < 2 then
         redis.call('ZADD', q.w, 0, '0')
     else
         redis.call('DEL', q.w)
