@@ -68,9 +68,12 @@ local touched = {}       -- the same tables, in first-touch order
 local removed = {}       -- ids of deleted jobs (on a Cluster their id lookups go too)
 local done_changed = false  -- a flush: every wait() looks again
 local waited = {}        -- ids of ended jobs a wait() registered for (field w)
--- Most jobs one tick moves from each of its sets: a burst of due jobs is promoted over
--- several calls (the marker brings a blocked get back at once), never in one long call.
+-- Most jobs the ticks of one call move, all queues and sets together (each set of each
+-- queue still moves one, so that every queue makes progress): a burst of due jobs is
+-- promoted over several calls (the marker brings a blocked get back at once), never in
+-- one long call, even a claim over many queues.
 local TICK_LIMIT = 1000
+local tick_budget = TICK_LIMIT  -- what this call's ticks may still move
 
 local function fmt(x)
     return string.format('%.17g', x)
@@ -271,32 +274,45 @@ local function requeue_stale(q, key, id)
     make_ready(q, key, id, v[1], v[2], v[3])
 end
 
+-- How many jobs a tick may take from its next set, once it moved ``moved`` from the last.
+local function tick_room(moved)
+    tick_budget = tick_budget - moved
+    return math.max(tick_budget, 1)
+end
+
 -- What time made due, in the order of the other stores: expire, promote, requeue lapsed
--- leases. Once per queue and call, at most TICK_LIMIT jobs of each set (a longer backlog
--- leaves the marker set, so a blocked get calls again at once). Returns how many leases
--- were requeued, and whether any job changed.
+-- leases. Once per queue and call, within the call's TICK_LIMIT (a longer backlog leaves
+-- the marker set, so a blocked get calls again at once). Returns how many leases were
+-- requeued, and whether any job changed.
 local function tick(q)
     if q.ticked then return 0, false end
     q.ticked = true
-    local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
+    local room = tick_room(0)
+    local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S, 'LIMIT', 0, room)
     for _, id in ipairs(expired) do
         remove(q, job_key(q, id), id, 'expired')
     end
-    local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
+    local more = #expired == room
+    room = tick_room(#expired)
+    local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S, 'LIMIT', 0, room)
     for _, id in ipairs(due) do
         local key = job_key(q, id)
         local v = redis.call('HMGET', key, 'p', 'r', 'sq')
         redis.call('ZREM', q.s, id)
         make_ready(q, key, id, v[1], v[2], v[3])
     end
-    local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
+    more = more or #due == room
+    room = tick_room(#due)
+    local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S, 'LIMIT', 0, room)
     for _, id in ipairs(stale) do
         local key = job_key(q, id)
         requeue_stale(q, key, id)
         redis.call('HSET', key, 'lp', '1')  -- still its delivery's until a claim takes it
     end
-    if #expired == TICK_LIMIT or #due == TICK_LIMIT or #stale == TICK_LIMIT then
-        q.readied = true  -- more is due: the marker brings a caller back for the rest
+    more = more or #stale == room
+    tick_room(#stale)
+    if more then
+        q.readied = true  -- more may be due: the marker brings a caller back for the rest
         q.backlog = true
     end
     return #stale, #expired + #due + #stale > 0
