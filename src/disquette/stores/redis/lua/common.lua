@@ -343,14 +343,19 @@ local function add_row(out, key, id, h)
     for i = 1, #FIELDS do out[#out + 1] = h[FIELDS[i]] or false end
 end
 
+-- Whether q holds ready jobs, or time still has due work for it. q.filled: this call added
+-- ready jobs and removed none after (add.lua); q.emptied: a claim's last pop found fewer
+-- than it asked for. Either way there is no need to look.
+local function has_ready(q)
+    return q.backlog or q.filled or (not q.emptied and redis.call('ZCARD', q.r) > 0)
+end
+
 -- Set or clear a queue's marker: set while it holds ready jobs it delivers (or time still
 -- has due work for it), so that one blocked get wakes and claims.
 local function mark(q)
     -- Not while its limits hold jobs back (q.held, see claim.lua): blocked consumers would
     -- spin; the queue is marked again when a slot frees, and polled for its rate.
-    -- q.filled: this call added ready jobs and removed none after (add.lua), no need to look.
-    if not q.held and (q.backlog or q.filled or redis.call('ZCARD', q.r) > 0)
-        and pause_bits(q) < 2 then
+    if not q.held and has_ready(q) and pause_bits(q) < 2 then
         redis.call('ZADD', q.w, 0, '0')
     else
         redis.call('DEL', q.w)
