@@ -29,9 +29,11 @@ end of such a job is published, on ``<prefix>d:<id>``; ``<prefix>cancel`` announ
 requests. A wake-up only says "look again": the job stays in Redis until a claim takes it,
 so a client that dies between the wake-up and the claim loses nothing.
 
-Time-driven work is bounded: a script moves at most 1,000 expired, due or lapsed jobs of
-a queue per call (``TICK_LIMIT`` in ``common.lua``) and leaves the marker set, so a burst
-of a million due jobs is promoted over many short calls. A claim's receipt (which lets a
+Time-driven work is bounded: a script call moves at most 1,000 expired, due or lapsed
+jobs, all its queues together (``TICK_LIMIT`` in ``common.lua``; each further queue still
+moves one of each kind, so every queue makes progress), and leaves the marker set, so a
+burst of a million due jobs is promoted over many short calls, even by claims over many
+queues. A claim's receipt (which lets a
 retried claim return the jobs it leased) lives ``retry_for`` plus a few seconds.
 
 Redis Cluster: each queue's keys share the hash tag ``{<queue>}``, so every script runs
