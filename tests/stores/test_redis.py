@@ -264,6 +264,31 @@ def test_tick_promotes_a_burst_of_due_jobs_in_bounded_steps(tmp_path: Path) -> N
         assert raw.zcard(scheduled) == 0
 
 
+def test_a_claim_over_many_queues_promotes_a_bounded_number_of_due_jobs(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    url = conformance_url(tmp_path)
+    names = [f"q{n}" for n in range(5)]
+    with connect(url, clock=clock) as jobs:
+        for name in names:
+            jobs.delay(10).add_many(["x"] * 600, name)
+        clock.advance(20)
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        raw = _raw(url)
+        assert jobs.timeout(0).get(*names).queue == "q0"
+        left = [raw.zcard(store.runner.queue_key(name, "s")) for name in names]
+        # The call's ticks share 1,000 moves (q0 600, q1 400), and each later queue
+        # still moves one: a claim over many queues is never one long call.
+        assert left == [0, 200, 599, 599, 599]
+        assert all(raw.exists(store.runner.queue_key(name, "w")) for name in names[1:])
+        taken = 1
+        while batch := jobs.timeout(0).get_many(*names, count=1000):
+            taken += len(batch)
+        assert taken == 3000
+
+
 def test_a_claim_receipt_lives_for_the_retry_window(tmp_path: Path) -> None:
     url = conformance_url(tmp_path) + "&retry_for=3"
     with connect(url) as jobs:
@@ -271,7 +296,7 @@ def test_a_claim_receipt_lives_for_the_retry_window(tmp_path: Path) -> None:
         store = jobs.store
         assert isinstance(store, RedisStore)
         key = store.runner.queue_key("q", "r")
-        args = ["receipt", 1, "", store._receipt_ttl, "", "q"]
+        args = ["receipt", 1, "", store.claims.receipt_ttl, "", "q"]
         assert len(claimed_jobs(store.runner.run("claim", [key], args), ["q"])) == 1
         ttl = _raw(url).ttl(store.runner.queue_key("q", "c:receipt"))
         assert 0 < ttl <= 3 + 5
@@ -334,7 +359,7 @@ def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) 
             getter.join(60)
             assert got == ["x"]
             assert isinstance(jobs.store, RedisStore)
-            assert jobs.store.can_block
+            assert jobs.store.claims.can_block
     finally:
         cluster.stop()
 

@@ -6,6 +6,8 @@ Modules (importing this package imports no driver):
   ``store.py`` is generated from it. Its docstring tells how the store works.
 - ``runner_async.py``: how calls reach Redis (retries while it is away, scripts by SHA, job
   ids routed on a Cluster); ``runner.py`` is generated from it.
+- ``claims_async.py``: the claims, plain and blocked (``BZPOPMIN`` on the queues' markers
+  and the claim script written at once, with its watchdog); ``claims.py`` is generated.
 - ``url.py``: the URL and its options (``Settings``, ``parse_url``).
 - ``scripts.py``: the Lua scripts of ``lua/``, each prefixed with ``common.lua`` (which
   documents the key layout), ``@NAME@`` filled from :mod:`disquette.defaults`.

@@ -355,6 +355,8 @@ def id_queue_pairs(replies: list[Any]) -> dict[str, str]:
 def check_add(reply: Sequence[Any], max_len: int | None) -> dict[str, str]:
     """Raise what add.lua refused the batch for; else return id -> holder for the jobs it
     did not create because their unique key was held."""
+    if len(reply) == 2 and reply[0] == b"ok":  # the usual answer: every job created
+        return {}
     if reply[0] == b"full":
         raise QueueFull(reply[1].decode(), max_len or 0)
     if reply[0] == b"paused":

@@ -32,6 +32,11 @@ OTHER_SLOT: Final = "on Redis Cluster, a parent in its child's hash slot (in pra
 Group = tuple[str, list[Job]]
 
 
+def has_parents(jobs: Sequence[Job]) -> bool:
+    """Whether a job of the batch has parents."""
+    return any(job.depends_on for job in jobs)
+
+
 def add_groups(jobs: Sequence[Job], dependants: bool) -> list[Group]:
     """The batch as add.lua takes it: the jobs of each queue together; with dependants,
     runs of consecutive jobs of one queue instead, so that the script inserts them in the

@@ -40,10 +40,6 @@ from .url import Settings, open_client
 
 #: How many id -> queue entries a Cluster store remembers locally.
 LOOKUP_CACHE_SIZE: Final = 100_000
-#: How much longer than its BZPOPMIN timeout a blocked get waits for the reply before it
-#: drops the connection (the watchdog: a connection left blocked on a server that lost it
-#: in a reconnect would otherwise never answer).
-BLOCK_MARGIN: Final = 2.0
 
 
 class ScriptRunner:
@@ -67,8 +63,6 @@ class ScriptRunner:
             self._conn = redis.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
             self._conn = open_client(settings, redis, **kwargs)
-        #: Blocked gets' connections (one each while blocked), made on first use.
-        self._blocking: redis.Redis | redis.RedisCluster | None = None
         # A Cluster's first call discovers the slots alone (see ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = Lock()
@@ -144,36 +138,6 @@ class ScriptRunner:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
         result: list[Any] = pipe.execute()
         return result
-
-    def blocking_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Commands written at once on a connection of their own, for a blocking command
-        followed by what must run the moment it returns (on a Cluster, every key of them in
-        one slot: the commands go to its primary together). Not retried: a reply missing
-        ``BLOCK_MARGIN`` seconds past ``poll_interval`` (the longest block) drops the
-        connection and raises (the caller falls back to a call that is retried)."""
-        if self.closed:
-            raise ClientClosed("the Redis store is closed")
-        if self._blocking is None:
-            with self._discovering:
-                if self._blocking is None:
-                    self._blocking = self._blocking_client()
-        pipe = self._blocking.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
-
-    def _blocking_client(self) -> redis.Redis | redis.RedisCluster:
-        kwargs: dict[str, Any] = {
-            "retry": redis.retry.Retry(NoBackoff(), 0),
-            "socket_timeout": self.settings.poll_interval + BLOCK_MARGIN,
-        }
-        if not self.cluster:
-            plain: redis.Redis = open_client(self.settings, redis, **kwargs)
-            return plain
-        client = redis.RedisCluster.from_url(self.settings.redis_url, **kwargs)
-        ensure_cluster_ready(client)
-        return client
 
     def script_argv(self, args: Sequence[Any]) -> list[Any]:
         """A script's ARGV: the calling convention of ``common.lua``, then ``args``."""
@@ -274,5 +238,3 @@ class ScriptRunner:
         """Close the connections; later calls raise :class:`ClientClosed`."""
         self.closed = True
         self._conn.close()
-        if self._blocking is not None:
-            self._blocking.close()

@@ -39,10 +39,6 @@ from .url import Settings, open_client
 
 #: How many id -> queue entries a Cluster store remembers locally.
 LOOKUP_CACHE_SIZE: Final = 100_000
-#: How much longer than its BZPOPMIN timeout a blocked get waits for the reply before it
-#: drops the connection (the watchdog: a connection left blocked on a server that lost it
-#: in a reconnect would otherwise never answer).
-BLOCK_MARGIN: Final = 2.0
 
 
 class AsyncScriptRunner:
@@ -66,8 +62,6 @@ class AsyncScriptRunner:
             self._conn = redis.asyncio.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
             self._conn = open_client(settings, redis.asyncio, **kwargs)
-        #: Blocked gets' connections (one each while blocked), made on first use.
-        self._blocking: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
         # A Cluster's first call discovers the slots alone (see async_ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = AsyncLock()
@@ -143,36 +137,6 @@ class AsyncScriptRunner:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
         result: list[Any] = await pipe.execute()
         return result
-
-    async def blocking_pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Commands written at once on a connection of their own, for a blocking command
-        followed by what must run the moment it returns (on a Cluster, every key of them in
-        one slot: the commands go to its primary together). Not retried: a reply missing
-        ``BLOCK_MARGIN`` seconds past ``poll_interval`` (the longest block) drops the
-        connection and raises (the caller falls back to a call that is retried)."""
-        if self.closed:
-            raise ClientClosed("the Redis store is closed")
-        if self._blocking is None:
-            async with self._discovering:
-                if self._blocking is None:
-                    self._blocking = await self._blocking_client()
-        pipe = self._blocking.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
-
-    async def _blocking_client(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
-        kwargs: dict[str, Any] = {
-            "retry": redis.asyncio.retry.Retry(NoBackoff(), 0),
-            "socket_timeout": self.settings.poll_interval + BLOCK_MARGIN,
-        }
-        if not self.cluster:
-            plain: redis.asyncio.Redis = open_client(self.settings, redis.asyncio, **kwargs)
-            return plain
-        client = redis.asyncio.RedisCluster.from_url(self.settings.redis_url, **kwargs)
-        await async_ensure_cluster_ready(client)
-        return client
 
     def script_argv(self, args: Sequence[Any]) -> list[Any]:
         """A script's ARGV: the calling convention of ``common.lua``, then ``args``."""
@@ -273,5 +237,3 @@ class AsyncScriptRunner:
         """Close the connections; later calls raise :class:`ClientClosed`."""
         self.closed = True
         await self._conn.aclose()
-        if self._blocking is not None:
-            await self._blocking.aclose()

@@ -11,26 +11,28 @@ loaded by ``scripts.py``; ``common.lua`` documents the key layout), how jobs are
 Wake-ups: a queue that gains ready jobs gets a *marker* (``<prefix>{<queue>}:w``, a
 one-member sorted set; a hint, never the truth: the jobs stay in the queue's sets). A
 blocked ``get`` writes ``BZPOPMIN <its queues' markers> <timeout>`` and the claim script
-at once on a connection of its own (``claim_blocking``): one add wakes one blocked get, and
-Redis runs its queued claim the moment the pop returns, so the job comes back in the
-wake-up's round trip. The claim sets the marker again while the queue still holds ready
-jobs (the next blocked get wakes) and clears it when the queue is empty. The block lasts
-``poll_interval`` at most (then the claim runs anyway: the poll that covers a lost marker),
-and never past the next delay or lease of its queues to run out; a reply that does not
-come ``BLOCK_MARGIN`` seconds after that drops the connection, and the claim is sent again
-through the retrying path with the same receipt (a watchdog: a connection a reconnect left
-blocked would never answer). Callers that wait on :attr:`wakeups` instead (a worker's
-fetcher) are woken by one thread per store blocked on the markers of their queues
-(``listener.MarkerWatcher``): one process per add, not every one; they also look again
-when the next delay or lease of their queues runs out (``timers.py``). A ``wait()``
-registers in the job it waits on (field ``w``), and only the end of such a job is
-published, on ``<prefix>d:<id>``; ``<prefix>cancel`` announces cancel requests. A wake-up
-only says "look again": the job stays in Redis until a claim takes it, so a client that
-dies between the wake-up and the claim loses nothing.
+at once on a connection of its own (``claim_blocking``, in ``claims_async.py``): one add
+wakes one blocked get, and Redis runs its queued claim the moment the pop returns, so the
+job comes back in the wake-up's round trip. The claim sets the marker again while the
+queue still holds ready jobs (the next blocked get wakes) and clears it when the queue is
+empty. The block lasts ``poll_interval`` at most (then the claim runs anyway: the poll
+that covers a lost marker), and never past the next delay or lease of its queues to run
+out; a reply that does not come ``BLOCK_MARGIN`` seconds after that drops the connection,
+and the claim is sent again through the retrying path with the same receipt (a watchdog:
+a connection a reconnect left blocked would never answer). Callers that wait on
+:attr:`wakeups` instead (a worker's fetcher) are woken by one thread per store blocked on
+the markers of their queues (``listener.MarkerWatcher``): one process per add, not every
+one; they also look again when the next delay or lease of their queues runs out
+(``timers.py``). A ``wait()`` registers in the job it waits on (field ``w``), and only the
+end of such a job is published, on ``<prefix>d:<id>``; ``<prefix>cancel`` announces cancel
+requests. A wake-up only says "look again": the job stays in Redis until a claim takes it,
+so a client that dies between the wake-up and the claim loses nothing.
 
-Time-driven work is bounded: a script moves at most 1,000 expired, due or lapsed jobs of
-a queue per call (``TICK_LIMIT`` in ``common.lua``) and leaves the marker set, so a burst
-of a million due jobs is promoted over many short calls. A claim's receipt (which lets a
+Time-driven work is bounded: a script call moves at most 1,000 expired, due or lapsed
+jobs, all its queues together (``TICK_LIMIT`` in ``common.lua``; each further queue still
+moves one of each kind, so every queue makes progress), and leaves the marker set, so a
+burst of a million due jobs is promoted over many short calls, even by claims over many
+queues. A claim's receipt (which lets a
 retried claim return the jobs it leased) lives ``retry_for`` plus a few seconds.
 
 Redis Cluster: each queue's keys share the hash tag ``{<queue>}``, so every script runs
@@ -74,16 +76,10 @@ restarts without persistence.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from ...clock import Clock, SystemClock
+from ...clock import Clock
 from ...errors import (
     InvalidState,
     JobCancelled,
@@ -114,20 +110,20 @@ from ..types import (
     refuse_store_powers,
 )
 from .admin_async import STATS_CHUNK, AsyncAdmin
+from .claims_async import AsyncClaims
 from .codec import (
     ROW_WIDTH,
     SEQ_AT,
     STATE_LETTERS,
     STATES,
     check_add,
-    claimed_jobs,
     deliveries_of,
     id_queue_pairs,
     job_args,
     row_to_job,
     rows_to_jobs,
 )
-from .deps_async import add_groups, cluster_parents, slot_calls
+from .deps_async import Group, add_groups, cluster_parents, has_parents, slot_calls
 from .listener import MarkerWatcher, RedisWakeups, WaiterRegistry, WakeupListener, probe
 from .observe_async import AsyncObserve
 from .runner_async import AsyncScriptRunner
@@ -137,13 +133,6 @@ from .url import Settings, parse_url
 
 #: Seconds beyond two replicate timeouts a replicated add's jobs stay held at most.
 HOLD_MARGIN: Final = 10.0
-
-#: How long a blocked get's stamp lives (ms; see claim.lua): longer than any block.
-STAMP_MS: Final = 600_000
-#: Seconds a claim receipt outlives the retry window (``retry_for``) it serves.
-RECEIPT_SLACK: Final = 5
-#: Sets of queues whose next due time a store remembers for its blocked gets.
-DUE_CACHE_SIZE: Final = 10_000
 
 
 class AsyncRedisStore(AsyncStore):
@@ -187,17 +176,8 @@ class AsyncRedisStore(AsyncStore):
             self._waiters,
         )
         self.timers = DueTimers(clock, self.wakeups.notify)
-        # A claim's receipt serves the retries of that call: it lives as long as they may.
-        self._receipt_ttl = math.ceil(settings.retry_for) + RECEIPT_SLACK
-        # A blocked claim runs when its BZPOPMIN returns: on the real clock, the time the
-        # block took is added to the now it was sent with (see claim.lua); a test's manual
-        # clock stands still instead.
-        self._stamped = isinstance(clock, SystemClock)
-        #: False once the server refused the blocked get's commands (an ACL, a proxy):
-        #: blocked gets wait on :attr:`wakeups` instead.
-        self.can_block = True
-        #: The next due time (store clock) of each set of queues a claim found empty.
-        self._next_due: dict[tuple[str, ...], float | None] = {}
+        #: The claims, plain and blocked on the queues' markers (``claims_async.py``).
+        self.claims = AsyncClaims(self.runner, self.timers)
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -214,24 +194,31 @@ class AsyncRedisStore(AsyncStore):
         refuse_store_powers("redis", connection, 0)
         if replicate and self.cluster:
             raise NotReplicated(replicate, 0, "redis cluster")
-        dependants = any(job.depends_on for job in jobs)
+        dependants = has_parents(jobs)
         groups = add_groups(jobs, dependants)
-        await self.runner.register(queue for queue, _ in groups)
-        head = ["" if max_len is None else max_len]
-        if not self.cluster:
+        await self.runner.register([queue for queue, _ in groups])
+        if self.cluster:
+            return await self._add_cluster(jobs, groups, dependants, max_len)
+        argv: list[Any] = ["" if max_len is None else max_len, "", ""]
+        if replicate:
             # Held jobs wait for their release until this deadline at most: a release lost
             # in a failover (the replica got the add, not the release) then only delays
             # them, where a hold without end kept an acknowledged job forever.
-            hold_until = self.clock.now() + 2 * self.settings.replicate_timeout + HOLD_MARGIN
-            argv: list[Any] = [*head, "", hold_until if replicate else ""]
-            for queue, members in groups:
-                argv += [queue, len(members)]
-                for job in members:
-                    argv += job_args(job)
-            first = self.runner.queue_key(groups[0][0], "r")
-            if replicate:
-                return await self._add_replicated(first, argv, jobs, replicate, max_len)
-            return check_add(await self.runner.run("add", [first], argv), max_len)
+            argv[2] = self.clock.now() + 2 * self.settings.replicate_timeout + HOLD_MARGIN
+        for queue, members in groups:
+            argv += [queue, len(members)]
+            for job in members:
+                argv += job_args(job)
+        first = self.runner.queue_key(groups[0][0], "r")
+        if replicate:
+            return await self._add_replicated(first, argv, jobs, replicate, max_len)
+        return check_add(await self.runner.run("add", [first], argv), max_len)
+
+    async def _add_cluster(
+        self, jobs: Sequence[Job], groups: list[Group], dependants: bool, max_len: int | None
+    ) -> dict[str, str]:
+        """A Cluster's add: the sequence numbers and id lookups first, then one script call
+        per hash slot (see ``deps_async.slot_calls``)."""
         existing: dict[str, str] = {}
         parents = await cluster_parents(self.runner, jobs) if dependants else None
         seq = int(await self.runner.command("INCRBY", self.prefix + "seq", len(jobs))) - len(jobs)
@@ -241,7 +228,7 @@ class AsyncRedisStore(AsyncStore):
             await self.runner.pipeline(lookups)
             for job in members:
                 self.runner.remember(job.id, job.queue)
-            argv = [*head, seq, ""]
+            argv: list[Any] = ["" if max_len is None else max_len, seq, ""]
             for queue, group in call:
                 argv += [queue, len(group)]
                 for job in group:
@@ -296,16 +283,7 @@ class AsyncRedisStore(AsyncStore):
         self, queues: Sequence[str], count: int, *, holder: str | None = None
     ) -> list[Job]:
         """Lease ready jobs; see :meth:`AsyncStore.claim`."""
-        claimed: list[Job] = []
-        for names in self.runner.per_call(queues):
-            args = self._claim_args(names, count, holder, stamped=False)
-            rows = await self.runner.run("claim", self._claim_keys(names, args[0]), args)
-            jobs = self._claimed(names, rows)
-            claimed += jobs
-            count -= len(jobs)
-            if count <= 0:
-                break
-        return claimed
+        return await self.claims.claim(queues, count, holder=holder)
 
     async def claim_blocking(
         self,
@@ -315,90 +293,9 @@ class AsyncRedisStore(AsyncStore):
         *,
         holder: str | None = None,
     ) -> list[Job] | None:
-        """Claim, blocking on the queues' markers for up to ``timeout`` seconds (at most
-        ``poll_interval``, and never past the next due time of the queues); see
-        :meth:`AsyncStore.claim_blocking`.
-
-        One write on a connection of its own: ``BZPOPMIN <markers> <block>`` then the claim
-        script, which Redis runs the moment the pop returns, so the job comes back in the
-        wake-up's round trip. One marker wakes one blocked get; the claim sets it again
-        while jobs remain. A marker is a hint: the claim runs after a timeout too (the
-        poll), so a lost marker delays a job by ``poll_interval`` at most. On a Cluster a
-        get over one queue blocks on its primary; over several it returns None and the
-        client waits on the wake-ups scripts publish there (one BZPOPMIN cannot wait on
-        keys of several slots).
-        """
-        names = list(queues)
-        if not self.can_block or (self.cluster and len(names) > 1):
-            return None
-        block = self.poll_interval if timeout is None else min(timeout, self.poll_interval)
-        due = self._next_due.get(tuple(names))
-        if due is not None:
-            block = min(block, due - self.clock.now())
-        if block < 0.001:  # BZPOPMIN 0 would block for ever: just claim
-            return await self.claim(names, count, holder=holder)
-        args = self._claim_args(names, count, holder, stamped=self._stamped)
-        keys = self._claim_keys(names, args[0])
-        commands: list[tuple[Any, ...]] = []
-        if self._stamped:
-            commands.append(("SET", keys[1], "", "PX", STAMP_MS))
-        markers = [self.runner.queue_key(name, "w") for name in names]
-        commands.append(("BZPOPMIN", *markers, round(block, 3)))
-        commands.append(("EVALSHA", SCRIPTS["claim"].sha, 2, *keys, *self.runner.script_argv(args)))
-        try:
-            replies = await self.runner.blocking_pipeline(commands)
-            refused = [reply for reply in replies if isinstance(reply, Exception)]
-            if refused:
-                raise refused[-1]
-        except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
-            # The watchdog fired, the connection dropped, or the script was not loaded: the
-            # same call through the retrying path (its receipt returns what it leased).
-            return await self._claim_again(names, keys, args)
-        except RedisError:
-            self.can_block = False  # refused for good: a loop of failing blocks would spin
-            return await self._claim_again(names, keys, args)
-        removed, rows = replies[-1]
-        if removed:
-            await self.runner.forget(removed)
-        return self._claimed(names, rows)
-
-    async def _claim_again(
-        self, names: Sequence[str], keys: Sequence[str], args: list[Any]
-    ) -> list[Job]:
-        """A blocked claim whose reply did not come, sent again through the retrying path:
-        its receipt returns what it leased, if it ran."""
-        args[4] = ""  # no stamp: this claim runs now
-        return self._claimed(names, await self.runner.run("claim", keys, args))
-
-    def _claim_args(
-        self, names: Sequence[str], count: int, holder: str | None, *, stamped: bool
-    ) -> list[Any]:
-        """claim.lua's arguments (see its header); the receipt comes first."""
-        receipt = os.urandom(8).hex()
-        return [receipt, count, holder or "", self._receipt_ttl, "1" if stamped else "", *names]
-
-    def _claim_keys(self, names: Sequence[str], receipt: str) -> list[str]:
-        """claim.lua's keys: the first queue's ready set, and the blocked get's stamp."""
-        return [
-            self.runner.queue_key(names[0], "r"),
-            self.runner.queue_key(names[0], "t:" + receipt),
-        ]
-
-    def _claimed(self, names: Sequence[str], rows: list[Any]) -> list[Job]:
-        """The jobs a claim leased; when none, note when the queues' next job is due."""
-        if len(rows) <= 1:  # nothing leased: when the next job of these queues is due
-            due = float(rows[0]) if rows else None
-            if len(self._next_due) >= DUE_CACHE_SIZE:
-                self._next_due.clear()
-            self._next_due[tuple(names)] = due
-            if due is not None:
-                self.timers.wake_when_due(names, due)
-            return []
-        jobs = claimed_jobs(rows, names)
-        if self.cluster:
-            for job in jobs:
-                self.runner.remember(job.id, job.queue)
-        return jobs
+        """Claim, blocking on the queues' markers for up to ``timeout`` seconds; see
+        :meth:`AsyncStore.claim_blocking` and ``claims_async.py``."""
+        return await self.claims.claim_blocking(queues, count, timeout, holder=holder)
 
     async def ack(
         self,
@@ -728,6 +625,7 @@ class AsyncRedisStore(AsyncStore):
         self.wakeups.close()
         self._waiters.close()
         await self.runner.aclose()
+        await self.claims.aclose()
 
 
 def open_url(url: str, clock: Clock) -> AsyncRedisStore:

@@ -165,6 +165,7 @@ for _, g in ipairs(groups) do
                 elseif ready then
                     redis.call('ZADD', q.r, priority, order(run_at, seq) .. id)
                     q.readied = true
+                    q.filled = true  -- nothing leaves the ready set after: mark needs no ZCARD
                 else
                     redis.call('ZADD', q.s, run_at, id)
                 end

@@ -110,6 +110,8 @@ for i = FIRST_QUEUE, #ARGV do
     local again = room > 0
     while again do
         local popped = redis.call('ZPOPMIN', q.r, room - taken)
+        -- Fewer than asked: the ready set is empty now (mark needs no ZCARD).
+        q.emptied = #popped < 2 * (room - taken)
         again = false
         for j = 1, #popped, 2 do
             if lease(q, i - FIRST_QUEUE + 1, string.sub(popped[j], ORDER_BYTES + 1)) then

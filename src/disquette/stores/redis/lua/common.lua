@@ -68,9 +68,12 @@ local touched = {}       -- the same tables, in first-touch order
 local removed = {}       -- ids of deleted jobs (on a Cluster their id lookups go too)
 local done_changed = false  -- a flush: every wait() looks again
 local waited = {}        -- ids of ended jobs a wait() registered for (field w)
--- Most jobs one tick moves from each of its sets: a burst of due jobs is promoted over
--- several calls (the marker brings a blocked get back at once), never in one long call.
+-- Most jobs the ticks of one call move, all queues and sets together (each set of each
+-- queue still moves one, so that every queue makes progress): a burst of due jobs is
+-- promoted over several calls (the marker brings a blocked get back at once), never in
+-- one long call, even a claim over many queues.
 local TICK_LIMIT = 1000
+local tick_budget = TICK_LIMIT  -- what this call's ticks may still move
 
 local function fmt(x)
     return string.format('%.17g', x)
@@ -92,8 +95,10 @@ local function queue(name)
     return q
 end
 
+-- A queue's pause bits, read once per call (pause.lua and flush.lua keep q.bits current).
 local function pause_bits(q)
-    return tonumber(redis.call('GET', q.p) or 0)
+    if not q.bits then q.bits = tonumber(redis.call('GET', q.p) or 0) end
+    return q.bits
 end
 
 local function job_key(q, id)
@@ -269,32 +274,45 @@ local function requeue_stale(q, key, id)
     make_ready(q, key, id, v[1], v[2], v[3])
 end
 
+-- How many jobs a tick may take from its next set, once it moved ``moved`` from the last.
+local function tick_room(moved)
+    tick_budget = tick_budget - moved
+    return math.max(tick_budget, 1)
+end
+
 -- What time made due, in the order of the other stores: expire, promote, requeue lapsed
--- leases. Once per queue and call, at most TICK_LIMIT jobs of each set (a longer backlog
--- leaves the marker set, so a blocked get calls again at once). Returns how many leases
--- were requeued, and whether any job changed.
+-- leases. Once per queue and call, within the call's TICK_LIMIT (a longer backlog leaves
+-- the marker set, so a blocked get calls again at once). Returns how many leases were
+-- requeued, and whether any job changed.
 local function tick(q)
     if q.ticked then return 0, false end
     q.ticked = true
-    local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
+    local room = tick_room(0)
+    local expired = redis.call('ZRANGEBYSCORE', q.e, '-inf', NOW_S, 'LIMIT', 0, room)
     for _, id in ipairs(expired) do
         remove(q, job_key(q, id), id, 'expired')
     end
-    local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
+    local more = #expired == room
+    room = tick_room(#expired)
+    local due = redis.call('ZRANGEBYSCORE', q.s, '-inf', NOW_S, 'LIMIT', 0, room)
     for _, id in ipairs(due) do
         local key = job_key(q, id)
         local v = redis.call('HMGET', key, 'p', 'r', 'sq')
         redis.call('ZREM', q.s, id)
         make_ready(q, key, id, v[1], v[2], v[3])
     end
-    local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S, 'LIMIT', 0, TICK_LIMIT)
+    more = more or #due == room
+    room = tick_room(#due)
+    local stale = redis.call('ZRANGEBYSCORE', q.a, '-inf', NOW_S, 'LIMIT', 0, room)
     for _, id in ipairs(stale) do
         local key = job_key(q, id)
         requeue_stale(q, key, id)
         redis.call('HSET', key, 'lp', '1')  -- still its delivery's until a claim takes it
     end
-    if #expired == TICK_LIMIT or #due == TICK_LIMIT or #stale == TICK_LIMIT then
-        q.readied = true  -- more is due: the marker brings a caller back for the rest
+    more = more or #stale == room
+    tick_room(#stale)
+    if more then
+        q.readied = true  -- more may be due: the marker brings a caller back for the rest
         q.backlog = true
     end
     return #stale, #expired + #due + #stale > 0
@@ -325,12 +343,19 @@ local function add_row(out, key, id, h)
     for i = 1, #FIELDS do out[#out + 1] = h[FIELDS[i]] or false end
 end
 
+-- Whether q holds ready jobs, or time still has due work for it. q.filled: this call added
+-- ready jobs and removed none after (add.lua); q.emptied: a claim's last pop found fewer
+-- than it asked for. Either way there is no need to look.
+local function has_ready(q)
+    return q.backlog or q.filled or (not q.emptied and redis.call('ZCARD', q.r) > 0)
+end
+
 -- Set or clear a queue's marker: set while it holds ready jobs it delivers (or time still
 -- has due work for it), so that one blocked get wakes and claims.
 local function mark(q)
     -- Not while its limits hold jobs back (q.held, see claim.lua): blocked consumers would
     -- spin; the queue is marked again when a slot frees, and polled for its rate.
-    if not q.held and (q.backlog or redis.call('ZCARD', q.r) > 0) and pause_bits(q) < 2 then
+    if not q.held and has_ready(q) and pause_bits(q) < 2 then
         redis.call('ZADD', q.w, 0, '0')
     else
         redis.call('DEL', q.w)

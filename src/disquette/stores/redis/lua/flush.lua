@@ -22,6 +22,9 @@ local sets = job_sets(q)
 for _, set in ipairs(sets) do take(set[1], set[2]) end
 local left = 0
 for _, set in ipairs(sets) do left = left + redis.call('ZCARD', set[1]) end
-if left == 0 then redis.call('DEL', q.p, q.w) end
+if left == 0 then
+    redis.call('DEL', q.p, q.w)
+    q.bits = 0
+end
 done_changed = true
 return finish(left)

@@ -15,6 +15,7 @@ if bits == 0 then
 else
     redis.call('SET', q.p, bits)
 end
+q.bits = bits
 q.readied = true  -- finish sets the marker when delivery resumes, clears it on a pause
 if IN_QUEUE_SLOT and bits < 2 then redis.call('PUBLISH', PREFIX .. 'w:' .. q.name, '') end
 return finish(bits)
