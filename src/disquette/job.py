@@ -183,7 +183,7 @@ class _IdSource:
     def __init__(self) -> None:
         self._random = random.Random()
         #: Base64 tails made and not used yet, the next one last.
-        self._tails: list[str] = []
+        self.tails: list[str] = []
         self.reseed()
         os.register_at_fork(after_in_child=self.reseed)
 
@@ -192,12 +192,12 @@ class _IdSource:
         not hand out its parent's)."""
         self._random.seed(os.urandom(16))
         self._counter = self._random.getrandbits(16)
-        self._tails.clear()
+        self.tails.clear()
 
     def tail(self) -> str:
         """The last 16 characters of an id's 24: the base64 of its counter and random
         bytes (the 6 bytes before them, the milliseconds, encode to 8 on their own)."""
-        tails = self._tails
+        tails = self.tails
         try:
             return tails.pop()
         except IndexError:  # none left: make the next batch
@@ -235,7 +235,8 @@ def job_id_factory(
     minutes = min(int((ttl if ttl is not None else MAX_SECONDS) // 60), 0xFFFF)
     minutes = (minutes | 1) if retry_after > 0 else (minutes & ~1)
     prefix, suffix = f"D-{node_prefix}-", f"-{minutes:04x}"
-    tail, clock, encode = _IDS.tail, time.time_ns, binascii.b2a_base64
+    # The tails' list is cleared in place by a fork, never replaced: its pop stays good.
+    pop, refill, clock, encode = _IDS.tails.pop, _IDS.tail, time.time_ns, binascii.b2a_base64
     # The id up to its counter: the prefix and the base64 of the milliseconds (6 bytes,
     # 8 characters), made once per millisecond.
     head, head_millis = prefix, -1
@@ -246,7 +247,11 @@ def job_id_factory(
         if millis != head_millis:
             stamp = (millis & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
             head, head_millis = prefix + encode(stamp, newline=False).decode(), millis
-        return f"{head}{tail()}{suffix}"
+        try:
+            tail = pop()
+        except IndexError:
+            tail = refill()
+        return f"{head}{tail}{suffix}"
 
     return new_id
 

@@ -110,7 +110,10 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         stored, seqs, counter, expiries = self._jobs, self._seq, self._counter, self._expiries
         ready, counts, push = self._ready, self._queued_count, heapq.heappush
         queued = JobState.QUEUED
+        # The ready jobs of a run of one queue are counted in ``run``, added to its count
+        # when another queue starts (an add is mostly one queue's).
         last_queue: str | None = None
+        run = 0
         heap: list[tuple[int, float, int, str]] = []
         for job in jobs:
             job_id = job.id
@@ -128,12 +131,16 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                 continue
             queue = job.queue
             if queue != last_queue:
+                if run:
+                    counts[last_queue] += run  # type: ignore[index]
                 heap = ready.get(queue) or ready.setdefault(queue, [])
-                last_queue = queue
+                last_queue, run = queue, 0
             job.state = queued
             job.lease_until = None
-            counts[queue] += 1
+            run += 1
             push(heap, (job.priority, run_at, seq, job_id))
+        if run:
+            counts[last_queue] += run  # type: ignore[index]
 
     def _add_checked(
         self, jobs: Sequence[Job], max_len: int | None, now: float, existing: dict[str, str]
