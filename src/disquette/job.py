@@ -237,16 +237,19 @@ def job_id_factory(
     prefix, suffix = f"D-{node_prefix}-", f"-{minutes:04x}"
     # The tails' list is cleared in place by a fork, never replaced: its pop stays good.
     pop, refill, clock, encode = _IDS.tails.pop, _IDS.tail, time.time_ns, binascii.b2a_base64
-    # The id up to its counter: the prefix and the base64 of the milliseconds (6 bytes,
-    # 8 characters), made once per millisecond.
-    head, head_millis = prefix, -1
+    # The id up to its counter (the prefix and the base64 of the milliseconds: 6 bytes,
+    # 8 characters), made once per millisecond, with its millisecond: one tuple, which
+    # threads swap whole.
+    last = (prefix, -1)
 
     def new_id() -> str:
-        nonlocal head, head_millis
+        nonlocal last
         millis = clock() // 1_000_000
-        if millis != head_millis:
+        head, at = last
+        if millis != at:
             stamp = (millis & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
-            head, head_millis = prefix + encode(stamp, newline=False).decode(), millis
+            head = prefix + encode(stamp, newline=False).decode()
+            last = (head, millis)
         try:
             tail = pop()
         except IndexError:
