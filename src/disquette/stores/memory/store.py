@@ -147,8 +147,13 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
     ) -> set[str]:
         """``add`` with its checks (``max_len``, unique keys, parents), under the lock:
         ``existing`` gets the jobs a unique key held. Returns the channels to notify."""
-        # An id the store holds (in any state, done included) is never added again.
-        jobs = [job for job in jobs if job.id not in self._jobs]
+        # An id the store holds (in any state, done included) is never added again, nor
+        # twice from one batch (the first is).
+        fresh: dict[str, Job] = {}
+        for job in jobs:
+            if job.id not in self._jobs:
+                fresh.setdefault(job.id, job)
+        jobs = list(fresh.values())
         if any(job.unique_key is not None for job in jobs):
             jobs, held = self._split_unique(jobs)
             existing.update(held)
