@@ -40,3 +40,41 @@ def test_a_claim_makes_a_due_burst_ready_a_batch_at_a_time() -> None:
         client.delay(10).add_many(list(range(TICK_BATCH + 1)), "r")
         clock.advance(11)
         assert client.qlen("r") == TICK_BATCH + 1
+
+
+def test_the_plain_add_stores_an_id_repeated_in_its_batch_once() -> None:
+    # The add without checks (no unique key, no parents, no max_len) skips an id it holds
+    # already, or met earlier in the same batch: the queue counts one job, as it holds.
+    store = MemoryStore(ManualClock(1000.0))
+    first = Job("D-1", "q", b"first", created_at=1000.0, run_at=1000.0)
+    store.add([first, Job("D-1", "q", b"again", created_at=1000.0, run_at=1000.0)], None)
+    store.add([Job("D-1", "q", b"later", created_at=1000.0, run_at=1000.0)], None)
+    assert store.qlen("q") == 1
+    [claimed] = store.claim(["q"], 5)
+    assert claimed.raw_body == b"first"
+    assert store.claim(["q"], 5) == []
+
+
+def test_the_plain_add_schedules_a_delayed_job_and_counts_each_queue() -> None:
+    store = MemoryStore(ManualClock(1000.0))
+    jobs = [
+        Job("D-1", "a", b"", created_at=1000.0, run_at=1000.0),
+        Job("D-2", "b", b"", created_at=1000.0, run_at=1000.0),
+        Job("D-3", "a", b"", created_at=1000.0, run_at=1000.0),
+        Job("D-4", "a", b"", created_at=1000.0, run_at=1060.0),
+    ]
+    store.add(jobs, None)
+    assert (store.qlen("a"), store.qlen("b")) == (2, 1)
+    delayed = store.show("D-4")
+    assert delayed is not None
+    assert delayed.state is JobState.SCHEDULED
+    assert [job.id for job in store.claim(["a"], 5)] == ["D-1", "D-3"]
+
+
+def test_the_checked_add_stores_an_id_repeated_in_its_batch_once() -> None:
+    store = MemoryStore(ManualClock(1000.0))
+    jobs = [Job("D-1", "q", body, created_at=1000.0, run_at=1000.0) for body in (b"1", b"2")]
+    store.add(jobs, 10)  # a max_len: the add with its checks
+    assert store.qlen("q") == 1
+    [claimed] = store.claim(["q"], 5)
+    assert claimed.raw_body == b"1"

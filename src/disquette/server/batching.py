@@ -204,4 +204,6 @@ async def run_acks(server: Server, requests: list[AckRequest]) -> None:
 
 def added(jobs: list[Job]) -> bytes:
     """ADDJOB's replies for added jobs, concatenated (ids are ASCII)."""
+    if len(jobs) == 1:  # a client that waits for each reply
+        return b"+%b\r\n" % jobs[0].id.encode()
     return "".join(["+" + job.id + "\r\n" for job in jobs]).encode()

@@ -292,9 +292,9 @@ class Session(asyncio.Protocol):
         if command is None:
             shown = request[0].decode(errors="replace")
             return protocol.error(f"ERR unknown command '{shown}'")
-        arity_error = check_arity(command, len(request))
-        if arity_error is not None:
-            return arity_error
+        arity = command.arity  # check_arity's rule, inline: this runs for every request
+        if (arity > 0 and len(request) != arity) or (arity < 0 and len(request) < -arity):
+            return check_arity(command, len(request)) or protocol.SYNTAX_ERROR
         if not self.authenticated and command.name != "auth":
             if self.server.requirepass is None:
                 self.authenticated = True

@@ -43,6 +43,10 @@ def start_addjob(session: Session, args: list[bytes]) -> bytes | Job | Coroutine
     """ADDJOB: a plain one's job (the session adds it with its neighbours, in the server's
     next batch), else the add on its own (MAXLEN, REPLICATE), or the refusal."""
     server = session.server
+    if len(args) == 4 and args[3] == b"0":  # no option, a known queue: the hot path
+        queue = server.queues_checked.get(args[1])
+        if queue is not None:
+            return server.default_job(queue, args[2])
     try:
         job, max_len, copies = parse_addjob(server, args)
     except CommandError as exc:

@@ -81,34 +81,102 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         with self._lock:
             now = self.clock.now()
             self._tick(now)
-            for queue in {job.queue for job in jobs}:
-                if self._pause.get(queue, 0) & PAUSE_IN:
-                    raise QueuePaused(queue)
-            # An id the store holds (in any state, done included) is never added again.
-            jobs = [job for job in jobs if job.id not in self._jobs]
-            if any(job.unique_key is not None for job in jobs):
-                jobs, existing = self._split_unique(jobs)
-            if max_len is not None:
-                incoming = Counter(job.queue for job in jobs if job.run_at <= now)
-                for queue, extra in incoming.items():
-                    if self._queued_count[queue] + extra > max_len:
-                        raise QueueFull(queue, max_len)
-            dependants = any(job.depends_on for job in jobs)
-            if dependants:
-                self._check_parents(jobs)
-            notify = {job.queue for job in jobs}
-            for job in jobs:
-                self._jobs[job.id] = job
-                self._seq[job.id] = next(self._counter)
-                self._set_expiry(job, job.expires_at)
-                if job.unique_key is not None:
-                    self._unique[job.queue, job.unique_key] = job.id
-                if dependants and job.depends_on:
-                    notify.update(self._admit_dependant(job, now))
-                else:
-                    self._start(job, now)
+            queues = {job.queue for job in jobs}
+            if self._pause:
+                for queue in queues:
+                    if self._pause.get(queue, 0) & PAUSE_IN:
+                        raise QueuePaused(queue)
+            if max_len is None and self._plain(jobs):
+                self._add_plain(jobs, now)
+                notify = queues
+            else:
+                notify = self._add_checked(jobs, max_len, now, existing)
         self.wakeups.notify(notify)
         return existing
+
+    @staticmethod
+    def _plain(jobs: Sequence[Job]) -> bool:
+        """Whether no job of an add has a unique key or parents (what ``add``'s checks are
+        about: the common add, which :meth:`_add_plain` makes without them)."""
+        for job in jobs:  # noqa: SIM110 (a loop: all() over a generator costs twice this)
+            if job.unique_key is not None or job.depends_on:
+                return False
+        return True
+
+    def _add_plain(self, jobs: Sequence[Job], now: float) -> None:
+        """Store new jobs without unique keys nor parents, ready or scheduled (an id
+        already stored, or repeated in ``jobs``, is skipped): ``add``'s hot path, the
+        transitions of ``_make_ready`` and ``_start`` inlined. Runs under the lock."""
+        stored, seqs, counter, expiries = self._jobs, self._seq, self._counter, self._expiries
+        ready, counts, push = self._ready, self._queued_count, heapq.heappush
+        queued = JobState.QUEUED
+        # The ready jobs of a run of one queue are counted in ``run``, added to its count
+        # when another queue starts (an add is mostly one queue's).
+        last_queue: str | None = None
+        run = 0
+        heap: list[tuple[int, float, int, str]] = []
+        for job in jobs:
+            job_id = job.id
+            if job_id in stored:
+                continue  # an id the store holds (in any state) is never added again
+            stored[job_id] = job
+            seqs[job_id] = seq = next(counter)
+            expires_at = job.expires_at
+            if expires_at is not None:
+                push(expiries, (expires_at, job_id))
+            run_at = job.run_at
+            if run_at > now:
+                job.state = JobState.SCHEDULED
+                push(self._scheduled, (run_at, job_id))
+                continue
+            queue = job.queue
+            if queue != last_queue:
+                if run:
+                    counts[last_queue] += run  # type: ignore[index]
+                heap = ready.get(queue) or ready.setdefault(queue, [])
+                last_queue, run = queue, 0
+            job.state = queued
+            job.lease_until = None
+            run += 1
+            push(heap, (job.priority, run_at, seq, job_id))
+        if run:
+            counts[last_queue] += run  # type: ignore[index]
+
+    def _add_checked(
+        self, jobs: Sequence[Job], max_len: int | None, now: float, existing: dict[str, str]
+    ) -> set[str]:
+        """``add`` with its checks (``max_len``, unique keys, parents), under the lock:
+        ``existing`` gets the jobs a unique key held. Returns the channels to notify."""
+        # An id the store holds (in any state, done included) is never added again, nor
+        # twice from one batch (the first is).
+        fresh: dict[str, Job] = {}
+        for job in jobs:
+            if job.id not in self._jobs:
+                fresh.setdefault(job.id, job)
+        jobs = list(fresh.values())
+        if any(job.unique_key is not None for job in jobs):
+            jobs, held = self._split_unique(jobs)
+            existing.update(held)
+        if max_len is not None:
+            incoming = Counter(job.queue for job in jobs if job.run_at <= now)
+            for queue, extra in incoming.items():
+                if self._queued_count[queue] + extra > max_len:
+                    raise QueueFull(queue, max_len)
+        dependants = any(job.depends_on for job in jobs)
+        if dependants:
+            self._check_parents(jobs)
+        notify = {job.queue for job in jobs}
+        for job in jobs:
+            self._jobs[job.id] = job
+            self._seq[job.id] = next(self._counter)
+            self._set_expiry(job, job.expires_at)
+            if job.unique_key is not None:
+                self._unique[job.queue, job.unique_key] = job.id
+            if dependants and job.depends_on:
+                notify.update(self._admit_dependant(job, now))
+            else:
+                self._start(job, now)
+        return notify
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
