@@ -27,12 +27,14 @@ from ...errors import (
 )
 from .._sql import (
     COLUMNS,
+    DEPENDENCY_COLUMNS,
     load_named_blocks,
 )
 from ..types import (
     Wakeups,
     WouldBlock,
 )
+from .dependencies import expire_parents
 from .peers import PeerWakeups
 
 #: The named blocks that bring a file from the version before to each version.
@@ -43,6 +45,7 @@ _MIGRATIONS: Final = {
     4: "migrate_4",
     5: "migrate_5",
     6: "migrate_limits",
+    7: "migrate_dependencies",
 }
 _SCHEMA_VERSION: Final = max(_MIGRATIONS)
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -58,7 +61,10 @@ Synchronous = Literal["normal", "full"]
 
 
 QUERIES: Final = load_named_blocks(
-    resources.files(__package__).joinpath("schema.sql").read_text(), "schema.sql", columns=COLUMNS
+    resources.files(__package__).joinpath("schema.sql").read_text(),
+    "schema.sql",
+    columns=COLUMNS,
+    dependency_columns=DEPENDENCY_COLUMNS,
 )
 
 
@@ -295,9 +301,13 @@ class SqliteDatabase:
         a batch was full (more may be due)."""
         params = {"now": now, "batch": DUE_BATCH}
         with self._committed(conn):
+            # Parents first: their children are resolved as they go (dependencies.py).
+            released = expire_parents(conn, QUERIES, now, DUE_BATCH)
             expired = conn.execute(QUERIES["expire"], params).rowcount
             promoted = conn.execute(QUERIES["promote"], params).rowcount
             requeued = conn.execute(QUERIES["requeue_expired_leases"], params).rowcount
+        if released is not None:
+            self._announce(released.channels)
         return int(requeued), max(expired, promoted, requeued) >= DUE_BATCH
 
     def _refresh(self, *, reading: bool = False) -> float:

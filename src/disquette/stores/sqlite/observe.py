@@ -9,7 +9,7 @@ from typing import Final
 
 from ...job import JobState
 from .._observe_sql import filter_sql, rollup_from_row, rollup_params
-from .._sql import COLUMNS, SEQ, STATES, row_to_job
+from .._sql import COLUMNS, DEPENDENCY_COLUMNS, SEQ, STATES, row_to_job
 from ..types import (
     PAUSE_MODES,
     ROLLUP_PERIODS,
@@ -167,7 +167,7 @@ class SqliteObserve(SqliteDatabase):
         self._refresh(reading=True)
         terms, params = filter_sql(where, "sqlite")
         sql = (
-            f"SELECT {COLUMNS} FROM jobs WHERE seq < :f_before AND {terms} "
+            f"SELECT {COLUMNS}, {DEPENDENCY_COLUMNS} FROM jobs WHERE seq < :f_before AND {terms} "
             "ORDER BY seq DESC LIMIT :f_limit"
         )
         before = _TOP if cursor is None else int(cursor)

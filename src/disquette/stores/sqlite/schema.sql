@@ -1,6 +1,7 @@
 -- Statements of the SQLite store, one named block each ("-- name: x"), loaded by
 -- disquette.stores.sqlite. States: 0 scheduled, 1 queued, 2 active, 3 done, 4 failed,
--- 5 cancelled (kept, as done jobs are, until expires_at = finished_at + result_ttl).
+-- 5 cancelled (kept, as done jobs are, until expires_at = finished_at + result_ttl),
+-- 6 waiting (added with parents not yet done: see migrate_dependencies).
 
 -- name: schema
 CREATE TABLE IF NOT EXISTS jobs (
@@ -218,7 +219,7 @@ SET state = CASE WHEN retry_after > 0 THEN 1 ELSE 4 END,
     finished_at = CASE WHEN retry_after > 0 THEN finished_at ELSE :now END,
     expires_at = CASE WHEN retry_after > 0 THEN expires_at END
 WHERE state = 2 AND holder = :holder AND holder_attempts = attempts
-RETURNING queue, state;
+RETURNING queue, state, id, has_children;
 
 -- name: claim
 UPDATE jobs
@@ -231,10 +232,12 @@ WHERE seq IN (
       AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = :queue AND mode & 2)
     ORDER BY priority, run_at, seq
     LIMIT :count)
-RETURNING {columns};
+RETURNING {columns}, {dependency_columns};
 
 -- name: ack
--- A delivery (:attempts, the job's attempts when the caller claimed it) acts on the job
+-- :alone (an ack in its own autocommit statement) leaves a job with waiting children
+-- alone: the store acks it again in a transaction that releases them (see
+-- migrate_dependencies). A delivery (:attempts, the job's attempts when the caller claimed it) acts on the job
 -- only while no newer delivery started; NULL acts by id (Disque's ACKJOB). So do nack,
 -- fail and working. A delivery holds its job while it is active (state 2), and still
 -- once its lease ran out until a claim takes the job (state 1 with a leased_at, from
@@ -244,7 +247,8 @@ SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id = :id AND state NOT IN (3, 5) AND (:attempts IS NULL OR attempts = :attempts)
-RETURNING id, expires_at;
+  AND NOT (:alone AND has_children)
+RETURNING id, expires_at, has_children;
 
 -- name: ack_many
 -- The jobs of one delivery number (:attempts; NULL: by id). A worker's batch is usually
@@ -255,7 +259,7 @@ SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state NOT IN (3, 5)
   AND (:attempts IS NULL OR attempts = :attempts)
-RETURNING id, expires_at;
+RETURNING id, expires_at, has_children;
 
 -- name: nack
 -- A lapsed job (see ack) is in its old place already.
@@ -267,6 +271,7 @@ WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
 RETURNING id, queue;
 
 -- name: fail
+-- :alone: as for ack.
 UPDATE jobs
 SET error_count = error_count + 1, last_error = :error,
     lease_until = NULL, leased_at = NULL, holder = NULL,
@@ -276,8 +281,8 @@ SET error_count = error_count + 1, last_error = :error,
     expires_at = CASE WHEN :retry_at IS NULL THEN NULL ELSE expires_at END,
     additional_deliveries = additional_deliveries - (state = 1)
 WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
-  AND (:attempts IS NULL OR attempts = :attempts)
-RETURNING queue, state;
+  AND (:attempts IS NULL OR attempts = :attempts) AND NOT (:alone AND has_children)
+RETURNING queue, state, has_children;
 
 -- name: working
 -- A lapsed job (see ack) is leased again, to its delivery.
@@ -299,13 +304,14 @@ WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
 RETURNING lease_until;
 
 -- name: cancel_pending
--- A scheduled or queued job (a lapsed one too: its requeue is taken back) ends cancelled.
+-- A scheduled, queued or waiting job (a lapsed one too: its requeue is taken back) ends
+-- cancelled.
 UPDATE jobs
 SET state = 5, finished_at = :now, expires_at = :now + result_ttl,
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL
-WHERE id = :id AND state IN (0, 1)
-RETURNING id;
+WHERE id = :id AND state IN (0, 1, 6)
+RETURNING has_children;
 
 -- name: request_cancel
 UPDATE jobs SET cancel_requested = 1 WHERE id = :id AND state = 2 RETURNING id;
@@ -318,26 +324,26 @@ SET state = 5, finished_at = :now, expires_at = :now + result_ttl,
     lease_until = NULL, leased_at = NULL, holder = NULL
 WHERE id = :id AND (state = 2 OR (state = 1 AND leased_at IS NOT NULL))
   AND (:attempts IS NULL OR attempts = :attempts)
-RETURNING id;
+RETURNING has_children;
 
 -- name: show
-SELECT {columns} FROM jobs WHERE id = ?;
+SELECT {columns}, {dependency_columns} FROM jobs WHERE id = ?;
 
 -- name: delete
-DELETE FROM jobs WHERE id = ?;
+DELETE FROM jobs WHERE id = ? RETURNING has_children;
 
 -- name: qlen
 SELECT count(*) FROM jobs WHERE queue = ? AND state = 1;
 
 -- name: peek
-SELECT {columns} FROM jobs WHERE queue = ? AND state = 1
+SELECT {columns}, {dependency_columns} FROM jobs WHERE queue = ? AND state = 1
 ORDER BY priority, run_at, seq LIMIT ?;
 
 -- name: failed_in_queue
-SELECT {columns} FROM jobs WHERE queue = ? AND state = 4 ORDER BY finished_at, seq LIMIT ?;
+SELECT {columns}, {dependency_columns} FROM jobs WHERE queue = ? AND state = 4 ORDER BY finished_at, seq LIMIT ?;
 
 -- name: failed_all
-SELECT {columns} FROM jobs WHERE state = 4 ORDER BY finished_at, seq LIMIT ?;
+SELECT {columns}, {dependency_columns} FROM jobs WHERE state = 4 ORDER BY finished_at, seq LIMIT ?;
 
 -- name: retry
 UPDATE jobs SET state = 1, run_at = :now, finished_at = NULL
@@ -381,7 +387,7 @@ SET state = 2, leased_at = :now, holder = NULL,
 WHERE id = :id AND state = 1;
 
 -- name: scan
-SELECT {columns} FROM jobs
+SELECT {columns}, {dependency_columns} FROM jobs
 WHERE seq > :after AND (:queue IS NULL OR queue = :queue)
   AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
 ORDER BY seq LIMIT :count;
@@ -391,6 +397,7 @@ SELECT queue, sum(state = 1) FROM jobs GROUP BY queue;
 
 -- name: flush
 DELETE FROM jobs;
+DELETE FROM job_dependencies;
 DELETE FROM paused_queues;
 
 -- name: register_node
@@ -517,7 +524,7 @@ WHERE seq IN (
                  ELSE CAST(min(rate_count, tokens + max(0, :now - filled_at)
                                * rate_count / rate_per) + 1e-9 AS INTEGER) END))
         FROM queue_limits WHERE queue = :queue), :count))
-RETURNING {columns};
+RETURNING {columns}, {dependency_columns};
 
 -- name: limited_queue_among
 SELECT 1 FROM queue_limits WHERE queue IN (SELECT value FROM json_each(?1)) LIMIT 1;
@@ -533,3 +540,79 @@ ON CONFLICT (queue) DO UPDATE SET concurrency = ?2, rate_count = ?3, rate_per = 
 
 -- name: clear_limits
 DELETE FROM queue_limits WHERE queue = ?1;
+
+-- name: migrate_dependencies
+-- Version 7: job dependencies (issue 16). A job added with parents keeps them (depends_on,
+-- JSON text; NULL for none) and its policy (on_dependency_failure: 0 fail, 1 run); while
+-- one is pending it waits in state 6 and pending_parents counts those not yet ended.
+-- Each (parent, child) pair it waits on is a row of job_dependencies, and has_children
+-- flags the parent: the statements that end a job (ack, fail, cancel, delete, expiry)
+-- return the flag, so a job without children pays nothing more, and one with children
+-- has them resolved in the same transaction (dependencies.py). Adding columns rewrites
+-- nothing; a process of the previous version names its columns and goes on working
+-- (it neither adds nor releases waiting jobs, and never claims them: not state 1).
+ALTER TABLE jobs ADD COLUMN depends_on TEXT;
+ALTER TABLE jobs ADD COLUMN on_dependency_failure INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN pending_parents INTEGER;
+ALTER TABLE jobs ADD COLUMN has_children INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS job_dependencies (
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
+-- The parents whose TTL runs out (expiring_parents): empty unless jobs have children.
+CREATE INDEX IF NOT EXISTS jobs_parents ON jobs(expires_at) WHERE has_children;
+
+-- name: insert_dependant
+-- A job of a batch with parents (dependencies.admit planned its state, and its end when
+-- a parent had ended without being done); the store looked for held ids and keys first.
+INSERT INTO jobs (id, queue, state, priority, run_at, created_at, body, encoding, type,
+                  retry_after, expires_at, max_attempts, result_ttl, headers, unique_key,
+                  unique_states, depends_on, on_dependency_failure, pending_parents,
+                  last_error, finished_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+        ?19, ?20, ?21);
+
+-- name: states_of
+-- The state of each of these jobs (a JSON array of ids) the file holds.
+SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: add_dependency
+INSERT INTO job_dependencies (parent, child) VALUES (?, ?) ON CONFLICT DO NOTHING;
+
+-- name: mark_parent
+UPDATE jobs SET has_children = 1 WHERE id = ? AND NOT has_children;
+
+-- name: release_children
+-- A parent ended: done (:done), or otherwise, which counts as finished for the children
+-- whose policy is run. Each such child counts one pending parent fewer; one with none
+-- left becomes ready, queued (or scheduled until its run_at), its run_at raised to now:
+-- behind the jobs queued meanwhile.
+UPDATE jobs
+SET pending_parents = pending_parents - 1,
+    state = CASE WHEN pending_parents > 1 THEN 6 WHEN run_at > :now THEN 0 ELSE 1 END,
+    run_at = CASE WHEN pending_parents > 1 THEN run_at ELSE max(run_at, :now) END
+WHERE id IN (SELECT child FROM job_dependencies WHERE parent = :parent)
+  AND state = 6 AND (:done OR on_dependency_failure = 1)
+RETURNING queue, state, run_at;
+
+-- name: end_children
+-- A parent ended without being done: its waiting children of policy fail end too, in
+-- :state (4 failed, kept; 5 cancelled, kept for their result_ttl).
+UPDATE jobs
+SET state = :state, last_error = :error, finished_at = :now,
+    expires_at = CASE WHEN :state = 5 THEN :now + result_ttl END
+WHERE id IN (SELECT child FROM job_dependencies WHERE parent = :parent)
+  AND state = 6 AND on_dependency_failure = 0
+RETURNING id, has_children, expires_at;
+
+-- name: forget_children
+DELETE FROM job_dependencies WHERE parent = ?;
+
+-- name: unmark_parent
+UPDATE jobs SET has_children = 0 WHERE id = ? AND has_children;
+
+-- name: expiring_parents
+-- The parents whose TTL ran out (the expiry deletes them, their children resolved).
+SELECT id FROM jobs INDEXED BY jobs_parents
+WHERE has_children AND expires_at <= :now ORDER BY expires_at LIMIT :batch;

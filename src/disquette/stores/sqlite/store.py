@@ -46,13 +46,14 @@ from ..types import (
     QueueInfo,
     ScheduleInfo,
     pause_bits,
-    refuse_dependencies,
     refuse_store_powers,
 )
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
 from .database import QUERIES as QUERIES
 from .database import SqliteDatabase
+from .dependencies import Released, admit, channels_of, resolve, resolve_all
+from .dependencies import insert as insert_dependants
 from .limits import all_limits, any_limited
 from .limits import set_limits as _set_limits
 from .observe import SqliteObserve
@@ -69,7 +70,12 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
     #: Disquette's semantics in full; no transactions to join (the store's connection is
     #: its own), no replicas, and the schema is created when opened.
     capabilities = Store.capabilities.replace(
-        transactions=False, replication=False, node_registry=True, migrations=False, limits=True
+        transactions=False,
+        replication=False,
+        node_registry=True,
+        migrations=False,
+        limits=True,
+        dependencies=True,
     )
 
     # -- the interface -------------------------------------------------------------------
@@ -84,7 +90,6 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
     ) -> dict[str, str]:
         """Insert jobs in one transaction; see :meth:`Store.add`."""
         refuse_store_powers("sqlite", connection, replicate)
-        refuse_dependencies("sqlite", jobs)
         now = self.clock.now()
         # Typed loosely: a unique add appends its key and states mask to each row.
         rows: list[tuple[Any, ...]] = [
@@ -107,7 +112,10 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             for job in jobs
         ]
         unique = any(job.unique_key is not None for job in jobs)
+        dependants = any(job.depends_on for job in jobs)
         due_at = _next_due_of(rows)
+        if dependants:
+            return self._add_in_transaction(jobs, rows, max_len, now)
         if max_len is None and len(rows) == 1 and not unique:
             queue = rows[0][1]
             inserted = self._write(QUERIES["insert"], rows[0], tracked=True).rowcount
@@ -129,30 +137,49 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                 self._announce([job.queue])
                 return {}
             # Nothing inserted: the transaction below finds out why.
+        return self._add_in_transaction(jobs, rows, max_len, now)
+
+    def _add_in_transaction(
+        self, jobs: Sequence[Job], rows: list[tuple[Any, ...]], max_len: int | None, now: float
+    ) -> dict[str, str]:
+        """The add of a batch (or of one job with a bound, a key or parents): checks and
+        inserts in one transaction."""
         if max_len is not None:
             self._refresh()
+        unique = any(job.unique_key is not None for job in jobs)
+        dependants = any(job.depends_on for job in jobs)
         existing: dict[str, str] = {}
+        released = Released()
         with self._transaction(tracked=True) as conn:
             queues = json.dumps(sorted({row[1] for row in rows}))
             paused = conn.execute(QUERIES["paused_in"], (queues,)).fetchone()
             if paused is not None:
                 raise QueuePaused(paused[0])
-            if unique:
-                existing = unique_holders(conn, QUERIES, jobs, now)
-                rows = [
-                    (*row, job.unique_key, job.unique_states)
+            if unique or dependants:
+                if unique:
+                    existing = unique_holders(conn, QUERIES, jobs, now, released)
+                kept = [
+                    (job, (*row, job.unique_key, job.unique_states))
                     for row, job in zip(rows, jobs, strict=True)
                     if job.id not in existing
                 ]
+                rows = [row for _, row in kept]
+            if dependants:
+                rows, pairs = admit(conn, QUERIES, [job for job, _ in kept], rows, now)
             if max_len is not None:
                 incoming = Counter(row[1] for row in rows if row[2] == 1)
                 for queue, extra in incoming.items():
                     held = conn.execute(QUERIES["count_queued_up_to"], (queue, max_len)).fetchone()
                     if held[0] + extra > max_len:
                         raise QueueFull(queue, max_len)
-            conn.executemany(QUERIES["insert_unique" if unique else "insert"], rows)
-        self._lower_due(due_at)
-        self._announce({row[1] for row in rows})
+            if dependants:
+                insert_dependants(conn, QUERIES, rows, pairs)
+            else:
+                conn.executemany(QUERIES["insert_unique" if unique else "insert"], rows)
+        self._lower_due(_next_due_of(rows))
+        self._lower_due(released.due_at)
+        released.channels.update(channels_of(rows) if dependants else {row[1] for row in rows})
+        self._announce(released.channels)
         return existing
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
@@ -227,13 +254,35 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
     ) -> list[str]:
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("sqlite", connection, 0)
-        statements = _ack_statements(job_ids, results, attempts, self.clock.now())
-        if len(statements) == 1:
-            rows = self._write_returning(*statements[0], tracked=True)
-        else:
-            with self._transaction(tracked=True) as conn:
-                rows = [row for one in statements for row in conn.execute(*one)]
-        return self._acked(rows)
+        now = self.clock.now()
+        statements = _ack_statements(job_ids, results, attempts, now)
+        if len(job_ids) == 1:
+            # The usual ack: one statement, no transaction to open; it leaves a parent
+            # with waiting children alone (it acks nothing then), for the transaction below.
+            sql, params = statements[0]
+            params["alone"] = 1
+            rows = self._write_returning(sql, params, tracked=True)
+            if rows:
+                return self._acked(rows, None)
+            params["alone"] = 0
+        released = Released()
+        with self._transaction(tracked=True) as conn:
+            rows = self._ack_in(conn, statements, now, released)
+        return self._acked(rows, released)
+
+    @staticmethod
+    def _ack_in(
+        conn: sqlite3.Connection,
+        statements: list[tuple[str, Any]],
+        now: float,
+        released: Released,
+    ) -> list[Any]:
+        """Ack in the caller's transaction, releasing the children of the parents acked."""
+        rows = [row for one in statements for row in conn.execute(*one)]
+        parents = [row[0] for row in rows if row[2]]
+        if parents:
+            resolve_all(conn, QUERIES, parents, "done", now, released)
+        return rows
 
     def ack_and_claim(
         self,
@@ -251,13 +300,19 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         key = tuple(queues)
         with self._connection() as conn:
             self._catch_up(conn, now, lazy=key not in self._idle)
+            released = Released()
             with self._committed(conn, tracked=True):
-                rows = [row for one in statements for row in conn.execute(*one)]
+                rows = self._ack_in(conn, statements, now, released)
                 claimed = self._claim_in(conn, key, count, holder, now)
-        return self._acked(rows), claimed
+        return self._acked(rows, released), claimed
 
-    def _acked(self, rows: list[Any]) -> list[str]:
-        """After acks: the ids done (rows of id and new expiry), their waiters told."""
+    def _acked(self, rows: list[Any], released: Released | None) -> list[str]:
+        """After acks: the ids done (rows of id and new expiry), their waiters told, and
+        those of the children released (``released``)."""
+        if released is not None:
+            self._lower_due(released.due_at)
+            if released.channels:
+                self._announce(released.channels)
         if not rows:
             return []
         for row in rows:  # each done job's result is kept until then
@@ -296,12 +351,20 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             "retry_at": retry_at,
             "now": now,
             "attempts": attempt,
+            "alone": 1,  # one statement, unless the job has waiting children (see ack)
         }
         rows = self._write_returning(QUERIES["fail"], params)
-        row = rows[0] if rows else None
-        if row is None:
+        if not rows:
+            params["alone"] = 0
+            released = Released()
+            with self._transaction() as conn:
+                rows = conn.execute(QUERIES["fail"], params).fetchall()
+                if rows and rows[0][1] == 4 and rows[0][2]:  # failed for good: a parent
+                    resolve(conn, QUERIES, job_id, "failed", now, released)
+            self._announce(released.channels)
+        if not rows:
             return False
-        queue, state = row
+        queue, state, _ = rows[0]
         self._announce([DONE_CHANNEL] if state == 4 else [queue])
         return True
 
@@ -339,16 +402,20 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         now = self._refresh()
         params = {"id": job_id, "now": now, "attempts": attempt}
         requested = found = None
+        released = Released()
         with self._transaction() as conn:
             finished = conn.execute(
                 QUERIES["cancel_pending" if attempt is None else "cancel_held"], params
             ).fetchone()
+            if finished is not None and finished[0]:  # it had waiting children
+                resolve(conn, QUERIES, job_id, "cancelled", now, released)
             if finished is None and attempt is None:
                 requested = conn.execute(QUERIES["request_cancel"], params).fetchone()
             if finished is None and requested is None:
                 found = conn.execute(QUERIES["show"], (job_id,)).fetchone()
         if finished is not None or requested is not None:
-            self._announce([DONE_CHANNEL if finished is not None else CANCEL_CHANNEL])
+            released.channels.add(DONE_CHANNEL if finished is not None else CANCEL_CHANNEL)
+            self._announce(released.channels)
             return JobState.CANCELLED if finished is not None else JobState.ACTIVE
         if found is None:
             raise JobNotFound(job_id)
@@ -366,11 +433,18 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
 
     def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`Store.delete`."""
-        self._refresh()
+        now = self._refresh()
+        released = Released()
+        deleted = 0
         with self._transaction() as conn:
-            deleted = sum(conn.execute(QUERIES["delete"], (i,)).rowcount for i in job_ids)
+            for job_id in job_ids:
+                for (has_children,) in conn.execute(QUERIES["delete"], (job_id,)).fetchall():
+                    deleted += 1
+                    if has_children:
+                        resolve(conn, QUERIES, job_id, "deleted", now, released)
         if deleted:
-            self._announce([DONE_CHANNEL])
+            released.channels.add(DONE_CHANNEL)
+            self._announce(released.channels)
         return deleted
 
     def qlen(self, queue: str) -> int:
@@ -567,13 +641,21 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
 
     def release_leases(self, holder: str) -> int:
         """Give back a dead holder's jobs; see :meth:`Store.release_leases`."""
-        params = {"holder": holder, "error": HOLDER_GONE, "now": self.clock.now()}
-        rows = self._write_returning(QUERIES["release_holder"], params)
+        now = self.clock.now()
+        params = {"holder": holder, "error": HOLDER_GONE, "now": now}
+        released = Released()
+        with self._transaction() as conn:
+            rows = conn.execute(QUERIES["release_holder"], params).fetchall()
+            parents = [job_id for _, state, job_id, children in rows if state == 4 and children]
+            resolve_all(conn, QUERIES, parents, "failed", now, released)
         # Requeued jobs wake their queue's getters; failed ones (at-most-once) waiters.
-        self._announce({queue if state == 1 else DONE_CHANNEL for queue, state in rows})
+        released.channels.update(queue if state == 1 else DONE_CHANNEL for queue, state, *_ in rows)
+        self._announce(released.channels)
         return len(rows)
 
 
+#: An ack or fail in a transaction: it acts on a parent with waiting children too.
+_NOT_ALONE: Final = {"alone": 0}
 #: The channel an ack announces (waiters of ``wait``).
 _DONE: Final = (DONE_CHANNEL,)
 #: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end.
@@ -606,6 +688,7 @@ def _ack_statements(
         attempt = attempts[0] if attempts else None
         params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
         params["attempts"] = attempt
+        params["alone"] = 0
         return [(QUERIES["ack"], params)]
     deliveries = attempts or [None] * len(job_ids)
     if results is None and len(job_ids) > 1:
@@ -621,7 +704,11 @@ def _ack_statements(
         ]
     ack = QUERIES["ack"]
     return [
-        (ack, {"id": i, "result": raw, "encoding": int(code), "now": now, "attempts": attempt})
+        (
+            ack,
+            {"id": i, "result": raw, "encoding": int(code), "now": now, "attempts": attempt}
+            | _NOT_ALONE,
+        )
         for i, (raw, code), attempt in zip(
             job_ids, results or [NO_RESULT] * len(job_ids), deliveries, strict=True
         )
