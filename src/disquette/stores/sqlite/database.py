@@ -302,8 +302,8 @@ class SqliteDatabase:
         params = {"now": now, "batch": DUE_BATCH}
         with self._committed(conn):
             # Parents first: their children are resolved as they go (dependencies.py).
-            released = expire_parents(conn, QUERIES, now, DUE_BATCH)
-            expired = conn.execute(QUERIES["expire"], params).rowcount
+            parents, released = expire_parents(conn, QUERIES, now, DUE_BATCH)
+            expired = parents + conn.execute(QUERIES["expire"], params).rowcount
             promoted = conn.execute(QUERIES["promote"], params).rowcount
             requeued = conn.execute(QUERIES["requeue_expired_leases"], params).rowcount
         if released is not None:

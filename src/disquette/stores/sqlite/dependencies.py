@@ -24,6 +24,8 @@ from ..types import DONE_CHANNEL, dependency_error
 
 #: State codes (see ``schema.sql``).
 _SCHEDULED, _QUEUED, _DONE, _FAILED, _CANCELLED, _WAITING = 0, 1, 3, 4, 5, 6
+#: How an ended parent ends its children (any other parent dropped ends them as expired).
+_ENDS_AS: Final = {_DONE: "done", _FAILED: "failed", _CANCELLED: "cancelled"}
 #: The states of a job that has ended (no child waits for it).
 _ENDED: Final = (_DONE, _FAILED, _CANCELLED)
 
@@ -96,18 +98,24 @@ def resolve_all(
 
 def expire_parents(
     conn: sqlite3.Connection, queries: Mapping[str, str], now: float, batch: int
-) -> Released | None:
+) -> tuple[int, Released | None]:
     """In the caller's transaction (the expiry's): delete the parents whose TTL ran out, at
-    most ``batch``, their children resolved; None when there were none (the usual case:
-    one look at an empty index)."""
-    expired = conn.execute(queries["expiring_parents"], {"now": now, "batch": batch}).fetchall()
+    most ``batch``, their children resolved. Returns how many, and what they released
+    (None for none: the usual case, one look at an empty index).
+
+    Only pending jobs have children (their end resolves them), but for one that a process
+    of the previous schema version ended (it knows no children): its children are resolved
+    by its end at the latest when it is dropped."""
+    params = {"now": now, "batch": batch}
+    expired = conn.execute(queries["expiring_parents"], params).fetchall()
     if not expired:
-        return None
+        return 0, None
     released = Released()
-    for (parent_id,) in expired:
+    for parent_id, state in expired:
         conn.execute(queries["delete"], (parent_id,)).fetchall()
-        resolve(conn, queries, parent_id, "expired", now, released)
-    return released
+        end = _ENDS_AS.get(state, "expired")
+        resolve(conn, queries, parent_id, end, now, released)
+    return len(expired), released
 
 
 def admit(

@@ -550,7 +550,9 @@ DELETE FROM queue_limits WHERE queue = ?1;
 -- return the flag, so a job without children pays nothing more, and one with children
 -- has them resolved in the same transaction (dependencies.py). Adding columns rewrites
 -- nothing; a process of the previous version names its columns and goes on working
--- (it neither adds nor releases waiting jobs, and never claims them: not state 1).
+-- (it never claims a waiting job: not state 1). It neither adds jobs with parents nor
+-- releases children: a parent it ends releases them only when its row is dropped (see
+-- expiring_parents), so upgrade every process before adding jobs with parents.
 ALTER TABLE jobs ADD COLUMN depends_on TEXT;
 ALTER TABLE jobs ADD COLUMN on_dependency_failure INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN pending_parents INTEGER;
@@ -614,5 +616,5 @@ UPDATE jobs SET has_children = 0 WHERE id = ? AND has_children;
 
 -- name: expiring_parents
 -- The parents whose TTL ran out (the expiry deletes them, their children resolved).
-SELECT id FROM jobs INDEXED BY jobs_parents
+SELECT id, state FROM jobs INDEXED BY jobs_parents
 WHERE has_children AND expires_at <= :now ORDER BY expires_at LIMIT :batch;
