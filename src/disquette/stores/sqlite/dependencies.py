@@ -96,6 +96,24 @@ def resolve_all(
         resolve(conn, queries, parent_id, end, now, released)
 
 
+def ack_in(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    statements: Sequence[tuple[str, Any]],
+    now: float,
+) -> tuple[list[Any], Released | None]:
+    """Run ack statements (rows of id, expiry and ``has_children``) in the caller's
+    transaction, releasing the children of the parents acked: their rows, and what the
+    release changed (None when no job acked had children)."""
+    rows = [row for one in statements for row in conn.execute(*one)]
+    parents = [row[0] for row in rows if row[2]]
+    if not parents:
+        return rows, None
+    released = Released()
+    resolve_all(conn, queries, parents, "done", now, released)
+    return rows, released
+
+
 def expire_parents(
     conn: sqlite3.Connection, queries: Mapping[str, str], now: float, batch: int
 ) -> tuple[int, Released | None]:

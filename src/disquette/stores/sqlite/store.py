@@ -52,7 +52,7 @@ from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration t
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
 from .database import QUERIES as QUERIES
 from .database import SqliteDatabase
-from .dependencies import Released, admit, channels_of, resolve, resolve_all
+from .dependencies import Released, ack_in, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
 from .limits import all_limits, any_limited
 from .limits import set_limits as _set_limits
@@ -265,24 +265,9 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             if rows:
                 return self._acked(rows, None)
             params["alone"] = 0
-        released = Released()
         with self._transaction(tracked=True) as conn:
-            rows = self._ack_in(conn, statements, now, released)
+            rows, released = ack_in(conn, QUERIES, statements, now)
         return self._acked(rows, released)
-
-    @staticmethod
-    def _ack_in(
-        conn: sqlite3.Connection,
-        statements: list[tuple[str, Any]],
-        now: float,
-        released: Released,
-    ) -> list[Any]:
-        """Ack in the caller's transaction, releasing the children of the parents acked."""
-        rows = [row for one in statements for row in conn.execute(*one)]
-        parents = [row[0] for row in rows if row[2]]
-        if parents:
-            resolve_all(conn, QUERIES, parents, "done", now, released)
-        return rows
 
     def ack_and_claim(
         self,
@@ -300,9 +285,8 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         key = tuple(queues)
         with self._connection() as conn:
             self._catch_up(conn, now, lazy=key not in self._idle)
-            released = Released()
             with self._committed(conn, tracked=True):
-                rows = self._ack_in(conn, statements, now, released)
+                rows, released = ack_in(conn, QUERIES, statements, now)
                 claimed = self._claim_in(conn, key, count, holder, now)
         return self._acked(rows, released), claimed
 
@@ -433,9 +417,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
 
     def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`Store.delete`."""
-        now = self._refresh()
-        released = Released()
-        deleted = 0
+        now, released, deleted = self._refresh(), Released(), 0
         with self._transaction() as conn:
             for job_id in job_ids:
                 for (has_children,) in conn.execute(QUERIES["delete"], (job_id,)).fetchall():
@@ -641,10 +623,9 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
 
     def release_leases(self, holder: str) -> int:
         """Give back a dead holder's jobs; see :meth:`Store.release_leases`."""
-        now = self.clock.now()
-        params = {"holder": holder, "error": HOLDER_GONE, "now": now}
-        released = Released()
+        now, released = self.clock.now(), Released()
         with self._transaction() as conn:
+            params = {"holder": holder, "error": HOLDER_GONE, "now": now}
             rows = conn.execute(QUERIES["release_holder"], params).fetchall()
             parents = [job_id for _, state, job_id, children in rows if state == 4 and children]
             resolve_all(conn, QUERIES, parents, "failed", now, released)
