@@ -34,8 +34,8 @@ _TOP: Final = 2**63 - 1
 # table) and the paused ones. Per queue: its queued and failed jobs counted up to :cap1 in
 # their own partial indexes (jobs_ready, jobs_failed); its next ready job (jobs_ready's
 # first entry); and, among its newest :cap1 jobs (jobs_queue_seq backwards), how many are
-# done, how many cancelled and how many were read (fewer than :cap1: the queue holds no
-# more, so those two counts are exact).
+# done, cancelled and waiting, and how many were read (fewer than :cap1: the queue holds no
+# more, so those three counts are exact).
 _QUEUE_COUNTS: Final = """
 WITH RECURSIVE names(queue) AS (
     SELECT min(queue) FROM jobs
@@ -54,7 +54,8 @@ SELECT queue,
     (SELECT max(run_at, created_at) FROM jobs INDEXED BY jobs_ready
      WHERE queue = listed.queue AND state = 1 ORDER BY priority, run_at, seq LIMIT 1),
     (SELECT mode FROM paused_queues WHERE queue = listed.queue),
-    (SELECT coalesce(sum(state = 3), 0) || ' ' || coalesce(sum(state = 5), 0) || ' ' || count(*)
+    (SELECT coalesce(sum(state = 3), 0) || ' ' || coalesce(sum(state = 5), 0) || ' '
+            || coalesce(sum(state = 6), 0) || ' ' || count(*)
      FROM (SELECT state FROM jobs INDEXED BY jobs_queue_seq
            WHERE queue = listed.queue ORDER BY seq DESC LIMIT :cap1))
 FROM listed WHERE :queue IS NULL OR queue = :queue ORDER BY queue
@@ -120,9 +121,10 @@ class SqliteObserve(SqliteDatabase):
         Two statements, whatever the file holds: queued and failed jobs are counted exactly
         up to ``cap`` in their partial indexes; scheduled and active ones in the first
         ``cap`` + 1 entries of theirs (exact while the file holds at most ``cap`` jobs in
-        that state, all queues together, else capped); done and cancelled ones among the
-        queue's newest ``cap`` + 1 jobs (exact while the queue holds at most ``cap`` jobs,
-        else capped: no index has their state, and adding one would slow every ack).
+        that state, all queues together, else capped); done, cancelled and waiting ones
+        among the queue's newest ``cap`` + 1 jobs (exact while the queue holds at most
+        ``cap`` jobs, else capped: no index has their state, and adding one would slow
+        every ack).
         """
         self._refresh(reading=True)
         params = {"cap1": cap + 1, "queue": queue}
@@ -139,17 +141,18 @@ class SqliteObserve(SqliteDatabase):
                 window.setdefault(name, {})[STATES[code]] = n
         result = []
         for name, queued, failed, ready_since, mode, newest in rows:
-            done, cancelled, read = (int(part) for part in newest.split())
+            done, cancelled, waiting, read = (int(part) for part in newest.split())
             exact = {
                 **window.get(name, {}),
                 JobState.QUEUED: queued,
                 JobState.FAILED: failed,
                 JobState.DONE: done,
                 JobState.CANCELLED: cancelled,
+                JobState.WAITING: waiting,
             }
             lower = set(past)
             if read > cap:
-                lower |= {JobState.DONE, JobState.CANCELLED}
+                lower |= {JobState.DONE, JobState.CANCELLED, JobState.WAITING}
             pause = PAUSE_MODES[mode or 0]
             result.append(queue_counts_of(name, exact, cap, pause, ready_since, frozenset(lower)))
         return result
