@@ -208,12 +208,11 @@ def test_a_dead_holders_at_most_once_parent_fails_its_children(tmp_path: Path) -
         assert [job.id for job in jobs.timeout(0).get_many("q")] == [grandchild]
 
 
-def test_waiting_jobs_count_for_no_bound_and_a_flush_forgets_them(tmp_path: Path) -> None:
+def test_a_flush_forgets_what_waiting_jobs_wait_for(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     with connect(f"sqlite:///{path}") as jobs:
         parent = jobs.add("parent", "p")
-        jobs.max_len(1).add_many(["a", "b", "c"], "q", depends_on=[parent])
-        jobs.max_len(1).add("ready", "q")
+        jobs.add_many(["a", "b", "c"], "q", depends_on=[parent])
         jobs.store.flush()
         raw = sqlite3.connect(path)
         assert raw.execute("SELECT count(*) FROM job_dependencies").fetchone()[0] == 0

@@ -164,15 +164,14 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                     if job.id not in existing
                 ]
                 rows = [row for _, row in kept]
-            if dependants:
-                rows, pairs = admit(conn, QUERIES, [job for job, _ in kept], rows, now)
-            if max_len is not None:
+            if max_len is not None:  # a job that is to wait counts too, as on every store
                 incoming = Counter(row[1] for row in rows if row[2] == 1)
                 for queue, extra in incoming.items():
                     held = conn.execute(QUERIES["count_queued_up_to"], (queue, max_len)).fetchone()
                     if held[0] + extra > max_len:
                         raise QueueFull(queue, max_len)
             if dependants:
+                rows, pairs = admit(conn, QUERIES, [job for job, _ in kept], rows, now)
                 insert_dependants(conn, QUERIES, rows, pairs)
             else:
                 conn.executemany(QUERIES["insert_unique" if unique else "insert"], rows)
