@@ -111,12 +111,10 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             )
             for job in jobs
         ]
-        unique = any(job.unique_key is not None for job in jobs)
-        dependants = any(job.depends_on for job in jobs)
-        due_at = _next_due_of(rows)
-        if dependants:
+        if len(rows) != 1 or jobs[0].depends_on:  # a batch, or a job with parents
             return self._add_in_transaction(jobs, rows, max_len, now)
-        if max_len is None and len(rows) == 1 and not unique:
+        due_at = _next_due_of(rows)
+        if max_len is None and jobs[0].unique_key is None:
             queue = rows[0][1]
             inserted = self._write(QUERIES["insert"], rows[0], tracked=True).rowcount
             self._lower_due(due_at)
@@ -128,7 +126,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             else:
                 self._announce([queue])
             return {}
-        if max_len is None and len(rows) == 1:
+        if max_len is None:
             job = jobs[0]
             row = (*rows[0], job.unique_key, job.unique_states)
             inserted = self._write(QUERIES["insert_unique_one"], row, tracked=True).rowcount
