@@ -254,3 +254,21 @@ def test_a_parent_a_previous_version_acked_releases_its_children_when_dropped(
         assert jobs.timeout(0).get_many("q") == []
         clock.advance(10)  # the parent's result is dropped: its children are released
         assert [job.id for job in jobs.timeout(0).get_many("q")] == [child]
+
+
+@pytest.mark.parametrize("nonblocking", [False, True])
+def test_a_batch_ack_acks_parents_among_other_jobs(tmp_path: Path, nonblocking: bool) -> None:
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        plain = jobs.add("plain", "q")
+        parent = jobs.add("parent", "q")
+        child = jobs.add("child", "c", depends_on=[parent])
+        jobs.timeout(0).get_many("q")
+        store = _store(jobs)
+        batch = [plain, parent, "D-00000000-ZZZZZZZZZZZZZZZZZZZZZZZZ-0001"]
+        if nonblocking:  # as the asyncio client first tries it: in one transaction
+            with store.nonblocking():
+                done = store.ack(batch)
+        else:  # one statement, then the parent in a transaction
+            done = store.ack(batch)
+        assert sorted(done) == sorted([plain, parent])
+        assert [job.id for job in jobs.timeout(0).get_many("c")] == [child]

@@ -20,7 +20,7 @@ from typing import Any, Final
 from ...errors import JobNotFound
 from ...job import Job
 from .._sql import POLICIES, STATES
-from ..types import DONE_CHANNEL, dependency_error
+from ..types import DONE_CHANNEL, NO_RESULT, EncodedResult, dependency_error
 
 #: State codes (see ``schema.sql``).
 _SCHEDULED, _QUEUED, _DONE, _FAILED, _CANCELLED, _WAITING = 0, 1, 3, 4, 5, 6
@@ -96,22 +96,36 @@ def resolve_all(
         resolve(conn, queries, parent_id, end, now, released)
 
 
-def ack_in(
+def ack_parents(
     conn: sqlite3.Connection,
     queries: Mapping[str, str],
-    statements: Sequence[tuple[str, Any]],
+    rows: list[Any],
+    job_ids: Sequence[str],
+    results: Sequence[EncodedResult] | None,
+    attempts: Sequence[int | None] | None,
     now: float,
-) -> tuple[list[Any], Released | None]:
-    """Run ack statements (rows of id, expiry and ``has_children``) in the caller's
-    transaction, releasing the children of the parents acked: their rows, and what the
-    release changed (None when no job acked had children)."""
-    rows = [row for one in statements for row in conn.execute(*one)]
-    parents = [row[0] for row in rows if row[2]]
-    if not parents:
-        return rows, None
+) -> Released | None:
+    """In the caller's transaction, after the ack statements (which leave parents with
+    waiting children alone): ``rows`` (id, expiry) are the jobs they acked. Each other
+    job of ``job_ids`` is lost, or a parent with waiting children: acks the parents
+    (appending to ``rows``) and releases their children. Returns what that released
+    (None when every job was acked: the usual case, no statement run)."""
+    if len(rows) == len(job_ids):
+        return None
+    acked = {row[0] for row in rows}
     released = Released()
-    resolve_all(conn, queries, parents, "done", now, released)
-    return rows, released
+    for index, job_id in enumerate(job_ids):
+        if job_id in acked:
+            continue
+        raw, code = results[index] if results else NO_RESULT
+        attempt = attempts[index] if attempts else None
+        params = {"id": job_id, "result": raw, "encoding": int(code), "now": now}
+        parent = conn.execute(queries["ack_parent"], {**params, "attempts": attempt}).fetchall()
+        if parent:
+            rows.extend(parent)
+            acked.add(job_id)
+            resolve(conn, queries, job_id, "done", now, released)
+    return released
 
 
 def expire_parents(

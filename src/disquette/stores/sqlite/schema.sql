@@ -235,31 +235,42 @@ WHERE seq IN (
 RETURNING {columns}, {dependency_columns};
 
 -- name: ack
--- :alone (an ack in its own autocommit statement) leaves a job with waiting children
--- alone: the store acks it again in a transaction that releases them (see
--- migrate_dependencies). A delivery (:attempts, the job's attempts when the caller claimed it) acts on the job
+-- A delivery (:attempts, the job's attempts when the caller claimed it) acts on the job
 -- only while no newer delivery started; NULL acts by id (Disque's ACKJOB). So do nack,
 -- fail and working. A delivery holds its job while it is active (state 2), and still
 -- once its lease ran out until a claim takes the job (state 1 with a leased_at, from
 -- requeue_expired_leases): that requeue is then taken back, it was no redelivery.
+-- A job with waiting children is left alone: ack_parent acks it (see
+-- migrate_dependencies), so the usual ack stays one statement (no transaction to open).
 UPDATE jobs
 SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now,
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id = :id AND state NOT IN (3, 5) AND (:attempts IS NULL OR attempts = :attempts)
-  AND NOT (:alone AND has_children)
-RETURNING id, expires_at, has_children;
+  AND NOT has_children
+RETURNING id, expires_at;
+
+-- name: ack_parent
+-- As ack, for a job with waiting children, in a transaction that releases them.
+UPDATE jobs
+SET state = 3, result = :result, result_encoding = :encoding, finished_at = :now,
+    additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
+    lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
+WHERE id = :id AND state NOT IN (3, 5) AND (:attempts IS NULL OR attempts = :attempts)
+  AND has_children
+RETURNING id, expires_at;
 
 -- name: ack_many
 -- The jobs of one delivery number (:attempts; NULL: by id). A worker's batch is usually
--- all on one (attempt 1), so this is one statement per batch.
+-- all on one (attempt 1), so this is one statement per batch. Parents with waiting
+-- children are left alone, as by ack.
 UPDATE jobs
 SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state NOT IN (3, 5)
-  AND (:attempts IS NULL OR attempts = :attempts)
-RETURNING id, expires_at, has_children;
+  AND (:attempts IS NULL OR attempts = :attempts) AND NOT has_children
+RETURNING id, expires_at;
 
 -- name: nack
 -- A lapsed job (see ack) is in its old place already.

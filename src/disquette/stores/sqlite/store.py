@@ -52,7 +52,7 @@ from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration t
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
 from .database import QUERIES as QUERIES
 from .database import SqliteDatabase
-from .dependencies import Released, ack_in, admit, channels_of, resolve, resolve_all
+from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
 from .limits import all_limits, any_limited
 from .limits import set_limits as _set_limits
@@ -253,17 +253,18 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         refuse_store_powers("sqlite", connection, 0)
         now = self.clock.now()
         statements = _ack_statements(job_ids, results, attempts, now)
-        if len(job_ids) == 1:
-            # The usual ack: one statement, no transaction to open; it leaves a parent
-            # with waiting children alone (it acks nothing then), for the transaction below.
-            sql, params = statements[0]
-            params["alone"] = 1
-            rows = self._write_returning(sql, params, tracked=True)
-            if rows:
+        rows: list[Any] = []
+        if len(statements) == 1 and (len(job_ids) == 1 or not self._fail_fast):
+            # The usual ack (or batch): one statement, no transaction to open. It leaves
+            # parents with waiting children alone, for the transaction below. (Not for a
+            # batch that must not wait: part of it would be committed before a WouldBlock.)
+            rows = self._write_returning(*statements[0], tracked=True)
+            if len(rows) == len(job_ids):
                 return self._acked(rows, None)
-            params["alone"] = 0
+            statements = []
         with self._transaction(tracked=True) as conn:
-            rows, released = ack_in(conn, QUERIES, statements, now)
+            rows += [row for one in statements for row in conn.execute(*one)]
+            released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
         return self._acked(rows, released)
 
     def ack_and_claim(
@@ -283,7 +284,8 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         with self._connection() as conn:
             self._catch_up(conn, now, lazy=key not in self._idle)
             with self._committed(conn, tracked=True):
-                rows, released = ack_in(conn, QUERIES, statements, now)
+                rows = [row for one in statements for row in conn.execute(*one)]
+                released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
                 claimed = self._claim_in(conn, key, count, holder, now)
         return self._acked(rows, released), claimed
 
@@ -632,8 +634,6 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         return len(rows)
 
 
-#: An ack or fail in a transaction: it acts on a parent with waiting children too.
-_NOT_ALONE: Final = {"alone": 0}
 #: The channel an ack announces (waiters of ``wait``).
 _DONE: Final = (DONE_CHANNEL,)
 #: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end.
@@ -666,7 +666,6 @@ def _ack_statements(
         attempt = attempts[0] if attempts else None
         params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
         params["attempts"] = attempt
-        params["alone"] = 0
         return [(QUERIES["ack"], params)]
     deliveries = attempts or [None] * len(job_ids)
     if results is None and len(job_ids) > 1:
@@ -682,11 +681,7 @@ def _ack_statements(
         ]
     ack = QUERIES["ack"]
     return [
-        (
-            ack,
-            {"id": i, "result": raw, "encoding": int(code), "now": now, "attempts": attempt}
-            | _NOT_ALONE,
-        )
+        (ack, {"id": i, "result": raw, "encoding": int(code), "now": now, "attempts": attempt})
         for i, (raw, code), attempt in zip(
             job_ids, results or [NO_RESULT] * len(job_ids), deliveries, strict=True
         )
