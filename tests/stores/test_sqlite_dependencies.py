@@ -235,27 +235,6 @@ def test_a_parent_releases_more_children_than_a_due_batch(
         assert len(run) == 25
 
 
-def test_a_parent_a_previous_version_acked_releases_its_children_when_dropped(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "jobs.db"
-    clock = ManualClock()
-    with connect(f"sqlite:///{path}", clock=clock) as jobs:
-        parent = jobs.result_ttl(10).add("parent", "p")
-        child = jobs.add("child", "q", depends_on=[parent])
-        # The previous version's ack knows no children: they wait on.
-        raw = sqlite3.connect(path, isolation_level=None)
-        done_until = clock.now() + 10
-        raw.execute(
-            "UPDATE jobs SET state = 3, finished_at = ?, expires_at = ? WHERE id = ?",
-            (clock.now(), done_until, parent),
-        )
-        raw.close()
-        assert jobs.timeout(0).get_many("q") == []
-        clock.advance(10)  # the parent's result is dropped: its children are released
-        assert [job.id for job in jobs.timeout(0).get_many("q")] == [child]
-
-
 @pytest.mark.parametrize("nonblocking", [False, True])
 def test_a_batch_ack_acks_parents_among_other_jobs(tmp_path: Path, nonblocking: bool) -> None:
     with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:

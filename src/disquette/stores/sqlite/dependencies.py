@@ -24,8 +24,6 @@ from ..types import DONE_CHANNEL, NO_RESULT, EncodedResult, dependency_error
 
 #: State codes (see ``schema.sql``).
 _SCHEDULED, _QUEUED, _DONE, _FAILED, _CANCELLED, _WAITING = 0, 1, 3, 4, 5, 6
-#: How an ended parent ends its children (any other parent dropped ends them as expired).
-_ENDS_AS: Final = {_DONE: "done", _FAILED: "failed", _CANCELLED: "cancelled"}
 #: The states of a job that has ended (no child waits for it).
 _ENDED: Final = (_DONE, _FAILED, _CANCELLED)
 
@@ -135,18 +133,16 @@ def expire_parents(
     most ``batch``, their children resolved. Returns how many, and what they released
     (None for none: the usual case, one look at an empty index).
 
-    Only pending jobs have children (their end resolves them), but for one that a process
-    of the previous schema version ended (it knows no children): its children are resolved
-    by its end at the latest when it is dropped."""
+    ``job_dependencies`` keeps each parent's TTL (a pending job's never changes), in an
+    index of its own: the ack, which sets a done job's expiry, keeps up no index for it."""
     params = {"now": now, "batch": batch}
     expired = conn.execute(queries["expiring_parents"], params).fetchall()
     if not expired:
         return 0, None
     released = Released()
-    for parent_id, state in expired:
+    for (parent_id,) in expired:
         conn.execute(queries["delete"], (parent_id,)).fetchall()
-        end = _ENDS_AS.get(state, "expired")
-        resolve(conn, queries, parent_id, end, now, released)
+        resolve(conn, queries, parent_id, "expired", now, released)
     return len(expired), released
 
 
@@ -156,19 +152,20 @@ def admit(
     jobs: Sequence[Job],
     rows: Sequence[tuple[Any, ...]],
     now: float,
-) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, float | None]]]:
     """In the add's transaction, for a batch with parents: each parent must be held (in any
     state) or an earlier job of the batch, else ``JobNotFound`` naming it. Plans the jobs
     whose id is not held yet, each in its state (waiting while a parent is pending; ended
     at once by a parent that failed or was cancelled, under policy ``fail``); ``rows``: as
     ``insert_unique`` takes them (the unique key and states mask last). Returns the rows
-    ``insert_dependant`` takes and the (parent, child) pairs waited on, for
+    ``insert_dependant`` takes and the (parent, child, parent's TTL) of each wait, for
     :func:`insert`. Changes nothing."""
     wanted = {job.id for job in jobs}.union(*(job.depends_on for job in jobs))
     found = conn.execute(queries["states_of"], (json.dumps(sorted(wanted)),)).fetchall()
-    states: dict[str, int] = dict(found)
+    states: dict[str, int] = {job_id: state for job_id, state, _ in found}
+    expiries: dict[str, float | None] = {job_id: at for job_id, _, at in found}
     planned: list[tuple[Any, ...]] = []
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str, float | None]] = []
     for job, row in zip(jobs, rows, strict=True):
         if job.id in states:
             continue  # an id the file holds is never added again
@@ -176,9 +173,11 @@ def admit(
             if parent not in states:
                 raise JobNotFound(parent)
         planned.append(_plan(job, row, states, now))
-        states[job.id] = planned[-1][2]
+        states[job.id], expiries[job.id] = planned[-1][2], planned[-1][10]
         if states[job.id] == _WAITING:
-            pairs.extend((p, job.id) for p in job.depends_on if states[p] not in _ENDED)
+            pairs.extend(
+                (p, job.id, expiries[p]) for p in job.depends_on if states[p] not in _ENDED
+            )
     return planned, pairs
 
 
@@ -186,13 +185,13 @@ def insert(
     conn: sqlite3.Connection,
     queries: Mapping[str, str],
     rows: Sequence[tuple[Any, ...]],
-    pairs: Sequence[tuple[str, str]],
+    pairs: Sequence[tuple[str, str, float | None]],
 ) -> None:
     """Insert :func:`admit`'s rows, record what the waiting jobs wait for, and flag their
     parents (whose end then resolves them)."""
     conn.executemany(queries["insert_dependant"], rows)
     conn.executemany(queries["add_dependency"], pairs)
-    conn.executemany(queries["mark_parent"], [(parent,) for parent in {p for p, _ in pairs}])
+    conn.executemany(queries["mark_parent"], [(parent,) for parent in {p for p, *_ in pairs}])
 
 
 def _plan(job: Job, row: tuple[Any, ...], states: dict[str, int], now: float) -> tuple[Any, ...]:

@@ -556,14 +556,15 @@ DELETE FROM queue_limits WHERE queue = ?1;
 -- Version 7: job dependencies (issue 16). A job added with parents keeps them (depends_on,
 -- JSON text; NULL for none) and its policy (on_dependency_failure: 0 fail, 1 run); while
 -- one is pending it waits in state 6 and pending_parents counts those not yet ended.
--- Each (parent, child) pair it waits on is a row of job_dependencies, and has_children
--- flags the parent: the statements that end a job (ack, fail, cancel, delete, expiry)
--- return the flag, so a job without children pays nothing more, and one with children
--- has them resolved in the same transaction (dependencies.py). Adding columns rewrites
+-- Each (parent, child) pair it waits on is a row of job_dependencies (with the parent's
+-- TTL: a pending job's expires_at never changes), and has_children flags the parent: the
+-- statements that end a job (ack, fail, cancel, delete) leave out or return the flag, so
+-- a job without children pays nothing more, and one with children has them resolved in
+-- the same transaction (dependencies.py); the expiry finds the parents whose TTL ran out
+-- in job_dependencies' index (no index on jobs for an ack to keep up). Adding columns rewrites
 -- nothing; a process of the previous version names its columns and goes on working
--- (it never claims a waiting job: not state 1). It neither adds jobs with parents nor
--- releases children: a parent it ends releases them only when its row is dropped (see
--- expiring_parents), so upgrade every process before adding jobs with parents.
+-- (it never claims a waiting job: not state 1), but it neither adds jobs with parents
+-- nor releases children: stop every process before the upgrade, as for every one.
 ALTER TABLE jobs ADD COLUMN depends_on TEXT;
 ALTER TABLE jobs ADD COLUMN on_dependency_failure INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN pending_parents INTEGER;
@@ -571,10 +572,11 @@ ALTER TABLE jobs ADD COLUMN has_children INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS job_dependencies (
     parent TEXT NOT NULL,
     child TEXT NOT NULL,
+    parent_expires_at REAL,
     PRIMARY KEY (parent, child)
 ) WITHOUT ROWID;
--- The parents whose TTL runs out (expiring_parents): empty unless jobs have children.
-CREATE INDEX IF NOT EXISTS jobs_parents ON jobs(expires_at) WHERE has_children;
+CREATE INDEX IF NOT EXISTS job_dependencies_expiry ON job_dependencies(parent_expires_at)
+WHERE parent_expires_at IS NOT NULL;
 
 -- name: insert_dependant
 -- A job of a batch with parents (dependencies.admit planned its state, and its end when
@@ -587,11 +589,12 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?
         ?19, ?20, ?21);
 
 -- name: states_of
--- The state of each of these jobs (a JSON array of ids) the file holds.
-SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?));
+-- The state and TTL of each of these jobs (a JSON array of ids) the file holds.
+SELECT id, state, expires_at FROM jobs WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: add_dependency
-INSERT INTO job_dependencies (parent, child) VALUES (?, ?) ON CONFLICT DO NOTHING;
+INSERT INTO job_dependencies (parent, child, parent_expires_at) VALUES (?, ?, ?)
+ON CONFLICT DO NOTHING;
 
 -- name: mark_parent
 UPDATE jobs SET has_children = 1 WHERE id = ? AND NOT has_children;
@@ -627,5 +630,7 @@ UPDATE jobs SET has_children = 0 WHERE id = ? AND has_children;
 
 -- name: expiring_parents
 -- The parents whose TTL ran out (the expiry deletes them, their children resolved).
-SELECT id, state FROM jobs INDEXED BY jobs_parents
-WHERE has_children AND expires_at <= :now ORDER BY expires_at LIMIT :batch;
+SELECT id FROM jobs
+WHERE id IN (SELECT parent FROM job_dependencies INDEXED BY job_dependencies_expiry
+             WHERE parent_expires_at <= :now ORDER BY parent_expires_at LIMIT :batch)
+  AND expires_at <= :now;
