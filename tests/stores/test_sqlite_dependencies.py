@@ -251,3 +251,22 @@ def test_a_batch_ack_acks_parents_among_other_jobs(tmp_path: Path, nonblocking: 
             done = store.ack(batch)
         assert sorted(done) == sorted([plain, parent])
         assert [job.id for job in jobs.timeout(0).get_many("c")] == [child]
+
+
+def test_parents_past_a_due_batch_are_all_expired_with_their_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "DUE_BATCH", 3)
+    clock = ManualClock()
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as jobs:
+        first = jobs.ttl(60).add("first", "p")
+        many = jobs.add_many(range(5), "q", depends_on=[first])  # fill a batch of waits
+        second = jobs.ttl(61).add("second", "p")
+        (child,) = jobs.add_many(["child"], "q", depends_on=[second])
+        clock.advance(100)
+        ends = {job_id: jobs.show(job_id).last_error for job_id in [*many, child]}
+        assert set(ends.values()) == {
+            dependency_error(first, "expired"),
+            dependency_error(second, "expired"),
+        }
+        assert ends[child] == dependency_error(second, "expired")

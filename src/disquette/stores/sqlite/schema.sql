@@ -185,8 +185,10 @@ WHERE EXISTS (SELECT 1 FROM jobs WHERE queue = value AND state = 1);
 -- The three time-driven changes (expire, promote, requeue_expired_leases) go in batches of
 -- :batch, earliest first, each batch in its own transaction: the write lock is never held
 -- through a whole backlog.
+-- A parent with waiting children is left to expiring_parents (its children resolved).
 DELETE FROM jobs WHERE seq IN (
-    SELECT seq FROM jobs WHERE expires_at <= :now ORDER BY expires_at LIMIT :batch);
+    SELECT seq FROM jobs WHERE expires_at <= :now ORDER BY expires_at LIMIT :batch)
+  AND NOT has_children;
 
 -- name: promote
 UPDATE jobs SET state = 1 WHERE seq IN (
