@@ -51,6 +51,14 @@ def test_overview_counts_each_queue_by_state(web: TestClient, jobs: Client) -> N
     assert row is not None
     cells = re.findall(r'<td class="num">(?:<a [^>]*>)?(\d+)', row.group(1))
     assert cells[:6] == ["0", "1", "0", "0", "1", "0"]  # scheduled..cancelled
+    parent = jobs.add(4, "deps")
+    jobs.add_many([5, 6], "deps", depends_on=[parent])
+    html = web.get("/").text
+    assert '<th class="num">Waiting</th>' in html or ">Waiting<" in html
+    row = re.search(r'<a href="/queues/deps">deps</a>(.*?)</tr>', html, re.S)
+    assert row is not None
+    cells = re.findall(r'<td class="num">(?:<a [^>]*>)?(\d+)', row.group(1))
+    assert cells[:7] == ["0", "1", "0", "0", "0", "0", "2"]  # ..., cancelled, waiting
     paused = re.search(r'<a href="/queues/sms">sms</a>(.*?)</tr>', html, re.S)
     assert paused is not None
     assert "badge warn" in paused.group(1)
