@@ -318,8 +318,15 @@ def test_jobs_coming_due_wake_a_registered_getter(url: str, listening: Listening
         listening.until_registered(1, "q")
         assert listening.sent() == []
         clock.advance(11)
-        jobs.qlen("q")  # the maintenance before the count promotes the job
-        assert listening.sent() == [(listening.ready, "q")]
+        # The maintenance before the count promotes the job, unless the getter's own (a
+        # claim as it registered) holds the maintenance lock just then: the next one does.
+        sent: list[tuple[str, str]] = []
+        for _ in range(100):
+            jobs.qlen("q")
+            sent += listening.sent()
+            if sent:
+                break
+        assert sent == [(listening.ready, "q")]
         blocked.join(60)
         assert [job.id for job in got] == [job_id]
 
