@@ -101,9 +101,8 @@ class Listener:
         special = {DONE_CHANNEL: self.done_channel, CANCEL_CHANNEL: self.cancel_channel}
         # A wait's own job is registered as such (kind 3, by the store: see take_jobs), and
         # its DONE_CHANNEL then only needs the LISTEN: only that job's end is sent.
-        jobs = {
-            name[len(JOB_DONE_PREFIX) :] for name in channels if name.startswith(JOB_DONE_PREFIX)
-        }
+        prefix = len(JOB_DONE_PREFIX)
+        jobs = {name[prefix:] for name in channels if name.startswith(JOB_DONE_PREFIX)}
         channels = [name for name in channels if not name.startswith(JOB_DONE_PREFIX)]
         wanted = {special.get(name, self.channel) for name in channels}
         waiters = {
