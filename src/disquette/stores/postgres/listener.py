@@ -3,23 +3,29 @@
 wake-ups.
 
 Adds (and the other calls that make jobs ready) send a ``NOTIFY`` naming the queue; acks,
-failures for good and deletes send one on a second channel, at most one per statement. A
-dedicated ``LISTEN`` connection, started the first time a call blocks, turns them into
-in-process wake-ups, so a waiting ``get`` starts a job added by another process, and a
-``wait`` returns a result acked by another process, within a round trip; ``poll_interval``
-is only the fallback for delays, leases and TTLs running out. It listens on each channel
-only once something waits for it: a worker that never calls ``wait`` receives no NOTIFY per
-ack.
+failures for good, cancels and deletes send the id of each job ended that a wait is on, on a
+second channel. A dedicated ``LISTEN`` connection, started the first time a call blocks,
+turns them into in-process wake-ups, so a waiting ``get`` starts a job added by another
+process, and a ``wait`` returns a result acked by another process, within a round trip;
+``poll_interval`` is only the fallback for delays, leases and TTLs running out. It listens
+on each channel only once something waits for it: a worker that never calls ``wait``
+receives no NOTIFY per ack.
 
 The NOTIFYs are sent only to registered waiters: a transaction that issues one takes a
 cluster-wide lock at its commit, listened to or not. So the listener registers, in the
 schema's unlogged ``waiters`` table and on its own connection, each queue a blocked get of
-its process waited on and whether a ``wait`` did; the statements NOTIFY only when such a row
-exists (``006_hot_paths.sql``). It registers again on each (re)connection, and then wakes
-every waiter here, since what changed before the registration sent no NOTIFY. A waiter
-nothing here subscribed to for :data:`_FORGET_AFTER` seconds is unregistered. A wait or get
-that starts before the registration is in place (the first of its kind in a process) may
-thus miss a change made meanwhile by another process until the next poll, never longer.
+its process waited on; the statements NOTIFY only when such a row exists
+(``006_hot_paths.sql``). It registers again on each (re)connection, and then wakes every
+waiter here, since what changed before the registration sent no NOTIFY. A waiter nothing
+here subscribed to for :data:`_FORGET_AFTER` seconds is unregistered. A get that starts
+before the registration is in place (the first of its kind in a process) may thus miss a
+change made meanwhile by another process until the next poll, never longer.
+
+A ``wait`` registers its own job (``010_wakeups.sql``): the store inserts the row, for this
+listener's backend, in the round trip of the wait's first read and before it (see
+:meth:`Listener.take_jobs`), so no end of the job is missed; the end NOTIFYs the job's
+id, and only the waits on that job wake. The listener deletes the rows of jobs nothing here
+waits on any more, and registers the jobs waited on when it (re)connects.
 
 This file is the asyncio source; ``listener.py`` beside it is generated from it.
 """
