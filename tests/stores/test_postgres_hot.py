@@ -261,11 +261,11 @@ def _maintenance_lock(schema: str) -> str:
 def test_maintenance_applies_a_bounded_batch_per_call(url: str) -> None:
     clock = ManualClock(1e9)
     with connect(url, clock=clock) as jobs:
-        jobs.delay(10).add_many(["x"] * (2 * BATCH + 500), "q")
+        jobs.delay(10).add_many(["x"] * (2 * BATCH + BATCH // 2), "q")
         clock.advance(11)
         assert jobs.qlen("q") == BATCH
         assert jobs.qlen("q") == 2 * BATCH
-        assert jobs.qlen("q") == 2 * BATCH + 500
+        assert jobs.qlen("q") == 2 * BATCH + BATCH // 2
 
 
 def test_maintenance_is_applied_by_one_process_at_a_time(url: str) -> None:
