@@ -160,6 +160,11 @@ class AsyncListener:
             jobs, self._pending_jobs = sorted(self._pending_jobs), set()
         return backend, jobs
 
+    def untake_jobs(self, jobs: list[str]) -> None:
+        """Give back jobs :meth:`take_jobs` returned that could not be registered."""
+        with self._lock:
+            self._pending_jobs.update(jobs)
+
     def registered(self, backend: tuple[int, Any], jobs: list[str]) -> None:
         """Record that ``jobs`` were registered for ``backend`` (see :meth:`take_jobs`)."""
         with self._lock:

@@ -403,7 +403,12 @@ class PostgresStore(Store):
                 rows = after_maintenance(conn, self._q, now, self._q["show"], params, True)
             return row_to_job(rows[0]) if rows else None
 
-        return self._db.run(show)
+        try:
+            return self._db.run(show)
+        except BaseException:
+            if waited is not None:  # not registered: the next read registers them
+                self._listener.untake_jobs(waited[1])
+            raise
 
     def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`Store.delete`."""
