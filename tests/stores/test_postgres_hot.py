@@ -26,7 +26,7 @@ from disquette.stores.postgres.statements import channel_name
 from tests.servers.postgres import fresh_url
 
 #: Rows a call of the bounded maintenance changes per step (maintain_due's batch).
-BATCH = 250
+BATCH = 1000
 
 
 def _split(url: str) -> tuple[str, str]:

@@ -4,8 +4,8 @@ and the housekeeping that keeps its two hot tables small.
 What time made due is applied by ``maintain_due`` (``006_hot_paths.sql``, its lock taken
 first since ``010_wakeups.sql``), inside claims and reads: only the caller that gets the
 schema's maintenance lock without waiting probes each step's partial index (one page when
-nothing is due) and applies at most a batch of 250 rows per step. A burst of a million jobs
-coming due is thus promoted 250 per call by whichever process gets there first, while the
+nothing is due) and applies at most a batch of 1,000 rows per step. A burst of a million jobs
+coming due is thus promoted 1,000 per call by whichever process gets there first, while the
 other claims go on with the ready jobs; no call holds locks on the whole backlog. Done rows
 past their ``result_ttl`` are pruned on a count of acks (``AsyncUpkeep.acked``), never in a
 claim.

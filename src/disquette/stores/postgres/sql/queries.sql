@@ -253,7 +253,7 @@ SELECT count(*) FROM (
 
 -- name: maintain
 -- What time made due, at most a batch per step, by one process at a time (the others skip).
-SELECT {schema}.maintain_due(%(now)s::float8, 250, {ready_channel}, {done_channel});
+SELECT {schema}.maintain_due(%(now)s::float8, 1000, {ready_channel}, {done_channel});
 
 -- name: maintain_all
 -- Everything time made due, however much (recover_stale: an operator's call).
