@@ -2,7 +2,7 @@
 """The PostgreSQL store's hot paths (issue 12), this build against others in the same run.
 
     PYTHONPATH=src .venv/bin/python bench/bench_postgres_hot.py [--baseline-src /work/main/src]
-        [--only acks|wait|burst] [--rounds 3] [--burst 200000]
+        [--only acks|wait|burst] [--rounds 3] [--burst 200000] [--waiting]
 
 Builds, each in a database of its own on the same server, alternated in rounds (medians):
 
@@ -14,7 +14,10 @@ Builds, each in a database of its own on the same server, alternated in rounds (
 Workloads:
 
 - acks: ``--ackers`` processes each claim ``--per-process`` jobs, then ack them one by one,
-  all at once; acks/s = all acks / (last end - first start). Nobody waits for a result.
+  all at once; acks/s = all acks / (last end - first start). Nobody waits for a result,
+  unless ``--waiting``: then one more process waits (``wait``) for a job nobody acks all
+  along, as a web process waiting for a result would (the code before issue 12's per-job
+  waits sent a NOTIFY per ack as soon as any process waited).
 - wait: one client waits for a job, another client (its own pool and listener, so only
   the NOTIFY can wake the first: ``poll_interval=60``) acks it; latency from just before
   the ack to ``wait`` returning, p50/p90/p99 over ``--samples``.
@@ -95,6 +98,19 @@ def role_acker(url: str, build: str, count: int) -> None:
         for job in held:
             jobs.ack(job)
         print(json.dumps([start, time.time()]), flush=True)
+
+
+def role_idle_waiter(url: str) -> None:
+    """Wait for a job nobody acks (until stdin closes); say "ready" once waiting."""
+    import disquette
+
+    with disquette.connect(f"{url}&poll_interval=60") as jobs:
+        job_id = jobs.add("never acked", "idle")
+        thread = threading.Thread(target=lambda: jobs.timeout(600).wait(job_id), daemon=True)
+        thread.start()
+        time.sleep(1.0)  # the listener is up and the wait registered
+        print("ready", flush=True)
+        sys.stdin.readline()
 
 
 def role_wait(url: str, build: str, samples: int) -> None:
@@ -191,7 +207,9 @@ def prepare(src: str, url: str, code: str) -> None:
     subprocess.run([sys.executable, "-c", code, url], check=True, env=env)
 
 
-def acks_round(src: str, build: str, db_url: str, ackers: int, per: int, tag: str) -> float:
+def acks_round(
+    src: str, build: str, db_url: str, ackers: int, per: int, tag: str, waiting: bool
+) -> float:
     url = store_url(db_url, f"acks_{tag}")
     prepare(
         src,
@@ -201,6 +219,10 @@ def acks_round(src: str, build: str, db_url: str, ackers: int, per: int, tag: st
         "    j.flush()\n"
         f"    [j.add_many([b''] * 1000, 'q') for _ in range({ackers * per // 1000 + 1})]\n",
     )
+    waiter = spawn(src, "idle-waiter", url) if waiting else None
+    if waiter is not None:
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "ready"
     procs = [spawn(src, "acker", url, build, str(per)) for _ in range(ackers)]
     for proc in procs:
         assert proc.stdout is not None
@@ -214,6 +236,8 @@ def acks_round(src: str, build: str, db_url: str, ackers: int, per: int, tag: st
         assert proc.stdout is not None
         spans.append(json.loads(proc.stdout.readline()))
         proc.wait()
+    if waiter is not None:
+        waiter.communicate("done\n")
     start = min(span[0] for span in spans)
     end = max(span[1] for span in spans)
     return ackers * per / (end - start)
@@ -300,6 +324,8 @@ def run_role(role: list[str]) -> None:
     name, *rest = role
     if name == "acker":
         role_acker(rest[0], rest[1], int(rest[2]))
+    elif name == "idle-waiter":
+        role_idle_waiter(rest[0])
     elif name == "wait":
         role_wait(rest[0], rest[1], int(rest[2]))
     elif name == "consumer":
@@ -315,14 +341,20 @@ def bench_acks(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, 
         # Each round starts with another build, so that no build always runs first.
         for build in names[index % len(names) :] + names[: index % len(names)]:
             src = builds[build]
-            rate = acks_round(src, build, dbs[build], args.ackers, args.per_process, str(index))
+            rate = acks_round(
+                src, build, dbs[build], args.ackers, args.per_process, str(index), args.waiting
+            )
             rates[build].append(rate)
             print(f"acks round {index} {build}: {rate:,.0f}/s", flush=True)
-    print(f"\n{args.ackers} processes acking one by one (median of {args.rounds}):")
+    waiting = ", a process waiting for another job" if args.waiting else ""
+    print(f"\n{args.ackers} processes acking one by one{waiting} (median of {args.rounds}):")
     reference = statistics.median(rates["no-notify"])
     for build, values in rates.items():
         median = statistics.median(values)
-        print(f"  {build:10} {median:9,.0f} acks/s  {median / reference:.3f}x no-notify")
+        print(
+            f"  {build:10} {median:9,.0f} acks/s  {median / reference:.3f}x no-notify"
+            f"  (rounds: {', '.join(f'{value:,.0f}' for value in values)})"
+        )
 
 
 def bench_wait(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, str]) -> None:
@@ -363,6 +395,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ackers", type=int, default=8)
     parser.add_argument("--per-process", type=int, default=2000)
+    parser.add_argument("--waiting", action="store_true", help="acks: a process waits meanwhile")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--burst", type=int, default=200_000)
     parser.add_argument("--consumers", type=int, default=4)

@@ -56,6 +56,7 @@ MIGRATIONS = [
     (7, "operations"),
     (8, "flow_limits"),
     (9, "dependencies"),
+    (10, "wakeups"),
 ]
 
 
@@ -221,7 +222,7 @@ WAITER = """
 
 def _listener_up(url: str, application_name: str, kind: int = 1, timeout: float = 20.0) -> int:
     """The pid of the waiter's LISTEN backend, once it registered its waiters of ``kind``
-    (1: blocked gets, 2: waits): from then on, the other processes NOTIFY it."""
+    (1: blocked gets, 3: waits on a job): from then on, the other processes NOTIFY it."""
     base, schema = _split(url)
     deadline = time.monotonic() + timeout
     with psycopg.connect(base, autocommit=True) as conn:
@@ -325,7 +326,7 @@ def _blocked_in_wait(url: str, application_name: str, timeout: float = 10.0) -> 
     from then on, with a 60 s poll interval, only a wake-up can end its wait within the 10 s
     it allows."""
     base, _ = _split(url)
-    _listener_up(url, application_name, kind=2, timeout=timeout)
+    _listener_up(url, application_name, kind=3, timeout=timeout)  # a wait on one job
     deadline = time.monotonic() + timeout
     with psycopg.connect(base, autocommit=True) as conn:
         while time.monotonic() < deadline:

@@ -239,7 +239,7 @@ def test_upgrade_to_9_keeps_jobs_and_the_previous_versions_claim(
         monkeypatch.undo()
         clock = ManualClock(1e11)
         with connect(url, clock=clock) as jobs:
-            assert jobs.store.migrate() == [9]
+            assert jobs.store.migrate()[:1] == [9]  # and any later ones
             assert jobs.show(done).depends_on == ()
             # The previous version's process goes on claiming with its prepared statement.
             conn.execute(

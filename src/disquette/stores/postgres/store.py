@@ -386,12 +386,29 @@ class PostgresStore(Store):
         """Return the job; see :meth:`Store.show`."""
         now = self.clock.now()
 
+        # Jobs that waits began on since the last read (a wait's first read is this call):
+        # registered first, in the same round trip, so that their ends are sent to us.
+        waited = self._listener.take_jobs()
+
         def show(conn: Connection[Any]) -> Job | None:
             params = {"id": job_id, "now": now}
-            rows = after_maintenance(conn, self._q, now, self._q["show"], params, True)
+            if waited is not None:
+                (pid, started), ids = waited
+                register = {"pid": pid, "started": started, "ids": ids}
+                with conn.pipeline():
+                    conn.execute(self._q["register_job_waiters"], register)
+                    rows = after_maintenance(conn, self._q, now, self._q["show"], params, True)
+                self._listener.registered(waited[0], ids)
+            else:
+                rows = after_maintenance(conn, self._q, now, self._q["show"], params, True)
             return row_to_job(rows[0]) if rows else None
 
-        return self._db.run(show)
+        try:
+            return self._db.run(show)
+        except BaseException:
+            if waited is not None:  # not registered: the next read registers them
+                self._listener.untake_jobs(waited[1])
+            raise
 
     def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`Store.delete`."""

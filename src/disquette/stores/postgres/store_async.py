@@ -389,12 +389,31 @@ class AsyncPostgresStore(AsyncStore):
         """Return the job; see :meth:`AsyncStore.show`."""
         now = self.clock.now()
 
+        # Jobs that waits began on since the last read (a wait's first read is this call):
+        # registered first, in the same round trip, so that their ends are sent to us.
+        waited = self._listener.take_jobs()
+
         async def show(conn: AsyncConnection[Any]) -> Job | None:
             params = {"id": job_id, "now": now}
-            rows = await after_maintenance(conn, self._q, now, self._q["show"], params, True)
+            if waited is not None:
+                (pid, started), ids = waited
+                register = {"pid": pid, "started": started, "ids": ids}
+                async with conn.pipeline():
+                    await conn.execute(self._q["register_job_waiters"], register)
+                    rows = await after_maintenance(
+                        conn, self._q, now, self._q["show"], params, True
+                    )
+                self._listener.registered(waited[0], ids)
+            else:
+                rows = await after_maintenance(conn, self._q, now, self._q["show"], params, True)
             return row_to_job(rows[0]) if rows else None
 
-        return await self._db.run(show)
+        try:
+            return await self._db.run(show)
+        except BaseException:
+            if waited is not None:  # not registered: the next read registers them
+                self._listener.untake_jobs(waited[1])
+            raise
 
     async def delete(self, job_ids: Sequence[str]) -> int:
         """Delete jobs; see :meth:`AsyncStore.delete`."""

@@ -2,13 +2,14 @@
 """The PostgreSQL store's upkeep: what time made due, applied before the calls that read,
 and the housekeeping that keeps its two hot tables small.
 
-What time made due is applied by ``maintain_due`` (``006_hot_paths.sql``), inside claims and
-reads: a probe of each step's partial index (one page when nothing is due), then, only for
-the caller that gets the schema's maintenance lock without waiting, at most a batch of 1,000
-rows per step. A burst of a million jobs coming due is thus promoted a thousand per call by
-whichever process gets there first, while the other claims go on with the ready jobs; no
-call holds locks on the whole backlog. Done rows past their ``result_ttl`` are pruned on a
-count of acks (``Upkeep.acked``), never in a claim.
+What time made due is applied by ``maintain_due`` (``006_hot_paths.sql``, its lock taken
+first since ``010_wakeups.sql``), inside claims and reads: only the caller that gets the
+schema's maintenance lock without waiting probes each step's partial index (one page when
+nothing is due) and applies at most a batch of 1,000 rows per step. A burst of a million jobs
+coming due is thus promoted 1,000 per call by whichever process gets there first, while the
+other claims go on with the ready jobs; no call holds locks on the whole backlog. Done rows
+past their ``result_ttl`` are pruned on a count of acks (``Upkeep.acked``), never in a
+claim.
 
 This file is the asyncio source; ``upkeep.py`` beside it is generated from it.
 """

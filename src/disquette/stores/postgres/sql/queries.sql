@@ -17,9 +17,10 @@
 -- Past its lease it is still its delivery's until a claim takes it (see ack).
 --
 -- NOTIFYs: on %(channel)s, the name of a queue where jobs became ready (for a blocked get);
--- on %(done_channel)s, with an empty payload, "jobs are done or gone" (for wait), at most
--- one per statement and only when rows changed. Each is sent only when a process
--- registered a waiter for it ({schema}.wake and wake_done, see 006_hot_paths.sql): a
+-- on %(done_channel)s, the id of a job that ended (done, failed, cancelled, deleted) that a
+-- wait is on, or an empty payload, "jobs are done or gone" (a flush). Each is sent only
+-- when a process registered a waiter for it ({schema}.wake, wake_jobs and wake_done, see
+-- 006_hot_paths.sql and 010_wakeups.sql): a
 -- NOTIFY serializes commits cluster-wide even when nobody listens. Inside a caller's
 -- transaction they go out at its commit, and never on a rollback.
 
@@ -306,7 +307,7 @@ kept AS (
            on_dependency_failure
     FROM gone WHERE result_ttl > 0),
 -- Not inlined (pg_notify is volatile): run once, and only if some job was acked.
-sent AS (SELECT {schema}.wake_done(%(done_channel)s) WHERE EXISTS (SELECT FROM gone))
+sent AS (SELECT {schema}.wake_jobs(%(done_channel)s, ARRAY(SELECT gone.id FROM gone)) WHERE EXISTS (SELECT FROM gone))
 -- The second column releases the waiting children of an acked job that has some (see the
 -- header), one job at a time: a CASE in the select list, which costs the planner next to
 -- nothing (this statement is planned on every call: its plans are custom).
@@ -356,7 +357,8 @@ resolved AS (
 SELECT failed.queue, failed.state, resolved.queues FROM failed
 LEFT JOIN LATERAL (
     SELECT CASE WHEN failed.state = 1 THEN {schema}.wake(%(channel)s, failed.queue)
-                WHEN failed.state = 4 THEN {schema}.wake_done(%(done_channel)s) END) AS sent
+                WHEN failed.state = 4
+                THEN {schema}.wake_jobs(%(done_channel)s, ARRAY[failed.id]) END) AS sent
     ON true
 LEFT JOIN resolved ON true;
 
@@ -395,7 +397,8 @@ resolved AS (
                                      {ready_channel}, {done_channel}) AS queues
     FROM cancelled WHERE cancelled.has_children)
 SELECT cancelled.id, resolved.queues FROM cancelled
-LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true
+LEFT JOIN LATERAL (SELECT {schema}.wake_jobs(%(done_channel)s, ARRAY[cancelled.id])) AS sent
+    ON true
 LEFT JOIN resolved ON true;
 
 -- name: request_cancel
@@ -421,7 +424,8 @@ resolved AS (
                                      {ready_channel}, {done_channel}) AS queues
     FROM cancelled WHERE cancelled.has_children)
 SELECT cancelled.id, resolved.queues FROM cancelled
-LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s)) AS sent ON true
+LEFT JOIN LATERAL (SELECT {schema}.wake_jobs(%(done_channel)s, ARRAY[cancelled.id])) AS sent
+    ON true
 LEFT JOIN resolved ON true;
 
 -- name: show
@@ -436,7 +440,7 @@ WITH pending AS (
     RETURNING id, state, has_children),
 finished AS (
     DELETE FROM {schema}.done
-    WHERE id = ANY(%(ids)b::text[]) AND expires_at > %(now)s::float8 RETURNING 1),
+    WHERE id = ANY(%(ids)b::text[]) AND expires_at > %(now)s::float8 RETURNING id),
 counted AS (SELECT (SELECT count(*) FROM pending) + (SELECT count(*) FROM finished) AS n),
 resolved AS (
     SELECT {schema}.resolve_children(array_agg(pending.id), 'deleted', %(now)s::float8,
@@ -444,7 +448,10 @@ resolved AS (
     FROM pending WHERE pending.has_children AND pending.state IN (0, 1, 2, 6)
     HAVING count(*) > 0)
 SELECT counted.n, resolved.queues FROM counted
-LEFT JOIN LATERAL (SELECT {schema}.wake_done(%(done_channel)s) WHERE counted.n > 0) AS sent ON true
+LEFT JOIN LATERAL (
+    SELECT {schema}.wake_jobs(%(done_channel)s, ARRAY(
+        SELECT pending.id FROM pending UNION ALL SELECT finished.id FROM finished))
+    WHERE counted.n > 0) AS sent ON true
 LEFT JOIN resolved ON true;
 
 -- name: qlen
@@ -625,7 +632,7 @@ resolved AS (
 SELECT released.queue, released.state, resolved.queues FROM released
 LEFT JOIN LATERAL (
     SELECT CASE WHEN released.state = 1 THEN {schema}.wake(%(channel)s, released.queue)
-                ELSE {schema}.wake_done(%(done_channel)s) END) AS sent
+                ELSE {schema}.wake_jobs(%(done_channel)s, ARRAY[released.id]) END) AS sent
     ON true
 LEFT JOIN resolved ON true;
 
@@ -655,6 +662,23 @@ SELECT w.kind, w.name, a.pid, a.backend_start
 FROM unnest(%(kinds)s::int2[], %(names)s::text[]) AS w (kind, name)
 JOIN pg_stat_activity AS a ON a.pid = pg_backend_pid()
 ON CONFLICT DO NOTHING;
+
+-- name: register_job_waiters
+-- A wait's job (kind 3), for the listener backend %(pid)s started at %(started)s, before
+-- the wait reads it (010_wakeups.sql): FOR SHARE, so that an end of the job racing this
+-- either waits for this commit and then NOTIFYs, or is seen by the read. A job that is
+-- no longer in the jobs table has ended: nothing to register.
+INSERT INTO {schema}.waiters (kind, name, pid, started)
+SELECT 3, j.id, %(pid)s::int4, %(started)s::timestamptz
+FROM (SELECT j.id FROM {schema}.jobs AS j WHERE j.id = ANY(%(ids)s::text[]) FOR SHARE) AS j
+ON CONFLICT DO NOTHING;
+
+-- name: listener_backend
+SELECT a.pid, a.backend_start FROM pg_stat_activity AS a WHERE a.pid = pg_backend_pid();
+
+-- name: unregister_job_waiters
+DELETE FROM {schema}.waiters AS w
+WHERE w.kind = 3 AND w.name = ANY(%(ids)s::text[]) AND w.pid = pg_backend_pid();
 
 -- name: unregister_waiters
 DELETE FROM {schema}.waiters WHERE pid = pg_backend_pid();
