@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from disquette import AsyncClient, Client, Job, connect, connect_async
-from disquette.errors import InvalidURL, JobNotFound, StoreUnavailable
+from disquette.errors import InvalidURL, JobNotFound, StoreRefused, StoreUnavailable
 from disquette.job import Encoding, JobState
 from disquette.stores.disque.codec import decode_body, encode_body
 from disquette.stores.disque.pool_async import AsyncPool
@@ -300,8 +300,10 @@ async def test_password_is_sent_with_auth(tmp_path: Path) -> None:
             with pytest.raises(StoreUnavailable, match="NOAUTH"):
                 await jobs.qlen("q")
         async with connect_async(f"disque://:wrong@{locked.address}") as jobs:
-            with pytest.raises(StoreUnavailable, match="AUTH refused"):
+            # Refused for good, at once: no wait makes a wrong password right.
+            with pytest.raises(StoreRefused, match="AUTH refused") as refused:
                 await jobs.qlen("q")
+            assert "retried" not in str(refused.value)
     finally:
         locked.stop()
 

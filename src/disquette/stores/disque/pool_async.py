@@ -18,7 +18,7 @@ from typing import Any, Final
 import hiredis
 
 from ..._concurrency import AsyncSemaphore, AsyncTcpStream, async_sleep
-from ...errors import StoreUnavailable
+from ...errors import StoreRefused, StoreUnavailable
 
 #: A reply as hiredis parses it (error replies are ``hiredis.ReplyError`` values).
 Reply = Any
@@ -141,6 +141,8 @@ class AsyncPool:
                 node = self.nodes[self.current]
             try:
                 wire = await self._checkout(node)
+            except StoreRefused:
+                raise  # a wrong password: no wait or other node makes it right
             except OSError as exc:
                 errors.append(f"{node[0]}:{node[1]}: {exc}")
                 self._fail_over(node)
@@ -188,7 +190,7 @@ class AsyncPool:
             (reply,) = await wire.call(_frame("AUTH", self.password), 1)
             if isinstance(reply, hiredis.ReplyError):
                 wire.close()
-                raise StoreUnavailable(f"AUTH refused by {node[0]}:{node[1]}: {reply}")
+                raise StoreRefused(f"AUTH refused by {node[0]}:{node[1]}: {reply}")
         return wire
 
     def _checkin(self, node: tuple[str, int], wire: AsyncWire) -> None:
