@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from disquette.job import _IdSource, check_job_id, job_id_factory
+from disquette.job_ids import _IdSource, check_job_id, job_id_factory
 
 
 def _fields(job_id: str) -> tuple[int, int, bytes]:
