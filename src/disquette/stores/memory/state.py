@@ -270,12 +270,17 @@ class MemoryState:
         return []
 
     def _end_dependant(self, job: Job, state: JobState, error: str, now: float) -> None:
-        """End a job that may no longer run because of a parent: ``failed`` (kept) or
-        ``cancelled`` (kept for its ``result_ttl``)."""
+        """End a job that may no longer run because of a parent (see :meth:`_finish`)."""
         if job.state is JobState.WAITING:
             self._leave_state(job)
-        job.state = state
         job.last_error = error
+        self._finish(job, state, now)
+
+    def _finish(self, job: Job, state: JobState, now: float) -> None:
+        """End a job that left its state: ``failed`` is kept until deleted or retried,
+        ``cancelled`` for its ``result_ttl`` (removed at once when that is 0)."""
+        job.state = state
+        job.lease_until = None
         job.finished_at = now
         if state is JobState.FAILED:
             self._set_expiry(job, None)

@@ -303,9 +303,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         job.last_error = error
         job.lease_until = None
         if retry_at is None:
-            job.state = JobState.FAILED
-            job.finished_at = now
-            self._set_expiry(job, None)
+            self._finish(job, JobState.FAILED, now)
             if job.id in self._children:
                 return [DONE_CHANNEL, *self._resolve(job.id, "failed", now)]
             return [DONE_CHANNEL]
@@ -379,13 +377,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                     notify.extend(self._resolve(job_id, "cancelled", now))
                 self._take_back_lapse(job)
                 self._leave_state(job)
-                job.state = JobState.CANCELLED
-                job.lease_until = None
-                job.finished_at = now
-                if job.result_ttl <= 0:
-                    self._remove(job)
-                else:
-                    self._set_expiry(job, now + job.result_ttl)
+                self._finish(job, JobState.CANCELLED, now)
         self.wakeups.notify(notify)
         return JobState.ACTIVE if requested else JobState.CANCELLED
 
