@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
-from ..errors import InvalidOption, NotReplicated, NotSupported
+from ..errors import InvalidOption, NotReplicated
 from ..job import Encoding, Job, JobState, check_queue_name
 
 #: The wake-up channel for "some job finished", used by ``wait``.
@@ -109,13 +109,6 @@ def held_elsewhere(holder: str | None, job_id: str) -> bool:
     """Whether a unique key's ``holder`` (None: nobody) is another job than ``job_id`` (an
     add run again meets its own job: that is no duplicate)."""
     return holder is not None and holder != job_id
-
-
-def refuse_dependencies(store: str, jobs: Iterable[Job]) -> None:
-    """For stores without ``capabilities.dependencies``: refuse jobs with parents
-    (``NotSupported``) instead of adding them as if they had none."""
-    if any(job.depends_on for job in jobs):
-        raise NotSupported(store, "add a dependent job", "this store keeps no dependencies")
 
 
 def refuse_store_powers(store: str, connection: object, replicate: int) -> None:

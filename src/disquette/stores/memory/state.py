@@ -210,7 +210,7 @@ class MemoryState:
         """A stored new job with parents: wait for those still pending, end at once after
         one that ended without being done (policy ``fail``), else start. Returns the
         channels to notify."""
-        pending = 0
+        pending: list[str] = []
         for parent_id in job.depends_on:
             parent = self._jobs[parent_id]
             if parent.state in (JobState.FAILED, JobState.CANCELLED):
@@ -220,18 +220,13 @@ class MemoryState:
                     )
                     return [DONE_CHANNEL]
             elif parent.state is not JobState.DONE:
-                pending += 1
+                pending.append(parent_id)
         if not pending:
             return self._start(job, now)
-        for parent_id in job.depends_on:
-            if self._jobs[parent_id].state not in (
-                JobState.DONE,
-                JobState.FAILED,
-                JobState.CANCELLED,
-            ):
-                self._children.setdefault(parent_id, []).append(job.id)
+        for parent_id in pending:
+            self._children.setdefault(parent_id, []).append(job.id)
         job.state = JobState.WAITING
-        self._pending_parents[job.id] = pending
+        self._pending_parents[job.id] = len(pending)
         return []
 
     def _resolve(self, parent_id: str, end: str, now: float) -> set[str]:
