@@ -88,3 +88,36 @@ def test_rollups_put_back_after_a_failed_flush() -> None:
     minute = next(row for row in again if row.resolution == "minute")
     assert (minute.start, minute.type, minute.completed, minute.errors) == (120.0, "", 1, 1)
     assert (minute.p50, minute.p99) == (0.025, float("inf"))
+
+
+def test_rollups_sum_each_run_into_its_minute_and_hour() -> None:
+    rollups = Rollups()
+    job = Job(id="D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001", queue="q", raw_body=b"", type="t")
+    other = Job(id="D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0002", queue="r", raw_body=b"", type=None)
+    # (ended at, job, ok, duration): across minutes, an hour, and a clock set back.
+    runs = [
+        (59.9, job, True, 0.0001),
+        (60.0, job, False, 0.002),
+        (61.0, other, True, 7.0),
+        (3599.0, job, True, 0.0001),
+        (3600.0, job, True, 0.0001),
+        (61.5, job, True, 0.0001),
+    ]
+    for now, run_job, ok, duration in runs:
+        rollups.record(run_job, ok, duration, now)
+    rows = {(r.resolution, r.start, r.queue, r.type): r for r in rollups.take()}
+    expected = {
+        ("minute", 0.0, "q", "t"): (1, 0),
+        ("minute", 60.0, "q", "t"): (1, 1),
+        ("minute", 60.0, "r", ""): (1, 0),
+        ("minute", 3540.0, "q", "t"): (1, 0),
+        ("minute", 3600.0, "q", "t"): (1, 0),
+        ("hour", 0.0, "q", "t"): (3, 1),
+        ("hour", 0.0, "r", ""): (1, 0),
+        ("hour", 3600.0, "q", "t"): (1, 0),
+    }
+    assert {key: (row.completed, row.errors) for key, row in rows.items()} == expected
+    assert rows[("hour", 0.0, "q", "t")].histogram[:2] == (3, 1)
+    assert rows[("hour", 0.0, "r", "")].histogram[11] == 1  # 7 s: the (5, 10] bucket
+    assert sum(sum(row.histogram) for row in rows.values()) == 2 * len(runs)
+    assert rollups.take() == []

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import uuid
-from collections import Counter
+from collections.abc import Sequence
 from typing import Final
 
 from ..errors import StoreError
@@ -35,53 +36,91 @@ logger: Final = logging.getLogger("disquette.worker")
 BEAT_SECONDS: Final = 5.0
 #: How often rollups are written.
 FLUSH_SECONDS: Final = 10.0
+#: The outcomes' kinds the rollups count (a cancelled run counts as neither).
+_COUNTED: Final = frozenset(("ok", "error", "timeout"))
 
 _Key = tuple[str, float, str, str]
+#: The shortest rollup period: every job's run is counted in the current one of these, and
+#: folded into every resolution's sums when time moves past it (or at :meth:`Rollups.take`).
+_FINEST: Final = min(period for period, _ in ROLLUP_PERIODS.values())
+# A finest period lies in one period of each resolution only if each is a multiple of it.
+assert all(period % _FINEST == 0 for period, _ in ROLLUP_PERIODS.values())
+#: Where a run is counted in a row of sums: completed, errors, then the duration buckets.
+_COMPLETED, _ERRORS, _HISTOGRAM = 0, 1, 2
 
 
 class Rollups:
-    """Outcomes summed per (resolution, period start, queue, type) until :meth:`take`."""
+    """Outcomes summed per (resolution, period start, queue, type) until :meth:`take`.
+
+    A run costs one count in the current finest period (per queue and type); those counts
+    go into every resolution's sums when a run ends in a later period, and at
+    :meth:`take`: per job, no key per resolution is built.
+    """
 
     def __init__(self) -> None:
-        self._completed: Counter[_Key] = Counter()
-        self._errors: Counter[_Key] = Counter()
-        self._histograms: dict[_Key, list[int]] = {}
+        #: Per key: completed, errors, then runs per duration bucket.
+        self._sums: dict[_Key, list[int]] = {}
+        #: The current finest period (empty until the first run) and its counts, per
+        #: (queue, type), laid out as in ``_sums``.
+        self._start = 0.0
+        self._end = -math.inf
+        self._current: dict[tuple[str, str], list[int]] = {}
 
     def record(self, job: Job, ok: bool, duration: float, now: float) -> None:
         """Count one run of ``job`` that ended at ``now`` (store clock)."""
-        bucket = duration_bucket(duration)
+        if not self._start <= now < self._end:
+            self._fold()
+            self._start = now - now % _FINEST
+            self._end = self._start + _FINEST
+        key = (job.queue, job.type or "")
+        counts = self._current.get(key)
+        if counts is None:
+            counts = self._current[key] = [0] * (_HISTOGRAM + len(DURATION_BUCKETS))
+        counts[_COMPLETED if ok else _ERRORS] += 1
+        counts[_HISTOGRAM + duration_bucket(duration)] += 1
+
+    def _fold(self) -> None:
+        """Add the current finest period's counts into every resolution's sums."""
+        if not self._current:
+            return
+        start = self._start
         for resolution, (period, _) in ROLLUP_PERIODS.items():
-            key = (resolution, now - now % period, job.queue, job.type or "")
-            (self._completed if ok else self._errors)[key] += 1
-            histogram = self._histograms.setdefault(key, [0] * len(DURATION_BUCKETS))
-            histogram[bucket] += 1
+            begins = start - start % period
+            for (queue, type_), counts in self._current.items():
+                self._add((resolution, begins, queue, type_), counts)
+        self._current = {}
+
+    def _add(self, key: _Key, counts: Sequence[int]) -> None:
+        sums = self._sums.get(key)
+        if sums is None:
+            self._sums[key] = list(counts)
+        else:
+            for i, n in enumerate(counts):
+                sums[i] += n
 
     def take(self) -> list[RollupRow]:
         """The rows summed so far; the sums start again from zero."""
+        self._fold()
         rows = [
             RollupRow(
                 key[0],  # type: ignore[arg-type]
                 key[1],
                 key[2],
                 key[3],
-                self._completed[key],
-                self._errors[key],
-                tuple(histogram),
+                sums[_COMPLETED],
+                sums[_ERRORS],
+                tuple(sums[_HISTOGRAM:]),
             )
-            for key, histogram in sorted(self._histograms.items())
+            for key, sums in sorted(self._sums.items())
         ]
-        self.__init__()  # type: ignore[misc]
+        self._sums = {}
         return rows
 
     def put_back(self, rows: list[RollupRow]) -> None:
         """Rows a failed flush did not write: summed into the next one."""
         for row in rows:
             key = (row.resolution, row.start, row.queue, row.type)
-            self._completed[key] += row.completed
-            self._errors[key] += row.errors
-            histogram = self._histograms.setdefault(key, [0] * len(DURATION_BUCKETS))
-            for i, n in enumerate(row.histogram):
-                histogram[i] += n
+            self._add(key, (row.completed, row.errors, *row.histogram))
 
 
 class Presence:
@@ -92,6 +131,7 @@ class Presence:
         store = state.client.store
         self._workers = store.capabilities.workers
         self._rollups_kept = store.capabilities.rollups
+        self._clock = store.clock
         self.rollups = Rollups()
         self.id = (
             state.client.holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -101,9 +141,8 @@ class Presence:
     def record(self, job: Job, kind: str, duration: float) -> None:
         """Count a handler's run by its outcome's kind: ``ok`` completed, ``error`` and
         ``timeout`` errors; a cancelled run counts as neither."""
-        if self._rollups_kept and kind in ("ok", "error", "timeout"):
-            now = self.state.client.store.clock.now()
-            self.rollups.record(job, kind == "ok", duration, now)
+        if self._rollups_kept and kind in _COUNTED:
+            self.rollups.record(job, kind == "ok", duration, self._clock.now())
 
     def info(self) -> WorkerInfo:
         """This worker's registration now."""
