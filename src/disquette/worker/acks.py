@@ -48,9 +48,14 @@ class AckBatcher:
         #: is not sent, and each is logged once.
         self.lost: set[tuple[str, int]] = set()
         self.closing = False
+        #: When the oldest ack in ``to_ack`` was queued (loop time): it waits ACK_DELAY
+        #: from then, not from when the loop below woke up (see :meth:`_linger`).
+        self._oldest = 0.0
 
     def ack(self, job: Job, result: Any) -> None:
         """Queue an ack of ``job`` with its handler's result."""
+        if not self.to_ack:
+            self._oldest = self.state.loop.time()
         self.to_ack.append((job, result))
         self.state.flush_flag.set_in_loop()
 
@@ -84,12 +89,7 @@ class AckBatcher:
         failures = 0
         while True:
             await state.flush_flag.wait(None)
-            if state.running and not self.closing and len(self.to_ack) < ACK_BATCH:
-                # More jobs are about to finish: one store call for many acks is cheaper.
-                await asyncio.sleep(ACK_DELAY)
-            elif self.to_ack and not self.closing and state.claim_room() > 0:
-                # The fetcher is about to claim: it takes these acks along (take_acks).
-                await asyncio.sleep(0)
+            await self._linger()
             try:
                 await self.flush()
             except StoreUnavailable as exc:
@@ -143,6 +143,30 @@ class AckBatcher:
             else:
                 self._log_failure(current)
             self.to_fail.popleft()
+
+    async def _linger(self) -> None:
+        """Before a flush: while jobs run, let more outcomes come (one store call for many
+        is cheaper), up to ACK_DELAY; with none running, let the fetcher about to claim
+        take the acks along (take_acks)."""
+        state = self.state
+        if state.running and not self.closing and len(self.to_ack) < ACK_BATCH:
+            await asyncio.sleep(ACK_DELAY)
+            # Meanwhile the fetcher may have taken the acks waited for with its claim: those
+            # queued since wait their own ACK_DELAY (they may ride along with the next
+            # claim too), rather than going alone in a store call of a few.
+            while (
+                self.to_ack
+                and state.running
+                and not self.closing
+                and len(self.to_ack) < ACK_BATCH
+                and not (self.to_nack or self.to_fail or self.to_cancel)
+            ):
+                left = self._oldest + ACK_DELAY - state.loop.time()
+                if left <= 0:
+                    break
+                await asyncio.sleep(left)
+        elif self.to_ack and not self.closing and state.claim_room() > 0:
+            await asyncio.sleep(0)
 
     def take_acks(self) -> list[tuple[Job, Any]]:
         """Hand the acks waiting to be sent to the fetcher, which sends them with its claim
