@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import metrics, tracing
 from .._concurrency import AsyncSignal
@@ -210,16 +211,20 @@ class Engine:
 
     async def _run_async(self, item: InFlight, spec: HandlerSpec) -> None:
         timeout = spec.exec_timeout or self.worker.exec_timeout
-        scope = asyncio.timeout(timeout)
+        # Without a time limit, no timeout scope (entering and leaving one costs more than
+        # a no-op handler's whole run); untraced, no do-nothing span either.
+        scope = None if timeout is None else asyncio.timeout(timeout)
         try:
-            async with scope:
-                with tracing.processing(item.job):
-                    result = await spec.function(item.job)
+            if scope is None:
+                result = await _call(spec, item.job)
+            else:
+                async with scope:
+                    result = await _call(spec, item.job)
         except asyncio.CancelledError:
             self._finish(item, Outcome("cancelled"))
             return
         except Exception as exc:
-            if scope.expired():
+            if scope is not None and scope.expired():
                 self._finish(item, Outcome("timeout", timeout))
             else:
                 self._finish(item, Outcome("error", exc))
@@ -280,3 +285,14 @@ class Engine:
         state.finished += 1
         if len(buffer) <= state.buffer_target // 2 and not state.stopping:
             state.fetch_flag.set_in_loop()
+
+
+def _call(spec: HandlerSpec, job: Job) -> Awaitable[Any]:
+    """An async handler's run: in its ``process`` span when tracing is instrumented, else
+    the handler's own awaitable."""
+    return _traced(spec, job) if tracing.is_instrumented() else spec.function(job)
+
+
+async def _traced(spec: HandlerSpec, job: Job) -> Any:
+    with tracing.processing(job):
+        return await spec.function(job)
