@@ -34,6 +34,7 @@ from ..._concurrency import Lock, ensure_cluster_ready, sleep
 from ...clock import Clock
 from ...errors import ClientClosed, StoreError, StoreRefused, StoreUnavailable
 from .codec import queue_base
+from .held import HeldCommands
 from .listener import is_transient, retried
 from .scripts import SCRIPTS
 from .url import Settings, open_client
@@ -63,6 +64,8 @@ class ScriptRunner:
             self._conn = redis.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
             self._conn = open_client(settings, redis, **kwargs)
+        #: Single commands go here (the sync flavour holds a connection per thread).
+        self._commands = HeldCommands(self._conn)
         # A Cluster's first call discovers the slots alone (see ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = Lock()
@@ -124,8 +127,8 @@ class ScriptRunner:
 
     def command(self, *args: Any) -> Any:
         """One Redis command, retried while Redis is away."""
-        call = self._conn.execute_command
-        return self._retrying(lambda: call(*args))  # type: ignore[no-untyped-call,unused-ignore]
+        call = self._commands.execute
+        return self._retrying(lambda: call(*args))
 
     def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Commands sent together on one connection (not a transaction), retried as one."""
