@@ -28,6 +28,7 @@ loop's concurrent calls in one line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import Any
@@ -70,10 +71,8 @@ class _Slot:
 
     def __del__(self) -> None:
         # The thread ended (its thread-local slot dropped) or the store closed.
-        try:
+        with contextlib.suppress(Exception):  # a finalizer must not raise; nothing to do
             self.give_back(True)
-        except Exception:  # noqa: BLE001, S110  # a finalizer must not raise; nothing to do
-            pass
 
 
 class HeldCommands:
@@ -81,30 +80,33 @@ class HeldCommands:
 
     def __init__(self, client: redis.Redis | redis.RedisCluster) -> None:
         self._client = client
-        self._held = isinstance(client, redis.Redis)
+        #: The client whose connections are held (None: a Cluster's, called as is).
+        self._plain = client if isinstance(client, redis.Redis) else None
         self._local = threading.local()
 
     def execute(self, *args: Any) -> Any:
         """One command, its reply parsed as redis-py parses it, on this thread's held
         connection; a held connection the server had closed is replaced once at once."""
-        if not self._held:
+        plain = self._plain
+        if plain is None:
             return self._client.execute_command(*args)  # type: ignore[no-untyped-call,unused-ignore]
         slot: _Slot | None = getattr(self._local, "slot", None)
         if slot is not None and slot.connection is not None and slot.pid == os.getpid():
             try:
-                return self._send(slot, args)
+                return self._send(plain, slot, args)
             except RedisConnectionError:
                 pass  # stale (the server closed it): once more on a new connection
-        pool = self._client.connection_pool
+        pool = plain.connection_pool
         slot = _Slot(pool, pool.get_connection())
         self._local.slot = slot
-        return self._send(slot, args)
+        return self._send(plain, slot, args)
 
-    def _send(self, slot: _Slot, args: tuple[Any, ...]) -> Any:
+    @staticmethod
+    def _send(plain: redis.Redis, slot: _Slot, args: tuple[Any, ...]) -> Any:
         connection = slot.connection
         try:
             connection.send_command(*args)
-            return self._client.parse_response(connection, args[0])
+            return plain.parse_response(connection, args[0])  # type: ignore[no-untyped-call,unused-ignore]
         except ResponseError:
             raise  # the server answered: the connection is in step, keep it
         except BaseException:
