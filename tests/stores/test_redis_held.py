@@ -78,8 +78,8 @@ def test_the_one_job_add_is_add1_and_keeps_the_add_semantics() -> None:
         assert stats["cmdstat_evalsha"]["calls"] >= 3
         sha = SCRIPTS["add1"].sha
         assert server.execute_command("SCRIPT", "EXISTS", sha) == [1]
-        assert jobs.show(typed).type == "mail"  # type: ignore[union-attr]
-        assert jobs.show(later).state is JobState.SCHEDULED  # type: ignore[union-attr]
+        assert jobs.show(typed).type == "mail"
+        assert jobs.show(later).state is JobState.SCHEDULED
         assert [job.id for job in jobs.peek("q", 10)] == [first, typed]
         # A replay of a stored id adds nothing (the retrying path may send an add twice).
         job = jobs.store.show(first)
