@@ -1,6 +1,7 @@
-"""How the Redis store's calls reach Redis: one connection (or Cluster client), every call
+"""How the Redis store's calls reach Redis: one client (or Cluster client), every call
 retried while Redis is away, scripts run by SHA, and job ids routed to their queue's
-primary on a Cluster.
+primary on a Cluster. Single commands go through ``held.py`` (the sync flavour holds a
+pool connection per thread for them).
 
 This file is the asyncio source (redis-py's ``redis.asyncio``); ``runner.py`` beside it is
 generated from it by ``scripts/unasync.py``.
