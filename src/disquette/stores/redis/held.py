@@ -1,4 +1,5 @@
-"""How the Redis store sends its single commands (script calls included), in each flavour.
+"""How the Redis store sends its single commands (script calls included) and a blocked
+get's commands, in each flavour.
 
 Hand-written, not generated: ``runner_async.py`` uses :class:`AsyncHeldCommands`, its
 generated twin ``runner.py`` :class:`HeldCommands`.
@@ -22,6 +23,11 @@ holding safe:
   dropped, and the slot's finalizer releases the connection);
 - a Cluster client (routing each command to its node) is not held: it is called as is.
 
+A blocked get's commands (:meth:`HeldCommands.execute_many`: ``BZPOPMIN`` and the claim
+written at once, on the store's blocking client) go the same way, without redis-py's
+pipeline object (about 24 µs of CPU less per blocked get, measured at load 12); a failed
+call there is not sent again at once: the caller falls back to its retrying path.
+
 The asyncio flavour calls redis-py as is: a connection held per event loop would put the
 loop's concurrent calls in one line.
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -48,6 +55,19 @@ class AsyncHeldCommands:
     async def execute(self, *args: Any) -> Any:
         """One command, its reply parsed as redis-py parses it."""
         return await self._client.execute_command(*args)  # type: ignore[no-untyped-call,unused-ignore]
+
+    async def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Commands written at once (not a transaction); their replies, an error reply as
+        its exception in the list."""
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self._client.aclose()
 
 
 class _Slot:
@@ -96,10 +116,46 @@ class HeldCommands:
                 return self._send(plain, slot, args)
             except RedisConnectionError:
                 pass  # stale (the server closed it): once more on a new connection
+        return self._send(plain, self._checkout(plain), args)
+
+    def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Commands written at once (not a transaction) on this thread's held connection;
+        their replies, an error reply as its exception in the list. Any other failure
+        raises (and gives the connection back, disconnected)."""
+        plain = self._plain
+        if plain is None:
+            pipe = self._client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            return replies
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        if slot is None or slot.connection is None or slot.pid != os.getpid():
+            slot = self._checkout(plain)
+        connection = slot.connection
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+            replies = []
+            for command in commands:
+                try:
+                    replies.append(plain.parse_response(connection, command[0]))  # type: ignore[no-untyped-call,unused-ignore]
+                except ResponseError as error:
+                    replies.append(error)
+            return replies
+        except BaseException:
+            slot.give_back(False)
+            raise
+
+    def close(self) -> None:
+        """Close the client's connections (held ones included)."""
+        self._client.close()
+
+    def _checkout(self, plain: redis.Redis) -> _Slot:
+        """A connection of the pool, held by this thread from now on."""
         pool = plain.connection_pool
         slot = _Slot(pool, pool.get_connection())
         self._local.slot = slot
-        return self._send(plain, slot, args)
+        return slot
 
     @staticmethod
     def _send(plain: redis.Redis, slot: _Slot, args: tuple[Any, ...]) -> Any:
