@@ -70,7 +70,8 @@ class AsyncClaims:
         self.can_block = True
         #: The next due time (store clock) of each set of queues a claim found empty.
         self._next_due: dict[tuple[str, ...], float | None] = {}
-        #: Blocked gets' connections (one each while blocked), made on first use.
+        #: Blocked gets' client (one connection each while blocked; the sync flavour holds
+        #: one per thread, see held.py), made on first use.
         self._blocking: AsyncHeldCommands | None = None
         self._opening = AsyncLock()
 

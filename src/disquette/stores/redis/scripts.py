@@ -4,9 +4,10 @@ Each script is ``keys.lua`` (the calling convention, how keys and ready-set memb
 spelled), ``common.lua`` (the key layout and shared functions) and ``deps.lua`` (job
 dependencies, which any script's expiry may resolve) followed by the operation's own file;
 ``add1.lua`` (the one-job add) has ``keys.lua`` alone before it (``LEAN``): the rest of
-the prelude costs more Redis time than the insert it does. ``@NAME@`` in a script is filled with
-:mod:`disquette.defaults`' ``NAME`` when it is loaded, so the values a job hash leaves out
-have one home; a placeholder that names no default, or one left unfilled, stops the load.
+the prelude costs more Redis time than the insert it does. ``@NAME@`` in a script is
+filled with :mod:`disquette.defaults`' ``NAME`` when it is loaded, so the values a job
+hash leaves out have one home; a placeholder that names no default, or one left
+unfilled, stops the load.
 """
 
 from __future__ import annotations
