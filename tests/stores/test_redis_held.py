@@ -86,3 +86,30 @@ def test_the_one_job_add_is_add1_and_keeps_the_add_semantics() -> None:
         assert job is not None
         assert jobs.store.add([job], None) == {}
         assert jobs.qlen("q") == 2
+
+
+def test_threads_sharing_a_store_each_use_their_own_connection() -> None:
+    with connect(_url()) as jobs:
+        commands = jobs.store.runner._commands  # type: ignore[attr-defined]
+        seen: list[object] = []
+        errors: list[BaseException] = []
+        # No thread ends (giving its connection back) before all noted theirs.
+        together = threading.Barrier(6)
+
+        def add_many_one_by_one() -> None:
+            try:
+                for n in range(200):
+                    jobs.add(n, "q")
+                seen.append(commands._local.slot.connection)
+            except BaseException as error:  # reported by the assert below
+                errors.append(error)
+            together.wait()
+
+        threads = [threading.Thread(target=add_many_one_by_one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len({id(connection) for connection in seen}) == 6  # none shared
+        assert jobs.qlen("q") == 1200
