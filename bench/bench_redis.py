@@ -21,7 +21,10 @@ Workloads, each system alone on a private ``redis-server`` (flushed between syst
   (5 ms apart) carrying the wall-clock time of the add; the handler notes when it starts.
   p50 / p99 over ``--samples`` jobs.
 - one-by-one add: ``--samples`` x 10 jobs, one producer call each (disquette ``add``,
-  Huey's task call...), no worker running;
+  Huey's task call...), no worker running; with it, per add, the producer's CPU time
+  (``cpu us``: its Python and its syscalls, less sensitive to other load than the rate)
+  and Redis's (``redis us``: the ``usec`` of ``INFO commandstats``, scripts' only when
+  scripts ran, as their nested commands are counted inside them too);
 - herd (``--idle N``): N idle worker processes, ``--samples`` jobs added one at a time
   (each waited for): Redis commands and script calls (``EVALSHA``/``EVAL``, from
   ``INFO commandstats``) per add. For disquette a handled job costs its add, one claim,
@@ -482,11 +485,24 @@ def stop_workers(processes: list[Any]) -> None:
         process.join(10)
 
 
-def measure_add_one(system: System, url: str, n: int) -> float:
+def measure_add_one(system: System, url: str, n: int) -> dict[str, float]:
+    """One-by-one adds: the rate, and per add the producer's CPU and Redis's time."""
+    import redis
+
     flush(url)
-    started = time.perf_counter()
+    system.add_one(10)  # connected, scripts loaded
+    server = redis.Redis.from_url(url)
+    server.config_resetstat()
+    started, cpu = time.perf_counter(), time.process_time()
     system.add_one(n)
-    return n / (time.perf_counter() - started)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    stats = server.info("commandstats")
+    scripts = [
+        stats[f"cmdstat_{name}"] for name in ("evalsha", "eval") if f"cmdstat_{name}" in stats
+    ]
+    counted = scripts or [entry for name, entry in stats.items() if "config" not in name]
+    redis_us = sum(float(entry["usec"]) for entry in counted)
+    return {"add1_per_s": n / elapsed, "add1_cpu_us": cpu / n * 1e6, "add1_redis_us": redis_us / n}
 
 
 def command_counts(url: str) -> tuple[int, int]:
@@ -579,7 +595,7 @@ def run_system(
         result["p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     system = SYSTEMS[name](url)
     try:
-        result["add1_per_s"] = measure_add_one(system, url, samples * 10)
+        result.update(measure_add_one(system, url, samples * 10))
         if idle:
             result.update(measure_herd(system, url, idle, samples))
     finally:
@@ -781,7 +797,7 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
     )
     header = (
         f"{'system':<14} {'enqueue/s':>10} {'drain/s':>9} {'e2e/s':>8} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'add1/s':>7} {'x e2e':>7} {'x drain':>8}"
+        f"{'p99 ms':>7} {'add1/s':>7} {'cpu us':>7} {'redis us':>8} {'x e2e':>7} {'x drain':>8}"
         + (f" {'cmd/add':>8} {'lua/add':>8}" if args.idle else "")
     )
     print(header)
@@ -799,15 +815,18 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
         p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else "-"
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else "-"
         add1 = f"{r['add1_per_s']:.0f}" if "add1_per_s" in r else "-"
+        cpu = f"{r['add1_cpu_us']:.1f}" if "add1_cpu_us" in r else "-"
+        redis_us = f"{r['add1_redis_us']:.1f}" if "add1_redis_us" in r else "-"
         herd = ""
         if args.idle:
             herd = f" {r.get('cmds_per_add', 0):>8.1f} {r.get('scripts_per_add', 0):>8.1f}"
         print(
             f"{r['system']:<14} {n / r['enqueue_s']:>10.0f} {drain:>9.0f} {e2e:>8.0f} "
-            f"{p50:>7} {p99:>7} {add1:>7} {ratio_e2e:>7} {ratio_drain:>8}{herd}"
-            + (f"  ({r['error']})" if "error" in r else "")
+            f"{p50:>7} {p99:>7} {add1:>7} {cpu:>7} {redis_us:>8} "
+            f"{ratio_e2e:>7} {ratio_drain:>8}{herd}" + (f"  ({r['error']})" if "error" in r else "")
         )
     print("x = disquette's rate / the peer's, same run")
+    print("cpu us, redis us: per one-by-one add, the producer's CPU time and Redis's")
     if args.idle:
         print(
             f"cmd/add, lua/add: Redis commands and script calls per add, {args.idle} idle workers"

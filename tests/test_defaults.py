@@ -28,8 +28,9 @@ def _lua_defaults(lua: str) -> dict[str, str]:
 
 
 def test_the_redis_scripts_take_their_defaults_from_defaults_py() -> None:
-    # common.lua names the defaults; the loader fills them in, so no copy can drift.
-    raw = resources.files("disquette.stores.redis").joinpath("lua/common.lua").read_text()
+    # keys.lua (the start of every script) names the defaults; the loader fills them in, so
+    # no copy can drift.
+    raw = resources.files("disquette.stores.redis").joinpath("lua/keys.lua").read_text()
     assert _lua_defaults(raw) == {"p": "@PRIORITY@", "ra": "@RETRY_AFTER@", "rt": "@RESULT_TTL@"}
     for script in SCRIPTS.values():
         values = _lua_defaults(script.text)

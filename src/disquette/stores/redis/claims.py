@@ -34,6 +34,7 @@ from ...clock import SystemClock
 from ...errors import ClientClosed
 from ...job import Job
 from .codec import claimed_jobs
+from .held import HeldCommands
 from .runner import ScriptRunner
 from .scripts import SCRIPTS
 from .timers import DueTimers
@@ -70,8 +71,9 @@ class Claims:
         self.can_block = True
         #: The next due time (store clock) of each set of queues a claim found empty.
         self._next_due: dict[tuple[str, ...], float | None] = {}
-        #: Blocked gets' connections (one each while blocked), made on first use.
-        self._blocking: redis.Redis | redis.RedisCluster | None = None
+        #: Blocked gets' client (one connection each while blocked; the sync flavour holds
+        #: one per thread, see held.py), made on first use.
+        self._blocking: HeldCommands | None = None
         self._opening = Lock()
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
@@ -153,12 +155,8 @@ class Claims:
         if self._blocking is None:
             with self._opening:
                 if self._blocking is None:
-                    self._blocking = self._blocking_client()
-        pipe = self._blocking.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
+                    self._blocking = HeldCommands(self._blocking_client())
+        return self._blocking.execute_many(commands)
 
     def _blocking_client(self) -> redis.Redis | redis.RedisCluster:
         settings = self.runner.settings

@@ -33,6 +33,7 @@ from ...clock import SystemClock
 from ...errors import ClientClosed
 from ...job import Job
 from .codec import claimed_jobs
+from .held import AsyncHeldCommands
 from .runner_async import AsyncScriptRunner
 from .scripts import SCRIPTS
 from .timers import DueTimers
@@ -69,8 +70,9 @@ class AsyncClaims:
         self.can_block = True
         #: The next due time (store clock) of each set of queues a claim found empty.
         self._next_due: dict[tuple[str, ...], float | None] = {}
-        #: Blocked gets' connections (one each while blocked), made on first use.
-        self._blocking: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
+        #: Blocked gets' client (one connection each while blocked; the sync flavour holds
+        #: one per thread, see held.py), made on first use.
+        self._blocking: AsyncHeldCommands | None = None
         self._opening = AsyncLock()
 
     async def claim(
@@ -154,12 +156,8 @@ class AsyncClaims:
         if self._blocking is None:
             async with self._opening:
                 if self._blocking is None:
-                    self._blocking = await self._blocking_client()
-        pipe = self._blocking.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+                    self._blocking = AsyncHeldCommands(await self._blocking_client())
+        return await self._blocking.execute_many(commands)
 
     async def _blocking_client(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
         settings = self.runner.settings

@@ -1,6 +1,7 @@
-"""How the Redis store's calls reach Redis: one connection (or Cluster client), every call
+"""How the Redis store's calls reach Redis: one client (or Cluster client), every call
 retried while Redis is away, scripts run by SHA, and job ids routed to their queue's
-primary on a Cluster.
+primary on a Cluster. Single commands go through ``held.py`` (the sync flavour holds a
+pool connection per thread for them).
 
 This file is the asyncio source (redis-py's ``redis.asyncio``); ``runner.py`` beside it is
 generated from it by ``scripts/unasync.py``.
@@ -33,6 +34,7 @@ from ..._concurrency import AsyncLock, async_ensure_cluster_ready, async_sleep
 from ...clock import Clock
 from ...errors import ClientClosed, StoreError, StoreRefused, StoreUnavailable
 from .codec import queue_base
+from .held import AsyncHeldCommands
 from .listener import is_transient, retried
 from .scripts import SCRIPTS
 from .url import Settings, open_client
@@ -62,6 +64,8 @@ class AsyncScriptRunner:
             self._conn = redis.asyncio.RedisCluster.from_url(settings.redis_url, **kwargs)
         else:
             self._conn = open_client(settings, redis.asyncio, **kwargs)
+        #: Single commands go here (the sync flavour holds a connection per thread).
+        self._commands = AsyncHeldCommands(self._conn)
         # A Cluster's first call discovers the slots alone (see async_ensure_cluster_ready).
         self._discovered = not cluster
         self._discovering = AsyncLock()
@@ -123,8 +127,8 @@ class AsyncScriptRunner:
 
     async def command(self, *args: Any) -> Any:
         """One Redis command, retried while Redis is away."""
-        call = self._conn.execute_command
-        return await self._retrying(lambda: call(*args))  # type: ignore[no-untyped-call,unused-ignore]
+        call = self._commands.execute
+        return await self._retrying(lambda: call(*args))
 
     async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Commands sent together on one connection (not a transaction), retried as one."""

@@ -1,10 +1,13 @@
 """The Redis store's Lua scripts, read once from ``lua/`` (both flavours share them).
 
-Each script is ``common.lua`` (the calling convention, the key layout and shared
-functions) and ``deps.lua`` (job dependencies, which any script's expiry may resolve)
-followed by the operation's own file. ``@NAME@`` in a script is filled with
-:mod:`disquette.defaults`' ``NAME`` when it is loaded, so the values a job hash leaves out
-have one home; a placeholder that names no default, or one left unfilled, stops the load.
+Each script is ``keys.lua`` (the calling convention, how keys and ready-set members are
+spelled), ``common.lua`` (the key layout and shared functions) and ``deps.lua`` (job
+dependencies, which any script's expiry may resolve) followed by the operation's own file;
+``add1.lua`` (the one-job add) has ``keys.lua`` alone before it (``LEAN``): the rest of
+the prelude costs more Redis time than the insert it does. ``@NAME@`` in a script is
+filled with :mod:`disquette.defaults`' ``NAME`` when it is loaded, so the values a job
+hash leaves out have one home; a placeholder that names no default, or one left
+unfilled, stops the load.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ... import defaults
 
 SCRIPT_NAMES: Final = (
     "add",
+    "add1",  # issue 12: one plain job, without the prelude (see LEAN)
     "scan_desc",  # issue 14: filtered jobs pages
     "counts",  # issue 14: queue_counts
     "claim",
@@ -45,6 +49,8 @@ SCRIPT_NAMES: Final = (
     "release_holder",
     "cancel",
 )
+#: Scripts that run with ``keys.lua`` alone before them, not the whole prelude.
+LEAN: Final = frozenset({"add1"})
 #: ``@NAME@``: where a script takes a value of :mod:`disquette.defaults`.
 PLACEHOLDER: Final = re.compile(r"@(\w+)@")
 
@@ -98,12 +104,13 @@ def load_scripts() -> dict[str, Script]:
     """Read the scripts shipped in ``disquette/stores/redis/lua/``, placeholders filled."""
     folder = resources.files(__package__).joinpath("lua")
     values = default_values()
-    common = fill(folder.joinpath("common.lua").read_text(), values, "common.lua")
+    keys = fill(folder.joinpath("keys.lua").read_text(), values, "keys.lua")
+    common = keys + "\n" + fill(folder.joinpath("common.lua").read_text(), values, "common.lua")
     common += "\n" + fill(folder.joinpath("deps.lua").read_text(), values, "deps.lua")
     scripts = {}
     for name in SCRIPT_NAMES:
         own = fill(folder.joinpath(f"{name}.lua").read_text(), values, f"{name}.lua")
-        text = common + "\n" + own
+        text = (keys if name in LEAN else common) + "\n" + own
         sha = hashlib.sha1(text.encode()).hexdigest()
         scripts[name] = Script(name, text, sha)
     return scripts

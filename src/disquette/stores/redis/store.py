@@ -195,6 +195,15 @@ class RedisStore(Store):
         refuse_store_powers("redis", connection, 0)
         if replicate and self.cluster:
             raise NotReplicated(replicate, 0, "redis cluster")
+        if len(jobs) == 1 and max_len is None and not replicate and not self.cluster:
+            # The usual one-by-one add: add1.lua when the job is plain (see there).
+            job_id, record, run_at, options = job_args(jobs[0])
+            if not options or options[0] == 0:  # no option flag: at most a type
+                queue = jobs[0].queue
+                self.runner.register([queue])
+                args = [queue, job_id, record, run_at, options[1:]]
+                reply = self.runner.run("add1", [self.runner.queue_key(queue, "r")], args)
+                return check_add(reply, None)
         dependants = has_parents(jobs)
         groups = add_groups(jobs, dependants)
         self.runner.register([queue for queue, _ in groups])

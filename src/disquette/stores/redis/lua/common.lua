@@ -1,10 +1,6 @@
--- Shared by every script of the Redis store (disquette/stores/redis/scripts.py prepends it,
--- and fills each placeholder, a name of disquette/defaults.py between two at signs).
---
--- Calling convention: ARGV[1] is the key prefix ("disquette:"), ARGV[2] is "1" when job
--- hashes live in their queue's hash slot (Redis Cluster) and "" when they live under
--- "<prefix>j:<id>" (one server), ARGV[3] is the store clock's now. Script arguments start
--- at ARGV[4]. Time always comes from the caller's clock, never from Redis TIME.
+-- Shared by every script of the Redis store but add1.lua (disquette/stores/redis/scripts.py
+-- puts it after keys.lua, which holds the calling convention, and fills each placeholder,
+-- a name of disquette/defaults.py between two at signs).
 --
 -- Keys of queue Q (all in one hash slot through the "{Q}" tag; "%" and "}" escaped):
 --   <prefix>{Q}:r   ready jobs    zset  score priority, member order(run_at, seq) .. id
@@ -52,16 +48,9 @@
 -- deleted (a waiting child's end included), "<prefix>done" after a flush, and
 -- "<prefix>cancel" when an active job gets a cancel request.
 
-local PREFIX = ARGV[1]
-local IN_QUEUE_SLOT = ARGV[2] == '1'
-local NOW_S = ARGV[3]
-local NOW = tonumber(NOW_S)
-
 -- The row every reading script returns after the id (claim.lua returns its own, shorter).
 local FIELDS = {'q', 'm', 't', 'st', 'r', 'n', 'k', 'ad', 'ec', 'le', 'lu', 'res', 're', 'fa',
                 'sq', 'nx', 'cr', 'pg', 'hd', 'do'}
--- Values a job hash leaves out: the job defaults, filled in from defaults.py at load time.
-local DEFAULTS = {p = '@PRIORITY@', ra = '@RETRY_AFTER@', rt = '@RESULT_TTL@'}
 
 local queues = {}        -- name -> key table, for each queue this call touched
 local touched = {}       -- the same tables, in first-touch order
@@ -75,16 +64,10 @@ local waited = {}        -- ids of ended jobs a wait() registered for (field w)
 local TICK_LIMIT = 1000
 local tick_budget = TICK_LIMIT  -- what this call's ticks may still move
 
-local function fmt(x)
-    return string.format('%.17g', x)
-end
-
 local function queue(name)
     local q = queues[name]
     if q then return q end
-    local escaped = string.gsub(name, '%%', '%%25')
-    escaped = string.gsub(escaped, '}', '%%7D')
-    local base = PREFIX .. '{' .. escaped .. '}:'
+    local base = queue_base(name)
     q = {name = name, base = base, r = base .. 'r', s = base .. 's', a = base .. 'a',
          e = base .. 'e', f = base .. 'f', p = base .. 'p', w = base .. 'w',
          b = base .. 'b',  -- waiting jobs (dependencies): see deps.lua
@@ -100,25 +83,6 @@ local function pause_bits(q)
     if not q.bits then q.bits = tonumber(redis.call('GET', q.p) or 0) end
     return q.bits
 end
-
-local function job_key(q, id)
-    if IN_QUEUE_SLOT then return q.base .. 'j:' .. id end
-    return PREFIX .. 'j:' .. id
-end
-
--- Order inside a priority: run_at, then enqueue sequence, as big-endian bytes that sort
--- like the numbers (IEEE doubles with the sign bit flipped, negatives inverted).
-local function order(run_at, seq)
-    local x = tonumber(run_at)
-    local bits = struct.pack('>d', x)
-    if x >= 0 then
-        bits = string.char(string.byte(bits, 1) + 128) .. string.sub(bits, 2)
-    else
-        bits = string.gsub(bits, '.', function(c) return string.char(255 - string.byte(c)) end)
-    end
-    return bits .. struct.pack('>I6', tonumber(seq))
-end
-local ORDER_BYTES = 14
 
 -- Every set that holds jobs of q, with the bytes before the id in its members: ready,
 -- scheduled, active, failed, expiries (TTL, done and cancelled jobs), waiting.

@@ -1,0 +1,115 @@
+"""The Redis store's one-by-one add (add1.lua) and the connection the sync store holds per
+thread for its single commands (``stores/redis/held.py``): a connection the server closed,
+a thread that ends, a fork."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+
+from disquette import JobState, connect
+from disquette.job import Options
+from disquette.stores.redis.scripts import SCRIPTS
+from tests.servers.redis import fresh_prefix, session_url, with_prefix
+
+
+def _url(**options: str) -> str:
+    url = with_prefix(session_url(), fresh_prefix())
+    return url + "".join(f"&{name}={value}" for name, value in options.items())
+
+
+def test_a_connection_the_server_closed_is_replaced_without_the_retrying_path() -> None:
+    # retry_for=0: the store's retrying path gives up at the first error, so the add
+    # after the kill passes only because the held connection is replaced at once.
+    with connect(_url(retry_for="0")) as jobs:
+        jobs.add("before", "q")
+        server = jobs.store.runner._conn  # type: ignore[attr-defined]
+        killed = server.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert int(killed) >= 1
+        jobs.add("after", "q")
+        assert [job.body for job in jobs.peek("q", 10)] == ["before", "after"]
+
+
+def test_a_thread_that_ends_gives_its_connection_back() -> None:
+    with connect(_url()) as jobs:
+        pool = jobs.store.runner._conn.connection_pool  # type: ignore[attr-defined]
+
+        def add() -> None:
+            jobs.add("from a thread", "q")
+
+        for _ in range(5):
+            thread = threading.Thread(target=add)
+            thread.start()
+            thread.join()
+        gc.collect()
+        assert len(pool._in_use_connections) == 0  # each went back when its thread ended
+        assert len(pool._available_connections) <= 2  # and the next thread took it again
+        assert jobs.qlen("q") == 5
+
+
+def test_a_child_of_a_fork_takes_a_connection_of_its_own() -> None:
+    with connect(_url()) as jobs:
+        jobs.add("parent", "q")
+        held = jobs.store.runner._commands._local.slot.connection  # type: ignore[attr-defined]
+        pid = os.fork()
+        if pid == 0:  # the child: its add must not use the parent's socket
+            status = 1
+            try:
+                jobs.add("child", "q")
+                mine = jobs.store.runner._commands._local.slot.connection  # type: ignore[attr-defined]
+                status = 0 if mine is not held else 2
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        jobs.add("parent again", "q")  # the parent's connection is still in step
+        assert sorted(job.body for job in jobs.peek("q", 10)) == ["child", "parent", "parent again"]
+
+
+def test_the_one_job_add_is_add1_and_keeps_the_add_semantics() -> None:
+    with connect(_url()) as jobs:
+        server = jobs.store.runner._conn  # type: ignore[attr-defined]
+        server.execute_command("CONFIG", "RESETSTAT")
+        first = jobs.add("plain", "q")
+        typed = jobs.with_options(Options(type="mail")).add("typed", "q")
+        later = jobs.delay(60).add("later", "q")
+        stats = server.execute_command("INFO", "commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] >= 3
+        sha = SCRIPTS["add1"].sha
+        assert server.execute_command("SCRIPT", "EXISTS", sha) == [1]
+        assert jobs.show(typed).type == "mail"
+        assert jobs.show(later).state is JobState.SCHEDULED
+        assert [job.id for job in jobs.peek("q", 10)] == [first, typed]
+        # A replay of a stored id adds nothing (the retrying path may send an add twice).
+        job = jobs.store.show(first)
+        assert job is not None
+        assert jobs.store.add([job], None) == {}
+        assert jobs.qlen("q") == 2
+
+
+def test_threads_sharing_a_store_each_use_their_own_connection() -> None:
+    with connect(_url()) as jobs:
+        commands = jobs.store.runner._commands  # type: ignore[attr-defined]
+        seen: list[object] = []
+        errors: list[BaseException] = []
+        # No thread ends (giving its connection back) before all noted theirs.
+        together = threading.Barrier(6)
+
+        def add_many_one_by_one() -> None:
+            try:
+                for n in range(200):
+                    jobs.add(n, "q")
+                seen.append(commands._local.slot.connection)
+            except BaseException as error:  # reported by the assert below
+                errors.append(error)
+            together.wait()
+
+        threads = [threading.Thread(target=add_many_one_by_one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len({id(connection) for connection in seen}) == 6  # none shared
+        assert jobs.qlen("q") == 1200
