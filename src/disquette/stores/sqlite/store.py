@@ -9,6 +9,7 @@ nothing is due, so idle waiters cost next to nothing.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -672,11 +673,9 @@ _LEASE_UNTIL: Final = 18
 #: A batch's acks (see SqliteStore._run_acks).
 _ACK_MANY: Final = QUERIES["ack_many"]
 _ACK_MANY_DROP: Final = QUERIES["ack_many_drop"]
-
-
-def _delivery_order(row: Sequence[Any]) -> tuple[Any, ...]:
-    """Priority, run_at, enqueue order: how a claim's rows are handed out."""
-    return (row[5], row[8], row[SEQ])
+#: A claimed row's priority, run_at and enqueue order: how a claim's rows are handed out
+#: (an itemgetter: the sort key runs in C, half the cost of a function per row).
+_delivery_order: Final = operator.itemgetter(5, 8, SEQ)
 
 
 def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
