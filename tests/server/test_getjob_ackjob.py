@@ -145,8 +145,8 @@ def test_acked_jobs_kept_for_no_time_go_at_once_the_others_stay_done(
             )
             if kept_first:  # a batch of kept jobs only: the store tries the other kind first
                 store.add([kept], None)
-                (got,) = _ids(wire.call("GETJOB", "NOHANG", "FROM", "mix"))
-                assert wire.call("ACKJOB", got) == b":1\r\n"
+                (only,) = _ids(wire.call("GETJOB", "NOHANG", "FROM", "mix"))
+                assert wire.call("ACKJOB", only) == b":1\r\n"
                 assert store.show(kept.id).state is JobState.DONE  # type: ignore[union-attr]
                 store.delete([kept.id])
                 continue
@@ -157,12 +157,11 @@ def test_acked_jobs_kept_for_no_time_go_at_once_the_others_stay_done(
             unknown = b"D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
             assert wire.call("ACKJOB", *got, unknown) == b":3\r\n"
             # Gone from the file with the ack, not left for the expiry to delete.
-            with sqlite3.connect(tmp_path / "mixed.db") as raw:
-                query = "SELECT count(*) FROM jobs WHERE id IN (?, ?)"
-                assert raw.execute(query, [job_id.decode() for job_id in dropped]).fetchone() == (
-                    0,
-                )
+            raw = sqlite3.connect(tmp_path / "mixed.db")
+            ids = [job_id.decode() for job_id in dropped]
+            left = raw.execute("SELECT count(*) FROM jobs WHERE id IN (?, ?)", ids).fetchone()
             raw.close()
+            assert left == (0,)
             assert wire.call("ACKJOB", *got) == b":0\r\n"
             assert [store.show(job_id.decode()) for job_id in dropped] == [None, None]
             assert store.show(kept.id).state is JobState.DONE  # type: ignore[union-attr]
