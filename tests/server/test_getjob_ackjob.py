@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+from disquette.clock import SystemClock
+from disquette.job import Encoding, JobState, new_job
+from disquette.stores import open_store
 
 from .conftest import ServerProcess, Wire, encode
 
@@ -116,6 +122,52 @@ def test_pipelined_acks_count_each_request_on_its_own(
     )
     replies = [wire.read() for _ in range(4)]
     assert replies == [b":2\r\n", b":1\r\n", b":0\r\n", b"-BADID Invalid Job ID format.\r\n"]
+
+
+def test_acked_jobs_kept_for_no_time_go_at_once_the_others_stay_done(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # SQLite deletes a batch's acked jobs whose result is kept for no time (the server's
+    # --result-ttl 0) in the ack itself; a job another client added with a result TTL in
+    # the same batch stays done, in batches of either kind first.
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    wire = Wire(start_server(url, "--result-ttl", "0").port)
+    store = open_store(url, SystemClock())
+    try:
+        for kept_first in (False, True, True, False):
+            kept = new_job(
+                f"D-0000000{int(kept_first)}-{'K' * 24}-0001",
+                "mix",
+                b"k",
+                Encoding.BYTES,
+                SystemClock().now(),
+                result_ttl=3600.0,
+            )
+            if kept_first:  # a batch of kept jobs only: the store tries the other kind first
+                store.add([kept], None)
+                (only,) = _ids(wire.call("GETJOB", "NOHANG", "FROM", "mix"))
+                assert wire.call("ACKJOB", only) == b":1\r\n"
+                assert store.show(kept.id).state is JobState.DONE  # type: ignore[union-attr]
+                store.delete([kept.id])
+                continue
+            dropped = [wire.call("ADDJOB", "mix", body, "0")[1:-2] for body in ("a", "b")]
+            store.add([kept], None)
+            got = _ids(wire.call("GETJOB", "NOHANG", "COUNT", "3", "FROM", "mix"))
+            assert sorted(got) == sorted([*dropped, kept.id.encode()])
+            unknown = b"D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"
+            assert wire.call("ACKJOB", *got, unknown) == b":3\r\n"
+            # Gone from the file with the ack, not left for the expiry to delete.
+            raw = sqlite3.connect(tmp_path / "mixed.db")
+            ids = [job_id.decode() for job_id in dropped]
+            left = raw.execute("SELECT count(*) FROM jobs WHERE id IN (?, ?)", ids).fetchone()
+            raw.close()
+            assert left == (0,)
+            assert wire.call("ACKJOB", *got) == b":0\r\n"
+            assert [store.show(job_id.decode()) for job_id in dropped] == [None, None]
+            assert store.show(kept.id).state is JobState.DONE  # type: ignore[union-attr]
+            store.delete([kept.id])
+    finally:
+        store.close()
 
 
 def test_a_pipeline_mixing_kinds_runs_in_request_order(

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Final
 
 from ..client_async import AsyncClient
+from ..clock import SystemClock
 from ..defaults import MAX_ATTEMPTS, PRIORITY, RESULT_TTL
 from ..disque import DEFAULT_TTL, default_retry
 from ..errors import StoreUnavailable
@@ -136,7 +137,12 @@ class Server:
         #: Queue names already checked, by their bytes (ADDJOB's fast path).
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
-        self._now = self.store.clock.now
+        clock = self.store.clock
+        # The wall clock's own function when the store keeps time by it: a Python call less
+        # per ADDJOB. The TTL of a plain ADDJOB's job is worked out once per second.
+        self._now: Callable[[], float] = time.time if type(clock) is SystemClock else clock.now
+        self._second = (0.0, 0.0)
+        self._default_expiry = 0.0
         self.max_batch = max_batch
         # One store call per loop iteration for all connections, not one per request, even
         # on the memory store, which commits nothing (bench/bench_server.py). After each
@@ -161,6 +167,12 @@ class Server:
         # The hot path of a plain ADDJOB: new_job's Job, made here without its two calls
         # (positional, in Job's field order).
         now = self._now()
+        start, end = self._second
+        if not start <= now < end:
+            second = math.floor(now)
+            self._second = (float(second), float(second + 1))
+            # Disque's TTL counts from the current whole second (its etime).
+            self._default_expiry = float(second + DEFAULT_TTL)
         return Job(
             self._default_id(),
             queue,
@@ -172,8 +184,7 @@ class Server:
             now,
             now,
             DEFAULT_RETRY,
-            # Disque's TTL counts from the current whole second (its etime).
-            float(math.floor(now) + DEFAULT_TTL),
+            self._default_expiry,
             MAX_ATTEMPTS,
             self.result_ttl,
         )

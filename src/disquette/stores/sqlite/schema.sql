@@ -265,14 +265,25 @@ RETURNING id, expires_at;
 -- name: ack_many
 -- The jobs of one delivery number (:attempts; NULL: by id). A worker's batch is usually
 -- all on one (attempt 1), so this is one statement per batch. Parents with waiting
--- children are left alone, as by ack.
+-- children are left alone, as by ack; so are jobs kept for no time once done, which
+-- ack_many_drop deletes (see SqliteStore._run_acks).
 UPDATE jobs
 SET state = 3, result = NULL, result_encoding = 0, finished_at = :now,
     additional_deliveries = additional_deliveries - (state = 1 AND leased_at IS NOT NULL),
     lease_until = NULL, leased_at = NULL, holder = NULL, expires_at = :now + result_ttl
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state NOT IN (3, 5)
-  AND (:attempts IS NULL OR attempts = :attempts) AND NOT has_children
+  AND (:attempts IS NULL OR attempts = :attempts) AND NOT has_children AND result_ttl > 0
 RETURNING id, expires_at;
+
+-- name: ack_many_drop
+-- As ack_many, for the jobs whose result is kept for no time (result_ttl 0, as the Disque
+-- server's --result-ttl 0 and Disque's ACKJOB): deleted now, as the expiry would delete
+-- them at the next claim, instead of an update now and a delete then. Their expiry is
+-- returned as infinite: nothing is left to expire.
+DELETE FROM jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state NOT IN (3, 5)
+  AND (:attempts IS NULL OR attempts = :attempts) AND NOT has_children AND result_ttl <= 0
+RETURNING id, 9e999;
 
 -- name: nack
 -- A lapsed job (see ack) is in its old place already.
