@@ -50,8 +50,8 @@ from ..types import (
 )
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
+from .database import CLAIMS, SqliteDatabase
 from .database import QUERIES as QUERIES
-from .database import SqliteDatabase
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
 from .limits import all_limits, any_limited
@@ -208,14 +208,16 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         busy = self._busy
         candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
         claimed: list[Job] = []
-        # The claim statement that obeys the queue's limits (issue 16), if it has some.
-        claim = QUERIES["claim_limited"]
+        ttls = self._result_ttls
+        if len(ttls) > _MAX_KNOWN_TTLS:  # jobs claimed here and acked elsewhere, forgotten
+            ttls.clear()
+        anonymous = holder is None
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
             # One statement (autocommit, unless ack_and_claim's transaction holds): atomic
-            # without BEGIN/COMMIT calls.
-            rows = conn.execute(claim, params).fetchall()
+            # without BEGIN/COMMIT calls. It obeys the queue's limits (issue 16), if any.
+            rows = conn.execute(CLAIMS[wanted == 1, anonymous], params).fetchall()
             if len(rows) < wanted:
                 busy.discard(queue)  # emptied (or paused): read before claiming from it again
             else:
@@ -228,6 +230,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                 lease = row[_LEASE_UNTIL]
                 if lease is not None and lease < self._due_at:
                     self._due_at = lease
+                ttls[row[0]] = row[_RESULT_TTL]
             claimed.extend(map(row_to_job, rows))
             if len(claimed) >= count:
                 break
@@ -252,9 +255,16 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("sqlite", connection, 0)
         now = self.clock.now()
+        lone = True  # one statement may do: no transaction to open
+        if len(job_ids) == 1 and results is None and attempts and attempts[0] is not None:
+            ttl = self._result_ttls.pop(job_ids[0], None)
+            if ttl is not None:
+                if self._ack_known(job_ids[0], attempts[0], ttl, now):
+                    return [job_ids[0]]
+                lone = False  # that was the lone statement: the transaction finds out why
         statements = _ack_statements(job_ids, results, attempts, now)
         rows: list[Any] = []
-        if len(statements) == 1 and (len(job_ids) == 1 or not self._fail_fast):
+        if lone and len(statements) == 1 and (len(job_ids) == 1 or not self._fail_fast):
             # The usual ack (or batch): one statement, no transaction to open. It leaves
             # parents with waiting children alone, for the transaction below. (Not for a
             # batch that must not wait: part of it would be committed before a WouldBlock.)
@@ -266,6 +276,20 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             rows += [row for one in statements for row in conn.execute(*one)]
             released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
         return self._acked(rows, released)
+
+    def _ack_known(self, job_id: str, attempt: int, ttl: float, now: float) -> bool:
+        """The usual ack of a job claimed here (its result_ttl known, at least ``ttl``): one
+        statement without RETURNING. False: not acked (a parent with waiting children, a
+        lease lost, ...: the caller's transaction finds out which)."""
+        params = {"id": job_id, "now": now, "attempts": attempt, "ttl": ttl}
+        with self._connection() as conn:
+            if not conn.execute(QUERIES["ack_known_ttl"], params).rowcount:
+                return False
+            self._wrote(True)
+        if now + ttl < self._due_at:  # the done job's result is kept until then
+            self._due_at = now + ttl
+        self._announce(_DONE)
+        return True
 
     def ack_and_claim(
         self,
@@ -298,9 +322,11 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                 self._announce(released.channels)
         if not rows:
             return []
+        ttls = self._result_ttls
         for row in rows:  # each done job's result is kept until then
             if row[1] < self._due_at:
                 self._due_at = row[1]
+            ttls.pop(row[0], None)
         self._announce(_DONE)
         return [row[0] for row in rows]
 
@@ -636,8 +662,13 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
 
 #: The channel an ack announces (waiters of ``wait``).
 _DONE: Final = (DONE_CHANNEL,)
-#: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end.
+#: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end,
+#: and its result_ttl.
 _LEASE_UNTIL: Final = 18
+_RESULT_TTL: Final = 12
+#: The most result_ttls of claimed jobs kept for their ack (see ``_ack_known``); past it
+#: they are forgotten (their acks then read the new expiry back, as before).
+_MAX_KNOWN_TTLS: Final = 100_000
 
 
 def _delivery_order(row: Sequence[Any]) -> tuple[Any, ...]:
