@@ -84,7 +84,8 @@ def _derived(base: str, *edits: tuple[str, str]) -> str:
 # their text), each cheaper for a common case:
 # - one job: a scalar subquery (seq = (...)) instead of seq IN (...), which costs two
 #   ephemeral tables (the IN list, and the rowids of a two-pass UPDATE) per claim;
-# - no holder: NULL in the text (sqlite3 adapts a None parameter in Python, not in C);
+# - no holder (no type, TTL or headers): NULL in the text (sqlite3 adapts a None
+#   parameter in Python, not in C);
 # - an ack without a result of a job whose result_ttl the claim returned (at least :ttl):
 #   no RETURNING, whose buffer is another ephemeral table; the store knows the new expiry.
 _ONE: Final = ("WHERE seq IN (", "WHERE seq = (")
@@ -96,6 +97,10 @@ CLAIMS: Final = {
     (True, False): _derived("claim_limited", _ONE),
     (True, True): _derived("claim_limited", _ONE, _ANONYMOUS),
 }
+#: ``insert`` for a job without a type, TTL or headers: parameters 1-8, 10, 12, 13 of it.
+INSERT_BARE: Final = _derived(
+    "insert", ("?8, ?9, ?10, ?11, ?12, ?13, ?14\n", "?8, NULL, ?9, NULL, ?10, ?11, NULL\n")
+)
 QUERIES["ack_known_ttl"] = _derived(
     "ack",
     ("result = :result, result_encoding = :encoding", "result = NULL, result_encoding = 0"),

@@ -50,7 +50,7 @@ from ..types import (
 )
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
-from .database import CLAIMS, SqliteDatabase
+from .database import CLAIMS, INSERT_BARE, SqliteDatabase
 from .database import QUERIES as QUERIES
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
@@ -91,51 +91,63 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         """Insert jobs in one transaction; see :meth:`Store.add`."""
         refuse_store_powers("sqlite", connection, replicate)
         now = self.clock.now()
+        if len(jobs) == 1 and max_len is None:
+            job = jobs[0]
+            if job.unique_key is None and not job.depends_on:
+                self._add_one(job, now)
+                return {}
         # Typed loosely: a unique add appends its key and states mask to each row.
-        rows: list[tuple[Any, ...]] = [
-            (
-                job.id,
-                job.queue,
-                1 if job.run_at <= now else 0,
-                job.priority,
-                job.run_at,
-                job.created_at,
-                job.raw_body,
-                int(job.encoding),
-                job.type,
-                job.retry_after,
-                job.expires_at,
-                job.max_attempts,
-                job.result_ttl,
-                headers_column(job.headers) if job.headers else None,
-            )
-            for job in jobs
-        ]
-        if len(rows) != 1 or jobs[0].depends_on:  # a batch, or a job with parents
-            return self._add_in_transaction(jobs, rows, max_len, now)
-        due_at = _next_due_of(rows)
-        if max_len is None and jobs[0].unique_key is None:
-            queue = rows[0][1]
-            inserted = self._write(QUERIES["insert"], rows[0], tracked=True).rowcount
-            self._lower_due(due_at)
-            if not inserted:
-                # Nothing inserted: the queue is paused for input, or the id is held.
-                with self._connection() as conn:
-                    if conn.execute(QUERIES["paused_in"], (json.dumps([queue]),)).fetchone():
-                        raise QueuePaused(queue)
-            else:
-                self._announce([queue])
-            return {}
-        if max_len is None:
+        rows: list[tuple[Any, ...]] = [_row(job, now) for job in jobs]
+        if len(rows) == 1 and max_len is None and not jobs[0].depends_on:
             job = jobs[0]
             row = (*rows[0], job.unique_key, job.unique_states)
             inserted = self._write(QUERIES["insert_unique_one"], row, tracked=True).rowcount
-            self._lower_due(due_at)
+            self._lower_due(_next_due_of(rows))
             if inserted:
                 self._announce([job.queue])
                 return {}
             # Nothing inserted: the transaction below finds out why.
         return self._add_in_transaction(jobs, rows, max_len, now)
+
+    def _add_one(self, job: Job, now: float) -> None:
+        """The usual add: one job, no bound, key or parents; one statement."""
+        ready = job.run_at <= now
+        body = job.raw_body
+        if job.type is None and job.expires_at is None and not job.headers:
+            # NULLs in the statement's text (sqlite3 adapts None parameters in Python);
+            # a short body as a bytearray, which it binds without that (bytes it adapts).
+            if type(body) is bytes and len(body) <= _COPIED_BODY:
+                body = bytearray(body)
+            sql = INSERT_BARE
+            row: tuple[Any, ...] = (
+                job.id,
+                job.queue,
+                1 if ready else 0,
+                job.priority,
+                job.run_at,
+                job.created_at,
+                body,
+                int(job.encoding),
+                job.retry_after,
+                job.max_attempts,
+                job.result_ttl,
+            )
+        else:
+            sql, row = QUERIES["insert"], _row(job, now)
+        with self._connection() as conn:
+            inserted = conn.execute(sql, row).rowcount
+            self._wrote(True)
+        if not ready:
+            self._lower_due(job.run_at)
+        if job.expires_at is not None:
+            self._lower_due(job.expires_at)
+        if inserted:
+            self._announce([job.queue])
+            return
+        # Nothing inserted: the queue is paused for input, or the id is held.
+        with self._connection() as conn:
+            if conn.execute(QUERIES["paused_in"], (json.dumps([job.queue]),)).fetchone():
+                raise QueuePaused(job.queue)
 
     def _add_in_transaction(
         self, jobs: Sequence[Job], rows: list[tuple[Any, ...]], max_len: int | None, now: float
@@ -669,11 +681,34 @@ _RESULT_TTL: Final = 12
 #: The most result_ttls of claimed jobs kept for their ack (see ``_ack_known``); past it
 #: they are forgotten (their acks then read the new expiry back, as before).
 _MAX_KNOWN_TTLS: Final = 100_000
+#: Bodies up to this size are bound as a bytearray copy (cheaper than sqlite3's adapter
+#: lookup for bytes, about a microsecond); larger ones as they are.
+_COPIED_BODY: Final = 4096
 
 
 def _delivery_order(row: Sequence[Any]) -> tuple[Any, ...]:
     """Priority, run_at, enqueue order: how a claim's rows are handed out."""
     return (row[5], row[8], row[SEQ])
+
+
+def _row(job: Job, now: float) -> tuple[Any, ...]:
+    """The ``insert`` statement's parameters for a job."""
+    return (
+        job.id,
+        job.queue,
+        1 if job.run_at <= now else 0,
+        job.priority,
+        job.run_at,
+        job.created_at,
+        job.raw_body,
+        int(job.encoding),
+        job.type,
+        job.retry_after,
+        job.expires_at,
+        job.max_attempts,
+        job.result_ttl,
+        headers_column(job.headers) if job.headers else None,
+    )
 
 
 def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
