@@ -86,8 +86,9 @@ def _derived(base: str, *edits: tuple[str, str]) -> str:
 #   ephemeral tables (the IN list, and the rowids of a two-pass UPDATE) per claim;
 # - no holder (no type, TTL or headers): NULL in the text (sqlite3 adapts a None
 #   parameter in Python, not in C);
-# - an ack without a result of a job whose result_ttl the claim returned (at least :ttl):
-#   no RETURNING, whose buffer is another ephemeral table; the store knows the new expiry.
+# - the ack without a result of a job claimed here (its seq and result_ttl known): found
+#   by rowid (not through the id index), and no RETURNING, whose buffer is another
+#   ephemeral table (result_ttl never changes: the store knows the new expiry).
 _ONE: Final = ("WHERE seq IN (", "WHERE seq = (")
 _ANONYMOUS: Final = ("holder = :holder", "holder = NULL")
 #: The claim statement by (one job, no holder).
@@ -101,8 +102,9 @@ CLAIMS: Final = {
 INSERT_BARE: Final = _derived(
     "insert", ("?8, ?9, ?10, ?11, ?12, ?13, ?14\n", "?8, NULL, ?9, NULL, ?10, ?11, NULL\n")
 )
-QUERIES["ack_known_ttl"] = _derived(
+QUERIES["ack_claimed"] = _derived(
     "ack",
+    ("WHERE id = :id AND", "WHERE seq = :seq AND id = :id AND"),
     ("result = :result, result_encoding = :encoding", "result = NULL, result_encoding = 0"),
     ("(:attempts IS NULL OR attempts = :attempts)", "attempts = :attempts"),
     ("\nRETURNING id, expires_at", "\n  AND result_ttl >= :ttl"),
@@ -189,9 +191,9 @@ class SqliteDatabase:
         self._due_at = _UNKNOWN
         self._idle: set[tuple[str, ...]] = set()
         self._busy: set[str] = set()
-        # The result_ttl of the jobs this store claimed (it never changes), by id, until
-        # acked: their ack needs no RETURNING to learn the new expiry (see ack_known_ttl).
-        self._result_ttls: dict[str, float] = {}
+        # The seq and result_ttl (it never changes) of the jobs this store claimed, by id,
+        # until acked: their ack finds the row by rowid and needs no RETURNING.
+        self._claimed: dict[str, tuple[int, float]] = {}
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 path,

@@ -220,9 +220,9 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         busy = self._busy
         candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
         claimed: list[Job] = []
-        ttls = self._result_ttls
-        if len(ttls) > _MAX_KNOWN_TTLS:  # jobs claimed here and acked elsewhere, forgotten
-            ttls.clear()
+        known = self._claimed
+        if len(known) > _MAX_CLAIMED:  # jobs claimed here and acked elsewhere, forgotten
+            known.clear()
         anonymous = holder is None
         for queue in candidates:
             wanted = count - len(claimed)
@@ -242,7 +242,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                 lease = row[_LEASE_UNTIL]
                 if lease is not None and lease < self._due_at:
                     self._due_at = lease
-                ttls[row[0]] = row[_RESULT_TTL]
+                known[row[0]] = (row[SEQ], row[_RESULT_TTL])
             claimed.extend(map(row_to_job, rows))
             if len(claimed) >= count:
                 break
@@ -269,9 +269,9 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         now = self.clock.now()
         lone = True  # one statement may do: no transaction to open
         if len(job_ids) == 1 and results is None and attempts and attempts[0] is not None:
-            ttl = self._result_ttls.pop(job_ids[0], None)
-            if ttl is not None:
-                if self._ack_known(job_ids[0], attempts[0], ttl, now):
+            claimed = self._claimed.pop(job_ids[0], None)
+            if claimed is not None:
+                if self._ack_claimed(job_ids[0], attempts[0], claimed, now):
                     return [job_ids[0]]
                 lone = False  # that was the lone statement: the transaction finds out why
         statements = _ack_statements(job_ids, results, attempts, now)
@@ -289,13 +289,16 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
         return self._acked(rows, released)
 
-    def _ack_known(self, job_id: str, attempt: int, ttl: float, now: float) -> bool:
-        """The usual ack of a job claimed here (its result_ttl known, at least ``ttl``): one
-        statement without RETURNING. False: not acked (a parent with waiting children, a
-        lease lost, ...: the caller's transaction finds out which)."""
-        params = {"id": job_id, "now": now, "attempts": attempt, "ttl": ttl}
+    def _ack_claimed(
+        self, job_id: str, attempt: int, claimed: tuple[int, float], now: float
+    ) -> bool:
+        """The usual ack of a job claimed here (its ``seq`` and ``result_ttl`` known): one
+        statement without RETURNING, the row found by its rowid. False: not acked (a parent
+        with waiting children, a lease lost, ...: the caller's transaction finds out why)."""
+        seq, ttl = claimed
+        params = {"seq": seq, "id": job_id, "now": now, "attempts": attempt, "ttl": ttl}
         with self._connection() as conn:
-            if not conn.execute(QUERIES["ack_known_ttl"], params).rowcount:
+            if not conn.execute(QUERIES["ack_claimed"], params).rowcount:
                 return False
             self._wrote(True)
         if now + ttl < self._due_at:  # the done job's result is kept until then
@@ -334,11 +337,11 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                 self._announce(released.channels)
         if not rows:
             return []
-        ttls = self._result_ttls
+        known = self._claimed
         for row in rows:  # each done job's result is kept until then
             if row[1] < self._due_at:
                 self._due_at = row[1]
-            ttls.pop(row[0], None)
+            known.pop(row[0], None)
         self._announce(_DONE)
         return [row[0] for row in rows]
 
@@ -678,9 +681,9 @@ _DONE: Final = (DONE_CHANNEL,)
 #: and its result_ttl.
 _LEASE_UNTIL: Final = 18
 _RESULT_TTL: Final = 12
-#: The most result_ttls of claimed jobs kept for their ack (see ``_ack_known``); past it
-#: they are forgotten (their acks then read the new expiry back, as before).
-_MAX_KNOWN_TTLS: Final = 100_000
+#: The most claimed jobs known for their ack (see ``_ack_claimed``); past it they are
+#: forgotten (their acks then find the row by id and read the new expiry back).
+_MAX_CLAIMED: Final = 100_000
 #: Bodies up to this size are bound as a bytearray copy (cheaper than sqlite3's adapter
 #: lookup for bytes, about a microsecond); larger ones as they are.
 _COPIED_BODY: Final = 4096
