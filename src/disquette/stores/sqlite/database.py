@@ -68,7 +68,6 @@ QUERIES: Final = load_named_blocks(
 )
 
 
-
 def _derived(base: str, *edits: tuple[str, str]) -> str:
     """The statement ``QUERIES[base]`` with each ``(old, new)`` edit made; each ``old`` must
     occur once (a statement edited out of step with its variants fails at import)."""
@@ -149,6 +148,8 @@ class _Held:
     ) -> None:
         db = self._db
         db._lock.release()
+        if exc is None:
+            return
         if isinstance(exc, sqlite3.OperationalError):
             if db._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
                 raise WouldBlock from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any, Final
@@ -50,7 +51,7 @@ from ..types import (
 )
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
-from .database import CLAIMS, INSERT_BARE, SqliteDatabase
+from .database import CLAIMS, INSERT_BARE, LAZY_VERSION_SECONDS, SqliteDatabase
 from .database import QUERIES as QUERIES
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
@@ -112,7 +113,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
     def _add_one(self, job: Job, now: float) -> None:
         """The usual add: one job, no bound, key or parents; one statement."""
         ready = job.run_at <= now
-        body = job.raw_body
+        body: bytes | bytearray = job.raw_body
         if job.type is None and job.expires_at is None and not job.headers:
             # NULLs in the statement's text (sqlite3 adapts None parameters in Python);
             # a short body as a bytearray, which it binds without that (bytes it adapts).
@@ -200,8 +201,16 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         """
         now = self.clock.now()
         key = tuple(queues)
+        lazy = key not in self._idle
         with self._connection() as conn:
-            self._catch_up(conn, now, lazy=key not in self._idle)
+            # What _catch_up does when it has nothing to do, without its calls: nothing
+            # due, and data_version read less than LAZY_VERSION_SECONDS ago.
+            if not (
+                lazy
+                and now < self._due_at
+                and time.monotonic() - self._version_checked < LAZY_VERSION_SECONDS
+            ):
+                self._catch_up(conn, now, lazy=lazy)
             return self._claim_in(conn, key, count, holder, now)
 
     def _claim_in(
@@ -683,7 +692,7 @@ _LEASE_UNTIL: Final = 18
 _RESULT_TTL: Final = 12
 #: The most claimed jobs known for their ack (see ``_ack_claimed``); past it they are
 #: forgotten (their acks then find the row by id and read the new expiry back).
-_MAX_CLAIMED: Final = 100_000
+_MAX_CLAIMED: Final = 10_000
 #: Bodies up to this size are bound as a bytearray copy (cheaper than sqlite3's adapter
 #: lookup for bytes, about a microsecond); larger ones as they are.
 _COPIED_BODY: Final = 4096
