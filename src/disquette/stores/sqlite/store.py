@@ -135,7 +135,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             )
         else:
             sql, row = QUERIES["insert"], _row(job, now)
-        with self._connection() as conn:
+        with self._held as conn:  # (_connection(), without the call: hot path)
             inserted = conn.execute(sql, row).rowcount
             self._wrote(True)
         if not ready:
@@ -202,7 +202,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         now = self.clock.now()
         key = tuple(queues)
         lazy = key not in self._idle
-        with self._connection() as conn:
+        with self._held as conn:  # (_connection(), without the call: hot path)
             # What _catch_up does when it has nothing to do, without its calls: nothing
             # due, and data_version read less than LAZY_VERSION_SECONDS ago.
             if not (
@@ -306,7 +306,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         with waiting children, a lease lost, ...: the caller's transaction finds out why)."""
         seq, ttl = claimed
         params = {"seq": seq, "id": job_id, "now": now, "attempts": attempt, "ttl": ttl}
-        with self._connection() as conn:
+        with self._held as conn:  # (_connection(), without the call: hot path)
             if not conn.execute(QUERIES["ack_claimed"], params).rowcount:
                 return False
             self._wrote(True)
