@@ -81,6 +81,34 @@ def test_a_claim_knows_its_own_next_due_change(tmp_path: Path) -> None:
         assert (redelivered.id, redelivered.attempts) == (first.id, 2)
 
 
+def test_the_ack_of_a_job_claimed_here_knows_its_row_and_expiry(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    clock = ManualClock()
+    with connect(url, clock=clock) as jobs, connect(url, clock=clock) as other:
+        store = _store(jobs)
+        jobs.result_ttl(30).add("a", "q")
+        job = jobs.timeout(0).get("q")
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        jobs.ack(job)
+        store._conn.set_trace_callback(None)
+        # One statement, by rowid, without RETURNING: the store knew the job's result_ttl.
+        (ack,) = [text for text in statements if _verb(text) == "UPDATE"]
+        assert "WHERE seq = " in ack
+        assert "RETURNING" not in ack
+        assert store._due_at == clock.now() + 30
+        clock.advance(30)
+        assert store.show(job.id) is None  # its result's retention ran out, on time
+        # Acked elsewhere first: the ack of this delivery does nothing more.
+        jobs.add("b", "q")
+        second = jobs.timeout(0).get("q")
+        other.ack(second.id, "theirs")
+        jobs.ack(second, "ours")
+        jobs.ack(second)
+        assert jobs.wait(second, timeout=0) == "theirs"
+
+
 def test_time_driven_changes_go_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(database, "DUE_BATCH", 3)
     path = tmp_path / "jobs.db"

@@ -68,6 +68,48 @@ QUERIES: Final = load_named_blocks(
 )
 
 
+def _derived(base: str, *edits: tuple[str, str]) -> str:
+    """The statement ``QUERIES[base]`` with each ``(old, new)`` edit made; each ``old`` must
+    occur once (a statement edited out of step with its variants fails at import)."""
+    sql = QUERIES[base]
+    for old, new in edits:
+        if sql.count(old) != 1:
+            raise StoreError("schema.sql", f"block {base!r} should hold {old!r} once")
+        sql = sql.replace(old, new)
+    return sql
+
+
+# Variants of the hot statements, made once here (sqlite3 caches prepared statements by
+# their text), each cheaper for a common case:
+# - one job: a scalar subquery (seq = (...)) instead of seq IN (...), which costs two
+#   ephemeral tables (the IN list, and the rowids of a two-pass UPDATE) per claim;
+# - no holder (no type, TTL or headers): NULL in the text (sqlite3 adapts a None
+#   parameter in Python, not in C);
+# - the ack without a result of a job claimed here (its seq and result_ttl known): found
+#   by rowid (not through the id index), and no RETURNING, whose buffer is another
+#   ephemeral table (result_ttl never changes: the store knows the new expiry).
+_ONE: Final = ("WHERE seq IN (", "WHERE seq = (")
+_ANONYMOUS: Final = ("holder = :holder", "holder = NULL")
+#: The claim statement by (one job, no holder).
+CLAIMS: Final = {
+    (False, False): QUERIES["claim_limited"],
+    (False, True): _derived("claim_limited", _ANONYMOUS),
+    (True, False): _derived("claim_limited", _ONE),
+    (True, True): _derived("claim_limited", _ONE, _ANONYMOUS),
+}
+#: ``insert`` for a job without a type, TTL or headers: parameters 1-8, 10, 12, 13 of it.
+INSERT_BARE: Final = _derived(
+    "insert", ("?8, ?9, ?10, ?11, ?12, ?13, ?14\n", "?8, NULL, ?9, NULL, ?10, ?11, NULL\n")
+)
+QUERIES["ack_claimed"] = _derived(
+    "ack",
+    ("WHERE id = :id AND", "WHERE seq = :seq AND id = :id AND"),
+    ("result = :result, result_encoding = :encoding", "result = NULL, result_encoding = 0"),
+    ("(:attempts IS NULL OR attempts = :attempts)", "attempts = :attempts"),
+    ("\nRETURNING id, expires_at", "\n  AND result_ttl >= :ttl"),
+)
+
+
 def _open_error(path: str, exc: sqlite3.Error) -> StoreUnavailable:
     """Why a file cannot be opened. Only a lock is worth waiting for, and opening waited
     ``busy_timeout`` for it already: a missing directory, a file that is not a database or
@@ -106,6 +148,8 @@ class _Held:
     ) -> None:
         db = self._db
         db._lock.release()
+        if exc is None:
+            return
         if isinstance(exc, sqlite3.OperationalError):
             if db._fail_fast and exc.sqlite_errorcode in _BUSY_CODES:
                 raise WouldBlock from exc
@@ -148,9 +192,16 @@ class SqliteDatabase:
         self._due_at = _UNKNOWN
         self._idle: set[tuple[str, ...]] = set()
         self._busy: set[str] = set()
+        # The seq and result_ttl (it never changes) of the jobs this store claimed, by id,
+        # until acked: their ack finds the row by rowid and needs no RETURNING.
+        self._claimed: dict[str, tuple[int, float]] = {}
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                path,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,  # every statement of schema.sql stays prepared
             )
             # Every commit appends each page it touched to the WAL; small pages cut that
             # write amplification (a claim touches the table and three index pages). Only

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any, Final
@@ -51,8 +52,8 @@ from ..types import (
 )
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
+from .database import CLAIMS, INSERT_BARE, LAZY_VERSION_SECONDS, SqliteDatabase
 from .database import QUERIES as QUERIES
-from .database import SqliteDatabase
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
 from .limits import all_limits, any_limited
@@ -92,51 +93,63 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         """Insert jobs in one transaction; see :meth:`Store.add`."""
         refuse_store_powers("sqlite", connection, replicate)
         now = self.clock.now()
+        if len(jobs) == 1 and max_len is None:
+            job = jobs[0]
+            if job.unique_key is None and not job.depends_on:
+                self._add_one(job, now)
+                return {}
         # Typed loosely: a unique add appends its key and states mask to each row.
-        rows: list[tuple[Any, ...]] = [
-            (
-                job.id,
-                job.queue,
-                1 if job.run_at <= now else 0,
-                job.priority,
-                job.run_at,
-                job.created_at,
-                job.raw_body,
-                int(job.encoding),
-                job.type,
-                job.retry_after,
-                job.expires_at,
-                job.max_attempts,
-                job.result_ttl,
-                headers_column(job.headers) if job.headers else None,
-            )
-            for job in jobs
-        ]
-        if len(rows) != 1 or jobs[0].depends_on:  # a batch, or a job with parents
-            return self._add_in_transaction(jobs, rows, max_len, now)
-        due_at = _next_due_of(rows)
-        if max_len is None and jobs[0].unique_key is None:
-            queue = rows[0][1]
-            inserted = self._write(QUERIES["insert"], rows[0], tracked=True).rowcount
-            self._lower_due(due_at)
-            if not inserted:
-                # Nothing inserted: the queue is paused for input, or the id is held.
-                with self._connection() as conn:
-                    if conn.execute(QUERIES["paused_in"], (json.dumps([queue]),)).fetchone():
-                        raise QueuePaused(queue)
-            else:
-                self._announce([queue])
-            return {}
-        if max_len is None:
+        rows: list[tuple[Any, ...]] = [_row(job, now) for job in jobs]
+        if len(rows) == 1 and max_len is None and not jobs[0].depends_on:
             job = jobs[0]
             row = (*rows[0], job.unique_key, job.unique_states)
             inserted = self._write(QUERIES["insert_unique_one"], row, tracked=True).rowcount
-            self._lower_due(due_at)
+            self._lower_due(_next_due_of(rows))
             if inserted:
                 self._announce([job.queue])
                 return {}
             # Nothing inserted: the transaction below finds out why.
         return self._add_in_transaction(jobs, rows, max_len, now)
+
+    def _add_one(self, job: Job, now: float) -> None:
+        """The usual add: one job, no bound, key or parents; one statement."""
+        ready = job.run_at <= now
+        body: bytes | bytearray = job.raw_body
+        if job.type is None and job.expires_at is None and not job.headers:
+            # NULLs in the statement's text (sqlite3 adapts None parameters in Python);
+            # a short body as a bytearray, which it binds without that (bytes it adapts).
+            if type(body) is bytes and len(body) <= _COPIED_BODY:
+                body = bytearray(body)
+            sql = INSERT_BARE
+            row: tuple[Any, ...] = (
+                job.id,
+                job.queue,
+                1 if ready else 0,
+                job.priority,
+                job.run_at,
+                job.created_at,
+                body,
+                int(job.encoding),
+                job.retry_after,
+                job.max_attempts,
+                job.result_ttl,
+            )
+        else:
+            sql, row = QUERIES["insert"], _row(job, now)
+        with self._held as conn:  # (_connection(), without the call: hot path)
+            inserted = conn.execute(sql, row).rowcount
+            self._wrote(True)
+        if not ready:
+            self._lower_due(job.run_at)
+        if job.expires_at is not None:
+            self._lower_due(job.expires_at)
+        if inserted:
+            self._announce([job.queue])
+            return
+        # Nothing inserted: the queue is paused for input, or the id is held.
+        with self._connection() as conn:
+            if conn.execute(QUERIES["paused_in"], (json.dumps([job.queue]),)).fetchone():
+                raise QueuePaused(job.queue)
 
     def _add_in_transaction(
         self, jobs: Sequence[Job], rows: list[tuple[Any, ...]], max_len: int | None, now: float
@@ -189,8 +202,16 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         """
         now = self.clock.now()
         key = tuple(queues)
-        with self._connection() as conn:
-            self._catch_up(conn, now, lazy=key not in self._idle)
+        lazy = key not in self._idle
+        with self._held as conn:  # (_connection(), without the call: hot path)
+            # What _catch_up does when it has nothing to do, without its calls: nothing
+            # due, and data_version read less than LAZY_VERSION_SECONDS ago.
+            if not (
+                lazy
+                and now < self._due_at
+                and time.monotonic() - self._version_checked < LAZY_VERSION_SECONDS
+            ):
+                self._catch_up(conn, now, lazy=lazy)
             return self._claim_in(conn, key, count, holder, now)
 
     def _claim_in(
@@ -209,14 +230,16 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         busy = self._busy
         candidates = queues if busy.issuperset(queues) else self._holding(conn, queues)
         claimed: list[Job] = []
-        # The claim statement that obeys the queue's limits (issue 16), if it has some.
-        claim = QUERIES["claim_limited"]
+        known = self._claimed
+        if len(known) > _MAX_CLAIMED:  # jobs claimed here and acked elsewhere, forgotten
+            known.clear()
+        anonymous = holder is None
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
             # One statement (autocommit, unless ack_and_claim's transaction holds): atomic
-            # without BEGIN/COMMIT calls.
-            rows = conn.execute(claim, params).fetchall()
+            # without BEGIN/COMMIT calls. It obeys the queue's limits (issue 16), if any.
+            rows = conn.execute(CLAIMS[wanted == 1, anonymous], params).fetchall()
             if len(rows) < wanted:
                 busy.discard(queue)  # emptied (or paused): read before claiming from it again
             else:
@@ -229,6 +252,7 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                 lease = row[_LEASE_UNTIL]
                 if lease is not None and lease < self._due_at:
                     self._due_at = lease
+                known[row[0]] = (row[SEQ], row[_RESULT_TTL])
             claimed.extend(map(row_to_job, rows))
             if len(claimed) >= count:
                 break
@@ -253,9 +277,16 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         """Mark jobs done; see :meth:`Store.ack`."""
         refuse_store_powers("sqlite", connection, 0)
         now = self.clock.now()
+        lone = True  # one statement may do: no transaction to open
+        if len(job_ids) == 1 and results is None and attempts and attempts[0] is not None:
+            claimed = self._claimed.pop(job_ids[0], None)
+            if claimed is not None:
+                if self._ack_claimed(job_ids[0], attempts[0], claimed, now):
+                    return [job_ids[0]]
+                lone = False  # that was the lone statement: the transaction finds out why
         statements = _ack_statements(job_ids, results, attempts, now)
         rows: list[Any] = []
-        if len(job_ids) == 1:
+        if lone and len(job_ids) == 1:
             # The usual ack: one statement, no transaction to open. It leaves parents with
             # waiting children alone, for the transaction below. (A batch takes up to two
             # statements, see _run_acks: never part of it committed before a WouldBlock.)
@@ -267,6 +298,23 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             rows += self._run_acks(conn, statements)
             released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
         return self._acked(rows, released)
+
+    def _ack_claimed(
+        self, job_id: str, attempt: int, claimed: tuple[int, float], now: float
+    ) -> bool:
+        """The usual ack of a job claimed here (its ``seq`` and ``result_ttl`` known): one
+        statement without RETURNING, the row found by its rowid. False: not acked (a parent
+        with waiting children, a lease lost, ...: the caller's transaction finds out why)."""
+        seq, ttl = claimed
+        params = {"seq": seq, "id": job_id, "now": now, "attempts": attempt, "ttl": ttl}
+        with self._held as conn:  # (_connection(), without the call: hot path)
+            if not conn.execute(QUERIES["ack_claimed"], params).rowcount:
+                return False
+            self._wrote(True)
+        if now + ttl < self._due_at:  # the done job's result is kept until then
+            self._due_at = now + ttl
+        self._announce(_DONE)
+        return True
 
     def ack_and_claim(
         self,
@@ -330,9 +378,11 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
                 self._announce(released.channels)
         if not rows:
             return []
+        known = self._claimed
         for row in rows:  # each done job's result is kept until then
             if row[1] < self._due_at:
                 self._due_at = row[1]
+            known.pop(row[0], None)
         self._announce(_DONE)
         return [row[0] for row in rows]
 
@@ -668,14 +718,42 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
 
 #: The channel an ack announces (waiters of ``wait``).
 _DONE: Final = (DONE_CHANNEL,)
-#: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end.
+#: Where a claimed row (:data:`~disquette.stores._sql.COLUMNS`) holds its lease's end,
+#: and its result_ttl.
 _LEASE_UNTIL: Final = 18
+_RESULT_TTL: Final = 12
+#: The most claimed jobs known for their ack (see ``_ack_claimed``); past it they are
+#: forgotten (their acks then find the row by id and read the new expiry back).
+_MAX_CLAIMED: Final = 10_000
+#: Bodies up to this size are bound as a bytearray copy (cheaper than sqlite3's adapter
+#: lookup for bytes, about a microsecond); larger ones as they are.
+_COPIED_BODY: Final = 4096
 #: A batch's acks (see SqliteStore._run_acks).
 _ACK_MANY: Final = QUERIES["ack_many"]
 _ACK_MANY_DROP: Final = QUERIES["ack_many_drop"]
 #: A claimed row's priority, run_at and enqueue order: how a claim's rows are handed out
 #: (an itemgetter: the sort key runs in C, half the cost of a function per row).
 _delivery_order: Final = operator.itemgetter(5, 8, SEQ)
+
+
+def _row(job: Job, now: float) -> tuple[Any, ...]:
+    """The ``insert`` statement's parameters for a job."""
+    return (
+        job.id,
+        job.queue,
+        1 if job.run_at <= now else 0,
+        job.priority,
+        job.run_at,
+        job.created_at,
+        job.raw_body,
+        int(job.encoding),
+        job.type,
+        job.retry_after,
+        job.expires_at,
+        job.max_attempts,
+        job.result_ttl,
+        headers_column(job.headers) if job.headers else None,
+    )
 
 
 def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
