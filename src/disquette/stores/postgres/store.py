@@ -34,7 +34,7 @@ from psycopg import Connection
 from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
 
-from ...clock import Clock
+from ...clock import Clock, SystemClock
 from ...errors import (
     InvalidOption,
     InvalidState,
@@ -71,6 +71,7 @@ from .admin import Admin
 from .database import Database
 from .inserts import Inserts
 from .listener import Listener
+from .maintainer import Maintainer
 from .observe import Observe
 from .statements import queries, quote
 from .upkeep import Upkeep, after_maintenance, maintain
@@ -129,6 +130,10 @@ class PostgresStore(Store):
         #: The channel of acks, failures for good and deletes (what ``wait`` waits for).
         self.done_channel = self._listener.done_channel
         self._upkeep = Upkeep(self._db, self._q, clock, vacuum_every)
+        # Started by the first claim; its sleeps need a clock that moves on its own.
+        self._maintainer = Maintainer(
+            conninfo, application_name, self._q, clock, enabled=isinstance(clock, SystemClock)
+        )
         self._inserts = Inserts(self._db, self._q, self.channel)
         self._admin = Admin(self._db, self._q, clock, self.done_channel)
         self._observe = Observe(self._db, self._q, clock, quote(schema))
@@ -196,10 +201,13 @@ class PostgresStore(Store):
             jobs, max_len, now, connection=connection, replicate=replicate
         )
         self.wakeups.notify(ready)
+        if self._maintainer.leading:  # it may sleep past a job due sooner than it knew
+            self._maintainer.scheduled([job.run_at for job in jobs if job.run_at > now])
         return existing
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
+        self._maintainer.start()
         params = {"queues": list(queues), "count": count, "now": self.clock.now(), "holder": holder}
 
         def claim(conn: Connection[Any]) -> list[Any]:
@@ -650,9 +658,10 @@ class PostgresStore(Store):
         return len(rows)
 
     def close(self) -> None:
-        """Close the pool and stop the listener."""
+        """Close the pool, stop the listener and the maintainer."""
         self._db.close()
         self._listener.close()
+        self._maintainer.close()
 
 
 def released(queues: list[str] | None) -> set[str]:
