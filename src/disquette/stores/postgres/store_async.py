@@ -1,9 +1,10 @@
 """The PostgreSQL store: ``postgresql://user@host/db?schema=disquette``.
 
-psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side function that first
-applies what time made due (expiry, scheduled jobs, lapsed leases: a bounded batch of each,
-by one process at a time, see ``upkeep_async.py``) and then leases jobs ``FOR UPDATE SKIP
-LOCKED``, so concurrent workers never wait on each other. Adds (and the other calls that
+psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side function that
+leases jobs ``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait on each other. What
+time made due (expiry, scheduled jobs, lapsed leases) is applied by one process at a time in
+the background (``maintainer_async.py``); a claim it does not cover applies a bounded batch
+first (``upkeep_async.py``). Adds (and the other calls that
 make jobs ready) send a ``NOTIFY`` naming the queue when some process registered a blocked
 get on it, which its ``LISTEN`` connection turns into wake-ups (see ``listener_async.py``).
 
