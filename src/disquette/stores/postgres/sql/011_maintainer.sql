@@ -36,12 +36,15 @@ END
 $$;
 
 -- One pass of the maintainer: a batch per step (unless a claim that fell back holds the
--- maintenance lock: then locked is true and nothing is applied), the earliest time
--- something is due next (NULL: nothing scheduled, leased or expiring), and the span it
--- answers for renewed: [p_now - p_lease, p_now + p_lease].
+-- maintenance lock: then locked is true and nothing is applied), how many rows of jobs it
+-- changed (none while what is due is row-locked by another transaction: the maintainer
+-- then waits rather than spin), the earliest time something is due next (NULL: nothing
+-- scheduled, leased or expiring), and the span it answers for renewed:
+-- [p_now - p_lease, p_now + p_lease].
 CREATE FUNCTION {schema}.maintainer_pass(p_now float8, p_batch integer, p_lease float8,
                                          p_channel text, p_done_channel text,
-                                         OUT locked boolean, OUT next_due float8)
+                                         OUT locked boolean, OUT changed bigint,
+                                         OUT next_due float8)
 LANGUAGE plpgsql
 SET enable_sort = off  -- see 001_init.sql
 SET enable_seqscan = off
@@ -51,6 +54,9 @@ BEGIN
     IF NOT locked THEN
         PERFORM {schema}.maintain_batch(p_now, p_batch, p_channel, p_done_channel);
     END IF;
+    -- This transaction's own counts (each pass is one transaction).
+    changed := pg_stat_get_xact_tuples_updated('{schema}.jobs'::regclass)
+        + pg_stat_get_xact_tuples_deleted('{schema}.jobs'::regclass);
     next_due := least(
         (SELECT min(e.expires_at) FROM {schema}.jobs AS e WHERE e.expires_at IS NOT NULL),
         (SELECT min(s.run_at) FROM {schema}.jobs AS s WHERE s.state = 0),

@@ -265,7 +265,7 @@ SELECT pg_try_advisory_lock(hashtextextended('disquette maintainer {schema}', 0)
 
 -- name: maintainer_pass
 -- One pass of the maintainer (011_maintainer.sql): a batch per step, what is due next.
-SELECT locked, next_due
+SELECT locked, changed, next_due
 FROM {schema}.maintainer_pass(%(now)s::float8, 1000, %(lease)s::float8, {ready_channel},
                               {done_channel});
 
