@@ -144,8 +144,9 @@ def role_wait(url: str, build: str, samples: int) -> None:
 
 
 def role_consumer(url: str, due_at: float, stop_at: float) -> None:
-    """Claim 10 at a time and ack until nothing is left after ``due_at``; print the claim
-    latencies (seconds) of claims started after ``due_at``, and when it last got a job."""
+    """Claim 10 at a time and ack until nothing is left after ``due_at``, or ``stop_at``;
+    print the claim latencies (seconds) of claims started after ``due_at``, and when it
+    last got a job."""
     import disquette
 
     latencies: list[float] = []
@@ -153,7 +154,7 @@ def role_consumer(url: str, due_at: float, stop_at: float) -> None:
     with disquette.connect(url) as jobs:
         quick = jobs.timeout(0)
         quick.qlen("q")
-        while True:
+        while time.time() < stop_at:
             start = time.time()
             got = quick.get_many("q", count=10)
             elapsed = time.time() - start
@@ -163,7 +164,7 @@ def role_consumer(url: str, due_at: float, stop_at: float) -> None:
                 last = time.time()
                 quick.ack_many(got)
                 continue
-            if time.time() > stop_at or (start > due_at + 1 and not _left(quick)):
+            if start > due_at + 1 and not _left(quick):
                 break
             time.sleep(0.005)
     print(json.dumps({"latencies": latencies, "last": last}), flush=True)
@@ -282,6 +283,9 @@ def burst_round(
         report = json.loads(out.strip().splitlines()[-1])
         latencies.extend(report["latencies"])
         last = max(last, report["last"])
+    with psycopg.connect(base, autocommit=True) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {schema}.jobs WHERE state = 0").fetchone()
+    print(f"  ({row[0] if row else 0:,} still scheduled when the consumers stopped)", flush=True)
     return latencies, last - due_at
 
 
@@ -388,8 +392,8 @@ def bench_burst(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str,
             )
             print(
                 f"  {build:10} claims {len(claims):,}  p50 {ms(percentile(claims, 0.5))}  p99 "
-                f"{ms(percentile(claims, 0.99))}  max {ms(max(claims))}  drained in "
-                f"{drained:.1f} s  (load {os.getloadavg()[0]:.1f})",
+                f"{ms(percentile(claims, 0.99))}  max {ms(max(claims))}  last job "
+                f"{drained:.1f} s after due  (load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
 
@@ -410,7 +414,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200_000)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument(
-        "--burst-seconds", type=float, default=120, help="claims measured after the jobs come due"
+        "--burst-seconds", type=float, default=60, help="claims measured after the jobs come due"
     )
     parser.add_argument("--burst-rounds", type=int, default=1)
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
