@@ -35,35 +35,63 @@ BEGIN
 END
 $$;
 
--- One pass of the maintainer: a batch per step (unless a claim that fell back holds the
--- maintenance lock: then locked is true and nothing is applied), how many rows of jobs it
--- changed (none while what is due is row-locked by another transaction: the maintainer
--- then waits rather than spin), the earliest time something is due next (NULL: nothing
--- scheduled, leased or expiring), and the span it answers for renewed:
--- [p_now - p_lease, p_now + p_lease].
-CREATE FUNCTION {schema}.maintainer_pass(p_now float8, p_batch integer, p_lease float8,
-                                         p_channel text, p_done_channel text,
-                                         OUT locked boolean, OUT changed bigint,
-                                         OUT next_due float8)
-LANGUAGE plpgsql
+-- What is due next, and when: the earliest expiry, scheduled run and lease end (NULL:
+-- nothing scheduled, leased or expiring).
+CREATE FUNCTION {schema}.next_due() RETURNS float8
+LANGUAGE sql STABLE
 SET enable_sort = off  -- see 001_init.sql
 SET enable_seqscan = off
 AS $$
-BEGIN
-    locked := NOT pg_try_advisory_xact_lock(hashtextextended('disquette maintain {schema}', 0));
-    IF NOT locked THEN
-        PERFORM {schema}.maintain_batch(p_now, p_batch, p_channel, p_done_channel);
-    END IF;
-    -- This transaction's own counts (each pass is one transaction).
-    changed := pg_stat_get_xact_tuples_updated('{schema}.jobs'::regclass)
-        + pg_stat_get_xact_tuples_deleted('{schema}.jobs'::regclass);
-    next_due := least(
+    SELECT least(
         (SELECT min(e.expires_at) FROM {schema}.jobs AS e WHERE e.expires_at IS NOT NULL),
         (SELECT min(s.run_at) FROM {schema}.jobs AS s WHERE s.state = 0),
         (SELECT min(l.lease_until) FROM {schema}.jobs AS l WHERE l.state = 2));
-    INSERT INTO {schema}.maintainer AS m (only_row, covered_from, covered_until)
-    VALUES (true, p_now - p_lease, p_now + p_lease)
-    ON CONFLICT (only_row) DO UPDATE
-    SET covered_from = excluded.covered_from, covered_until = excluded.covered_until;
+$$;
+
+-- One pass of the maintainer (a procedure: it commits each batch). Batch after batch, each
+-- committed at once (its jobs ready for the claims) and renewing the span the maintainer
+-- answers for ([p_now - p_lease, p_now + p_lease]), until a batch changes fewer than
+-- p_batch rows or p_budget seconds have passed: one round trip for many batches, so a
+-- maintainer on a loaded machine does not wait for the CPU between two batches. Returns
+-- locked (a claim outside the span holds the maintenance lock: nothing applied), how many
+-- rows of jobs it changed (none while what is due is row-locked by another transaction:
+-- the maintainer then waits rather than spin), and next_due. CALL it outside a
+-- transaction block (autocommit).
+CREATE PROCEDURE {schema}.maintainer_pass(p_now float8, p_batch integer, p_lease float8,
+                                          p_budget float8, p_channel text,
+                                          p_done_channel text, INOUT locked boolean,
+                                          INOUT changed bigint, INOUT next_due float8)
+LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    step bigint;
+BEGIN
+    changed := 0;
+    LOOP
+        locked := NOT pg_try_advisory_xact_lock(
+            hashtextextended('disquette maintain {schema}', 0));
+        EXIT WHEN locked;
+        -- This transaction's own counts (pending ones of earlier transactions included).
+        step := -(pg_stat_get_xact_tuples_updated('{schema}.jobs'::regclass)
+                  + pg_stat_get_xact_tuples_deleted('{schema}.jobs'::regclass));
+        PERFORM {schema}.maintain_batch(p_now, p_batch, p_channel, p_done_channel);
+        step := step + pg_stat_get_xact_tuples_updated('{schema}.jobs'::regclass)
+            + pg_stat_get_xact_tuples_deleted('{schema}.jobs'::regclass);
+        changed := changed + step;
+        INSERT INTO {schema}.maintainer AS m (only_row, covered_from, covered_until)
+        VALUES (true, p_now - p_lease, p_now + p_lease)
+        ON CONFLICT (only_row) DO UPDATE
+        SET covered_from = excluded.covered_from, covered_until = excluded.covered_until;
+        COMMIT;
+        EXIT WHEN step < p_batch
+            OR clock_timestamp() - started > p_budget * interval '1 second';
+    END LOOP;
+    IF locked THEN  -- the span is renewed all the same (the lock's holder is applying)
+        INSERT INTO {schema}.maintainer AS m (only_row, covered_from, covered_until)
+        VALUES (true, p_now - p_lease, p_now + p_lease)
+        ON CONFLICT (only_row) DO UPDATE
+        SET covered_from = excluded.covered_from, covered_until = excluded.covered_until;
+    END IF;
+    next_due := {schema}.next_due();
 END
 $$;

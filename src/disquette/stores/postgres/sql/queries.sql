@@ -264,10 +264,9 @@ SELECT {schema}.maintain(%(now)s::float8, {ready_channel}, {done_channel});
 SELECT pg_try_advisory_lock(hashtextextended('disquette maintainer {schema}', 0));
 
 -- name: maintainer_pass
--- One pass of the maintainer (011_maintainer.sql): a batch per step, what is due next.
-SELECT locked, changed, next_due
-FROM {schema}.maintainer_pass(%(now)s::float8, 1000, %(lease)s::float8, {ready_channel},
-                              {done_channel});
+-- One pass of the maintainer (011_maintainer.sql): batches until done or out of budget.
+CALL {schema}.maintainer_pass(%(now)s::float8, 1000, %(lease)s::float8, %(budget)s::float8,
+                              {ready_channel}, {done_channel}, NULL, NULL, NULL);
 
 -- name: maintainer_resign
 -- A maintainer that stops: claims apply the maintenance again at once (not after a lease).
