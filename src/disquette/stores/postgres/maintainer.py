@@ -120,6 +120,7 @@ class Maintainer:
                 self._resign(conn)
 
     def _serve(self, conn: Connection[Any]) -> None:
+        conn.execute(self._q["maintainer_session"])
         while not self._closed:
             if not self.leading:
                 cursor = conn.execute(self._q["maintainer_lead"])

@@ -118,6 +118,7 @@ class AsyncMaintainer:
                 await self._resign(conn)
 
     async def _serve(self, conn: AsyncConnection[Any]) -> None:
+        await conn.execute(self._q["maintainer_session"])
         while not self._closed:
             if not self.leading:
                 cursor = await conn.execute(self._q["maintainer_lead"])
