@@ -144,27 +144,30 @@ def role_wait(url: str, build: str, samples: int) -> None:
 
 
 def role_consumer(url: str, due_at: float, stop_at: float) -> None:
-    """Claim 10 at a time and ack until nothing is left after ``due_at``; print the claim
-    latencies (seconds) of claims started after ``due_at``."""
+    """Claim 10 at a time and ack until nothing is left after ``due_at``, or ``stop_at``;
+    print the claim latencies (seconds) of claims started after ``due_at``, and when it
+    last got a job."""
     import disquette
 
     latencies: list[float] = []
+    last = due_at
     with disquette.connect(url) as jobs:
         quick = jobs.timeout(0)
         quick.qlen("q")
-        while True:
+        while time.time() < stop_at:
             start = time.time()
             got = quick.get_many("q", count=10)
             elapsed = time.time() - start
             if start >= due_at:
                 latencies.append(elapsed)
             if got:
+                last = time.time()
                 quick.ack_many(got)
                 continue
-            if time.time() > stop_at or (start > due_at + 1 and not _left(quick)):
+            if start > due_at + 1 and not _left(quick):
                 break
             time.sleep(0.005)
-    print(json.dumps(latencies), flush=True)
+    print(json.dumps({"latencies": latencies, "last": last}), flush=True)
 
 
 def _left(jobs: object) -> bool:
@@ -252,7 +255,9 @@ def wait_round(src: str, build: str, db_url: str, samples: int, tag: str) -> lis
 
 def burst_round(
     src: str, db_url: str, count: int, consumers: int, seconds: float, tag: str
-) -> list[float]:
+) -> tuple[list[float], float]:
+    """The claim latencies while ``count`` jobs come due, and the seconds from their due
+    time to the last job claimed (how fast the burst was promoted and drained)."""
     url = store_url(db_url, f"burst_{tag}")
     prepare(src, url, "import sys, disquette\ndisquette.connect(sys.argv[1]).flush()")
     fill = spawn(src, "fill", url, str(count), "0")
@@ -272,10 +277,16 @@ def burst_round(
         spawn(src, "consumer", url, repr(due_at), repr(due_at + seconds)) for _ in range(consumers)
     ]
     latencies: list[float] = []
+    last = due_at
     for proc in procs:
         out, _ = proc.communicate()
-        latencies.extend(json.loads(out.strip().splitlines()[-1]))
-    return latencies
+        report = json.loads(out.strip().splitlines()[-1])
+        latencies.extend(report["latencies"])
+        last = max(last, report["last"])
+    with psycopg.connect(base, autocommit=True) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {schema}.jobs WHERE state = 0").fetchone()
+    print(f"  ({row[0] if row else 0:,} still scheduled when the consumers stopped)", flush=True)
+    return latencies, last - due_at
 
 
 def bench_prune(args: argparse.Namespace, db_url: str) -> None:
@@ -373,15 +384,18 @@ def bench_wait(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, 
 
 def bench_burst(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, str]) -> None:
     print(f"\n{args.burst:,} scheduled jobs due at once, {args.consumers} consumers:")
-    for build in [build for build in builds if build != "no-notify"]:
-        claims = burst_round(
-            builds[build], dbs[build], args.burst, args.consumers, args.burst_seconds, "b"
-        )
-        print(
-            f"  {build:10} claims {len(claims):,}  p50 {ms(percentile(claims, 0.5))}  p99 "
-            f"{ms(percentile(claims, 0.99))}  max {ms(max(claims))}",
-            flush=True,
-        )
+    names = [build for build in builds if build != "no-notify"]
+    for round_ in range(args.burst_rounds):
+        for build in names[round_ % 2 :] + names[: round_ % 2]:  # alternate who goes first
+            claims, drained = burst_round(
+                builds[build], dbs[build], args.burst, args.consumers, args.burst_seconds, "b"
+            )
+            print(
+                f"  {build:10} claims {len(claims):,}  p50 {ms(percentile(claims, 0.5))}  p99 "
+                f"{ms(percentile(claims, 0.99))}  max {ms(max(claims))}  last job "
+                f"{drained:.1f} s after due  (load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -400,8 +414,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200_000)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument(
-        "--burst-seconds", type=float, default=120, help="claims measured after the jobs come due"
+        "--burst-seconds", type=float, default=60, help="claims measured after the jobs come due"
     )
+    parser.add_argument("--burst-rounds", type=int, default=1)
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role:

@@ -14,7 +14,11 @@ Phases, on a fresh store (a private SQLite file, a fresh PostgreSQL database on
 2. **steady**: ``--consumers`` consumers (asyncio tasks spread over ``--processes``
    processes; the memory store keeps them in this process) each claim one job at a time
    from 10 random queues of their own and ack it. Claim latency is one claim call (``get``
-   with timeout 0); an empty answer is counted and followed by a 10 ms pause.
+   with timeout 0); an empty answer is counted and followed by a 10 ms pause. By default
+   the consumers never pause otherwise (a closed loop: with the 100 consumers' event loops
+   on a few cores, a claim's latency is mostly its wait for the CPU, the consumers divided
+   by the claims per second); ``--pause S`` makes each sleep ``S`` seconds after each ack
+   (a paced load below the store's capacity, which shows a claim's own latency).
 3. **burst**: ``--due`` jobs, added before the consumers start with delays that make all
    of them due at one instant after the steady window; claim latency is reported for
    ``--window`` seconds from that instant, with how many are left afterwards.
@@ -75,8 +79,10 @@ async def consume(
     stop: Callable[[], bool],
     claims: list[Sample],
     empties: list[float],
+    pause: float = 0.0,
 ) -> None:
-    """Claim one job at a time from ``queues`` and ack it until ``stop()``."""
+    """Claim one job at a time from ``queues`` and ack it until ``stop()``; sleep ``pause``
+    seconds after each ack."""
     jobs = client.timeout(0)
     while not stop():
         start = time.perf_counter()
@@ -90,11 +96,11 @@ async def consume(
         await jobs.ack(found[0])
         # The memory store's calls never suspend: without this, one consumer would hold the
         # event loop until its queues are empty.
-        await asyncio.sleep(0)
+        await asyncio.sleep(pause)
 
 
 async def run_consumers(
-    url: str, count: int, queues: int, seed: int, stop: Callable[[], bool]
+    url: str, count: int, queues: int, seed: int, stop: Callable[[], bool], pause: float
 ) -> tuple[list[Sample], list[float]]:
     claims: list[Sample] = []
     empties: list[float] = []
@@ -108,6 +114,7 @@ async def run_consumers(
                 stop,
                 claims,
                 empties,
+                pause,
             )
             for _ in range(count)
         ]
@@ -118,9 +125,9 @@ async def run_consumers(
 
 
 def consumer_process(
-    url: str, count: int, queues: int, seed: int, stop: Event, results: Any
+    url: str, count: int, queues: int, seed: int, stop: Event, results: Any, pause: float
 ) -> None:
-    claims, empties = asyncio.run(run_consumers(url, count, queues, seed, stop.is_set))
+    claims, empties = asyncio.run(run_consumers(url, count, queues, seed, stop.is_set, pause))
     results.put((claims, empties))
 
 
@@ -132,6 +139,7 @@ class Consumers:
     count: int
     processes: int
     queues: int
+    pause: float = 0.0
     claims: list[Sample] = field(default_factory=list)
     empties: list[float] = field(default_factory=list)
     _stop: Any = None
@@ -152,6 +160,7 @@ class Consumers:
                         self._stop.is_set,
                         self.claims,
                         self.empties,
+                        self.pause,
                     )
                 )
                 for _ in range(self.count)
@@ -166,7 +175,7 @@ class Consumers:
         for seed, share in enumerate(shares):
             child = context.Process(
                 target=consumer_process,
-                args=(self.url, share, self.queues, seed, self._stop, self._results),
+                args=(self.url, share, self.queues, seed, self._stop, self._results, self.pause),
             )
             child.start()
             self._children.append(child)
@@ -429,7 +438,7 @@ async def measure(
     client: disquette.AsyncClient, target: Target, args: argparse.Namespace, due_at: float
 ) -> None:
     """Run the consumers through the steady window, then the burst's; report both."""
-    consumers = Consumers(target.url, args.consumers, args.processes, args.queues)
+    consumers = Consumers(target.url, args.consumers, args.processes, args.queues, args.pause)
     prober = Prober(target.probe, 0.01 if args.store != "postgres" else 0.02)
     consumers.start(client if args.store == "memory" else None)
     try:
@@ -475,6 +484,10 @@ def main() -> None:
         "time (default: estimated from the fill rate)",
     )  # fmt: skip
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured after due")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds each consumer sleeps after an ack "
+        "(default 0: a closed loop, as many claims as the machine runs)",
+    )  # fmt: skip
     parser.add_argument("--dir", type=Path, help="directory for the SQLite file / Redis")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
@@ -494,7 +507,7 @@ def main() -> None:
         print(
             f"{args.store}: {args.jobs:,} queued, {args.due:,} due at once, "
             f"{args.consumers} consumers in {args.processes if args.store != 'memory' else 1} "
-            f"process(es); load {os.getloadavg()[0]:.2f}"
+            f"process(es), pause {args.pause:g} s; load {os.getloadavg()[0]:.2f}"
         )
         try:
             asyncio.run(scenario(target, args))

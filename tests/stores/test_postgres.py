@@ -57,6 +57,7 @@ MIGRATIONS = [
     (8, "flow_limits"),
     (9, "dependencies"),
     (10, "wakeups"),
+    (11, "maintainer"),
 ]
 
 

@@ -10,7 +10,10 @@ twin; the other modules serve both flavours.
 - ``errors.py``: psycopg's errors read as transient, refused, or the store's errors;
 - ``statements.py``: the SQL of ``sql/`` (numbered migrations and named queries) for a schema;
 - ``upkeep_async.py``: what time made due, bounded and by one process at a time, applied
-  before reads; VACUUM and prunes (done rows on a count of acks);
+  before reads and claims a maintainer does not cover; VACUUM and prunes (done rows on a
+  count of acks);
+- ``maintainer_async.py``: the background maintainer, one leader per schema (an advisory
+  lock), which applies what time made due so that claims only claim;
 - ``inserts_async.py``: adds, with ``max_len``, the caller's transaction, or replication;
 - ``dependencies.py``: what an add with ``depends_on`` makes of each job once its parents
   are locked (the release on a parent's end is ``resolve_children``, in SQL);

@@ -1,9 +1,10 @@
 """The PostgreSQL store: ``postgresql://user@host/db?schema=disquette``.
 
-psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side function that first
-applies what time made due (expiry, scheduled jobs, lapsed leases: a bounded batch of each,
-by one process at a time, see ``upkeep_async.py``) and then leases jobs ``FOR UPDATE SKIP
-LOCKED``, so concurrent workers never wait on each other. Adds (and the other calls that
+psycopg 3 with a psycopg_pool pool. Claims are one call of a server-side function that
+leases jobs ``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait on each other. What
+time made due (expiry, scheduled jobs, lapsed leases) is applied by one process at a time in
+the background (``maintainer_async.py``); a claim it does not cover applies a bounded batch
+first (``upkeep_async.py``). Adds (and the other calls that
 make jobs ready) send a ``NOTIFY`` naming the queue when some process registered a blocked
 get on it, which its ``LISTEN`` connection turns into wake-ups (see ``listener_async.py``).
 
@@ -33,7 +34,7 @@ from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
 
-from ...clock import Clock
+from ...clock import Clock, SystemClock
 from ...errors import (
     InvalidOption,
     InvalidState,
@@ -70,6 +71,7 @@ from .admin_async import AsyncAdmin
 from .database_async import AsyncDatabase
 from .inserts_async import AsyncInserts
 from .listener_async import AsyncListener
+from .maintainer_async import AsyncMaintainer
 from .observe_async import AsyncObserve
 from .statements import queries, quote
 from .upkeep_async import AsyncUpkeep, after_maintenance, maintain
@@ -128,6 +130,10 @@ class AsyncPostgresStore(AsyncStore):
         #: The channel of acks, failures for good and deletes (what ``wait`` waits for).
         self.done_channel = self._listener.done_channel
         self._upkeep = AsyncUpkeep(self._db, self._q, clock, vacuum_every)
+        # Started by the first claim; its sleeps need a clock that moves on its own.
+        self._maintainer = AsyncMaintainer(
+            conninfo, application_name, self._q, clock, enabled=isinstance(clock, SystemClock)
+        )
         self._inserts = AsyncInserts(self._db, self._q, self.channel)
         self._admin = AsyncAdmin(self._db, self._q, clock, self.done_channel)
         self._observe = AsyncObserve(self._db, self._q, clock, quote(schema))
@@ -195,12 +201,15 @@ class AsyncPostgresStore(AsyncStore):
             jobs, max_len, now, connection=connection, replicate=replicate
         )
         self.wakeups.notify(ready)
+        if self._maintainer.leading:  # it may sleep past a job due sooner than it knew
+            self._maintainer.scheduled([job.run_at for job in jobs if job.run_at > now])
         return existing
 
     async def claim(
         self, queues: Sequence[str], count: int, *, holder: str | None = None
     ) -> list[Job]:
         """Lease ready jobs; see :meth:`AsyncStore.claim`."""
+        self._maintainer.start()
         params = {"queues": list(queues), "count": count, "now": self.clock.now(), "holder": holder}
 
         async def claim(conn: AsyncConnection[Any]) -> list[Any]:
@@ -655,9 +664,10 @@ class AsyncPostgresStore(AsyncStore):
         return len(rows)
 
     async def close(self) -> None:
-        """Close the pool and stop the listener."""
+        """Close the pool, stop the listener and the maintainer."""
         await self._db.close()
         await self._listener.close()
+        await self._maintainer.close()
 
 
 def released(queues: list[str] | None) -> set[str]:

@@ -2,8 +2,10 @@
 """The PostgreSQL store's upkeep: what time made due, applied before the calls that read,
 and the housekeeping that keeps its two hot tables small.
 
-What time made due is applied by ``maintain_due`` (``006_hot_paths.sql``, its lock taken
-first since ``010_wakeups.sql``), inside claims and reads: only the caller that gets the
+What time made due is applied by the background maintainer (``maintainer_async.py``). A
+claim or read it does not cover (no maintainer runs, or it stopped renewing its span) calls
+``maintain_due`` (``006_hot_paths.sql``, its lock taken first since ``010_wakeups.sql``, its
+batch named ``maintain_batch`` since ``011_maintainer.sql``): only the caller that gets the
 schema's maintenance lock without waiting probes each step's partial index (one page when
 nothing is due) and applies at most a batch of 1,000 rows per step. A burst of a million jobs
 coming due is thus promoted 1,000 per call by whichever process gets there first, while the

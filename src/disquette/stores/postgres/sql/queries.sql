@@ -259,6 +259,26 @@ SELECT {schema}.maintain_due(%(now)s::float8, 1000, {ready_channel}, {done_chann
 -- Everything time made due, however much (recover_stale: an operator's call).
 SELECT {schema}.maintain(%(now)s::float8, {ready_channel}, {done_channel});
 
+-- name: maintainer_session
+-- The maintainer's batches need not wait for the WAL flush: all they do (a promote, an
+-- expiry, a requeue) follows from the clock and the rows, so one lost in a crash is applied
+-- again by the next pass; a claim of a promoted job flushes the promote with its own commit.
+SET synchronous_commit = off;
+
+-- name: maintainer_lead
+-- The maintainer's lease: a session lock, given up when its connection ends (or dies).
+SELECT pg_try_advisory_lock(hashtextextended('disquette maintainer {schema}', 0));
+
+-- name: maintainer_pass
+-- One pass of the maintainer (011_maintainer.sql): batches until done or out of budget.
+CALL {schema}.maintainer_pass(%(now)s::float8, 1000, %(lease)s::float8, %(budget)s::float8,
+                              {ready_channel}, {done_channel}, NULL, NULL, NULL);
+
+-- name: maintainer_resign
+-- A maintainer that stops: claims apply the maintenance again at once (not after a lease).
+DELETE FROM {schema}.maintainer;
+SELECT pg_advisory_unlock(hashtextextended('disquette maintainer {schema}', 0));
+
 -- name: prune_done
 SELECT {schema}.prune_done(%(now)s::float8, %(batch)s::int4);
 
