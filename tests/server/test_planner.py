@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from disquette.client_async import connect_async
-from disquette.job import Job
 from disquette.server.planner import claim_in_order, deal, plan_claims
+from disquette.stores.types import Delivery
 
 NAMES = ["a", "b", "c"]
 #: The queues of a run of GETJOBs (a name may be listed twice), and each one's COUNT.
@@ -102,9 +102,9 @@ def test_claim_in_order_over_a_store(
                 name: [await client.add(b"x", name) for _ in range(size)]
                 for name, size in sizes.items()
             }
-            given_back: list[Job] = []
+            given_back: list[Delivery] = []
 
-            async def give_back(jobs: list[Job]) -> None:
+            async def give_back(jobs: list[Delivery]) -> None:
                 given_back.extend(jobs)
 
             shares = await claim_in_order(client.store, queues, counts, give_back)

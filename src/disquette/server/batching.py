@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..errors import StoreUnavailable
 from ..job import Job
+from ..stores.types import Delivery
 from .eager import start
 from .planner import claim_in_order, runs
 from .protocol import refusal
@@ -105,7 +106,7 @@ Then = Callable[[T | Exception], bool]
 
 
 #: A GETJOB's share of a batched claim: its queues, its COUNT, where its jobs go.
-ClaimRequest = tuple[tuple[str, ...], int, Then[list[Job]]]
+ClaimRequest = tuple[tuple[str, ...], int, Then[list[Delivery]]]
 
 
 #: An ACKJOB's share of a batched ack: its ids, where its count goes.

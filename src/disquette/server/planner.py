@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from ..job import Job
 from ..stores.store_async import AsyncStore
+from ..stores.types import Delivery
 
 #: Jobs asked per run of claims at most (and per JSCAN/QPEEK call: ids fetched at most).
 MAX_PAGE: Final = 10_000
@@ -86,12 +86,13 @@ async def claim_in_order(
     store: AsyncStore,
     queues: Sequence[str],
     counts: Sequence[int],
-    give_back: Callable[[list[Job]], Awaitable[None]],
-) -> list[list[Job]]:
+    give_back: Callable[[list[Delivery]], Awaitable[None]],
+) -> list[list[Delivery]]:
     """Lease jobs for GETJOBs on ``queues`` asking ``counts`` jobs each, as if they ran
     one after the other, each in Disque's order: the queues scanned left to right,
     taking at most one job per queue per pass (a queue listed twice serves twice per
-    pass), until its COUNT or no queue has more. Returns each request's jobs.
+    pass), until its COUNT or no queue has more. Returns each request's jobs (what
+    GETJOB's reply reads of them: ``claim_deliveries``).
 
     The store's claim drains its queues in turn, so with several queues the passes are
     planned from the queue lengths, then each queue is claimed once; a queue that gives
@@ -99,7 +100,7 @@ async def claim_in_order(
     for nobody (on a failure) go to ``give_back``.
     """
     if len(queues) == 1:
-        jobs = await store.claim(queues, sum(counts))
+        jobs = await store.claim_deliveries(queues, sum(counts))
         shares, at = [], 0
         for count in counts:
             shares.append(jobs[at : at + count])
@@ -109,7 +110,7 @@ async def claim_in_order(
     wanted = list(counts)
     distinct = list(dict.fromkeys(queues))
     exhausted: set[str] = set()
-    claimed: dict[str, list[Job]] = {}
+    claimed: dict[str, list[Delivery]] = {}
     try:
         while any(wanted) and len(exhausted) < len(distinct):
             ready = {q: 0 if q in exhausted else await store.qlen(q) for q in distinct}
@@ -118,7 +119,7 @@ async def claim_in_order(
                 break
             claimed = {}
             for queue, share in asked.items():
-                claimed[queue] = await store.claim([queue], share)
+                claimed[queue] = await store.claim_deliveries([queue], share)
                 if len(claimed[queue]) < share:
                     exhausted.add(queue)
             # Every job claimed is dealt: no more was claimed than the requests want.

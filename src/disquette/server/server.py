@@ -20,6 +20,7 @@ from ..disque import DEFAULT_TTL, default_retry
 from ..errors import StoreUnavailable
 from ..job import Encoding, Job, JobState, job_id_factory, new_job
 from ..stores.store_async import AsyncStore
+from ..stores.types import Delivery
 from .batching import (
     AckRequest,
     AddRequest,
@@ -302,7 +303,7 @@ class Server:
             self.touch(arrived)
         return len(requeued)
 
-    def claim_then(self, queues: tuple[str, ...], count: int, then: Then[list[Job]]) -> None:
+    def claim_then(self, queues: tuple[str, ...], count: int, then: Then[list[Delivery]]) -> None:
         """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
         self._claims.push((queues, count, then))
 
@@ -310,7 +311,7 @@ class Server:
         """Ack jobs with the next batched ack; ``then`` gets how many became done."""
         self._acks.push((job_ids, then))
 
-    async def give_back(self, jobs: list[Job]) -> None:
+    async def give_back(self, jobs: list[Delivery]) -> None:
         """NACK jobs leased for nobody; on failure they come back when their lease runs out."""
         try:
             await self.store.nack([job.id for job in jobs])

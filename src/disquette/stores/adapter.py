@@ -21,6 +21,7 @@ from .limits import QueueLimits
 from .store import Store
 from .store_async import AsyncStore
 from .types import (
+    Delivery,
     EncodedResult,
     JobCount,
     JobFilter,
@@ -97,6 +98,15 @@ class SyncStoreAdapter(AsyncStore):
         if holder is None:
             return await self._call(self.inner.claim, queues, count)
         return await self._call(functools.partial(self.inner.claim, holder=holder), queues, count)
+
+    async def claim_deliveries(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Delivery]:
+        """See :meth:`AsyncStore.claim_deliveries`."""
+        claim = self.inner.claim_deliveries
+        if holder is None:
+            return await self._call(claim, queues, count)
+        return await self._call(functools.partial(claim, holder=holder), queues, count)
 
     async def ack(
         self,

@@ -17,6 +17,7 @@ from ..job import Job, JobState, Stats
 from .limits import QueueLimits
 from .types import (
     Capabilities,
+    Delivery,
     EncodedResult,
     JobCount,
     JobFilter,
@@ -121,6 +122,15 @@ class Store(abc.ABC):
         names the process the leases go to, for :meth:`release_leases`; it is kept while
         the job is active.
         """
+
+    def claim_deliveries(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Delivery]:
+        """:meth:`claim`, returning of each job only what delivering it over the Disque
+        protocol takes (the server's GETJOB): the same jobs, in the same order, with the
+        same leases. A store may read less than whole jobs for it; the default projects
+        :meth:`claim`'s."""
+        return list(map(Delivery.of, self.claim(queues, count, holder=holder)))
 
     def claim_blocking(
         self,

@@ -10,7 +10,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterable
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from ..errors import InvalidOption, NotReplicated
 from ..job import Encoding, Job, JobState, check_queue_name
@@ -136,6 +136,24 @@ PAUSE_OUT: Final = 2
 def pause_bits(mode: PauseMode) -> int:
     """The bits of a pause mode (``in`` 1, ``out`` 2, ``all`` 3)."""
     return PAUSE_MODES.index(mode)
+
+
+class Delivery(NamedTuple):
+    """What delivering a claimed job over the Disque protocol takes (GETJOB's reply, with
+    WITHCOUNTERS): :meth:`~disquette.stores.store_async.AsyncStore.claim_deliveries`
+    returns these instead of whole jobs. The names are :class:`~disquette.job.Job`'s, so
+    code that reads only them takes either."""
+
+    id: str
+    queue: str
+    raw_body: bytes
+    nacks: int
+    additional_deliveries: int
+
+    @classmethod
+    def of(cls, job: Job) -> Delivery:
+        """The delivery of a claimed job."""
+        return cls(job.id, job.queue, job.raw_body, job.nacks, job.additional_deliveries)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -18,6 +18,7 @@ from ...disque import (
 )
 from ...errors import DisquetteError, InvalidQueueName, JobCancelled, JobNotFound, WorkingTooLate
 from ...job import Job, JobState
+from ...stores.types import Delivery
 from .. import protocol
 from ..batching import Pending
 from ..planner import MAX_PAGE
@@ -212,7 +213,7 @@ def _parse_getjob(args: list[bytes]) -> GetJob:
 
 
 def getjob_reply(
-    server: Server, jobs: list[Job], counters: bool, *, touched: bool = False
+    server: Server, jobs: Sequence[Job | Delivery], counters: bool, *, touched: bool = False
 ) -> bytes:
     """GETJOB's reply for the jobs it leased (counted as delivered; ``touched``: their
     queues were just noted as used, see ``Server.touch``)."""
@@ -266,7 +267,7 @@ def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
         server.touch(queues)  # as in Disque, a GETJOB that may block creates its queues
     pending = Pending()
 
-    def then(outcome: list[Job] | Exception) -> bool:
+    def then(outcome: list[Delivery] | Exception) -> bool:
         if pending.abandoned:
             return False
         if isinstance(outcome, Exception):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import heapq
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ...clock import Clock
@@ -30,6 +31,7 @@ from ..types import (
     NO_RESULT,
     PAUSE_IN,
     PAUSE_OUT,
+    Delivery,
     EncodedResult,
     held_elsewhere,
     refuse_store_powers,
@@ -37,6 +39,8 @@ from ..types import (
 from .admin import MemoryAdmin
 from .observe import MemoryObserve
 from .state import _FINISHED, _PENDING
+
+T = TypeVar("T")
 
 #: Jobs of each kind a claim makes due at most (a burst is spread over the next claims).
 TICK_BATCH = 1000
@@ -180,7 +184,21 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
-        claimed: list[Job] = []
+        return self._claim(queues, count, holder, Job.copy)
+
+    def claim_deliveries(
+        self, queues: Sequence[str], count: int, *, holder: str | None = None
+    ) -> list[Delivery]:
+        """Lease ready jobs as :meth:`claim` does, returning of each what a delivery reads
+        instead of a copy of the job; see :meth:`Store.claim_deliveries`."""
+        return self._claim(queues, count, holder, Delivery.of)
+
+    def _claim(
+        self, queues: Sequence[str], count: int, holder: str | None, make: Callable[[Job], T]
+    ) -> list[T]:
+        """Lease ready jobs, returning ``make`` of each (the store keeps the jobs: what it
+        returns must not be one)."""
+        claimed: list[T] = []
         with self._lock:
             now = self.clock.now()
             self._tick(now, TICK_BATCH)
@@ -211,7 +229,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                     if job.retry_after > 0:
                         job.lease_until = now + job.retry_after
                         heapq.heappush(self._leases, (job.lease_until, job.id))
-                    claimed.append(job.copy())
+                    claimed.append(make(job))
                 if limits is not None:
                     self._spend(queue, len(claimed) - before)
                 if len(claimed) >= count:
