@@ -6,8 +6,9 @@ URL parameters: ``synchronous`` (``normal``, or ``full`` to sync on every commit
 ``busy_timeout`` (30 s: how long a call waits for another process's write lock).
 The store itself is :class:`~disquette.stores.sqlite.store.SqliteStore` (``store.py``), on
 ``database.py`` (opening and migrating the file, the connection, transactions); its SQL is
-``schema.sql`` beside it, ``dependencies.py`` keeps job dependencies, and ``peers.py``
-wakes the waiters of other processes that share the file.
+``schema.sql`` beside it, ``admin.py`` has pause modes, limits, counts and the registries,
+``claims.py`` reads a claim's rows, ``dependencies.py`` keeps job dependencies, and
+``peers.py`` wakes the waiters of other processes that share the file.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ...errors import (
     QueuePaused,
     UniqueKeyTaken,
 )
-from ...job import Job, JobState, Stats, StatsRow
+from ...job import Job, JobState
 from .._sql import (
     SEQ,
     STATE_CODES,
@@ -32,45 +32,34 @@ from .._sql import (
     headers_column,
     row_to_job,
 )
-from ..limits import QueueLimits
 from ..store import Store
 from ..types import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,
     HOLDER_GONE,
     NO_RESULT,
-    PAUSE_MODES,
-    PAUSE_OUT,
     Delivery,
     EncodedResult,
-    NodeInfo,
-    PauseMode,
-    QueueInfo,
-    ScheduleInfo,
-    pause_bits,
     refuse_store_powers,
 )
+from .admin import SqliteAdmin
 from .claims import DELIVERIES, JOBS, ClaimRows
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
-from .database import INSERT_BARE, LAZY_VERSION_SECONDS, SqliteDatabase
+from .database import INSERT_BARE, LAZY_VERSION_SECONDS
 from .database import QUERIES as QUERIES
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
-from .limits import all_limits, any_limited
-from .limits import set_limits as _set_limits
+from .limits import any_limited
 from .observe import SqliteObserve
 from .unique import unique_holders
 
 T = TypeVar("T")
 
 
-class SqliteStore(SqliteObserve, SqliteDatabase, Store):
-    """Jobs in one SQLite file. One connection per store, shared by threads under a lock.
-
-    Opening the file, the connection, transactions and wake-ups are
-    :class:`~disquette.stores.sqlite.database.SqliteDatabase`'s.
-    """
+class SqliteStore(SqliteObserve, SqliteAdmin, Store):
+    """Jobs in one SQLite file, one connection shared by threads under a lock: the job
+    moves (the file and transactions are ``database.py``'s, the rest ``admin.py``'s)."""
 
     #: Disquette's semantics in full; no transactions to join (the store's connection is
     #: its own), no replicas, and the schema is created when opened.
@@ -567,40 +556,6 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
             raise JobNotFound(job_id)
         raise InvalidState(job_id, STATES[found[6]], "retry")
 
-    def pause(self, queue: str, paused: bool) -> None:
-        """Pause or resume delivery; see :meth:`Store.pause`."""
-        with self._transaction() as conn:
-            conn.execute(QUERIES["pause" if paused else "resume"], (queue,))
-            conn.execute(QUERIES["drop_unpaused"])
-        if not paused:
-            self._announce([queue])
-
-    def set_pause(self, queue: str, mode: PauseMode) -> None:
-        """Set a queue's pause mode; see :meth:`Store.set_pause`."""
-        bits = pause_bits(mode)
-        with self._transaction() as conn:
-            conn.execute(QUERIES["set_pause"], (queue, bits))
-            conn.execute(QUERIES["drop_unpaused"])
-        if not bits & PAUSE_OUT:
-            self._announce([queue])
-
-    def set_limits(self, queue: str, limits: QueueLimits | None) -> None:
-        """Set or clear a queue's limits; see :meth:`Store.set_limits`."""
-        with self._transaction() as conn:
-            _set_limits(conn, queue, limits, self.clock.now())
-        self.wakeups.notify([queue])
-
-    def limits(self) -> dict[str, QueueLimits]:
-        """Every queue's limits; see :meth:`Store.limits`."""
-        with self._connection() as conn:
-            return all_limits(conn)
-
-    def pause_mode(self, queue: str) -> PauseMode:
-        """A queue's pause mode; see :meth:`Store.pause_mode`."""
-        with self._connection() as conn:
-            row = conn.execute(QUERIES["pause_mode"], (queue,)).fetchone()
-        return PAUSE_MODES[row[0] if row is not None else 0]
-
     def enqueue(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Make jobs ready now; see :meth:`Store.enqueue`."""
         self._refresh()
@@ -639,73 +594,6 @@ class SqliteStore(SqliteObserve, SqliteDatabase, Store):
         with self._connection() as conn:
             rows = conn.execute(QUERIES["scan"], params).fetchall()
         return (rows[-1][SEQ] if len(rows) >= count else 0), [row_to_job(row) for row in rows]
-
-    def queues(self) -> list[QueueInfo]:
-        """Queues with jobs or a pause mode; see :meth:`Store.queues`."""
-        self._refresh(reading=True)
-        with self._connection() as conn:
-            queued = {queue: int(n) for queue, n in conn.execute(QUERIES["queues"])}
-            modes = dict(conn.execute(QUERIES["pause_modes"]).fetchall())
-        return [
-            QueueInfo(name, queued.get(name, 0), PAUSE_MODES[modes.get(name, 0)])
-            for name in sorted(queued.keys() | modes.keys())
-        ]
-
-    def flush(self) -> None:
-        """Delete every job and pause mode; see :meth:`Store.flush`."""
-        with self._transaction() as conn:
-            self._script(conn, QUERIES["flush"])
-        self._announce([DONE_CHANNEL])
-
-    def register_node(self, node_id: str, address: str, ttl: float) -> None:
-        """Register or renew a node; see :meth:`Store.register_node`."""
-        now = self.clock.now()
-        with self._transaction() as conn:
-            conn.execute(QUERIES["forget_lapsed_nodes"], {"now": now})
-            params = {"id": node_id, "address": address, "expires_at": now + ttl}
-            conn.execute(QUERIES["register_node"], params)
-
-    def unregister_node(self, node_id: str) -> None:
-        """Remove a node; see :meth:`Store.unregister_node`."""
-        self._write(QUERIES["unregister_node"], (node_id,))
-
-    def nodes(self) -> list[NodeInfo]:
-        """Live nodes; see :meth:`Store.nodes`."""
-        with self._connection() as conn:
-            rows = conn.execute(QUERIES["nodes"], (self.clock.now(),)).fetchall()
-        return [NodeInfo(node_id, address, expires) for node_id, address, expires in rows]
-
-    def register_schedules(self, schedules: Sequence[ScheduleInfo]) -> None:
-        """Record definitions, keeping paused flags; see :meth:`Store.register_schedules`."""
-        rows = [(info.name, info.definition()) for info in schedules]
-        with self._transaction() as conn:
-            conn.executemany(QUERIES["register_schedule"], rows)
-
-    def schedules(self) -> list[ScheduleInfo]:
-        """Registered schedules; see :meth:`Store.schedules`."""
-        with self._connection() as conn:
-            rows = conn.execute(QUERIES["schedules"]).fetchall()
-        return [ScheduleInfo.from_definition(n, d, bool(p)) for n, d, p in rows]
-
-    def pause_schedule(self, name: str, paused: bool) -> bool:
-        """Pause or resume a schedule; see :meth:`Store.pause_schedule`."""
-        return self._write(QUERIES["pause_schedule"], (int(paused), name)).rowcount > 0
-
-    def stats(self) -> Stats:
-        """Counts per queue and type; see :meth:`Store.stats`."""
-        self._refresh(reading=True)
-        with self._connection() as conn:
-            grouped = conn.execute(QUERIES["stats"]).fetchall()
-            paused = frozenset(row[0] for row in conn.execute(QUERIES["paused"]))
-        merged: dict[tuple[str, str | None], dict[str, Any]] = {}
-        for queue, type_, state, count, max_errors, oldest in grouped:
-            row = merged.setdefault((queue, type_), {"max_error_count": 0, "oldest_run_at": None})
-            row[STATES[state].value] = count
-            row["max_error_count"] = max(row["max_error_count"], max_errors or 0)
-            if oldest is not None:
-                row["oldest_run_at"] = min(oldest, row["oldest_run_at"] or oldest)
-        rows = tuple(StatsRow(queue=q, type=t, **fields) for (q, t), fields in merged.items())
-        return Stats(rows=rows, paused=paused)
 
     def recover_stale(self, max_age: float | None) -> int:
         """Requeue jobs whose worker is gone; see :meth:`Store.recover_stale`."""
