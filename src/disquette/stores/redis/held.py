@@ -110,8 +110,8 @@ class HeldCommands:
         plain = self._plain
         if plain is None:
             return self._client.execute_command(*args)  # type: ignore[no-untyped-call,unused-ignore]
-        slot: _Slot | None = getattr(self._local, "slot", None)
-        if slot is not None and slot.connection is not None and slot.pid == os.getpid():
+        slot = self._held()
+        if slot is not None:
             try:
                 return self._send(plain, slot, args)
             except RedisConnectionError:
@@ -129,9 +129,7 @@ class HeldCommands:
                 pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
             replies: list[Any] = pipe.execute(raise_on_error=False)
             return replies
-        slot: _Slot | None = getattr(self._local, "slot", None)
-        if slot is None or slot.connection is None or slot.pid != os.getpid():
-            slot = self._checkout(plain)
+        slot = self._held() or self._checkout(plain)
         connection = slot.connection
         try:
             connection.send_packed_command(connection.pack_commands(commands))
@@ -149,6 +147,14 @@ class HeldCommands:
     def close(self) -> None:
         """Close the client's connections (held ones included)."""
         self._client.close()
+
+    def _held(self) -> _Slot | None:
+        """This thread's held connection, if it has one it may use (not one from before a
+        fork, not one given back)."""
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        if slot is None or slot.connection is None or slot.pid != os.getpid():
+            return None
+        return slot
 
     def _checkout(self, plain: redis.Redis) -> _Slot:
         """A connection of the pool, held by this thread from now on."""
