@@ -58,6 +58,7 @@ MIGRATIONS = [
     (9, "dependencies"),
     (10, "wakeups"),
     (11, "maintainer"),
+    (12, "wake_guard"),
 ]
 
 
