@@ -14,10 +14,12 @@ Builds, each in a database of its own on the same server, alternated in rounds (
 Workloads:
 
 - acks: ``--ackers`` processes each claim ``--per-process`` jobs, then ack them one by one,
-  all at once; acks/s = all acks / (last end - first start). Nobody waits for a result,
-  unless ``--waiting``: then one more process waits (``wait``) for a job nobody acks all
-  along, as a web process waiting for a result would (the code before issue 12's per-job
-  waits sent a NOTIFY per ack as soon as any process waited).
+  all at once; acks/s = all acks / (last end - first start), and the CPU time of the
+  database's PostgreSQL backends per ack (``/proc``; what the machine's load moves
+  least: with nobody waiting no NOTIFY is sent, so the gate's cost is CPU). Nobody waits
+  for a result, unless ``--waiting``: then one more process waits (``wait``) for a job
+  nobody acks all along, as a web process waiting for a result would (the code before
+  issue 12's per-job waits sent a NOTIFY per ack as soon as any process waited).
 - wait: one client waits for a job, another client (its own pool and listener, so only
   the NOTIFY can wake the first: ``poll_interval=60``) acks it; latency from just before
   the ack to ``wait`` returning, p50/p90/p99 over ``--samples``.
@@ -98,6 +100,7 @@ def role_acker(url: str, build: str, count: int) -> None:
         for job in held:
             jobs.ack(job)
         print(json.dumps([start, time.time()]), flush=True)
+        sys.stdin.readline()  # connected until the orchestrator read its backends' CPU
 
 
 def role_idle_waiter(url: str) -> None:
@@ -210,9 +213,34 @@ def prepare(src: str, url: str, code: str) -> None:
     subprocess.run([sys.executable, "-c", code, url], check=True, env=env)
 
 
+def backends_cpu(db_url: str) -> float:
+    """The CPU seconds (user + system, from ``/proc``) of every PostgreSQL backend
+    connected to ``db_url``'s database now: the server's side of the work, which the
+    machine's load moves much less than the rates (PostgreSQL runs on this machine)."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile, or PostgreSQL is on another machine
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def acks_round(
     src: str, build: str, db_url: str, ackers: int, per: int, tag: str, waiting: bool
-) -> float:
+) -> tuple[float, float]:
+    """acks/s, and the backends' CPU microseconds per ack."""
     url = store_url(db_url, f"acks_{tag}")
     prepare(
         src,
@@ -230,6 +258,7 @@ def acks_round(
     for proc in procs:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
+    cpu = backends_cpu(db_url)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
@@ -238,12 +267,14 @@ def acks_round(
     for proc in procs:
         assert proc.stdout is not None
         spans.append(json.loads(proc.stdout.readline()))
-        proc.wait()
+    cpu = backends_cpu(db_url) - cpu
+    for proc in procs:
+        proc.communicate("bye\n")
     if waiter is not None:
         waiter.communicate("done\n")
     start = min(span[0] for span in spans)
     end = max(span[1] for span in spans)
-    return ackers * per / (end - start)
+    return ackers * per / (end - start), cpu / (ackers * per) * 1e6
 
 
 def wait_round(src: str, build: str, db_url: str, samples: int, tag: str) -> list[float]:
@@ -347,23 +378,29 @@ def run_role(role: list[str]) -> None:
 
 def bench_acks(args: argparse.Namespace, builds: dict[str, str], dbs: dict[str, str]) -> None:
     rates: dict[str, list[float]] = {build: [] for build in builds}
+    cpus: dict[str, list[float]] = {build: [] for build in builds}
     names = list(builds)
     for index in range(args.rounds):
         # Each round starts with another build, so that no build always runs first.
         for build in names[index % len(names) :] + names[: index % len(names)]:
             src = builds[build]
-            rate = acks_round(
+            rate, cpu = acks_round(
                 src, build, dbs[build], args.ackers, args.per_process, str(index), args.waiting
             )
             rates[build].append(rate)
-            print(f"acks round {index} {build}: {rate:,.0f}/s", flush=True)
+            cpus[build].append(cpu)
+            print(f"acks round {index} {build}: {rate:,.0f}/s, {cpu:.1f} us CPU", flush=True)
     waiting = ", a process waiting for another job" if args.waiting else ""
     print(f"\n{args.ackers} processes acking one by one{waiting} (median of {args.rounds}):")
+    print("  (CPU: PostgreSQL's backends, per ack; its ratio is the no-notify build's / this)")
     reference = statistics.median(rates["no-notify"])
+    cpu_reference = statistics.median(cpus["no-notify"])
     for build, values in rates.items():
         median = statistics.median(values)
+        cpu = statistics.median(cpus[build])
         print(
             f"  {build:10} {median:9,.0f} acks/s  {median / reference:.3f}x no-notify"
+            f"  {cpu:6.1f} us CPU  {cpu_reference / cpu:.3f}x"
             f"  (rounds: {', '.join(f'{value:,.0f}' for value in values)})"
         )
 
