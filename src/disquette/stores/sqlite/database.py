@@ -282,6 +282,18 @@ class SqliteDatabase:
     @contextmanager
     def _committed(self, conn: sqlite3.Connection, *, tracked: bool = False) -> Iterator[None]:
         """A write transaction on a connection already held: committed, or rolled back."""
+        with self._atomic(conn):
+            yield
+        self._wrote(tracked)
+
+    @contextmanager
+    def _atomic(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Statements on a connection already held, all or none: in the transaction it has
+        open, else in one of their own. What this connection knows is the caller's to
+        update (see :meth:`_wrote`)."""
+        if conn.in_transaction:
+            yield
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -290,7 +302,6 @@ class SqliteDatabase:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self._wrote(tracked)
 
     def _wrote(self, tracked: bool) -> None:
         """After a write of ours: claims that found nothing may find something now, and,
