@@ -1,7 +1,8 @@
 """The embedded SQLite store (the default): one file, WAL, safe across processes.
 
-Every operation is one short transaction. Claims are one ``UPDATE ... RETURNING`` inside a
-``BEGIN IMMEDIATE``, so two processes never lease the same job. Other processes' changes
+Every operation is one short transaction. A claim is one ``UPDATE`` (``... RETURNING`` for
+one job; a read, then the ``UPDATE``, inside a ``BEGIN IMMEDIATE`` for several: see
+``claims.py``), so two processes never lease the same job. Other processes' changes
 are seen by polling; the poll is a ``PRAGMA data_version`` read while nothing changed and
 nothing is due, so idle waiters cost next to nothing.
 """
@@ -189,8 +190,9 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`.
 
-        While nothing is due: one statement per queue that holds jobs (and a ``PRAGMA
-        data_version`` read every few milliseconds, or a read of which queues hold jobs when
+        While nothing is due: one statement per queue that holds jobs (with a read first
+        when it claims several, in the same transaction), and a ``PRAGMA
+        data_version`` read every few milliseconds (or a read of which queues hold jobs when
         they may not); a claim that finds nothing takes no write lock.
         """
         return self._claim(queues, count, holder, JOBS)
@@ -198,8 +200,8 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     def claim_deliveries(
         self, queues: Sequence[str], count: int, *, holder: str | None = None
     ) -> list[Delivery]:
-        """Lease ready jobs as :meth:`claim` does, by the same statements returning ten
-        columns of each job instead of 30; see :meth:`Store.claim_deliveries`."""
+        """Lease ready jobs as :meth:`claim` does, by the same statements reading six
+        columns of each job instead of 28; see :meth:`Store.claim_deliveries`."""
         return self._claim(queues, count, holder, DELIVERIES)
 
     def _claim(
