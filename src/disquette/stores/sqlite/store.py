@@ -39,11 +39,11 @@ from ..types import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,
     HOLDER_GONE,
-    NO_RESULT,
     Delivery,
     EncodedResult,
     refuse_store_powers,
 )
+from .acks import ACK_DROP, ACK_MANY, DROPPED, ack_batch, ack_statements
 from .admin import SqliteAdmin
 from .claims import DELIVERIES, JOBS, ClaimRows
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
@@ -310,14 +310,23 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 if self._ack_claimed(job_ids[0], attempts[0], claimed, now):
                     return [job_ids[0]]
                 lone = False  # that was the lone statement: the transaction finds out why
-        statements = _ack_statements(job_ids, results, attempts, now)
+        statements = ack_statements(job_ids, results, attempts, now)
         rows: list[Any] = []
         if lone and len(job_ids) == 1:
             # The usual ack: one statement, no transaction to open. It leaves parents with
             # waiting children alone, for the transaction below. (A batch takes up to two
             # statements, see _run_acks: never part of it committed before a WouldBlock.)
-            rows = self._write_returning(*statements[0], tracked=True)
+            sql, params = statements[0]
+            # The last acks were of jobs kept for no time (the Disque server's --result-ttl
+            # 0): this one is deleted now, as by ack_many_drop, not marked done for the
+            # next claim to delete in a transaction of its own.
+            dropped = results is None and self._acks_drop
+            if dropped and self._write(ACK_DROP, params, tracked=True).rowcount:
+                return self._acked([(job_ids[0], DROPPED)], None, now)
+            rows = self._write_returning(sql, params, tracked=True)
             if len(rows) == len(job_ids):
+                if results is None:  # kept for no time: the next acks try the delete first
+                    self._acks_drop = rows[0][1] <= now
                 return self._acked(rows, None, now)
             statements = []
         with self._transaction(tracked=True) as conn:
@@ -354,7 +363,7 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     ) -> tuple[list[str], list[Job]]:
         """Ack, then claim, in one transaction (one commit); see :meth:`Store.ack_and_claim`."""
         now = self.clock.now()
-        statements = _ack_statements(job_ids, results, attempts, now)
+        statements = ack_statements(job_ids, results, attempts, now)
         key = tuple(queues)
         with self._connection() as conn:
             self._catch_up(conn, now, lazy=key not in self._idle)
@@ -369,47 +378,15 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
 
     def _run_acks(self, conn: sqlite3.Connection, statements: list[tuple[str, Any]]) -> list[Any]:
         """Run ack statements in the caller's transaction: the rows (id, expiry; None: its
-        ``result_ttl`` from now, not read back) they acked.
-
-        A batch without results (``ack_many``) deletes the jobs whose result is kept for no
-        time (``result_ttl`` 0: the Disque server's ``--result-ttl 0``), which the expiry
-        would delete at the next claim anyway: one delete instead of an update, then a
-        delete in another transaction. The others become done. The kind the last batch
-        held is tried first (one statement for a batch of one kind); the ids it did not ack
-        (the other kind, lost deliveries, parents) are tried with the other statement.
-        """
+        ``result_ttl`` from now, not read back) they acked (a batch's: see ``ack_batch``)."""
         rows: list[Any] = []
         for sql, params in statements:
-            if sql is _ACK_MANY:
-                rows += self._ack_many(conn, params)
+            if sql is ACK_MANY:
+                acked, self._acks_drop = ack_batch(conn, params, self._acks_drop)
+                rows += acked
             else:
                 rows += conn.execute(sql, params)
         return rows
-
-    def _ack_many(self, conn: sqlite3.Connection, params: dict[str, Any]) -> list[Any]:
-        """One batch's acks (see :meth:`_run_acks`). The usual batch (every job acked by
-        the statement of the last batch's kind) runs it without RETURNING: reading a row
-        back costs about 2.7k instructions, as much as acking it. A savepoint takes that
-        statement back when it acked fewer; then the statements returning rows tell which
-        (callgrind, server get+ack of 50 per batch: 11k instructions fewer per job)."""
-        ids: list[str] = params["list"]
-        drop = self._acks_drop
-        conn.execute("SAVEPOINT acks")
-        if conn.execute(_ACKS_QUIET[drop], params).rowcount == len(ids):
-            conn.execute("RELEASE acks")
-            expiry = _DROPPED if drop else None
-            return [(job_id, expiry) for job_id in ids]
-        conn.execute("ROLLBACK TO acks")
-        conn.execute("RELEASE acks")
-        acked = conn.execute(_ACK_MANY_DROP if drop else _ACK_MANY, params).fetchall()
-        if len(acked) < len(ids):
-            done = {row[0] for row in acked}
-            rest = {**params, "ids": json.dumps([i for i in ids if i not in done])}
-            more = conn.execute(_ACK_MANY if drop else _ACK_MANY_DROP, rest).fetchall()
-            if len(more) > len(acked):
-                self._acks_drop = not drop
-            acked += more
-        return acked
 
     def _acked(self, rows: list[Any], released: Released | None, now: float) -> list[str]:
         """After acks: the ids done (rows of id and new expiry, see :meth:`_run_acks`),
@@ -667,16 +644,6 @@ _MAX_CLAIMED: Final = 10_000
 #: Bodies up to this size are bound as a bytearray copy (cheaper than sqlite3's adapter
 #: lookup for bytes, about a microsecond); larger ones as they are.
 _COPIED_BODY: Final = 4096
-#: A batch's acks (see SqliteStore._run_acks).
-_ACK_MANY: Final = QUERIES["ack_many"]
-_ACK_MANY_DROP: Final = QUERIES["ack_many_drop"]
-#: Those statements without RETURNING, by whether they drop the jobs.
-_ACKS_QUIET: Final = {
-    False: _ACK_MANY[: _ACK_MANY.index("\nRETURNING ")],
-    True: _ACK_MANY_DROP[: _ACK_MANY_DROP.index("\nRETURNING ")],
-}
-#: The expiry of a job acked and dropped: nothing is left to expire.
-_DROPPED: Final = float("inf")
 
 
 def _row(job: Job, now: float) -> tuple[Any, ...]:
@@ -705,39 +672,3 @@ def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
     times = [row[4] for row in rows if not row[2]]
     times.extend(row[10] for row in rows if row[10] is not None)
     return min(times, default=None)
-
-
-def _ack_statements(
-    job_ids: Sequence[str],
-    results: Sequence[EncodedResult] | None,
-    attempts: Sequence[int | None] | None,
-    now: float,
-) -> list[tuple[str, Any]]:
-    """The statements (with parameters) that ack these jobs: for a batch without results,
-    one per delivery number, no per-row round trips; else one per job."""
-    if len(job_ids) == 1:  # one call per job: the usual ack
-        raw, code = results[0] if results else NO_RESULT
-        attempt = attempts[0] if attempts else None
-        params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
-        params["attempts"] = attempt
-        return [(QUERIES["ack"], params)]
-    deliveries = attempts or [None] * len(job_ids)
-    if results is None and len(job_ids) > 1:
-        if deliveries.count(deliveries[0]) == len(deliveries):
-            groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
-        else:
-            groups = {}
-            for job_id, attempt in zip(job_ids, deliveries, strict=True):
-                groups.setdefault(attempt, []).append(job_id)
-        return [
-            # "list": the ids (no statement parameter; see SqliteStore._ack_many).
-            (_ACK_MANY, {"ids": json.dumps(ids), "list": ids, "attempts": attempt, "now": now})
-            for attempt, ids in groups.items()
-        ]
-    ack = QUERIES["ack"]
-    return [
-        (ack, {"id": i, "result": raw, "encoding": int(code), "now": now, "attempts": attempt})
-        for i, (raw, code), attempt in zip(
-            job_ids, results or [NO_RESULT] * len(job_ids), deliveries, strict=True
-        )
-    ]
