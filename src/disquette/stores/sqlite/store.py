@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from ...errors import (
@@ -48,7 +48,7 @@ from .admin import SqliteAdmin
 from .claims import DELIVERIES, JOBS, ClaimRows
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
-from .database import _UNKNOWN, INSERT_BARE, LAZY_VERSION_SECONDS
+from .database import _UNKNOWN, INSERTS, LAZY_VERSION_SECONDS
 from .database import QUERIES as QUERIES
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
@@ -108,28 +108,9 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     def _add_one(self, job: Job, now: float) -> None:
         """The usual add: one job, no bound, key or parents; one statement."""
         ready = job.run_at <= now
-        body: bytes | bytearray = job.raw_body
-        if job.type is None and job.expires_at is None and not job.headers:
-            # NULLs in the statement's text (sqlite3 adapts None parameters in Python);
-            # a short body as a bytearray, which it binds without that (bytes it adapts).
-            if type(body) is bytes and len(body) <= _COPIED_BODY:
-                body = bytearray(body)
-            sql = INSERT_BARE
-            row: tuple[Any, ...] = (
-                job.id,
-                job.queue,
-                1 if ready else 0,
-                job.priority,
-                job.run_at,
-                job.created_at,
-                body,
-                int(job.encoding),
-                job.retry_after,
-                job.max_attempts,
-                job.result_ttl,
-            )
-        else:
-            sql, row = QUERIES["insert"], _row(job, now)
+        # NULLs in the statement's text for a job's None columns (see INSERTS).
+        sql, params = INSERTS[job.type is None, job.expires_at is None, not job.headers]
+        row = params(_row(job, now))
         with self._held as conn:  # (_connection(), without the call: hot path)
             inserted = conn.execute(sql, row).rowcount
             self._wrote(True)
@@ -180,7 +161,7 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 rows, pairs = admit(conn, QUERIES, [job for job, _ in kept], rows, now)
                 insert_dependants(conn, QUERIES, rows, pairs)
             else:
-                conn.executemany(QUERIES["insert_unique" if unique else "insert"], rows)
+                conn.executemany(*_inserts(rows, unique))
         self._lower_due(_next_due_of(rows))
         self._lower_due(released.due_at)
         released.channels.update(channels_of(rows) if dependants else {row[1] for row in rows})
@@ -648,6 +629,7 @@ _COPIED_BODY: Final = 4096
 
 def _row(job: Job, now: float) -> tuple[Any, ...]:
     """The ``insert`` statement's parameters for a job."""
+    body = job.raw_body
     return (
         job.id,
         job.queue,
@@ -655,7 +637,8 @@ def _row(job: Job, now: float) -> tuple[Any, ...]:
         job.priority,
         job.run_at,
         job.created_at,
-        job.raw_body,
+        # A short body as a bytearray, which sqlite3 binds as it is (bytes it adapts).
+        bytearray(body) if type(body) is bytes and len(body) <= _COPIED_BODY else body,
         int(job.encoding),
         job.type,
         job.retry_after,
@@ -664,6 +647,19 @@ def _row(job: Job, now: float) -> tuple[Any, ...]:
         job.result_ttl,
         headers_column(job.headers) if job.headers else None,
     )
+
+
+def _inserts(rows: list[tuple[Any, ...]], unique: bool) -> tuple[str, Iterable[Sequence[Any]]]:
+    """The statement that inserts rows of :func:`_row` (with a unique key: of
+    ``insert_unique``), and its parameters: when the rows agree on which of their type,
+    TTL and headers are None (the usual batch), NULLs in the text (see ``INSERTS``)."""
+    if unique:
+        return QUERIES["insert_unique"], rows
+    nulls = {(row[8] is None, row[10] is None, row[13] is None) for row in rows}
+    if len(nulls) > 1:
+        return QUERIES["insert"], rows
+    sql, params = INSERTS[nulls.pop()]
+    return sql, map(params, rows)
 
 
 def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
