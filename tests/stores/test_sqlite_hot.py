@@ -227,3 +227,73 @@ def test_held_channels_reach_a_waiter_that_went_back_to_sleep(tmp_path: Path) ->
     finally:
         sender.close()
         listener.close()
+
+
+def test_a_claim_of_several_reads_then_claims_in_one_transaction(tmp_path: Path) -> None:
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.add_many(["a", "b"], "q")
+        jobs.priority(-1).add("urgent", "q")
+        store = _store(jobs)
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        claimed = jobs.timeout(0).get_many("q", count=5)
+        delivered = store.claim_deliveries(["q"], 5)
+        store._conn.set_trace_callback(None)
+        assert ([job.body for job in claimed], delivered) == (["urgent", "a", "b"], [])
+        verbs = [_verb(text) for i, text in enumerate(statements) if statements[i - 1] != text]
+        assert verbs[verbs.index("BEGIN") :][:4] == [
+            "BEGIN",
+            "SELECT",  # the rows, as the claim leaves them
+            "UPDATE",  # the claim, without RETURNING
+            "COMMIT",
+        ]
+        assert all("RETURNING" not in text for text in statements)
+        # Read before the claim, the rows say what it made of them.
+        for job in claimed:
+            shown = jobs.show(job)
+            assert (job.state, job.attempts, job.lease_until) == (
+                shown.state,
+                shown.attempts,
+                shown.lease_until,
+            )
+
+
+def test_a_batch_ack_that_acks_fewer_finds_out_which(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    clock = ManualClock()
+    with connect(url, clock=clock) as jobs, connect(url, clock=clock) as other:
+        store = _store(jobs)
+        jobs.result_ttl(30).add_many(["a", "b"], "q")
+        jobs.result_ttl(0).add("gone", "q")
+        first, second, dropped = jobs.timeout(0).get_many("q", count=3)
+        # Every job of the batch acked at once: no row read back, the expiry still known.
+        assert jobs.ack_many([first]) == 1
+        assert store._due_at == clock.now() + 30
+        other.ack(second.id, "theirs")  # acked elsewhere: this ack's statement acks fewer
+        assert store.ack([second.id, dropped.id, "D-unknown"], attempts=[1, 1, 1]) == [dropped.id]
+        assert jobs.store.show(dropped.id) is None  # kept for no time once done
+        assert jobs.wait(second, timeout=0) == "theirs"
+
+
+def test_one_by_one_acks_of_jobs_kept_for_no_time_delete_them(tmp_path: Path) -> None:
+    clock = ManualClock()
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as jobs:
+        store = _store(jobs)
+        jobs.result_ttl(0).add_many(["a", "b"], "q")
+        jobs.result_ttl(60).add("kept", "q")
+        first, second, kept = (store.claim_deliveries(["q"], 1)[0] for _ in range(3))
+        assert store.ack([first.id]) == [first.id]  # marked done, as any one-job ack
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        assert store.ack([second.id]) == [second.id]
+        store._conn.set_trace_callback(None)
+        # The ack before kept its job for no time: this one deletes its own at once.
+        assert [_verb(text) for text in statements] == ["DELETE"]
+        assert store.show(second.id) is None
+        assert store._due_at > clock.now()  # nothing left for the next claim to delete
+        # A job kept for a while is marked done, by the ack that tried the delete first.
+        assert store.ack([kept.id]) == [kept.id]
+        assert jobs.show(kept.id).state is JobState.DONE
+        assert store._due_at == clock.now() + 60

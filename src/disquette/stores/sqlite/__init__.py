@@ -7,7 +7,8 @@ URL parameters: ``synchronous`` (``normal``, or ``full`` to sync on every commit
 The store itself is :class:`~disquette.stores.sqlite.store.SqliteStore` (``store.py``), on
 ``database.py`` (opening and migrating the file, the connection, transactions); its SQL is
 ``schema.sql`` beside it, ``admin.py`` has pause modes, limits, counts and the registries,
-``claims.py`` reads a claim's rows, ``dependencies.py`` keeps job dependencies, and
+``claims.py`` reads a claim's rows, ``acks.py`` runs the acks, ``dependencies.py`` keeps
+job dependencies, and
 ``peers.py`` wakes the waiters of other processes that share the file.
 """
 

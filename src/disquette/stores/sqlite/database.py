@@ -8,11 +8,12 @@ store's ``database_async.py`` holds its pool and migrations).
 
 from __future__ import annotations
 
+import operator
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from types import TracebackType
@@ -97,10 +98,29 @@ CLAIMS: Final = {
     (True, False): _derived("claim_limited", _ONE),
     (True, True): _derived("claim_limited", _ONE, _ANONYMOUS),
 }
-#: ``insert`` for a job without a type, TTL or headers: parameters 1-8, 10, 12, 13 of it.
-INSERT_BARE: Final = _derived(
-    "insert", ("?8, ?9, ?10, ?11, ?12, ?13, ?14\n", "?8, NULL, ?9, NULL, ?10, ?11, NULL\n")
-)
+
+
+def _insert_without(nulls: tuple[bool, bool, bool]) -> tuple[str, Callable[[Any], Any]]:
+    """``insert`` with NULL in its text for the columns ``nulls`` says are (type,
+    expires_at, headers: parameters 9, 11 and 14), and what takes its parameters out of
+    a row of all 14 (sqlite3 adapts a None parameter in Python, about a microsecond)."""
+    kept = [i for i in range(14) if not (i in _NULLABLE and nulls[_NULLABLE.index(i)])]
+    values = [f"?{kept.index(i) + 1}" if i in kept else "NULL" for i in range(14)]
+    sql = _derived("insert", (f"SELECT {_ALL_VALUES}\n", f"SELECT {', '.join(values)}\n"))
+    return sql, operator.itemgetter(*kept)
+
+
+#: Where ``insert``'s often NULL parameters are in its row (type, expires_at, headers).
+_NULLABLE: Final = (8, 10, 13)
+_ALL_VALUES: Final = ", ".join(f"?{i}" for i in range(1, 15))
+#: ``insert`` by which of its often NULL columns are (``nulls`` of
+#: :func:`_insert_without`), with what takes its parameters out of a row of 14.
+INSERTS: Final = {
+    (t, e, h): _insert_without((t, e, h))
+    for t in (False, True)
+    for e in (False, True)
+    for h in (False, True)
+}
 QUERIES["ack_claimed"] = _derived(
     "ack",
     ("WHERE id = :id AND", "WHERE seq = :seq AND id = :id AND"),
@@ -282,6 +302,18 @@ class SqliteDatabase:
     @contextmanager
     def _committed(self, conn: sqlite3.Connection, *, tracked: bool = False) -> Iterator[None]:
         """A write transaction on a connection already held: committed, or rolled back."""
+        with self._atomic(conn):
+            yield
+        self._wrote(tracked)
+
+    @contextmanager
+    def _atomic(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Statements on a connection already held, all or none: in the transaction it has
+        open, else in one of their own. What this connection knows is the caller's to
+        update (see :meth:`_wrote`)."""
+        if conn.in_transaction:
+            yield
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -290,7 +322,6 @@ class SqliteDatabase:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self._wrote(tracked)
 
     def _wrote(self, tracked: bool) -> None:
         """After a write of ours: claims that found nothing may find something now, and,

@@ -550,14 +550,11 @@ WHERE seq IN (
         FROM queue_limits WHERE queue = :queue), :count))
 RETURNING {columns}, {dependency_columns};
 
--- name: claim_deliveries_returning
--- What claim_deliveries reads of each job the claim statements lease (they are derived
--- with this RETURNING in place of the whole row, see SqliteStore.claim_deliveries): the
--- Delivery (GETJOB's reply), the delivery order (priority, run_at, seq), and what the store
--- keeps of a claim (the lease's end; seq and result_ttl for the ack of a job claimed here).
--- Each column read costs: a whole row is 30.
-RETURNING id, queue, body, nacks, additional_deliveries, priority, run_at, seq, lease_until,
-    result_ttl;
+-- name: claim_deliveries_columns
+-- What claim_deliveries reads of each job the claim statements lease (see claims.py): the
+-- Delivery (GETJOB's reply) and the lease's end (the store's next due change). Each
+-- column read costs: a whole row is 30.
+id, queue, body, nacks, additional_deliveries, lease_until;
 
 -- name: limited_queue_among
 SELECT 1 FROM queue_limits WHERE queue IN (SELECT value FROM json_each(?1)) LIMIT 1;

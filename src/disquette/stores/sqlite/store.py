@@ -1,7 +1,8 @@
 """The embedded SQLite store (the default): one file, WAL, safe across processes.
 
-Every operation is one short transaction. Claims are one ``UPDATE ... RETURNING`` inside a
-``BEGIN IMMEDIATE``, so two processes never lease the same job. Other processes' changes
+Every operation is one short transaction. A claim is one ``UPDATE`` (``... RETURNING`` for
+one job; a read, then the ``UPDATE``, inside a ``BEGIN IMMEDIATE`` for several: see
+``claims.py``), so two processes never lease the same job. Other processes' changes
 are seen by polling; the poll is a ``PRAGMA data_version`` read while nothing changed and
 nothing is due, so idle waiters cost next to nothing.
 """
@@ -12,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from ...errors import (
@@ -22,6 +23,7 @@ from ...errors import (
     LeaseLost,
     QueueFull,
     QueuePaused,
+    StoreError,
     UniqueKeyTaken,
 )
 from ...job import Job, JobState
@@ -37,16 +39,16 @@ from ..types import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,
     HOLDER_GONE,
-    NO_RESULT,
     Delivery,
     EncodedResult,
     refuse_store_powers,
 )
+from .acks import ACK_DROP, ACK_MANY, DROPPED, ack_batch, ack_statements
 from .admin import SqliteAdmin
 from .claims import DELIVERIES, JOBS, ClaimRows
 from .database import _MIGRATIONS as _MIGRATIONS  # re-exported: the migration tests read them
 from .database import _SCHEMA_VERSION as _SCHEMA_VERSION
-from .database import INSERT_BARE, LAZY_VERSION_SECONDS
+from .database import _UNKNOWN, INSERTS, LAZY_VERSION_SECONDS
 from .database import QUERIES as QUERIES
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
@@ -106,28 +108,9 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     def _add_one(self, job: Job, now: float) -> None:
         """The usual add: one job, no bound, key or parents; one statement."""
         ready = job.run_at <= now
-        body: bytes | bytearray = job.raw_body
-        if job.type is None and job.expires_at is None and not job.headers:
-            # NULLs in the statement's text (sqlite3 adapts None parameters in Python);
-            # a short body as a bytearray, which it binds without that (bytes it adapts).
-            if type(body) is bytes and len(body) <= _COPIED_BODY:
-                body = bytearray(body)
-            sql = INSERT_BARE
-            row: tuple[Any, ...] = (
-                job.id,
-                job.queue,
-                1 if ready else 0,
-                job.priority,
-                job.run_at,
-                job.created_at,
-                body,
-                int(job.encoding),
-                job.retry_after,
-                job.max_attempts,
-                job.result_ttl,
-            )
-        else:
-            sql, row = QUERIES["insert"], _row(job, now)
+        # NULLs in the statement's text for a job's None columns (see INSERTS).
+        sql, params = INSERTS[job.type is None, job.expires_at is None, not job.headers]
+        row = params(_row(job, now))
         with self._held as conn:  # (_connection(), without the call: hot path)
             inserted = conn.execute(sql, row).rowcount
             self._wrote(True)
@@ -178,7 +161,7 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 rows, pairs = admit(conn, QUERIES, [job for job, _ in kept], rows, now)
                 insert_dependants(conn, QUERIES, rows, pairs)
             else:
-                conn.executemany(QUERIES["insert_unique" if unique else "insert"], rows)
+                conn.executemany(*_inserts(rows, unique))
         self._lower_due(_next_due_of(rows))
         self._lower_due(released.due_at)
         released.channels.update(channels_of(rows) if dependants else {row[1] for row in rows})
@@ -188,8 +171,9 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`.
 
-        While nothing is due: one statement per queue that holds jobs (and a ``PRAGMA
-        data_version`` read every few milliseconds, or a read of which queues hold jobs when
+        While nothing is due: one statement per queue that holds jobs (with a read first
+        when it claims several, in the same transaction), and a ``PRAGMA
+        data_version`` read every few milliseconds (or a read of which queues hold jobs when
         they may not); a claim that finds nothing takes no write lock.
         """
         return self._claim(queues, count, holder, JOBS)
@@ -197,8 +181,8 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     def claim_deliveries(
         self, queues: Sequence[str], count: int, *, holder: str | None = None
     ) -> list[Delivery]:
-        """Lease ready jobs as :meth:`claim` does, by the same statements returning ten
-        columns of each job instead of 30; see :meth:`Store.claim_deliveries`."""
+        """Lease ready jobs as :meth:`claim` does, by the same statements reading six
+        columns of each job instead of 28; see :meth:`Store.claim_deliveries`."""
         return self._claim(queues, count, holder, DELIVERIES)
 
     def _claim(
@@ -240,26 +224,27 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
         if len(known) > _MAX_CLAIMED:  # jobs claimed here and acked elsewhere, forgotten
             known.clear()
         anonymous = holder is None
-        statements, lease_at, seq_at, ttl_at = read.statements, read.lease, read.seq, read.ttl
+        lease_at, remembered, seq_at, ttl_at = read.lease, read.remembered, read.seq, read.ttl
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
-            # One statement (autocommit, unless ack_and_claim's transaction holds): atomic
-            # without BEGIN/COMMIT calls. It obeys the queue's limits (issue 16), if any.
-            rows = conn.execute(statements[wanted == 1, anonymous], params).fetchall()
+            # It obeys the queue's limits (issue 16), if any.
+            if wanted == 1:  # one statement (autocommit, unless ack_and_claim's transaction)
+                rows = conn.execute(read.one[anonymous], params).fetchall()
+            else:  # read, then claim, in one transaction (see claims.py)
+                rows = self._claim_many(conn, read, anonymous, params)
             if len(rows) < wanted:
                 busy.discard(queue)  # emptied (or paused): read before claiming from it again
             else:
                 busy.add(queue)
             if not rows:
                 continue
-            if len(rows) > 1:  # RETURNING's order is none in particular
-                rows.sort(key=read.order)
             for row in rows:  # the leases taken: when they run out is our next due change
                 lease = row[lease_at]
                 if lease is not None and lease < self._due_at:
                     self._due_at = lease
-                known[row[0]] = (row[seq_at], row[ttl_at])
+                if remembered:
+                    known[row[0]] = (row[seq_at], row[ttl_at])
             claimed.extend(read.make(rows))
             if len(claimed) >= count:
                 break
@@ -267,6 +252,21 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
         if not claimed and not (candidates and any_limited(conn, candidates)):
             self._idle.add(queues)
         return claimed
+
+    def _claim_many(
+        self,
+        conn: sqlite3.Connection,
+        read: ClaimRows[T],
+        anonymous: bool,
+        params: dict[str, Any],
+    ) -> list[Any]:
+        """The rows of a claim of several jobs from one queue: read in delivery order, then
+        claimed, in the caller's transaction or one of its own."""
+        with self._atomic(conn):
+            rows = conn.execute(read.select, params).fetchall()
+            if rows and conn.execute(read.update[anonymous], params).rowcount != len(rows):
+                raise StoreError("SQLite", "a claim took other jobs than it read")
+        return rows
 
     def _holding(self, conn: sqlite3.Connection, queues: tuple[str, ...]) -> list[str]:
         """Those of ``queues`` that hold a ready job (a read: no write lock), in order."""
@@ -291,20 +291,29 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 if self._ack_claimed(job_ids[0], attempts[0], claimed, now):
                     return [job_ids[0]]
                 lone = False  # that was the lone statement: the transaction finds out why
-        statements = _ack_statements(job_ids, results, attempts, now)
+        statements = ack_statements(job_ids, results, attempts, now)
         rows: list[Any] = []
         if lone and len(job_ids) == 1:
             # The usual ack: one statement, no transaction to open. It leaves parents with
             # waiting children alone, for the transaction below. (A batch takes up to two
             # statements, see _run_acks: never part of it committed before a WouldBlock.)
-            rows = self._write_returning(*statements[0], tracked=True)
+            sql, params = statements[0]
+            # The last acks were of jobs kept for no time (the Disque server's --result-ttl
+            # 0): this one is deleted now, as by ack_many_drop, not marked done for the
+            # next claim to delete in a transaction of its own.
+            dropped = results is None and self._acks_drop
+            if dropped and self._write(ACK_DROP, params, tracked=True).rowcount:
+                return self._acked([(job_ids[0], DROPPED)], None, now)
+            rows = self._write_returning(sql, params, tracked=True)
             if len(rows) == len(job_ids):
-                return self._acked(rows, None)
+                if results is None:  # kept for no time: the next acks try the delete first
+                    self._acks_drop = rows[0][1] <= now
+                return self._acked(rows, None, now)
             statements = []
         with self._transaction(tracked=True) as conn:
             rows += self._run_acks(conn, statements)
             released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
-        return self._acked(rows, released)
+        return self._acked(rows, released, now)
 
     def _ack_claimed(
         self, job_id: str, attempt: int, claimed: tuple[int, float], now: float
@@ -335,7 +344,7 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     ) -> tuple[list[str], list[Job]]:
         """Ack, then claim, in one transaction (one commit); see :meth:`Store.ack_and_claim`."""
         now = self.clock.now()
-        statements = _ack_statements(job_ids, results, attempts, now)
+        statements = ack_statements(job_ids, results, attempts, now)
         key = tuple(queues)
         with self._connection() as conn:
             self._catch_up(conn, now, lazy=key not in self._idle)
@@ -343,42 +352,26 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 rows = self._run_acks(conn, statements)
                 released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
                 claimed = self._claim_in(conn, key, count, holder, now, JOBS)
-        return self._acked(rows, released), claimed
+        return self._acked(rows, released, now), claimed
 
     #: Whether the last batch of acks (``ack_many``) held jobs kept for no time once done.
     _acks_drop = False
 
     def _run_acks(self, conn: sqlite3.Connection, statements: list[tuple[str, Any]]) -> list[Any]:
-        """Run ack statements in the caller's transaction: the rows (id, expiry) they acked.
-
-        A batch without results (``ack_many``) deletes the jobs whose result is kept for no
-        time (``result_ttl`` 0: the Disque server's ``--result-ttl 0``), which the expiry
-        would delete at the next claim anyway: one delete instead of an update, then a
-        delete in another transaction. The others become done. The kind the last batch
-        held is tried first (one statement for a batch of one kind); the ids it did not ack
-        (the other kind, lost deliveries, parents) are tried with the other statement.
-        """
+        """Run ack statements in the caller's transaction: the rows (id, expiry; None: its
+        ``result_ttl`` from now, not read back) they acked (a batch's: see ``ack_batch``)."""
         rows: list[Any] = []
         for sql, params in statements:
-            if sql is not _ACK_MANY:
+            if sql is ACK_MANY:
+                acked, self._acks_drop = ack_batch(conn, params, self._acks_drop)
+                rows += acked
+            else:
                 rows += conn.execute(sql, params)
-                continue
-            drop = self._acks_drop
-            acked = conn.execute(_ACK_MANY_DROP if drop else _ACK_MANY, params).fetchall()
-            ids = json.loads(params["ids"])
-            if len(acked) < len(ids):
-                done = {row[0] for row in acked}
-                rest = {**params, "ids": json.dumps([i for i in ids if i not in done])}
-                more = conn.execute(_ACK_MANY if drop else _ACK_MANY_DROP, rest).fetchall()
-                if len(more) > len(acked):
-                    self._acks_drop = not drop
-                acked += more
-            rows += acked
         return rows
 
-    def _acked(self, rows: list[Any], released: Released | None) -> list[str]:
-        """After acks: the ids done (rows of id and new expiry), their waiters told, and
-        those of the children released (``released``)."""
+    def _acked(self, rows: list[Any], released: Released | None, now: float) -> list[str]:
+        """After acks: the ids done (rows of id and new expiry, see :meth:`_run_acks`),
+        their waiters told, and those of the children released (``released``)."""
         if released is not None:
             self._lower_due(released.due_at)
             if released.channels:
@@ -386,10 +379,12 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
         if not rows:
             return []
         known = self._claimed
-        for row in rows:  # each done job's result is kept until then
-            if row[1] < self._due_at:
-                self._due_at = row[1]
-            known.pop(row[0], None)
+        for job_id, expiry in rows:  # each done job's result is kept until then
+            claimed = known.pop(job_id, None)
+            if expiry is None:  # its result_ttl from now: known if claimed here
+                expiry = _UNKNOWN if claimed is None else now + claimed[1]
+            if expiry < self._due_at:
+                self._due_at = expiry
         self._announce(_DONE)
         return [row[0] for row in rows]
 
@@ -630,13 +625,11 @@ _MAX_CLAIMED: Final = 10_000
 #: Bodies up to this size are bound as a bytearray copy (cheaper than sqlite3's adapter
 #: lookup for bytes, about a microsecond); larger ones as they are.
 _COPIED_BODY: Final = 4096
-#: A batch's acks (see SqliteStore._run_acks).
-_ACK_MANY: Final = QUERIES["ack_many"]
-_ACK_MANY_DROP: Final = QUERIES["ack_many_drop"]
 
 
 def _row(job: Job, now: float) -> tuple[Any, ...]:
     """The ``insert`` statement's parameters for a job."""
+    body = job.raw_body
     return (
         job.id,
         job.queue,
@@ -644,7 +637,8 @@ def _row(job: Job, now: float) -> tuple[Any, ...]:
         job.priority,
         job.run_at,
         job.created_at,
-        job.raw_body,
+        # A short body as a bytearray, which sqlite3 binds as it is (bytes it adapts).
+        bytearray(body) if type(body) is bytes and len(body) <= _COPIED_BODY else body,
         int(job.encoding),
         job.type,
         job.retry_after,
@@ -655,44 +649,22 @@ def _row(job: Job, now: float) -> tuple[Any, ...]:
     )
 
 
+def _inserts(rows: list[tuple[Any, ...]], unique: bool) -> tuple[str, Iterable[Sequence[Any]]]:
+    """The statement that inserts rows of :func:`_row` (with a unique key: of
+    ``insert_unique``), and its parameters: when the rows agree on which of their type,
+    TTL and headers are None (the usual batch), NULLs in the text (see ``INSERTS``)."""
+    if unique:
+        return QUERIES["insert_unique"], rows
+    nulls = {(row[8] is None, row[10] is None, row[13] is None) for row in rows}
+    if len(nulls) > 1:
+        return QUERIES["insert"], rows
+    sql, params = INSERTS[nulls.pop()]
+    return sql, map(params, rows)
+
+
 def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
     """The earliest time-driven change new job rows bring (a delay or a TTL running out),
     None for none: rows as the insert takes them (ready flag 2, run_at 4, expires_at 10)."""
     times = [row[4] for row in rows if not row[2]]
     times.extend(row[10] for row in rows if row[10] is not None)
     return min(times, default=None)
-
-
-def _ack_statements(
-    job_ids: Sequence[str],
-    results: Sequence[EncodedResult] | None,
-    attempts: Sequence[int | None] | None,
-    now: float,
-) -> list[tuple[str, Any]]:
-    """The statements (with parameters) that ack these jobs: for a batch without results,
-    one per delivery number, no per-row round trips; else one per job."""
-    if len(job_ids) == 1:  # one call per job: the usual ack
-        raw, code = results[0] if results else NO_RESULT
-        attempt = attempts[0] if attempts else None
-        params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
-        params["attempts"] = attempt
-        return [(QUERIES["ack"], params)]
-    deliveries = attempts or [None] * len(job_ids)
-    if results is None and len(job_ids) > 1:
-        if deliveries.count(deliveries[0]) == len(deliveries):
-            groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
-        else:
-            groups = {}
-            for job_id, attempt in zip(job_ids, deliveries, strict=True):
-                groups.setdefault(attempt, []).append(job_id)
-        return [
-            (_ACK_MANY, {"ids": json.dumps(ids), "attempts": attempt, "now": now})
-            for attempt, ids in groups.items()
-        ]
-    ack = QUERIES["ack"]
-    return [
-        (ack, {"id": i, "result": raw, "encoding": int(code), "now": now, "attempts": attempt})
-        for i, (raw, code), attempt in zip(
-            job_ids, results or [NO_RESULT] * len(job_ids), deliveries, strict=True
-        )
-    ]
