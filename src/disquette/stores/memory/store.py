@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -38,7 +38,7 @@ from ..types import (
 )
 from .admin import MemoryAdmin
 from .observe import MemoryObserve
-from .state import _FINISHED, _PENDING
+from .state import _FINISHED, _PENDING, ReadyEntry
 
 T = TypeVar("T")
 
@@ -112,13 +112,13 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         already stored, or repeated in ``jobs``, is skipped): ``add``'s hot path, the
         transitions of ``_make_ready`` and ``_start`` inlined. Runs under the lock."""
         stored, seqs, counter, expiries = self._jobs, self._seq, self._counter, self._expiries
-        ready, counts, push = self._ready, self._queued_count, heapq.heappush
+        counts, push = self._queued_count, heapq.heappush
         queued = JobState.QUEUED
         # The ready jobs of a run of one queue are counted in ``run``, added to its count
         # when another queue starts (an add is mostly one queue's).
         last_queue: str | None = None
         run = 0
-        heap: list[tuple[int, float, int, str]] = []
+        fifo: deque[ReadyEntry] = deque()
         for job in jobs:
             job_id = job.id
             if job_id in stored:
@@ -137,12 +137,16 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
             if queue != last_queue:
                 if run:
                     counts[last_queue] += run  # type: ignore[index]
-                heap = ready.get(queue) or ready.setdefault(queue, [])
+                fifo = self._fifo.get(queue) or self._fifo.setdefault(queue, deque())
                 last_queue, run = queue, 0
             job.state = queued
             job.lease_until = None
             run += 1
-            push(heap, (job.priority, run_at, seq, job_id))
+            entry = (job.priority, run_at, seq, job_id)
+            if not fifo or fifo[-1] < entry:  # _push_ready, inline
+                fifo.append(entry)
+            else:
+                push(self._ready.setdefault(queue, []), entry)
         if run:
             counts[last_queue] += run  # type: ignore[index]
 
@@ -203,38 +207,74 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
             now = self.clock.now()
             self._tick(now, TICK_BATCH)
             for queue in queues:
-                heap = self._ready.get(queue)
-                if not heap or self._pause.get(queue, 0) & PAUSE_OUT:
+                fifo, heap = self._fifo.get(queue), self._ready.get(queue)
+                if not (fifo or heap) or self._pause.get(queue, 0) & PAUSE_OUT:
                     continue
                 end = count
                 limits = self._limits.get(queue)
                 if limits is not None:
                     end = len(claimed) + self._limited(queue, limits, count - len(claimed), now)
-                    before = len(claimed)
-                while heap and len(claimed) < end:
-                    priority, run_at, seq, job_id = heapq.heappop(heap)
-                    job = self._jobs.get(job_id)
-                    if (
-                        job is None
-                        or job.state is not JobState.QUEUED
-                        or job.queue != queue
-                        or (job.priority, job.run_at, self._seq[job_id]) != (priority, run_at, seq)
-                    ):
-                        continue
-                    self._leave_state(job)
-                    self._lease(job, now)
-                    job.attempts += 1
-                    if holder is not None:
-                        self._holders[job.id] = (holder, job.attempts)
-                    if job.retry_after > 0:
-                        job.lease_until = now + job.retry_after
-                        heapq.heappush(self._leases, (job.lease_until, job.id))
-                    claimed.append(make(job))
-                if limits is not None:
-                    self._spend(queue, len(claimed) - before)
+                before = len(claimed)
+                self._claim_queue(queue, fifo, heap, end, holder, now, make, claimed)
+                taken = len(claimed) - before
+                if taken:
+                    self._queued_count[queue] -= taken
+                    if limits is not None:
+                        self._spend(queue, taken)
                 if len(claimed) >= count:
                     break
         return claimed
+
+    def _claim_queue(
+        self,
+        queue: str,
+        fifo: deque[ReadyEntry] | None,
+        heap: list[ReadyEntry] | None,
+        end: int,
+        holder: str | None,
+        now: float,
+        make: Callable[[Job], T],
+        claimed: list[T],
+    ) -> None:
+        """Lease ready jobs of one queue into ``claimed`` until it holds ``end``: each the
+        smaller head of the queue's FIFO and heap (entries that no longer match their job
+        are dropped). The transitions of ``_leave_state`` and ``_lease`` for a queued job
+        are inlined (the claim's hot loop); the caller counts the jobs out of the queue."""
+        fifo = fifo if fifo is not None else deque()
+        heap = heap if heap is not None else []
+        jobs, seqs, leased_at, active = self._jobs, self._seq, self._leased_at, self._active_count
+        holders, lapsed, leases = self._holders, self._lapsed, self._leases
+        queued, active_state = JobState.QUEUED, JobState.ACTIVE
+        while (fifo or heap) and len(claimed) < end:
+            if heap and (not fifo or heap[0] < fifo[0]):
+                priority, run_at, seq, job_id = heapq.heappop(heap)
+            else:
+                priority, run_at, seq, job_id = fifo.popleft()
+            job = jobs.get(job_id)
+            if (
+                job is None
+                or job.state is not queued
+                or job.queue != queue
+                or seqs[job_id] != seq
+                or job.run_at != run_at
+                or job.priority != priority
+            ):
+                continue
+            if job_id not in leased_at:
+                active[queue] += 1
+            leased_at[job_id] = now
+            if holder is not None:
+                holders[job_id] = (holder, job.attempts + 1)
+            elif holders:
+                holders.pop(job_id, None)
+            if lapsed:
+                lapsed.pop(job_id, None)
+            job.state = active_state
+            job.attempts += 1
+            if job.retry_after > 0:
+                job.lease_until = lease_until = now + job.retry_after
+                heapq.heappush(leases, (lease_until, job_id))
+            claimed.append(make(job))
 
     def ack(
         self,
