@@ -303,13 +303,16 @@ class Server:
             self.touch(arrived)
         return len(requeued)
 
-    def claim_then(self, queues: tuple[str, ...], count: int, then: Then[list[Delivery]]) -> None:
-        """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
-        self._claims.push((queues, count, then))
+    def claim_then(
+        self, queues: tuple[str, ...], count: int, blocking: bool, then: Then[list[Delivery]]
+    ) -> None:
+        """Lease up to ``count`` jobs with the next batched claim (GETJOB's order); a
+        ``blocking`` GETJOB's queues are noted as used (see :meth:`touch`)."""
+        self._claims.push((queues, count, blocking, then))
 
-    def ack_then(self, job_ids: list[str], then: Then[int]) -> None:
-        """Ack jobs with the next batched ack; ``then`` gets how many became done."""
-        self._acks.push((job_ids, then))
+    def ack_then(self, job_ids: list[str], pending: Pending) -> None:
+        """Ack jobs with the next batched ack; ``pending`` gets how many became done."""
+        self._acks.push((job_ids, pending))
 
     async def give_back(self, jobs: list[Delivery]) -> None:
         """NACK jobs leased for nobody; on failure they come back when their lease runs out."""
