@@ -154,8 +154,17 @@ class Session(asyncio.Protocol):
         try:
             self._run()
             self._end_group()
-            if self._transport is not None:
-                self._write_ready()
+            replies = self._replies
+            if replies and self._transport is not None:
+                first = replies[0]
+                if type(first) is Pending and first.reply is None:
+                    # Nothing to write yet (a batch still runs): _write_ready's first
+                    # step, without its call (the common case while requests are batched).
+                    if self._waiting is None:
+                        self._waiting = first
+                        first.then = self._batch_done
+                else:
+                    self._write_ready()
         except Exception:  # a bug must cost one connection, never the server
             log.exception("closing a connection after an unexpected error")
             self._write_and_close(b"-ERR internal error\r\n")
@@ -180,9 +189,11 @@ class Session(asyncio.Protocol):
             if type(request) is list:
                 # Clients send names in one case: most hit LOOKUP without a lower().
                 command = LOOKUP.get(request[0]) or TABLE.get(request[0].lower())
-                kind = None if command is None else command.gathered
                 args = request
-                closing = command is None and request[0].lower() == _QUIT
+                if command is not None:
+                    kind, closing = command.gathered, False
+                else:
+                    kind, closing = None, request[0].lower() == _QUIT
             else:
                 command, kind, args, closing = None, None, [], True
             if kind is not self._last_kind:
@@ -205,7 +216,15 @@ class Session(asyncio.Protocol):
             if not self._reading and len(pending) < _MAX_PENDING // 2:
                 self._transport.resume_reading()
                 self._reading = True
-            reply = self._dispatch(command, args)
+            self.server.commands_processed += 1
+            if (
+                command is not None
+                and command.min_args <= len(args) <= command.max_args
+                and self.authenticated
+            ):
+                reply = command.start(self, args)  # _dispatch's usual outcome, inline
+            else:
+                reply = self._dispatch(command, args)
             if type(reply) is Job:
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
@@ -288,12 +307,10 @@ class Session(asyncio.Protocol):
         ``commands.Started``: a reply, a plain ADDJOB's job, a gathered request's pending
         reply, or the command to run).
         """
-        self.server.commands_processed += 1
         if command is None:
             shown = request[0].decode(errors="replace")
             return protocol.error(f"ERR unknown command '{shown}'")
-        arity = command.arity  # check_arity's rule, inline: this runs for every request
-        if (arity > 0 and len(request) != arity) or (arity < 0 and len(request) < -arity):
+        if not command.min_args <= len(request) <= command.max_args:  # check_arity's rule
             return check_arity(command, len(request)) or protocol.SYNTAX_ERROR
         if not self.authenticated and command.name != "auth":
             if self.server.requirepass is None:

@@ -291,16 +291,18 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         with self._lock:
             now = self.clock.now()
             self._tick(now)
+            jobs, lapsed, children = self._jobs, self._lapsed, self._children
             for index, job_id in enumerate(job_ids):
-                job = self._jobs.get(job_id)
+                job = jobs.get(job_id)
                 if job is None or job.state in _FINISHED:
                     continue
                 delivery = None if attempts is None else attempts[index]
                 if delivery is not None and delivery != job.attempts:
                     continue  # delivered again since: another delivery holds it
-                self._take_back_lapse(job)
+                if lapsed:  # mostly empty: no call then
+                    self._take_back_lapse(job)
                 done.append(job_id)
-                if job_id in self._children:
+                if children and job_id in children:
                     released.update(self._resolve(job_id, "done", now))
                 if job.result_ttl <= 0:
                     self._remove(job)
