@@ -26,8 +26,6 @@ from .batching import (
     AddRequest,
     ClaimRequest,
     Gathered,
-    Pending,
-    Then,
     run_acks,
     run_adds,
     run_claims,
@@ -147,10 +145,16 @@ class Server:
         self.max_batch = max_batch
         # One store call per loop iteration for all connections, not one per request, even
         # on the memory store, which commits nothing (bench/bench_server.py). After each
-        # batch the sessions it answered go on, and its replies leave, at once.
-        self._adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
-        self._claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
-        self._acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
+        # batch the sessions it answered go on, and its replies leave, at once. Sessions
+        # and commands push their requests themselves (a call less per request).
+        #: Plain ADDJOBs (no MAXLEN, no REPLICATE): their replies, concatenated, once
+        #: committed. Concurrent ADDJOBs of every connection share one store transaction
+        #: (one commit, one fsync, up to ``max_batch`` jobs): what makes SQLite fast here.
+        self.adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
+        #: GETJOBs: up to COUNT jobs each with the next batched claim (GETJOB's order).
+        self.claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
+        #: ACKJOBs: each ``Pending`` gets how many of its jobs became done.
+        self.acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024
@@ -204,15 +208,6 @@ class Server:
             expires_at=float(math.floor(now) + ttl),
             result_ttl=self.result_ttl,
         )
-
-    def add_jobs(self, jobs: list[Job], pending: Pending) -> None:
-        """Add plain ADDJOBs (no MAXLEN, no REPLICATE) with the next batch; ``pending``
-        gets their replies, concatenated, once committed.
-
-        Concurrent ADDJOBs of every connection share one store transaction (one commit,
-        one fsync, up to ``max_batch`` jobs), which is what makes SQLite fast here.
-        """
-        self._adds.push((jobs, pending))
 
     def write_soon(self, write: Callable[[], None]) -> None:
         """Call ``write`` once this loop iteration has read what it could.
@@ -302,17 +297,6 @@ class Server:
             self.jobs_in.update(arrived)
             self.touch(arrived)
         return len(requeued)
-
-    def claim_then(
-        self, queues: tuple[str, ...], count: int, blocking: bool, then: Then[list[Delivery]]
-    ) -> None:
-        """Lease up to ``count`` jobs with the next batched claim (GETJOB's order); a
-        ``blocking`` GETJOB's queues are noted as used (see :meth:`touch`)."""
-        self._claims.push((queues, count, blocking, then))
-
-    def ack_then(self, job_ids: list[str], pending: Pending) -> None:
-        """Ack jobs with the next batched ack; ``pending`` gets how many became done."""
-        self._acks.push((job_ids, pending))
 
     async def give_back(self, jobs: list[Delivery]) -> None:
         """NACK jobs leased for nobody; on failure they come back when their lease runs out."""

@@ -262,7 +262,7 @@ class Session(asyncio.Protocol):
         """Hand the plain ADDJOBs gathered so far to the server's next batch."""
         if self._group:
             reply = Pending()
-            self.server.add_jobs(self._group, reply)
+            self.server.adds.push((self._group, reply))
             self._group = []
             self._replies.append(reply)
 

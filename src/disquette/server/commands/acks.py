@@ -27,7 +27,7 @@ def start_ackjob(session: Session, args: list[bytes]) -> bytes | Pending:
     if not ids:
         return ZERO
     pending = Pending()
-    server.ack_then(ids, pending)
+    server.acks.push((ids, pending))
     return pending
 
 

@@ -294,8 +294,9 @@ def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
         return NULL_ARRAY
     pending = Pending()
     # A partial, not a closure: made for every GETJOB, it costs half as much.
-    session.server.claim_then(
-        queues, request.count, not request.nohang, partial(_got_jobs, session, request, pending)
+    # A blocking GETJOB notes its queues as used (see Server.touch, run_claims).
+    session.server.claims.push(
+        (queues, request.count, not request.nohang, partial(_got_jobs, session, request, pending))
     )
     return pending
 

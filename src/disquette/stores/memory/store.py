@@ -5,6 +5,7 @@ of ``state.py`` (with ``admin.py``'s inspecting and managing operations), and th
 from __future__ import annotations
 
 import heapq
+import operator
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -188,21 +189,25 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
-        return self._claim(queues, count, holder, Job.copy)
+        return self._claim(queues, count, holder, _copies)
 
     def claim_deliveries(
         self, queues: Sequence[str], count: int, *, holder: str | None = None
     ) -> list[Delivery]:
         """Lease ready jobs as :meth:`claim` does, returning of each what a delivery reads
         instead of a copy of the job; see :meth:`Store.claim_deliveries`."""
-        return self._claim(queues, count, holder, Delivery.of)
+        return self._claim(queues, count, holder, _deliveries)
 
     def _claim(
-        self, queues: Sequence[str], count: int, holder: str | None, make: Callable[[Job], T]
+        self,
+        queues: Sequence[str],
+        count: int,
+        holder: str | None,
+        make: Callable[[list[Job]], list[T]],
     ) -> list[T]:
-        """Lease ready jobs, returning ``make`` of each (the store keeps the jobs: what it
-        returns must not be one)."""
-        claimed: list[T] = []
+        """Lease ready jobs, returning ``make`` of them, under the lock (the store keeps the
+        jobs: what it returns must not be them)."""
+        claimed: list[Job] = []
         with self._lock:
             now = self.clock.now()
             self._tick(now, TICK_BATCH)
@@ -215,7 +220,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                 if limits is not None:
                     end = len(claimed) + self._limited(queue, limits, count - len(claimed), now)
                 before = len(claimed)
-                self._claim_queue(queue, fifo, heap, end, holder, now, make, claimed)
+                self._claim_queue(queue, fifo, heap, end, holder, now, claimed)
                 taken = len(claimed) - before
                 if taken:
                     self._queued_count[queue] -= taken
@@ -223,7 +228,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
                         self._spend(queue, taken)
                 if len(claimed) >= count:
                     break
-        return claimed
+            return make(claimed)
 
     def _claim_queue(
         self,
@@ -233,8 +238,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         end: int,
         holder: str | None,
         now: float,
-        make: Callable[[Job], T],
-        claimed: list[T],
+        claimed: list[Job],
     ) -> None:
         """Lease ready jobs of one queue into ``claimed`` until it holds ``end``: each the
         smaller head of the queue's FIFO and heap (entries that no longer match their job
@@ -274,7 +278,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
             if job.retry_after > 0:
                 job.lease_until = lease_until = now + job.retry_after
                 heapq.heappush(leases, (lease_until, job_id))
-            claimed.append(make(job))
+            claimed.append(job)
 
     def ack(
         self,
@@ -563,6 +567,22 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
 
 _NAMED: dict[str, MemoryStore] = {}
 _NAMED_LOCK = threading.Lock()
+
+
+def _copies(jobs: list[Job]) -> list[Job]:
+    """What ``claim`` returns of the jobs it leased: copies."""
+    return [job.copy() for job in jobs]
+
+
+#: A job's fields a :class:`Delivery` holds, in its order (its names are Job's).
+_delivery_fields = operator.attrgetter(*Delivery._fields)
+
+
+def _deliveries(jobs: list[Job]) -> list[Delivery]:
+    """What ``claim_deliveries`` returns of the jobs it leased: ``Delivery.of`` each, made
+    in C (``Delivery.of`` and a named tuple's ``__new__`` are two Python calls per job)."""
+    new, fields = tuple.__new__, _delivery_fields
+    return [new(Delivery, fields(job)) for job in jobs]
 
 
 def open_memory_store(name: str, clock: Clock) -> MemoryStore:
