@@ -295,10 +295,12 @@ class Session(asyncio.Protocol):
         self.server.resume_soon(self._resume)
 
     def _resume(self) -> None:
+        # Run once a batch is over (Server._after_batch), past this iteration's reads: a
+        # reply ready now leaves at once, not through Server.write_soon.
         if self._pending or self._deferred is not None:
             self._pump()
         elif self._transport is not None:
-            self._write_ready()
+            self._write_ready(now=True)
 
     def _dispatch(self, command: Command | None, request: list[bytes]) -> Started:
         """Check the command as Disque does (unknown, arity, then auth) and start it.
@@ -319,8 +321,9 @@ class Session(asyncio.Protocol):
                 return NOAUTH
         return command.start(self, request)
 
-    def _write_ready(self) -> None:
-        """Queue the replies that are ready, up to the first one still running."""
+    def _write_ready(self, *, now: bool = False) -> None:
+        """Queue the replies that are ready, up to the first one still running, to be
+        written once this loop iteration has read what it could (``now``: at once)."""
         replies = self._replies
         out = self._out
         queued = bool(out)
@@ -346,7 +349,9 @@ class Session(asyncio.Protocol):
             ready += 1
         if ready:
             del replies[:ready]
-            if not queued:
+            if now:
+                self._write_out()  # one queued before finds nothing left to write
+            elif not queued:
                 self.server.write_soon(self._write_out)
 
     def _write_out(self) -> None:

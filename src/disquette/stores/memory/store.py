@@ -81,12 +81,13 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         replicate: int = 0,
     ) -> dict[str, str]:
         """Insert jobs; see :meth:`Store.add`."""
-        refuse_store_powers("memory", connection, replicate)
+        if connection is not None or replicate:
+            refuse_store_powers("memory", connection, replicate)
         existing: dict[str, str] = {}
         with self._lock:
             now = self.clock.now()
             self._tick(now)
-            queues = {job.queue for job in jobs}
+            queues = set(map(_queue_of, jobs))
             if self._pause:
                 for queue in queues:
                     if self._pause.get(queue, 0) & PAUSE_IN:
@@ -567,6 +568,9 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
 
 _NAMED: dict[str, MemoryStore] = {}
 _NAMED_LOCK = threading.Lock()
+
+
+_queue_of = operator.attrgetter("queue")
 
 
 def _copies(jobs: list[Job]) -> list[Job]:
