@@ -35,6 +35,10 @@ from .protocol import refusal
 
 log = logging.getLogger("disquette.server")
 
+#: Enum members a plain ADDJOB's job takes, read once: in Python 3.11 reading an enum
+#: class's attribute (``JobState.QUEUED``) costs about 150 ns, a global 5 ns.
+_BYTES: Final = Encoding.BYTES
+_QUEUED: Final = JobState.QUEUED
 #: Disque's RETRY for the default TTL.
 DEFAULT_RETRY: Final = float(default_retry(DEFAULT_TTL))
 #: How long a done job stays visible to ``wait()`` of Python clients (SHOW says ``$-1``).
@@ -182,10 +186,10 @@ class Server:
             self._default_id(),
             queue,
             body,
-            Encoding.BYTES,
+            _BYTES,
             None,
             PRIORITY,
-            JobState.QUEUED,
+            _QUEUED,
             now,
             now,
             DEFAULT_RETRY,

@@ -22,6 +22,11 @@ ReadyEntry = tuple[int, float, int, str]
 _PENDING = (JobState.SCHEDULED, JobState.QUEUED, JobState.ACTIVE)
 #: States an ack leaves alone: done, and cancelled (final: no ack makes it done).
 _FINISHED = (JobState.DONE, JobState.CANCELLED)
+#: States the hot transitions test, read once: in Python 3.11 reading an enum class's
+#: attribute (``JobState.QUEUED``) costs about 150 ns, a global 5 ns.
+_QUEUED = JobState.QUEUED
+_WAITING = JobState.WAITING
+_ACTIVE = JobState.ACTIVE
 
 
 class MemoryState:
@@ -72,7 +77,7 @@ class MemoryState:
         self._pending_parents: dict[str, int] = {}
 
     def _make_ready(self, job: Job) -> None:
-        job.state = JobState.QUEUED
+        job.state = _QUEUED
         job.lease_until = None
         self._queued_count[job.queue] += 1
         entry = (job.priority, job.run_at, self._seq[job.id], job.id)
@@ -89,9 +94,9 @@ class MemoryState:
             heapq.heappush(self._ready.setdefault(queue, []), entry)
 
     def _leave_state(self, job: Job) -> None:
-        if job.state is JobState.QUEUED:
+        if job.state is _QUEUED:
             self._queued_count[job.queue] -= 1
-        elif job.state is JobState.WAITING:
+        elif job.state is _WAITING:
             del self._pending_parents[job.id]
         if self._leased_at.pop(job.id, None) is not None:
             self._active_count[job.queue] -= 1
@@ -180,7 +185,7 @@ class MemoryState:
         its lease ran out and no claim took it since."""
         if delivery is not None and delivery != job.attempts:
             return False
-        return job.state is JobState.ACTIVE or job.id in self._lapsed
+        return job.state is _ACTIVE or job.id in self._lapsed
 
     def _take_back_lapse(self, job: Job) -> tuple[float, tuple[str, int] | None] | None:
         """Undo the requeue of a lapsed lease whose delivery acts on the job before any claim
@@ -194,7 +199,7 @@ class MemoryState:
 
     def _lease(self, job: Job, leased_at: float) -> None:
         """Make a job active (its previous state left), leased at ``leased_at``."""
-        job.state = JobState.ACTIVE
+        job.state = _ACTIVE
         self._leased_at[job.id] = leased_at
         self._active_count[job.queue] += 1
 

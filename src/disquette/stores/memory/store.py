@@ -39,7 +39,7 @@ from ..types import (
 )
 from .admin import MemoryAdmin
 from .observe import MemoryObserve
-from .state import _FINISHED, _PENDING, ReadyEntry
+from .state import _ACTIVE, _FINISHED, _PENDING, _QUEUED, ReadyEntry
 
 T = TypeVar("T")
 
@@ -115,7 +115,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         transitions of ``_make_ready`` and ``_start`` inlined. Runs under the lock."""
         stored, seqs, counter, expiries = self._jobs, self._seq, self._counter, self._expiries
         counts, push = self._queued_count, heapq.heappush
-        queued = JobState.QUEUED
+        queued = _QUEUED
         # The ready jobs of a run of one queue are counted in ``run``, added to its count
         # when another queue starts (an add is mostly one queue's).
         last_queue: str | None = None
@@ -249,7 +249,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         heap = heap if heap is not None else []
         jobs, seqs, leased_at, active = self._jobs, self._seq, self._leased_at, self._active_count
         holders, lapsed, leases = self._holders, self._lapsed, self._leases
-        queued, active_state = JobState.QUEUED, JobState.ACTIVE
+        queued, active_state = _QUEUED, _ACTIVE
         while (fifo or heap) and len(claimed) < end:
             if heap and (not fifo or heap[0] < fifo[0]):
                 priority, run_at, seq, job_id = heapq.heappop(heap)
