@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Final
+from typing import Final, Protocol
 
 from ..client_async import AsyncClient
 from ..clock import SystemClock
@@ -95,6 +95,13 @@ class Rates:
         return ops, read, written
 
 
+class Resumable(Protocol):
+    """A session that goes on once a batch settled its replies (see ``resume_soon``)."""
+
+    def resume(self) -> None:
+        """Run what may run now, and write what is ready."""
+
+
 class Server:
     """What the connections of one server share: the store, the node, settings, counters."""
 
@@ -136,7 +143,7 @@ class Server:
         self.multiplexing_api = "asyncio"
         self._factories: dict[tuple[int, int], Callable[[], str]] = {}
         self._writers: list[Callable[[], None]] = []
-        self._resumes: list[Callable[[], None]] = []
+        self._resumes: list[Resumable] = []
         #: Queue names already checked, by their bytes (ADDJOB's fast path).
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
@@ -229,22 +236,23 @@ class Server:
         for write in writers:
             write()
 
-    def resume_soon(self, resume: Callable[[], None]) -> None:
-        """Call ``resume`` (a session whose reply was settled) once the batch running now
-        is over, or in the next loop iteration outside a batch.
+    def resume_soon(self, session: Resumable) -> None:
+        """Resume ``session`` (one whose reply was settled) once the batch running now is
+        over, or in the next loop iteration outside a batch.
 
         A batch settles many replies of one session: going on once, after all of them,
-        costs one pass over its requests and replies instead of one per reply.
+        costs one pass over its requests and replies instead of one per reply. (The
+        session, not a bound method of it: no object made per settled reply.)
         """
-        self._resumes.append(resume)
+        self._resumes.append(session)
         if len(self._resumes) == 1:
             asyncio.get_running_loop().call_soon(self._after_batch)
 
     def _after_batch(self) -> None:
         while self._resumes:
-            resumes, self._resumes = self._resumes, []
-            for resume in resumes:
-                resume()
+            sessions, self._resumes = self._resumes, []
+            for session in sessions:
+                session.resume()
         self._write_all()
 
     async def add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:

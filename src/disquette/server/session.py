@@ -292,9 +292,11 @@ class Session(asyncio.Protocol):
         # Called as the batch settles this reply, before it settles the ones after it: the
         # session goes on once the batch is over, to run and write all it settled at once.
         self._waiting = None
-        self.server.resume_soon(self._resume)
+        self.server.resume_soon(self)
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Go on once a batch settled a reply (``Server.resume_soon``): run the requests
+        that may run now and write the replies that are ready."""
         # Run once a batch is over (Server._after_batch), past this iteration's reads: a
         # reply ready now leaves at once, not through Server.write_soon.
         if self._pending or self._deferred is not None:
