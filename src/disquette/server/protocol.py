@@ -460,15 +460,18 @@ class RequestParser:
         """Append the requests hiredis finished to ``commands``; ``within_read``: each of
         them lies in the last read (their arguments hold at most its bytes)."""
         reader = self._reader
-        while True:
+        more = True
+        while more:
             try:
                 request = reader.gets()
             except hiredis.ProtocolError as exc:
                 raise ProtocolError(_reason(str(exc))) from None
             if request is False:
                 return
-            # Nothing half-read: the next bytes may start an inline command.
-            self._between = not reader.has_data()
+            # Nothing half-read: the next bytes may start an inline command. Nothing left:
+            # no other request to ask hiredis for (a gets less per read).
+            more = reader.has_data()
+            self._between = not more
             if request is None:  # "*-1": no command, as in Redis
                 continue
             if type(request) is not list:
