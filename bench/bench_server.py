@@ -36,7 +36,7 @@ neighbours load the machine. ``--baseline DIR`` adds another build of ours (``DI
 
 SQLite's durable rate comes from group commit: the server gathers the ADDJOBs of every
 connection that arrive while a commit runs into the next ``store.add`` batch (one
-transaction, one fsync), see ``disquette.server.server.Server.add_jobs``; GETJOBs (blocking
+transaction, one fsync), see ``disquette.server.server.Server.adds``; GETJOBs (blocking
 or not) and ACKJOBs are gathered the same way (``disquette.server.batching.Gathered``: one
 claim and one ack statement per loop iteration for all connections).
 """

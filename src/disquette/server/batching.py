@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import operator
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from ..errors import StoreUnavailable
 from ..job import Job
 from ..stores.types import Delivery
 from .eager import start
 from .planner import claim_in_order, runs
-from .protocol import refusal
+from .protocol import integer, refusal
 
 if TYPE_CHECKING:
     from .server import Server
@@ -105,29 +106,17 @@ class Gathered(Generic[R]):
 Then = Callable[[T | Exception], bool]
 
 
-#: A GETJOB's share of a batched claim: its queues, its COUNT, where its jobs go.
-ClaimRequest = tuple[tuple[str, ...], int, Then[list[Delivery]]]
+#: A GETJOB's share of a batched claim: its queues, its COUNT, whether it may block (it
+#: then notes its queues as used, see ``Server.touch``), where its jobs go.
+ClaimRequest = tuple[tuple[str, ...], int, bool, Then[list[Delivery]]]
 
 
-#: An ACKJOB's share of a batched ack: its ids, where its count goes.
-AckRequest = tuple[list[str], Then[int]]
+#: An ACKJOB's share of a batched ack: its ids, and its reply (how many became done).
+AckRequest = tuple[list[str], Pending]
 
 
 #: Plain ADDJOBs of one connection: their jobs, and where their replies go.
 AddRequest = tuple[list[Job], Pending]
-
-
-def to_pending(pending: Pending, reply: Callable[[T], bytes]) -> Then[T]:
-    """A :data:`Then` that fills ``pending`` with ``reply(outcome)``, or the error's reply
-    (unless its client is gone)."""
-
-    def then(outcome: T | Exception) -> bool:
-        if pending.abandoned:
-            return False
-        pending.settle(refusal(outcome) if isinstance(outcome, Exception) else reply(outcome))
-        return True
-
-    return then
 
 
 async def run_adds(server: Server, requests: list[AddRequest]) -> None:
@@ -151,11 +140,14 @@ async def run_adds(server: Server, requests: list[AddRequest]) -> None:
             for group_jobs, pending in groups:
                 pending.settle(b"".join([await server.add_one(job, None, 0) for job in group_jobs]))
             continue
-        arrived = Counter([job.queue for job in jobs])
-        server.jobs_in.update(arrived)
-        server.touch(arrived)
+        # Counted in C (Counter.update of an iterable), no Counter made per batch.
+        server.jobs_in.update(map(_queue_of, jobs))
+        server.touch(set(map(_queue_of, jobs)))
         for group_jobs, pending in groups:
             pending.settle(added(group_jobs))
+
+
+_queue_of: Final = operator.attrgetter("queue")
 
 
 async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
@@ -163,8 +155,13 @@ async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
     # A run of consecutive GETJOBs on the same queues shares one claim per queue; each
     # gets the jobs it would have got had they run one after the other.
     for queues, run in runs(requests):
+        # As in Disque, a GETJOB that may block creates its queues: noted once per run.
+        for _, _, blocking, _ in run:
+            if blocking:
+                server.touch(queues)
+                break
         try:
-            counts = [count for _, count, _ in run]
+            counts = [request[1] for request in run]
             shares = await claim_in_order(server.store, queues, counts, server.give_back)
         except Exception as exc:
             for *_, then in run:
@@ -181,26 +178,31 @@ async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
 
 
 async def run_acks(server: Server, requests: list[AckRequest]) -> None:
-    """Ack the ids of a batch of ACKJOBs in one store call; each gets its own count."""
+    """Ack the ids of a batch of ACKJOBs in one store call; each gets its own count (a
+    reply whose client left is not settled)."""
     ids = [job_id for job_ids, _ in requests for job_id in job_ids]
     try:
         done_ids = await server.store.ack(ids)
     except Exception as exc:
-        for _, then in requests:
-            then(exc)
+        error = refusal(exc)
+        for _, pending in requests:
+            if not pending.abandoned:
+                pending.settle(error)
         return
     if len(done_ids) == len(ids):  # the usual batch: every id acked, none twice
-        for job_ids, then in requests:
-            then(len(job_ids))
+        for job_ids, pending in requests:
+            if not pending.abandoned:
+                pending.settle(integer(len(job_ids)))
         return
     done = Counter(done_ids)
-    for job_ids, then in requests:
+    for job_ids, pending in requests:
         acked = 0
         for job_id in job_ids:  # an id acked twice in one batch counts for the first
             if done[job_id] > 0:
                 done[job_id] -= 1
                 acked += 1
-        then(acked)
+        if not pending.abandoned:
+            pending.settle(integer(acked))
 
 
 def added(jobs: list[Job]) -> bytes:

@@ -19,7 +19,7 @@ from ..stores.types import Delivery
 #: Jobs asked per run of claims at most (and per JSCAN/QPEEK call: ids fetched at most).
 MAX_PAGE: Final = 10_000
 #: A claim request: its queues and its COUNT first.
-C = TypeVar("C", bound=tuple[tuple[str, ...], int, Any])
+C = TypeVar("C", bound=tuple[tuple[str, ...], int, Any, Any])
 
 
 def runs(requests: Sequence[C]) -> list[tuple[tuple[str, ...], list[C]]]:
@@ -28,7 +28,7 @@ def runs(requests: Sequence[C]) -> list[tuple[tuple[str, ...], list[C]]]:
     runs: list[tuple[tuple[str, ...], list[C]]] = []
     asked = 0
     for request in requests:
-        queues, count, _ = request
+        queues, count = request[0], request[1]
         if runs and runs[-1][0] == queues and asked + count <= MAX_PAGE:
             runs[-1][1].append(request)
             asked += count

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Final
+from typing import Final, Protocol
 
 from ..client_async import AsyncClient
 from ..clock import SystemClock
@@ -26,8 +26,6 @@ from .batching import (
     AddRequest,
     ClaimRequest,
     Gathered,
-    Pending,
-    Then,
     run_acks,
     run_adds,
     run_claims,
@@ -37,6 +35,10 @@ from .protocol import refusal
 
 log = logging.getLogger("disquette.server")
 
+#: Enum members a plain ADDJOB's job takes, read once: in Python 3.11 reading an enum
+#: class's attribute (``JobState.QUEUED``) costs about 150 ns, a global 5 ns.
+_BYTES: Final = Encoding.BYTES
+_QUEUED: Final = JobState.QUEUED
 #: Disque's RETRY for the default TTL.
 DEFAULT_RETRY: Final = float(default_retry(DEFAULT_TTL))
 #: How long a done job stays visible to ``wait()`` of Python clients (SHOW says ``$-1``).
@@ -93,6 +95,13 @@ class Rates:
         return ops, read, written
 
 
+class Resumable(Protocol):
+    """A session that goes on once a batch settled its replies (see ``resume_soon``)."""
+
+    def resume(self) -> None:
+        """Run what may run now, and write what is ready."""
+
+
 class Server:
     """What the connections of one server share: the store, the node, settings, counters."""
 
@@ -134,7 +143,7 @@ class Server:
         self.multiplexing_api = "asyncio"
         self._factories: dict[tuple[int, int], Callable[[], str]] = {}
         self._writers: list[Callable[[], None]] = []
-        self._resumes: list[Callable[[], None]] = []
+        self._resumes: list[Resumable] = []
         #: Queue names already checked, by their bytes (ADDJOB's fast path).
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
@@ -147,10 +156,16 @@ class Server:
         self.max_batch = max_batch
         # One store call per loop iteration for all connections, not one per request, even
         # on the memory store, which commits nothing (bench/bench_server.py). After each
-        # batch the sessions it answered go on, and its replies leave, at once.
-        self._adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
-        self._claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
-        self._acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
+        # batch the sessions it answered go on, and its replies leave, at once. Sessions
+        # and commands push their requests themselves (a call less per request).
+        #: Plain ADDJOBs (no MAXLEN, no REPLICATE): their replies, concatenated, once
+        #: committed. Concurrent ADDJOBs of every connection share one store transaction
+        #: (one commit, one fsync, up to ``max_batch`` jobs): what makes SQLite fast here.
+        self.adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
+        #: GETJOBs: up to COUNT jobs each with the next batched claim (GETJOB's order).
+        self.claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
+        #: ACKJOBs: each ``Pending`` gets how many of its jobs became done.
+        self.acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024
@@ -178,10 +193,10 @@ class Server:
             self._default_id(),
             queue,
             body,
-            Encoding.BYTES,
+            _BYTES,
             None,
             PRIORITY,
-            JobState.QUEUED,
+            _QUEUED,
             now,
             now,
             DEFAULT_RETRY,
@@ -205,15 +220,6 @@ class Server:
             result_ttl=self.result_ttl,
         )
 
-    def add_jobs(self, jobs: list[Job], pending: Pending) -> None:
-        """Add plain ADDJOBs (no MAXLEN, no REPLICATE) with the next batch; ``pending``
-        gets their replies, concatenated, once committed.
-
-        Concurrent ADDJOBs of every connection share one store transaction (one commit,
-        one fsync, up to ``max_batch`` jobs), which is what makes SQLite fast here.
-        """
-        self._adds.push((jobs, pending))
-
     def write_soon(self, write: Callable[[], None]) -> None:
         """Call ``write`` once this loop iteration has read what it could.
 
@@ -230,22 +236,23 @@ class Server:
         for write in writers:
             write()
 
-    def resume_soon(self, resume: Callable[[], None]) -> None:
-        """Call ``resume`` (a session whose reply was settled) once the batch running now
-        is over, or in the next loop iteration outside a batch.
+    def resume_soon(self, session: Resumable) -> None:
+        """Resume ``session`` (one whose reply was settled) once the batch running now is
+        over, or in the next loop iteration outside a batch.
 
         A batch settles many replies of one session: going on once, after all of them,
-        costs one pass over its requests and replies instead of one per reply.
+        costs one pass over its requests and replies instead of one per reply. (The
+        session, not a bound method of it: no object made per settled reply.)
         """
-        self._resumes.append(resume)
+        self._resumes.append(session)
         if len(self._resumes) == 1:
             asyncio.get_running_loop().call_soon(self._after_batch)
 
     def _after_batch(self) -> None:
         while self._resumes:
-            resumes, self._resumes = self._resumes, []
-            for resume in resumes:
-                resume()
+            sessions, self._resumes = self._resumes, []
+            for session in sessions:
+                session.resume()
         self._write_all()
 
     async def add_one(self, job: Job, max_len: int | None, replicate: int) -> bytes:
@@ -302,14 +309,6 @@ class Server:
             self.jobs_in.update(arrived)
             self.touch(arrived)
         return len(requeued)
-
-    def claim_then(self, queues: tuple[str, ...], count: int, then: Then[list[Delivery]]) -> None:
-        """Lease up to ``count`` jobs with the next batched claim (GETJOB's order)."""
-        self._claims.push((queues, count, then))
-
-    def ack_then(self, job_ids: list[str], then: Then[int]) -> None:
-        """Ack jobs with the next batched ack; ``then`` gets how many became done."""
-        self._acks.push((job_ids, then))
 
     async def give_back(self, jobs: list[Delivery]) -> None:
         """NACK jobs leased for nobody; on failure they come back when their lease runs out."""

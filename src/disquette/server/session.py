@@ -154,8 +154,17 @@ class Session(asyncio.Protocol):
         try:
             self._run()
             self._end_group()
-            if self._transport is not None:
-                self._write_ready()
+            replies = self._replies
+            if replies and self._transport is not None:
+                first = replies[0]
+                if type(first) is Pending and first.reply is None:
+                    # Nothing to write yet (a batch still runs): _write_ready's first
+                    # step, without its call (the common case while requests are batched).
+                    if self._waiting is None:
+                        self._waiting = first
+                        first.then = self._batch_done
+                else:
+                    self._write_ready()
         except Exception:  # a bug must cost one connection, never the server
             log.exception("closing a connection after an unexpected error")
             self._write_and_close(b"-ERR internal error\r\n")
@@ -180,9 +189,11 @@ class Session(asyncio.Protocol):
             if type(request) is list:
                 # Clients send names in one case: most hit LOOKUP without a lower().
                 command = LOOKUP.get(request[0]) or TABLE.get(request[0].lower())
-                kind = None if command is None else command.gathered
                 args = request
-                closing = command is None and request[0].lower() == _QUIT
+                if command is not None:
+                    kind, closing = command.gathered, False
+                else:
+                    kind, closing = None, request[0].lower() == _QUIT
             else:
                 command, kind, args, closing = None, None, [], True
             if kind is not self._last_kind:
@@ -205,7 +216,15 @@ class Session(asyncio.Protocol):
             if not self._reading and len(pending) < _MAX_PENDING // 2:
                 self._transport.resume_reading()
                 self._reading = True
-            reply = self._dispatch(command, args)
+            self.server.commands_processed += 1
+            if (
+                command is not None
+                and command.min_args <= len(args) <= command.max_args
+                and self.authenticated
+            ):
+                reply = command.start(self, args)  # _dispatch's usual outcome, inline
+            else:
+                reply = self._dispatch(command, args)
             if type(reply) is Job:
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
@@ -243,7 +262,7 @@ class Session(asyncio.Protocol):
         """Hand the plain ADDJOBs gathered so far to the server's next batch."""
         if self._group:
             reply = Pending()
-            self.server.add_jobs(self._group, reply)
+            self.server.adds.push((self._group, reply))
             self._group = []
             self._replies.append(reply)
 
@@ -273,13 +292,17 @@ class Session(asyncio.Protocol):
         # Called as the batch settles this reply, before it settles the ones after it: the
         # session goes on once the batch is over, to run and write all it settled at once.
         self._waiting = None
-        self.server.resume_soon(self._resume)
+        self.server.resume_soon(self)
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Go on once a batch settled a reply (``Server.resume_soon``): run the requests
+        that may run now and write the replies that are ready."""
+        # Run once a batch is over (Server._after_batch), past this iteration's reads: a
+        # reply ready now leaves at once, not through Server.write_soon.
         if self._pending or self._deferred is not None:
             self._pump()
         elif self._transport is not None:
-            self._write_ready()
+            self._write_ready(now=True)
 
     def _dispatch(self, command: Command | None, request: list[bytes]) -> Started:
         """Check the command as Disque does (unknown, arity, then auth) and start it.
@@ -288,12 +311,10 @@ class Session(asyncio.Protocol):
         ``commands.Started``: a reply, a plain ADDJOB's job, a gathered request's pending
         reply, or the command to run).
         """
-        self.server.commands_processed += 1
         if command is None:
             shown = request[0].decode(errors="replace")
             return protocol.error(f"ERR unknown command '{shown}'")
-        arity = command.arity  # check_arity's rule, inline: this runs for every request
-        if (arity > 0 and len(request) != arity) or (arity < 0 and len(request) < -arity):
+        if not command.min_args <= len(request) <= command.max_args:  # check_arity's rule
             return check_arity(command, len(request)) or protocol.SYNTAX_ERROR
         if not self.authenticated and command.name != "auth":
             if self.server.requirepass is None:
@@ -302,8 +323,9 @@ class Session(asyncio.Protocol):
                 return NOAUTH
         return command.start(self, request)
 
-    def _write_ready(self) -> None:
-        """Queue the replies that are ready, up to the first one still running."""
+    def _write_ready(self, *, now: bool = False) -> None:
+        """Queue the replies that are ready, up to the first one still running, to be
+        written once this loop iteration has read what it could (``now``: at once)."""
         replies = self._replies
         out = self._out
         queued = bool(out)
@@ -329,7 +351,9 @@ class Session(asyncio.Protocol):
             ready += 1
         if ready:
             del replies[:ready]
-            if not queued:
+            if now:
+                self._write_out()  # one queued before finds nothing left to write
+            elif not queued:
                 self.server.write_soon(self._write_out)
 
     def _write_out(self) -> None:

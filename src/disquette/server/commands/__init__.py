@@ -9,6 +9,8 @@ domain, as Disque's job.c, queue.c and ack.c: :mod:`.jobs`, :mod:`.acks`, :mod:`
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -67,6 +69,14 @@ class Command:
     start: Callable[[Session, list[bytes]], Started]
     #: The kind its requests are gathered with (``None``: not gathered).
     gathered: Gather | None = None
+    #: The argument counts (the name included) its arity allows, for one comparison.
+    min_args: int = dataclasses.field(init=False)
+    max_args: int = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        exact = self.arity > 0
+        object.__setattr__(self, "min_args", self.arity if exact else -self.arity)
+        object.__setattr__(self, "max_args", self.arity if exact else sys.maxsize)
 
 
 def _table() -> dict[bytes, Command]:

@@ -9,7 +9,7 @@ from ...disque import parse_ids
 from ...errors import DisquetteError, InvalidJobId
 from ...job import JobState
 from .. import protocol
-from ..batching import Pending, to_pending
+from ..batching import Pending
 from ..protocol import ZERO, refusal
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def start_ackjob(session: Session, args: list[bytes]) -> bytes | Pending:
     if not ids:
         return ZERO
     pending = Pending()
-    server.ack_then(ids, to_pending(pending, protocol.integer))
+    server.acks.push((ids, pending))
     return pending
 
 

@@ -138,6 +138,7 @@ class MemoryAdmin(MemoryState):
             for job in list(self._jobs.values()):
                 self._remove(job)
             self._ready.clear()
+            self._fifo.clear()
             self._scheduled.clear()
             self._leases.clear()
             self._expiries.clear()

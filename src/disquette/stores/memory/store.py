@@ -5,8 +5,9 @@ of ``state.py`` (with ``admin.py``'s inspecting and managing operations), and th
 from __future__ import annotations
 
 import heapq
+import operator
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -38,7 +39,7 @@ from ..types import (
 )
 from .admin import MemoryAdmin
 from .observe import MemoryObserve
-from .state import _FINISHED, _PENDING
+from .state import _ACTIVE, _FINISHED, _PENDING, _QUEUED, ReadyEntry
 
 T = TypeVar("T")
 
@@ -80,12 +81,13 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         replicate: int = 0,
     ) -> dict[str, str]:
         """Insert jobs; see :meth:`Store.add`."""
-        refuse_store_powers("memory", connection, replicate)
+        if connection is not None or replicate:
+            refuse_store_powers("memory", connection, replicate)
         existing: dict[str, str] = {}
         with self._lock:
             now = self.clock.now()
             self._tick(now)
-            queues = {job.queue for job in jobs}
+            queues = set(map(_queue_of, jobs))
             if self._pause:
                 for queue in queues:
                     if self._pause.get(queue, 0) & PAUSE_IN:
@@ -112,13 +114,13 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         already stored, or repeated in ``jobs``, is skipped): ``add``'s hot path, the
         transitions of ``_make_ready`` and ``_start`` inlined. Runs under the lock."""
         stored, seqs, counter, expiries = self._jobs, self._seq, self._counter, self._expiries
-        ready, counts, push = self._ready, self._queued_count, heapq.heappush
-        queued = JobState.QUEUED
+        counts, push = self._queued_count, heapq.heappush
+        queued = _QUEUED
         # The ready jobs of a run of one queue are counted in ``run``, added to its count
         # when another queue starts (an add is mostly one queue's).
         last_queue: str | None = None
         run = 0
-        heap: list[tuple[int, float, int, str]] = []
+        fifo: deque[ReadyEntry] = deque()
         for job in jobs:
             job_id = job.id
             if job_id in stored:
@@ -137,12 +139,16 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
             if queue != last_queue:
                 if run:
                     counts[last_queue] += run  # type: ignore[index]
-                heap = ready.get(queue) or ready.setdefault(queue, [])
+                fifo = self._fifo.get(queue) or self._fifo.setdefault(queue, deque())
                 last_queue, run = queue, 0
             job.state = queued
             job.lease_until = None
             run += 1
-            push(heap, (job.priority, run_at, seq, job_id))
+            entry = (job.priority, run_at, seq, job_id)
+            if not fifo or fifo[-1] < entry:  # _push_ready, inline
+                fifo.append(entry)
+            else:
+                push(self._ready.setdefault(queue, []), entry)
         if run:
             counts[last_queue] += run  # type: ignore[index]
 
@@ -184,57 +190,96 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
 
     def claim(self, queues: Sequence[str], count: int, *, holder: str | None = None) -> list[Job]:
         """Lease ready jobs; see :meth:`Store.claim`."""
-        return self._claim(queues, count, holder, Job.copy)
+        return self._claim(queues, count, holder, _copies)
 
     def claim_deliveries(
         self, queues: Sequence[str], count: int, *, holder: str | None = None
     ) -> list[Delivery]:
         """Lease ready jobs as :meth:`claim` does, returning of each what a delivery reads
         instead of a copy of the job; see :meth:`Store.claim_deliveries`."""
-        return self._claim(queues, count, holder, Delivery.of)
+        return self._claim(queues, count, holder, _deliveries)
 
     def _claim(
-        self, queues: Sequence[str], count: int, holder: str | None, make: Callable[[Job], T]
+        self,
+        queues: Sequence[str],
+        count: int,
+        holder: str | None,
+        make: Callable[[list[Job]], list[T]],
     ) -> list[T]:
-        """Lease ready jobs, returning ``make`` of each (the store keeps the jobs: what it
-        returns must not be one)."""
-        claimed: list[T] = []
+        """Lease ready jobs, returning ``make`` of them, under the lock (the store keeps the
+        jobs: what it returns must not be them)."""
+        claimed: list[Job] = []
         with self._lock:
             now = self.clock.now()
             self._tick(now, TICK_BATCH)
             for queue in queues:
-                heap = self._ready.get(queue)
-                if not heap or self._pause.get(queue, 0) & PAUSE_OUT:
+                fifo, heap = self._fifo.get(queue), self._ready.get(queue)
+                if not (fifo or heap) or self._pause.get(queue, 0) & PAUSE_OUT:
                     continue
                 end = count
                 limits = self._limits.get(queue)
                 if limits is not None:
                     end = len(claimed) + self._limited(queue, limits, count - len(claimed), now)
-                    before = len(claimed)
-                while heap and len(claimed) < end:
-                    priority, run_at, seq, job_id = heapq.heappop(heap)
-                    job = self._jobs.get(job_id)
-                    if (
-                        job is None
-                        or job.state is not JobState.QUEUED
-                        or job.queue != queue
-                        or (job.priority, job.run_at, self._seq[job_id]) != (priority, run_at, seq)
-                    ):
-                        continue
-                    self._leave_state(job)
-                    self._lease(job, now)
-                    job.attempts += 1
-                    if holder is not None:
-                        self._holders[job.id] = (holder, job.attempts)
-                    if job.retry_after > 0:
-                        job.lease_until = now + job.retry_after
-                        heapq.heappush(self._leases, (job.lease_until, job.id))
-                    claimed.append(make(job))
-                if limits is not None:
-                    self._spend(queue, len(claimed) - before)
+                before = len(claimed)
+                self._claim_queue(queue, fifo, heap, end, holder, now, claimed)
+                taken = len(claimed) - before
+                if taken:
+                    self._queued_count[queue] -= taken
+                    if limits is not None:
+                        self._spend(queue, taken)
                 if len(claimed) >= count:
                     break
-        return claimed
+            return make(claimed)
+
+    def _claim_queue(
+        self,
+        queue: str,
+        fifo: deque[ReadyEntry] | None,
+        heap: list[ReadyEntry] | None,
+        end: int,
+        holder: str | None,
+        now: float,
+        claimed: list[Job],
+    ) -> None:
+        """Lease ready jobs of one queue into ``claimed`` until it holds ``end``: each the
+        smaller head of the queue's FIFO and heap (entries that no longer match their job
+        are dropped). The transitions of ``_leave_state`` and ``_lease`` for a queued job
+        are inlined (the claim's hot loop); the caller counts the jobs out of the queue."""
+        fifo = fifo if fifo is not None else deque()
+        heap = heap if heap is not None else []
+        jobs, seqs, leased_at, active = self._jobs, self._seq, self._leased_at, self._active_count
+        holders, lapsed, leases = self._holders, self._lapsed, self._leases
+        queued, active_state = _QUEUED, _ACTIVE
+        while (fifo or heap) and len(claimed) < end:
+            if heap and (not fifo or heap[0] < fifo[0]):
+                priority, run_at, seq, job_id = heapq.heappop(heap)
+            else:
+                priority, run_at, seq, job_id = fifo.popleft()
+            job = jobs.get(job_id)
+            if (
+                job is None
+                or job.state is not queued
+                or job.queue != queue
+                or seqs[job_id] != seq
+                or job.run_at != run_at
+                or job.priority != priority
+            ):
+                continue
+            if job_id not in leased_at:
+                active[queue] += 1
+            leased_at[job_id] = now
+            if holder is not None:
+                holders[job_id] = (holder, job.attempts + 1)
+            elif holders:
+                holders.pop(job_id, None)
+            if lapsed:
+                lapsed.pop(job_id, None)
+            job.state = active_state
+            job.attempts += 1
+            if job.retry_after > 0:
+                job.lease_until = lease_until = now + job.retry_after
+                heapq.heappush(leases, (lease_until, job_id))
+            claimed.append(job)
 
     def ack(
         self,
@@ -251,16 +296,18 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
         with self._lock:
             now = self.clock.now()
             self._tick(now)
+            jobs, lapsed, children = self._jobs, self._lapsed, self._children
             for index, job_id in enumerate(job_ids):
-                job = self._jobs.get(job_id)
+                job = jobs.get(job_id)
                 if job is None or job.state in _FINISHED:
                     continue
                 delivery = None if attempts is None else attempts[index]
                 if delivery is not None and delivery != job.attempts:
                     continue  # delivered again since: another delivery holds it
-                self._take_back_lapse(job)
+                if lapsed:  # mostly empty: no call then
+                    self._take_back_lapse(job)
                 done.append(job_id)
-                if job_id in self._children:
+                if children and job_id in children:
                     released.update(self._resolve(job_id, "done", now))
                 if job.result_ttl <= 0:
                     self._remove(job)
@@ -521,6 +568,25 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
 
 _NAMED: dict[str, MemoryStore] = {}
 _NAMED_LOCK = threading.Lock()
+
+
+_queue_of = operator.attrgetter("queue")
+
+
+def _copies(jobs: list[Job]) -> list[Job]:
+    """What ``claim`` returns of the jobs it leased: copies."""
+    return [job.copy() for job in jobs]
+
+
+#: A job's fields a :class:`Delivery` holds, in its order (its names are Job's).
+_delivery_fields = operator.attrgetter(*Delivery._fields)
+
+
+def _deliveries(jobs: list[Job]) -> list[Delivery]:
+    """What ``claim_deliveries`` returns of the jobs it leased: ``Delivery.of`` each, made
+    in C (``Delivery.of`` and a named tuple's ``__new__`` are two Python calls per job)."""
+    new, fields = tuple.__new__, _delivery_fields
+    return [new(Delivery, fields(job)) for job in jobs]
 
 
 def open_memory_store(name: str, clock: Clock) -> MemoryStore:
