@@ -8,7 +8,10 @@ import gc
 import os
 import threading
 
+import pytest
+
 from disquette import JobState, connect
+from disquette.errors import QueuePaused
 from disquette.job import Options
 from disquette.stores.redis.scripts import SCRIPTS
 from tests.servers.redis import fresh_prefix, session_url, with_prefix
@@ -86,6 +89,45 @@ def test_the_one_job_add_is_add1_and_keeps_the_add_semantics() -> None:
         assert job is not None
         assert jobs.store.add([job], None) == {}
         assert jobs.qlen("q") == 2
+
+
+def test_the_one_job_add_keeps_the_marker_and_the_pause_bits_as_add_does() -> None:
+    # add1.lua reads the job, the pause bits and the marker with one EXISTS (weights 4, 2
+    # and 1) and writes the marker only when it changes: each combination here.
+    with connect(_url()) as jobs:
+        server = jobs.store.runner._conn  # type: ignore[attr-defined]
+        marker = jobs.store.runner.queue_key("q", "w")  # type: ignore[attr-defined]
+        first = jobs.add("first", "q")
+        assert server.zrange(marker, 0, -1) == [b"0"]  # the ready set filled: marked
+        jobs.add("second", "q")  # marked already: left as it is
+        assert server.zrange(marker, 0, -1) == [b"0"]
+        jobs.set_pause("q", "out")
+        assert not server.exists(marker)
+        jobs.add("held back", "q")  # paused for output: queued, not marked
+        assert not server.exists(marker)
+        server.zadd(marker, {"0": 0})  # a marker left over while paused goes at the next add
+        jobs.add("held back too", "q")
+        assert not server.exists(marker)
+        jobs.set_pause("q", "none")
+        assert server.exists(marker)
+        job = jobs.store.show(first)
+        assert job is not None
+        jobs.set_pause("q", "out")
+        assert jobs.store.add([job], None) == {}  # a replay, the bits set: nothing added
+        jobs.set_pause("q", "in")
+        with pytest.raises(QueuePaused):  # paused for input wins over the replay
+            jobs.store.add([job], None)
+        jobs.set_pause("q", "none")
+        assert jobs.qlen("q") == 4
+        prefix = jobs.store.runner.prefix  # type: ignore[attr-defined]
+        replies = [
+            server.evalsha(SCRIPTS["add1"].sha, 1, marker[:-1] + "r", *argv)
+            for argv in (
+                [prefix, "", 1.0, "q", first, b"", 0.0, ""],  # stored: a replay
+                [prefix, "", 1.0, "q", "D-new", b"", 0.0, ""],
+            )
+        ]
+        assert replies == [0, 1]  # an integer: the reply the client parses fastest
 
 
 def test_threads_sharing_a_store_each_use_their_own_connection() -> None:

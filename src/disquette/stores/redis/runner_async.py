@@ -81,9 +81,10 @@ class AsyncScriptRunner:
             return queue_base(self.prefix, queue) + "j:" + job_id
         return self.prefix + "j:" + job_id
 
-    async def _retrying(self, call: Callable[[], Any]) -> Any:
-        """Run ``call`` again while Redis is unreachable, loading or failing over, for up to
-        ``retry_for`` seconds; then raise :class:`StoreUnavailable`.
+    async def _retrying(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Run ``call(*args)`` again while Redis is unreachable, loading or failing over, for
+        up to ``retry_for`` seconds; then raise :class:`StoreUnavailable`. (Arguments, not a
+        closure: one fewer function made and called per call of a one-by-one add.)
 
         Every script is safe to repeat: an add skips ids it already stored, a claim names
         itself with a receipt so that its retry returns the jobs it leased, acks and
@@ -99,7 +100,7 @@ class AsyncScriptRunner:
         pause = 0.0
         while True:
             try:
-                return await call()
+                return await call(*args)
             except NoScriptError:
                 raise  # for run, which sends the script itself
             except AuthenticationError as exc:
@@ -127,12 +128,11 @@ class AsyncScriptRunner:
 
     async def command(self, *args: Any) -> Any:
         """One Redis command, retried while Redis is away."""
-        call = self._commands.execute
-        return await self._retrying(lambda: call(*args))
+        return await self._retrying(self._commands.execute, *args)
 
     async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Commands sent together on one connection (not a transaction), retried as one."""
-        result: list[Any] = await self._retrying(lambda: self._pipelined(commands))
+        result: list[Any] = await self._retrying(self._pipelined, commands)
         return result
 
     async def _pipelined(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -146,16 +146,23 @@ class AsyncScriptRunner:
         """A script's ARGV: the calling convention of ``common.lua``, then ``args``."""
         return [self.prefix, self._flag, self.clock.now(), *args]
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script by SHA (loading it again after a SCRIPT FLUSH or a restart)."""
+    async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script by SHA (loading it again after a SCRIPT FLUSH or a restart); its
+        reply as is (``add1.lua``'s integer: see :meth:`run` for the others)."""
         script = SCRIPTS[name]
-        argv = self.script_argv(args)
+        # script_argv, written out (a one-by-one add's hot path): one tuple for both tries.
+        numkeys_keys_argv = (len(keys), *keys, self.prefix, self._flag, self.clock.now(), *args)
+        execute = self._commands.execute
         try:
-            reply = await self.command("EVALSHA", script.sha, len(keys), *keys, *argv)
+            return await self._retrying(execute, "EVALSHA", script.sha, *numkeys_keys_argv)
         except NoScriptError:
             # EVAL caches the script on the node that runs it, so later calls find it.
-            reply = await self.command("EVAL", script.text, len(keys), *keys, *argv)
-        removed, result = reply
+            return await self._retrying(execute, "EVAL", script.text, *numkeys_keys_argv)
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script that ends with ``finish`` (``common.lua``): its result, once the
+        ids it deleted are forgotten."""
+        removed, result = await self.call(name, keys, args)
         if removed:
             await self.forget(removed)
         return result
@@ -173,6 +180,8 @@ class AsyncScriptRunner:
 
     async def register(self, queues: Iterable[str]) -> None:
         """Record queue names in ``<prefix>queues``, for ``stats`` and ``recover_stale``."""
+        if self._known_queues.issuperset(queues):
+            return  # the usual case, checked without a Python loop (every add asks)
         new = [queue for queue in queues if queue not in self._known_queues]
         if new:
             await self.command("SADD", self._queues_key, *new)

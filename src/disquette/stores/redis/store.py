@@ -87,6 +87,7 @@ from ...errors import (
     JobNotFound,
     LeaseLost,
     NotReplicated,
+    QueuePaused,
     UniqueKeyTaken,
 )
 from ...job import Job, JobState, Stats
@@ -202,8 +203,10 @@ class RedisStore(Store):
                 queue = jobs[0].queue
                 self.runner.register([queue])
                 args = [queue, job_id, record, run_at, options[1:]]
-                reply = self.runner.run("add1", [self.runner.queue_key(queue, "r")], args)
-                return check_add(reply, None)
+                key = self.runner.queue_key(queue, "r")
+                if self.runner.call("add1", [key], args) < 0:
+                    raise QueuePaused(queue)
+                return {}  # added, or stored already (a replay)
         dependants = has_parents(jobs)
         groups = add_groups(jobs, dependants)
         self.runner.register([queue for queue, _ in groups])

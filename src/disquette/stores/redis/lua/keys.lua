@@ -34,15 +34,15 @@ local function job_key(q, id)
 end
 
 -- Order inside a priority: run_at, then enqueue sequence, as big-endian bytes that sort
--- like the numbers (IEEE doubles with the sign bit flipped, negatives inverted).
+-- like the numbers (IEEE doubles with the sign bit flipped, negatives inverted). The sign
+-- bit of x >= 0 flipped is the double -x, so that case is one pack (adds cost less Redis
+-- time); "+ 0" makes -0 plain 0.
 local function order(run_at, seq)
-    local x = tonumber(run_at)
-    local bits = struct.pack('>d', x)
-    if x >= 0 then
-        bits = string.char(string.byte(bits, 1) + 128) .. string.sub(bits, 2)
-    else
-        bits = string.gsub(bits, '.', function(c) return string.char(255 - string.byte(c)) end)
-    end
+    local x = tonumber(run_at) + 0
+    if x >= 0 then return struct.pack('>dI6', -x, tonumber(seq)) end
+    local bits = string.gsub(struct.pack('>d', x), '.', function(c)
+        return string.char(255 - string.byte(c))
+    end)
     return bits .. struct.pack('>I6', tonumber(seq))
 end
 local ORDER_BYTES = 14
