@@ -128,7 +128,10 @@ class Fetcher:
         finished = self.state.finished
         span = now - since
         ramp = span < TICK
-        if ramp and not (early and self.adaptive and finished - finished_then >= RAMP_JOBS):
+        # span > 0: a coarse monotonic clock (Windows: ~15 ms) may not have moved at all.
+        if ramp and not (
+            early and self.adaptive and finished - finished_then >= RAMP_JOBS and span > 0
+        ):
             return
         pace = 0.5 * self.pace + 0.5 * (finished - finished_then) / span
         target = min(self.max_buffer, int(pace * BUFFER_SECONDS))
