@@ -66,19 +66,30 @@ class Outcome:
 
 def call_sync(item: InFlight) -> Outcome:
     """Run a sync handler on the calling thread; whatever it raises is the outcome."""
-    assert item.spec is not None
+    spec = item.spec
+    assert spec is not None
     try:
-        with tracing.processing(item.job):
-            result = item.spec.function(item.job)
-            if inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise TypeError(
-                    f"handler {item.spec.name!r} returned an awaitable: declare it `async def`"
-                )
+        # Untraced, no do-nothing span: entering and leaving one costs three calls a job.
+        if tracing.is_instrumented():
+            with tracing.processing(item.job):
+                result = _run_sync(spec, item.job)
+        else:
+            result = _run_sync(spec, item.job)
         return Outcome("ok", result)
     except BaseException as exc:  # a thread cannot propagate; everything is the job's error
         return Outcome("error", exc)
+
+
+def _run_sync(spec: HandlerSpec, job: Job) -> Any:
+    """A sync handler's result; TypeError if it returned an awaitable (it was meant to be
+    ``async def``)."""
+    result = spec.function(job)
+    # None (most handlers' result) is not awaitable: no isawaitable call for it.
+    if result is not None and inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError(f"handler {spec.name!r} returned an awaitable: declare it `async def`")
+    return result
 
 
 class HandlerThreads:
