@@ -151,6 +151,26 @@ def test_claim_reads_the_ready_index_not_the_table(tmp_path: Path) -> None:
     assert [row[-1] for row in release] == ["SCAN jobs USING INDEX jobs_leases"]
 
 
+def test_counts_of_ready_jobs_read_the_ready_index(tmp_path: Path) -> None:
+    # Without the hint, SQLite took jobs_queue_seq for "queue = ? AND state = 1" once a
+    # queue held done jobs, and walked them all (qlen, and every claim of a drained queue).
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.add_many([b""] * 200, "q")
+        jobs.ack_many(jobs.timeout(0).get_many("q", count=100))
+        assert jobs.qlen("q") == 100
+    raw = sqlite3.connect(tmp_path / "jobs.db")
+    statements = {
+        "qlen": ("q",),
+        "count_queued_up_to": ("q", 10),
+        "ready_queues": {"queues": '["q"]'},
+    }
+    for name, params in statements.items():
+        plan = raw.execute("EXPLAIN QUERY PLAN " + QUERIES[name], params).fetchall()
+        details = " | ".join(row[-1] for row in plan)
+        assert "INDEX jobs_ready" in details, (name, plan)
+        assert "jobs_queue_seq" not in details, (name, plan)
+
+
 def test_a_version_2_file_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     job_id = "D-00000000-AAAAAAAAAAAAAAAAAAAAAAAA-0001"

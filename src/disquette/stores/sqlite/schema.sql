@@ -165,7 +165,11 @@ SELECT queue FROM paused_queues
 WHERE mode & 1 AND queue IN (SELECT value FROM json_each(?)) LIMIT 1;
 
 -- name: count_queued_up_to
-SELECT count(*) FROM (SELECT 1 FROM jobs WHERE queue = ? AND state = 1 LIMIT ?);
+-- INDEXED BY here, in ready_queues and in qlen: without statistics SQLite took the
+-- dashboards' jobs_queue_seq for "queue = ? AND state = 1" and walked the queue's done
+-- rows too (qlen of 10,000 ready among 20,000: 2,510 us against 416 us).
+SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready
+                      WHERE queue = ? AND state = 1 LIMIT ?);
 
 -- name: next_due
 -- When time next changes something (an expiry, a scheduled job, a lapsed lease): the
@@ -179,7 +183,7 @@ SELECT min(
 -- Which of these queues (a JSON array) hold a ready job: a read, so that a claim over
 -- empty queues never waits for (nor takes) the write lock.
 SELECT value FROM json_each(:queues)
-WHERE EXISTS (SELECT 1 FROM jobs WHERE queue = value AND state = 1);
+WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_ready WHERE queue = value AND state = 1);
 
 -- name: expire
 -- The three time-driven changes (expire, promote, requeue_expired_leases) go in batches of
@@ -357,7 +361,7 @@ SELECT {columns}, {dependency_columns} FROM jobs WHERE id = ?;
 DELETE FROM jobs WHERE id = ? RETURNING has_children;
 
 -- name: qlen
-SELECT count(*) FROM jobs WHERE queue = ? AND state = 1;
+SELECT count(*) FROM jobs INDEXED BY jobs_ready WHERE queue = ? AND state = 1;
 
 -- name: peek
 SELECT {columns}, {dependency_columns} FROM jobs WHERE queue = ? AND state = 1
