@@ -159,13 +159,17 @@ def test_counts_of_ready_jobs_read_the_ready_index(tmp_path: Path) -> None:
         jobs.ack_many(jobs.timeout(0).get_many("q", count=100))
         assert jobs.qlen("q") == 100
     raw = sqlite3.connect(tmp_path / "jobs.db")
-    statements = {
-        "qlen": ("q",),
-        "count_queued_up_to": ("q", 10),
-        "ready_queues": {"queues": '["q"]'},
+    plans = {
+        "qlen": raw.execute("EXPLAIN QUERY PLAN " + QUERIES["qlen"], ("q",)),
+        "count_queued_up_to": raw.execute(
+            "EXPLAIN QUERY PLAN " + QUERIES["count_queued_up_to"], ("q", 10)
+        ),
+        "ready_queues": raw.execute(
+            "EXPLAIN QUERY PLAN " + QUERIES["ready_queues"], {"queues": '["q"]'}
+        ),
     }
-    for name, params in statements.items():
-        plan = raw.execute("EXPLAIN QUERY PLAN " + QUERIES[name], params).fetchall()
+    for name, cursor in plans.items():
+        plan = cursor.fetchall()
         details = " | ".join(row[-1] for row in plan)
         assert "INDEX jobs_ready" in details, (name, plan)
         assert "jobs_queue_seq" not in details, (name, plan)
