@@ -72,9 +72,12 @@ class Fetcher:
                     await state.fetch_flag.wait(pause)
                     continue
                 failures = 0
+                # Short: nothing more for now. Until the next wake-up (an add, sent
+                # outcomes, the poll), finished jobs do not call for claims (see drained).
+                state.drained = len(jobs) < room
                 if jobs:
                     self.accept(jobs)
-                else:
+                if state.drained:
                     await state.fetch_flag.wait(self.poll_interval)
         finally:
             unsubscribe()
