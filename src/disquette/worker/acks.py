@@ -90,6 +90,7 @@ class AckBatcher:
         while True:
             await state.flush_flag.wait(None)
             await self._linger()
+            sending = self.pending()
             try:
                 await self.flush()
             except StoreUnavailable as exc:
@@ -103,6 +104,10 @@ class AckBatcher:
                 state.flush_flag.set_in_loop()
                 continue
             failures = 0
+            if sending and state.drained:
+                # Finished jobs did not wake the fetcher (drained): with their outcomes
+                # sent, a queue's concurrency limit may have room again.
+                state.fetch_flag.set_in_loop()
             if self.closing and not self.pending():
                 return
 

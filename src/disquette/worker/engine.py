@@ -283,7 +283,7 @@ class Engine:
         while buffer and len(state.running) < state.concurrency and not state.stopping:
             self._start(buffer.popleft())
         state.finished += 1
-        if len(buffer) <= state.buffer_target // 2 and not state.stopping:
+        if len(buffer) <= state.buffer_target // 2 and not (state.stopping or state.drained):
             state.fetch_flag.set_in_loop()
 
 

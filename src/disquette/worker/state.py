@@ -35,6 +35,7 @@ class EngineState:
         "changed",
         "client",
         "concurrency",
+        "drained",
         "fetch_flag",
         "finished",
         "flush_flag",
@@ -63,6 +64,10 @@ class EngineState:
         self.finished = 0
         #: Wakes the fetcher: room to claim into, or jobs were added.
         self.fetch_flag = AsyncSignal()
+        #: The last claim came back short: the queues had no more for now. A finished job
+        #: then does not wake the fetcher (a claim per job would find nothing); the sent
+        #: outcomes do (they may free a queue's concurrency slot), as do adds and the poll.
+        self.drained = False
         #: Set (from any thread) when the store announces a cancel request somewhere: the
         #: heartbeat then asks the store about every held job.
         self.cancel_flag = AsyncSignal()

@@ -44,7 +44,7 @@ class Worker:
     defaults to ``$DISQUETTE_QUEUES``, else the queues the handlers declared, else
     ``["default"]``; ``concurrency`` (jobs running at once) to ``$DISQUETTE_CONCURRENCY``,
     else 10. ``prefetch`` jobs are claimed ahead and buffered (default: about 0.1 s of
-    work at the pace jobs finish, at most 100).
+    work at the pace jobs finish, at most 250).
     ``queues`` may also be ``{name: weight}``; ``order`` says which queue each claim
     serves first: ``"strict"`` (leftmost first, as ``get``; the default without weights),
     ``"weighted"`` (the default with weights) or ``"round_robin"`` (see
