@@ -144,7 +144,10 @@ async def run_adds(server: Server, requests: list[AddRequest]) -> None:
         server.jobs_in.update(map(_queue_of, jobs))
         server.touch(set(map(_queue_of, jobs)))
         for group_jobs, pending in groups:
-            pending.settle(added(group_jobs))
+            if len(group_jobs) == 1:  # a client that waits for each reply: added(), inline
+                pending.settle(b"+%b\r\n" % group_jobs[0].id.encode())
+            else:
+                pending.settle(added(group_jobs))
 
 
 _queue_of: Final = operator.attrgetter("queue")
@@ -206,7 +209,6 @@ async def run_acks(server: Server, requests: list[AckRequest]) -> None:
 
 
 def added(jobs: list[Job]) -> bytes:
-    """ADDJOB's replies for added jobs, concatenated (ids are ASCII)."""
-    if len(jobs) == 1:  # a client that waits for each reply
-        return b"+%b\r\n" % jobs[0].id.encode()
+    """ADDJOB's replies for added jobs, concatenated (ids are ASCII). ``run_adds`` makes
+    one job's reply (a client that waits for each reply) without this call."""
     return "".join(["+" + job.id + "\r\n" for job in jobs]).encode()

@@ -229,6 +229,8 @@ class Session(asyncio.Protocol):
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
                     self._end_group()
+                if not pending:  # a plain ADDJOB changes nothing the loop's checks read
+                    return
             elif type(reply) is bytes or type(reply) is Pending:
                 if self._group:
                     self._end_group()
@@ -301,7 +303,16 @@ class Session(asyncio.Protocol):
         # reply ready now leaves at once, not through Server.write_soon.
         if self._pending or self._deferred is not None:
             self._pump()
-        elif self._transport is not None:
+        elif (transport := self._transport) is not None:
+            replies = self._replies
+            if len(replies) == 1 and not self._out:
+                # One settled reply and nothing queued (a client waiting for each reply):
+                # _write_ready's outcome without its loop and its two calls.
+                reply = replies[0]
+                if type(reply) is Pending and reply.reply is not None:
+                    replies.clear()
+                    self._send(transport, reply.reply)
+                    return
             self._write_ready(now=True)
 
     def _dispatch(self, command: Command | None, request: list[bytes]) -> Started:
@@ -362,9 +373,14 @@ class Session(asyncio.Protocol):
             out.clear()
             return
         data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._send(transport, data)
+
+    def _send(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Write ``data``; a client that does not read its replies is closed once they
+        pass ``max_output_bytes``."""
         transport.write(data)
         self.server.net_output_bytes += len(data)
-        out.clear()
         if transport.get_write_buffer_size() > self.limits.max_output_bytes:
             log.warning("closing a client that does not read its replies")
             transport.abort()
