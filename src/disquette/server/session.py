@@ -293,13 +293,18 @@ class Session(asyncio.Protocol):
     def _batch_done(self) -> None:
         # Called as the batch settles this reply, before it settles the ones after it: the
         # session goes on once the batch is over, to run and write all it settled at once.
+        # Resumed with the others after the batch (Server.resumes), or in the next loop
+        # iteration outside a batch.
         self._waiting = None
-        self.server.resume_soon(self)
+        resumes = self.server.resumes
+        resumes.append(self)
+        if len(resumes) == 1:
+            asyncio.get_running_loop().call_soon(self.server.after_batch)
 
     def resume(self) -> None:
-        """Go on once a batch settled a reply (``Server.resume_soon``): run the requests
+        """Go on once a batch settled a reply (``Server.resumes``): run the requests
         that may run now and write the replies that are ready."""
-        # Run once a batch is over (Server._after_batch), past this iteration's reads: a
+        # Run once a batch is over (Server.after_batch), past this iteration's reads: a
         # reply ready now leaves at once, not through Server.write_soon.
         if self._pending or self._deferred is not None:
             self._pump()
