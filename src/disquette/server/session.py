@@ -153,8 +153,13 @@ class Session(asyncio.Protocol):
         self._pumping = True
         try:
             self._run()
-            self._end_group()
             replies = self._replies
+            group = self._group
+            if group:  # _end_group(), inline: a call less per read of plain ADDJOBs
+                pending = Pending()
+                self.server.adds.push((group, pending))
+                self._group = []
+                replies.append(pending)
             if replies and self._transport is not None:
                 first = replies[0]
                 if type(first) is Pending and first.reply is None:
@@ -261,7 +266,8 @@ class Session(asyncio.Protocol):
             self._write_and_close(b"")
 
     def _end_group(self) -> None:
-        """Hand the plain ADDJOBs gathered so far to the server's next batch."""
+        """Hand the plain ADDJOBs gathered so far to the server's next batch (``_pump``
+        does this inline after a run: keep them alike)."""
         if self._group:
             reply = Pending()
             self.server.adds.push((self._group, reply))
