@@ -9,9 +9,8 @@ reply.
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Final
 
 import hiredis
@@ -233,31 +232,13 @@ _HEADER_DIGITS: Final = 5
 _MAX_KEPT: Final = 256 * 1024
 
 
-#: Every digit as "0", every other byte as it is (see :func:`_long_header`).
+#: Every digit as "0", every other byte as it is (see :meth:`RequestParser._long_header`).
 _DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
 
 
-@functools.lru_cache(maxsize=8)
-def _long_header(max_bulk: int) -> Callable[[bytes], bool]:
-    """Whether a read holds what may end a header the framer must see first: a line end
-    after as many digits as a header needs to declare too much (or a long bulk, whose body
-    the framer then skips without a search).
-
-    hiredis acts on a header line once its CRLF came, so looking at line ends is enough,
-    whatever the header's type (RESP3 sets and pushes make lists too) and whatever sits
-    before it (hiredis does not check the CRLF after a bulk). The digits are made one
-    byte (``translate``), then the digits and CRLF are one substring search: both run in
-    C over the read: a quarter of the instructions of a regular expression that looks
-    behind each line end.
-    """
-    needle = b"0" * min(_HEADER_DIGITS, len(str(max_bulk))) + b"\r\n"
-
-    def found(data: bytes) -> bool:
-        # find, not ``in``: bytes' ``in`` first tries its operand as an int, and the
-        # TypeError it makes and drops costs more than the search.
-        return data.translate(_DIGITS_AS_ZERO).find(needle) >= 0
-
-    return found
+def _long_header_needle(max_bulk: int) -> bytes:
+    """What :meth:`RequestParser._long_header` looks for, once the digits are zeros."""
+    return b"0" * min(_HEADER_DIGITS, len(str(max_bulk))) + b"\r\n"
 
 
 class RequestParser:
@@ -270,7 +251,7 @@ class RequestParser:
     hiredis acts on a header as soon as it reads it, so a header that declares too much
     (an array over :data:`MAX_ARGUMENTS` elements at any depth, a bulk string over
     ``max_argument_bytes``) must never reach it. One search per read
-    looks for the digits such a header needs (:func:`_long_header`); a read without them
+    looks for the digits such a header needs (:meth:`_long_header`); a read without them
     goes to hiredis as it is: that is the hot path. A read with them is followed by the
     :class:`_Framer` first: a header to refuse is refused before hiredis sees it, the
     requests before it still run. The framer's state is rebuilt only when needed, from the
@@ -284,7 +265,7 @@ class RequestParser:
         self._reader = hiredis.Reader()
         self._inline = bytearray()
         self._max_bulk = max_argument_bytes
-        self._long_header = _long_header(max_argument_bytes)
+        self._needle = _long_header_needle(max_argument_bytes)
         #: A header split over two reads has the digits searched for and its CRLF within
         #: this many bytes of the split.
         self._window = _HEADER_DIGITS + 2
@@ -314,9 +295,10 @@ class RequestParser:
                     self._feed_arrays(data, commands)
                 elif self._inline or data[0] != 0x2A:  # not "*"
                     self._feed_inline(data, commands)
-                elif not self._long_header(data):
+                elif data.translate(_DIGITS_AS_ZERO).find(self._needle) < 0:
                     # The hot path: what client libraries send, arrays of short strings,
                     # read from the start of a request (nothing kept, nothing followed).
+                    # (Not _long_header(data): its expression inline, a call less per read.)
                     self._reader.feed(data)
                     self._between = False
                     self._drain(commands, within_read=True)
@@ -330,6 +312,22 @@ class RequestParser:
                 self.error = exc
                 self._release()
         return commands
+
+    def _long_header(self, data: bytes) -> bool:
+        """Whether a read holds what may end a header the framer must see first: a line
+        end after as many digits as a header needs to declare too much (or a long bulk,
+        whose body the framer then skips without a search).
+
+        hiredis acts on a header line once its CRLF came, so looking at line ends is
+        enough, whatever the header's type (RESP3 sets and pushes make lists too) and
+        whatever sits before it (hiredis does not check the CRLF after a bulk). The digits
+        are made one byte (``translate``), then the digits and CRLF are one substring
+        search: both run in C over the read: a quarter of the instructions of a regular
+        expression that looks behind each line end.
+        """
+        # find, not ``in``: bytes' ``in`` first tries its operand as an int, and the
+        # TypeError it makes and drops costs more than the search.
+        return data.translate(_DIGITS_AS_ZERO).find(self._needle) >= 0
 
     def _release(self) -> None:
         """Forget what the refused request made us hold."""

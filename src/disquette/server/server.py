@@ -96,7 +96,7 @@ class Rates:
 
 
 class Resumable(Protocol):
-    """A session that goes on once a batch settled its replies (see ``resume_soon``)."""
+    """A session that goes on once a batch settled its replies (see ``Server.resumes``)."""
 
     def resume(self) -> None:
         """Run what may run now, and write what is ready."""
@@ -143,7 +143,12 @@ class Server:
         self.multiplexing_api = "asyncio"
         self._factories: dict[tuple[int, int], Callable[[], str]] = {}
         self._writers: list[Callable[[], None]] = []
-        self._resumes: list[Resumable] = []
+        #: Sessions whose replies a batch settled, resumed once it is over (by
+        #: :meth:`after_batch`, called after each batch or, outside one, in the next loop
+        #: iteration): a batch settles many replies of one session, and going on once, after
+        #: all of them, costs one pass over its requests and replies instead of one per
+        #: reply. Sessions append themselves (no call, no bound method per settled reply).
+        self.resumes: list[Resumable] = []
         #: Queue names already checked, by their bytes (ADDJOB's fast path).
         self.queues_checked: dict[bytes, str] = {}
         self._default_id = job_id_factory(DEFAULT_TTL, DEFAULT_RETRY, node.prefix)
@@ -161,11 +166,11 @@ class Server:
         #: Plain ADDJOBs (no MAXLEN, no REPLICATE): their replies, concatenated, once
         #: committed. Concurrent ADDJOBs of every connection share one store transaction
         #: (one commit, one fsync, up to ``max_batch`` jobs): what makes SQLite fast here.
-        self.adds = Gathered[AddRequest](partial(run_adds, self), self._after_batch)
+        self.adds = Gathered[AddRequest](partial(run_adds, self), self.after_batch)
         #: GETJOBs: up to COUNT jobs each with the next batched claim (GETJOB's order).
-        self.claims = Gathered[ClaimRequest](partial(run_claims, self), self._after_batch)
+        self.claims = Gathered[ClaimRequest](partial(run_claims, self), self.after_batch)
         #: ACKJOBs: each ``Pending`` gets how many of its jobs became done.
-        self.acks = Gathered[AckRequest](partial(run_acks, self), self._after_batch)
+        self.acks = Gathered[AckRequest](partial(run_acks, self), self.after_batch)
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024
@@ -236,21 +241,10 @@ class Server:
         for write in writers:
             write()
 
-    def resume_soon(self, session: Resumable) -> None:
-        """Resume ``session`` (one whose reply was settled) once the batch running now is
-        over, or in the next loop iteration outside a batch.
-
-        A batch settles many replies of one session: going on once, after all of them,
-        costs one pass over its requests and replies instead of one per reply. (The
-        session, not a bound method of it: no object made per settled reply.)
-        """
-        self._resumes.append(session)
-        if len(self._resumes) == 1:
-            asyncio.get_running_loop().call_soon(self._after_batch)
-
-    def _after_batch(self) -> None:
-        while self._resumes:
-            sessions, self._resumes = self._resumes, []
+    def after_batch(self) -> None:
+        """Resume the sessions a batch settled replies of, then write what they queued."""
+        while self.resumes:
+            sessions, self.resumes = self.resumes, []
             for session in sessions:
                 session.resume()
         self._write_all()

@@ -153,8 +153,13 @@ class Session(asyncio.Protocol):
         self._pumping = True
         try:
             self._run()
-            self._end_group()
             replies = self._replies
+            group = self._group
+            if group:  # _end_group(), inline: a call less per read of plain ADDJOBs
+                pending = Pending()
+                self.server.adds.push((group, pending))
+                self._group = []
+                replies.append(pending)
             if replies and self._transport is not None:
                 first = replies[0]
                 if type(first) is Pending and first.reply is None:
@@ -229,6 +234,8 @@ class Session(asyncio.Protocol):
                 self._group.append(reply)
                 if len(self._group) >= _MAX_GROUP:
                     self._end_group()
+                if not pending:  # a plain ADDJOB changes nothing the loop's checks read
+                    return
             elif type(reply) is bytes or type(reply) is Pending:
                 if self._group:
                     self._end_group()
@@ -259,7 +266,8 @@ class Session(asyncio.Protocol):
             self._write_and_close(b"")
 
     def _end_group(self) -> None:
-        """Hand the plain ADDJOBs gathered so far to the server's next batch."""
+        """Hand the plain ADDJOBs gathered so far to the server's next batch (``_pump``
+        does this inline after a run: keep them alike)."""
         if self._group:
             reply = Pending()
             self.server.adds.push((self._group, reply))
@@ -291,17 +299,31 @@ class Session(asyncio.Protocol):
     def _batch_done(self) -> None:
         # Called as the batch settles this reply, before it settles the ones after it: the
         # session goes on once the batch is over, to run and write all it settled at once.
+        # Resumed with the others after the batch (Server.resumes), or in the next loop
+        # iteration outside a batch.
         self._waiting = None
-        self.server.resume_soon(self)
+        resumes = self.server.resumes
+        resumes.append(self)
+        if len(resumes) == 1:
+            asyncio.get_running_loop().call_soon(self.server.after_batch)
 
     def resume(self) -> None:
-        """Go on once a batch settled a reply (``Server.resume_soon``): run the requests
+        """Go on once a batch settled a reply (``Server.resumes``): run the requests
         that may run now and write the replies that are ready."""
-        # Run once a batch is over (Server._after_batch), past this iteration's reads: a
+        # Run once a batch is over (Server.after_batch), past this iteration's reads: a
         # reply ready now leaves at once, not through Server.write_soon.
         if self._pending or self._deferred is not None:
             self._pump()
-        elif self._transport is not None:
+        elif (transport := self._transport) is not None:
+            replies = self._replies
+            if len(replies) == 1 and not self._out:
+                # One settled reply and nothing queued (a client waiting for each reply):
+                # _write_ready's outcome without its loop and its two calls.
+                reply = replies[0]
+                if type(reply) is Pending and reply.reply is not None:
+                    replies.clear()
+                    self._send(transport, reply.reply)
+                    return
             self._write_ready(now=True)
 
     def _dispatch(self, command: Command | None, request: list[bytes]) -> Started:
@@ -362,9 +384,14 @@ class Session(asyncio.Protocol):
             out.clear()
             return
         data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._send(transport, data)
+
+    def _send(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Write ``data``; a client that does not read its replies is closed once they
+        pass ``max_output_bytes``."""
         transport.write(data)
         self.server.net_output_bytes += len(data)
-        out.clear()
         if transport.get_write_buffer_size() > self.limits.max_output_bytes:
             log.warning("closing a client that does not read its replies")
             transport.abort()

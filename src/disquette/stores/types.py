@@ -153,7 +153,10 @@ class Delivery(NamedTuple):
     @classmethod
     def of(cls, job: Job) -> Delivery:
         """The delivery of a claimed job."""
-        return cls(job.id, job.queue, job.raw_body, job.nacks, job.additional_deliveries)
+        # tuple.__new__, not cls(...): a named tuple's __new__ is a Python call per job.
+        return tuple.__new__(
+            cls, (job.id, job.queue, job.raw_body, job.nacks, job.additional_deliveries)
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
