@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any, Final
 
 from ...errors import StoreError
@@ -52,7 +53,7 @@ def ack_batch(
     if conn.execute(_QUIET[drop], params).rowcount == len(ids):
         conn.execute("RELEASE acks")
         expiry = DROPPED if drop else None
-        return [(job_id, expiry) for job_id in ids], drop
+        return list(zip(ids, repeat(expiry))), drop
     conn.execute("ROLLBACK TO acks")
     conn.execute("RELEASE acks")
     acked = conn.execute(_ACK_MANY_DROP if drop else ACK_MANY, params).fetchall()

@@ -9,9 +9,10 @@ ephemeral table (and loads every old column for it), and its rows come in no par
 order, so they had to carry the sort key too (callgrind, ``claim_deliveries`` of 50 jobs:
 48.5k -> 41.1k instructions per job, four columns fewer included).
 
-Each column read costs sqlite3 about 940 instructions, so a kind reads only what it needs:
-a :class:`~disquette.job.Job` needs the whole row; the Disque server's GETJOB needs five
-columns and the lease's end.
+Each column read costs sqlite3 about 940 instructions (a GIL release and two calls under
+the connection's mutex), so a kind reads only what it needs: a :class:`~disquette.job.Job`
+needs the whole row; the Disque server's GETJOB needs four columns (the queue is the
+claim's own) and the lease's end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable
 from functools import partial
+from itertools import repeat
 from typing import Any, Final, Generic, TypeVar
 
 from ...errors import StoreError
@@ -42,21 +44,21 @@ _AFTER_CLAIM: Final = {
 class ClaimRows(Generic[T]):
     """A kind of claim: its statements, where its rows hold the lease's end (and, for a
     kind whose jobs' acks the store remembers, ``seq`` and ``result_ttl``), and what the
-    claim makes of its rows.
+    claim makes of its rows (and of the queue they were claimed from).
 
     ``one``: ``UPDATE ... RETURNING`` the kind's columns, by holder or none (``NULL`` in
     the text). ``select``: the rows a claim of several would take, in delivery order,
     read as the claim leaves them; ``update``: that claim, without ``RETURNING``.
     """
 
-    __slots__ = ("lease", "make", "one", "select", "seq", "ttl", "update")
+    __slots__ = ("lease", "leases", "make", "one", "select", "seq", "ttl", "update")
 
     def __init__(
         self,
         columns: str,
         lease: int,
         memo: tuple[int, int] | None,
-        make: Callable[[list[Any]], Iterable[T]],
+        make: Callable[[list[Any], str], Iterable[T]],
     ) -> None:
         self.one = {
             anonymous: _returning(CLAIMS[True, anonymous], columns) for anonymous in (False, True)
@@ -64,6 +66,8 @@ class ClaimRows(Generic[T]):
         self.update = {anonymous: _quiet(CLAIMS[False, anonymous]) for anonymous in (False, True)}
         self.select = _select(CLAIMS[False, False], columns)
         self.lease = lease
+        #: What reads a row's lease end (``lease``), in C.
+        self.leases = operator.itemgetter(lease)
         self.seq, self.ttl = memo if memo is not None else (-1, -1)
         self.make = make
 
@@ -124,15 +128,21 @@ _check_after_claim(CLAIMS[False, False])
 #: ``claim``: whole jobs, from rows of :data:`~disquette.stores._sql.COLUMNS` (lease_until
 #: 18, result_ttl 12).
 JOBS: Final[ClaimRows[Job]] = ClaimRows(
-    f"{COLUMNS}, {DEPENDENCY_COLUMNS}", 18, (SEQ, 12), partial(map, row_to_job)
+    f"{COLUMNS}, {DEPENDENCY_COLUMNS}", 18, (SEQ, 12), lambda rows, _: map(row_to_job, rows)
 )
 
-#: ``claim_deliveries``: rows of ``claim_deliveries_columns``, a Delivery's five fields
-#: first, each made in C (no Python-level ``__new__`` per row). Their acks are by id (the
-#: Disque server's ACKJOB): nothing to remember.
+_new_delivery: Final = partial(tuple.__new__, Delivery)
+
+
+def _deliveries(rows: list[Any], queue: str) -> Iterable[Delivery]:
+    """Deliveries from rows of ``claim_deliveries_columns`` claimed from ``queue``, each
+    made in C (transposed, the queue put in, no Python-level ``__new__`` per row)."""
+    ids, bodies, nacks, additional, _ = zip(*rows, strict=True)
+    return map(_new_delivery, zip(ids, repeat(queue), bodies, nacks, additional))
+
+
+#: ``claim_deliveries``: rows of ``claim_deliveries_columns`` (lease_until 4). Their acks
+#: are by id (the Disque server's ACKJOB): nothing to remember.
 DELIVERIES: Final[ClaimRows[Delivery]] = ClaimRows(
-    _block_text(QUERIES["claim_deliveries_columns"]),
-    5,
-    None,
-    lambda rows: map(partial(tuple.__new__, Delivery), map(operator.itemgetter(slice(5)), rows)),
+    _block_text(QUERIES["claim_deliveries_columns"]), 4, None, _deliveries
 )

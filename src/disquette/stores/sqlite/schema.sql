@@ -556,9 +556,9 @@ RETURNING {columns}, {dependency_columns};
 
 -- name: claim_deliveries_columns
 -- What claim_deliveries reads of each job the claim statements lease (see claims.py): the
--- Delivery (GETJOB's reply) and the lease's end (the store's next due change). Each
--- column read costs: a whole row is 30.
-id, queue, body, nacks, additional_deliveries, lease_until;
+-- Delivery (GETJOB's reply) but its queue (the claim's), and the lease's end (the store's
+-- next due change). Each column read costs: a whole row is 30.
+id, body, nacks, additional_deliveries, lease_until;
 
 -- name: limited_queue_among
 SELECT 1 FROM queue_limits WHERE queue IN (SELECT value FROM json_each(?1)) LIMIT 1;

@@ -10,6 +10,7 @@ nothing is due, so idle waiters cost next to nothing.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 import time
 from collections import Counter
@@ -224,7 +225,6 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
         if len(known) > _MAX_CLAIMED:  # jobs claimed here and acked elsewhere, forgotten
             known.clear()
         anonymous = holder is None
-        lease_at, remembered, seq_at, ttl_at = read.lease, read.remembered, read.seq, read.ttl
         for queue in candidates:
             wanted = count - len(claimed)
             params = {"now": now, "queue": queue, "count": wanted, "holder": holder}
@@ -239,19 +239,30 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 busy.add(queue)
             if not rows:
                 continue
-            for row in rows:  # the leases taken: when they run out is our next due change
-                lease = row[lease_at]
-                if lease is not None and lease < self._due_at:
-                    self._due_at = lease
-                if remembered:
-                    known[row[0]] = (row[seq_at], row[ttl_at])
-            claimed.extend(read.make(rows))
+            self._leased(rows, read)
+            claimed.extend(read.make(rows, queue))
             if len(claimed) >= count:
                 break
         # Unless a limit held jobs back: those come out as time passes, no write says so.
         if not claimed and not (candidates and any_limited(conn, candidates)):
             self._idle.add(queues)
         return claimed
+
+    def _leased(self, rows: list[Any], read: ClaimRows[T]) -> None:
+        """After a claim of ``rows``: when their leases run out is our next due change; the
+        ``seq`` and ``result_ttl`` of each are remembered if ``read`` says so."""
+        if read.remembered:
+            known, lease_at, seq_at, ttl_at = self._claimed, read.lease, read.seq, read.ttl
+            for row in rows:
+                lease = row[lease_at]
+                if lease is not None and lease < self._due_at:
+                    self._due_at = lease
+                known[row[0]] = (row[seq_at], row[ttl_at])
+            return
+        # The earliest, found in C (None: a job without a lease; a lease is never 0).
+        lease = min(filter(None, map(read.leases, rows)), default=_NEVER)
+        if lease < self._due_at:
+            self._due_at = lease
 
     def _claim_many(
         self,
@@ -379,14 +390,20 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
         if not rows:
             return []
         known = self._claimed
-        for job_id, expiry in rows:  # each done job's result is kept until then
-            claimed = known.pop(job_id, None)
-            if expiry is None:  # its result_ttl from now: known if claimed here
-                expiry = _UNKNOWN if claimed is None else now + claimed[1]
+        if known:
+            for job_id, expiry in rows:  # each done job's result is kept until then
+                claimed = known.pop(job_id, None)
+                if expiry is None:  # its result_ttl from now: known if claimed here
+                    expiry = _UNKNOWN if claimed is None else now + claimed[1]
+                if expiry < self._due_at:
+                    self._due_at = expiry
+        else:  # none claimed here (the Disque server's deliveries): the same, in C
+            expiries = list(map(_EXPIRY, rows))
+            expiry = _UNKNOWN if None in expiries else min(expiries)
             if expiry < self._due_at:
                 self._due_at = expiry
         self._announce(_DONE)
-        return [row[0] for row in rows]
+        return list(map(_ID, rows))
 
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
@@ -619,6 +636,11 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
 
 #: The channel an ack announces (waiters of ``wait``).
 _DONE: Final = (DONE_CHANNEL,)
+#: An acked row's id and new expiry (see ``_acked``).
+_ID: Final = operator.itemgetter(0)
+_EXPIRY: Final = operator.itemgetter(1)
+#: The earliest lease of claimed jobs none of which has one.
+_NEVER: Final = float("inf")
 #: The most claimed jobs known for their ack (see ``_ack_claimed``); past it they are
 #: forgotten (their acks then find the row by id and read the new expiry back).
 _MAX_CLAIMED: Final = 10_000
