@@ -172,15 +172,13 @@ class AsyncClient(ClientOptions, AsyncClientAdmin, AsyncClientFlows):
         :meth:`add_chain` and :meth:`add_group`. Stores without dependencies (``disque://``)
         raise :class:`~disquette.errors.NotSupported`.
         """
-        ids = await self.add_many(
-            [body],
-            queue,
-            headers=headers,
-            connection=connection,
-            depends_on=depends_on,
-            on_dependency_failure=on_dependency_failure,
+        # _add itself, not add_many: the one-by-one add's hot path (a call with keywords
+        # and a list of ids fewer).
+        jobs, existing = await self._add(
+            (body,), queue, connection, headers, depends_on, on_dependency_failure
         )
-        return ids[0]
+        job_id = jobs[0].id
+        return existing.get(job_id, job_id) if existing else job_id
 
     async def add_many(
         self,

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
+import socket
 import threading
+import time
+from pathlib import Path
 
 import pytest
+from redis.exceptions import DataError
 
 from disquette import JobState, connect
-from disquette.errors import QueuePaused
+from disquette.errors import QueuePaused, StoreUnavailable
 from disquette.job import Options
+from disquette.stores.redis.held import KERNEL_TIMEOUTS
 from disquette.stores.redis.scripts import SCRIPTS
-from tests.servers.redis import fresh_prefix, session_url, with_prefix
+from tests.servers.redis import RedisServer, fresh_prefix, session_url, with_prefix
 
 
 def _url(**options: str) -> str:
@@ -32,6 +38,57 @@ def test_a_connection_the_server_closed_is_replaced_without_the_retrying_path() 
         assert int(killed) >= 1
         jobs.add("after", "q")
         assert [job.body for job in jobs.peek("q", 10)] == ["before", "after"]
+
+
+@pytest.mark.skipif(not KERNEL_TIMEOUTS, reason="no kernel socket timeouts here")
+def test_a_held_socket_keeps_its_timeout_in_the_kernel_and_a_stalled_redis_times_out(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "stalled").start()
+    url = with_prefix(server.url, "t") + "&socket_timeout=0.3&retry_for=0"
+    try:
+        with connect(url) as jobs:
+            jobs.add("before", "q")
+            slot = jobs.store.runner._commands._local.slot  # type: ignore[attr-defined]
+            sock = slot.connection._sock
+            assert sock.gettimeout() is None  # blocking: no poll before each send/receive
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) != bytes(16)
+            assert server.process is not None
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable) as stalled:
+                    jobs.add("stalled", "q")
+                # One receive's timeout (0.3 s): not retried at once on another connection.
+                assert time.monotonic() - started < 2.5
+                assert "Timeout" in str(stalled.value)
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            jobs.add("after", "q")  # a new connection, in step
+            assert jobs.qlen("q") >= 2
+            # Given back usable, a connection has CPython's timeout again.
+            slot = jobs.store.runner._commands._local.slot  # type: ignore[attr-defined]
+            connection = slot.connection
+            slot.give_back(True)
+            assert connection._sock.gettimeout() == 0.3
+            assert connection._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == bytes(
+                16
+            )
+    finally:
+        server.stop()
+
+
+def test_held_commands_are_packed_as_redis_py_packs_them() -> None:
+    with connect(_url()) as jobs:
+        commands = jobs.store.runner._commands  # type: ignore[attr-defined]
+        assert commands.execute("ECHO", 1733470000.123456789) == b"1733470000.1234567"
+        assert commands.execute("ECHO", 2**70) == str(2**70).encode()
+        assert commands.execute("ECHO", "é") == "é".encode()
+        assert commands.execute_many([("ECHO", 1), ("ECHO", 0.1)]) == [b"1", b"0.1"]
+        with pytest.raises(DataError):
+            commands.execute("ECHO", True)  # redis-py refuses a bool too
+        assert commands.execute("CLIENT SETNAME", "held") is True  # split as redis-py does
+        assert commands.execute("CLIENT", "GETNAME") == b"held"
 
 
 def test_a_thread_that_ends_gives_its_connection_back() -> None:
