@@ -252,6 +252,13 @@ def fresh_url(tmp_path: Path | None = None, **parameters: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}{query}"
 
 
+def split_url(url: str) -> tuple[str, str]:
+    """(libpq URL, schema) of a store URL made by :func:`fresh_url`."""
+    base, _, query = url.partition("?")
+    params = dict(pair.split("=", 1) for pair in query.split("&"))
+    return base, params["schema"]
+
+
 def conformance_url(tmp_path: Path) -> str:
     """The URL of a fresh, empty PostgreSQL store (used by tests/conformance)."""
     return fresh_url(tmp_path)

@@ -17,7 +17,7 @@ from disquette.stores._sql import STATE_CODES
 from disquette.stores.postgres.statements import migrations as postgres_migrations
 from disquette.stores.sqlite import store as sqlite_module
 from disquette.stores.sqlite.store import QUERIES
-from tests.servers.postgres import fresh_url
+from tests.servers.postgres import fresh_url, split_url
 
 #: Issue 13's migration (cancellation and progress, unique keys, headers), per store.
 SQLITE_VERSION = 4
@@ -92,12 +92,6 @@ def _schedules_work(jobs: Client) -> None:
     assert [(info.name, info.paused) for info in jobs.schedules()] == [("s", True)]
 
 
-def _split(url: str) -> tuple[str, str]:
-    base, _, query = url.partition("?")
-    params = dict(pair.split("=", 1) for pair in query.split("&"))
-    return base, params["schema"]
-
-
 #: The columns the previous version read, and its claim as it ran it (binary, prepared).
 _OLD_COLUMNS = (
     "id, queue, body, encoding, type, priority, state, created_at, run_at, retry_after, "
@@ -112,7 +106,7 @@ def test_postgres_upgrade_keeps_every_job_and_the_previous_versions_claim(
     from disquette.stores.postgres import statements as module
 
     url = fresh_url(migrate="false")
-    base, schema = _split(url)
+    base, schema = split_url(url)
     previous = module.migrations()[: POSTGRES_VERSION - 1]
     monkeypatch.setattr(module, "migrations", lambda: previous)
     old_claim = (
@@ -217,7 +211,7 @@ def test_postgres_upgrade_to_6_keeps_jobs_and_the_previous_versions_claim(
     from disquette.stores.postgres import statements as module
 
     url = fresh_url(migrate="false")
-    base, schema = _split(url)
+    base, schema = split_url(url)
     previous = module.migrations()[:5]
     monkeypatch.setattr(module, "migrations", lambda: previous)
     old_claim = _CLAIM_JOBS.format(schema=schema)

@@ -40,6 +40,7 @@ from tests.servers.postgres import (
     free_port,
     fresh_url,
     session_database_url,
+    split_url,
     with_database,
 )
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
@@ -69,13 +70,6 @@ def scalar(cursor: psycopg.Cursor[Any]) -> Any:
     return row[0]
 
 
-def _split(url: str) -> tuple[str, str]:
-    """(libpq URL, schema) of a store URL made by ``fresh_url``."""
-    base, _, query = url.partition("?")
-    params = dict(pair.split("=", 1) for pair in query.split("&"))
-    return base, params["schema"]
-
-
 def _python(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code), *args]
 
@@ -89,7 +83,7 @@ def url() -> str:
 
 
 def test_add_inside_a_psycopg_transaction_appears_on_commit_only(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     with connect(url) as jobs, psycopg.connect(base) as conn:
         conn.execute("SELECT 1")  # the caller's transaction is open
         committed = jobs.add("kept", "q", connection=conn)
@@ -105,7 +99,7 @@ def test_add_inside_a_psycopg_transaction_appears_on_commit_only(url: str) -> No
 
 
 async def test_async_add_inside_a_psycopg_transaction(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     async with connect_async(url) as jobs:
         conn = await psycopg.AsyncConnection.connect(base)
         try:
@@ -118,7 +112,7 @@ async def test_async_add_inside_a_psycopg_transaction(url: str) -> None:
 
 
 def test_add_through_a_sqlalchemy_session_and_connection(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     engine = sqlalchemy.create_engine(base.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with connect(url) as jobs:
@@ -144,7 +138,7 @@ def test_add_through_a_sqlalchemy_session_and_connection(url: str) -> None:
 
 
 async def test_async_add_through_a_sqlalchemy_async_session(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     engine = create_async_engine(base.replace("postgresql://", "postgresql+psycopg://"))
     try:
         async with connect_async(url) as jobs:
@@ -177,7 +171,7 @@ WORKER = """
 
 
 def test_ack_in_the_callers_transaction_gives_exactly_once_effects(url: str) -> None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with connect(url) as jobs:
         job_id = jobs.retry_after(1).add("pay", "q")
         with psycopg.connect(base, autocommit=True) as conn:
@@ -200,7 +194,7 @@ def test_ack_in_the_callers_transaction_gives_exactly_once_effects(url: str) -> 
 
 
 def test_a_job_being_acked_in_an_open_transaction_is_not_redelivered(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     with connect(url) as jobs, psycopg.connect(base) as conn:
         jobs.retry_after(1).add("slow commit", "q")
         job = jobs.timeout(0).get("q")
@@ -225,7 +219,7 @@ WAITER = """
 def _listener_up(url: str, application_name: str, kind: int = 1, timeout: float = 20.0) -> int:
     """The pid of the waiter's LISTEN backend, once it registered its waiters of ``kind``
     (1: blocked gets, 3: waits on a job): from then on, the other processes NOTIFY it."""
-    base, schema = _split(url)
+    base, schema = split_url(url)
     deadline = time.monotonic() + timeout
     with psycopg.connect(base, autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -261,7 +255,7 @@ def test_a_blocked_get_is_woken_by_an_add_from_another_process(url: str) -> None
 
 
 def test_the_listener_reconnects_and_catches_up(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     name = f"waiter-{uuid.uuid4().hex[:8]}"
     waiter_url = f"{url}&poll_interval=60&application_name={name}"
     with connect(url) as jobs:
@@ -327,7 +321,7 @@ def _blocked_in_wait(url: str, application_name: str, timeout: float = 10.0) -> 
     """Return once the waiter listens for finished jobs and has read the job (still active):
     from then on, with a 60 s poll interval, only a wake-up can end its wait within the 10 s
     it allows."""
-    base, _ = _split(url)
+    base, _ = split_url(url)
     _listener_up(url, application_name, kind=3, timeout=timeout)  # a wait on one job
     deadline = time.monotonic() + timeout
     with psycopg.connect(base, autocommit=True) as conn:
@@ -353,7 +347,7 @@ def test_a_wait_is_woken_when_another_process_finishes_the_job(url: str, finish:
     """With a 60 s poll interval, only the NOTIFY sent with the ack (or the failure, or the
     delete) can end the other process's wait within the 10 s it allows. A waiter whose
     listener was already up for a blocked get starts listening for finished jobs too."""
-    base, _ = _split(url)
+    base, _ = split_url(url)
     name = f"waiter-{uuid.uuid4().hex[:8]}"
     waiter_url = f"{url}&poll_interval=60&application_name={name}"
     get_first = finish == "ack, the waiter got jobs first"
@@ -538,7 +532,7 @@ def test_replicate_waits_for_a_synchronous_standby_and_refuses_without_one() -> 
 
 
 def test_the_jobs_table_stays_small_under_churn(url: str) -> None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with (
         connect(f"{url}&vacuum_every=4000") as client,
         psycopg.connect(base, autocommit=True) as conn,
@@ -560,7 +554,7 @@ def test_the_jobs_table_stays_small_under_churn(url: str) -> None:
 
 
 def test_claim_and_maintenance_read_the_partial_indexes(url: str) -> None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
         for _ in range(20):
             jobs.add_many(range(1000), "q")
@@ -591,7 +585,7 @@ def test_claim_and_maintenance_read_the_partial_indexes(url: str) -> None:
 
 
 def test_migrations_are_versioned_and_can_be_left_to_the_operator(url: str) -> None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with connect(f"{url}&migrate=false") as jobs:
         with pytest.raises(StoreUnavailable, match="migrate"):
             jobs.qlen("q")
@@ -609,7 +603,7 @@ def test_migration_3_keeps_leased_jobs_and_the_previous_versions_claim(
     from disquette.stores.postgres import statements as module
 
     url = fresh_url(migrate="false")
-    base, schema = _split(url)
+    base, schema = split_url(url)
     previous = module.migrations()[:2]
     monkeypatch.setattr(module, "migrations", lambda: previous)
     # The previous version's claim, verbatim, as its store ran it (binary, prepared by
@@ -653,7 +647,7 @@ def test_migration_5_keeps_every_job_and_the_previous_versions_claim(
     from disquette.stores.postgres import statements as module
 
     url = fresh_url(migrate="false")
-    base, schema = _split(url)
+    base, schema = split_url(url)
     previous = module.migrations()[:4]
     monkeypatch.setattr(module, "migrations", lambda: previous)
     # The previous version's claim, as its store ran it (binary, prepared).
@@ -700,7 +694,7 @@ def test_migration_5_keeps_every_job_and_the_previous_versions_claim(
 
 
 def test_release_leases_leaves_a_job_an_old_version_process_claimed_since(url: str) -> None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
         job_id = jobs.add("x", "q")
         assert [job.id for job in jobs.store.claim(["q"], 1, holder="A")] == [job_id]
@@ -721,7 +715,7 @@ def test_release_leases_leaves_a_job_an_old_version_process_claimed_since(url: s
 def test_holder_rows_of_finished_deliveries_are_pruned(url: str) -> None:
     from disquette.stores.postgres import statements as module
 
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
         ids = jobs.add_many(["a", "b", "c"], "q")
         claimed = jobs.store.claim(["q"], 3, holder="A")
@@ -834,7 +828,7 @@ def test_a_refusal_is_not_retryable_and_an_outage_is() -> None:
 
 
 def test_a_busy_pool_is_told_apart_from_an_unreachable_server(url: str) -> None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with (
         connect(f"{url}&pool_max=1&reconnect_timeout=0") as jobs,
         psycopg.connect(base) as locker,
@@ -857,7 +851,7 @@ def test_a_busy_pool_is_told_apart_from_an_unreachable_server(url: str) -> None:
 
 
 def test_database_errors_are_store_errors(url: str) -> None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with connect(url) as jobs, psycopg.connect(base, autocommit=True) as conn:
         jobs.add("x", "q")
         conn.execute(f"ALTER TABLE {schema}.jobs ADD CHECK (length(body) < 100)")
@@ -873,7 +867,7 @@ def test_database_errors_are_store_errors(url: str) -> None:
 @pytest.fixture
 def lossy(url: str) -> Iterator[tuple[str, ReplyLosingProxy]]:
     """(the store URL through a proxy that can lose a reply, the proxy)."""
-    base, schema = _split(url)
+    base, schema = split_url(url)
     parts = urlsplit(base)
     proxy = ReplyLosingProxy(parts.port or 5432, "postgres")
     netloc = parts.netloc.rpartition("@")[0] + f"@127.0.0.1:{proxy.port}"
@@ -908,7 +902,7 @@ def test_an_add_run_again_while_its_job_is_being_acked_adds_nothing(
     url: str, lossy: tuple[str, ReplyLosingProxy]
 ) -> None:
     proxied, proxy = lossy
-    base, _ = _split(url)
+    base, _ = split_url(url)
     failures: list[BaseException] = []
     with (
         connect(proxied) as jobs,

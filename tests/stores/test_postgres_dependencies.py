@@ -16,19 +16,13 @@ import pytest
 from disquette import Client, JobState, ManualClock, connect
 from disquette.stores.postgres.statements import migrations
 from disquette.stores.types import dependency_error
-from tests.servers.postgres import fresh_url
+from tests.servers.postgres import fresh_url, split_url
 from tests.stores.test_postgres_hot import Listening
 
 
 @pytest.fixture
 def url() -> str:
     return fresh_url()
-
-
-def _split(url: str) -> tuple[str, str]:
-    base, _, query = url.partition("?")
-    params = dict(pair.split("=", 1) for pair in query.split("&"))
-    return base, params["schema"]
 
 
 def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -70,7 +64,7 @@ def _finish(thread: threading.Thread, outcome: list[Any]) -> Any:
 
 
 def test_an_ack_racing_the_add_of_a_child_waits_for_it_and_releases_it(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     with (
         connect(url) as jobs,
         psycopg.connect(base) as adding,
@@ -91,7 +85,7 @@ def test_an_ack_racing_the_add_of_a_child_waits_for_it_and_releases_it(url: str)
 
 
 def test_an_add_racing_the_ack_of_its_parent_waits_for_it_and_finds_it_done(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     with (
         connect(url) as jobs,
         psycopg.connect(base) as acking,
@@ -108,7 +102,7 @@ def test_an_add_racing_the_ack_of_its_parent_waits_for_it_and_finds_it_done(url:
 
 
 def test_two_parents_acked_at_once_release_their_child_once_both_are_done(url: str) -> None:
-    base, _ = _split(url)
+    base, _ = split_url(url)
     with (
         connect(url) as jobs,
         psycopg.connect(base) as acking,
@@ -204,7 +198,7 @@ def test_upgrade_to_9_keeps_jobs_and_the_previous_versions_claim(
     from disquette.stores.postgres import statements as module
 
     url = fresh_url(migrate="false")
-    base, schema = _split(url)
+    base, schema = split_url(url)
     previous = module.migrations()[:8]
     monkeypatch.setattr(module, "migrations", lambda: previous)
     old_claim = _OLD_CLAIM.format(schema=schema)

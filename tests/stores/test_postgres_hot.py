@@ -23,16 +23,10 @@ import pytest
 from disquette import Client, Job, ManualClock, connect
 from disquette.stores.postgres import listener as listener_module
 from disquette.stores.postgres.statements import channel_name
-from tests.servers.postgres import fresh_url
+from tests.servers.postgres import fresh_url, split_url
 
 #: Rows a call of the bounded maintenance changes per step (maintain_due's batch).
 BATCH = 1000
-
-
-def _split(url: str) -> tuple[str, str]:
-    base, _, query = url.partition("?")
-    params = dict(pair.split("=", 1) for pair in query.split("&"))
-    return base, params["schema"]
 
 
 @pytest.fixture
@@ -50,7 +44,7 @@ class Listening:
     """A LISTEN connection on the store's two channels, and a second one for markers."""
 
     def __init__(self, url: str) -> None:
-        self.base, self.schema = _split(url)
+        self.base, self.schema = split_url(url)
         self.ready = channel_name(self.schema)
         self.done = channel_name(self.schema, ".done")
         self._listen = psycopg.connect(self.base, autocommit=True)
@@ -271,7 +265,7 @@ def test_maintenance_applies_a_bounded_batch_per_call(url: str) -> None:
 def test_maintenance_is_applied_by_one_process_at_a_time(url: str) -> None:
     """While another process holds the maintenance lock (it is applying the same due
     changes), a claim goes on without waiting and without the job it would promote."""
-    base, schema = _split(url)
+    base, schema = split_url(url)
     clock = ManualClock(1e9)
     with connect(url, clock=clock) as jobs, psycopg.connect(base) as other:
         job_id = jobs.delay(10).add("later", "q")
@@ -283,7 +277,7 @@ def test_maintenance_is_applied_by_one_process_at_a_time(url: str) -> None:
 
 
 def _done_rows(url: str) -> int:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with psycopg.connect(base) as conn:
         row = conn.execute(f'SELECT count(*) FROM "{schema}".done').fetchone()
     assert row is not None

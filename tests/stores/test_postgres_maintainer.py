@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from disquette import ManualClock, connect, connect_async
-from tests.servers.postgres import fresh_url
+from tests.servers.postgres import fresh_url, split_url
 
 #: Rows one batch changes per step (maintain_batch's, as maintain_due's before it).
 BATCH = 1000
@@ -22,12 +22,6 @@ BATCH = 1000
 @pytest.fixture
 def url() -> str:
     return fresh_url()
-
-
-def _split(url: str) -> tuple[str, str]:
-    base, _, query = url.partition("?")
-    params = dict(pair.split("=", 1) for pair in query.split("&"))
-    return base, params["schema"]
 
 
 def _until(what: Callable[[], bool]) -> None:
@@ -39,14 +33,14 @@ def _until(what: Callable[[], bool]) -> None:
 
 
 def _scalar(url: str, statement: str) -> object:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with psycopg.connect(base, autocommit=True) as conn:
         row = conn.execute(statement.replace("{schema}", f'"{schema}"')).fetchone()
     return None if row is None else row[0]
 
 
 def _span(url: str) -> tuple[float, float] | None:
-    base, schema = _split(url)
+    base, schema = split_url(url)
     with psycopg.connect(base, autocommit=True) as conn:
         row = conn.execute(
             f'SELECT covered_from, covered_until FROM "{schema}".maintainer'
@@ -61,7 +55,7 @@ def _maintainer_threads() -> list[threading.Thread]:
 def test_a_claim_the_maintainer_covers_applies_nothing(url: str) -> None:
     """With a live maintainer's span over the claim's clock reading, the claim leaves the
     due jobs to it; past the span (the maintainer stopped renewing) it applies a batch."""
-    base, schema = _split(url)
+    base, schema = split_url(url)
     clock = ManualClock(1e9)  # on a manual clock the store runs no maintainer of its own
     with connect(url, clock=clock) as jobs:
         jobs.delay(10).add_many(["x"] * (BATCH + 5), "q")
