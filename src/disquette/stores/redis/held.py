@@ -200,6 +200,14 @@ class _Slot:
         #: Whether its commands are packed by hiredis alone (see :func:`_pack`).
         self.hiredis = _packs_utf8(connection)
 
+    def fail(self, error: BaseException) -> None:
+        """Give the connection back disconnected after ``error`` broke a command off (its
+        replies may be out of step); a kernel timeout that ran out is raised as redis-py's
+        ``TimeoutError``, as CPython's own timeout was (see :func:`_kernel_timeout`)."""
+        self.give_back(False)
+        if isinstance(error, RedisConnectionError) and _timed_out(error):
+            raise RedisTimeoutError("Timeout reading from or writing to socket") from error
+
     def give_back(self, usable: bool) -> None:
         """Return the connection to the pool (disconnected unless ``usable``)."""
         connection, self.connection = self.connection, None
@@ -262,13 +270,8 @@ class HeldCommands:
                 except ResponseError as error:
                     replies.append(error)
             return replies
-        except RedisConnectionError as error:
-            slot.give_back(False)
-            if _timed_out(error):
-                raise RedisTimeoutError("Timeout reading from or writing to socket") from error
-            raise
-        except BaseException:
-            slot.give_back(False)
+        except BaseException as error:
+            slot.fail(error)
             raise
 
     def close(self) -> None:
@@ -305,11 +308,6 @@ class HeldCommands:
             return plain.parse_response(connection, args[0])  # type: ignore[no-untyped-call,unused-ignore]
         except ResponseError:
             raise  # the server answered: the connection is in step, keep it
-        except RedisConnectionError as error:
-            slot.give_back(False)
-            if _timed_out(error):
-                raise RedisTimeoutError("Timeout reading from or writing to socket") from error
-            raise
-        except BaseException:
-            slot.give_back(False)
+        except BaseException as error:
+            slot.fail(error)
             raise
