@@ -31,6 +31,7 @@ from .types import (
     ScheduleInfo,
     Wakeups,
     WorkerInfo,
+    deliveries_of,
 )
 
 
@@ -130,7 +131,7 @@ class Store(abc.ABC):
         protocol takes (the server's GETJOB): the same jobs, in the same order, with the
         same leases. A store may read less than whole jobs for it; the default projects
         :meth:`claim`'s."""
-        return list(map(Delivery.of, self.claim(queues, count, holder=holder)))
+        return deliveries_of(self.claim(queues, count, holder=holder))
 
     def claim_blocking(
         self,

@@ -30,6 +30,7 @@ from .types import (
     ScheduleInfo,
     Wakeups,
     WorkerInfo,
+    deliveries_of,
 )
 
 
@@ -131,7 +132,7 @@ class AsyncStore(abc.ABC):
         protocol takes (the server's GETJOB): the same jobs, in the same order, with the
         same leases. A store may read less than whole jobs for it; the default projects
         :meth:`claim`'s."""
-        return list(map(Delivery.of, await self.claim(queues, count, holder=holder)))
+        return deliveries_of(await self.claim(queues, count, holder=holder))
 
     async def claim_blocking(
         self,

@@ -34,6 +34,7 @@ from ..types import (
     PAUSE_OUT,
     Delivery,
     EncodedResult,
+    deliveries_of,
     held_elsewhere,
     refuse_store_powers,
 )
@@ -197,7 +198,7 @@ class MemoryStore(MemoryObserve, MemoryAdmin, Store):
     ) -> list[Delivery]:
         """Lease ready jobs as :meth:`claim` does, returning of each what a delivery reads
         instead of a copy of the job; see :meth:`Store.claim_deliveries`."""
-        return self._claim(queues, count, holder, _deliveries)
+        return self._claim(queues, count, holder, deliveries_of)
 
     def _claim(
         self,
@@ -576,17 +577,6 @@ _queue_of = operator.attrgetter("queue")
 def _copies(jobs: list[Job]) -> list[Job]:
     """What ``claim`` returns of the jobs it leased: copies."""
     return [job.copy() for job in jobs]
-
-
-#: A job's fields a :class:`Delivery` holds, in its order (its names are Job's).
-_delivery_fields = operator.attrgetter(*Delivery._fields)
-
-
-def _deliveries(jobs: list[Job]) -> list[Delivery]:
-    """What ``claim_deliveries`` returns of the jobs it leased: ``Delivery.of`` each, made
-    in C (``Delivery.of`` and a named tuple's ``__new__`` are two Python calls per job)."""
-    new, fields = tuple.__new__, _delivery_fields
-    return [new(Delivery, fields(job)) for job in jobs]
 
 
 def open_memory_store(name: str, clock: Clock) -> MemoryStore:
