@@ -151,8 +151,7 @@ class ScriptRunner:
         """Run a script by SHA (loading it again after a SCRIPT FLUSH or a restart); its
         reply as is (``add1.lua``'s integer: see :meth:`run` for the others)."""
         script = SCRIPTS[name]
-        # script_argv, written out (a one-by-one add's hot path): one tuple for both tries.
-        numkeys_keys_argv = (len(keys), *keys, self.prefix, self._flag, self.clock.now(), *args)
+        numkeys_keys_argv = (len(keys), *keys, *self.script_argv(args))  # for both tries
         execute = self._commands.execute
         try:
             return self._retrying(execute, "EVALSHA", script.sha, *numkeys_keys_argv)
