@@ -295,11 +295,54 @@ def test_a_claim_receipt_lives_for_the_retry_window(tmp_path: Path) -> None:
         jobs.add("x", "q")
         store = jobs.store
         assert isinstance(store, RedisStore)
-        key = store.runner.queue_key("q", "r")
+        keys = store.claims._claim_keys(["q"], "receipt")
         args = ["receipt", 1, "", store.claims.receipt_ttl, "", "q"]
-        assert len(claimed_jobs(store.runner.run("claim", [key], args), ["q"])) == 1
-        ttl = _raw(url).ttl(store.runner.queue_key("q", "c:receipt"))
+        assert len(claimed_jobs(store.runner.run("claim", keys, args), ["q"])) == 1
+        ttl = _raw(url).ttl(store.runner.queue_key("q", "t:receipt"))
         assert 0 < ttl <= 3 + 5
+
+
+def test_a_blocked_claim_leaves_a_receipt_or_nothing_under_its_token(tmp_path: Path) -> None:
+    # The stamp a blocked get sets (600 s) is replaced by the receipt (retry_for + slack)
+    # when the claim leases, deleted when it does not: no key outlives the retry window.
+    url = conformance_url(tmp_path) + "&retry_for=3"
+    with connect(url) as jobs:
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        raw = _raw(url)
+        tokens = store.runner.queue_key("q", "t:*")
+        assert store.claims.claim_blocking(["q"], 10, 0.01) == []
+        assert raw.keys(tokens) == []
+        jobs.add("x", "q")
+        (job,) = store.claims.claim_blocking(["q"], 10, 5) or []
+        (receipt,) = raw.keys(tokens)
+        assert 0 < raw.ttl(receipt) <= 3 + 5
+        assert raw.get(receipt) == f"1:40:{job.id}".encode()
+
+
+def test_a_retried_blocked_claim_that_never_ran_claims_and_drops_its_stamp(
+    tmp_path: Path,
+) -> None:
+    # The blocked call's SET arrived, its BZPOPMIN and claim did not (the connection
+    # dropped): the retry, unstamped, finds the empty stamp, which is no receipt.
+    with connect(conformance_url(tmp_path)) as jobs:
+        store = jobs.store
+        assert isinstance(store, RedisStore)
+        raw = _raw(conformance_url(tmp_path))
+        for token, body in [("empty", None), ("full", "a")]:
+            keys = store.claims._claim_keys(["q"], token)
+            raw.set(keys[1], "", px=600_000)
+            if body is not None:
+                jobs.add(body, "q")
+            args = [token, 2, "", 60, "", "q"]
+            first = claimed_jobs(store.runner.run("claim", keys, args), ["q"])
+            again = claimed_jobs(store.runner.run("claim", keys, args), ["q"])
+            assert [job.body for job in first] == [job.body for job in again]
+            assert [job.body for job in first] == ([] if body is None else [body])
+            if body is None:
+                assert not raw.exists(keys[1])
+            else:
+                assert 0 < raw.ttl(keys[1]) <= 60
 
 
 def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) -> None:
@@ -559,10 +602,10 @@ def test_a_retried_claim_returns_the_jobs_it_leased(tmp_path: Path) -> None:
         jobs.add_many(["a", "b", "c"], "q")
         store = jobs.store
         assert isinstance(store, RedisStore)
-        key = store.runner.queue_key("q", "r")
+        keys = store.claims._claim_keys(["q"], "receipt")
         args = ["receipt", 2, "", 60, "", "q"]
-        first = claimed_jobs(store.runner.run("claim", [key], args), ["q"])
-        again = claimed_jobs(store.runner.run("claim", [key], args), ["q"])
+        first = claimed_jobs(store.runner.run("claim", keys, args), ["q"])
+        again = claimed_jobs(store.runner.run("claim", keys, args), ["q"])
         assert [job.body for job in again] == [job.body for job in first] == ["a", "b"]
         assert [job.attempts for job in again] == [1, 1]
         assert jobs.qlen("q") == 1

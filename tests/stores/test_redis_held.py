@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from redis.exceptions import DataError
+from redis.exceptions import DataError, ResponseError
 
 from disquette import JobState, connect
 from disquette.errors import QueuePaused, StoreUnavailable
@@ -89,6 +89,22 @@ def test_held_commands_are_packed_as_redis_py_packs_them() -> None:
             commands.execute("ECHO", True)  # redis-py refuses a bool too
         assert commands.execute("CLIENT SETNAME", "held") is True  # split as redis-py does
         assert commands.execute("CLIENT", "GETNAME") == b"held"
+
+
+def test_commands_written_at_once_come_back_as_the_server_sent_them() -> None:
+    # No redis-py reply callback (SET's would be True, BZPOPMIN's a tuple with a float):
+    # a blocked get reads only its script's reply, and skips the parsing.
+    with connect(_url()) as jobs:
+        commands = jobs.store.runner._commands  # type: ignore[attr-defined]
+        key = fresh_prefix() + ":z"
+        string = key + "s"
+        replies = commands.execute_many(
+            [("SET", string, "v"), ("ZADD", key, 1.5, "m"), ("BZPOPMIN", key, 1), ("LPOP", string)]
+        )
+        assert replies[:2] == [b"OK", 1]
+        assert isinstance(replies[2], list)  # redis-py makes a tuple of it
+        assert replies[2][:2] == [key.encode(), b"m"]
+        assert isinstance(replies[3], ResponseError)  # WRONGTYPE: in the list, not raised
 
 
 def test_a_thread_that_ends_gives_its_connection_back() -> None:

@@ -185,7 +185,8 @@ class Claims:
         return [receipt, count, holder or "", self.receipt_ttl, "1" if stamped else "", *names]
 
     def _claim_keys(self, names: Sequence[str], receipt: str) -> list[str]:
-        """claim.lua's keys: the first queue's ready set, and the blocked get's stamp."""
+        """claim.lua's keys: the first queue's ready set, and the key of the call's token
+        (a blocked get's stamp, then the receipt of what the call leased)."""
         return [
             self.runner.queue_key(names[0], "r"),
             self.runner.queue_key(names[0], "t:" + receipt),
