@@ -32,6 +32,7 @@ from disquette.errors import (
 )
 from disquette.job import new_job_id
 from disquette.stores.redis.admin import STATS_CHUNK
+from disquette.stores.redis.claims import ClaimTokens
 from disquette.stores.redis.codec import claimed_jobs, queue_base
 from disquette.stores.redis.store import RedisStore
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
@@ -343,6 +344,22 @@ def test_a_retried_blocked_claim_that_never_ran_claims_and_drops_its_stamp(
                 assert not raw.exists(keys[1])
             else:
                 assert 0 < raw.ttl(keys[1]) <= 60
+
+
+def test_claim_tokens_differ_in_a_forked_child() -> None:
+    tokens = ClaimTokens()
+    assert len({tokens.next() for _ in range(1000)}) == 1000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next token, to the parent
+        os.write(write, tokens.next().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert child
+    assert child != tokens.next()  # without the new prefix: the same token
 
 
 def test_the_conformance_suite_passes_on_a_three_master_cluster(tmp_path: Path) -> None:

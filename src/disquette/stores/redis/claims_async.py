@@ -16,6 +16,7 @@ with the same receipt, which returns what the first one leased if it ran.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -49,6 +50,30 @@ DUE_CACHE_SIZE: Final = 10_000
 #: drops the connection (the watchdog: a connection left blocked on a server that lost it
 #: in a reconnect would otherwise never answer).
 BLOCK_MARGIN: Final = 2.0
+
+
+class ClaimTokens:
+    """Claim tokens (see ``claim.lua``), unique while their receipts live: this process's
+    random prefix, drawn again in a forked child, then a counter. ``os.urandom`` made one
+    system call per claim, two per blocked get of an idle worker."""
+
+    def __init__(self) -> None:
+        self.renew()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        """A new prefix and counter (a forked child must not repeat its parent's tokens)."""
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        """A token no other claim of any process is using."""
+        return f"{self._prefix}{next(self._count):x}"
+
+
+#: The tokens of every store of this process.
+CLAIM_TOKENS: Final = ClaimTokens()
 
 
 class AsyncClaims:
@@ -184,8 +209,14 @@ class AsyncClaims:
         self, names: Sequence[str], count: int, holder: str | None, *, stamped: bool
     ) -> list[Any]:
         """claim.lua's arguments (see its header); the receipt comes first."""
-        receipt = os.urandom(8).hex()
-        return [receipt, count, holder or "", self.receipt_ttl, "1" if stamped else "", *names]
+        return [
+            CLAIM_TOKENS.next(),
+            count,
+            holder or "",
+            self.receipt_ttl,
+            "1" if stamped else "",
+            *names,
+        ]
 
     def _claim_keys(self, names: Sequence[str], receipt: str) -> list[str]:
         """claim.lua's keys: the first queue's ready set, and the key of the call's token
