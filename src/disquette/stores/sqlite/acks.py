@@ -72,17 +72,21 @@ def ack_statements(
     results: Sequence[EncodedResult] | None,
     attempts: Sequence[int | None] | None,
     now: float,
+    *,
+    batch: bool = False,
 ) -> list[tuple[str, Any]]:
     """The statements (with parameters) that ack these jobs: for a batch without results,
-    one per delivery number, no per-row round trips; else one per job."""
-    if len(job_ids) == 1:  # one call per job: the usual ack
+    one per delivery number, no per-row round trips; else one per job. ``batch``: one job
+    without a result is acked as a batch is (by :func:`ack_batch`, in the caller's
+    transaction), not by the statement of one call per job."""
+    if len(job_ids) == 1 and not (batch and results is None):  # the usual ack: one per call
         raw, code = results[0] if results else NO_RESULT
         attempt = attempts[0] if attempts else None
         params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
         params["attempts"] = attempt
         return [(QUERIES["ack"], params)]
     deliveries = attempts or [None] * len(job_ids)
-    if results is None and len(job_ids) > 1:
+    if results is None and job_ids:
         if deliveries.count(deliveries[0]) == len(deliveries):
             groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
         else:
