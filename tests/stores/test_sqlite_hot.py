@@ -169,6 +169,33 @@ def test_ack_and_claim_rolls_back_both_on_an_error(tmp_path: Path) -> None:
         assert jobs.qlen("q") == 1
 
 
+def test_ack_and_claim_deliveries_is_one_transaction(tmp_path: Path) -> None:
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.result_ttl(0).add_many(["a", "b", "c", "d", "e"], "q")
+        store = _store(jobs)
+        before = store.claim_deliveries(["q"], 1)[0]
+        # The first batch of acks learns that these jobs are kept for no time (ack_batch).
+        (first,) = store.ack_and_claim_deliveries([before.id], ["q"], 1)[1]
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        done, claimed = store.ack_and_claim_deliveries([first.id], ["q"], 2)
+        store._conn.set_trace_callback(None)
+        assert (done, [delivery.raw_body for delivery in claimed]) == ([first.id], [b"c", b"d"])
+        statements = [text for i, text in enumerate(statements) if statements[i - 1] != text]
+        verbs = [_verb(text) for text in statements]
+        # One id is acked as a batch is: kept for no time, it is deleted in the ack.
+        assert [verb for verb in verbs if verb not in ("PRAGMA", "SELECT")] == [
+            "BEGIN",
+            "SAVEPOINT",
+            "DELETE",  # the ack
+            "RELEASE",
+            "UPDATE",  # the claim
+            "COMMIT",
+        ]
+        assert store.show(first.id) is None  # deleted with its ack
+
+
 def _verb(statement: str) -> str:
     """A statement's first word, after its comments."""
     lines = (line.strip() for line in statement.splitlines())
