@@ -4,6 +4,7 @@ wake-ups between processes."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 from disquette import JobState, ManualClock, connect
 from disquette.errors import StoreError, StoreUnavailable
 from disquette.stores.sqlite import database, peers
+from disquette.stores.sqlite.acks import json_ids
 from disquette.stores.sqlite.peers import PeerWakeups
 from disquette.stores.sqlite.store import SqliteStore
 
@@ -194,6 +196,21 @@ def test_ack_and_claim_deliveries_is_one_transaction(tmp_path: Path) -> None:
             "COMMIT",
         ]
         assert store.show(first.id) is None  # deleted with its ack
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        *([], [""], ["a"], ["D-00000000-AAAA/+=-0001", "b"], ['a","b'], ['"', ""]),
+        *(["a\\b"], ["é"], ["a\nb", "c"], ["\x7f"], ["a]"]),
+    ],
+)
+def test_acked_ids_reach_json_each_as_they_are(tmp_path: Path, ids: list[str]) -> None:
+    raw = sqlite3.connect(tmp_path / "ids.db")
+    assert json.loads(json_ids(ids)) == ids
+    rows = raw.execute("SELECT value FROM json_each(?)", (json_ids(ids),)).fetchall()
+    assert [row[0] for row in rows] == ids
+    raw.close()
 
 
 def _verb(statement: str) -> str:
