@@ -153,6 +153,7 @@ def test_ack_and_claim_is_one_transaction(tmp_path: Path) -> None:
             "BEGIN",
             "UPDATE",  # the ack
             "UPDATE",  # the claim
+            "UPDATE",  # its tokens (an anonymous claim of several: see spend_tokens)
             "COMMIT",
         ]
         assert jobs.show(first).state is JobState.DONE
@@ -193,6 +194,7 @@ def test_ack_and_claim_deliveries_is_one_transaction(tmp_path: Path) -> None:
             "DELETE",  # the ack
             "RELEASE",
             "UPDATE",  # the claim
+            "UPDATE",  # its tokens
             "COMMIT",
         ]
         assert store.show(first.id) is None  # deleted with its ack
@@ -286,10 +288,11 @@ def test_a_claim_of_several_reads_then_claims_in_one_transaction(tmp_path: Path)
         store._conn.set_trace_callback(None)
         assert ([job.body for job in claimed], delivered) == (["urgent", "a", "b"], [])
         verbs = [_verb(text) for i, text in enumerate(statements) if statements[i - 1] != text]
-        assert verbs[verbs.index("BEGIN") :][:4] == [
+        assert verbs[verbs.index("BEGIN") :][:5] == [
             "BEGIN",
             "SELECT",  # the rows, as the claim leaves them
             "UPDATE",  # the claim, without RETURNING
+            "UPDATE",  # its tokens, at once (anonymous: see spend_tokens)
             "COMMIT",
         ]
         assert all("RETURNING" not in text for text in statements)
@@ -301,6 +304,50 @@ def test_a_claim_of_several_reads_then_claims_in_one_transaction(tmp_path: Path)
                 shown.attempts,
                 shown.lease_until,
             )
+
+
+@pytest.mark.parametrize("holder", [None, "host:1"])
+def test_a_claim_of_several_spends_a_token_per_job_with_or_without_a_holder(
+    tmp_path: Path, holder: str | None
+) -> None:
+    clock = ManualClock()
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as jobs:
+        jobs.add_many([str(i) for i in range(10)], "rated")
+        jobs.set_limits("rated", rate=(5, 10.0))
+        store = _store(jobs)
+        assert len(store.claim(["rated"], 3, holder=holder)) == 3
+        assert len(store.claim_deliveries(["rated"], 3, holder=holder)) == 2  # 5 tokens
+        clock.advance(4)  # two tokens more
+        assert len(store.claim_deliveries(["rated"], 9, holder=holder)) == 2
+        assert store.claim(["rated"], 9, holder=holder) == []
+        assert store._conn is not None
+        tokens = store._conn.execute("SELECT tokens FROM queue_limits").fetchone()[0]
+        assert tokens == pytest.approx(0.0)
+
+
+def test_a_version_7_file_gets_the_token_trigger_every_claim_fires(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with connect(f"sqlite:///{path}") as jobs:
+        jobs.set_limits("rated", rate=(5, 3600.0))
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("DROP TRIGGER queue_limits_spend")  # back to version 7's trigger
+    old = database.QUERIES["migrate_limits"]
+    raw.execute(old[old.index("CREATE TRIGGER") : old.index("END;") + 4])
+    raw.execute("PRAGMA user_version = 7")
+    raw.close()
+    with connect(f"sqlite:///{path}") as jobs:
+        jobs.add_many(["a", "b", "c"], "rated")
+        store = _store(jobs)
+        assert store._conn is not None
+        # A claim as a process of version 7 makes it (holder_attempts set): it spends.
+        claim = database.CLAIMS[True, False]
+        params = {"now": store.clock.now(), "queue": "rated", "count": 1, "holder": None}
+        assert len(store._conn.execute(claim, params).fetchall()) == 1
+        tokens = store._conn.execute("SELECT tokens FROM queue_limits").fetchone()[0]
+        assert tokens == pytest.approx(4.0)
+        assert len(store.claim_deliveries(["rated"], 2)) == 2
+        tokens = store._conn.execute("SELECT tokens FROM queue_limits").fetchone()[0]
+        assert tokens == pytest.approx(2.0)
 
 
 def test_a_batch_ack_that_acks_fewer_finds_out_which(tmp_path: Path) -> None:

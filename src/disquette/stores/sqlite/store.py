@@ -281,6 +281,9 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
             rows = conn.execute(read.select, params).fetchall()
             if rows and conn.execute(read.update[anonymous], params).rowcount != len(rows):
                 raise StoreError("SQLite", "a claim took other jobs than it read")
+            if rows and anonymous:  # its claim fired no token trigger (see CLAIMS)
+                spent = {"queue": params["queue"], "now": params["now"], "claimed": len(rows)}
+                conn.execute(QUERIES["spend_tokens"], spent)
         return rows
 
     def _holding(self, conn: sqlite3.Connection, queues: tuple[str, ...]) -> list[str]:
