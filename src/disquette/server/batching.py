@@ -226,7 +226,8 @@ _queue_of: Final = operator.attrgetter("queue")
 async def run_settles(server: Server, acks: list[AckRequest], claims: list[ClaimRequest]) -> None:
     """The ACKJOBs and GETJOBs of a batch: the acks first, then the claims; in one store
     call (``ack_and_claim_deliveries``) when the claims are all on one queue (a worker's
-    GETJOBs), else as :func:`run_acks` and :func:`run_claims` do."""
+    GETJOBs), else one store call for the acks (:func:`run_acks`) and a claim per run of
+    GETJOBs on the same queues."""
     claim_runs = runs(claims)
     if not (acks and len(claim_runs) == 1 and len(claim_runs[0][0]) == 1):
         if acks:
@@ -241,7 +242,9 @@ async def run_settles(server: Server, acks: list[AckRequest], claims: list[Claim
     try:
         done_ids, jobs = await server.store.ack_and_claim_deliveries(ids, queues, sum(counts))
     except Exception as exc:
-        # Nothing is known to be done: each ACKJOB and GETJOB gets the error.
+        # Each ACKJOB and GETJOB gets the error. A store that does both in one transaction
+        # did neither; after the default's two calls the acks may stand, and their ACKJOBs
+        # learn no more than from a lost reply (acked again, they count 0).
         _acks_failed(acks, exc)
         for *_, then in run:
             then(exc)
@@ -250,15 +253,10 @@ async def run_settles(server: Server, acks: list[AckRequest], claims: list[Claim
     await _hand_out(server, run, split(jobs, counts))
 
 
-async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
-    """Lease the jobs of a batch of GETJOBs (a blocking one that gets none then blocks)."""
-    # A run of consecutive GETJOBs on the same queues shares one claim per queue; each
-    # gets the jobs it would have got had they run one after the other.
-    for queues, run in runs(requests):
-        await _run_claim(server, queues, run)
-
-
 async def _run_claim(server: Server, queues: tuple[str, ...], run: list[ClaimRequest]) -> None:
+    """Lease the jobs of a run of GETJOBs on the same queues (one claim per queue); each
+    gets the jobs it would have got had they run one after the other (a blocking one that
+    gets none then blocks)."""
     _note_blocking(server, queues, run)
     try:
         counts = [request[1] for request in run]
