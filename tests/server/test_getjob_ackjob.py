@@ -170,6 +170,28 @@ def test_acked_jobs_kept_for_no_time_go_at_once_the_others_stay_done(
         store.close()
 
 
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_acks_and_getjobs_of_one_loop_iteration_settle_together(
+    start_server: Callable[..., ServerProcess], tmp_path: Path, store: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cycle.db'}" if store == "sqlite" else "memory://"
+    server = start_server(url, "--result-ttl", "0")
+    acking, getting, sleeping = (Wire(server.port) for _ in range(3))
+    added = [acking.call("ADDJOB", "cycle", body, "0")[1:-2] for body in "abcd"]
+    assert _ids(acking.call("GETJOB", "NOHANG", "COUNT", "2", "FROM", "cycle")) == added[:2]
+    # The loop sleeps while an ACKJOB and a GETJOB arrive: both run in its next iteration,
+    # one store call (one transaction on SQLite) for the two.
+    sleeping.send(encode("DEBUG", "SLEEP", "0.3"))
+    acking.send(encode("ACKJOB", *added[:2]))
+    getting.send(encode("GETJOB", "TIMEOUT", "1000", "COUNT", "5", "FROM", "cycle"))
+    assert sleeping.read() == b"+OK\r\n"
+    assert acking.read() == b":2\r\n"
+    assert _ids(getting.read()) == added[2:]
+    # The first two were acked (gone): only the two just got are acked now.
+    assert acking.call("ACKJOB", *added) == b":2\r\n"
+    assert acking.call("QLEN", "cycle") == b":0\r\n"
+
+
 def test_a_pipeline_mixing_kinds_runs_in_request_order(
     start_server: Callable[..., ServerProcess],
 ) -> None:

@@ -4,6 +4,7 @@ wake-ups between processes."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 from disquette import JobState, ManualClock, connect
 from disquette.errors import StoreError, StoreUnavailable
 from disquette.stores.sqlite import database, peers
+from disquette.stores.sqlite.acks import json_ids
 from disquette.stores.sqlite.peers import PeerWakeups
 from disquette.stores.sqlite.store import SqliteStore
 
@@ -151,6 +153,7 @@ def test_ack_and_claim_is_one_transaction(tmp_path: Path) -> None:
             "BEGIN",
             "UPDATE",  # the ack
             "UPDATE",  # the claim
+            "UPDATE",  # its tokens (an anonymous claim of several: see spend_tokens)
             "COMMIT",
         ]
         assert jobs.show(first).state is JobState.DONE
@@ -167,6 +170,49 @@ def test_ack_and_claim_rolls_back_both_on_an_error(tmp_path: Path) -> None:
             store.ack_and_claim([first.id], [result], ["q"], 1)  # type: ignore[list-item]
         assert jobs.show(first).state is JobState.ACTIVE
         assert jobs.qlen("q") == 1
+
+
+def test_ack_and_claim_deliveries_is_one_transaction(tmp_path: Path) -> None:
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.result_ttl(0).add_many(["a", "b", "c", "d", "e"], "q")
+        store = _store(jobs)
+        before = store.claim_deliveries(["q"], 1)[0]
+        # The first batch of acks learns that these jobs are kept for no time (ack_batch).
+        (first,) = store.ack_and_claim_deliveries([before.id], ["q"], 1)[1]
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        done, claimed = store.ack_and_claim_deliveries([first.id], ["q"], 2)
+        store._conn.set_trace_callback(None)
+        assert (done, [delivery.raw_body for delivery in claimed]) == ([first.id], [b"c", b"d"])
+        statements = [text for i, text in enumerate(statements) if statements[i - 1] != text]
+        verbs = [_verb(text) for text in statements]
+        # One id is acked as a batch is: kept for no time, it is deleted in the ack.
+        assert [verb for verb in verbs if verb not in ("PRAGMA", "SELECT")] == [
+            "BEGIN",
+            "SAVEPOINT",
+            "DELETE",  # the ack
+            "RELEASE",
+            "UPDATE",  # the claim
+            "UPDATE",  # its tokens
+            "COMMIT",
+        ]
+        assert store.show(first.id) is None  # deleted with its ack
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        *([], [""], ["a"], ["D-00000000-AAAA/+=-0001", "b"], ['a","b'], ['"', ""]),
+        *(["a\\b"], ["é"], ["a\nb", "c"], ["\x7f"], ["a]"]),
+    ],
+)
+def test_acked_ids_reach_json_each_as_they_are(tmp_path: Path, ids: list[str]) -> None:
+    raw = sqlite3.connect(tmp_path / "ids.db")
+    assert json.loads(json_ids(ids)) == ids
+    rows = raw.execute("SELECT value FROM json_each(?)", (json_ids(ids),)).fetchall()
+    assert [row[0] for row in rows] == ids
+    raw.close()
 
 
 def _verb(statement: str) -> str:
@@ -242,10 +288,11 @@ def test_a_claim_of_several_reads_then_claims_in_one_transaction(tmp_path: Path)
         store._conn.set_trace_callback(None)
         assert ([job.body for job in claimed], delivered) == (["urgent", "a", "b"], [])
         verbs = [_verb(text) for i, text in enumerate(statements) if statements[i - 1] != text]
-        assert verbs[verbs.index("BEGIN") :][:4] == [
+        assert verbs[verbs.index("BEGIN") :][:5] == [
             "BEGIN",
             "SELECT",  # the rows, as the claim leaves them
             "UPDATE",  # the claim, without RETURNING
+            "UPDATE",  # its tokens, at once (anonymous: see spend_tokens)
             "COMMIT",
         ]
         assert all("RETURNING" not in text for text in statements)
@@ -257,6 +304,50 @@ def test_a_claim_of_several_reads_then_claims_in_one_transaction(tmp_path: Path)
                 shown.attempts,
                 shown.lease_until,
             )
+
+
+@pytest.mark.parametrize("holder", [None, "host:1"])
+def test_a_claim_of_several_spends_a_token_per_job_with_or_without_a_holder(
+    tmp_path: Path, holder: str | None
+) -> None:
+    clock = ManualClock()
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as jobs:
+        jobs.add_many([str(i) for i in range(10)], "rated")
+        jobs.set_limits("rated", rate=(5, 10.0))
+        store = _store(jobs)
+        assert len(store.claim(["rated"], 3, holder=holder)) == 3
+        assert len(store.claim_deliveries(["rated"], 3, holder=holder)) == 2  # 5 tokens
+        clock.advance(4)  # two tokens more
+        assert len(store.claim_deliveries(["rated"], 9, holder=holder)) == 2
+        assert store.claim(["rated"], 9, holder=holder) == []
+        assert store._conn is not None
+        tokens = store._conn.execute("SELECT tokens FROM queue_limits").fetchone()[0]
+        assert tokens == pytest.approx(0.0)
+
+
+def test_a_version_7_file_gets_the_token_trigger_every_claim_fires(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with connect(f"sqlite:///{path}") as jobs:
+        jobs.set_limits("rated", rate=(5, 3600.0))
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("DROP TRIGGER queue_limits_spend")  # back to version 7's trigger
+    old = database.QUERIES["migrate_limits"]
+    raw.execute(old[old.index("CREATE TRIGGER") : old.index("END;") + 4])
+    raw.execute("PRAGMA user_version = 7")
+    raw.close()
+    with connect(f"sqlite:///{path}") as jobs:
+        jobs.add_many(["a", "b", "c"], "rated")
+        store = _store(jobs)
+        assert store._conn is not None
+        # A claim as a process of version 7 makes it (holder_attempts set): it spends.
+        claim = database.CLAIMS[True, False]
+        params = {"now": store.clock.now(), "queue": "rated", "count": 1, "holder": None}
+        assert len(store._conn.execute(claim, params).fetchall()) == 1
+        tokens = store._conn.execute("SELECT tokens FROM queue_limits").fetchone()[0]
+        assert tokens == pytest.approx(4.0)
+        assert len(store.claim_deliveries(["rated"], 2)) == 2
+        tokens = store._conn.execute("SELECT tokens FROM queue_limits").fetchone()[0]
+        assert tokens == pytest.approx(2.0)
 
 
 def test_a_batch_ack_that_acks_fewer_finds_out_which(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from ..errors import StoreUnavailable
 from ..job import Job
 from ..stores.types import Delivery
 from .eager import start
-from .planner import claim_in_order, runs
+from .planner import claim_in_order, runs, split
 from .protocol import integer, refusal
 
 if TYPE_CHECKING:
@@ -102,6 +102,65 @@ class Gathered(Generic[R]):
             self._task = None
 
 
+class Settling:
+    """ACKJOBs and GETJOBs from every connection, run together once per loop iteration:
+    both kinds of a batch share one store call when the store can take them so
+    (:func:`run_settles`: SQLite commits the acks and the claim at once), as a worker
+    that finished jobs acks them and claims the next ones in one call. ``acks`` and
+    ``claims`` take the requests of each kind."""
+
+    def __init__(
+        self,
+        run: Callable[[list[AckRequest], list[ClaimRequest]], Awaitable[None]],
+        after: Callable[[], object],
+    ) -> None:
+        self._run = run
+        self._after = after
+        self.acks = _Lane[AckRequest](self)
+        self.claims = _Lane[ClaimRequest](self)
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Run the requests pushed with the next batch."""
+        if self._running:
+            return
+        self._running = True
+        asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        task = start(self._drain())
+        if task is not None:
+            self._task = task  # a reference: the loop keeps tasks weakly
+
+    async def _drain(self) -> None:
+        acks, claims = self.acks, self.claims
+        try:
+            while acks.queue or claims.queue:
+                ack_batch, acks.queue = acks.queue, []
+                claim_batch, claims.queue = claims.queue, []
+                await self._run(ack_batch, claim_batch)
+                self._after()
+        finally:
+            self._running = False
+            self._task = None
+
+
+class _Lane(Generic[R]):
+    """The requests of one kind a :class:`Settling` runs with its next batch."""
+
+    __slots__ = ("_owner", "queue")
+
+    def __init__(self, owner: Settling) -> None:
+        self._owner = owner
+        self.queue: list[R] = []
+
+    def push(self, request: R) -> None:
+        """Run ``request`` with the next batch."""
+        self.queue.append(request)
+        self._owner.wake()
+
+
 #: Where a gathered request's outcome goes (its result, or the store's error); it answers
 #: whether anybody took it (a blocked GETJOB whose client left takes no jobs).
 Then = Callable[[T | Exception], bool]
@@ -164,45 +223,93 @@ _jobs_of: Final = operator.itemgetter(0)
 _queue_of: Final = operator.attrgetter("queue")
 
 
-async def run_claims(server: Server, requests: list[ClaimRequest]) -> None:
-    """Lease the jobs of a batch of GETJOBs (a blocking one that gets none then blocks)."""
-    # A run of consecutive GETJOBs on the same queues shares one claim per queue; each
-    # gets the jobs it would have got had they run one after the other.
-    for queues, run in runs(requests):
-        # As in Disque, a GETJOB that may block creates its queues: noted once per run.
-        for _, _, blocking, _ in run:
-            if blocking:
-                server.touch(queues)
-                break
-        try:
-            counts = [request[1] for request in run]
-            shares = await claim_in_order(server.store, queues, counts, server.give_back)
-        except Exception as exc:
-            for *_, then in run:
-                then(exc)
-            continue
-        unwanted = [
-            job
-            for (*_, then), jobs in zip(run, shares, strict=True)
-            if not then(jobs)
-            for job in jobs
-        ]
-        if unwanted:  # their clients left: back to the queue at once
-            await server.give_back(unwanted)
+async def run_settles(server: Server, acks: list[AckRequest], claims: list[ClaimRequest]) -> None:
+    """The ACKJOBs and GETJOBs of a batch: the acks first, then the claims; in one store
+    call (``ack_and_claim_deliveries``) when the claims are all on one queue (a worker's
+    GETJOBs), else one store call for the acks (:func:`run_acks`) and a claim per run of
+    GETJOBs on the same queues."""
+    claim_runs = runs(claims)
+    if not (acks and len(claim_runs) == 1 and len(claim_runs[0][0]) == 1):
+        if acks:
+            await run_acks(server, acks)
+        for queues, run in claim_runs:
+            await _run_claim(server, queues, run)
+        return
+    queues, run = claim_runs[0]
+    _note_blocking(server, queues, run)
+    ids = _ids_of(acks)
+    counts = [request[1] for request in run]
+    try:
+        done_ids, jobs = await server.store.ack_and_claim_deliveries(ids, queues, sum(counts))
+    except Exception as exc:
+        # Each ACKJOB and GETJOB gets the error. A store that does both in one transaction
+        # did neither; after the default's two calls the acks may stand, and their ACKJOBs
+        # learn no more than from a lost reply (acked again, they count 0).
+        _acks_failed(acks, exc)
+        for *_, then in run:
+            then(exc)
+        return
+    _settle_acks(acks, ids, done_ids)
+    await _hand_out(server, run, split(jobs, counts))
+
+
+async def _run_claim(server: Server, queues: tuple[str, ...], run: list[ClaimRequest]) -> None:
+    """Lease the jobs of a run of GETJOBs on the same queues (one claim per queue); each
+    gets the jobs it would have got had they run one after the other (a blocking one that
+    gets none then blocks)."""
+    _note_blocking(server, queues, run)
+    try:
+        counts = [request[1] for request in run]
+        shares = await claim_in_order(server.store, queues, counts, server.give_back)
+    except Exception as exc:
+        for *_, then in run:
+            then(exc)
+        return
+    await _hand_out(server, run, shares)
+
+
+def _note_blocking(server: Server, queues: tuple[str, ...], run: list[ClaimRequest]) -> None:
+    """As in Disque, a GETJOB that may block creates its queues: noted once per run."""
+    for _, _, blocking, _ in run:
+        if blocking:
+            server.touch(queues)
+            return
+
+
+async def _hand_out(server: Server, run: list[ClaimRequest], shares: list[list[Delivery]]) -> None:
+    """Each request of ``run`` gets its share; jobs whose client left go back at once."""
+    unwanted = [
+        job for (*_, then), jobs in zip(run, shares, strict=True) if not then(jobs) for job in jobs
+    ]
+    if unwanted:
+        await server.give_back(unwanted)
 
 
 async def run_acks(server: Server, requests: list[AckRequest]) -> None:
     """Ack the ids of a batch of ACKJOBs in one store call; each gets its own count (a
     reply whose client left is not settled)."""
-    ids = [job_id for job_ids, _ in requests for job_id in job_ids]
+    ids = _ids_of(requests)
     try:
         done_ids = await server.store.ack(ids)
     except Exception as exc:
-        error = refusal(exc)
-        for _, pending in requests:
-            if not pending.abandoned:
-                pending.settle(error)
+        _acks_failed(requests, exc)
         return
+    _settle_acks(requests, ids, done_ids)
+
+
+def _ids_of(requests: list[AckRequest]) -> list[str]:
+    return [job_id for job_ids, _ in requests for job_id in job_ids]
+
+
+def _acks_failed(requests: list[AckRequest], exc: Exception) -> None:
+    error = refusal(exc)
+    for _, pending in requests:
+        if not pending.abandoned:
+            pending.settle(error)
+
+
+def _settle_acks(requests: list[AckRequest], ids: list[str], done_ids: list[str]) -> None:
+    """Each ACKJOB's reply: how many of its ids are among ``done_ids`` (of ``ids``)."""
     if len(done_ids) == len(ids):  # the usual batch: every id acked, none twice
         for job_ids, pending in requests:
             if not pending.abandoned:

@@ -82,6 +82,16 @@ def deal(queues: Sequence[str], claimed: dict[str, int], wanted: Sequence[int]) 
     return shares
 
 
+def split(jobs: list[Delivery], counts: Sequence[int]) -> list[list[Delivery]]:
+    """Jobs claimed from one queue for requests asking ``counts`` jobs each, in turn."""
+    shares: list[list[Delivery]] = []
+    at = 0
+    for count in counts:
+        shares.append(jobs[at : at + count])
+        at += count
+    return shares
+
+
 async def claim_in_order(
     store: AsyncStore,
     queues: Sequence[str],
@@ -100,13 +110,8 @@ async def claim_in_order(
     for nobody (on a failure) go to ``give_back``.
     """
     if len(queues) == 1:
-        jobs = await store.claim_deliveries(queues, sum(counts))
-        shares, at = [], 0
-        for count in counts:
-            shares.append(jobs[at : at + count])
-            at += count
-        return shares
-    shares = [[] for _ in counts]
+        return split(await store.claim_deliveries(queues, sum(counts)), counts)
+    shares: list[list[Delivery]] = [[] for _ in counts]
     wanted = list(counts)
     distinct = list(dict.fromkeys(queues))
     exhausted: set[str] = set()

@@ -22,13 +22,11 @@ from ..job import Encoding, Job, JobState, job_id_factory, new_job
 from ..stores.store_async import AsyncStore
 from ..stores.types import Delivery
 from .batching import (
-    AckRequest,
     AddRequest,
-    ClaimRequest,
     Gathered,
-    run_acks,
+    Settling,
     run_adds,
-    run_claims,
+    run_settles,
 )
 from .node import Node
 from .protocol import refusal
@@ -167,10 +165,13 @@ class Server:
         #: committed. Concurrent ADDJOBs of every connection share one store transaction
         #: (one commit, one fsync, up to ``max_batch`` jobs): what makes SQLite fast here.
         self.adds = Gathered[AddRequest](partial(run_adds, self), self.after_batch)
-        #: GETJOBs: up to COUNT jobs each with the next batched claim (GETJOB's order).
-        self.claims = Gathered[ClaimRequest](partial(run_claims, self), self.after_batch)
+        # ACKJOBs and GETJOBs: one batch for both kinds, one store call when it can be
+        # (SQLite: one commit instead of two per loop iteration).
+        settling = Settling(partial(run_settles, self), self.after_batch)
         #: ACKJOBs: each ``Pending`` gets how many of its jobs became done.
-        self.acks = Gathered[AckRequest](partial(run_acks, self), self.after_batch)
+        self.acks = settling.acks
+        #: GETJOBs: up to COUNT jobs each with the next batched claim (GETJOB's order).
+        self.claims = settling.claims
         #: Per queue, when this node first and last saw it used (QSTAT's age and idle).
         self.queue_times: dict[str, list[float]] = {}
         self._prune_at = 1024

@@ -134,6 +134,20 @@ class SyncStoreAdapter(AsyncStore):
         both = functools.partial(self.inner.ack_and_claim, attempts=attempts, holder=holder)
         return await self._call(both, job_ids, results, queues, count)
 
+    async def ack_and_claim_deliveries(
+        self,
+        job_ids: Sequence[str],
+        queues: Sequence[str],
+        count: int,
+        *,
+        holder: str | None = None,
+    ) -> tuple[list[str], list[Delivery]]:
+        """See :meth:`AsyncStore.ack_and_claim_deliveries`."""
+        both = self.inner.ack_and_claim_deliveries
+        if holder is None:
+            return await self._call(both, job_ids, queues, count)
+        return await self._call(functools.partial(both, holder=holder), job_ids, queues, count)
+
     async def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None
     ) -> dict[str, str]:

@@ -211,6 +211,26 @@ class Store(abc.ABC):
         done = self.ack(job_ids, results, attempts=attempts)
         return done, self.claim(queues, count, holder=holder)
 
+    def ack_and_claim_deliveries(
+        self,
+        job_ids: Sequence[str],
+        queues: Sequence[str],
+        count: int,
+        *,
+        holder: str | None = None,
+    ) -> tuple[list[str], list[Delivery]]:
+        """:meth:`ack` these jobs by id (no results), then :meth:`claim_deliveries` up to
+        ``count`` more: what the Disque server's ACKJOBs and GETJOBs gathered in one loop
+        iteration need; returns what each returns.
+
+        The default makes the two calls (should the claim fail, the acks stand). A store
+        that overrides it does both in one transaction, all or nothing (SQLite: one commit
+        instead of two). The acks take effect even when the claim finds nothing; the claim
+        sees the acks done.
+        """
+        done = self.ack(job_ids)
+        return done, self.claim_deliveries(queues, count, holder=holder)
+
     @abc.abstractmethod
     def nack(
         self, job_ids: Sequence[str], *, attempts: Sequence[int | None] | None = None

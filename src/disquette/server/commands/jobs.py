@@ -294,7 +294,7 @@ def start_getjob(session: Session, args: list[bytes]) -> bytes | Pending:
         return NULL_ARRAY
     pending = Pending()
     # A partial, not a closure: made for every GETJOB, it costs half as much.
-    # A blocking GETJOB notes its queues as used (see Server.touch, run_claims).
+    # A blocking GETJOB notes its queues as used (see Server.touch, run_settles).
     session.server.claims.push(
         (queues, request.count, not request.nohang, partial(_got_jobs, session, request, pending))
     )

@@ -59,7 +59,7 @@ def ack_batch(
     acked = conn.execute(_ACK_MANY_DROP if drop else ACK_MANY, params).fetchall()
     if len(acked) < len(ids):
         done = {row[0] for row in acked}
-        rest = {**params, "ids": json.dumps([i for i in ids if i not in done])}
+        rest = {**params, "ids": json_ids([i for i in ids if i not in done])}
         more = conn.execute(ACK_MANY if drop else _ACK_MANY_DROP, rest).fetchall()
         if len(more) > len(acked):
             drop = not drop
@@ -67,22 +67,43 @@ def ack_batch(
     return acked, drop
 
 
+def json_ids(ids: list[str]) -> str:
+    """``json.dumps(ids)`` for ``json_each``: ids of ASCII without a control character, a
+    quote or a backslash (Disque's, ours) need no escaping, so they are joined as they
+    are (a third of the encoder's time); any other id goes the long way."""
+    joined = '","'.join(ids)
+    if joined.isascii():
+        raw = joined.encode()
+        # What needs escaping, found in C: none but the separators' quotes (two per gap).
+        if len(raw.translate(None, _ESCAPED)) == len(raw) - 2 * (len(ids) - 1):
+            return '["' + joined + '"]'
+    return json.dumps(ids)
+
+
+#: The ASCII characters a JSON string holds escaped: controls, the quote, the backslash.
+_ESCAPED: Final = bytes(range(32)) + b'"\\'
+
+
 def ack_statements(
     job_ids: Sequence[str],
     results: Sequence[EncodedResult] | None,
     attempts: Sequence[int | None] | None,
     now: float,
+    *,
+    batch: bool = False,
 ) -> list[tuple[str, Any]]:
     """The statements (with parameters) that ack these jobs: for a batch without results,
-    one per delivery number, no per-row round trips; else one per job."""
-    if len(job_ids) == 1:  # one call per job: the usual ack
+    one per delivery number, no per-row round trips; else one per job. ``batch``: one job
+    without a result is acked as a batch is (by :func:`ack_batch`, in the caller's
+    transaction), not by the statement of one call per job."""
+    if len(job_ids) == 1 and not (batch and results is None):  # the usual ack: one per call
         raw, code = results[0] if results else NO_RESULT
         attempt = attempts[0] if attempts else None
         params = {"id": job_ids[0], "result": raw, "encoding": int(code), "now": now}
         params["attempts"] = attempt
         return [(QUERIES["ack"], params)]
     deliveries = attempts or [None] * len(job_ids)
-    if results is None and len(job_ids) > 1:
+    if results is None and job_ids:
         if deliveries.count(deliveries[0]) == len(deliveries):
             groups = {deliveries[0]: list(job_ids)}  # the usual batch: checked in C
         else:
@@ -91,7 +112,7 @@ def ack_statements(
                 groups.setdefault(attempt, []).append(job_id)
         return [
             # "list": the ids (no statement parameter; see ack_batch).
-            (ACK_MANY, {"ids": json.dumps(ids), "list": ids, "attempts": attempt, "now": now})
+            (ACK_MANY, {"ids": json_ids(ids), "list": ids, "attempts": attempt, "now": now})
             for attempt, ids in groups.items()
         ]
     ack = QUERIES["ack"]

@@ -47,6 +47,7 @@ _MIGRATIONS: Final = {
     5: "migrate_5",
     6: "migrate_limits",
     7: "migrate_dependencies",
+    8: "migrate_limits_spend",
 }
 _SCHEMA_VERSION: Final = max(_MIGRATIONS)
 _BUSY_CODES: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -89,12 +90,18 @@ def _derived(base: str, *edits: tuple[str, str]) -> str:
 # - the ack without a result of a job claimed here (its seq and result_ttl known): found
 #   by rowid (not through the id index), and no RETURNING, whose buffer is another
 #   ephemeral table (result_ttl never changes: the store knows the new expiry).
+# - several jobs, no holder: holder_attempts left alone, so that the token trigger does not
+#   run once per job (the claim's transaction spends them at once: see spend_tokens).
 _ONE: Final = ("WHERE seq IN (", "WHERE seq = (")
 _ANONYMOUS: Final = ("holder = :holder", "holder = NULL")
+_UNSPENT: Final = (
+    "holder = :holder,\n    holder_attempts = attempts + 1,",
+    "holder = NULL,",
+)
 #: The claim statement by (one job, no holder).
 CLAIMS: Final = {
     (False, False): QUERIES["claim_limited"],
-    (False, True): _derived("claim_limited", _ANONYMOUS),
+    (False, True): _derived("claim_limited", _UNSPENT),
     (True, False): _derived("claim_limited", _ONE),
     (True, True): _derived("claim_limited", _ONE, _ANONYMOUS),
 }

@@ -657,3 +657,32 @@ SELECT id FROM jobs
 WHERE id IN (SELECT parent FROM job_dependencies INDEXED BY job_dependencies_expiry
              WHERE parent_expires_at <= :now ORDER BY parent_expires_at LIMIT :batch)
   AND expires_at <= :now;
+
+-- name: migrate_limits_spend
+-- Version 8: the token trigger watches holder_attempts, not attempts. Every claim sets it
+-- (and so fires the trigger, once per job) but the anonymous claim of several jobs (the
+-- Disque server's GETJOB), which leaves it alone (no holder to release its jobs) and
+-- spends its tokens in its own transaction, in one statement (spend_tokens): the trigger's
+-- program costs about 3.9k instructions per job even where its WHEN is false. A process
+-- of the previous version sets holder_attempts in every claim: its claims still spend.
+DROP TRIGGER IF EXISTS queue_limits_spend;
+CREATE TRIGGER IF NOT EXISTS queue_limits_spend AFTER UPDATE OF holder_attempts ON jobs
+WHEN new.state = 2 AND old.state = 1
+     AND EXISTS (SELECT 1 FROM queue_limits AS l WHERE l.queue = new.queue
+                 AND l.rate_count IS NOT NULL)
+BEGIN
+    UPDATE queue_limits
+    SET tokens = min(rate_count,
+                     tokens + max(0, new.leased_at - filled_at) * rate_count / rate_per) - 1,
+        filled_at = max(filled_at, new.leased_at)
+    WHERE queue = new.queue AND rate_count IS NOT NULL; END;  -- one line: see _script
+
+-- name: spend_tokens
+-- What queue_limits_spend does for each job a claim takes, for the :claimed jobs an
+-- anonymous claim of several (which does not fire it) took from :queue at :now, in the
+-- claim's transaction: the refill, then a token per job.
+UPDATE queue_limits
+SET tokens = min(rate_count, tokens + max(0, :now - filled_at) * rate_count / rate_per)
+             - :claimed,
+    filled_at = max(filled_at, :now)
+WHERE queue = :queue AND rate_count IS NOT NULL;

@@ -14,7 +14,7 @@ import operator
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final, TypeVar
 
 from ...errors import (
@@ -32,7 +32,6 @@ from .._sql import (
     SEQ,
     STATE_CODES,
     STATES,
-    headers_column,
     row_to_job,
 )
 from ..store import Store
@@ -53,6 +52,7 @@ from .database import _UNKNOWN, INSERTS, LAZY_VERSION_SECONDS
 from .database import QUERIES as QUERIES
 from .dependencies import Released, ack_parents, admit, channels_of, resolve, resolve_all
 from .dependencies import insert as insert_dependants
+from .inserts import inserts_of, job_row, next_due_of
 from .limits import any_limited
 from .observe import SqliteObserve
 from .unique import unique_holders
@@ -94,12 +94,12 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 self._add_one(job, now)
                 return {}
         # Typed loosely: a unique add appends its key and states mask to each row.
-        rows: list[tuple[Any, ...]] = [_row(job, now) for job in jobs]
+        rows: list[tuple[Any, ...]] = [job_row(job, now) for job in jobs]
         if len(rows) == 1 and max_len is None and not jobs[0].depends_on:
             job = jobs[0]
             row = (*rows[0], job.unique_key, job.unique_states)
             inserted = self._write(QUERIES["insert_unique_one"], row, tracked=True).rowcount
-            self._lower_due(_next_due_of(rows))
+            self._lower_due(next_due_of(rows))
             if inserted:
                 self._announce([job.queue])
                 return {}
@@ -111,7 +111,7 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
         ready = job.run_at <= now
         # NULLs in the statement's text for a job's None columns (see INSERTS).
         sql, params = INSERTS[job.type is None, job.expires_at is None, not job.headers]
-        row = params(_row(job, now))
+        row = params(job_row(job, now))
         with self._held as conn:  # (_connection(), without the call: hot path)
             inserted = conn.execute(sql, row).rowcount
             self._wrote(True)
@@ -162,8 +162,8 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
                 rows, pairs = admit(conn, QUERIES, [job for job, _ in kept], rows, now)
                 insert_dependants(conn, QUERIES, rows, pairs)
             else:
-                conn.executemany(*_inserts(rows, unique))
-        self._lower_due(_next_due_of(rows))
+                conn.executemany(*inserts_of(rows, unique))
+        self._lower_due(next_due_of(rows))
         self._lower_due(released.due_at)
         released.channels.update(channels_of(rows) if dependants else {row[1] for row in rows})
         self._announce(released.channels)
@@ -191,17 +191,21 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
     ) -> list[T]:
         now = self.clock.now()
         key = tuple(queues)
-        lazy = key not in self._idle
         with self._held as conn:  # (_connection(), without the call: hot path)
-            # What _catch_up does when it has nothing to do, without its calls: nothing
-            # due, and data_version read less than LAZY_VERSION_SECONDS ago.
-            if not (
-                lazy
-                and now < self._due_at
-                and time.monotonic() - self._version_checked < LAZY_VERSION_SECONDS
-            ):
-                self._catch_up(conn, now, lazy=lazy)
+            self._before_claim(conn, now, key)
             return self._claim_in(conn, key, count, holder, now, read)
+
+    def _before_claim(self, conn: sqlite3.Connection, now: float, key: tuple[str, ...]) -> None:
+        """Apply what time made due, as a claim on ``key`` does first."""
+        lazy = key not in self._idle
+        # What _catch_up does when it has nothing to do, without its calls: nothing
+        # due, and data_version read less than LAZY_VERSION_SECONDS ago.
+        if not (
+            lazy
+            and now < self._due_at
+            and time.monotonic() - self._version_checked < LAZY_VERSION_SECONDS
+        ):
+            self._catch_up(conn, now, lazy=lazy)
 
     def _claim_in(
         self,
@@ -277,6 +281,9 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
             rows = conn.execute(read.select, params).fetchall()
             if rows and conn.execute(read.update[anonymous], params).rowcount != len(rows):
                 raise StoreError("SQLite", "a claim took other jobs than it read")
+            if rows and anonymous:  # its claim fired no token trigger (see CLAIMS)
+                spent = {"queue": params["queue"], "now": params["now"], "claimed": len(rows)}
+                conn.execute(QUERIES["spend_tokens"], spent)
         return rows
 
     def _holding(self, conn: sqlite3.Connection, queues: tuple[str, ...]) -> list[str]:
@@ -354,15 +361,40 @@ class SqliteStore(SqliteObserve, SqliteAdmin, Store):
         holder: str | None = None,
     ) -> tuple[list[str], list[Job]]:
         """Ack, then claim, in one transaction (one commit); see :meth:`Store.ack_and_claim`."""
+        return self._ack_and_claim(job_ids, results, attempts, queues, count, holder, JOBS)
+
+    def ack_and_claim_deliveries(
+        self,
+        job_ids: Sequence[str],
+        queues: Sequence[str],
+        count: int,
+        *,
+        holder: str | None = None,
+    ) -> tuple[list[str], list[Delivery]]:
+        """Ack by id, then claim deliveries, in one transaction (one commit); see
+        :meth:`Store.ack_and_claim_deliveries`."""
+        return self._ack_and_claim(job_ids, None, None, queues, count, holder, DELIVERIES)
+
+    def _ack_and_claim(
+        self,
+        job_ids: Sequence[str],
+        results: Sequence[EncodedResult] | None,
+        attempts: Sequence[int | None] | None,
+        queues: Sequence[str],
+        count: int,
+        holder: str | None,
+        read: ClaimRows[T],
+    ) -> tuple[list[str], list[T]]:
         now = self.clock.now()
-        statements = ack_statements(job_ids, results, attempts, now)
+        # Even one id's ack is a batch's (ack_batch): a job kept for no time is deleted now.
+        statements = ack_statements(job_ids, results, attempts, now, batch=True)
         key = tuple(queues)
-        with self._connection() as conn:
-            self._catch_up(conn, now, lazy=key not in self._idle)
+        with self._held as conn:  # (_connection(), without the call: hot path)
+            self._before_claim(conn, now, key)
             with self._committed(conn, tracked=True):
                 rows = self._run_acks(conn, statements)
                 released = ack_parents(conn, QUERIES, rows, job_ids, results, attempts, now)
-                claimed = self._claim_in(conn, key, count, holder, now, JOBS)
+                claimed = self._claim_in(conn, key, count, holder, now, read)
         return self._acked(rows, released, now), claimed
 
     #: Whether the last batch of acks (``ack_many``) held jobs kept for no time once done.
@@ -644,49 +676,3 @@ _NEVER: Final = float("inf")
 #: The most claimed jobs known for their ack (see ``_ack_claimed``); past it they are
 #: forgotten (their acks then find the row by id and read the new expiry back).
 _MAX_CLAIMED: Final = 10_000
-#: Bodies up to this size are bound as a bytearray copy (cheaper than sqlite3's adapter
-#: lookup for bytes, about a microsecond); larger ones as they are.
-_COPIED_BODY: Final = 4096
-
-
-def _row(job: Job, now: float) -> tuple[Any, ...]:
-    """The ``insert`` statement's parameters for a job."""
-    body = job.raw_body
-    return (
-        job.id,
-        job.queue,
-        1 if job.run_at <= now else 0,
-        job.priority,
-        job.run_at,
-        job.created_at,
-        # A short body as a bytearray, which sqlite3 binds as it is (bytes it adapts).
-        bytearray(body) if type(body) is bytes and len(body) <= _COPIED_BODY else body,
-        int(job.encoding),
-        job.type,
-        job.retry_after,
-        job.expires_at,
-        job.max_attempts,
-        job.result_ttl,
-        headers_column(job.headers) if job.headers else None,
-    )
-
-
-def _inserts(rows: list[tuple[Any, ...]], unique: bool) -> tuple[str, Iterable[Sequence[Any]]]:
-    """The statement that inserts rows of :func:`_row` (with a unique key: of
-    ``insert_unique``), and its parameters: when the rows agree on which of their type,
-    TTL and headers are None (the usual batch), NULLs in the text (see ``INSERTS``)."""
-    if unique:
-        return QUERIES["insert_unique"], rows
-    nulls = {(row[8] is None, row[10] is None, row[13] is None) for row in rows}
-    if len(nulls) > 1:
-        return QUERIES["insert"], rows
-    sql, params = INSERTS[nulls.pop()]
-    return sql, map(params, rows)
-
-
-def _next_due_of(rows: Sequence[Sequence[Any]]) -> float | None:
-    """The earliest time-driven change new job rows bring (a delay or a TTL running out),
-    None for none: rows as the insert takes them (ready flag 2, run_at 4, expires_at 10)."""
-    times = [row[4] for row in rows if not row[2]]
-    times.extend(row[10] for row in rows if row[10] is not None)
-    return min(times, default=None)

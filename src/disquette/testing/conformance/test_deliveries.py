@@ -108,3 +108,27 @@ def test_claim_deliveries_record_the_holder(store_url: str, clock: ManualClock) 
         _both(jobs, ["q"], 2, holder="host:1")
         assert jobs.release_leases("host:1") == 4
         assert jobs.qlen("claim-q") == jobs.qlen("deliveries-q") == 2
+
+
+@pytest.mark.parametrize("result_ttl", [0.0, 3600.0])
+def test_ack_and_claim_deliveries_acks_then_claims(
+    store_url: str, clock: ManualClock, result_ttl: float
+) -> None:
+    with connect(store_url, clock=clock) as jobs:
+        jobs.result_ttl(result_ttl).add_many([b"1", b"2", b"3", b"4"], "cycle")
+        store = jobs.store
+        held = store.claim_deliveries(["cycle"], 2)
+        ids = [delivery.id for delivery in held]
+        done, claimed = store.ack_and_claim_deliveries(ids, ["cycle"], 1)
+        assert sorted(done) == sorted(ids)
+        assert [(type(d), d.raw_body, d.queue) for d in claimed] == [(Delivery, b"3", "cycle")]
+        assert store.ack(ids) == []  # done already
+        # The acks stand when the claim finds nothing; one id is acked as a batch is.
+        last = store.claim_deliveries(["cycle"], 5)
+        assert store.ack_and_claim_deliveries([claimed[0].id], ["cycle"], 5) == (
+            [claimed[0].id],
+            [],
+        )
+        assert [d.raw_body for d in last] == [b"4"]
+        assert store.ack([last[0].id, claimed[0].id]) == [last[0].id]
+        assert jobs.qlen("cycle") == 0
