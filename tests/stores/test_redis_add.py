@@ -86,3 +86,16 @@ async def test_the_async_add_decides_alike(tmp_path: Path) -> None:
             JobState.QUEUED,
             JobState.SCHEDULED,
         ]
+
+
+@pytest.mark.parametrize("delay", [0.0, 30.0])
+@pytest.mark.parametrize("type_", [None, "mail"])
+def test_a_plain_add_keeps_its_type_due_or_delayed(
+    tmp_path: Path, delay: float, type_: str | None
+) -> None:
+    with connect(conformance_url(tmp_path), clock=ManualClock(NOW)) as jobs:
+        job_id = jobs.type(type_).delay(delay).add("body", "q")
+        shown = jobs.show(job_id)
+        assert shown is not None
+        assert (shown.type, shown.run_at, shown.body) == (type_, NOW + delay, "body")
+        assert shown.state is (JobState.SCHEDULED if delay else JobState.QUEUED)

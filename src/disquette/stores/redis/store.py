@@ -203,14 +203,19 @@ class RedisStore(Store):
                 queue = jobs[0].queue
                 key = self.runner.ready_key(queue)
                 # add1.lua reads the clock's now only to tell a due job (run_at <= now)
-                # from a delayed one: for a due job run_at's own text tells it the same,
-                # and a float spelled once, not twice, is about 8,000 instructions less
-                # (repr, as the packers spell floats, so that the hash keeps the same text).
-                now = self.clock.now()
-                at = repr(run_at)
-                args = [queue, job_id, record, at, options[1:]]
-                reply = self.runner.call("add1", [key], args, at if run_at <= now else now)
-                if reply < 0:
+                # from a delayed one: a due job's run_at stands for now, sent once, so one
+                # float is spelled, not two (about 8,000 instructions; repr, as the packers
+                # spell floats: the hash keeps the same text), and Redis parses one time.
+                # The type and run_at are left out when there is none to send.
+                now: float | str = self.clock.now()
+                args: list[Any] = [queue, job_id, record]
+                if run_at <= now:
+                    now = repr(run_at)
+                    if options:
+                        args.append(options[1:])
+                else:
+                    args += [options[1:], repr(run_at)]
+                if self.runner.call("add1", [key], args, now) < 0:
                     raise QueuePaused(queue)
                 return {}  # added, or stored already (a replay)
         dependants = has_parents(jobs)
