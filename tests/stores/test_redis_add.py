@@ -94,7 +94,8 @@ def test_a_plain_add_keeps_its_type_due_or_delayed(
     tmp_path: Path, delay: float, type_: str | None
 ) -> None:
     with connect(conformance_url(tmp_path), clock=ManualClock(NOW)) as jobs:
-        job_id = jobs.type(type_).delay(delay).add("body", "q")
+        client = jobs if type_ is None else jobs.type(type_)
+        job_id = client.delay(delay).add("body", "q")
         shown = jobs.show(job_id)
         assert shown is not None
         assert (shown.type, shown.run_at, shown.body) == (type_, NOW + delay, "body")
