@@ -196,11 +196,13 @@ def test_the_one_job_add_keeps_the_marker_and_the_pause_bits_as_add_does() -> No
         replies = [
             server.evalsha(SCRIPTS["add1"].sha, 1, marker[:-1] + "r", *argv)
             for argv in (
-                [prefix, "", 1.0, "q", first, b"", 0.0, ""],  # stored: a replay
-                [prefix, "", 1.0, "q", "D-new", b"", 0.0, ""],
+                [prefix, "", 1.0, "q", first, b"", "", 0.0],  # stored: a replay
+                [prefix, "", 1.0, "q", "D-new", b"", "", 0.0],
+                [prefix, "", 1.0, "q", "D-due-now", b""],  # no type, run_at: NOW
             )
         ]
-        assert replies == [0, 1]  # an integer: the reply the client parses fastest
+        assert replies == [0, 1, 1]  # an integer: the reply the client parses fastest
+        assert server.hget(jobs.store.runner.job_key("D-due-now", None), "r") == b"1.0"  # type: ignore[attr-defined]
 
 
 def test_threads_sharing_a_store_each_use_their_own_connection() -> None:

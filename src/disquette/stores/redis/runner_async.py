@@ -57,6 +57,8 @@ class AsyncScriptRunner:
         self._flag = "1" if cluster else ""
         self._queues_key = self.prefix + "queues"
         self._known_queues: set[str] = set()
+        #: Registered queues' ready-set keys (``ready_key``).
+        self._ready_keys: dict[str, str] = {}
         self._lookup_cache: dict[str, str] = {}
         kwargs: dict[str, Any] = {"retry": redis.asyncio.retry.Retry(NoBackoff(), 0)}
         self._conn: redis.asyncio.Redis | redis.asyncio.RedisCluster
@@ -142,15 +144,19 @@ class AsyncScriptRunner:
         result: list[Any] = await pipe.execute()
         return result
 
-    def script_argv(self, args: Sequence[Any]) -> list[Any]:
-        """A script's ARGV: the calling convention of ``common.lua``, then ``args``."""
-        return [self.prefix, self._flag, self.clock.now(), *args]
+    def script_argv(self, args: Sequence[Any], now: float | str | None = None) -> list[Any]:
+        """A script's ARGV: the calling convention of ``common.lua``, then ``args``;
+        ``now`` the clock's, unless given (a time read already, or its text)."""
+        return [self.prefix, self._flag, self.clock.now() if now is None else now, *args]
 
-    async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def call(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], now: float | str | None = None
+    ) -> Any:
         """Run a script by SHA (loading it again after a SCRIPT FLUSH or a restart); its
-        reply as is (``add1.lua``'s integer: see :meth:`run` for the others)."""
+        reply as is (``add1.lua``'s integer: see :meth:`run` for the others). ``now``: see
+        :meth:`script_argv`."""
         script = SCRIPTS[name]
-        numkeys_keys_argv = (len(keys), *keys, *self.script_argv(args))  # for both tries
+        numkeys_keys_argv = (len(keys), *keys, *self.script_argv(args, now))  # for both tries
         execute = self._commands.execute
         try:
             return await self._retrying(execute, "EVALSHA", script.sha, *numkeys_keys_argv)
@@ -185,6 +191,15 @@ class AsyncScriptRunner:
         if new:
             await self.command("SADD", self._queues_key, *new)
             self._known_queues.update(new)
+
+    async def ready_key(self, queue: str) -> str:
+        """A queue's ready-set key, the queue registered (:meth:`register`): the one-by-one
+        add's two steps for a queue, from one dict lookup once it is known."""
+        key = self._ready_keys.get(queue)
+        if key is None:
+            await self.register((queue,))
+            key = self._ready_keys[queue] = self.queue_key(queue, "r")
+        return key
 
     async def all_queues(self) -> list[str]:
         """Every queue registered, sorted."""

@@ -4,15 +4,19 @@
 -- but for a type; no max_len, no hold (replicate), no parents; one server, not a Cluster
 -- (which also publishes wake-ups and maps ids: add.lua does that). KEYS[1] the queue's
 -- ready set ("<base>r", its other keys are beside it), ARGV[4] the queue, ARGV[5] the id,
--- ARGV[6] m, ARGV[7] run_at, ARGV[8] the type ("" for none). Returns 1 (added), 0 (an id
--- already stored: a replay) or -1 (the queue is paused for input): an integer, which
--- costs Redis and the client less than add.lua's tables.
+-- ARGV[6] m, ARGV[7] the type ("" or left out for none), ARGV[8] run_at, left out for a
+-- job due now: then NOW (ARGV[3]) is its run_at, the text and the number read once (the
+-- client sends a due job's run_at as NOW, see AsyncRedisStore.add). Returns 1 (added), 0
+-- (an id already stored: a replay) or -1 (the queue is paused for input): an integer,
+-- which costs Redis and the client less than add.lua's tables.
 --
 -- Every redis.call costs Redis more than the command's own work (about 5,000
 -- instructions, measured with callgrind on Redis 7.0), so the usual add makes four:
 -- EXISTS reads the job's hash, the pause bits and the marker at once (EXISTS counts a key
 -- named twice twice: the job weighs 4, the bits 2, the marker 1), and the marker is only
--- written when it changes.
+-- written when it changes. A number given to redis.call is spelled by snprintf (about
+-- 2,000 instructions) and a text read by tonumber parsed by strtod (as much for a time):
+-- constants go as text, and each time is read once.
 local ready_key = KEYS[1]
 local base = string.sub(ready_key, 1, -2)
 local id = ARGV[5]
@@ -26,16 +30,17 @@ if found % 4 >= 2 then
     if bits % 2 == 1 then return -1 end
 end
 if found >= 4 then return 0 end
-local seq = redis.call('INCRBY', PREFIX .. 'seq', 1)
-local run_at = ARGV[7]
-local at = tonumber(run_at)
+local seq = redis.call('INCRBY', PREFIX .. 'seq', '1')
+local run_at, at = ARGV[8], NOW
+if run_at then at = tonumber(run_at) else run_at = NOW_S end
 local ready = at <= NOW
 local state = ready and 'q' or 's'
-if ARGV[8] == '' then
+local type_ = ARGV[7]
+if type_ == nil or type_ == '' then
     redis.call('HSET', key, 'q', ARGV[4], 'm', ARGV[6], 'r', run_at, 'sq', seq, 'st', state)
 else
     redis.call('HSET', key, 'q', ARGV[4], 'm', ARGV[6], 'r', run_at, 'sq', seq, 'st', state,
-               't', ARGV[8])
+               't', type_)
 end
 if not ready then
     redis.call('ZADD', base .. 's', run_at, id)
