@@ -160,6 +160,31 @@ def test_ack_and_claim_is_one_transaction(tmp_path: Path) -> None:
         assert jobs.wait(first, timeout=0) == "done"
 
 
+def test_a_worker_acks_one_job_without_a_result_by_one_statement(tmp_path: Path) -> None:
+    # A worker whose handler returned None acks each job with its next claim: the one-job
+    # ack statement, not a batch's json_each and savepoint (the server's ack_and_claim_
+    # deliveries takes those, see below).
+    with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
+        jobs.add_many(["a", "b"], "q")
+        first = jobs.timeout(0).get("q")
+        store = _store(jobs)
+        statements: list[str] = []
+        assert store._conn is not None
+        store._conn.set_trace_callback(statements.append)
+        claimed, lost = jobs.ack_many_and_get([first], [None], "q", count=1)
+        store._conn.set_trace_callback(None)
+        assert ([job.body for job in claimed], lost) == (["b"], None)
+        statements = [text for i, text in enumerate(statements) if statements[i - 1] != text]
+        verbs = [_verb(text) for text in statements]
+        assert [verb for verb in verbs if verb not in ("PRAGMA", "SELECT")] == [
+            "BEGIN",
+            "UPDATE",  # the ack
+            "UPDATE",  # the claim
+            "COMMIT",
+        ]
+        assert jobs.show(first).state is JobState.DONE
+
+
 def test_ack_and_claim_rolls_back_both_on_an_error(tmp_path: Path) -> None:
     with connect(f"sqlite:///{tmp_path / 'jobs.db'}") as jobs:
         jobs.add_many(["a", "b"], "q")
