@@ -59,65 +59,13 @@ class Pending:
             self.then()
 
 
-class Gathered(Generic[R]):
-    """Requests of one kind from every connection, run together once per loop iteration.
+class _Batching:
+    """Runs what connections pushed together, once per loop iteration: started by the
+    first request (:meth:`wake`), then batch after batch until none is left, ``after``
+    following each (the server writes the replies it settled at once)."""
 
-    A SQLite commit or a database round trip costs far more than the Python around it, so
-    the ADDJOBs (GETJOBs, ACKJOBs) that arrive while one store call runs share the next
-    call: one transaction, one commit, for many clients. ``run`` hands each request its
-    outcome and never raises.
-    """
-
-    def __init__(
-        self, run: Callable[[list[R]], Awaitable[None]], after: Callable[[], object]
-    ) -> None:
-        self._run = run
-        #: Called after each batch (the server writes the replies it settled at once).
+    def __init__(self, after: Callable[[], object]) -> None:
         self._after = after
-        self._queue: list[R] = []
-        self._running = False
-        self._task: asyncio.Task[None] | None = None
-
-    def push(self, request: R) -> None:
-        """Run ``request`` with the next batch."""
-        self._queue.append(request)
-        if self._running:
-            return
-        self._running = True
-        asyncio.get_running_loop().call_soon(self._start)
-
-    def _start(self) -> None:
-        task = start(self._drain())
-        if task is not None:
-            self._task = task  # a reference: the loop keeps tasks weakly
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                await self._run(batch)
-                self._after()
-        finally:
-            self._running = False
-            self._task = None
-
-
-class Settling:
-    """ACKJOBs and GETJOBs from every connection, run together once per loop iteration:
-    both kinds of a batch share one store call when the store can take them so
-    (:func:`run_settles`: SQLite commits the acks and the claim at once), as a worker
-    that finished jobs acks them and claims the next ones in one call. ``acks`` and
-    ``claims`` take the requests of each kind."""
-
-    def __init__(
-        self,
-        run: Callable[[list[AckRequest], list[ClaimRequest]], Awaitable[None]],
-        after: Callable[[], object],
-    ) -> None:
-        self._run = run
-        self._after = after
-        self.acks = _Lane[AckRequest](self)
-        self.claims = _Lane[ClaimRequest](self)
         self._running = False
         self._task: asyncio.Task[None] | None = None
 
@@ -134,16 +82,73 @@ class Settling:
             self._task = task  # a reference: the loop keeps tasks weakly
 
     async def _drain(self) -> None:
-        acks, claims = self.acks, self.claims
         try:
-            while acks.queue or claims.queue:
-                ack_batch, acks.queue = acks.queue, []
-                claim_batch, claims.queue = claims.queue, []
-                await self._run(ack_batch, claim_batch)
+            while await self._run_batch():
                 self._after()
         finally:
             self._running = False
             self._task = None
+
+    async def _run_batch(self) -> bool:
+        """Run the requests pushed so far; False when there were none."""
+        raise NotImplementedError
+
+
+class Gathered(_Batching, Generic[R]):
+    """Requests of one kind from every connection, run together once per loop iteration.
+
+    A SQLite commit or a database round trip costs far more than the Python around it, so
+    the ADDJOBs that arrive while one store call runs share the next call: one
+    transaction, one commit, for many clients. ``run`` hands each request its outcome and
+    never raises.
+    """
+
+    def __init__(
+        self, run: Callable[[list[R]], Awaitable[None]], after: Callable[[], object]
+    ) -> None:
+        super().__init__(after)
+        self._run = run
+        self._queue: list[R] = []
+
+    def push(self, request: R) -> None:
+        """Run ``request`` with the next batch."""
+        self._queue.append(request)
+        if not self._running:
+            self.wake()
+
+    async def _run_batch(self) -> bool:
+        if not self._queue:
+            return False
+        batch, self._queue = self._queue, []
+        await self._run(batch)
+        return True
+
+
+class Settling(_Batching):
+    """ACKJOBs and GETJOBs from every connection, run together once per loop iteration:
+    both kinds of a batch share one store call when the store can take them so
+    (:func:`run_settles`: SQLite commits the acks and the claim at once), as a worker
+    that finished jobs acks them and claims the next ones in one call. ``acks`` and
+    ``claims`` take the requests of each kind."""
+
+    def __init__(
+        self,
+        run: Callable[[list[AckRequest], list[ClaimRequest]], Awaitable[None]],
+        after: Callable[[], object],
+    ) -> None:
+        super().__init__(after)
+        self._run = run
+        self.acks = _Lane[AckRequest](self)
+        self.claims = _Lane[ClaimRequest](self)
+
+    async def _run_batch(self) -> bool:
+        acks, claims = self.acks, self.claims
+        if not (acks.queue or claims.queue):
+            return False
+        ack_batch, acks.queue = acks.queue, []
+        claim_batch, claims.queue = claims.queue, []
+        await self._run(ack_batch, claim_batch)
+        return True
 
 
 class _Lane(Generic[R]):
