@@ -32,9 +32,9 @@ from disquette.errors import (
 )
 from disquette.job import new_job_id
 from disquette.stores.redis.admin import STATS_CHUNK
-from disquette.stores.redis.claims import ClaimTokens
 from disquette.stores.redis.codec import claimed_jobs, queue_base
 from disquette.stores.redis.store import RedisStore
+from disquette.stores.redis.tokens import ClaimTokens
 from tests.servers.proxy import ReplyLosingProxy, replay_ack_nack_and_fail
 from tests.servers.redis import (
     RedisCluster,

@@ -17,9 +17,7 @@ with the same receipt, which returns what the first one leased if it ran.
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -39,6 +37,7 @@ from .held import HeldCommands
 from .runner import ScriptRunner
 from .scripts import SCRIPTS
 from .timers import DueTimers
+from .tokens import CLAIM_TOKENS
 from .url import open_client
 
 #: How long a blocked get's stamp lives (ms; see claim.lua): longer than any block.
@@ -51,30 +50,6 @@ DUE_CACHE_SIZE: Final = 10_000
 #: drops the connection (the watchdog: a connection left blocked on a server that lost it
 #: in a reconnect would otherwise never answer).
 BLOCK_MARGIN: Final = 2.0
-
-
-class ClaimTokens:
-    """Claim tokens (see ``claim.lua``), unique while their receipts live: this process's
-    random prefix, drawn again in a forked child, then a counter. ``os.urandom`` made one
-    system call per claim, two per blocked get of an idle worker."""
-
-    def __init__(self) -> None:
-        self.renew()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self.renew)
-
-    def renew(self) -> None:
-        """A new prefix and counter (a forked child must not repeat its parent's tokens)."""
-        self._prefix = os.urandom(8).hex()
-        self._count = itertools.count()
-
-    def next(self) -> str:
-        """A token no other claim of any process is using."""
-        return f"{self._prefix}{next(self._count):x}"
-
-
-#: The tokens of every store of this process.
-CLAIM_TOKENS: Final = ClaimTokens()
 
 
 class Claims:
